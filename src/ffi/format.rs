@@ -1,0 +1,428 @@
+//! `AVFormatContext` owners: an input (demuxer) with a cancellable interrupt callback, and
+//! an output (muxer) whose file can be swapped between segments.
+
+use std::ffi::CStr;
+use std::os::raw::{c_int, c_void};
+use std::path::Path;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ffmpeg_sys_next as sys;
+
+use super::{check, cstring, step, AvError, CodecContext, Dictionary, Packet, Rational, Step};
+
+/// Cancels blocking FFmpeg I/O: FFmpeg polls it through `AVIOInterruptCB` while it waits.
+///
+/// It trips when [`Interrupt::interrupt`] was called (stop or abort) or when an armed
+/// deadline passes (an I/O timeout), so no read or connect waits longer than we allow.
+#[derive(Debug)]
+pub struct Interrupt {
+    base: Instant,
+    interrupted: AtomicBool,
+    /// Milliseconds after `base` at which I/O gives up; 0 = no deadline.
+    deadline_ms: AtomicU64,
+    timed_out: AtomicBool,
+}
+
+impl Interrupt {
+    /// A fresh, untripped interrupt.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            base: Instant::now(),
+            interrupted: AtomicBool::new(false),
+            deadline_ms: AtomicU64::new(0),
+            timed_out: AtomicBool::new(false),
+        })
+    }
+
+    /// Makes every blocking FFmpeg call on inputs using this interrupt return promptly.
+    pub fn interrupt(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`Interrupt::interrupt`] was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Gives the next blocking operation `timeout` before it is cut off.
+    pub fn arm(&self, timeout: Duration) {
+        let at = self.base.elapsed() + timeout;
+        self.timed_out.store(false, Ordering::Relaxed);
+        self.deadline_ms.store((at.as_millis() as u64).max(1), Ordering::Relaxed);
+    }
+
+    /// Removes the deadline.
+    pub fn disarm(&self) {
+        self.deadline_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// True when the last armed deadline tripped.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out.load(Ordering::Relaxed)
+    }
+
+    fn should_abort(&self) -> bool {
+        if self.is_interrupted() {
+            return true;
+        }
+        let deadline = self.deadline_ms.load(Ordering::Relaxed);
+        if deadline != 0 && self.base.elapsed().as_millis() as u64 >= deadline {
+            self.timed_out.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+}
+
+/// The `AVIOInterruptCB` function. Never unwinds into C: atomics only, under `catch_unwind`.
+unsafe extern "C" fn interrupt_callback(opaque: *mut c_void) -> c_int {
+    if opaque.is_null() {
+        return 0;
+    }
+    // SAFETY: opaque is `Arc::as_ptr` of an Interrupt that the InputContext keeps alive for
+    // as long as FFmpeg can call back (until avformat_close_input returns).
+    let state = unsafe { &*(opaque as *const Interrupt) };
+    std::panic::catch_unwind(|| c_int::from(state.should_abort())).unwrap_or(1)
+}
+
+/// What the pipeline needs to know about one elementary stream of an input.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    /// Index in the container.
+    pub index: usize,
+    /// Codec name (e.g. `h264`), or `none`.
+    pub codec_name: String,
+    /// Time base of the stream's timestamps.
+    pub time_base: Rational,
+    /// FFmpeg's best guess of the frame rate (video); 0/0 when unknown.
+    pub frame_rate: Rational,
+    /// Width in pixels (video).
+    pub width: i32,
+    /// Height in pixels (video).
+    pub height: i32,
+    /// Sample aspect ratio (video); 0/1 when unknown.
+    pub sample_aspect_ratio: Rational,
+    /// Sample rate (audio).
+    pub sample_rate: i32,
+    /// Channel count (audio).
+    pub channels: i32,
+    /// Start time in `time_base`, or [`super::NO_PTS`].
+    pub start_time: i64,
+}
+
+/// An opened input (`avformat_open_input` + `avformat_find_stream_info`).
+pub struct InputContext {
+    ptr: NonNull<sys::AVFormatContext>,
+    /// Keeps the callback's opaque pointer valid for the context's whole life.
+    _interrupt: Arc<Interrupt>,
+}
+
+// SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the
+// interrupt it points at is Sync (atomics only).
+unsafe impl Send for InputContext {}
+
+impl InputContext {
+    /// Opens `url` (with an optional forced input format such as `lavfi`), reads enough to
+    /// know its streams, and returns it. `options` go to the demuxer and protocol; keys they
+    /// did not recognise are returned alongside.
+    pub fn open(
+        url: &str,
+        format: Option<&str>,
+        mut options: Dictionary,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(Self, Vec<String>), AvError> {
+        super::init();
+        let c_url = cstring(url, "avformat_open_input")?;
+        let fmt = match format {
+            Some(name) => {
+                let c_name = cstring(name, "av_find_input_format")?;
+                // SAFETY: c_name is a valid C string; the result is a static descriptor.
+                let f = unsafe { sys::av_find_input_format(c_name.as_ptr()) };
+                if f.is_null() {
+                    return Err(AvError::new(sys::AVERROR_DEMUXER_NOT_FOUND, "av_find_input_format"));
+                }
+                f
+            }
+            None => ptr::null(),
+        };
+        // SAFETY: avformat_alloc_context has no preconditions.
+        let mut raw = unsafe { sys::avformat_alloc_context() };
+        if raw.is_null() {
+            return Err(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_alloc_context"));
+        }
+        // SAFETY: raw is a fresh context; installing the callback before the open means the
+        // connect itself is cancellable. The Arc outlives the context (stored in Self, or
+        // held by this frame until avformat_open_input has freed the context on failure).
+        let ret = unsafe {
+            (*raw).interrupt_callback = sys::AVIOInterruptCB {
+                callback: Some(interrupt_callback),
+                opaque: Arc::as_ptr(&interrupt) as *mut c_void,
+            };
+            sys::avformat_open_input(&mut raw, c_url.as_ptr(), fmt, options.as_mut_ptr())
+        };
+        // On failure avformat_open_input frees the context and sets raw to NULL.
+        check(ret, "avformat_open_input")?;
+        let ctx = Self {
+            ptr: NonNull::new(raw).expect("avformat_open_input succeeded with NULL"),
+            _interrupt: interrupt,
+        };
+        // SAFETY: ctx is an opened input; NULL options are allowed.
+        check(
+            unsafe { sys::avformat_find_stream_info(ctx.ptr.as_ptr(), ptr::null_mut()) },
+            "avformat_find_stream_info",
+        )?;
+        Ok((ctx, options.keys()))
+    }
+
+    /// The best stream of a kind (`av_find_best_stream`), if any.
+    fn best_stream(&self, kind: sys::AVMediaType) -> Option<usize> {
+        // SAFETY: the context is open; no decoder is requested back.
+        let r = unsafe { sys::av_find_best_stream(self.ptr.as_ptr(), kind, -1, -1, ptr::null_mut(), 0) };
+        usize::try_from(r).ok()
+    }
+
+    /// The best video stream, if any.
+    pub fn best_video(&self) -> Option<usize> {
+        self.best_stream(sys::AVMediaType::AVMEDIA_TYPE_VIDEO)
+    }
+
+    /// The best audio stream, if any.
+    pub fn best_audio(&self) -> Option<usize> {
+        self.best_stream(sys::AVMediaType::AVMEDIA_TYPE_AUDIO)
+    }
+
+    /// Number of streams in the container.
+    pub fn nb_streams(&self) -> usize {
+        // SAFETY: reading a plain field of an open context.
+        unsafe { self.ptr.as_ref().nb_streams as usize }
+    }
+
+    fn stream(&self, index: usize) -> *mut sys::AVStream {
+        assert!(index < self.nb_streams(), "stream index out of range");
+        // SAFETY: index < nb_streams, so the slot holds a valid stream pointer.
+        unsafe { *self.ptr.as_ref().streams.add(index) }
+    }
+
+    /// Describes one stream.
+    pub fn stream_info(&self, index: usize) -> StreamInfo {
+        let st = self.stream(index);
+        // SAFETY: st and its codecpar are valid while the context is open; the codec name is
+        // a static string.
+        unsafe {
+            let par = &*(*st).codecpar;
+            let frame_rate = sys::av_guess_frame_rate(self.ptr.as_ptr(), st, ptr::null_mut());
+            let name = sys::avcodec_get_name(par.codec_id);
+            StreamInfo {
+                index,
+                codec_name: if name.is_null() {
+                    "none".into()
+                } else {
+                    CStr::from_ptr(name).to_string_lossy().into_owned()
+                },
+                time_base: Rational::from_av((*st).time_base),
+                frame_rate: Rational::from_av(frame_rate),
+                width: par.width,
+                height: par.height,
+                sample_aspect_ratio: Rational::from_av(par.sample_aspect_ratio),
+                sample_rate: par.sample_rate,
+                channels: par.ch_layout.nb_channels,
+                start_time: (*st).start_time,
+            }
+        }
+    }
+
+    /// Opens a decoder for a stream. `options` go to the codec (e.g. `max_pixels`).
+    pub fn open_decoder(&self, index: usize, options: Dictionary) -> Result<CodecContext, AvError> {
+        let st = self.stream(index);
+        // SAFETY: st is a valid stream of this open context; codecpar is valid alongside.
+        let (par, tb) = unsafe { ((*st).codecpar as *const sys::AVCodecParameters, (*st).time_base) };
+        CodecContext::open_decoder(par, Rational::from_av(tb), options)
+    }
+
+    /// Tells the demuxer to drop every stream but these (saves reading/parsing work).
+    pub fn keep_only(&mut self, keep: &[usize]) {
+        for i in 0..self.nb_streams() {
+            if !keep.contains(&i) {
+                // SAFETY: i < nb_streams; writing the discard field is how callers select streams.
+                unsafe { (*self.stream(i)).discard = sys::AVDiscard::AVDISCARD_ALL }
+            }
+        }
+    }
+
+    /// Reads the next packet into `pkt` (which is unreferenced first).
+    pub fn read(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
+        pkt.unref();
+        // SAFETY: both the context and the packet are valid and owned by us.
+        step(unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) }, "av_read_frame")
+    }
+
+    /// Total bytes read from the underlying I/O so far (0 for inputs without one, e.g. lavfi).
+    pub fn bytes_read(&self) -> u64 {
+        // SAFETY: pb is NULL or a valid AVIOContext owned by the open context.
+        unsafe {
+            let pb = self.ptr.as_ref().pb;
+            if pb.is_null() {
+                0
+            } else {
+                u64::try_from((*pb).bytes_read).unwrap_or(0)
+            }
+        }
+    }
+}
+
+impl Drop for InputContext {
+    fn drop(&mut self) {
+        let mut p = self.ptr.as_ptr();
+        // SAFETY: we own the opened context; avformat_close_input closes its I/O and frees it.
+        unsafe { sys::avformat_close_input(&mut p) }
+    }
+}
+
+/// An output muxer context whose file (`pb`) can be closed and reopened, so one muxer
+/// writes a run of segments with continuous timestamps (as FFmpeg's own HLS muxer does).
+pub struct OutputContext {
+    ptr: NonNull<sys::AVFormatContext>,
+}
+
+// SAFETY: a muxer context has no thread affinity and this owner is its only handle.
+unsafe impl Send for OutputContext {}
+
+impl OutputContext {
+    /// Allocates a muxer by short name (e.g. `mpegts`).
+    pub fn new(format_name: &str) -> Result<Self, AvError> {
+        super::init();
+        let name = cstring(format_name, "avformat_alloc_output_context2")?;
+        let mut raw = ptr::null_mut();
+        // SAFETY: raw receives a new context; the format name is a valid C string.
+        check(
+            unsafe { sys::avformat_alloc_output_context2(&mut raw, ptr::null(), name.as_ptr(), ptr::null()) },
+            "avformat_alloc_output_context2",
+        )?;
+        Ok(Self {
+            ptr: NonNull::new(raw).ok_or(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_alloc_output_context2"))?,
+        })
+    }
+
+    /// Adds a stream carrying what `encoder` produces; returns its index.
+    pub fn add_stream(&mut self, encoder: &CodecContext) -> Result<i32, AvError> {
+        // SAFETY: the context is ours; the new stream is owned by it; parameters are copied
+        // from an opened encoder.
+        unsafe {
+            let st = sys::avformat_new_stream(self.ptr.as_ptr(), ptr::null());
+            if st.is_null() {
+                return Err(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_new_stream"));
+            }
+            check(
+                sys::avcodec_parameters_from_context((*st).codecpar, encoder.as_ptr()),
+                "avcodec_parameters_from_context",
+            )?;
+            (*st).time_base = encoder.time_base().to_av();
+            Ok((*st).index)
+        }
+    }
+
+    /// The time base the muxer chose for a stream (valid after the header is written).
+    pub fn stream_time_base(&self, index: i32) -> Rational {
+        // SAFETY: callers pass indices returned by add_stream, all < nb_streams.
+        unsafe {
+            let ctx = self.ptr.as_ref();
+            assert!((index as u32) < ctx.nb_streams);
+            Rational::from_av((**ctx.streams.add(index as usize)).time_base)
+        }
+    }
+
+    /// Sets an option of the muxer itself (e.g. `mpegts_flags`).
+    pub fn set_muxer_option(&mut self, key: &str, value: &str) -> Result<(), AvError> {
+        let k = cstring(key, "av_opt_set")?;
+        let v = cstring(value, "av_opt_set")?;
+        // SAFETY: priv_data is the muxer's AVClass-enabled private context (or NULL, which
+        // av_opt_set rejects with an error code).
+        check(
+            unsafe { sys::av_opt_set(self.ptr.as_ref().priv_data, k.as_ptr(), v.as_ptr(), 0) },
+            "av_opt_set",
+        )?;
+        Ok(())
+    }
+
+    /// True while a file is open for writing.
+    pub fn has_file(&self) -> bool {
+        // SAFETY: reading a plain field of our context.
+        !unsafe { self.ptr.as_ref().pb }.is_null()
+    }
+
+    /// Opens `path` for writing as the muxer's output.
+    pub fn open_file(&mut self, path: &Path) -> Result<(), AvError> {
+        assert!(!self.has_file(), "open_file with a file already open");
+        let p = cstring(&path.to_string_lossy(), "avio_open")?;
+        // SAFETY: pb is NULL (asserted); avio_open stores a new AVIOContext in it.
+        check(
+            unsafe { sys::avio_open(&mut self.ptr.as_mut().pb, p.as_ptr(), sys::AVIO_FLAG_WRITE) },
+            "avio_open",
+        )?;
+        Ok(())
+    }
+
+    /// Flushes and closes the current file; returns the bytes it received.
+    pub fn close_file(&mut self) -> Result<u64, AvError> {
+        if !self.has_file() {
+            return Ok(0);
+        }
+        // SAFETY: pb is a valid AVIOContext opened by open_file; avio_closep flushes, closes,
+        // frees and NULLs it, reporting a write error that happened on the way.
+        unsafe {
+            let pb = self.ptr.as_ref().pb;
+            sys::avio_flush(pb);
+            let written = u64::try_from(sys::avio_seek(pb, 0, libc::SEEK_CUR)).unwrap_or(0);
+            let io_error = (*pb).error;
+            check(sys::avio_closep(&mut self.ptr.as_mut().pb), "avio_close")?;
+            check(io_error, "avio_write")?;
+            Ok(written)
+        }
+    }
+
+    /// Writes the container header (the file must be open).
+    pub fn write_header(&mut self) -> Result<(), AvError> {
+        // SAFETY: the context has its streams and an open pb; NULL options are allowed.
+        check(
+            unsafe { sys::avformat_write_header(self.ptr.as_ptr(), ptr::null_mut()) },
+            "avformat_write_header",
+        )?;
+        Ok(())
+    }
+
+    /// Writes one packet as given (the caller interleaves); the packet keeps its data.
+    pub fn write_packet(&mut self, pkt: &mut Packet) -> Result<(), AvError> {
+        // SAFETY: header written, packet valid with a stream index of this muxer.
+        check(unsafe { sys::av_write_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) }, "av_write_frame")?;
+        Ok(())
+    }
+
+    /// Flushes data the muxer buffered internally into the current file.
+    pub fn flush(&mut self) -> Result<(), AvError> {
+        // SAFETY: a NULL packet asks a muxer with AVFMT_ALLOW_FLUSH to flush; others ignore it.
+        check(unsafe { sys::av_write_frame(self.ptr.as_ptr(), ptr::null_mut()) }, "av_write_frame")?;
+        Ok(())
+    }
+
+    /// Writes the trailer (flushing everything buffered) into the current file.
+    pub fn write_trailer(&mut self) -> Result<(), AvError> {
+        // SAFETY: the header was written on this context.
+        check(unsafe { sys::av_write_trailer(self.ptr.as_ptr()) }, "av_write_trailer")?;
+        Ok(())
+    }
+}
+
+impl Drop for OutputContext {
+    fn drop(&mut self) {
+        // SAFETY: we own the context and its pb (if open); both are freed exactly once here.
+        unsafe {
+            if !self.ptr.as_ref().pb.is_null() {
+                sys::avio_closep(&mut self.ptr.as_mut().pb);
+            }
+            sys::avformat_free_context(self.ptr.as_ptr());
+        }
+    }
+}

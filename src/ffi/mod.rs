@@ -1,0 +1,315 @@
+//! The only module that names `ffmpeg_sys_next`.
+//!
+//! One owner type per FFmpeg allocation: a private `NonNull`, a `Drop` that calls the
+//! matching free, and `// SAFETY:` on every unsafe block. Return codes are classified at
+//! the call: [`Step::Again`] ("feed more"), [`Step::Eof`] ("drained"), or an [`AvError`]
+//! carrying the AVERROR code and the operation that produced it.
+
+mod codec;
+mod format;
+mod frame;
+mod resample;
+mod scale;
+
+pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
+pub use format::{InputContext, Interrupt, OutputContext, StreamInfo};
+pub use frame::{Frame, Packet};
+pub use resample::Resampler;
+pub use scale::Scaler;
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::os::raw::{c_char, c_int, c_void};
+use std::ptr::{self, NonNull};
+use std::sync::Once;
+
+use ffmpeg_sys_next as sys;
+
+/// A rational number as FFmpeg uses it (time bases, frame rates, aspect ratios).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rational {
+    /// Numerator.
+    pub num: i32,
+    /// Denominator.
+    pub den: i32,
+}
+
+impl Rational {
+    /// `num/den`.
+    pub const fn new(num: i32, den: i32) -> Self {
+        Self { num, den }
+    }
+
+    /// The value as a float; 0 when the denominator is 0 (FFmpeg's "unknown").
+    pub fn as_f64(self) -> f64 {
+        if self.den == 0 {
+            0.0
+        } else {
+            f64::from(self.num) / f64::from(self.den)
+        }
+    }
+
+    /// True when both parts are positive.
+    pub fn is_valid(self) -> bool {
+        self.num > 0 && self.den > 0
+    }
+
+    fn to_av(self) -> sys::AVRational {
+        sys::AVRational {
+            num: self.num,
+            den: self.den,
+        }
+    }
+
+    fn from_av(r: sys::AVRational) -> Self {
+        Self::new(r.num, r.den)
+    }
+}
+
+/// `AV_NOPTS_VALUE`: a timestamp FFmpeg does not know.
+pub const NO_PTS: i64 = sys::AV_NOPTS_VALUE;
+
+/// Rescales a timestamp between time bases (round to nearest); unknown stays unknown.
+pub fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {
+    if ts == NO_PTS {
+        return NO_PTS;
+    }
+    // SAFETY: pure arithmetic on plain values; no pointers involved.
+    unsafe { sys::av_rescale_q(ts, from.to_av(), to.to_av()) }
+}
+
+/// An FFmpeg return code that is an error, with the operation that produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AvError {
+    /// The (negative) AVERROR code.
+    pub code: i32,
+    /// What was being done, e.g. `"avformat_open_input"`.
+    pub op: &'static str,
+}
+
+impl AvError {
+    pub(crate) fn new(code: c_int, op: &'static str) -> Self {
+        Self { code, op }
+    }
+
+    /// FFmpeg's text for the code.
+    pub fn message(&self) -> String {
+        error_string(self.code)
+    }
+
+    /// True for `AVERROR_EXIT`: the interrupt callback asked FFmpeg to stop.
+    pub fn is_interrupted(&self) -> bool {
+        self.code == sys::AVERROR_EXIT
+    }
+
+    /// True for `AVERROR_INVALIDDATA`.
+    pub fn is_invalid_data(&self) -> bool {
+        self.code == sys::AVERROR_INVALIDDATA
+    }
+
+    /// True when the code is `AVERROR(errno)` for the given errno.
+    pub fn is_errno(&self, errno: i32) -> bool {
+        self.code == sys::AVERROR(errno)
+    }
+
+    /// The errno behind the code, when it is one (`AVERROR(e)` is `-e` on Linux).
+    pub fn errno(&self) -> Option<i32> {
+        // FFERRTAG codes are large negative tags; errno values are small.
+        (self.code < 0 && self.code > -4096).then_some(-self.code)
+    }
+}
+
+impl fmt::Display for AvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} (AVERROR {})", self.op, self.message(), self.code)
+    }
+}
+
+impl std::error::Error for AvError {}
+
+/// FFmpeg's description of an AVERROR code.
+pub fn error_string(code: i32) -> String {
+    let mut buf = [0 as c_char; 128];
+    // SAFETY: the buffer is valid for its length and av_strerror always NUL-terminates.
+    unsafe {
+        sys::av_strerror(code, buf.as_mut_ptr(), buf.len());
+        CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned()
+    }
+}
+
+/// Result of a send/receive step in FFmpeg's push/pull codec API.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<T> {
+    /// A value was produced.
+    Ready(T),
+    /// EAGAIN: feed more input (or drain output) first.
+    Again,
+    /// EOF: fully drained.
+    Eof,
+}
+
+/// Classifies a return code: negative codes other than EAGAIN/EOF are errors.
+fn step(ret: c_int, op: &'static str) -> Result<Step<()>, AvError> {
+    if ret >= 0 {
+        Ok(Step::Ready(()))
+    } else if ret == sys::AVERROR(libc::EAGAIN) {
+        Ok(Step::Again)
+    } else if ret == sys::AVERROR_EOF {
+        Ok(Step::Eof)
+    } else {
+        Err(AvError::new(ret, op))
+    }
+}
+
+/// Classifies a return code where only success or error make sense.
+fn check(ret: c_int, op: &'static str) -> Result<c_int, AvError> {
+    if ret < 0 {
+        Err(AvError::new(ret, op))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cstring(s: &str, op: &'static str) -> Result<CString, AvError> {
+    CString::new(s).map_err(|_| AvError::new(sys::AVERROR(libc::EINVAL), op))
+}
+
+/// Registers devices (the `lavfi` input) and routes FFmpeg's log to the `log` crate.
+/// Idempotent and cheap after the first call.
+pub fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // SAFETY: both calls only mutate FFmpeg's global registries/callback, once.
+        unsafe {
+            sys::avdevice_register_all();
+            sys::av_log_set_callback(Some(log_callback));
+        }
+    });
+}
+
+/// FFmpeg log lines to the `log` facade (target `ffmpeg`). Never unwinds into C.
+unsafe extern "C" fn log_callback(
+    avcl: *mut c_void,
+    level: c_int,
+    fmt: *const c_char,
+    vl: *mut sys::__va_list_tag,
+) {
+    let lvl = match level {
+        l if l <= sys::AV_LOG_ERROR as c_int => log::Level::Error,
+        l if l <= sys::AV_LOG_WARNING as c_int => log::Level::Warn,
+        l if l <= sys::AV_LOG_INFO as c_int => log::Level::Debug,
+        _ => return,
+    };
+    if !log::log_enabled!(target: "ffmpeg", lvl) {
+        return;
+    }
+    let mut line = [0 as c_char; 1024];
+    let mut prefix: c_int = 1;
+    // SAFETY: FFmpeg passes a valid format string and va_list for this call; the buffer is
+    // valid for its length and av_log_format_line2 NUL-terminates it.
+    let text = unsafe {
+        sys::av_log_format_line2(avcl, level, fmt, vl, line.as_mut_ptr(), line.len() as c_int, &mut prefix);
+        CStr::from_ptr(line.as_ptr()).to_string_lossy()
+    };
+    let _ = std::panic::catch_unwind(|| {
+        log::log!(target: "ffmpeg", lvl, "{}", text.trim_end());
+    });
+}
+
+/// An owned `AVDictionary` of options, freed on drop.
+pub struct Dictionary {
+    ptr: *mut sys::AVDictionary,
+}
+
+impl Dictionary {
+    /// An empty dictionary (FFmpeg represents it as NULL).
+    pub fn new() -> Self {
+        Self {
+            ptr: ptr::null_mut(),
+        }
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), AvError> {
+        let k = cstring(key, "av_dict_set")?;
+        let v = cstring(value, "av_dict_set")?;
+        // SAFETY: ptr is NULL or a dictionary we own; av_dict_set copies key and value.
+        check(
+            unsafe { sys::av_dict_set(&mut self.ptr, k.as_ptr(), v.as_ptr(), 0) },
+            "av_dict_set",
+        )?;
+        Ok(())
+    }
+
+    /// Keys FFmpeg left unconsumed after an open call.
+    pub fn keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut entry: *const sys::AVDictionaryEntry = ptr::null();
+        loop {
+            // SAFETY: iterating our own dictionary with an empty key and IGNORE_SUFFIX
+            // visits every entry; entries stay valid until the dictionary changes.
+            entry = unsafe {
+                sys::av_dict_get(self.ptr, c"".as_ptr(), entry, sys::AV_DICT_IGNORE_SUFFIX as c_int)
+            };
+            let Some(e) = NonNull::new(entry as *mut sys::AVDictionaryEntry) else {
+                break;
+            };
+            // SAFETY: a non-null entry has a NUL-terminated key.
+            out.push(unsafe { CStr::from_ptr(e.as_ref().key) }.to_string_lossy().into_owned());
+        }
+        out
+    }
+
+    fn as_mut_ptr(&mut self) -> *mut *mut sys::AVDictionary {
+        &mut self.ptr
+    }
+}
+
+impl Default for Dictionary {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Dictionary {
+    fn drop(&mut self) {
+        // SAFETY: ptr is NULL or a dictionary we own; av_dict_free accepts both.
+        unsafe { sys::av_dict_free(&mut self.ptr) }
+    }
+}
+
+/// Looks up an encoder by name without opening it (is it compiled into this FFmpeg?).
+pub fn encoder_exists(name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: c is a valid NUL-terminated string; the lookup only reads the registry.
+    !unsafe { sys::avcodec_find_encoder_by_name(c.as_ptr()) }.is_null()
+}
+
+/// The pixel format name (e.g. `yuv420p`), for messages.
+pub fn pixel_format_name(fmt: i32) -> String {
+    if !(0..sys::AVPixelFormat::AV_PIX_FMT_NB as i32).contains(&fmt) {
+        return format!("pix_fmt#{fmt}");
+    }
+    // SAFETY: fmt is inside the enum's range (checked above); the returned name is static.
+    unsafe {
+        let p = sys::av_get_pix_fmt_name(std::mem::transmute::<i32, sys::AVPixelFormat>(fmt));
+        if p.is_null() {
+            format!("pix_fmt#{fmt}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// `AV_PIX_FMT_YUV420P`, the format every variant is encoded in.
+pub const PIX_FMT_YUV420P: i32 = sys::AVPixelFormat::AV_PIX_FMT_YUV420P as i32;
+
+fn pix_fmt_from_i32(fmt: i32) -> Option<sys::AVPixelFormat> {
+    // SAFETY: AVPixelFormat is a C enum with contiguous values from NONE (-1) to NB; the
+    // range check keeps the transmute inside it.
+    (-1..sys::AVPixelFormat::AV_PIX_FMT_NB as i32)
+        .contains(&fmt)
+        .then(|| unsafe { std::mem::transmute::<i32, sys::AVPixelFormat>(fmt) })
+}

@@ -1,0 +1,3 @@
+//! placeholder
+#![allow(dead_code)]
+mod ffi;
