@@ -1,3 +1,52 @@
-//! placeholder
-#![allow(dead_code)]
+//! # streamvisor
+//!
+//! Live and on-demand transcoding on FFmpeg's C libraries, embeddable and synchronous,
+//! with a supervised lifecycle. A [`Stream`] reads one source (a file, an http(s), rtmp,
+//! srt, udp/rtp or tcp URL, or a `lavfi:` test graph), decodes it once, and writes an
+//! adaptive-bitrate ladder of H.264 + AAC variants as HLS with a master playlist.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use streamvisor::{AbrProfile, Stream, StreamConfig, StreamState};
+//!
+//! let config = StreamConfig::builder(
+//!     "demo",
+//!     "lavfi:testsrc2=size=1280x720:rate=30:duration=4;sine=frequency=440:duration=4",
+//!     "out/demo",
+//! )
+//! .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
+//! .build()?;
+//! let running = Stream::new(config).start().map_err(|e| e.error)?;
+//! let report = running.wait();
+//! assert_eq!(report.state, StreamState::Stopped);
+//! println!("{} frames decoded", report.stats.frames_in);
+//! # Ok::<(), streamvisor::Error>(())
+//! ```
+//!
+//! ## Layout on disk
+//! `<output_dir>/master.m3u8` and `<output_dir>/<variant>/index.m3u8` with its segments
+//! (`seg_00000.ts`, ...). Every variant has a keyframe at every segment boundary, on the
+//! same timestamps, so players can switch between them.
+//!
+//! ## Threads
+//! Each stream runs on its own named threads (`sv-<id>` decodes, `sv-<id>-<variant>`
+//! scales and encodes one rung); every FFmpeg handle is owned by exactly one of them.
+//! Nothing outlives the [`Stream`] value: dropping a running stream aborts and joins it.
+
+#![warn(missing_docs)]
+
+mod config;
+mod error;
 mod ffi;
+mod pipeline;
+mod stats;
+mod stream;
+
+pub use config::{
+    AbrProfile, HwDevice, HwKind, PlaylistMode, StreamConfig, StreamConfigBuilder, VariantProfile,
+    VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
+};
+pub use error::{Error, ErrorKind, Result};
+pub use ffi::AvError;
+pub use stats::{StreamStats, VariantStats};
+pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport, StreamState};

@@ -72,7 +72,10 @@ fn find_encoder(name: &str) -> Result<*const sys::AVCodec, AvError> {
     // SAFETY: c is a valid C string; the result is a static descriptor or NULL.
     let codec = unsafe { sys::avcodec_find_encoder_by_name(c.as_ptr()) };
     if codec.is_null() {
-        Err(AvError::new(sys::AVERROR_ENCODER_NOT_FOUND, "avcodec_find_encoder_by_name"))
+        Err(AvError::new(
+            sys::AVERROR_ENCODER_NOT_FOUND,
+            "avcodec_find_encoder_by_name",
+        ))
     } else {
         Ok(codec)
     }
@@ -87,18 +90,27 @@ impl CodecContext {
         // SAFETY: par belongs to an open input stream and is valid for this call.
         let codec = unsafe { sys::avcodec_find_decoder((*par).codec_id) };
         if codec.is_null() {
-            return Err(AvError::new(sys::AVERROR_DECODER_NOT_FOUND, "avcodec_find_decoder"));
+            return Err(AvError::new(
+                sys::AVERROR_DECODER_NOT_FOUND,
+                "avcodec_find_decoder",
+            ));
         }
         let ctx = alloc(codec, "avcodec_alloc_context3")?;
         // SAFETY: ctx is freshly allocated for this codec; fields are set before open, as the
         // API requires; options is ours and receives the unconsumed entries.
         unsafe {
             let raw = ctx.ptr.as_ptr();
-            check(sys::avcodec_parameters_to_context(raw, par), "avcodec_parameters_to_context")?;
+            check(
+                sys::avcodec_parameters_to_context(raw, par),
+                "avcodec_parameters_to_context",
+            )?;
             (*raw).pkt_timebase = pkt_time_base.to_av();
             (*raw).thread_count = 0;
             (*raw).thread_type = sys::FF_THREAD_FRAME | sys::FF_THREAD_SLICE;
-            check(sys::avcodec_open2(raw, codec, options.as_mut_ptr()), "avcodec_open2")?;
+            check(
+                sys::avcodec_open2(raw, codec, options.as_mut_ptr()),
+                "avcodec_open2",
+            )?;
         }
         Ok(ctx)
     }
@@ -126,7 +138,10 @@ impl CodecContext {
             (*raw).rc_buffer_size = i32::try_from(s.buf_size).unwrap_or(i32::MAX);
             (*raw).gop_size = s.gop_size;
             (*raw).thread_count = s.threads;
-            check(sys::avcodec_open2(raw, codec, opts.as_mut_ptr()), "avcodec_open2")?;
+            check(
+                sys::avcodec_open2(raw, codec, opts.as_mut_ptr()),
+                "avcodec_open2",
+            )?;
         }
         Ok(ctx)
     }
@@ -152,7 +167,10 @@ impl CodecContext {
                 num: 1,
                 den: s.sample_rate,
             };
-            check(sys::avcodec_open2(raw, codec, ptr::null_mut()), "avcodec_open2")?;
+            check(
+                sys::avcodec_open2(raw, codec, ptr::null_mut()),
+                "avcodec_open2",
+            )?;
         }
         Ok(ctx)
     }
@@ -161,7 +179,10 @@ impl CodecContext {
     pub fn send_packet(&mut self, pkt: Option<&Packet>) -> Result<Step<()>, AvError> {
         let p = pkt.map_or(ptr::null(), Packet::as_ptr);
         // SAFETY: the decoder is open; p is NULL (drain) or a valid packet it only reads.
-        step(unsafe { sys::avcodec_send_packet(self.ptr.as_ptr(), p) }, "avcodec_send_packet")
+        step(
+            unsafe { sys::avcodec_send_packet(self.ptr.as_ptr(), p) },
+            "avcodec_send_packet",
+        )
     }
 
     /// Receives a decoded frame into `frame`.
@@ -177,7 +198,10 @@ impl CodecContext {
     pub fn send_frame(&mut self, frame: Option<&Frame>) -> Result<Step<()>, AvError> {
         let f = frame.map_or(ptr::null(), Frame::as_ptr);
         // SAFETY: the encoder is open; f is NULL (drain) or a valid frame it references/copies.
-        step(unsafe { sys::avcodec_send_frame(self.ptr.as_ptr(), f) }, "avcodec_send_frame")
+        step(
+            unsafe { sys::avcodec_send_frame(self.ptr.as_ptr(), f) },
+            "avcodec_send_frame",
+        )
     }
 
     /// Receives an encoded packet into `pkt`.

@@ -51,7 +51,8 @@ impl Interrupt {
     pub fn arm(&self, timeout: Duration) {
         let at = self.base.elapsed() + timeout;
         self.timed_out.store(false, Ordering::Relaxed);
-        self.deadline_ms.store((at.as_millis() as u64).max(1), Ordering::Relaxed);
+        self.deadline_ms
+            .store((at.as_millis() as u64).max(1), Ordering::Relaxed);
     }
 
     /// Removes the deadline.
@@ -142,7 +143,10 @@ impl InputContext {
                 // SAFETY: c_name is a valid C string; the result is a static descriptor.
                 let f = unsafe { sys::av_find_input_format(c_name.as_ptr()) };
                 if f.is_null() {
-                    return Err(AvError::new(sys::AVERROR_DEMUXER_NOT_FOUND, "av_find_input_format"));
+                    return Err(AvError::new(
+                        sys::AVERROR_DEMUXER_NOT_FOUND,
+                        "av_find_input_format",
+                    ));
                 }
                 f
             }
@@ -151,7 +155,10 @@ impl InputContext {
         // SAFETY: avformat_alloc_context has no preconditions.
         let mut raw = unsafe { sys::avformat_alloc_context() };
         if raw.is_null() {
-            return Err(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_alloc_context"));
+            return Err(AvError::new(
+                sys::AVERROR(libc::ENOMEM),
+                "avformat_alloc_context",
+            ));
         }
         // SAFETY: raw is a fresh context; installing the callback before the open means the
         // connect itself is cancellable. The Arc outlives the context (stored in Self, or
@@ -180,7 +187,9 @@ impl InputContext {
     /// The best stream of a kind (`av_find_best_stream`), if any.
     fn best_stream(&self, kind: sys::AVMediaType) -> Option<usize> {
         // SAFETY: the context is open; no decoder is requested back.
-        let r = unsafe { sys::av_find_best_stream(self.ptr.as_ptr(), kind, -1, -1, ptr::null_mut(), 0) };
+        let r = unsafe {
+            sys::av_find_best_stream(self.ptr.as_ptr(), kind, -1, -1, ptr::null_mut(), 0)
+        };
         usize::try_from(r).ok()
     }
 
@@ -238,7 +247,12 @@ impl InputContext {
     pub fn open_decoder(&self, index: usize, options: Dictionary) -> Result<CodecContext, AvError> {
         let st = self.stream(index);
         // SAFETY: st is a valid stream of this open context; codecpar is valid alongside.
-        let (par, tb) = unsafe { ((*st).codecpar as *const sys::AVCodecParameters, (*st).time_base) };
+        let (par, tb) = unsafe {
+            (
+                (*st).codecpar as *const sys::AVCodecParameters,
+                (*st).time_base,
+            )
+        };
         CodecContext::open_decoder(par, Rational::from_av(tb), options)
     }
 
@@ -256,7 +270,17 @@ impl InputContext {
     pub fn read(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
         pkt.unref();
         // SAFETY: both the context and the packet are valid and owned by us.
-        step(unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) }, "av_read_frame")
+        step(
+            unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) },
+            "av_read_frame",
+        )
+    }
+
+    /// True when the container knows its duration (a file, not a live feed).
+    pub fn has_duration(&self) -> bool {
+        // SAFETY: reading a plain field of an open context.
+        let d = unsafe { self.ptr.as_ref().duration };
+        d != super::NO_PTS && d > 0
     }
 
     /// Total bytes read from the underlying I/O so far (0 for inputs without one, e.g. lavfi).
@@ -298,11 +322,21 @@ impl OutputContext {
         let mut raw = ptr::null_mut();
         // SAFETY: raw receives a new context; the format name is a valid C string.
         check(
-            unsafe { sys::avformat_alloc_output_context2(&mut raw, ptr::null(), name.as_ptr(), ptr::null()) },
+            unsafe {
+                sys::avformat_alloc_output_context2(
+                    &mut raw,
+                    ptr::null(),
+                    name.as_ptr(),
+                    ptr::null(),
+                )
+            },
             "avformat_alloc_output_context2",
         )?;
         Ok(Self {
-            ptr: NonNull::new(raw).ok_or(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_alloc_output_context2"))?,
+            ptr: NonNull::new(raw).ok_or(AvError::new(
+                sys::AVERROR(libc::ENOMEM),
+                "avformat_alloc_output_context2",
+            ))?,
         })
     }
 
@@ -313,7 +347,10 @@ impl OutputContext {
         unsafe {
             let st = sys::avformat_new_stream(self.ptr.as_ptr(), ptr::null());
             if st.is_null() {
-                return Err(AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_new_stream"));
+                return Err(AvError::new(
+                    sys::AVERROR(libc::ENOMEM),
+                    "avformat_new_stream",
+                ));
             }
             check(
                 sys::avcodec_parameters_from_context((*st).codecpar, encoder.as_ptr()),
@@ -396,21 +433,30 @@ impl OutputContext {
     /// Writes one packet as given (the caller interleaves); the packet keeps its data.
     pub fn write_packet(&mut self, pkt: &mut Packet) -> Result<(), AvError> {
         // SAFETY: header written, packet valid with a stream index of this muxer.
-        check(unsafe { sys::av_write_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) }, "av_write_frame")?;
+        check(
+            unsafe { sys::av_write_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) },
+            "av_write_frame",
+        )?;
         Ok(())
     }
 
     /// Flushes data the muxer buffered internally into the current file.
     pub fn flush(&mut self) -> Result<(), AvError> {
         // SAFETY: a NULL packet asks a muxer with AVFMT_ALLOW_FLUSH to flush; others ignore it.
-        check(unsafe { sys::av_write_frame(self.ptr.as_ptr(), ptr::null_mut()) }, "av_write_frame")?;
+        check(
+            unsafe { sys::av_write_frame(self.ptr.as_ptr(), ptr::null_mut()) },
+            "av_write_frame",
+        )?;
         Ok(())
     }
 
     /// Writes the trailer (flushing everything buffered) into the current file.
     pub fn write_trailer(&mut self) -> Result<(), AvError> {
         // SAFETY: the header was written on this context.
-        check(unsafe { sys::av_write_trailer(self.ptr.as_ptr()) }, "av_write_trailer")?;
+        check(
+            unsafe { sys::av_write_trailer(self.ptr.as_ptr()) },
+            "av_write_trailer",
+        )?;
         Ok(())
     }
 }

@@ -30,7 +30,10 @@ impl Frame {
     pub fn share(&self) -> Result<Frame, AvError> {
         let out = Frame::new();
         // SAFETY: both frames are valid; `out` is freshly allocated and empty as required.
-        check(unsafe { sys::av_frame_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) }, "av_frame_ref")?;
+        check(
+            unsafe { sys::av_frame_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) },
+            "av_frame_ref",
+        )?;
         Ok(out)
     }
 
@@ -51,7 +54,10 @@ impl Frame {
     /// Makes the buffers writable, copying them if someone else (an encoder) holds a reference.
     pub fn make_writable(&mut self) -> Result<(), AvError> {
         // SAFETY: the frame is valid and owned by us.
-        check(unsafe { sys::av_frame_make_writable(self.ptr.as_ptr()) }, "av_frame_make_writable")?;
+        check(
+            unsafe { sys::av_frame_make_writable(self.ptr.as_ptr()) },
+            "av_frame_make_writable",
+        )?;
         Ok(())
     }
 
@@ -178,7 +184,10 @@ impl Packet {
     pub fn share(&self) -> Result<Packet, AvError> {
         let out = Packet::new();
         // SAFETY: both packets are valid; `out` is empty as av_packet_ref requires.
-        check(unsafe { sys::av_packet_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) }, "av_packet_ref")?;
+        check(
+            unsafe { sys::av_packet_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) },
+            "av_packet_ref",
+        )?;
         Ok(out)
     }
 
@@ -216,6 +225,12 @@ impl Packet {
     pub fn duration(&self) -> i64 {
         // SAFETY: reading a plain field of a valid packet.
         unsafe { self.ptr.as_ref().duration }
+    }
+
+    /// Sets the duration (in the packet's time base).
+    pub fn set_duration(&mut self, duration: i64) {
+        // SAFETY: writing a plain field of a packet we own.
+        unsafe { self.ptr.as_mut().duration = duration }
     }
 
     /// Size of the payload in bytes.

@@ -107,6 +107,21 @@ impl AvError {
         self.code == sys::AVERROR_INVALIDDATA
     }
 
+    /// True for `AVERROR_DEMUXER_NOT_FOUND` (no input format recognised the data).
+    pub fn is_demuxer_not_found(&self) -> bool {
+        self.code == sys::AVERROR_DEMUXER_NOT_FOUND
+    }
+
+    /// True for `AVERROR_DECODER_NOT_FOUND`.
+    pub fn is_decoder_not_found(&self) -> bool {
+        self.code == sys::AVERROR_DECODER_NOT_FOUND
+    }
+
+    /// True for `AVERROR_ENCODER_NOT_FOUND`.
+    pub fn is_encoder_not_found(&self) -> bool {
+        self.code == sys::AVERROR_ENCODER_NOT_FOUND
+    }
+
     /// True when the code is `AVERROR(errno)` for the given errno.
     pub fn is_errno(&self, errno: i32) -> bool {
         self.code == sys::AVERROR(errno)
@@ -208,7 +223,15 @@ unsafe extern "C" fn log_callback(
     // SAFETY: FFmpeg passes a valid format string and va_list for this call; the buffer is
     // valid for its length and av_log_format_line2 NUL-terminates it.
     let text = unsafe {
-        sys::av_log_format_line2(avcl, level, fmt, vl, line.as_mut_ptr(), line.len() as c_int, &mut prefix);
+        sys::av_log_format_line2(
+            avcl,
+            level,
+            fmt,
+            vl,
+            line.as_mut_ptr(),
+            line.len() as c_int,
+            &mut prefix,
+        );
         CStr::from_ptr(line.as_ptr()).to_string_lossy()
     };
     let _ = std::panic::catch_unwind(|| {
@@ -249,13 +272,22 @@ impl Dictionary {
             // SAFETY: iterating our own dictionary with an empty key and IGNORE_SUFFIX
             // visits every entry; entries stay valid until the dictionary changes.
             entry = unsafe {
-                sys::av_dict_get(self.ptr, c"".as_ptr(), entry, sys::AV_DICT_IGNORE_SUFFIX as c_int)
+                sys::av_dict_get(
+                    self.ptr,
+                    c"".as_ptr(),
+                    entry,
+                    sys::AV_DICT_IGNORE_SUFFIX as c_int,
+                )
             };
             let Some(e) = NonNull::new(entry as *mut sys::AVDictionaryEntry) else {
                 break;
             };
             // SAFETY: a non-null entry has a NUL-terminated key.
-            out.push(unsafe { CStr::from_ptr(e.as_ref().key) }.to_string_lossy().into_owned());
+            out.push(
+                unsafe { CStr::from_ptr(e.as_ref().key) }
+                    .to_string_lossy()
+                    .into_owned(),
+            );
         }
         out
     }

@@ -43,7 +43,10 @@ impl Resampler {
             if src.order == sys::AVChannelOrder::AV_CHANNEL_ORDER_UNSPEC || src.nb_channels == 0 {
                 sys::av_channel_layout_default(&mut in_layout, src.nb_channels.max(1));
             } else {
-                check(sys::av_channel_layout_copy(&mut in_layout, src), "av_channel_layout_copy")?;
+                check(
+                    sys::av_channel_layout_copy(&mut in_layout, src),
+                    "av_channel_layout_copy",
+                )?;
             }
             let ret = sys::swr_alloc_set_opts2(
                 &mut swr,
@@ -61,12 +64,16 @@ impl Resampler {
                 sys::av_channel_layout_uninit(&mut out_layout);
                 return Err(AvError::new(ret, "swr_alloc_set_opts2"));
             }
-            let swr = NonNull::new(swr).ok_or(AvError::new(sys::AVERROR(libc::ENOMEM), "swr_alloc"))?;
+            let swr =
+                NonNull::new(swr).ok_or(AvError::new(sys::AVERROR(libc::ENOMEM), "swr_alloc"))?;
             let fifo = sys::av_audio_fifo_alloc(out_fmt, out_layout.nb_channels, 4096);
             let Some(fifo) = NonNull::new(fifo) else {
                 sys::swr_free(&mut swr.as_ptr());
                 sys::av_channel_layout_uninit(&mut out_layout);
-                return Err(AvError::new(sys::AVERROR(libc::ENOMEM), "av_audio_fifo_alloc"));
+                return Err(AvError::new(
+                    sys::AVERROR(libc::ENOMEM),
+                    "av_audio_fifo_alloc",
+                ));
             };
             // From here Drop releases everything.
             let me = Self {
@@ -94,7 +101,10 @@ impl Resampler {
         // samples and only read for the `got` samples swr_convert reports.
         unsafe {
             let (in_data, in_n) = match input {
-                Some(f) => ((*f.as_ptr()).extended_data as *mut *const u8, f.nb_samples()),
+                Some(f) => (
+                    (*f.as_ptr()).extended_data as *mut *const u8,
+                    f.nb_samples(),
+                ),
                 None => (ptr::null_mut(), 0),
             };
             let max_out = sys::swr_get_out_samples(self.swr.as_ptr(), in_n);
@@ -109,7 +119,11 @@ impl Resampler {
                 "swr_convert",
             )?;
             if got > 0 {
-                let w = sys::av_audio_fifo_write(self.fifo.as_ptr(), o.extended_data as *mut *mut c_void, got);
+                let w = sys::av_audio_fifo_write(
+                    self.fifo.as_ptr(),
+                    o.extended_data as *mut *mut c_void,
+                    got,
+                );
                 check(w, "av_audio_fifo_write")?;
             }
         }
@@ -129,7 +143,8 @@ impl Resampler {
         // SAFETY: the frame has room for n samples in the fifo's format and channel count.
         unsafe {
             let o = &mut *out.as_mut_ptr();
-            let got = sys::av_audio_fifo_read(self.fifo.as_ptr(), o.extended_data as *mut *mut c_void, n);
+            let got =
+                sys::av_audio_fifo_read(self.fifo.as_ptr(), o.extended_data as *mut *mut c_void, n);
             o.nb_samples = check(got, "av_audio_fifo_read")?;
         }
         Ok(out)
@@ -144,7 +159,10 @@ impl Resampler {
             raw.format = self.out_fmt as i32;
             raw.sample_rate = self.out_rate;
             raw.nb_samples = nb_samples;
-            check(sys::av_channel_layout_copy(&mut raw.ch_layout, &self.out_layout), "av_channel_layout_copy")?;
+            check(
+                sys::av_channel_layout_copy(&mut raw.ch_layout, &self.out_layout),
+                "av_channel_layout_copy",
+            )?;
             check(sys::av_frame_get_buffer(raw, 0), "av_frame_get_buffer")?;
         }
         Ok(f)

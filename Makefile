@@ -1,0 +1,43 @@
+# streamvisor: `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+CARGO ?= cargo
+APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
+
+.PHONY: deps demo test bench compare lint fmt clean
+
+# Installs what is missing (quick when nothing is).
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+# Transcodes the embedded default source (10 s 1080p30 test pattern + tone) to out/demo.
+demo: deps
+	$(CARGO) run --release --example transcode
+
+test: deps
+	$(CARGO) test --release --all-targets
+	$(CARGO) test --release --doc
+
+bench: deps
+	$(CARGO) bench
+
+# Side-by-side with the FFmpeg CLI on the same input, same run.
+compare: deps
+	bash benches/compare_cli.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean
+	rm -rf out

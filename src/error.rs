@@ -1,0 +1,254 @@
+//! The crate's one error type and its classification.
+
+use std::path::PathBuf;
+
+use crate::ffi::AvError;
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of failure an [`Error`] is; callers and the recovery logic branch on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The source could not be reached or read (refused, reset, timed out, stalled, ended).
+    SourceIo,
+    /// The source was reached but its content is not usable media.
+    InvalidInput,
+    /// The configuration is invalid.
+    InvalidConfig,
+    /// A codec the stream needs is missing from this FFmpeg build.
+    UnsupportedCodec,
+    /// A hardware device could not be opened or was lost.
+    Hardware,
+    /// Writing the output failed (not writable, disk full, I/O error).
+    Output,
+    /// A failure inside FFmpeg while decoding, scaling or encoding.
+    Codec,
+    /// A bug or a caught panic.
+    Internal,
+    /// The stream was aborted on request.
+    Aborted,
+}
+
+/// Everything that can go wrong in a stream, with the AVERROR code where FFmpeg gave one.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid; `field` names it (e.g. `profile.variants[1].name`).
+    #[error("invalid config: {field}: {reason}")]
+    InvalidConfig {
+        /// The offending field.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The source could not be opened or read.
+    #[error("stream {stream}: source {url}: {message} (while {op}, AVERROR {code})")]
+    SourceIo {
+        /// Stream id.
+        stream: String,
+        /// The source as configured.
+        url: String,
+        /// What was being done.
+        op: &'static str,
+        /// FFmpeg's error code.
+        code: i32,
+        /// FFmpeg's message for the code.
+        message: String,
+    },
+
+    /// No data arrived from the source within the read timeout.
+    #[error("stream {stream}: source {url} stalled: no data for {timeout_ms} ms")]
+    SourceStalled {
+        /// Stream id.
+        stream: String,
+        /// The source as configured.
+        url: String,
+        /// The timeout that passed.
+        timeout_ms: u64,
+    },
+
+    /// The source's content cannot be used (not media, no video, corrupt headers).
+    #[error("stream {stream}: invalid input {url}: {reason}")]
+    InvalidInput {
+        /// Stream id.
+        stream: String,
+        /// The source as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+        /// FFmpeg's error code, if it produced one.
+        code: Option<i32>,
+    },
+
+    /// A codec is missing from this FFmpeg build.
+    #[error("stream {stream}: unsupported codec {codec}: {reason}")]
+    UnsupportedCodec {
+        /// Stream id.
+        stream: String,
+        /// The codec's name.
+        codec: String,
+        /// Decoder or encoder missing, or why it could not be used.
+        reason: String,
+    },
+
+    /// A hardware device failed.
+    #[error("stream {stream}: hardware device {device}: {reason}")]
+    Hardware {
+        /// Stream id.
+        stream: String,
+        /// The device as configured.
+        device: String,
+        /// What failed.
+        reason: String,
+        /// FFmpeg's error code, if any.
+        code: Option<i32>,
+    },
+
+    /// Writing output failed; `path` names the file or directory.
+    #[error("stream {stream}: output {}: {message}", path.display())]
+    Output {
+        /// Stream id.
+        stream: String,
+        /// The file or directory that could not be written.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+        /// The OS errno or AVERROR, if known.
+        code: Option<i32>,
+    },
+
+    /// FFmpeg failed while decoding, scaling or encoding.
+    #[error("stream {stream}: {what}: {source}")]
+    Codec {
+        /// Stream id.
+        stream: String,
+        /// Which part of the pipeline (e.g. `variant 720p encoder`).
+        what: String,
+        /// The FFmpeg call and its code.
+        source: AvError,
+    },
+
+    /// A panic was caught inside a stream's thread.
+    #[error("stream {stream}: internal error (panic): {message}")]
+    Panicked {
+        /// Stream id.
+        stream: String,
+        /// The panic payload, when it was a string.
+        message: String,
+    },
+
+    /// Something the library relies on failed (e.g. a thread could not be spawned).
+    #[error("stream {stream}: internal error: {message}")]
+    Internal {
+        /// Stream id.
+        stream: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// The stream was aborted before it finished.
+    #[error("stream {stream}: aborted")]
+    Aborted {
+        /// Stream id.
+        stream: String,
+    },
+
+    /// The operation does not apply in the stream's current state.
+    #[error("stream {stream}: {message}")]
+    InvalidState {
+        /// Stream id.
+        stream: String,
+        /// What was attempted and why it cannot be done.
+        message: String,
+    },
+}
+
+impl Error {
+    /// The classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidConfig { .. } => ErrorKind::InvalidConfig,
+            Error::SourceIo { .. } | Error::SourceStalled { .. } => ErrorKind::SourceIo,
+            Error::InvalidInput { .. } => ErrorKind::InvalidInput,
+            Error::UnsupportedCodec { .. } => ErrorKind::UnsupportedCodec,
+            Error::Hardware { .. } => ErrorKind::Hardware,
+            Error::Output { .. } => ErrorKind::Output,
+            Error::Codec { .. } => ErrorKind::Codec,
+            Error::Panicked { .. } | Error::Internal { .. } | Error::InvalidState { .. } => {
+                ErrorKind::Internal
+            }
+            Error::Aborted { .. } => ErrorKind::Aborted,
+        }
+    }
+
+    /// True when retrying (reconnecting, or falling back to the CPU) may succeed.
+    pub fn is_recoverable(&self) -> bool {
+        matches!(self.kind(), ErrorKind::SourceIo | ErrorKind::Hardware)
+    }
+
+    /// The AVERROR (or errno) code behind the error, if there is one.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Error::SourceIo { code, .. } => Some(*code),
+            Error::InvalidInput { code, .. }
+            | Error::Hardware { code, .. }
+            | Error::Output { code, .. } => *code,
+            Error::Codec { source, .. } => Some(source.code),
+            _ => None,
+        }
+    }
+
+    /// The stream the error belongs to, if any.
+    pub fn stream_id(&self) -> Option<&str> {
+        match self {
+            Error::InvalidConfig { .. } => None,
+            Error::SourceIo { stream, .. }
+            | Error::SourceStalled { stream, .. }
+            | Error::InvalidInput { stream, .. }
+            | Error::UnsupportedCodec { stream, .. }
+            | Error::Hardware { stream, .. }
+            | Error::Output { stream, .. }
+            | Error::Codec { stream, .. }
+            | Error::Panicked { stream, .. }
+            | Error::Internal { stream, .. }
+            | Error::Aborted { stream }
+            | Error::InvalidState { stream, .. } => Some(stream),
+        }
+    }
+
+    pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn output(stream: &str, path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
+        Error::Output {
+            stream: stream.to_owned(),
+            path: path.into(),
+            message: err.to_string(),
+            code: err.raw_os_error(),
+        }
+    }
+
+    pub(crate) fn output_av(stream: &str, path: impl Into<PathBuf>, err: &AvError) -> Self {
+        Error::Output {
+            stream: stream.to_owned(),
+            path: path.into(),
+            message: err.to_string(),
+            code: Some(err.code),
+        }
+    }
+
+    pub(crate) fn codec(stream: &str, what: impl Into<String>, source: AvError) -> Self {
+        Error::Codec {
+            stream: stream.to_owned(),
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! Audio, done once for the whole ladder: decode, resample to stereo, AAC-encode once per
+//! distinct bitrate (once in total for the standard ladder), hand packets to the variants.
+
+use crate::error::Error;
+use crate::ffi::{
+    rescale, AudioEncoderSettings, AvError, CodecContext, Dictionary, Frame, InputContext, Packet,
+    Rational, Resampler, Step, StreamInfo, NO_PTS,
+};
+
+/// Sample rates AAC-LC carries; anything else is resampled to 48 kHz.
+const AAC_RATES: [i32; 9] = [
+    96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000,
+];
+
+pub(crate) struct AudioEncoder {
+    pub bit_rate: u64,
+    pub ctx: CodecContext,
+}
+
+pub(crate) struct AudioChain {
+    stream: String,
+    decoder: CodecContext,
+    in_tb: Rational,
+    resampler: Option<Resampler>,
+    pub encoders: Vec<AudioEncoder>,
+    frame_size: i32,
+    next_pts: Option<i64>,
+    frame: Frame,
+    packet: Packet,
+}
+
+impl AudioChain {
+    /// Opens the decoder and one AAC encoder per distinct bitrate in `bit_rates`.
+    pub fn open(
+        stream: &str,
+        input: &InputContext,
+        info: &StreamInfo,
+        bit_rates: &[u64],
+    ) -> Result<Self, Error> {
+        let decoder = input
+            .open_decoder(info.index, Dictionary::new())
+            .map_err(|e| decoder_error(stream, info, e))?;
+        let sample_rate = if AAC_RATES.contains(&info.sample_rate) {
+            info.sample_rate
+        } else {
+            48000
+        };
+        let mut distinct: Vec<u64> = bit_rates.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let encoders = distinct
+            .into_iter()
+            .map(|bit_rate| {
+                let ctx = CodecContext::open_audio_encoder(&AudioEncoderSettings {
+                    codec: "aac".into(),
+                    sample_rate,
+                    channels: 2,
+                    bit_rate: bit_rate as i64,
+                })
+                .map_err(|e| encoder_error(stream, "aac", e))?;
+                Ok(AudioEncoder { bit_rate, ctx })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let frame_size = encoders[0].ctx.frame_size().max(1024);
+        Ok(Self {
+            stream: stream.to_owned(),
+            decoder,
+            in_tb: info.time_base,
+            resampler: None,
+            encoders,
+            frame_size,
+            next_pts: None,
+            frame: Frame::new(),
+            packet: Packet::new(),
+        })
+    }
+
+    /// The index of the encoder for a bitrate.
+    pub fn encoder_for(&self, bit_rate: u64) -> usize {
+        self.encoders
+            .iter()
+            .position(|e| e.bit_rate == bit_rate)
+            .expect("every variant bitrate has an encoder")
+    }
+
+    /// Feeds one packet (or `None` at the end, which drains everything) and hands every
+    /// encoded packet to `out(encoder_index, packet)`. Returns the decoded frame count and
+    /// whether the packet was corrupt (skipped, not fatal).
+    pub fn push(
+        &mut self,
+        pkt: Option<&Packet>,
+        out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
+    ) -> Result<(u64, bool), Error> {
+        let mut corrupt = false;
+        match self.decoder.send_packet(pkt) {
+            Ok(_) => {}
+            Err(e) if e.is_invalid_data() => corrupt = true,
+            Err(e) => return Err(Error::codec(&self.stream, "audio decoder", e)),
+        }
+        let mut decoded = 0;
+        loop {
+            match self.decoder.receive_frame(&mut self.frame) {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again | Step::Eof) => break,
+                Err(e) if e.is_invalid_data() => {
+                    corrupt = true;
+                    continue;
+                }
+                Err(e) => return Err(Error::codec(&self.stream, "audio decoder", e)),
+            }
+            decoded += 1;
+            let frame = std::mem::take(&mut self.frame);
+            self.resample(Some(&frame))?;
+            self.encode_ready(false, out)?;
+        }
+        if pkt.is_none() {
+            self.resample(None)?;
+            self.encode_ready(true, out)?;
+            for i in 0..self.encoders.len() {
+                self.encoders[i]
+                    .ctx
+                    .send_frame(None)
+                    .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
+                self.drain(i, out)?;
+            }
+        }
+        Ok((decoded, corrupt))
+    }
+
+    fn resample(&mut self, frame: Option<&Frame>) -> Result<(), Error> {
+        let codec_err = |e| Error::codec(&self.stream, "audio resampler", e);
+        if let Some(f) = frame {
+            if self.next_pts.is_none() {
+                let pts = f.best_effort_pts();
+                let rate = Rational::new(1, self.encoders[0].ctx.sample_rate());
+                self.next_pts = Some(if pts == NO_PTS {
+                    0
+                } else {
+                    rescale(pts, self.in_tb, rate)
+                });
+            }
+            if !self.resampler.as_ref().is_some_and(|r| r.accepts(f)) {
+                // First frame, or the source changed format mid-stream: rebuild (buffered
+                // samples of the old format are dropped; the gap is a few ms).
+                self.resampler = Some(Resampler::new(f, &self.encoders[0].ctx).map_err(codec_err)?);
+            }
+        }
+        match self.resampler.as_mut() {
+            Some(r) => r.push(frame).map_err(codec_err),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes every full frame buffered (and the short tail when `flush`).
+    fn encode_ready(
+        &mut self,
+        flush: bool,
+        out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        loop {
+            let Some(r) = self.resampler.as_mut() else {
+                return Ok(());
+            };
+            let buffered = r.buffered();
+            if buffered == 0 || (buffered < self.frame_size && !flush) {
+                return Ok(());
+            }
+            let mut frame = r
+                .pop(self.frame_size)
+                .map_err(|e| Error::codec(&self.stream, "audio fifo", e))?;
+            let pts = self.next_pts.unwrap_or(0);
+            frame.set_pts(pts);
+            self.next_pts = Some(pts + i64::from(frame.nb_samples()));
+            for i in 0..self.encoders.len() {
+                self.encoders[i]
+                    .ctx
+                    .send_frame(Some(&frame))
+                    .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
+                self.drain(i, out)?;
+            }
+        }
+    }
+
+    fn drain(
+        &mut self,
+        i: usize,
+        out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        loop {
+            match self.encoders[i].ctx.receive_packet(&mut self.packet) {
+                Ok(Step::Ready(())) => out(i, std::mem::take(&mut self.packet))?,
+                Ok(Step::Again | Step::Eof) => return Ok(()),
+                Err(e) => return Err(Error::codec(&self.stream, "aac encoder", e)),
+            }
+        }
+    }
+}
+
+pub(crate) fn decoder_error(stream: &str, info: &StreamInfo, e: AvError) -> Error {
+    if e.is_decoder_not_found() {
+        Error::UnsupportedCodec {
+            stream: stream.to_owned(),
+            codec: info.codec_name.clone(),
+            reason: "no decoder for it in this FFmpeg build".into(),
+        }
+    } else {
+        Error::codec(stream, format!("{} decoder", info.codec_name), e)
+    }
+}
+
+pub(crate) fn encoder_error(stream: &str, codec: &str, e: AvError) -> Error {
+    if e.is_encoder_not_found() {
+        Error::UnsupportedCodec {
+            stream: stream.to_owned(),
+            codec: codec.to_owned(),
+            reason: "no encoder for it in this FFmpeg build".into(),
+        }
+    } else {
+        Error::codec(stream, format!("{codec} encoder"), e)
+    }
+}

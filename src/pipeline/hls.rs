@@ -1,0 +1,391 @@
+//! HLS output: MPEG-TS segments cut at the aligned keyframes, media playlists, and the
+//! master playlist. Every playlist is written to a temporary file and renamed into place,
+//! so a reader never sees one half-written.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::ffi::{AvError, CodecContext, OutputContext, Packet, Rational};
+
+/// Name of the master playlist in the output directory.
+pub const MASTER_PLAYLIST: &str = "master.m3u8";
+/// Name of each variant's media playlist inside its directory.
+pub const MEDIA_PLAYLIST: &str = "index.m3u8";
+
+/// Replaces `path` with `contents` atomically (write to a sibling, then rename).
+pub fn write_atomic(path: &Path, contents: &str) -> io::Result<u64> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(contents.len() as u64)
+}
+
+/// Why a segment writer failed: the muxer (FFmpeg) or the playlist (the OS).
+#[derive(Debug)]
+pub enum OutputError {
+    /// FFmpeg failed writing a segment.
+    Mux(PathBuf, AvError),
+    /// Writing a playlist or removing an old segment failed.
+    Io(PathBuf, io::Error),
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    sequence: u64,
+    duration: f64,
+    bytes: u64,
+}
+
+/// One variant's HLS writer: a single MPEG-TS muxer whose file is swapped at each cut (so
+/// timestamps and continuity stay one stream), plus its media playlist.
+pub struct SegmentWriter {
+    dir: PathBuf,
+    muxer: OutputContext,
+    video_index: i32,
+    audio_index: Option<i32>,
+    video_tb: Rational,
+    audio_tb: Rational,
+    target_duration: f64,
+    live_window: Option<usize>,
+    segments: VecDeque<Segment>,
+    next_sequence: u64,
+    /// pts (seconds) where the open segment began, set by its first video packet.
+    open_start: Option<f64>,
+    /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
+    open_end: f64,
+    /// Bytes of playlists written by this writer.
+    pub playlist_bytes: u64,
+}
+
+/// What a finished or cut segment adds to the counters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SegmentDone {
+    /// Bytes of the segment file.
+    pub bytes: u64,
+    /// Bytes of the playlist rewritten for it.
+    pub playlist_bytes: u64,
+    /// Duration of the segment, seconds.
+    pub duration: f64,
+}
+
+impl SegmentWriter {
+    /// Creates the muxer for a video encoder and an optional audio encoder, and opens the
+    /// first segment. `live_window` is `Some(n)` for a sliding-window live playlist.
+    pub fn create(
+        dir: &Path,
+        video: &CodecContext,
+        audio: Option<&CodecContext>,
+        target_duration: f64,
+        live_window: Option<usize>,
+    ) -> Result<Self, OutputError> {
+        let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
+        let mut muxer = OutputContext::new("mpegts").map_err(mux_err)?;
+        let video_index = muxer.add_stream(video).map_err(mux_err)?;
+        let audio_index = audio
+            .map(|a| muxer.add_stream(a))
+            .transpose()
+            .map_err(mux_err)?;
+        let mut w = Self {
+            dir: dir.to_path_buf(),
+            muxer,
+            video_index,
+            audio_index,
+            video_tb: video.time_base(),
+            audio_tb: audio.map_or(Rational::new(1, 1), CodecContext::time_base),
+            target_duration,
+            live_window,
+            segments: VecDeque::new(),
+            next_sequence: 0,
+            open_start: None,
+            open_end: 0.0,
+            playlist_bytes: 0,
+        };
+        let first = w.segment_path(0);
+        w.muxer
+            .open_file(&first)
+            .map_err(|e| OutputError::Mux(first.clone(), e))?;
+        w.muxer
+            .write_header()
+            .map_err(|e| OutputError::Mux(first, e))?;
+        Ok(w)
+    }
+
+    fn segment_name(sequence: u64) -> String {
+        format!("seg_{sequence:05}.ts")
+    }
+
+    fn segment_path(&self, sequence: u64) -> PathBuf {
+        self.dir.join(Self::segment_name(sequence))
+    }
+
+    /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
+    /// the packet is the aligned keyframe that starts a new segment: the open one is closed
+    /// and listed first.
+    pub fn write_video(
+        &mut self,
+        mut pkt: Packet,
+        cut: bool,
+    ) -> Result<Option<SegmentDone>, OutputError> {
+        let tb = self.video_tb;
+        let pts = pkt.pts() as f64 * tb.as_f64();
+        let done = if cut && self.open_start.is_some() {
+            Some(self.cut(pts)?)
+        } else {
+            None
+        };
+        if self.open_start.is_none() {
+            self.open_start = Some(pts);
+        }
+        let end = pts + pkt.duration().max(0) as f64 * tb.as_f64();
+        self.open_end = self.open_end.max(end);
+        pkt.set_stream_index(self.video_index);
+        self.write(pkt, tb)?;
+        Ok(done)
+    }
+
+    /// Writes an encoded audio packet (in the audio encoder's time base).
+    pub fn write_audio(&mut self, mut pkt: Packet) -> Result<(), OutputError> {
+        let Some(index) = self.audio_index else {
+            return Ok(());
+        };
+        pkt.set_stream_index(index);
+        self.write(pkt, self.audio_tb)
+    }
+
+    fn write(&mut self, mut pkt: Packet, from: Rational) -> Result<(), OutputError> {
+        let to = self.muxer.stream_time_base(pkt.stream_index());
+        pkt.rescale_ts(from, to);
+        let seq = self.next_sequence;
+        self.muxer
+            .write_packet(&mut pkt)
+            .map_err(|e| OutputError::Mux(self.segment_path(seq), e))
+    }
+
+    /// Closes the open segment at `at` seconds, lists it, and opens the next one.
+    fn cut(&mut self, at: f64) -> Result<SegmentDone, OutputError> {
+        let done = self.close_open_segment(at, true)?;
+        let next = self.segment_path(self.next_sequence);
+        self.muxer
+            .open_file(&next)
+            .map_err(|e| OutputError::Mux(next.clone(), e))?;
+        // The next file must start with PAT/PMT so it decodes on its own.
+        self.muxer
+            .set_muxer_option("mpegts_flags", "+resend_headers")
+            .map_err(|e| OutputError::Mux(next, e))?;
+        Ok(done)
+    }
+
+    /// `flush`: push the muxer's buffered data into the file first (the trailer already did
+    /// that at the end of the stream).
+    fn close_open_segment(&mut self, end: f64, flush: bool) -> Result<SegmentDone, OutputError> {
+        let seq = self.next_sequence;
+        let path = self.segment_path(seq);
+        if flush {
+            self.muxer
+                .flush()
+                .map_err(|e| OutputError::Mux(path.clone(), e))?;
+        }
+        let bytes = self
+            .muxer
+            .close_file()
+            .map_err(|e| OutputError::Mux(path, e))?;
+        let duration = (end - self.open_start.unwrap_or(end)).max(0.0);
+        self.segments.push_back(Segment {
+            sequence: seq,
+            duration,
+            bytes,
+        });
+        self.next_sequence += 1;
+        self.open_start = None;
+        self.open_end = 0.0;
+        self.expire_old_segments()?;
+        let playlist_bytes = self.write_playlist(false)?;
+        Ok(SegmentDone {
+            bytes,
+            playlist_bytes,
+            duration,
+        })
+    }
+
+    /// Drops segments that left the live window (keeping a couple for slow clients).
+    fn expire_old_segments(&mut self) -> Result<(), OutputError> {
+        let Some(window) = self.live_window else {
+            return Ok(());
+        };
+        while self.segments.len() > window {
+            let old = self.segments.pop_front().expect("len > window >= 1");
+            let grace = old.sequence.checked_sub(2);
+            if let Some(seq) = grace {
+                let p = self.segment_path(seq);
+                match std::fs::remove_file(&p) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(OutputError::Io(p, e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the muxer, closes the last segment and writes the final playlist (with
+    /// `#EXT-X-ENDLIST`). Returns the last segment's figures, if it had any media.
+    pub fn finish(&mut self) -> Result<Option<SegmentDone>, OutputError> {
+        let seq = self.next_sequence;
+        let path = self.segment_path(seq);
+        self.muxer
+            .write_trailer()
+            .map_err(|e| OutputError::Mux(path.clone(), e))?;
+        if self.open_start.is_some() {
+            let end = self.open_end;
+            let done = self.close_open_segment(end, false)?;
+            let playlist_bytes = self.write_playlist(true)?;
+            Ok(Some(SegmentDone {
+                playlist_bytes: done.playlist_bytes + playlist_bytes,
+                ..done
+            }))
+        } else {
+            // Nothing was written into the open file: remove it rather than list it.
+            let _ = self.muxer.close_file();
+            let _ = std::fs::remove_file(&path);
+            let playlist_bytes = if self.segments.is_empty() {
+                0
+            } else {
+                self.write_playlist(true)?
+            };
+            Ok(Some(SegmentDone {
+                playlist_bytes,
+                ..SegmentDone::default()
+            })
+            .filter(|d| d.playlist_bytes > 0))
+        }
+    }
+
+    /// Renders and atomically writes the media playlist.
+    fn write_playlist(&mut self, ended: bool) -> Result<u64, OutputError> {
+        let longest = self.segments.iter().map(|s| s.duration).fold(0.0, f64::max);
+        // Target duration: at least the configured one, and every EXTINF rounded fits in it.
+        let target = (self.target_duration.ceil() as u64)
+            .max(longest.round() as u64)
+            .max(1);
+        let first_seq = self.segments.front().map_or(0, |s| s.sequence);
+        let mut text = String::with_capacity(128 + self.segments.len() * 40);
+        text.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target}");
+        let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
+        if self.live_window.is_none() {
+            text.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
+        }
+        text.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        for s in &self.segments {
+            let _ = writeln!(
+                text,
+                "#EXTINF:{:.6},\n{}",
+                s.duration,
+                Self::segment_name(s.sequence)
+            );
+        }
+        if ended {
+            text.push_str("#EXT-X-ENDLIST\n");
+        }
+        let path = self.dir.join(MEDIA_PLAYLIST);
+        let n = write_atomic(&path, &text).map_err(|e| OutputError::Io(path, e))?;
+        self.playlist_bytes += n;
+        Ok(n)
+    }
+
+    /// Peak bitrate of the listed segments, bits/s (0 before the first segment).
+    pub fn peak_bitrate(&self) -> u64 {
+        self.segments
+            .iter()
+            .filter(|s| s.duration > 0.0)
+            .map(|s| (s.bytes as f64 * 8.0 / s.duration) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// One `#EXT-X-STREAM-INF` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MasterEntry {
+    /// Relative URI of the media playlist.
+    pub uri: String,
+    /// Peak bits/s.
+    pub bandwidth: u64,
+    /// Average bits/s.
+    pub average_bandwidth: u64,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// RFC 6381 codecs, e.g. `avc1.640028,mp4a.40.2`.
+    pub codecs: String,
+    /// Frames per second.
+    pub frame_rate: f64,
+}
+
+/// Renders and atomically writes the master playlist.
+pub fn write_master(dir: &Path, entries: &[MasterEntry]) -> io::Result<u64> {
+    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for e in entries {
+        let _ = writeln!(
+            text,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\",FRAME-RATE={:.3}\n{}",
+            e.bandwidth, e.average_bandwidth, e.width, e.height, e.codecs, e.frame_rate, e.uri
+        );
+    }
+    write_atomic(&dir.join(MASTER_PLAYLIST), &text)
+}
+
+/// The RFC 6381 `avc1.PPCCLL` string from the SPS in an H.264 Annex B packet, if present.
+pub fn h264_codec_string(annexb: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i] == 0 && annexb[i + 1] == 0 && annexb[i + 2] == 1 {
+            let nal = i + 3;
+            if annexb[nal] & 0x1f == 7 && nal + 3 < annexb.len() {
+                return Some(format!(
+                    "avc1.{:02X}{:02X}{:02X}",
+                    annexb[nal + 1],
+                    annexb[nal + 2],
+                    annexb[nal + 3]
+                ));
+            }
+            i = nal;
+        } else {
+            i += 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codec_string_from_sps() {
+        // start code, SPS header 0x67, profile 100 (High), constraints 0, level 40.
+        let pkt = [
+            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x64, 0x00, 0x28, 0xac,
+        ];
+        assert_eq!(h264_codec_string(&pkt).as_deref(), Some("avc1.640028"));
+        assert_eq!(h264_codec_string(&[0, 0, 1, 0x65, 1, 2, 3]), None);
+        assert_eq!(h264_codec_string(&[]), None);
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.m3u8");
+        write_atomic(&p, "a").unwrap();
+        write_atomic(&p, "bb").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "bb");
+        assert!(!d.path().join("x.m3u8.tmp").exists());
+    }
+}

@@ -1,0 +1,742 @@
+//! The media pipeline: one source decoded once, every variant scaled and encoded on its own
+//! thread, audio encoded once, HLS out. Safe Rust over `ffi`; knows nothing about the
+//! lifecycle beyond the [`Control`] flags it obeys.
+
+mod audio;
+pub(crate) mod hls;
+mod source;
+mod variant;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, SendTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use crate::config::{StreamConfig, VariantProfile};
+use crate::error::Error;
+use crate::ffi::{
+    rescale, CodecContext, Dictionary, Frame, Interrupt, Packet, Rational, Step,
+    VideoEncoderSettings, NO_PTS, PIX_FMT_YUV420P,
+};
+use crate::stats::StatsCell;
+use audio::AudioChain;
+use hls::{MasterEntry, SegmentWriter};
+use variant::{output_error, VariantMsg, VariantWorker};
+
+/// Frames queued per variant before the decoder waits (back-pressure, bounded memory).
+const VARIANT_QUEUE: usize = 8;
+
+/// Stop/abort flags shared by a stream's handle and its threads.
+#[derive(Debug)]
+pub(crate) struct Control {
+    stream: String,
+    interrupt: Arc<Interrupt>,
+    stop: AtomicBool,
+    abort: AtomicBool,
+}
+
+impl Control {
+    pub fn new(stream: &str) -> Arc<Self> {
+        Arc::new(Self {
+            stream: stream.to_owned(),
+            interrupt: Interrupt::new(),
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+        })
+    }
+
+    pub fn stream_id(&self) -> &str {
+        &self.stream
+    }
+
+    /// Graceful: stop reading (a blocked read returns at once), drain, finish the outputs.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.interrupt.interrupt();
+    }
+
+    /// Immediate: interrupt I/O and drop partial work.
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.interrupt.interrupt();
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn abort_requested(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+}
+
+/// How a pipeline run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The source ended (end of file).
+    SourceEnded,
+    /// A stop was requested and the outputs were finished.
+    Stopped,
+}
+
+/// What the pipeline learned while starting, reported once it is running.
+#[derive(Debug, Clone)]
+pub(crate) struct RunInfo {
+    pub live: bool,
+    pub variants: Vec<(String, u32, u32)>,
+}
+
+/// The master playlist's entries as variants complete their first segment.
+pub(crate) struct LadderState {
+    stream: String,
+    dir: PathBuf,
+    inner: Mutex<LadderInner>,
+}
+
+struct LadderInner {
+    entries: Vec<MasterEntry>,
+    ready: Vec<bool>,
+    written: bool,
+}
+
+impl LadderState {
+    pub fn stream_id(&self) -> &str {
+        &self.stream
+    }
+
+    /// Variant `index` listed a segment; once every variant has, the master is written.
+    pub fn segment_done(&self, index: usize, codecs: &str, stats: &StatsCell) {
+        let snapshot = {
+            let mut g = self.inner.lock();
+            if g.ready[index] {
+                return;
+            }
+            g.ready[index] = true;
+            g.entries[index].codecs = codecs.to_owned();
+            if g.written || g.ready.iter().any(|r| !r) {
+                return;
+            }
+            g.written = true;
+            g.entries.clone()
+        };
+        self.write(&snapshot, stats);
+    }
+
+    fn write(&self, entries: &[MasterEntry], stats: &StatsCell) {
+        match hls::write_master(&self.dir, entries) {
+            Ok(n) => {
+                stats.playlist_bytes.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                log::error!(
+                    "stream {}: writing {}: {e}",
+                    self.stream,
+                    self.dir.join(hls::MASTER_PLAYLIST).display()
+                );
+            }
+        }
+    }
+
+    /// Rewrites the master with measured bandwidth once the ladder is finished.
+    fn finish(&self, measured: &[(u64, u64)], stats: &StatsCell) {
+        let entries = {
+            let mut g = self.inner.lock();
+            if !g.written {
+                return;
+            }
+            for (e, &(peak, avg)) in g.entries.iter_mut().zip(measured) {
+                if peak > 0 && avg > 0 {
+                    e.bandwidth = peak.max(avg);
+                    e.average_bandwidth = avg;
+                }
+            }
+            g.entries.clone()
+        };
+        self.write(&entries, stats);
+    }
+}
+
+/// A variant as planned from the source's geometry.
+struct Plan<'a> {
+    profile: &'a VariantProfile,
+    width: i32,
+    height: i32,
+    frame_rate: f64,
+}
+
+/// Width for `height` that keeps the source's display aspect, rounded to even.
+fn width_for(height: u32, src_w: i32, src_h: i32, sar: Rational) -> i32 {
+    let sar = if sar.is_valid() { sar.as_f64() } else { 1.0 };
+    let dar = f64::from(src_w) * sar / f64::from(src_h);
+    let w = (f64::from(height) * dar / 2.0).round() as i32 * 2;
+    w.max(2)
+}
+
+fn plan<'a>(
+    config: &'a StreamConfig,
+    src_w: i32,
+    src_h: i32,
+    sar: Rational,
+    src_fps: f64,
+) -> Vec<Plan<'a>> {
+    let profile = config.profile();
+    let make = |v: &'a VariantProfile| Plan {
+        profile: v,
+        width: width_for(v.height, src_w, src_h, sar),
+        height: v.height as i32,
+        frame_rate: v.max_frame_rate.map_or(src_fps, |cap| cap.min(src_fps)),
+    };
+    let mut plans: Vec<Plan> = profile
+        .variants
+        .iter()
+        .filter(|v| {
+            let keep = profile.keep_taller_rungs || v.height as i32 <= src_h;
+            if !keep {
+                log::info!(
+                    "stream {}: leaving out variant {} ({}p): taller than the {src_h}p source",
+                    config.id(),
+                    v.name,
+                    v.height
+                );
+            }
+            keep
+        })
+        .map(make)
+        .collect();
+    if plans.is_empty() {
+        // Every rung is taller than the source: keep the shortest so there is an output.
+        let shortest = profile
+            .variants
+            .iter()
+            .min_by_key(|v| v.height)
+            .expect("validated non-empty");
+        log::info!(
+            "stream {}: every rung is taller than the source; keeping {}",
+            config.id(),
+            shortest.name
+        );
+        plans.push(make(shortest));
+    }
+    plans
+}
+
+/// Creates the output directories and removes what an earlier run left that this run
+/// would otherwise be confused with (our playlist and segment names only).
+fn prepare_output(config: &StreamConfig, plans: &[Plan]) -> Result<(), Error> {
+    let stream = config.id();
+    let dir = config.output_dir();
+    std::fs::create_dir_all(dir).map_err(|e| Error::output(stream, dir, &e))?;
+    remove_if_exists(stream, &dir.join(hls::MASTER_PLAYLIST))?;
+    for p in plans {
+        let vdir = dir.join(&p.profile.name);
+        std::fs::create_dir_all(&vdir).map_err(|e| Error::output(stream, &vdir, &e))?;
+        let entries = std::fs::read_dir(&vdir).map_err(|e| Error::output(stream, &vdir, &e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = (name.starts_with("seg_") && name.ends_with(".ts"))
+                || name.starts_with(hls::MEDIA_PLAYLIST);
+            if ours {
+                remove_if_exists(stream, &entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_exists(stream: &str, path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::output(stream, path, &e)),
+    }
+}
+
+/// Runs the whole pipeline on the calling thread (plus one scoped thread per variant).
+/// Returns when the source ends, a stop finishes, an abort lands, or something fails.
+pub(crate) fn run(
+    config: &StreamConfig,
+    control: &Control,
+    stats: &StatsCell,
+    on_running: &mut dyn FnMut(&RunInfo),
+) -> Result<Ending, Error> {
+    let stream = config.id();
+    let mut src = match source::open(config, &control.interrupt) {
+        Ok(s) => s,
+        Err(Error::Aborted { .. }) if control.stop_requested() && !control.abort_requested() => {
+            return Ok(Ending::Stopped)
+        }
+        Err(e) => return Err(e),
+    };
+    let v = src.video.clone();
+    let src_fps = if v.frame_rate.is_valid() {
+        v.frame_rate.as_f64()
+    } else {
+        30.0
+    };
+    let plans = plan(config, v.width, v.height, v.sample_aspect_ratio, src_fps);
+    prepare_output(config, &plans)?;
+
+    let mut dec_opts = Dictionary::new();
+    dec_opts
+        .set("max_pixels", &source::MAX_PIXELS.to_string())
+        .map_err(|e| Error::codec(stream, "video decoder options", e))?;
+    let mut video_dec = src
+        .input
+        .open_decoder(v.index, dec_opts)
+        .map_err(|e| audio::decoder_error(stream, &v, e))?;
+
+    let mut audio = match &src.audio {
+        Some(a) => {
+            let rates: Vec<u64> = plans.iter().map(|p| p.profile.audio_bitrate).collect();
+            Some(AudioChain::open(stream, &src.input, a, &rates)?)
+        }
+        None => None,
+    };
+    let keep: Vec<usize> = std::iter::once(v.index)
+        .chain(src.audio.as_ref().map(|a| a.index))
+        .collect();
+    src.input.keep_only(&keep);
+
+    let seg = config.profile().segment_duration;
+    let live_window = src.live.then_some(config.profile().live_window);
+    let mut workers = Vec::with_capacity(plans.len());
+    let mut audio_route = Vec::with_capacity(plans.len());
+    let mut entries = Vec::with_capacity(plans.len());
+    for (i, p) in plans.iter().enumerate() {
+        let vp = p.profile;
+        let frames_per_segment = (seg.as_secs_f64() * p.frame_rate).ceil().max(1.0) as i32;
+        let settings = VideoEncoderSettings {
+            codec: vp.codec.encoder_name().to_owned(),
+            width: p.width,
+            height: p.height,
+            pix_fmt: PIX_FMT_YUV420P,
+            time_base: v.time_base,
+            frame_rate: rational_fps(p.frame_rate),
+            bit_rate: vp.video_bitrate as i64,
+            max_rate: vp.max_rate as i64,
+            buf_size: vp.buf_size as i64,
+            // Keyframes come only from the segment boundaries we force; never from x264's
+            // own GOP logic or scene cuts, which would break alignment across variants.
+            gop_size: frames_per_segment * 4,
+            threads: 0,
+            options: vec![
+                ("preset".into(), vp.preset.clone()),
+                ("forced-idr".into(), "1".into()),
+                ("x264-params".into(), "scenecut=0:open-gop=0".into()),
+            ],
+        };
+        let encoder = CodecContext::open_video_encoder(&settings)
+            .map_err(|e| audio::encoder_error(stream, settings.codec.as_str(), e))?;
+        let route = audio.as_ref().map(|a| a.encoder_for(vp.audio_bitrate));
+        let audio_enc = audio.as_ref().zip(route).map(|(a, r)| &a.encoders[r].ctx);
+        let vdir = config.output_dir().join(&vp.name);
+        let writer =
+            SegmentWriter::create(&vdir, &encoder, audio_enc, seg.as_secs_f64(), live_window)
+                .map_err(|e| output_error(stream, e))?;
+        let counters = stats.add_variant(&vp.name);
+        let audio_tb = audio_enc.map_or(Rational::new(0, 1), CodecContext::time_base);
+        workers.push(VariantWorker::new(
+            i,
+            vp.name.clone(),
+            p.width,
+            p.height,
+            encoder,
+            writer,
+            counters,
+            vp.max_frame_rate,
+            audio_tb,
+            p.frame_rate,
+        ));
+        audio_route.push(route);
+        let audio_bps = if route.is_some() { vp.audio_bitrate } else { 0 };
+        entries.push(MasterEntry {
+            uri: format!("{}/{}", vp.name, hls::MEDIA_PLAYLIST),
+            bandwidth: vp.max_rate + audio_bps,
+            average_bandwidth: vp.video_bitrate + audio_bps,
+            width: p.width as u32,
+            height: p.height as u32,
+            codecs: String::new(),
+            frame_rate: p.frame_rate,
+        });
+    }
+    let ladder = LadderState {
+        stream: stream.to_owned(),
+        dir: config.output_dir().to_path_buf(),
+        inner: Mutex::new(LadderInner {
+            ready: vec![false; entries.len()],
+            entries,
+            written: false,
+        }),
+    };
+    on_running(&RunInfo {
+        live: src.live,
+        variants: plans
+            .iter()
+            .map(|p| (p.profile.name.clone(), p.width as u32, p.height as u32))
+            .collect(),
+    });
+
+    let outcome = std::thread::scope(|scope| {
+        let mut senders = Vec::with_capacity(workers.len());
+        let mut handles = Vec::with_capacity(workers.len());
+        for w in workers {
+            let (tx, rx) = bounded(VARIANT_QUEUE);
+            let name = format!("sv-{stream}-{}", w.name);
+            let ladder = &ladder;
+            let spawned = std::thread::Builder::new()
+                .name(name)
+                .spawn_scoped(scope, move || w.run(rx, control, stats, ladder));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    control.request_abort();
+                    return Err(Error::Internal {
+                        stream: stream.to_owned(),
+                        message: format!("spawning a variant thread: {e}"),
+                    });
+                }
+            }
+            senders.push(tx);
+        }
+        let mut decode = DecodeLoop {
+            config,
+            control,
+            stats,
+            senders: &senders,
+            audio_route: &audio_route,
+            seg_ticks: rescale(
+                seg.as_micros() as i64,
+                Rational::new(1, 1_000_000),
+                v.time_base,
+            )
+            .max(1),
+            time_base: v.time_base,
+            frame_ticks: rescale(
+                (1e6 / src_fps).round() as i64,
+                Rational::new(1, 1_000_000),
+                v.time_base,
+            )
+            .max(1),
+            first_pts: None,
+            next_boundary: 0,
+            last_pts: None,
+            frame: Frame::new(),
+        };
+        let main = decode.run(&mut src, &mut video_dec, audio.as_mut());
+        if main.is_ok() {
+            for tx in &senders {
+                // A variant that already failed has hung up; its error is collected below.
+                let _ = decode.send(tx, VariantMsg::End);
+            }
+        }
+        drop(senders);
+        let results: Vec<Result<(u64, u64), Error>> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|p| {
+                    Err(Error::Panicked {
+                        stream: stream.to_owned(),
+                        message: panic_message(&*p),
+                    })
+                })
+            })
+            .collect();
+        combine(main, results)
+    });
+    // Release the source (sockets, decoder threads) before the outputs are finalised.
+    drop(video_dec);
+    drop(audio);
+    drop(src);
+    match outcome {
+        Ok((ending, measured)) => {
+            ladder.finish(&measured, stats);
+            Ok(ending)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The stream's result from the decode loop's and every variant's: the root cause wins
+/// over the `Aborted` that other threads report when they are torn down because of it.
+fn combine(
+    main: Result<Ending, Error>,
+    variants: Vec<Result<(u64, u64), Error>>,
+) -> Result<(Ending, Vec<(u64, u64)>), Error> {
+    let mut measured = Vec::with_capacity(variants.len());
+    let mut first_err = None;
+    for r in variants {
+        match r {
+            Ok(m) => measured.push(m),
+            Err(Error::Aborted { .. }) => {}
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match (main, first_err) {
+        (Err(e @ Error::Aborted { .. }), Some(root)) => {
+            drop(e);
+            Err(root)
+        }
+        (Err(e), _) => Err(e),
+        (Ok(_), Some(e)) => Err(e),
+        (Ok(end), None) => Ok((end, measured)),
+    }
+}
+
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".into())
+}
+
+fn rational_fps(fps: f64) -> Rational {
+    let r = (fps * 1000.0).round() as i32;
+    if r % 1000 == 0 {
+        Rational::new(r / 1000, 1)
+    } else {
+        Rational::new(r, 1000)
+    }
+}
+
+/// The decode thread's loop state.
+struct DecodeLoop<'a> {
+    config: &'a StreamConfig,
+    control: &'a Control,
+    stats: &'a StatsCell,
+    senders: &'a [Sender<VariantMsg>],
+    audio_route: &'a [Option<usize>],
+    seg_ticks: i64,
+    time_base: Rational,
+    frame_ticks: i64,
+    first_pts: Option<i64>,
+    next_boundary: i64,
+    last_pts: Option<i64>,
+    frame: Frame,
+}
+
+impl DecodeLoop<'_> {
+    fn stream(&self) -> &str {
+        self.config.id()
+    }
+
+    fn run(
+        &mut self,
+        src: &mut source::Source,
+        video_dec: &mut CodecContext,
+        mut audio: Option<&mut AudioChain>,
+    ) -> Result<Ending, Error> {
+        let mut pkt = Packet::new();
+        let vi = src.video.index as i32;
+        let ai = src.audio.as_ref().map(|a| a.index as i32);
+        let interrupt = self.control.interrupt.clone();
+        let ending = loop {
+            if self.control.abort_requested() {
+                return Err(self.aborted());
+            }
+            if self.control.stop_requested() {
+                break Ending::Stopped;
+            }
+            interrupt.arm(self.config.io_timeout());
+            let r = src.input.read(&mut pkt);
+            interrupt.disarm();
+            match r {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Ok(Step::Eof) => break Ending::SourceEnded,
+                Err(e) => {
+                    if self.control.abort_requested() {
+                        return Err(self.aborted());
+                    }
+                    if self.control.stop_requested() {
+                        break Ending::Stopped;
+                    }
+                    if interrupt.timed_out() {
+                        return Err(Error::SourceStalled {
+                            stream: self.stream().to_owned(),
+                            url: self.config.source().to_owned(),
+                            timeout_ms: self.config.io_timeout().as_millis() as u64,
+                        });
+                    }
+                    if e.is_invalid_data() {
+                        // A damaged packet: skip it, count it, keep going.
+                        self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Err(Error::SourceIo {
+                        stream: self.stream().to_owned(),
+                        url: self.config.source().to_owned(),
+                        op: "reading",
+                        code: e.code,
+                        message: e.message(),
+                    });
+                }
+            }
+            self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_in
+                .fetch_add(pkt.size() as u64, Ordering::Relaxed);
+            if pkt.is_corrupt() {
+                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            if pkt.stream_index() == vi {
+                self.decode_video(video_dec, Some(&pkt))?;
+            } else if Some(pkt.stream_index()) == ai {
+                if let Some(a) = audio.as_deref_mut() {
+                    self.decode_audio(a, Some(&pkt))?;
+                }
+            }
+        };
+        // Drain: every frame decoded so far reaches every variant.
+        self.decode_video(video_dec, None)?;
+        if let Some(a) = audio {
+            self.decode_audio(a, None)?;
+        }
+        Ok(ending)
+    }
+
+    fn aborted(&self) -> Error {
+        Error::Aborted {
+            stream: self.stream().to_owned(),
+        }
+    }
+
+    fn decode_video(&mut self, dec: &mut CodecContext, pkt: Option<&Packet>) -> Result<(), Error> {
+        match dec.send_packet(pkt) {
+            Ok(_) => {}
+            Err(e) if e.is_invalid_data() => {
+                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+        }
+        loop {
+            match dec.receive_frame(&mut self.frame) {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again | Step::Eof) => return Ok(()),
+                Err(e) if e.is_invalid_data() => {
+                    self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+            }
+            let frame = std::mem::take(&mut self.frame);
+            self.fan_out(frame)?;
+        }
+    }
+
+    /// Stamps a decoded frame (pts, segment-boundary keyframe) and shares it with every
+    /// variant.
+    fn fan_out(&mut self, mut frame: Frame) -> Result<(), Error> {
+        let mut pts = frame.best_effort_pts();
+        if pts == NO_PTS {
+            pts = self.last_pts.map_or(0, |p| p + self.frame_ticks);
+        }
+        self.last_pts = Some(pts);
+        let first = *self.first_pts.get_or_insert(pts);
+        // Boundaries sit at first + k * segment; the first frame at or past one is a keyframe
+        // in every variant, because this decision is made once, here.
+        let force_key = pts == first || pts >= self.next_boundary;
+        if force_key {
+            let k = (pts - first).max(0) / self.seg_ticks + 1;
+            self.next_boundary = first + k * self.seg_ticks;
+        }
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        let media = rescale(
+            pts - first + self.frame_ticks,
+            self.time_base,
+            Rational::new(1, 1_000_000),
+        );
+        self.stats
+            .media_us
+            .fetch_max(media.max(0) as u64, Ordering::Relaxed);
+        frame.set_pts(pts);
+        frame.set_force_keyframe(force_key);
+        for tx in self.senders {
+            let shared = frame
+                .share()
+                .map_err(|e| Error::codec(self.stream(), "frame reference", e))?;
+            self.send(
+                tx,
+                VariantMsg::Video {
+                    frame: shared,
+                    force_key,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
+        let route = self.audio_route;
+        let (frames, corrupt) = audio.push(pkt, &mut |enc, packet| {
+            let mut packet = Some(packet);
+            let targets: Vec<usize> = (0..route.len())
+                .filter(|&i| route[i] == Some(enc))
+                .collect();
+            for (n, &i) in targets.iter().enumerate() {
+                let p = if n + 1 == targets.len() {
+                    packet.take().expect("moved once, last")
+                } else {
+                    packet
+                        .as_ref()
+                        .expect("present until last")
+                        .share()
+                        .map_err(|e| Error::codec(self.stream(), "packet reference", e))?
+                };
+                self.send(&self.senders[i], VariantMsg::Audio(p))?;
+            }
+            Ok(())
+        })?;
+        self.stats
+            .audio_frames_in
+            .fetch_add(frames, Ordering::Relaxed);
+        if corrupt {
+            self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Blocking send with back-pressure, abandoned on abort or when the variant is gone.
+    fn send(&self, tx: &Sender<VariantMsg>, mut msg: VariantMsg) -> Result<(), Error> {
+        loop {
+            match tx.send_timeout(msg, Duration::from_millis(50)) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(m)) => {
+                    if self.control.abort_requested() {
+                        return Err(self.aborted());
+                    }
+                    msg = m;
+                }
+                // The variant failed; its own error explains why (see `combine`).
+                Err(SendTimeoutError::Disconnected(_)) => return Err(self.aborted()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn widths_follow_display_aspect_and_are_even() {
+        let sq = Rational::new(1, 1);
+        assert_eq!(width_for(720, 1920, 1080, sq), 1280);
+        assert_eq!(width_for(480, 1920, 1080, sq), 854);
+        assert_eq!(width_for(360, 1920, 1080, sq), 640);
+        assert_eq!(width_for(240, 1920, 1080, sq), 426);
+        assert_eq!(width_for(480, 640, 480, sq), 640);
+        // Anamorphic 720x576 with 16:15 SAR displays 4:3.
+        assert_eq!(width_for(576, 720, 576, Rational::new(16, 15)), 768);
+        assert_eq!(width_for(360, 1080, 1920, Rational::new(0, 1)), 202);
+    }
+}

@@ -1,0 +1,196 @@
+//! Counters the media threads bump (atomics, no locks on the frame path) and the snapshots
+//! users read. Rates are derived in the snapshot and never divide by zero.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Counters of one variant, written by its thread.
+#[derive(Debug, Default)]
+pub(crate) struct VariantCounters {
+    pub frames_out: AtomicU64,
+    pub frames_dropped: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub segments: AtomicU64,
+    pub media_us: AtomicU64,
+}
+
+/// Counters of one stream, shared by its threads and its handle.
+#[derive(Debug)]
+pub(crate) struct StatsCell {
+    pub frames_in: AtomicU64,
+    pub audio_frames_in: AtomicU64,
+    pub packets_in: AtomicU64,
+    pub corrupt_packets: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Playlists (master and variant) written, bytes.
+    pub playlist_bytes: AtomicU64,
+    pub media_us: AtomicU64,
+    pub errors: AtomicU64,
+    pub recoveries: AtomicU64,
+    variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
+    bitrate_window: Mutex<RateWindow>,
+}
+
+impl Default for StatsCell {
+    fn default() -> Self {
+        Self {
+            frames_in: AtomicU64::new(0),
+            audio_frames_in: AtomicU64::new(0),
+            packets_in: AtomicU64::new(0),
+            corrupt_packets: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            playlist_bytes: AtomicU64::new(0),
+            media_us: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
+            variants: Mutex::new(Vec::new()),
+            bitrate_window: Mutex::new(RateWindow::default()),
+        }
+    }
+}
+
+impl StatsCell {
+    /// Registers a variant and returns its counters (called once per variant at setup).
+    pub fn add_variant(&self, name: &str) -> std::sync::Arc<VariantCounters> {
+        let c = std::sync::Arc::new(VariantCounters::default());
+        self.variants.lock().push((name.to_owned(), c.clone()));
+        c
+    }
+
+    /// A consistent-enough view of every counter, with derived rates.
+    pub fn snapshot(&self, uptime: Duration) -> StreamStats {
+        let secs = uptime.as_secs_f64();
+        let media = Duration::from_micros(self.media_us.load(Relaxed));
+        let variants: Vec<VariantStats> = self
+            .variants
+            .lock()
+            .iter()
+            .map(|(name, c)| {
+                let bytes = c.bytes_out.load(Relaxed);
+                let media = Duration::from_micros(c.media_us.load(Relaxed));
+                VariantStats {
+                    name: name.clone(),
+                    frames_out: c.frames_out.load(Relaxed),
+                    frames_dropped: c.frames_dropped.load(Relaxed),
+                    bytes_out: bytes,
+                    segments: c.segments.load(Relaxed),
+                    media_time: media,
+                    average_bitrate: bits_per_second(bytes, media.as_secs_f64()),
+                }
+            })
+            .collect();
+        let playlist_bytes = self.playlist_bytes.load(Relaxed);
+        let bytes_out = playlist_bytes + variants.iter().map(|v| v.bytes_out).sum::<u64>();
+        let recent_bitrate = self
+            .bitrate_window
+            .lock()
+            .observe(Instant::now(), bytes_out);
+        StreamStats {
+            frames_in: self.frames_in.load(Relaxed),
+            audio_frames_in: self.audio_frames_in.load(Relaxed),
+            packets_in: self.packets_in.load(Relaxed),
+            corrupt_packets: self.corrupt_packets.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out,
+            media_time: media,
+            speed: if secs > 0.0 {
+                media.as_secs_f64() / secs
+            } else {
+                0.0
+            },
+            average_bitrate: bits_per_second(bytes_out, media.as_secs_f64()),
+            recent_bitrate,
+            errors: self.errors.load(Relaxed),
+            recoveries: self.recoveries.load(Relaxed),
+            uptime,
+            variants,
+        }
+    }
+}
+
+fn bits_per_second(bytes: u64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        bytes as f64 * 8.0 / secs
+    } else {
+        0.0
+    }
+}
+
+/// Output bitrate over roughly the last few seconds of wall-clock time.
+#[derive(Debug, Default)]
+struct RateWindow {
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+impl RateWindow {
+    fn observe(&mut self, now: Instant, total_bytes: u64) -> f64 {
+        self.samples.push_back((now, total_bytes));
+        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
+            self.samples.pop_front();
+        }
+        if self.samples.len() > 256 {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = self.samples[0];
+        bits_per_second(
+            total_bytes.saturating_sub(b0),
+            now.duration_since(t0).as_secs_f64(),
+        )
+    }
+}
+
+/// Statistics of one variant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VariantStats {
+    /// The variant's name.
+    pub name: String,
+    /// Video frames encoded and written.
+    pub frames_out: u64,
+    /// Frames not encoded (frame-rate cap, or timestamps that did not advance).
+    pub frames_dropped: u64,
+    /// Bytes of segments written to disk.
+    pub bytes_out: u64,
+    /// Segments completed.
+    pub segments: u64,
+    /// Media time encoded.
+    pub media_time: Duration,
+    /// Average output bitrate over the media time, bits/s.
+    pub average_bitrate: f64,
+}
+
+/// Statistics of one stream at a moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamStats {
+    /// Video frames decoded from the source.
+    pub frames_in: u64,
+    /// Audio frames decoded from the source.
+    pub audio_frames_in: u64,
+    /// Packets read from the source.
+    pub packets_in: u64,
+    /// Packets the demuxer or decoder found corrupt and that were skipped.
+    pub corrupt_packets: u64,
+    /// Bytes read from the source (packet payloads).
+    pub bytes_in: u64,
+    /// Bytes written: every segment and playlist.
+    pub bytes_out: u64,
+    /// Media time decoded.
+    pub media_time: Duration,
+    /// Media time per wall-clock time (1.0 = real time).
+    pub speed: f64,
+    /// Output bits per second of media.
+    pub average_bitrate: f64,
+    /// Output bits per second of wall-clock time over the last few seconds.
+    pub recent_bitrate: f64,
+    /// Errors seen (recovered or not).
+    pub errors: u64,
+    /// Successful recoveries.
+    pub recoveries: u64,
+    /// Time since the stream was started (frozen when it ends).
+    pub uptime: Duration,
+    /// Per-variant figures, in ladder order.
+    pub variants: Vec<VariantStats>,
+}
