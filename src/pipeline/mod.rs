@@ -230,7 +230,6 @@ fn prepare_output(config: &StreamConfig, plans: &[Plan]) -> Result<(), Error> {
     let stream = config.id();
     let dir = config.output_dir();
     std::fs::create_dir_all(dir).map_err(|e| Error::output(stream, dir, &e))?;
-    remove_if_exists(stream, &dir.join(hls::MASTER_PLAYLIST))?;
     for p in plans {
         let vdir = dir.join(&p.profile.name);
         std::fs::create_dir_all(&vdir).map_err(|e| Error::output(stream, &vdir, &e))?;
@@ -265,6 +264,8 @@ pub(crate) fn run(
     on_running: &mut dyn FnMut(&RunInfo),
 ) -> Result<Ending, Error> {
     let stream = config.id();
+    // Whatever happens next, an earlier run's master must not claim this run's ladder.
+    remove_if_exists(stream, &config.output_dir().join(hls::MASTER_PLAYLIST))?;
     let mut src = match source::open(config, &control.interrupt) {
         Ok(s) => s,
         Err(Error::Aborted { .. }) if control.stop_requested() && !control.abort_requested() => {

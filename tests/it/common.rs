@@ -1,0 +1,185 @@
+//! Shared helpers: media made at test time with the ffmpeg CLI, outputs checked with
+//! ffprobe (an independent tool) and m3u8-rs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use m3u8_rs::{MasterPlaylist, MediaPlaylist, Playlist};
+use serde_json::Value;
+use streamvisor::{AbrProfile, Stream, StreamConfig, StreamReport};
+
+/// Runs the ffmpeg CLI quietly; panics with its stderr on failure.
+pub fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .expect("ffmpeg CLI not found (make deps installs it)");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes an H.264/AAC MP4 of `secs` seconds at `size` and `rate` (audio optional).
+pub fn make_mp4(dir: &Path, name: &str, size: &str, rate: u32, secs: u32, audio: bool) -> PathBuf {
+    let path = dir.join(name);
+    let video = format!("testsrc2=size={size}:rate={rate}:duration={secs}");
+    let tone = format!("sine=frequency=440:sample_rate=48000:duration={secs}");
+    let p = path.to_str().unwrap();
+    let mut args = vec!["-f", "lavfi", "-i", &video];
+    if audio {
+        args.extend(["-f", "lavfi", "-i", &tone, "-c:a", "aac", "-b:a", "128k"]);
+    }
+    args.extend([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        p,
+    ]);
+    ffmpeg(&args);
+    path
+}
+
+/// ffprobe's JSON for `args` + `path`.
+pub fn ffprobe_json(path: &Path, args: &[&str]) -> Value {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-of", "json"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe not found");
+    assert!(
+        out.status.success(),
+        "ffprobe {path:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("ffprobe JSON")
+}
+
+/// What ffprobe says about the first video stream of a file or playlist.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VideoProbe {
+    pub codec: String,
+    pub width: u64,
+    pub height: u64,
+    pub frames: u64,
+}
+
+pub fn probe_video(path: &Path) -> VideoProbe {
+    let v = ffprobe_json(
+        path,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+        ],
+    );
+    let s = &v["streams"][0];
+    VideoProbe {
+        codec: s["codec_name"].as_str().unwrap_or_default().to_owned(),
+        width: s["width"].as_u64().unwrap_or(0),
+        height: s["height"].as_u64().unwrap_or(0),
+        frames: s["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    }
+}
+
+/// Codec names of every stream in a file.
+pub fn stream_codecs(path: &Path) -> Vec<String> {
+    let v = ffprobe_json(path, &["-show_entries", "stream=codec_name"]);
+    v["streams"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| s["codec_name"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// pts (seconds) of the first video packet of a segment file, and whether it is a keyframe.
+pub fn first_video_packet(segment: &Path) -> (f64, bool) {
+    let v = ffprobe_json(
+        segment,
+        &[
+            "-select_streams",
+            "v:0",
+            "-read_intervals",
+            "%+#1",
+            "-show_entries",
+            "packet=pts_time,flags",
+        ],
+    );
+    let p = &v["packets"][0];
+    let pts = p["pts_time"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("a video packet");
+    (
+        pts,
+        p["flags"].as_str().unwrap_or_default().starts_with('K'),
+    )
+}
+
+pub fn read_master(dir: &Path) -> MasterPlaylist {
+    let bytes = std::fs::read(dir.join("master.m3u8")).expect("master.m3u8");
+    match m3u8_rs::parse_playlist_res(&bytes).expect("master parses") {
+        Playlist::MasterPlaylist(m) => m,
+        Playlist::MediaPlaylist(_) => panic!("master.m3u8 is a media playlist"),
+    }
+}
+
+pub fn read_media(path: &Path) -> MediaPlaylist {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    match m3u8_rs::parse_playlist_res(&bytes).expect("media playlist parses") {
+        Playlist::MediaPlaylist(m) => m,
+        Playlist::MasterPlaylist(_) => panic!("{path:?} is a master playlist"),
+    }
+}
+
+/// A config writing `rungs` of the standard ladder to `out`.
+pub fn config(id: &str, source: &str, out: &Path, rungs: &[&str]) -> StreamConfig {
+    StreamConfig::builder(id, source, out)
+        .profile(
+            AbrProfile::from_rungs(rungs)
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .build()
+        .unwrap()
+}
+
+/// Starts a stream and waits for it to end by itself, with a generous safety net.
+pub fn run_to_end(config: StreamConfig) -> StreamReport {
+    let running = Stream::new(config).start().expect("start");
+    let end = running.wait_for(streamvisor::StateSet::TERMINAL, Duration::from_secs(120));
+    assert!(
+        end.is_terminal(),
+        "stream did not end within 120 s (state {end})"
+    );
+    running.wait()
+}
+
+/// Threads of this process.
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Open descriptors of this process.
+pub fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}

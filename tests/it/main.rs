@@ -1,0 +1,6 @@
+//! The integration suite: one binary, tests grouped by what they prove. Every test runs
+//! real media through the real FFmpeg libraries and checks outputs with ffprobe.
+
+mod bad_input;
+mod common;
+mod ladder;
