@@ -2,17 +2,28 @@
 //!
 //! ```text
 //! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
-//!     [--preset NAME] [--segment SECS]
+//!     [--preset NAME] [--segment SECS] [--json]
 //! ```
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
 //! tone. A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
 //! the stream ended normally; non-zero, with the error on stderr, when it failed.
+//!
+//! `--json` prints one JSON object per line on stdout for every state change
+//! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":MSG|null}`) and every
+//! stats snapshot (`{"event":"stats","stream":ID,...}`).
+//!
+//! SIGINT / SIGTERM stop gracefully (the output is finished, exit 0); a second one aborts.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use streamvisor::{AbrProfile, StateSet, Stream, StreamConfig, StreamState};
+use serde_json::json;
+use streamvisor::{
+    AbrProfile, Hooks, StateEvent, StateSet, StatsEvent, Stream, StreamConfig, StreamState,
+};
 
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
 const DEFAULT_SOURCE: &str = "lavfi:testsrc2=size=1920x1080:rate=30:duration=10;sine=frequency=440:sample_rate=48000:duration=10";
@@ -23,10 +34,11 @@ struct Args {
     ladder: Option<Vec<String>>,
     preset: Option<String>,
     segment: Option<f64>,
+    json: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -36,6 +48,7 @@ fn parse_args() -> Result<Args, String> {
         ladder: None,
         preset: None,
         segment: None,
+        json: false,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -57,6 +70,7 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--segment: {v:?} is not a number"))?,
                 );
             }
+            "--json" => args.json = true,
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
@@ -89,10 +103,31 @@ fn run(args: Args) -> Result<(), String> {
         .profile(profile)
         .build()
         .map_err(|e| e.to_string())?;
-    let running = Stream::new(config).start().map_err(|e| e.to_string())?;
+    let signals = Arc::new(AtomicUsize::new(0));
+    watch_signals(signals.clone())?;
+    let mut stream = Stream::new(config);
+    if args.json {
+        stream = stream.with_hooks(json_hooks());
+    }
+    let running = stream.start().map_err(|e| e.to_string())?;
     let mut stderr = std::io::stderr();
+    let mut stop_sent = false;
     loop {
-        let state = running.wait_for(StateSet::TERMINAL, Duration::from_millis(500));
+        let state = running.wait_for(StateSet::TERMINAL, Duration::from_millis(250));
+        match signals.load(Ordering::SeqCst) {
+            0 => {}
+            1 if !stop_sent => {
+                eprintln!("\nstopping (finishing the playlists; a second signal aborts)");
+                running.request_stop();
+                stop_sent = true;
+            }
+            1 => {}
+            _ => {
+                eprintln!("\naborting");
+                let report = running.abort();
+                return Err(format!("aborted by signal in state {}", report.state));
+            }
+        }
         let s = running.stats();
         let fps = if s.uptime.as_secs_f64() > 0.0 {
             s.frames_in as f64 / s.uptime.as_secs_f64()
@@ -142,6 +177,70 @@ fn run(args: Args) -> Result<(), String> {
             .error
             .map_or_else(|| "stream failed".to_owned(), |e| e.to_string())),
     }
+}
+
+/// Counts SIGINT/SIGTERM on a small thread (signal-safe, no work in the handler).
+fn watch_signals(count: Arc<AtomicUsize>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Hooks that print JSON lines on stdout.
+fn json_hooks() -> Hooks {
+    Hooks::new()
+        .on_state_change(|ev: &StateEvent| {
+            let line = json!({
+                "event": "state",
+                "stream": ev.stream,
+                "from": ev.from.name(),
+                "to": ev.to.name(),
+                "error": ev.error.as_ref().map(|e| e.to_string()),
+            });
+            println!("{line}");
+        })
+        .on_stats(Duration::from_secs(1), |ev: &StatsEvent| {
+            println!("{}", stats_json(ev))
+        })
+}
+
+fn stats_json(ev: &StatsEvent) -> serde_json::Value {
+    let s = &ev.stats;
+    json!({
+        "event": "stats",
+        "stream": ev.stream,
+        "state": ev.state.name(),
+        "frames_in": s.frames_in,
+        "packets_in": s.packets_in,
+        "corrupt_packets": s.corrupt_packets,
+        "bytes_in": s.bytes_in,
+        "bytes_out": s.bytes_out,
+        "media_time_s": s.media_time.as_secs_f64(),
+        "speed": s.speed,
+        "average_bitrate": s.average_bitrate,
+        "recent_bitrate": s.recent_bitrate,
+        "errors": s.errors,
+        "recoveries": s.recoveries,
+        "uptime_s": s.uptime.as_secs_f64(),
+        "variants": s.variants.iter().map(|v| json!({
+            "name": v.name,
+            "frames_out": v.frames_out,
+            "frames_dropped": v.frames_dropped,
+            "bytes_out": v.bytes_out,
+            "segments": v.segments,
+            "media_time_s": v.media_time.as_secs_f64(),
+            "average_bitrate": v.average_bitrate,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn main() -> ExitCode {

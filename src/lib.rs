@@ -38,6 +38,7 @@
 mod config;
 mod error;
 mod ffi;
+mod hooks;
 mod pipeline;
 mod stats;
 mod stream;
@@ -48,5 +49,6 @@ pub use config::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ffi::AvError;
+pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use stats::{StreamStats, VariantStats};
 pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport, StreamState};

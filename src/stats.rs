@@ -2,7 +2,7 @@
 //! users read. Rates are derived in the snapshot and never divide by zero.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -83,10 +83,7 @@ impl StatsCell {
             .collect();
         let playlist_bytes = self.playlist_bytes.load(Relaxed);
         let bytes_out = playlist_bytes + variants.iter().map(|v| v.bytes_out).sum::<u64>();
-        let recent_bitrate = self
-            .bitrate_window
-            .lock()
-            .observe(Instant::now(), bytes_out);
+        let recent_bitrate = self.bitrate_window.lock().observe(media, bytes_out);
         StreamStats {
             frames_in: self.frames_in.load(Relaxed),
             audio_frames_in: self.audio_frames_in.load(Relaxed),
@@ -118,27 +115,33 @@ fn bits_per_second(bytes: u64, secs: f64) -> f64 {
     }
 }
 
-/// Output bitrate over roughly the last few seconds of wall-clock time.
+/// Output bitrate over roughly the last few seconds of media, from the snapshots taken.
 #[derive(Debug, Default)]
 struct RateWindow {
-    samples: std::collections::VecDeque<(Instant, u64)>,
+    samples: std::collections::VecDeque<(Duration, u64)>,
 }
 
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl RateWindow {
-    fn observe(&mut self, now: Instant, total_bytes: u64) -> f64 {
-        self.samples.push_back((now, total_bytes));
-        while self.samples.len() > 2 && now.duration_since(self.samples[1].0) >= RATE_WINDOW {
+    fn observe(&mut self, media: Duration, total_bytes: u64) -> f64 {
+        if self.samples.back().is_none_or(|&(m, _)| media > m) {
+            self.samples.push_back((media, total_bytes));
+        }
+        while self.samples.len() > 2 && media.saturating_sub(self.samples[1].0) >= RATE_WINDOW {
             self.samples.pop_front();
         }
         if self.samples.len() > 256 {
             self.samples.pop_front();
         }
-        let (t0, b0) = self.samples[0];
+        let (m0, b0) = self.samples[0];
+        if self.samples.len() < 2 {
+            // A single snapshot so far: the whole run is the window.
+            return bits_per_second(total_bytes, media.as_secs_f64());
+        }
         bits_per_second(
             total_bytes.saturating_sub(b0),
-            now.duration_since(t0).as_secs_f64(),
+            media.saturating_sub(m0).as_secs_f64(),
         )
     }
 }
@@ -183,7 +186,7 @@ pub struct StreamStats {
     pub speed: f64,
     /// Output bits per second of media.
     pub average_bitrate: f64,
-    /// Output bits per second of wall-clock time over the last few seconds.
+    /// Output bits per second of media over roughly the last five seconds of media.
     pub recent_bitrate: f64,
     /// Errors seen (recovered or not).
     pub errors: u64,

@@ -82,11 +82,13 @@ pub(crate) enum Ending {
     Stopped,
 }
 
-/// What the pipeline learned while starting, reported once it is running.
-#[derive(Debug, Clone)]
-pub(crate) struct RunInfo {
-    pub live: bool,
-    pub variants: Vec<(String, u32, u32)>,
+/// Progress the pipeline reports to the lifecycle layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PipelineEvent {
+    /// Source open, every encoder and output ready: media is flowing.
+    Running,
+    /// Reading stopped (end of source or stop request): flushing everything.
+    Draining,
 }
 
 /// The master playlist's entries as variants complete their first segment.
@@ -261,7 +263,7 @@ pub(crate) fn run(
     config: &StreamConfig,
     control: &Control,
     stats: &StatsCell,
-    on_running: &mut dyn FnMut(&RunInfo),
+    events: &mut dyn FnMut(PipelineEvent),
 ) -> Result<Ending, Error> {
     let stream = config.id();
     // Whatever happens next, an earlier run's master must not claim this run's ladder.
@@ -374,13 +376,7 @@ pub(crate) fn run(
             written: false,
         }),
     };
-    on_running(&RunInfo {
-        live: src.live,
-        variants: plans
-            .iter()
-            .map(|p| (p.profile.name.clone(), p.width as u32, p.height as u32))
-            .collect(),
-    });
+    events(PipelineEvent::Running);
 
     let outcome = std::thread::scope(|scope| {
         let mut senders = Vec::with_capacity(workers.len());
@@ -428,7 +424,7 @@ pub(crate) fn run(
             last_pts: None,
             frame: Frame::new(),
         };
-        let main = decode.run(&mut src, &mut video_dec, audio.as_mut());
+        let main = decode.run(&mut src, &mut video_dec, audio.as_mut(), events);
         if main.is_ok() {
             for tx in &senders {
                 // A variant that already failed has hung up; its error is collected below.
@@ -532,6 +528,7 @@ impl DecodeLoop<'_> {
         src: &mut source::Source,
         video_dec: &mut CodecContext,
         mut audio: Option<&mut AudioChain>,
+        events: &mut dyn FnMut(PipelineEvent),
     ) -> Result<Ending, Error> {
         let mut pkt = Packet::new();
         let vi = src.video.index as i32;
@@ -597,6 +594,7 @@ impl DecodeLoop<'_> {
                 }
             }
         };
+        events(PipelineEvent::Draining);
         // Drain: every frame decoded so far reaches every variant.
         self.decode_video(video_dec, None)?;
         if let Some(a) = audio {

@@ -7,15 +7,17 @@ pub use state::{StateSet, StreamState};
 
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::StreamConfig;
 use crate::error::Error;
-use crate::pipeline::{self, Control, Ending};
+use crate::hooks::{self, Hooks, StateEvent};
+use crate::pipeline::{self, Control, Ending, PipelineEvent};
 use crate::stats::{StatsCell, StreamStats};
 
 mod sealed {
@@ -61,6 +63,8 @@ struct Shared {
     stats: StatsCell,
     status: Mutex<Status>,
     changed: Condvar,
+    /// Where state events go when the stream has hooks (set once, at start).
+    hook_tx: OnceLock<Sender<StateEvent>>,
 }
 
 impl Shared {
@@ -80,13 +84,30 @@ impl Shared {
             if to.is_terminal() {
                 s.ended = Some(now);
             }
-            if let Some(e) = error {
-                s.error = Some(e);
+            if let Some(e) = &error {
+                s.error = Some(e.clone());
             }
             from
         };
         self.changed.notify_all();
         log::debug!("stream {}: {from} -> {to}", self.config.id());
+        if let Some(tx) = self.hook_tx.get() {
+            let ev = StateEvent {
+                stream: self.config.id().to_owned(),
+                from,
+                to,
+                error,
+                at: std::time::SystemTime::now(),
+            };
+            if let Err(TrySendError::Full(ev)) = tx.try_send(ev) {
+                log::warn!(
+                    "stream {}: hooks are not keeping up; dropped state event {} -> {}",
+                    ev.stream,
+                    ev.from,
+                    ev.to
+                );
+            }
+        }
     }
 
     fn state(&self) -> StreamState {
@@ -154,6 +175,9 @@ pub struct Stream<S: Stage> {
     shared: Arc<Shared>,
     /// The worker thread; `Some` only while a started stream has not been joined.
     worker: Option<JoinHandle<()>>,
+    /// The hook thread, when the stream has hooks.
+    hook_thread: Option<JoinHandle<()>>,
+    hooks: Hooks,
     _stage: PhantomData<S>,
 }
 
@@ -224,19 +248,34 @@ impl Stream<New> {
                     aborted: false,
                 }),
                 changed: Condvar::new(),
+                hook_tx: OnceLock::new(),
             }),
             worker: None,
+            hook_thread: None,
+            hooks: Hooks::new(),
             _stage: PhantomData,
         }
     }
 
+    /// Attaches hooks (state changes, periodic stats); adds to any attached before.
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = std::mem::take(&mut self.hooks).merge(&hooks);
+        self
+    }
+
     /// Launches the worker and returns at once, in `Starting`; the source is opened on the
     /// worker thread, never on the caller's. A failure hands the stream back.
-    pub fn start(self) -> Result<Stream<Running>, StartError> {
-        {
-            let mut s = self.shared.status.lock();
-            s.started = Some(Instant::now());
-        }
+    pub fn start(mut self) -> Result<Stream<Running>, StartError> {
+        let hook_thread = match self.spawn_hook_thread() {
+            Ok(h) => h,
+            Err(error) => {
+                return Err(StartError {
+                    error,
+                    stream: self,
+                })
+            }
+        };
+        self.shared.status.lock().started = Some(Instant::now());
         self.shared.transition(StreamState::Starting, None);
         let shared = self.shared.clone();
         let spawned = std::thread::Builder::new()
@@ -246,6 +285,8 @@ impl Stream<New> {
             Ok(handle) => Ok(Stream {
                 shared: self.shared.clone(),
                 worker: Some(handle),
+                hook_thread,
+                hooks: std::mem::take(&mut self.hooks),
                 _stage: PhantomData,
             }),
             Err(e) => {
@@ -253,16 +294,39 @@ impl Stream<New> {
                     stream: self.id().to_owned(),
                     message: format!("spawning the stream thread: {e}"),
                 };
-                let mut s = self.shared.status.lock();
-                s.state = StreamState::New;
-                s.started = None;
-                drop(s);
+                // Ends the hook thread (it stops after a terminal event) and joins it.
+                self.shared
+                    .transition(StreamState::Failed, Some(error.clone()));
+                if let Some(h) = hook_thread {
+                    let _ = h.join();
+                }
                 Err(StartError {
                     error,
                     stream: self,
                 })
             }
         }
+    }
+
+    fn spawn_hook_thread(&self) -> Result<Option<JoinHandle<()>>, Error> {
+        if self.hooks.is_empty() || self.shared.hook_tx.get().is_some() {
+            return Ok(None);
+        }
+        let (tx, rx) = crossbeam_channel::bounded(hooks::HOOK_QUEUE);
+        let shared = self.shared.clone();
+        let hooks = self.hooks.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("sv-{}-hooks", self.id()))
+            .spawn(move || {
+                let snapshot = || (shared.state(), shared.stats.snapshot(shared.uptime()));
+                hooks::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot);
+            })
+            .map_err(|e| Error::Internal {
+                stream: self.id().to_owned(),
+                message: format!("spawning the hook thread: {e}"),
+            })?;
+        let _ = self.shared.hook_tx.set(tx);
+        Ok(Some(handle))
     }
 }
 
@@ -273,8 +337,9 @@ fn worker(shared: &Shared) {
             &shared.config,
             &shared.control,
             &shared.stats,
-            &mut |_info| {
-                shared.transition(StreamState::Running, None);
+            &mut |event| match event {
+                PipelineEvent::Running => shared.transition(StreamState::Running, None),
+                PipelineEvent::Draining => shared.transition(StreamState::Stopping, None),
             },
         )
     }));
@@ -375,11 +440,22 @@ impl Stream<Running> {
             // The worker catches panics itself; a join error would be a bug in that net.
             let _ = h.join();
         }
+        join_hook_thread(&mut self.hook_thread);
     }
 }
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
+}
+
+/// Joins the hook thread, unless this *is* the hook thread (a hook that stops or drops
+/// its own stream): it exits by itself right after the terminal event it is delivering.
+fn join_hook_thread(h: &mut Option<JoinHandle<()>>) {
+    if let Some(h) = h.take() {
+        if h.thread().id() != std::thread::current().id() {
+            let _ = h.join();
+        }
+    }
 }
 
 impl<S: Stage> Drop for Stream<S> {
@@ -390,5 +466,6 @@ impl<S: Stage> Drop for Stream<S> {
             self.shared.control.request_abort();
             let _ = h.join();
         }
+        join_hook_thread(&mut self.hook_thread);
     }
 }
