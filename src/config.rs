@@ -383,6 +383,7 @@ pub struct StreamConfig {
     input_options: Vec<(String, String)>,
     io_timeout: Duration,
     playlist_mode: PlaylistMode,
+    panic_after_frames: Option<u64>,
 }
 
 impl StreamConfig {
@@ -403,6 +404,7 @@ impl StreamConfig {
                 input_options: Vec::new(),
                 io_timeout: Duration::from_secs(10),
                 playlist_mode: PlaylistMode::Auto,
+                panic_after_frames: None,
             },
         }
     }
@@ -446,6 +448,10 @@ impl StreamConfig {
     pub fn playlist_mode(&self) -> PlaylistMode {
         self.playlist_mode
     }
+
+    pub(crate) fn panic_after_frames(&self) -> Option<u64> {
+        self.panic_after_frames
+    }
 }
 
 /// Builder for [`StreamConfig`]; `build` validates everything.
@@ -485,6 +491,14 @@ impl StreamConfigBuilder {
     /// Sets the playlist mode (default [`PlaylistMode::Auto`]).
     pub fn playlist_mode(mut self, mode: PlaylistMode) -> Self {
         self.config.playlist_mode = mode;
+        self
+    }
+
+    /// Fault injection for tests of the panic net: the first variant's thread panics
+    /// after encoding this many frames. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_panic_after_frames(mut self, frames: u64) -> Self {
+        self.config.panic_after_frames = Some(frames);
         self
     }
 

@@ -343,7 +343,7 @@ pub(crate) fn run(
                 .map_err(|e| output_error(stream, e))?;
         let counters = stats.add_variant(&vp.name);
         let audio_tb = audio_enc.map_or(Rational::new(0, 1), CodecContext::time_base);
-        workers.push(VariantWorker::new(
+        let mut worker = VariantWorker::new(
             i,
             vp.name.clone(),
             p.width,
@@ -354,7 +354,9 @@ pub(crate) fn run(
             vp.max_frame_rate,
             audio_tb,
             p.frame_rate,
-        ));
+        );
+        worker.panic_after_frames = config.panic_after_frames().filter(|_| i == 0);
+        workers.push(worker);
         audio_route.push(route);
         let audio_bps = if route.is_some() { vp.audio_bitrate } else { 0 };
         entries.push(MasterEntry {

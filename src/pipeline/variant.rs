@@ -37,6 +37,8 @@ pub(crate) struct VariantWorker {
     pub writer: SegmentWriter,
     pub counters: Arc<VariantCounters>,
     pub max_frame_rate: Option<f64>,
+    /// Test-only fault injection: panic after this many frames (see the config).
+    pub panic_after_frames: Option<u64>,
     pub audio_tb: Rational,
     /// One output frame interval in the video time base, for packets the encoder left
     /// without a duration.
@@ -83,6 +85,7 @@ impl VariantWorker {
             max_frame_rate,
             audio_tb,
             frame_ticks,
+            panic_after_frames: None,
             scaler: None,
             scaled: None,
             video_tb,
@@ -167,6 +170,14 @@ impl VariantWorker {
         ladder: &LadderState,
     ) -> Result<(), Error> {
         let stream = ladder.stream_id();
+        if let Some(n) = self.panic_after_frames {
+            if self.counters.frames_out.load(Relaxed) >= n {
+                panic!(
+                    "injected fault: variant {} panics after {n} frames",
+                    self.name
+                );
+            }
+        }
         let pts = frame.pts();
         if !force_key && !self.keep_for_rate_cap(pts) {
             self.counters.frames_dropped.fetch_add(1, Relaxed);

@@ -183,3 +183,75 @@ pub fn fd_count() -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the peer to take).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// True when something listens on 127.0.0.1:`port` (read from /proc, without connecting,
+/// so a one-shot `listen=1` server is not used up by the check).
+pub fn is_listening(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let needle = format!("0100007F:{port:04X}");
+    table.lines().any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.get(1) == Some(&needle.as_str()) && cols.get(3) == Some(&"0A")
+    })
+}
+
+/// An `ffmpeg` CLI process serving real-time MPEG-TS over TCP on 127.0.0.1; killed on drop.
+pub struct LiveServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl LiveServer {
+    /// Serves a 640x360 30 fps test pattern with a tone, in real time, to one client.
+    pub fn start() -> Self {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}?listen=1");
+        let child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+                "-g",
+                "30",
+            ])
+            .args(["-c:a", "aac", "-f", "mpegts", &url])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg CLI");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !is_listening(port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ffmpeg did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
