@@ -616,7 +616,7 @@ mod tests {
         );
         assert_eq!(field_of(StreamConfig::builder("", "x", "o").build()), "id");
         assert_eq!(
-            field_of(StreamConfig::builder(&"x".repeat(65), "x", "o").build()),
+            field_of(StreamConfig::builder("x".repeat(65), "x", "o").build()),
             "id"
         );
         assert_eq!(

@@ -1,7 +1,6 @@
 //! `AVCodecContext` owner: decoders opened from a stream's parameters and encoders opened
 //! from settings, driven with the send/receive API and classified results.
 
-use std::ffi::CStr;
 use std::ptr::{self, NonNull};
 
 use ffmpeg_sys_next as sys;
@@ -235,25 +234,6 @@ impl CodecContext {
     pub fn sample_rate(&self) -> i32 {
         // SAFETY: reading a plain field of a valid context.
         unsafe { self.ptr.as_ref().sample_rate }
-    }
-
-    /// Channel count (audio).
-    pub fn channels(&self) -> i32 {
-        // SAFETY: reading a plain field of a valid context.
-        unsafe { self.ptr.as_ref().ch_layout.nb_channels }
-    }
-
-    /// The codec's short name (e.g. `libx264`).
-    pub fn codec_name(&self) -> String {
-        // SAFETY: an opened context has a codec descriptor with a static name.
-        unsafe {
-            let c = self.ptr.as_ref().codec;
-            if c.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr((*c).name).to_string_lossy().into_owned()
-            }
-        }
     }
 
     pub(super) fn as_ptr(&self) -> *const sys::AVCodecContext {

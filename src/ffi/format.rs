@@ -108,10 +108,6 @@ pub struct StreamInfo {
     pub sample_aspect_ratio: Rational,
     /// Sample rate (audio).
     pub sample_rate: i32,
-    /// Channel count (audio).
-    pub channels: i32,
-    /// Start time in `time_base`, or [`super::NO_PTS`].
-    pub start_time: i64,
 }
 
 /// An opened input (`avformat_open_input` + `avformat_find_stream_info`).
@@ -237,8 +233,6 @@ impl InputContext {
                 height: par.height,
                 sample_aspect_ratio: Rational::from_av(par.sample_aspect_ratio),
                 sample_rate: par.sample_rate,
-                channels: par.ch_layout.nb_channels,
-                start_time: (*st).start_time,
             }
         }
     }
@@ -281,19 +275,6 @@ impl InputContext {
         // SAFETY: reading a plain field of an open context.
         let d = unsafe { self.ptr.as_ref().duration };
         d != super::NO_PTS && d > 0
-    }
-
-    /// Total bytes read from the underlying I/O so far (0 for inputs without one, e.g. lavfi).
-    pub fn bytes_read(&self) -> u64 {
-        // SAFETY: pb is NULL or a valid AVIOContext owned by the open context.
-        unsafe {
-            let pb = self.ptr.as_ref().pb;
-            if pb.is_null() {
-                0
-            } else {
-                u64::try_from((*pb).bytes_read).unwrap_or(0)
-            }
-        }
     }
 }
 

@@ -61,12 +61,6 @@ impl Frame {
         Ok(())
     }
 
-    /// Drops the buffers, keeping the struct for reuse.
-    pub fn unref(&mut self) {
-        // SAFETY: the frame is valid; unref resets it to the empty state.
-        unsafe { sys::av_frame_unref(self.ptr.as_ptr()) }
-    }
-
     /// Presentation timestamp, preferring FFmpeg's best-effort estimate.
     pub fn best_effort_pts(&self) -> i64 {
         // SAFETY: reading plain fields of a valid frame.
@@ -248,7 +242,7 @@ impl Packet {
     /// True when the demuxer flagged the packet as corrupt.
     pub fn is_corrupt(&self) -> bool {
         // SAFETY: reading a plain field of a valid packet.
-        unsafe { self.ptr.as_ref().flags & sys::AV_PKT_FLAG_CORRUPT as i32 != 0 }
+        unsafe { self.ptr.as_ref().flags & sys::AV_PKT_FLAG_CORRUPT != 0 }
     }
 
     /// The payload.
@@ -269,20 +263,6 @@ impl Packet {
     pub fn rescale_ts(&mut self, from: super::Rational, to: super::Rational) {
         // SAFETY: the packet is valid; av_packet_rescale_ts only rewrites its timestamps.
         unsafe { sys::av_packet_rescale_ts(self.ptr.as_ptr(), from.to_av(), to.to_av()) }
-    }
-
-    /// Shifts pts and dts by `offset` (skipping unknown timestamps).
-    pub fn offset_ts(&mut self, offset: i64) {
-        // SAFETY: writing plain fields of a packet we own.
-        unsafe {
-            let p = self.ptr.as_mut();
-            if p.pts != super::NO_PTS {
-                p.pts += offset;
-            }
-            if p.dts != super::NO_PTS {
-                p.dts += offset;
-            }
-        }
     }
 
     pub(super) fn as_ptr(&self) -> *const sys::AVPacket {

@@ -310,31 +310,6 @@ impl Drop for Dictionary {
     }
 }
 
-/// Looks up an encoder by name without opening it (is it compiled into this FFmpeg?).
-pub fn encoder_exists(name: &str) -> bool {
-    let Ok(c) = CString::new(name) else {
-        return false;
-    };
-    // SAFETY: c is a valid NUL-terminated string; the lookup only reads the registry.
-    !unsafe { sys::avcodec_find_encoder_by_name(c.as_ptr()) }.is_null()
-}
-
-/// The pixel format name (e.g. `yuv420p`), for messages.
-pub fn pixel_format_name(fmt: i32) -> String {
-    if !(0..sys::AVPixelFormat::AV_PIX_FMT_NB as i32).contains(&fmt) {
-        return format!("pix_fmt#{fmt}");
-    }
-    // SAFETY: fmt is inside the enum's range (checked above); the returned name is static.
-    unsafe {
-        let p = sys::av_get_pix_fmt_name(std::mem::transmute::<i32, sys::AVPixelFormat>(fmt));
-        if p.is_null() {
-            format!("pix_fmt#{fmt}")
-        } else {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        }
-    }
-}
-
 /// `AV_PIX_FMT_YUV420P`, the format every variant is encoded in.
 pub const PIX_FMT_YUV420P: i32 = sys::AVPixelFormat::AV_PIX_FMT_YUV420P as i32;
 

@@ -187,7 +187,7 @@ pub struct StartError {
     /// Why it did not start.
     pub error: Error,
     /// The stream, still `New`, to retry or drop.
-    pub stream: Stream<New>,
+    pub stream: Box<Stream<New>>,
 }
 
 impl std::fmt::Display for StartError {
@@ -271,7 +271,7 @@ impl Stream<New> {
             Err(error) => {
                 return Err(StartError {
                     error,
-                    stream: self,
+                    stream: Box::new(self),
                 })
             }
         };
@@ -302,7 +302,7 @@ impl Stream<New> {
                 }
                 Err(StartError {
                     error,
-                    stream: self,
+                    stream: Box::new(self),
                 })
             }
         }
