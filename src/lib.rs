@@ -52,3 +52,8 @@ pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use stats::{StreamStats, VariantStats};
 pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport, StreamState};
+
+/// The README's Rust example, compiled as a doc test so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
