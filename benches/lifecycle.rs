@@ -8,7 +8,11 @@ use streamvisor::{AbrProfile, StateSet, Stream, StreamConfig, StreamState};
 
 fn config(out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder("bench", "lavfi:testsrc2=size=640x360:rate=30", out)
-        .profile(AbrProfile::from_rungs(&["360p", "240p"]).unwrap().with_preset("veryfast"))
+        .profile(
+            AbrProfile::from_rungs(&["360p", "240p"])
+                .unwrap()
+                .with_preset("veryfast"),
+        )
         .build()
         .unwrap()
 }
@@ -16,7 +20,9 @@ fn config(out: &std::path::Path) -> StreamConfig {
 fn lifecycle(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut group = c.benchmark_group("lifecycle");
-    group.sample_size(20).measurement_time(Duration::from_secs(10));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
 
     group.bench_function("start_to_running", |b| {
         b.iter_custom(|iters| {
@@ -24,7 +30,10 @@ fn lifecycle(c: &mut Criterion) {
             for _ in 0..iters {
                 let t = Instant::now();
                 let running = Stream::new(config(dir.path())).start().unwrap();
-                let s = running.wait_for(StateSet::RUNNING | StateSet::TERMINAL, Duration::from_secs(10));
+                let s = running.wait_for(
+                    StateSet::RUNNING | StateSet::TERMINAL,
+                    Duration::from_secs(10),
+                );
                 total += t.elapsed();
                 assert_eq!(s, StreamState::Running);
                 drop(running.abort());
