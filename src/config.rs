@@ -358,6 +358,131 @@ impl HwDevice {
     }
 }
 
+/// When a stream reconnects to its source after a recoverable source error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Reconnect {
+    /// Network sources reconnect (an unexpected end of a live source included); files and
+    /// `lavfi:` sources do not: a file that ends is simply finished.
+    #[default]
+    Auto,
+    /// Reconnect on every recoverable source error.
+    Always,
+    /// Never reconnect: the first source error fails the stream.
+    Never,
+}
+
+/// How a stream recovers from recoverable errors.
+///
+/// Reconnects back off exponentially (`initial_backoff`, doubling up to `max_backoff`, with
+/// `jitter` as a fraction of random spread), bounded by `max_attempts` per outage and by
+/// `max_outage` of total time per outage. When either bound is reached the stream fails
+/// with the last error.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct RecoveryPolicy {
+    /// When to reconnect.
+    pub reconnect: Reconnect,
+    /// Reconnect attempts per outage (default 5).
+    pub max_attempts: u32,
+    /// First backoff (default 500 ms).
+    pub initial_backoff: Duration,
+    /// Longest backoff (default 8 s).
+    pub max_backoff: Duration,
+    /// Longest an outage may last before the stream fails (default 60 s).
+    pub max_outage: Duration,
+    /// Random spread of each backoff, as a fraction of it (default 0.2).
+    pub jitter: f64,
+    /// May a hardware failure fall back to the CPU (default true)?
+    pub hardware_fallback: bool,
+}
+
+impl Default for RecoveryPolicy {
+    fn default() -> Self {
+        Self {
+            reconnect: Reconnect::Auto,
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+            max_outage: Duration::from_secs(60),
+            jitter: 0.2,
+            hardware_fallback: true,
+        }
+    }
+}
+
+impl RecoveryPolicy {
+    /// Never reconnect, never fall back: every error fails the stream.
+    pub fn none() -> Self {
+        Self {
+            reconnect: Reconnect::Never,
+            hardware_fallback: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets when to reconnect.
+    pub fn with_reconnect(mut self, reconnect: Reconnect) -> Self {
+        self.reconnect = reconnect;
+        self
+    }
+
+    /// Sets the attempts per outage.
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the backoff range.
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Sets the longest outage.
+    pub fn with_max_outage(mut self, max: Duration) -> Self {
+        self.max_outage = max;
+        self
+    }
+
+    /// Allows or forbids falling back from a hardware device to the CPU.
+    pub fn with_hardware_fallback(mut self, allowed: bool) -> Self {
+        self.hardware_fallback = allowed;
+        self
+    }
+
+    /// The backoff before reconnect attempt `attempt` (1-based), before jitter.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(20);
+        self.initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff)
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            return Err(Error::config(
+                "recovery.initial_backoff",
+                "must be positive and at most max_backoff",
+            ));
+        }
+        if self.max_backoff > Duration::from_secs(600) {
+            return Err(Error::config("recovery.max_backoff", "at most 600 s"));
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err(Error::config(
+                "recovery.jitter",
+                format!("{} is outside 0..=1", self.jitter),
+            ));
+        }
+        if self.max_attempts > 10_000 {
+            return Err(Error::config("recovery.max_attempts", "at most 10000"));
+        }
+        Ok(())
+    }
+}
+
 /// Whether the outputs are a finished (VOD/event) playlist or a live sliding window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -383,6 +508,7 @@ pub struct StreamConfig {
     input_options: Vec<(String, String)>,
     io_timeout: Duration,
     playlist_mode: PlaylistMode,
+    recovery: RecoveryPolicy,
     panic_after_frames: Option<u64>,
 }
 
@@ -404,6 +530,7 @@ impl StreamConfig {
                 input_options: Vec::new(),
                 io_timeout: Duration::from_secs(10),
                 playlist_mode: PlaylistMode::Auto,
+                recovery: RecoveryPolicy::default(),
                 panic_after_frames: None,
             },
         }
@@ -447,6 +574,25 @@ impl StreamConfig {
     /// The playlist mode as configured.
     pub fn playlist_mode(&self) -> PlaylistMode {
         self.playlist_mode
+    }
+
+    /// The recovery policy.
+    pub fn recovery(&self) -> &RecoveryPolicy {
+        &self.recovery
+    }
+
+    /// True when the source is reached over a network (anything with a `scheme://` other
+    /// than `file:`), as opposed to a local file or a `lavfi:` graph.
+    pub fn is_network_source(&self) -> bool {
+        match self.source.split_once("://") {
+            Some((scheme, _)) => {
+                scheme != "file"
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn panic_after_frames(&self) -> Option<u64> {
@@ -494,6 +640,12 @@ impl StreamConfigBuilder {
         self
     }
 
+    /// Sets the recovery policy (default: reconnect network sources, allow CPU fallback).
+    pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
+        self.config.recovery = policy;
+        self
+    }
+
     /// Fault injection for tests of the panic net: the first variant's thread panics
     /// after encoding this many frames. Not for production use.
     #[doc(hidden)]
@@ -522,6 +674,7 @@ impl StreamConfigBuilder {
             return Err(Error::config("output_dir", "contains a NUL byte"));
         }
         c.profile.validate()?;
+        c.recovery.validate()?;
         if let Some(hw) = &c.hw_device {
             hw.validate()?;
         }

@@ -44,8 +44,9 @@ mod stats;
 mod stream;
 
 pub use config::{
-    AbrProfile, HwDevice, HwKind, PlaylistMode, StreamConfig, StreamConfigBuilder, VariantProfile,
-    VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
+    AbrProfile, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy, StreamConfig,
+    StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
+    X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use ffi::AvError;

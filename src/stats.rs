@@ -29,6 +29,7 @@ pub(crate) struct StatsCell {
     pub media_us: AtomicU64,
     pub errors: AtomicU64,
     pub recoveries: AtomicU64,
+    pub hardware_fallbacks: AtomicU64,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     bitrate_window: Mutex<RateWindow>,
 }
@@ -45,6 +46,7 @@ impl Default for StatsCell {
             media_us: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
+            hardware_fallbacks: AtomicU64::new(0),
             variants: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
         }
@@ -101,6 +103,7 @@ impl StatsCell {
             recent_bitrate,
             errors: self.errors.load(Relaxed),
             recoveries: self.recoveries.load(Relaxed),
+            hardware_fallbacks: self.hardware_fallbacks.load(Relaxed),
             uptime,
             variants,
         }
@@ -190,8 +193,10 @@ pub struct StreamStats {
     pub recent_bitrate: f64,
     /// Errors seen (recovered or not).
     pub errors: u64,
-    /// Successful recoveries.
+    /// Successful recoveries (reconnects, fallbacks to the CPU).
     pub recoveries: u64,
+    /// Times a hardware device failed and the stream went on on the CPU.
+    pub hardware_fallbacks: u64,
     /// Time since the stream was started (frozen when it ends).
     pub uptime: Duration,
     /// Per-variant figures, in ladder order.

@@ -85,6 +85,7 @@ impl CodecContext {
         par: *const sys::AVCodecParameters,
         pkt_time_base: Rational,
         mut options: Dictionary,
+        hw: Option<&super::HwDeviceContext>,
     ) -> Result<Self, AvError> {
         // SAFETY: par belongs to an open input stream and is valid for this call.
         let codec = unsafe { sys::avcodec_find_decoder((*par).codec_id) };
@@ -106,6 +107,11 @@ impl CodecContext {
             (*raw).pkt_timebase = pkt_time_base.to_av();
             (*raw).thread_count = 0;
             (*raw).thread_type = sys::FF_THREAD_FRAME | sys::FF_THREAD_SLICE;
+            if let Some(hw) = hw {
+                // The decoder keeps its own reference; the default get_format then picks the
+                // device's pixel format when the codec has a hwaccel for it.
+                (*raw).hw_device_ctx = hw.new_ref()?;
+            }
             check(
                 sys::avcodec_open2(raw, codec, options.as_mut_ptr()),
                 "avcodec_open2",

@@ -122,8 +122,8 @@ pub struct InputContext {
 unsafe impl Send for InputContext {}
 
 impl InputContext {
-    /// Opens `url` (with an optional forced input format such as `lavfi`), reads enough to
-    /// know its streams, and returns it. `options` go to the demuxer and protocol; keys they
+    /// Opens `url` (with an optional forced input format such as `lavfi`) and reads its
+    /// header; [`InputContext::find_stream_info`] reads further. `options` go to the demuxer and protocol; keys they
     /// did not recognise are returned alongside.
     pub fn open(
         url: &str,
@@ -172,12 +172,29 @@ impl InputContext {
             ptr: NonNull::new(raw).expect("avformat_open_input succeeded with NULL"),
             _interrupt: interrupt,
         };
-        // SAFETY: ctx is an opened input; NULL options are allowed.
+        Ok((ctx, options.keys()))
+    }
+
+    /// Reads (and decodes) the start of the input until every stream's parameters are known.
+    pub fn find_stream_info(&mut self) -> Result<(), AvError> {
+        // SAFETY: the context is an opened input; NULL options are allowed.
         check(
-            unsafe { sys::avformat_find_stream_info(ctx.ptr.as_ptr(), ptr::null_mut()) },
+            unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), ptr::null_mut()) },
             "avformat_find_stream_info",
         )?;
-        Ok((ctx, options.keys()))
+        Ok(())
+    }
+
+    /// The largest picture any video stream declares so far, as (width, height).
+    pub fn largest_declared_picture(&self) -> (i32, i32) {
+        (0..self.nb_streams())
+            .map(|i| {
+                // SAFETY: i < nb_streams; codecpar is valid while the context is open.
+                let par = unsafe { &*(*self.stream(i)).codecpar };
+                (par.width, par.height)
+            })
+            .max_by_key(|&(w, h)| i64::from(w) * i64::from(h))
+            .unwrap_or((0, 0))
     }
 
     /// The best stream of a kind (`av_find_best_stream`), if any.
@@ -237,8 +254,14 @@ impl InputContext {
         }
     }
 
-    /// Opens a decoder for a stream. `options` go to the codec (e.g. `max_pixels`).
-    pub fn open_decoder(&self, index: usize, options: Dictionary) -> Result<CodecContext, AvError> {
+    /// Opens a decoder for a stream. `options` go to the codec (e.g. `max_pixels`); with a
+    /// hardware device, FFmpeg decodes on it where the codec supports that.
+    pub fn open_decoder(
+        &self,
+        index: usize,
+        options: Dictionary,
+        hw: Option<&super::HwDeviceContext>,
+    ) -> Result<CodecContext, AvError> {
         let st = self.stream(index);
         // SAFETY: st is a valid stream of this open context; codecpar is valid alongside.
         let (par, tb) = unsafe {
@@ -247,7 +270,7 @@ impl InputContext {
                 (*st).time_base,
             )
         };
-        CodecContext::open_decoder(par, Rational::from_av(tb), options)
+        CodecContext::open_decoder(par, Rational::from_av(tb), options, hw)
     }
 
     /// Tells the demuxer to drop every stream but these (saves reading/parsing work).

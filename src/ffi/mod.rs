@@ -8,12 +8,14 @@
 mod codec;
 mod format;
 mod frame;
+mod hw;
 mod resample;
 mod scale;
 
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
 pub use format::{InputContext, Interrupt, OutputContext, StreamInfo};
 pub use frame::{Frame, Packet};
+pub use hw::HwDeviceContext;
 pub use resample::Resampler;
 pub use scale::Scaler;
 
@@ -65,6 +67,9 @@ impl Rational {
         Self::new(r.num, r.den)
     }
 }
+
+/// `AVERROR_EOF`.
+pub const AVERROR_EOF: i32 = sys::AVERROR_EOF;
 
 /// `AV_NOPTS_VALUE`: a timestamp FFmpeg does not know.
 pub const NO_PTS: i64 = sys::AV_NOPTS_VALUE;

@@ -19,7 +19,9 @@ pub(crate) struct AudioEncoder {
 
 pub(crate) struct AudioChain {
     stream: String,
-    decoder: CodecContext,
+    /// The current source's decoder; replaced on reconnect, `None` while the source has no
+    /// audio. The encoders and their timeline persist across sources.
+    decoder: Option<CodecContext>,
     in_tb: Rational,
     resampler: Option<Resampler>,
     pub encoders: Vec<AudioEncoder>,
@@ -30,16 +32,9 @@ pub(crate) struct AudioChain {
 }
 
 impl AudioChain {
-    /// Opens the decoder and one AAC encoder per distinct bitrate in `bit_rates`.
-    pub fn open(
-        stream: &str,
-        input: &InputContext,
-        info: &StreamInfo,
-        bit_rates: &[u64],
-    ) -> Result<Self, Error> {
-        let decoder = input
-            .open_decoder(info.index, Dictionary::new())
-            .map_err(|e| decoder_error(stream, info, e))?;
+    /// Opens one AAC encoder per distinct bitrate in `bit_rates`, at the source's sample
+    /// rate when AAC carries it.
+    pub fn new(stream: &str, info: &StreamInfo, bit_rates: &[u64]) -> Result<Self, Error> {
         let sample_rate = if AAC_RATES.contains(&info.sample_rate) {
             info.sample_rate
         } else {
@@ -64,7 +59,7 @@ impl AudioChain {
         let frame_size = encoders[0].ctx.frame_size().max(1024);
         Ok(Self {
             stream: stream.to_owned(),
-            decoder,
+            decoder: None,
             in_tb: info.time_base,
             resampler: None,
             encoders,
@@ -73,6 +68,29 @@ impl AudioChain {
             frame: Frame::new(),
             packet: Packet::new(),
         })
+    }
+
+    /// Decodes the audio of a (new) source from now on; `None` when it has none.
+    pub fn attach(&mut self, source: Option<(&InputContext, &StreamInfo)>) -> Result<(), Error> {
+        self.decoder = None;
+        self.resampler = None;
+        if let Some((input, info)) = source {
+            let dec = input
+                .open_decoder(info.index, Dictionary::new(), None)
+                .map_err(|e| decoder_error(&self.stream, info, e))?;
+            self.decoder = Some(dec);
+            self.in_tb = info.time_base;
+        }
+        Ok(())
+    }
+
+    /// Moves the audio timeline forward to at least `pts_seconds` (after a source restart,
+    /// so audio resumes alongside the video).
+    pub fn resync(&mut self, pts_seconds: f64) {
+        if let Some(enc) = self.encoders.first() {
+            let at = (pts_seconds * f64::from(enc.ctx.sample_rate())) as i64;
+            self.next_pts = Some(self.next_pts.map_or(at, |n| n.max(at)));
+        }
     }
 
     /// The index of the encoder for a bitrate.
@@ -91,15 +109,19 @@ impl AudioChain {
         pkt: Option<&Packet>,
         out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
     ) -> Result<(u64, bool), Error> {
+        let Some(decoder) = self.decoder.as_mut() else {
+            return Ok((0, false));
+        };
         let mut corrupt = false;
-        match self.decoder.send_packet(pkt) {
+        match decoder.send_packet(pkt) {
             Ok(_) => {}
             Err(e) if e.is_invalid_data() => corrupt = true,
             Err(e) => return Err(Error::codec(&self.stream, "audio decoder", e)),
         }
         let mut decoded = 0;
         loop {
-            match self.decoder.receive_frame(&mut self.frame) {
+            let decoder = self.decoder.as_mut().expect("checked above");
+            match decoder.receive_frame(&mut self.frame) {
                 Ok(Step::Ready(())) => {}
                 Ok(Step::Again | Step::Eof) => break,
                 Err(e) if e.is_invalid_data() => {
@@ -114,17 +136,28 @@ impl AudioChain {
             self.encode_ready(false, out)?;
         }
         if pkt.is_none() {
+            // The source is done: the resampler's delay joins the buffer; a partial frame
+            // waits for the next source or for `finish`.
             self.resample(None)?;
-            self.encode_ready(true, out)?;
-            for i in 0..self.encoders.len() {
-                self.encoders[i]
-                    .ctx
-                    .send_frame(None)
-                    .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
-                self.drain(i, out)?;
-            }
+            self.encode_ready(false, out)?;
         }
         Ok((decoded, corrupt))
+    }
+
+    /// The stream is done: encode the short tail and drain every encoder.
+    pub fn finish(
+        &mut self,
+        out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        self.encode_ready(true, out)?;
+        for i in 0..self.encoders.len() {
+            self.encoders[i]
+                .ctx
+                .send_frame(None)
+                .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
+            self.drain(i, out)?;
+        }
+        Ok(())
     }
 
     fn resample(&mut self, frame: Option<&Frame>) -> Result<(), Error> {

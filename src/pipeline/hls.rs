@@ -40,6 +40,8 @@ struct Segment {
     sequence: u64,
     duration: f64,
     bytes: u64,
+    /// Preceded by `#EXT-X-DISCONTINUITY` (the source restarted before it).
+    discontinuity: bool,
 }
 
 /// One variant's HLS writer: a single MPEG-TS muxer whose file is swapped at each cut (so
@@ -61,6 +63,12 @@ pub struct SegmentWriter {
     open_end: f64,
     /// Bytes of playlists written by this writer.
     pub playlist_bytes: u64,
+    /// The next segment to start follows a source restart.
+    pending_discontinuity: bool,
+    /// The open segment follows a source restart.
+    open_discontinuity: bool,
+    /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left a live window.
+    discontinuity_sequence: u64,
 }
 
 /// What a finished or cut segment adds to the counters.
@@ -105,6 +113,9 @@ impl SegmentWriter {
             open_start: None,
             open_end: 0.0,
             playlist_bytes: 0,
+            pending_discontinuity: false,
+            open_discontinuity: false,
+            discontinuity_sequence: 0,
         };
         let first = w.segment_path(0);
         w.muxer
@@ -141,12 +152,18 @@ impl SegmentWriter {
         };
         if self.open_start.is_none() {
             self.open_start = Some(pts);
+            self.open_discontinuity = std::mem::take(&mut self.pending_discontinuity);
         }
         let end = pts + pkt.duration().max(0) as f64 * tb.as_f64();
         self.open_end = self.open_end.max(end);
         pkt.set_stream_index(self.video_index);
         self.write(pkt, tb)?;
         Ok(done)
+    }
+
+    /// The source restarted: the segment that starts next is marked as a discontinuity.
+    pub fn mark_discontinuity(&mut self) {
+        self.pending_discontinuity = true;
     }
 
     /// Writes an encoded audio packet (in the audio encoder's time base).
@@ -200,6 +217,7 @@ impl SegmentWriter {
             sequence: seq,
             duration,
             bytes,
+            discontinuity: std::mem::take(&mut self.open_discontinuity),
         });
         self.next_sequence += 1;
         self.open_start = None;
@@ -220,6 +238,9 @@ impl SegmentWriter {
         };
         while self.segments.len() > window {
             let old = self.segments.pop_front().expect("len > window >= 1");
+            if old.discontinuity {
+                self.discontinuity_sequence += 1;
+            }
             let grace = old.sequence.checked_sub(2);
             if let Some(seq) = grace {
                 let p = self.segment_path(seq);
@@ -278,11 +299,21 @@ impl SegmentWriter {
         text.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
         let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target}");
         let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
+        if self.discontinuity_sequence > 0 {
+            let _ = writeln!(
+                text,
+                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
+                self.discontinuity_sequence
+            );
+        }
         if self.live_window.is_none() {
             text.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
         }
         text.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
         for s in &self.segments {
+            if s.discontinuity {
+                text.push_str("#EXT-X-DISCONTINUITY\n");
+            }
             let _ = writeln!(
                 text,
                 "#EXTINF:{:.6},\n{}",

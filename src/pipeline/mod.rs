@@ -3,6 +3,7 @@
 //! lifecycle beyond the [`Control`] flags it obeys.
 
 mod audio;
+mod decode;
 pub(crate) mod hls;
 mod source;
 mod variant;
@@ -12,17 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, SendTimeoutError, Sender};
+use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 
-use crate::config::{StreamConfig, VariantProfile};
+use crate::config::{HwKind, StreamConfig, VariantProfile};
 use crate::error::Error;
 use crate::ffi::{
-    rescale, CodecContext, Dictionary, Frame, Interrupt, Packet, Rational, Step,
-    VideoEncoderSettings, NO_PTS, PIX_FMT_YUV420P,
+    CodecContext, HwDeviceContext, Interrupt, Rational, VideoEncoderSettings, PIX_FMT_YUV420P,
 };
 use crate::stats::StatsCell;
 use audio::AudioChain;
+use decode::{DecodeLoop, Session};
 use hls::{MasterEntry, SegmentWriter};
 use variant::{output_error, VariantMsg, VariantWorker};
 
@@ -71,6 +72,21 @@ impl Control {
     pub fn abort_requested(&self) -> bool {
         self.abort.load(Ordering::SeqCst)
     }
+
+    /// Sleeps for `d` unless a stop or abort comes first; true when one did.
+    pub fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            if self.stop_requested() || self.abort_requested() {
+                return true;
+            }
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
 }
 
 /// How a pipeline run ended without error.
@@ -83,12 +99,16 @@ pub(crate) enum Ending {
 }
 
 /// Progress the pipeline reports to the lifecycle layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum PipelineEvent {
     /// Source open, every encoder and output ready: media is flowing.
     Running,
     /// Reading stopped (end of source or stop request): flushing everything.
     Draining,
+    /// A recoverable error: recovery (reconnect, CPU fallback) is under way.
+    Recovering(Error),
+    /// Recovered: media flows again.
+    Recovered,
 }
 
 /// The master playlist's entries as variants complete their first segment.
@@ -257,8 +277,45 @@ fn remove_if_exists(stream: &str, path: &Path) -> Result<(), Error> {
     }
 }
 
+/// Opens the configured hardware device. Failing that, falls back to the CPU when the
+/// policy allows (reported as a recovery), or fails with a hardware error.
+fn open_hardware(
+    config: &StreamConfig,
+    stats: &StatsCell,
+    events: &mut dyn FnMut(PipelineEvent),
+) -> Result<Option<HwDeviceContext>, Error> {
+    let Some(hw) = config.hw_device() else {
+        return Ok(None);
+    };
+    let kind = match hw.kind {
+        HwKind::Cuda => "cuda",
+        HwKind::Vaapi => "vaapi",
+        HwKind::Qsv => "qsv",
+    };
+    match HwDeviceContext::open(kind, &hw.device) {
+        Ok(device) => Ok(Some(device)),
+        Err(e) => {
+            let error = Error::Hardware {
+                stream: config.id().to_owned(),
+                device: format!("{kind}:{}", hw.device),
+                reason: format!("cannot open the device: {}", e.message()),
+                code: Some(e.code),
+            };
+            if !config.recovery().hardware_fallback {
+                return Err(error);
+            }
+            log::warn!("{error}; falling back to the CPU");
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.hardware_fallbacks.fetch_add(1, Ordering::Relaxed);
+            events(PipelineEvent::Recovering(error));
+            Ok(None)
+        }
+    }
+}
+
 /// Runs the whole pipeline on the calling thread (plus one scoped thread per variant).
-/// Returns when the source ends, a stop finishes, an abort lands, or something fails.
+/// Returns when the source ends, a stop finishes, an abort lands, or something fails;
+/// recoverable source errors reconnect in between, per the config's recovery policy.
 pub(crate) fn run(
     config: &StreamConfig,
     control: &Control,
@@ -268,14 +325,26 @@ pub(crate) fn run(
     let stream = config.id();
     // Whatever happens next, an earlier run's master must not claim this run's ladder.
     remove_if_exists(stream, &config.output_dir().join(hls::MASTER_PLAYLIST))?;
-    let mut src = match source::open(config, &control.interrupt) {
+    let hw = open_hardware(config, stats, events)?;
+    let mut recovering = hw.is_none() && config.hw_device().is_some();
+    // The first connection is retried like a reconnect (a publisher may start late).
+    let session = match Session::open(config, control, hw.as_ref(), None) {
         Ok(s) => s,
         Err(Error::Aborted { .. }) if control.stop_requested() && !control.abort_requested() => {
             return Ok(Ending::Stopped)
         }
+        Err(e) if decode::should_reconnect(config, &e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            events(PipelineEvent::Recovering(e.clone()));
+            recovering = true;
+            match decode::reconnect(config, control, stats, hw.as_ref(), None, e)? {
+                Some(s) => s,
+                None => return Ok(Ending::Stopped),
+            }
+        }
         Err(e) => return Err(e),
     };
-    let v = src.video.clone();
+    let v = session.src.video.clone();
     let src_fps = if v.frame_rate.is_valid() {
         v.frame_rate.as_f64()
     } else {
@@ -284,29 +353,18 @@ pub(crate) fn run(
     let plans = plan(config, v.width, v.height, v.sample_aspect_ratio, src_fps);
     prepare_output(config, &plans)?;
 
-    let mut dec_opts = Dictionary::new();
-    dec_opts
-        .set("max_pixels", &source::MAX_PIXELS.to_string())
-        .map_err(|e| Error::codec(stream, "video decoder options", e))?;
-    let mut video_dec = src
-        .input
-        .open_decoder(v.index, dec_opts)
-        .map_err(|e| audio::decoder_error(stream, &v, e))?;
-
-    let mut audio = match &src.audio {
+    let mut audio = match &session.src.audio {
         Some(a) => {
             let rates: Vec<u64> = plans.iter().map(|p| p.profile.audio_bitrate).collect();
-            Some(AudioChain::open(stream, &src.input, a, &rates)?)
+            let mut chain = AudioChain::new(stream, a, &rates)?;
+            chain.attach(Some((&session.src.input, a)))?;
+            Some(chain)
         }
         None => None,
     };
-    let keep: Vec<usize> = std::iter::once(v.index)
-        .chain(src.audio.as_ref().map(|a| a.index))
-        .collect();
-    src.input.keep_only(&keep);
 
     let seg = config.profile().segment_duration;
-    let live_window = src.live.then_some(config.profile().live_window);
+    let live_window = session.src.live.then_some(config.profile().live_window);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rates: Vec<f64> = plans
         .iter()
@@ -384,6 +442,9 @@ pub(crate) fn run(
             written: false,
         }),
     };
+    if recovering {
+        stats.recoveries.fetch_add(1, Ordering::Relaxed);
+    }
     events(PipelineEvent::Running);
 
     let outcome = std::thread::scope(|scope| {
@@ -408,37 +469,56 @@ pub(crate) fn run(
             }
             senders.push(tx);
         }
-        let mut decode = DecodeLoop {
+        let mut decode = DecodeLoop::new(
             config,
             control,
             stats,
-            senders: &senders,
-            audio_route: &audio_route,
-            seg_ticks: rescale(
-                seg.as_micros() as i64,
-                Rational::new(1, 1_000_000),
-                v.time_base,
-            )
-            .max(1),
-            time_base: v.time_base,
-            frame_ticks: rescale(
-                (1e6 / src_fps).round() as i64,
-                Rational::new(1, 1_000_000),
-                v.time_base,
-            )
-            .max(1),
-            first_pts: None,
-            next_boundary: 0,
-            last_pts: None,
-            frame: Frame::new(),
+            &senders,
+            &audio_route,
+            v.time_base,
+            src_fps,
+        );
+        let mut current = Some(session);
+        let main = loop {
+            let mut s = current.take().expect("a session per turn");
+            let r = decode.run_session(&mut s, audio.as_mut(), events);
+            // Close the old connection before opening a new one.
+            drop(s);
+            match r {
+                Ok(end) => break Ok(end),
+                Err(e) if decode::should_reconnect(config, &e) => {
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    events(PipelineEvent::Recovering(e.clone()));
+                    match decode::reconnect(config, control, stats, hw.as_ref(), audio.as_mut(), e)
+                    {
+                        Ok(Some(next)) => {
+                            if let Err(e) = decode.discontinuity(audio.as_mut()) {
+                                break Err(e);
+                            }
+                            current = Some(next);
+                            stats.recoveries.fetch_add(1, Ordering::Relaxed);
+                            events(PipelineEvent::Recovered);
+                        }
+                        Ok(None) => {
+                            events(PipelineEvent::Draining);
+                            break Ok(Ending::Stopped);
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+                Err(e) => break Err(e),
+            }
         };
-        let main = decode.run(&mut src, &mut video_dec, audio.as_mut(), events);
-        if main.is_ok() {
+        let main = main.and_then(|end| {
+            if let Some(a) = audio.as_mut() {
+                decode.finish_audio(a)?;
+            }
             for tx in &senders {
                 // A variant that already failed has hung up; its error is collected below.
                 let _ = decode.send(tx, VariantMsg::End);
             }
-        }
+            Ok(end)
+        });
         drop(senders);
         let results: Vec<Result<(u64, u64), Error>> = handles
             .into_iter()
@@ -453,10 +533,7 @@ pub(crate) fn run(
             .collect();
         combine(main, results)
     });
-    // Release the source (sockets, decoder threads) before the outputs are finalised.
-    drop(video_dec);
     drop(audio);
-    drop(src);
     match outcome {
         Ok((ending, measured)) => {
             ladder.finish(&measured, stats);
@@ -526,226 +603,6 @@ fn rational_fps(fps: f64) -> Rational {
         Rational::new(r / 1000, 1)
     } else {
         Rational::new(r, 1000)
-    }
-}
-
-/// The decode thread's loop state.
-struct DecodeLoop<'a> {
-    config: &'a StreamConfig,
-    control: &'a Control,
-    stats: &'a StatsCell,
-    senders: &'a [Sender<VariantMsg>],
-    audio_route: &'a [Option<usize>],
-    seg_ticks: i64,
-    time_base: Rational,
-    frame_ticks: i64,
-    first_pts: Option<i64>,
-    next_boundary: i64,
-    last_pts: Option<i64>,
-    frame: Frame,
-}
-
-impl DecodeLoop<'_> {
-    fn stream(&self) -> &str {
-        self.config.id()
-    }
-
-    fn run(
-        &mut self,
-        src: &mut source::Source,
-        video_dec: &mut CodecContext,
-        mut audio: Option<&mut AudioChain>,
-        events: &mut dyn FnMut(PipelineEvent),
-    ) -> Result<Ending, Error> {
-        let mut pkt = Packet::new();
-        let vi = src.video.index as i32;
-        let ai = src.audio.as_ref().map(|a| a.index as i32);
-        let interrupt = self.control.interrupt.clone();
-        let ending = loop {
-            if self.control.abort_requested() {
-                return Err(self.aborted());
-            }
-            if self.control.stop_requested() {
-                break Ending::Stopped;
-            }
-            interrupt.arm(self.config.io_timeout());
-            let r = src.input.read(&mut pkt);
-            interrupt.disarm();
-            match r {
-                Ok(Step::Ready(())) => {}
-                Ok(Step::Again) => {
-                    std::thread::sleep(Duration::from_millis(5));
-                    continue;
-                }
-                Ok(Step::Eof) => break Ending::SourceEnded,
-                Err(e) => {
-                    if self.control.abort_requested() {
-                        return Err(self.aborted());
-                    }
-                    if self.control.stop_requested() {
-                        break Ending::Stopped;
-                    }
-                    if interrupt.timed_out() {
-                        return Err(Error::SourceStalled {
-                            stream: self.stream().to_owned(),
-                            url: self.config.source().to_owned(),
-                            timeout_ms: self.config.io_timeout().as_millis() as u64,
-                        });
-                    }
-                    if e.is_invalid_data() {
-                        // A damaged packet: skip it, count it, keep going.
-                        self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    return Err(Error::SourceIo {
-                        stream: self.stream().to_owned(),
-                        url: self.config.source().to_owned(),
-                        op: "reading",
-                        code: e.code,
-                        message: e.message(),
-                    });
-                }
-            }
-            self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
-            self.stats
-                .bytes_in
-                .fetch_add(pkt.size() as u64, Ordering::Relaxed);
-            if pkt.is_corrupt() {
-                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            if pkt.stream_index() == vi {
-                self.decode_video(video_dec, Some(&pkt))?;
-            } else if Some(pkt.stream_index()) == ai {
-                if let Some(a) = audio.as_deref_mut() {
-                    self.decode_audio(a, Some(&pkt))?;
-                }
-            }
-        };
-        events(PipelineEvent::Draining);
-        // Drain: every frame decoded so far reaches every variant.
-        self.decode_video(video_dec, None)?;
-        if let Some(a) = audio {
-            self.decode_audio(a, None)?;
-        }
-        Ok(ending)
-    }
-
-    fn aborted(&self) -> Error {
-        Error::Aborted {
-            stream: self.stream().to_owned(),
-        }
-    }
-
-    fn decode_video(&mut self, dec: &mut CodecContext, pkt: Option<&Packet>) -> Result<(), Error> {
-        match dec.send_packet(pkt) {
-            Ok(_) => {}
-            Err(e) if e.is_invalid_data() => {
-                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
-        }
-        loop {
-            match dec.receive_frame(&mut self.frame) {
-                Ok(Step::Ready(())) => {}
-                Ok(Step::Again | Step::Eof) => return Ok(()),
-                Err(e) if e.is_invalid_data() => {
-                    self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                }
-                Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
-            }
-            let frame = std::mem::take(&mut self.frame);
-            self.fan_out(frame)?;
-        }
-    }
-
-    /// Stamps a decoded frame (pts, segment-boundary keyframe) and shares it with every
-    /// variant.
-    fn fan_out(&mut self, mut frame: Frame) -> Result<(), Error> {
-        let mut pts = frame.best_effort_pts();
-        if pts == NO_PTS {
-            pts = self.last_pts.map_or(0, |p| p + self.frame_ticks);
-        }
-        self.last_pts = Some(pts);
-        let first = *self.first_pts.get_or_insert(pts);
-        // Boundaries sit at first + k * segment; the first frame at or past one is a keyframe
-        // in every variant, because this decision is made once, here.
-        let force_key = pts == first || pts >= self.next_boundary;
-        if force_key {
-            let k = (pts - first).max(0) / self.seg_ticks + 1;
-            self.next_boundary = first + k * self.seg_ticks;
-        }
-        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        let media = rescale(
-            pts - first + self.frame_ticks,
-            self.time_base,
-            Rational::new(1, 1_000_000),
-        );
-        self.stats
-            .media_us
-            .fetch_max(media.max(0) as u64, Ordering::Relaxed);
-        frame.set_pts(pts);
-        frame.set_force_keyframe(force_key);
-        for tx in self.senders {
-            let shared = frame
-                .share()
-                .map_err(|e| Error::codec(self.stream(), "frame reference", e))?;
-            self.send(
-                tx,
-                VariantMsg::Video {
-                    frame: shared,
-                    force_key,
-                },
-            )?;
-        }
-        Ok(())
-    }
-
-    fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
-        let route = self.audio_route;
-        let (frames, corrupt) = audio.push(pkt, &mut |enc, packet| {
-            let mut packet = Some(packet);
-            let targets: Vec<usize> = (0..route.len())
-                .filter(|&i| route[i] == Some(enc))
-                .collect();
-            for (n, &i) in targets.iter().enumerate() {
-                let p = if n + 1 == targets.len() {
-                    packet.take().expect("moved once, last")
-                } else {
-                    packet
-                        .as_ref()
-                        .expect("present until last")
-                        .share()
-                        .map_err(|e| Error::codec(self.stream(), "packet reference", e))?
-                };
-                self.send(&self.senders[i], VariantMsg::Audio(p))?;
-            }
-            Ok(())
-        })?;
-        self.stats
-            .audio_frames_in
-            .fetch_add(frames, Ordering::Relaxed);
-        if corrupt {
-            self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Blocking send with back-pressure, abandoned on abort or when the variant is gone.
-    fn send(&self, tx: &Sender<VariantMsg>, mut msg: VariantMsg) -> Result<(), Error> {
-        loop {
-            match tx.send_timeout(msg, Duration::from_millis(50)) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(m)) => {
-                    if self.control.abort_requested() {
-                        return Err(self.aborted());
-                    }
-                    msg = m;
-                }
-                // The variant failed; its own error explains why (see `combine`).
-                Err(SendTimeoutError::Disconnected(_)) => return Err(self.aborted()),
-            }
-        }
     }
 }
 

@@ -61,12 +61,18 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
     let (url, format) = split_source(config.source());
     let mut opts = Dictionary::new();
     let av = |e: AvError| open_error(config, interrupt, e);
+    if let Some(list) = protocol_whitelist(config.source()) {
+        opts.set("protocol_whitelist", &list).map_err(av)?;
+    }
     for (k, v) in config.input_options() {
         opts.set(k, v).map_err(av)?;
     }
     interrupt.arm(config.io_timeout());
-    let (input, unused) = InputContext::open(&url, format, opts, interrupt.clone()).map_err(av)?;
-    interrupt.disarm();
+    let opened = InputContext::open(&url, format, opts, interrupt.clone());
+    let (mut input, unused) = opened.map_err(|e| {
+        interrupt.disarm();
+        av(e)
+    })?;
     if !unused.is_empty() {
         log::warn!(
             "stream {stream}: input options not recognised by FFmpeg: {}",
@@ -79,6 +85,14 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
         reason,
         code: None,
     };
+    // A hostile header is refused on what it declares, before anything is decoded.
+    check_picture(input.largest_declared_picture()).map_err(|r| {
+        interrupt.disarm();
+        invalid(r)
+    })?;
+    let probed = input.find_stream_info();
+    interrupt.disarm();
+    probed.map_err(av)?;
     let Some(vi) = input.best_video() else {
         let what = if input.best_audio().is_some() {
             "audio only"
@@ -96,15 +110,7 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
             video.codec_name
         )));
     }
-    if video.width > MAX_DIMENSION
-        || video.height > MAX_DIMENSION
-        || i64::from(video.width) * i64::from(video.height) > MAX_PIXELS
-    {
-        return Err(invalid(format!(
-            "declared picture {}x{} exceeds the {MAX_DIMENSION}x{MAX_DIMENSION} limit",
-            video.width, video.height
-        )));
-    }
+    check_picture((video.width, video.height)).map_err(invalid)?;
     let audio = input.best_audio().map(|i| input.stream_info(i));
     let live = match config.playlist_mode() {
         PlaylistMode::Vod => false,
@@ -121,6 +127,41 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
         audio,
         live,
     })
+}
+
+/// Refuses pictures above the size limit.
+fn check_picture((w, h): (i32, i32)) -> Result<(), String> {
+    if w > MAX_DIMENSION || h > MAX_DIMENSION || i64::from(w) * i64::from(h) > MAX_PIXELS {
+        Err(format!(
+            "declared picture {w}x{h} exceeds the {MAX_DIMENSION}x{MAX_DIMENSION} limit"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// The protocols a source may use: what its scheme needs and nothing else, so a remote
+/// playlist cannot reach `file:` (or `concat:`, `subfile:`, ...) on this machine. `None`
+/// for `lavfi:` graphs, which open no protocol.
+fn protocol_whitelist(source: &str) -> Option<String> {
+    if source.starts_with("lavfi:") {
+        return None;
+    }
+    let list = match scheme(source) {
+        None | Some("file") => "file",
+        Some("http" | "https") => "http,https,tcp,tls,crypto,httpproxy",
+        Some("rtmp" | "rtmps" | "rtmpt" | "rtmpts") => "rtmp,rtmps,rtmpt,rtmpts,tcp,tls",
+        Some("rtsp" | "rtsps") => "rtsp,rtsps,rtp,udp,tcp,tls,http,https",
+        Some("srt") => "srt",
+        Some("udp") => "udp",
+        Some("rtp") => "rtp,udp",
+        Some("tcp") => "tcp",
+        Some("tls") => "tls,tcp",
+        Some("rist") => "rist,udp",
+        // Another scheme gets only itself; input_options can widen it deliberately.
+        Some(other) => return Some(other.to_owned()),
+    };
+    Some(list.to_owned())
 }
 
 /// Classifies a failure to open: cancelled, timed out, not media, or unreachable.
@@ -180,5 +221,11 @@ mod tests {
         assert_eq!(split_source("/a/b.mp4"), ("/a/b.mp4".to_owned(), None));
         assert_eq!(scheme("srt://1.2.3.4:9000"), Some("srt"));
         assert_eq!(scheme("/x/y"), None);
+        assert_eq!(protocol_whitelist("/x/y.mp4").as_deref(), Some("file"));
+        assert_eq!(protocol_whitelist("lavfi:testsrc"), None);
+        assert!(!protocol_whitelist("https://a/b.m3u8")
+            .unwrap()
+            .contains("file"));
+        assert_eq!(protocol_whitelist("gopher://x").as_deref(), Some("gopher"));
     }
 }

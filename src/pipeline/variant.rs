@@ -20,6 +20,8 @@ pub(crate) enum VariantMsg {
     Video { frame: Frame, force_key: bool },
     /// An encoded AAC packet, in the audio encoder's time base.
     Audio(Packet),
+    /// The source restarted: the next segment is marked `#EXT-X-DISCONTINUITY`.
+    Discontinuity,
     /// The source is done: drain, finish the last segment, write ENDLIST.
     End,
 }
@@ -127,6 +129,7 @@ impl VariantWorker {
                     self.video(frame, force_key, stats, ladder)?
                 }
                 VariantMsg::Audio(pkt) => self.queue_audio(pkt, stream)?,
+                VariantMsg::Discontinuity => self.writer.mark_discontinuity(),
                 VariantMsg::End => break,
             }
         }

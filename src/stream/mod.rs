@@ -340,6 +340,8 @@ fn worker(shared: &Shared) {
             &mut |event| match event {
                 PipelineEvent::Running => shared.transition(StreamState::Running, None),
                 PipelineEvent::Draining => shared.transition(StreamState::Stopping, None),
+                PipelineEvent::Recovering(e) => shared.transition(StreamState::Error, Some(e)),
+                PipelineEvent::Recovered => shared.transition(StreamState::Running, None),
             },
         )
     }));

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Side-by-side speed: the crate's `transcode` example vs. the FFmpeg CLI doing the same
+# work in one process.
+#
+# What it measures: wall-clock time (and CPU user+sys, when /usr/bin/time is present) to
+# turn one 10 s 1080p30 H.264/AAC MP4 into a 4-rung HLS VOD ladder (1080p 5000k, 720p
+# 2800k, 480p 1400k, 360p 800k; x264 veryfast, 2 s segments, AAC 128k stereo per rung).
+# Both tools decode the same file once, scale it four ways and encode all rungs in one
+# process. Runs alternate crate, CLI, crate, CLI, ... so drift in machine load hits both.
+# Every run's output is checked (master.m3u8, every variant playlist finished with
+# #EXT-X-ENDLIST, 300 frames in the top rung) before its time counts.
+#
+# Run:   bash benches/compare_cli.sh        (or: make compare)
+# Env:   RUNS=3            timed runs per tool
+#        WORK=out/compare  work dir: the input (made once, reused; delete it to remake),
+#                          the outputs and the logs of the last run of each tool
+#        CARGO=cargo       cargo binary
+# Needs: ffmpeg and ffprobe on PATH (FFmpeg 5.1 with libx264), cargo.
+# Exit:  0 when every run of both tools succeeded and verified, 1 otherwise.
+
+set -euo pipefail
+
+RUNS=${RUNS:-3}
+WORK=${WORK:-out/compare}
+CARGO=${CARGO:-cargo}
+DURATION=10   # seconds of media in the input
+FRAMES=300    # DURATION * 30 fps
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+die() { echo "compare_cli: $*" >&2; exit 1; }
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer, got '$RUNS'"
+for tool in ffmpeg ffprobe "$CARGO"; do
+    command -v "$tool" >/dev/null || die "$tool not found on PATH"
+done
+TIME_BIN=""
+if [[ -x /usr/bin/time ]]; then TIME_BIN=/usr/bin/time; fi
+
+mkdir -p "$WORK"
+INPUT=$WORK/input.mp4
+EXAMPLE=${CARGO_TARGET_DIR:-target}/release/examples/transcode
+
+# --- 1. Reference input, made once -------------------------------------------------------
+if [[ ! -s $INPUT ]]; then
+    echo "generating $INPUT ..." >&2
+    ffmpeg -y -hide_banner -v error \
+        -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DURATION" \
+        -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$DURATION" \
+        -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest \
+        "$WORK/input.tmp.mp4"
+    mv "$WORK/input.tmp.mp4" "$INPUT"
+fi
+
+# --- 2. Build the example once (not timed) -----------------------------------------------
+echo "building the transcode example ..." >&2
+"$CARGO" build --release --quiet --example transcode
+[[ -x $EXAMPLE ]] || die "$EXAMPLE missing after the build"
+
+# --- The two commands ----------------------------------------------------------------------
+run_crate() { # OUT
+    "$EXAMPLE" "$INPUT" --out "$1" --ladder 1080p,720p,480p,360p --preset veryfast --segment 2
+}
+
+run_cli() { # OUT
+    ffmpeg -y -v error -i "$INPUT" \
+        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2];[d]scale=640:360[v3]" \
+        -map "[v0]" -map 0:a -map "[v1]" -map 0:a -map "[v2]" -map 0:a -map "[v3]" -map 0:a \
+        -c:v libx264 -preset veryfast -force_key_frames "expr:gte(t,n_forced*2)" -sc_threshold 0 \
+        -b:v:0 5000k -b:v:1 2800k -b:v:2 1400k -b:v:3 800k \
+        -c:a aac -b:a 128k -ac 2 \
+        -f hls -hls_time 2 -hls_playlist_type vod \
+        -var_stream_map "v:0,a:0 v:1,a:1 v:2,a:2 v:3,a:3" \
+        -master_pl_name master.m3u8 "$1/v%v/index.m3u8"
+}
+
+# --- 4. Output checks ----------------------------------------------------------------------
+# verify_hls OUT TOP_PLAYLIST: master + 4 finished variant playlists, FRAMES frames on top.
+verify_hls() {
+    local out=$1 top=$2 uri n=0 frames
+    [[ -s $out/master.m3u8 ]] || { echo "no $out/master.m3u8"; return 1; }
+    while IFS= read -r uri; do
+        uri=${uri%$'\r'}
+        [[ -z $uri || $uri == \#* ]] && continue
+        n=$((n + 1))
+        [[ -s $out/$uri ]] || { echo "variant playlist $out/$uri missing"; return 1; }
+        grep -q '^#EXT-X-ENDLIST' "$out/$uri" \
+            || { echo "$out/$uri has no #EXT-X-ENDLIST"; return 1; }
+    done <"$out/master.m3u8"
+    ((n == 4)) || { echo "$out/master.m3u8 lists $n variants, expected 4"; return 1; }
+    frames=$(ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=nb_read_frames -of csv=p=0 "$out/$top") \
+        || { echo "ffprobe failed on $out/$top"; return 1; }
+    frames=${frames//[[:space:],]/}
+    [[ $frames == "$FRAMES" ]] \
+        || { echo "$out/$top has ${frames:-no} video frames, expected $FRAMES"; return 1; }
+}
+
+# --- 3. Timed runs -------------------------------------------------------------------------
+# timed NAME: runs run_NAME into a fresh $WORK/NAME, appends "wall cpu" to $WORK/NAME.times.
+timed() {
+    local name=$1 out=$WORK/$1 log=$WORK/$1.log tfile=$WORK/$1.time t0 t1 rc=0 cpu=nan why
+    rm -rf "$out" "$tfile"
+    mkdir -p "$out"
+    t0=$(date +%s.%N)
+    if [[ -n $TIME_BIN ]]; then
+        "$TIME_BIN" -f "%U %S" -o "$tfile" bash -c "$(declare -f "run_$name"); run_$name \"\$1\"" \
+            _ "$out" >"$log" 2>&1 || rc=$?
+    else
+        "run_$name" "$out" >"$log" 2>&1 || rc=$?
+    fi
+    t1=$(date +%s.%N)
+    if ((rc != 0)); then
+        echo "FAIL: $name exited with status $rc; last lines of $log:" >&2
+        tail -n 20 "$log" >&2
+        return 1
+    fi
+    if [[ $name == crate ]]; then why=$(verify_hls "$out" 1080p/index.m3u8) || rc=$?
+    else why=$(verify_hls "$out" v0/index.m3u8) || rc=$?; fi
+    if ((rc != 0)); then
+        echo "FAIL: $name output did not verify: $why" >&2
+        return 1
+    fi
+    # GNU time prints "Command exited with non-zero status" first on failure; take the last line.
+    [[ -s $tfile ]] && cpu=$(tail -n 1 "$tfile" | awk '{ printf "%.2f", $1 + $2 }')
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.3f %s\n", b - a, c }' \
+        >>"$WORK/$name.times"
+    printf '  run %d %-5s %6.2f s wall, cpu %s s\n' "$2" "$name" \
+        "$(tail -n 1 "$WORK/$name.times" | cut -d' ' -f1)" "$cpu" >&2
+}
+
+rm -f "$WORK/crate.times" "$WORK/cli.times"
+status=0
+for ((i = 1; i <= RUNS; i++)); do
+    timed crate "$i" || status=1
+    timed cli "$i" || status=1
+done
+((status == 0)) || die "at least one run failed (logs in $WORK)"
+
+# --- 5. Report -----------------------------------------------------------------------------
+# stats FILE -> "min median median_cpu" (median of an even count is the mean of the middle two)
+stats() {
+    sort -n -k1,1 "$1" | awk '
+        { w[NR] = $1; c[NR] = $2 }
+        END {
+            m = (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2
+            n = asort(c)
+            mc = (n % 2) ? c[(n + 1) / 2] : (c[n / 2] + c[n / 2 + 1]) / 2
+            if (c[1] == "nan") mc = "n/a"; else mc = sprintf("%.2f", mc)
+            printf "%.2f %.3f %s\n", w[1], m, mc
+        }'
+}
+read -r crate_min crate_med crate_cpu < <(stats "$WORK/crate.times")
+read -r cli_min cli_med cli_cpu < <(stats "$WORK/cli.times")
+
+echo
+echo "## streamvisor \`transcode\` vs FFmpeg CLI: 10 s 1080p30 -> 4-rung HLS (veryfast)"
+echo
+echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+echo "- nproc: $(nproc)"
+echo "- $(ffmpeg -version | head -n 1)"
+echo "- runs per tool: $RUNS (alternating)"
+echo
+echo "| tool | min wall (s) | median wall (s) | speed (x realtime) | median CPU user+sys (s) | wall vs CLI |"
+echo "|---|---:|---:|---:|---:|---:|"
+row() { # NAME MIN MED CPU
+    awk -v n="$1" -v mn="$2" -v md="$3" -v c="$4" -v d="$DURATION" -v ref="$cli_med" 'BEGIN {
+        printf "| %s | %.2f | %.2f | %.2fx | %s | %.2f |\n", n, mn, md, d / md, c, md / ref }'
+}
+row "crate (transcode example)" "$crate_min" "$crate_med" "$crate_cpu"
+row "ffmpeg CLI" "$cli_min" "$cli_med" "$cli_cpu"
+echo
+awk -v a="$crate_med" -v b="$cli_med" 'BEGIN {
+    printf "crate/CLI median wall ratio: %.2f (%s)\n", a / b,
+        (a > b) ? "crate slower" : "crate faster or equal" }'

@@ -1,0 +1,491 @@
+//! The decode thread: read the source, decode video once, stamp each frame onto the
+//! stream's one continuous timeline (across reconnects), and fan it out to every variant;
+//! decode and encode audio once. Also the recovery loop that reopens a lost source.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{SendTimeoutError, Sender};
+
+use super::audio::{self, AudioChain};
+use super::source::{self, Source};
+use super::variant::VariantMsg;
+use super::{Control, Ending, PipelineEvent};
+use crate::config::{Reconnect, StreamConfig};
+use crate::error::Error;
+use crate::ffi::{
+    rescale, CodecContext, Dictionary, Frame, HwDeviceContext, Packet, Rational, Step, NO_PTS,
+};
+use crate::stats::StatsCell;
+
+/// One connection to the source: its demuxer and video decoder.
+pub(crate) struct Session {
+    pub src: Source,
+    video_dec: CodecContext,
+}
+
+impl Session {
+    /// Opens the source and its decoders (audio goes to the persistent `audio` chain).
+    pub fn open(
+        config: &StreamConfig,
+        control: &Control,
+        hw: Option<&HwDeviceContext>,
+        audio: Option<&mut AudioChain>,
+    ) -> Result<Session, Error> {
+        let mut src = source::open(config, &control.interrupt)?;
+        let v = src.video.clone();
+        let mut opts = Dictionary::new();
+        opts.set("max_pixels", &source::MAX_PIXELS.to_string())
+            .map_err(|e| Error::codec(config.id(), "video decoder options", e))?;
+        let video_dec = src
+            .input
+            .open_decoder(v.index, opts, hw)
+            .map_err(|e| audio::decoder_error(config.id(), &v, e))?;
+        if let Some(chain) = audio {
+            chain.attach(src.audio.as_ref().map(|a| (&src.input, a)))?;
+        }
+        let keep: Vec<usize> = std::iter::once(v.index)
+            .chain(src.audio.as_ref().map(|a| a.index))
+            .collect();
+        src.input.keep_only(&keep);
+        Ok(Session { src, video_dec })
+    }
+}
+
+/// True when the policy reconnects this stream's source at all.
+fn reconnect_wanted(config: &StreamConfig) -> bool {
+    let policy = config.recovery();
+    policy.max_attempts > 0
+        && match policy.reconnect {
+            Reconnect::Always => true,
+            Reconnect::Never => false,
+            _ => config.is_network_source(),
+        }
+}
+
+/// True when the policy reconnects after this error.
+pub(crate) fn should_reconnect(config: &StreamConfig, error: &Error) -> bool {
+    reconnect_wanted(config) && error.kind() == crate::error::ErrorKind::SourceIo
+}
+
+/// Reopens the source after `error` with backoff, within the policy's bounds. `Ok(None)`
+/// when a stop was requested meanwhile; the last error when the policy is exhausted.
+pub(crate) fn reconnect(
+    config: &StreamConfig,
+    control: &Control,
+    stats: &StatsCell,
+    hw: Option<&HwDeviceContext>,
+    mut audio: Option<&mut AudioChain>,
+    error: Error,
+) -> Result<Option<Session>, Error> {
+    let policy = config.recovery();
+    let outage = Instant::now();
+    let mut last = error;
+    let mut jitter = Jitter::new(config.id());
+    for attempt in 1..=policy.max_attempts {
+        let left = policy.max_outage.saturating_sub(outage.elapsed());
+        if left.is_zero() {
+            break;
+        }
+        let wait = jitter
+            .apply(policy.backoff(attempt), policy.jitter)
+            .min(left);
+        log::info!(
+            "stream {}: reconnecting in {wait:?} (attempt {attempt}/{}) after: {last}",
+            config.id(),
+            policy.max_attempts
+        );
+        if control.sleep_unless_stopped(wait) {
+            return if control.abort_requested() {
+                Err(Error::Aborted {
+                    stream: config.id().to_owned(),
+                })
+            } else {
+                Ok(None)
+            };
+        }
+        match Session::open(config, control, hw, audio.as_deref_mut()) {
+            Ok(s) => return Ok(Some(s)),
+            Err(Error::Aborted { .. })
+                if control.stop_requested() && !control.abort_requested() =>
+            {
+                return Ok(None)
+            }
+            Err(e) if should_reconnect(config, &e) => {
+                stats.errors.fetch_add(1, Ordering::Relaxed);
+                last = e;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// A small xorshift generator for backoff jitter (no need for a crypto RNG here).
+struct Jitter(u64);
+
+impl Jitter {
+    fn new(seed: &str) -> Self {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        Self((t ^ h) | 1)
+    }
+
+    /// `d` spread uniformly by ±`fraction`.
+    fn apply(&mut self, d: Duration, fraction: f64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
+        d.mul_f64((1.0 + fraction * (2.0 * unit - 1.0)).max(0.0))
+    }
+}
+
+/// The decode thread's state: the output timeline and the routes to the variants.
+pub(crate) struct DecodeLoop<'a> {
+    pub config: &'a StreamConfig,
+    pub control: &'a Control,
+    pub stats: &'a StatsCell,
+    pub senders: &'a [Sender<VariantMsg>],
+    pub audio_route: &'a [Option<usize>],
+    /// The encoders' time base: the first source's video time base.
+    pub time_base: Rational,
+    pub seg_ticks: i64,
+    pub frame_ticks: i64,
+    /// Added to the current source's (rescaled) timestamps to continue the timeline.
+    offset: i64,
+    /// Set when the next frame starts a new timeline piece (first frame, reconnect, or a
+    /// source whose timestamps went backwards).
+    rebase: bool,
+    first_pts: Option<i64>,
+    next_boundary: i64,
+    last_pts: Option<i64>,
+    frame: Frame,
+}
+
+impl<'a> DecodeLoop<'a> {
+    pub fn new(
+        config: &'a StreamConfig,
+        control: &'a Control,
+        stats: &'a StatsCell,
+        senders: &'a [Sender<VariantMsg>],
+        audio_route: &'a [Option<usize>],
+        time_base: Rational,
+        frame_rate: f64,
+    ) -> Self {
+        let us = Rational::new(1, 1_000_000);
+        let seg = config.profile().segment_duration;
+        Self {
+            config,
+            control,
+            stats,
+            senders,
+            audio_route,
+            time_base,
+            seg_ticks: rescale(seg.as_micros() as i64, us, time_base).max(1),
+            frame_ticks: rescale((1e6 / frame_rate).round() as i64, us, time_base).max(1),
+            offset: 0,
+            rebase: false,
+            first_pts: None,
+            next_boundary: 0,
+            last_pts: None,
+            frame: Frame::new(),
+        }
+    }
+
+    fn stream(&self) -> &str {
+        self.config.id()
+    }
+
+    fn aborted(&self) -> Error {
+        Error::Aborted {
+            stream: self.stream().to_owned(),
+        }
+    }
+
+    /// The source restarted: the next frame continues the timeline right after the last
+    /// one, starts a segment, and every variant marks a discontinuity there.
+    pub fn discontinuity(&mut self, audio: Option<&mut AudioChain>) -> Result<(), Error> {
+        self.rebase = true;
+        if let (Some(a), Some(last)) = (audio, self.last_pts) {
+            a.resync((last + self.frame_ticks) as f64 * self.time_base.as_f64());
+        }
+        for tx in self.senders {
+            self.send(tx, VariantMsg::Discontinuity)?;
+        }
+        Ok(())
+    }
+
+    /// Reads and decodes until the source ends, a stop, or an error. Frames already decoded
+    /// are always flushed to the variants before returning (except on abort).
+    pub fn run_session(
+        &mut self,
+        session: &mut Session,
+        mut audio: Option<&mut AudioChain>,
+        events: &mut dyn FnMut(PipelineEvent),
+    ) -> Result<Ending, Error> {
+        let result = self.read_loop(session, audio.as_deref_mut());
+        match &result {
+            Err(Error::Aborted { .. }) => return result,
+            Err(e) if e.kind() != crate::error::ErrorKind::SourceIo => return result,
+            Ok(_) => events(PipelineEvent::Draining),
+            Err(_) => {}
+        }
+        // Drain: every frame decoded so far reaches every variant.
+        let tb = session.src.video.time_base;
+        self.decode_video(&mut session.video_dec, None, tb)?;
+        if let Some(a) = audio {
+            self.decode_audio(a, None)?;
+        }
+        result
+    }
+
+    fn read_loop(
+        &mut self,
+        session: &mut Session,
+        mut audio: Option<&mut AudioChain>,
+    ) -> Result<Ending, Error> {
+        let mut pkt = Packet::new();
+        let vi = session.src.video.index as i32;
+        let ai = session.src.audio.as_ref().map(|a| a.index as i32);
+        let interrupt = self.control.interrupt.clone();
+        let src_tb = session.src.video.time_base;
+        loop {
+            if self.control.abort_requested() {
+                return Err(self.aborted());
+            }
+            if self.control.stop_requested() {
+                return Ok(Ending::Stopped);
+            }
+            interrupt.arm(self.config.io_timeout());
+            let r = session.src.input.read(&mut pkt);
+            interrupt.disarm();
+            match r {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Ok(Step::Eof) => {
+                    if session.src.live && reconnect_wanted(self.config) {
+                        // A live source does not end; the publisher went away.
+                        return Err(self.live_ended());
+                    }
+                    return Ok(Ending::SourceEnded);
+                }
+                Err(e) => {
+                    if self.control.abort_requested() {
+                        return Err(self.aborted());
+                    }
+                    if self.control.stop_requested() {
+                        return Ok(Ending::Stopped);
+                    }
+                    if interrupt.timed_out() {
+                        return Err(Error::SourceStalled {
+                            stream: self.stream().to_owned(),
+                            url: self.config.source().to_owned(),
+                            timeout_ms: self.config.io_timeout().as_millis() as u64,
+                        });
+                    }
+                    if e.is_invalid_data() {
+                        // A damaged packet: skip it, count it, keep going.
+                        self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
+                    return Err(Error::SourceIo {
+                        stream: self.stream().to_owned(),
+                        url: self.config.source().to_owned(),
+                        op: "reading",
+                        code: e.code,
+                        message: e.message(),
+                    });
+                }
+            }
+            self.stats.packets_in.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .bytes_in
+                .fetch_add(pkt.size() as u64, Ordering::Relaxed);
+            if pkt.is_corrupt() {
+                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            if pkt.stream_index() == vi {
+                self.decode_video(&mut session.video_dec, Some(&pkt), src_tb)?;
+            } else if Some(pkt.stream_index()) == ai {
+                if let Some(a) = audio.as_deref_mut() {
+                    self.decode_audio(a, Some(&pkt))?;
+                }
+            }
+        }
+    }
+
+    fn live_ended(&self) -> Error {
+        Error::SourceIo {
+            stream: self.stream().to_owned(),
+            url: self.config.source().to_owned(),
+            op: "reading",
+            code: crate::ffi::AVERROR_EOF,
+            message: "the live source ended".into(),
+        }
+    }
+
+    fn decode_video(
+        &mut self,
+        dec: &mut CodecContext,
+        pkt: Option<&Packet>,
+        src_tb: Rational,
+    ) -> Result<(), Error> {
+        match dec.send_packet(pkt) {
+            Ok(_) => {}
+            Err(e) if e.is_invalid_data() => {
+                self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+        }
+        loop {
+            match dec.receive_frame(&mut self.frame) {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again | Step::Eof) => return Ok(()),
+                Err(e) if e.is_invalid_data() => {
+                    self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+            }
+            let mut frame = std::mem::take(&mut self.frame);
+            if frame.is_hardware() {
+                frame = frame.download().map_err(|e| Error::Hardware {
+                    stream: self.stream().to_owned(),
+                    device: format!("{:?}", self.config.hw_device()),
+                    reason: format!("copying a decoded picture to memory: {e}"),
+                    code: Some(e.code),
+                })?;
+            }
+            self.fan_out(frame, src_tb)?;
+        }
+    }
+
+    /// Stamps a decoded frame onto the output timeline (pts, segment-boundary keyframe) and
+    /// shares it with every variant.
+    fn fan_out(&mut self, mut frame: Frame, src_tb: Rational) -> Result<(), Error> {
+        let raw = frame.best_effort_pts();
+        let mut pts = if raw == NO_PTS {
+            self.last_pts.map_or(0, |p| p + self.frame_ticks)
+        } else {
+            rescale(raw, src_tb, self.time_base) + self.offset
+        };
+        if let Some(last) = self.last_pts {
+            if self.rebase || pts <= last {
+                // A restarted source, or timestamps that went backwards: continue right
+                // after the last frame so every variant's timeline stays monotonic.
+                let next = last + self.frame_ticks;
+                self.offset += next - pts;
+                pts = next;
+                if !self.rebase {
+                    log::warn!(
+                        "stream {}: source timestamps went backwards; continuing the timeline",
+                        self.stream()
+                    );
+                }
+            }
+        }
+        let restart = self.rebase || self.last_pts.is_none();
+        self.rebase = false;
+        self.last_pts = Some(pts);
+        let first = *self.first_pts.get_or_insert(pts);
+        // Boundaries sit every segment from the start (or from a restart); the first frame at
+        // or past one is a keyframe in every variant, because this decision is made once, here.
+        let force_key = restart || pts >= self.next_boundary;
+        if force_key {
+            let base = if restart {
+                pts
+            } else {
+                self.next_boundary - self.seg_ticks
+            };
+            let k = (pts - base).max(0) / self.seg_ticks + 1;
+            self.next_boundary = base + k * self.seg_ticks;
+        }
+        self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        let media = rescale(
+            pts - first + self.frame_ticks,
+            self.time_base,
+            Rational::new(1, 1_000_000),
+        );
+        self.stats
+            .media_us
+            .fetch_max(media.max(0) as u64, Ordering::Relaxed);
+        frame.set_pts(pts);
+        frame.set_force_keyframe(force_key);
+        for tx in self.senders {
+            let shared = frame
+                .share()
+                .map_err(|e| Error::codec(self.stream(), "frame reference", e))?;
+            self.send(
+                tx,
+                VariantMsg::Video {
+                    frame: shared,
+                    force_key,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
+        let (frames, corrupt) =
+            audio.push(pkt, &mut |enc, packet| self.route_audio(enc, packet))?;
+        self.stats
+            .audio_frames_in
+            .fetch_add(frames, Ordering::Relaxed);
+        if corrupt {
+            self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The stream is done: the audio encoders' tail goes out too.
+    pub fn finish_audio(&mut self, audio: &mut AudioChain) -> Result<(), Error> {
+        audio.finish(&mut |enc, packet| self.route_audio(enc, packet))
+    }
+
+    /// Hands an AAC packet to every variant that uses that encoder (shared references).
+    fn route_audio(&self, encoder: usize, packet: Packet) -> Result<(), Error> {
+        let targets: Vec<usize> = (0..self.audio_route.len())
+            .filter(|&i| self.audio_route[i] == Some(encoder))
+            .collect();
+        let mut packet = Some(packet);
+        for (n, &i) in targets.iter().enumerate() {
+            let p = if n + 1 == targets.len() {
+                packet.take().expect("moved once, last")
+            } else {
+                packet
+                    .as_ref()
+                    .expect("present until last")
+                    .share()
+                    .map_err(|e| Error::codec(self.stream(), "packet reference", e))?
+            };
+            self.send(&self.senders[i], VariantMsg::Audio(p))?;
+        }
+        Ok(())
+    }
+
+    /// Blocking send with back-pressure, abandoned on abort or when the variant is gone.
+    pub fn send(&self, tx: &Sender<VariantMsg>, mut msg: VariantMsg) -> Result<(), Error> {
+        loop {
+            match tx.send_timeout(msg, Duration::from_millis(50)) {
+                Ok(()) => return Ok(()),
+                Err(SendTimeoutError::Timeout(m)) => {
+                    if self.control.abort_requested() {
+                        return Err(self.aborted());
+                    }
+                    msg = m;
+                }
+                // The variant failed; its own error explains why (see `combine`).
+                Err(SendTimeoutError::Disconnected(_)) => return Err(self.aborted()),
+            }
+        }
+    }
+}
