@@ -5,4 +5,6 @@ mod bad_input;
 mod common;
 mod ladder;
 mod lifecycle;
+mod hardening;
 mod output;
+mod recovery;

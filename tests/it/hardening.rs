@@ -1,0 +1,1 @@
+//! Hostile and broken inputs and outputs (written by the hardening helper).

@@ -1,0 +1,1 @@
+//! Recovery: sources that die and come back, devices that fail.
