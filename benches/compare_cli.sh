@@ -16,7 +16,7 @@
 #                          the outputs and the logs of the last run of each tool
 #        CARGO=cargo       cargo binary
 # Needs: ffmpeg and ffprobe on PATH (FFmpeg 5.1 with libx264), cargo.
-# Exit:  0 when every run of both tools succeeded and verified, 1 otherwise.
+# Exit:  0 when every run of both tools succeeded and verified; 1 at the first failure.
 
 set -euo pipefail
 
@@ -34,8 +34,9 @@ die() { echo "compare_cli: $*" >&2; exit 1; }
 for tool in ffmpeg ffprobe "$CARGO"; do
     command -v "$tool" >/dev/null || die "$tool not found on PATH"
 done
-TIME_BIN=""
-if [[ -x /usr/bin/time ]]; then TIME_BIN=/usr/bin/time; fi
+# CPU user+sys comes from GNU time when it is there; without it the CPU column says n/a.
+TIME_CMD=()
+if [[ -x /usr/bin/time ]]; then TIME_CMD=(/usr/bin/time -f "%U %S" -o); fi
 
 mkdir -p "$WORK"
 INPUT=$WORK/input.mp4
@@ -58,20 +59,21 @@ echo "building the transcode example ..." >&2
 [[ -x $EXAMPLE ]] || die "$EXAMPLE missing after the build"
 
 # --- The two commands ----------------------------------------------------------------------
-run_crate() { # OUT
-    "$EXAMPLE" "$INPUT" --out "$1" --ladder 1080p,720p,480p,360p --preset veryfast --segment 2
+# cmd_NAME OUT: sets CMD to the command line of tool NAME writing to OUT.
+cmd_crate() {
+    CMD=("$EXAMPLE" "$INPUT" --out "$1" --ladder 1080p,720p,480p,360p --preset veryfast --segment 2)
 }
 
-run_cli() { # OUT
-    ffmpeg -y -v error -i "$INPUT" \
-        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2];[d]scale=640:360[v3]" \
-        -map "[v0]" -map 0:a -map "[v1]" -map 0:a -map "[v2]" -map 0:a -map "[v3]" -map 0:a \
-        -c:v libx264 -preset veryfast -force_key_frames "expr:gte(t,n_forced*2)" -sc_threshold 0 \
-        -b:v:0 5000k -b:v:1 2800k -b:v:2 1400k -b:v:3 800k \
-        -c:a aac -b:a 128k -ac 2 \
-        -f hls -hls_time 2 -hls_playlist_type vod \
-        -var_stream_map "v:0,a:0 v:1,a:1 v:2,a:2 v:3,a:3" \
-        -master_pl_name master.m3u8 "$1/v%v/index.m3u8"
+cmd_cli() {
+    CMD=(ffmpeg -y -v error -i "$INPUT"
+        -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2];[d]scale=640:360[v3]"
+        -map "[v0]" -map 0:a -map "[v1]" -map 0:a -map "[v2]" -map 0:a -map "[v3]" -map 0:a
+        -c:v libx264 -preset veryfast -force_key_frames "expr:gte(t,n_forced*2)" -sc_threshold 0
+        -b:v:0 5000k -b:v:1 2800k -b:v:2 1400k -b:v:3 800k
+        -c:a aac -b:a 128k -ac 2
+        -f hls -hls_time 2 -hls_playlist_type vod
+        -var_stream_map "v:0,a:0 v:1,a:1 v:2,a:2 v:3,a:3"
+        -master_pl_name master.m3u8 "$1/v%v/index.m3u8")
 }
 
 # --- 4. Output checks ----------------------------------------------------------------------
@@ -91,24 +93,25 @@ verify_hls() {
     frames=$(ffprobe -v error -count_frames -select_streams v:0 \
         -show_entries stream=nb_read_frames -of csv=p=0 "$out/$top") \
         || { echo "ffprobe failed on $out/$top"; return 1; }
-    frames=${frames//[[:space:],]/}
+    # An MPEG-TS stream belongs to a program, so ffprobe prints it twice (under [PROGRAM]
+    # and again at top level): keep the first non-empty value.
+    frames=$(awk -F, 'NF { print $1; exit }' <<<"$frames")
     [[ $frames == "$FRAMES" ]] \
         || { echo "$out/$top has ${frames:-no} video frames, expected $FRAMES"; return 1; }
 }
 
 # --- 3. Timed runs -------------------------------------------------------------------------
-# timed NAME: runs run_NAME into a fresh $WORK/NAME, appends "wall cpu" to $WORK/NAME.times.
+# timed NAME RUN: runs tool NAME into a fresh $WORK/NAME, checks its output and appends
+# "wall_s cpu_s" to $WORK/NAME.times. Its stdout+stderr go to $WORK/NAME.log.
 timed() {
     local name=$1 out=$WORK/$1 log=$WORK/$1.log tfile=$WORK/$1.time t0 t1 rc=0 cpu=nan why
+    local -a CMD
     rm -rf "$out" "$tfile"
     mkdir -p "$out"
+    "cmd_$name" "$out"
+    if ((${#TIME_CMD[@]})); then CMD=("${TIME_CMD[@]}" "$tfile" "${CMD[@]}"); fi
     t0=$(date +%s.%N)
-    if [[ -n $TIME_BIN ]]; then
-        "$TIME_BIN" -f "%U %S" -o "$tfile" bash -c "$(declare -f "run_$name"); run_$name \"\$1\"" \
-            _ "$out" >"$log" 2>&1 || rc=$?
-    else
-        "run_$name" "$out" >"$log" 2>&1 || rc=$?
-    fi
+    "${CMD[@]}" >"$log" 2>&1 || rc=$?
     t1=$(date +%s.%N)
     if ((rc != 0)); then
         echo "FAIL: $name exited with status $rc; last lines of $log:" >&2
@@ -122,7 +125,7 @@ timed() {
         return 1
     fi
     # GNU time prints "Command exited with non-zero status" first on failure; take the last line.
-    [[ -s $tfile ]] && cpu=$(tail -n 1 "$tfile" | awk '{ printf "%.2f", $1 + $2 }')
+    if [[ -s $tfile ]]; then cpu=$(tail -n 1 "$tfile" | awk '{ printf "%.2f", $1 + $2 }'); fi
     awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.3f %s\n", b - a, c }' \
         >>"$WORK/$name.times"
     printf '  run %d %-5s %6.2f s wall, cpu %s s\n' "$2" "$name" \
@@ -130,25 +133,25 @@ timed() {
 }
 
 rm -f "$WORK/crate.times" "$WORK/cli.times"
-status=0
+# Other load skews the result (2 busy cores halve the speed): record it for the report.
+load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
 for ((i = 1; i <= RUNS; i++)); do
-    timed crate "$i" || status=1
-    timed cli "$i" || status=1
+    timed crate "$i" || die "crate run $i failed (log: $WORK/crate.log)"
+    timed cli "$i" || die "CLI run $i failed (log: $WORK/cli.log)"
 done
-((status == 0)) || die "at least one run failed (logs in $WORK)"
 
 # --- 5. Report -----------------------------------------------------------------------------
-# stats FILE -> "min median median_cpu" (median of an even count is the mean of the middle two)
+# median: one number a line on stdin -> their median (the mean of the middle two if even).
+median() {
+    sort -g | awk '{ v[NR] = $1 } END { printf "%.3f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# stats FILE -> "min_wall median_wall median_cpu" (median_cpu is n/a without GNU time)
 stats() {
-    sort -n -k1,1 "$1" | awk '
-        { w[NR] = $1; c[NR] = $2 }
-        END {
-            m = (NR % 2) ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2
-            n = asort(c)
-            mc = (n % 2) ? c[(n + 1) / 2] : (c[n / 2] + c[n / 2 + 1]) / 2
-            if (c[1] == "nan") mc = "n/a"; else mc = sprintf("%.2f", mc)
-            printf "%.2f %.3f %s\n", w[1], m, mc
-        }'
+    local min med cpu=n/a
+    min=$(cut -d' ' -f1 "$1" | sort -g | head -n 1)
+    med=$(cut -d' ' -f1 "$1" | median)
+    if ! grep -q nan "$1"; then cpu=$(cut -d' ' -f2 "$1" | median); fi
+    echo "$min $med $cpu"
 }
 read -r crate_min crate_med crate_cpu < <(stats "$WORK/crate.times")
 read -r cli_min cli_med cli_cpu < <(stats "$WORK/cli.times")
@@ -160,16 +163,19 @@ echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "- nproc: $(nproc)"
 echo "- $(ffmpeg -version | head -n 1)"
 echo "- runs per tool: $RUNS (alternating)"
+echo "- load average (1/5/15 min) before / after the runs: $load_before / $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)"
 echo
 echo "| tool | min wall (s) | median wall (s) | speed (x realtime) | median CPU user+sys (s) | wall vs CLI |"
 echo "|---|---:|---:|---:|---:|---:|"
 row() { # NAME MIN MED CPU
     awk -v n="$1" -v mn="$2" -v md="$3" -v c="$4" -v d="$DURATION" -v ref="$cli_med" 'BEGIN {
+        if (c != "n/a") c = sprintf("%.2f", c)
         printf "| %s | %.2f | %.2f | %.2fx | %s | %.2f |\n", n, mn, md, d / md, c, md / ref }'
 }
 row "crate (transcode example)" "$crate_min" "$crate_med" "$crate_cpu"
 row "ffmpeg CLI" "$cli_min" "$cli_med" "$cli_cpu"
 echo
 awk -v a="$crate_med" -v b="$cli_med" 'BEGIN {
-    printf "crate/CLI median wall ratio: %.2f (%s)\n", a / b,
-        (a > b) ? "crate slower" : "crate faster or equal" }'
+    pct = (a / b - 1) * 100
+    printf "crate/CLI median wall ratio: %.3f (crate %.1f%% %s than the CLI)\n", a / b,
+        (pct < 0) ? -pct : pct, (pct < 0) ? "faster" : "slower" }'

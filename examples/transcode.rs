@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
-//!     [--preset NAME] [--segment SECS] [--json]
+//!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N]
 //! ```
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
 //! tone. A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use streamvisor::{
-    AbrProfile, Hooks, StateEvent, StateSet, StatsEvent, Stream, StreamConfig, StreamState,
+    AbrProfile, Hooks, RecoveryPolicy, StateEvent, StateSet, StatsEvent, Stream, StreamConfig,
+    StreamState,
 };
 
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
@@ -35,10 +36,11 @@ struct Args {
     preset: Option<String>,
     segment: Option<f64>,
     json: bool,
+    max_reconnects: Option<u32>,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Args, String> {
         preset: None,
         segment: None,
         json: false,
+        max_reconnects: None,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -71,6 +74,13 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--json" => args.json = true,
+            "--max-reconnects" => {
+                let v = value("--max-reconnects")?;
+                args.max_reconnects = Some(
+                    v.parse()
+                        .map_err(|_| format!("--max-reconnects: {v:?} is not a count"))?,
+                );
+            }
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
@@ -99,8 +109,13 @@ fn run(args: Args) -> Result<(), String> {
         }
         profile = profile.with_segment_duration(Duration::from_secs_f64(s));
     }
+    let mut recovery = RecoveryPolicy::default();
+    if let Some(n) = args.max_reconnects {
+        recovery = recovery.with_max_attempts(n);
+    }
     let config = StreamConfig::builder("transcode", &args.input, &args.out)
         .profile(profile)
+        .recovery(recovery)
         .build()
         .map_err(|e| e.to_string())?;
     let signals = Arc::new(AtomicUsize::new(0));

@@ -19,6 +19,7 @@ unsafe impl Send for HwDeviceContext {}
 impl HwDeviceContext {
     /// Opens a device of FFmpeg type `kind` (`cuda`, `vaapi`, `qsv`) named `device`.
     pub fn open(kind: &str, device: &str) -> Result<Self, AvError> {
+        super::init();
         let k = cstring(kind, "av_hwdevice_find_type_by_name")?;
         // SAFETY: k is a valid C string; the lookup reads a static table.
         let ty = unsafe { sys::av_hwdevice_find_type_by_name(k.as_ptr()) };

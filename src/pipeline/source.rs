@@ -172,12 +172,11 @@ fn open_error(config: &StreamConfig, interrupt: &Interrupt, e: AvError) -> Error
         return Error::Aborted { stream };
     }
     if interrupt.timed_out() {
-        return Error::SourceIo {
+        // Connected (or connecting) but silent for the whole I/O timeout.
+        return Error::SourceStalled {
             stream,
             url,
-            op: "opening",
-            code: e.code,
-            message: format!("timed out after {} ms", config.io_timeout().as_millis()),
+            timeout_ms: config.io_timeout().as_millis() as u64,
         };
     }
     if e.is_invalid_data() {

@@ -213,7 +213,11 @@ pub struct LiveServer {
 impl LiveServer {
     /// Serves a 640x360 30 fps test pattern with a tone, in real time, to one client.
     pub fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port())
+    }
+
+    /// The same, on a given port (to restart a server a stream was connected to).
+    pub fn start_on(port: u16) -> Self {
         let url = format!("tcp://127.0.0.1:{port}?listen=1");
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])

@@ -3,8 +3,8 @@
 
 mod bad_input;
 mod common;
+mod hardening;
 mod ladder;
 mod lifecycle;
-mod hardening;
 mod output;
 mod recovery;

@@ -1,1 +1,312 @@
-//! Recovery: sources that die and come back, devices that fail.
+//! Recovery: sources that die and come back, sources that die for good, silent sources,
+//! and hardware devices that are not there.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use streamvisor::{
+    AbrProfile, Error, ErrorKind, Hooks, HwKind, RecoveryPolicy, StateEvent, StateSet, Stream,
+    StreamConfig, StreamState,
+};
+
+use crate::common::*;
+
+/// Records every state event a stream's hooks see.
+fn recorder() -> (Hooks, Arc<Mutex<Vec<StateEvent>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    (
+        Hooks::new().on_state_change(move |ev| log.lock().unwrap().push(ev.clone())),
+        seen,
+    )
+}
+
+fn states(seen: &Mutex<Vec<StateEvent>>) -> Vec<StreamState> {
+    seen.lock().unwrap().iter().map(|e| e.to).collect()
+}
+
+fn fast_policy(attempts: u32) -> RecoveryPolicy {
+    RecoveryPolicy::default()
+        .with_max_attempts(attempts)
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .with_max_outage(Duration::from_secs(20))
+}
+
+fn live_config(id: &str, url: &str, out: &std::path::Path, policy: RecoveryPolicy) -> StreamConfig {
+    StreamConfig::builder(id, url, out)
+        .profile(
+            AbrProfile::from_rungs(&["360p", "240p"])
+                .unwrap()
+                .with_preset("ultrafast")
+                .with_segment_duration(Duration::from_secs(1))
+                .with_live_window(1000),
+        )
+        .io_timeout(Duration::from_secs(3))
+        .recovery(policy)
+        .build()
+        .unwrap()
+}
+
+fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_killed_and_restarted_source_reconnects_with_a_discontinuity() {
+    let server = LiveServer::start();
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let (hooks, seen) = recorder();
+    let running = Stream::new(live_config(
+        "reconnect",
+        &server.url(),
+        &out,
+        fast_policy(30),
+    ))
+    .with_hooks(hooks)
+    .start()
+    .unwrap();
+    assert_eq!(
+        running.wait_for(
+            StateSet::RUNNING | StateSet::TERMINAL,
+            Duration::from_secs(15)
+        ),
+        StreamState::Running
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(server); // the publisher dies mid-stream
+    assert_eq!(
+        running.wait_for(
+            StateSet::ERROR | StateSet::TERMINAL,
+            Duration::from_secs(10)
+        ),
+        StreamState::Error
+    );
+    let before = running.stats().frames_in;
+    let server = LiveServer::start_on(port);
+    assert_eq!(
+        running.wait_for(
+            StateSet::RUNNING | StateSet::TERMINAL,
+            Duration::from_secs(15)
+        ),
+        StreamState::Running
+    );
+    wait_until(
+        "frames after the reconnect",
+        Duration::from_secs(15),
+        || running.stats().frames_in > before + 60,
+    );
+    let report = running.stop(Duration::from_secs(10));
+    drop(server);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert_eq!(report.stats.recoveries, 1);
+    assert!(report.stats.errors >= 1);
+    let seq = states(&seen);
+    let error_at = seq
+        .iter()
+        .position(|s| *s == StreamState::Error)
+        .expect("an Error state");
+    assert_eq!(seq[error_at - 1], StreamState::Running, "{seq:?}");
+    assert_eq!(seq[error_at + 1], StreamState::Running, "{seq:?}");
+    let ev = &seen.lock().unwrap()[error_at];
+    assert_eq!(
+        ev.error.as_ref().map(Error::kind),
+        Some(ErrorKind::SourceIo),
+        "{ev:?}"
+    );
+
+    let mut starts_by_variant = Vec::new();
+    for v in &report.stats.variants {
+        let dir = out.join(&v.name);
+        let text = std::fs::read_to_string(dir.join("index.m3u8")).unwrap();
+        assert_eq!(
+            text.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{}:\n{text}",
+            v.name
+        );
+        let media = read_media(&dir.join("index.m3u8"));
+        assert!(media.end_list);
+        let mut last = f64::MIN;
+        let mut starts = Vec::new();
+        for seg in &media.segments {
+            let path = dir.join(&seg.uri);
+            let (pts, key) = first_video_packet(&path);
+            assert!(key, "{}: {} starts with a keyframe", v.name, seg.uri);
+            assert!(
+                pts > last,
+                "{}: timestamps go forward ({pts} after {last})",
+                v.name
+            );
+            last = pts;
+            starts.push((pts * 1000.0).round() as i64);
+            assert!(
+                probe_video(&path).frames > 0,
+                "{}: {} decodes",
+                v.name,
+                seg.uri
+            );
+        }
+        assert_eq!(
+            probe_video(&dir.join("index.m3u8")).frames,
+            v.frames_out,
+            "{}",
+            v.name
+        );
+        assert_eq!(
+            v.frames_out, report.stats.frames_in,
+            "{}: every decoded frame encoded",
+            v.name
+        );
+        starts_by_variant.push(starts);
+    }
+    assert_eq!(
+        starts_by_variant[0], starts_by_variant[1],
+        "keyframes stay aligned across variants"
+    );
+}
+
+#[test]
+fn a_source_gone_for_good_fails_within_the_policy() {
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = RecoveryPolicy::default()
+        .with_max_attempts(3)
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .with_max_outage(Duration::from_secs(5));
+    let (hooks, seen) = recorder();
+    let running = Stream::new(live_config(
+        "gone",
+        &server.url(),
+        &dir.path().join("o"),
+        policy,
+    ))
+    .with_hooks(hooks)
+    .start()
+    .unwrap();
+    assert_eq!(
+        running.wait_for(
+            StateSet::RUNNING | StateSet::TERMINAL,
+            Duration::from_secs(15)
+        ),
+        StreamState::Running
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    drop(server);
+    let t = Instant::now();
+    let end = running.wait_for(StateSet::TERMINAL, Duration::from_secs(30));
+    let took = t.elapsed();
+    assert_eq!(end, StreamState::Failed);
+    assert!(
+        took < Duration::from_secs(5) + Duration::from_secs(3),
+        "failed after {took:?}, past the 5 s outage bound"
+    );
+    let report = running.wait();
+    let e = report.error.expect("the last error");
+    assert_eq!(e.kind(), ErrorKind::SourceIo, "{e}");
+    assert!(e.is_recoverable());
+    let seq = states(&seen);
+    assert_eq!(
+        &seq[seq.len() - 2..],
+        &[StreamState::Error, StreamState::Failed],
+        "{seq:?}"
+    );
+}
+
+#[test]
+fn a_silent_server_is_a_stall_not_an_end_of_stream() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(1).flatten().collect();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(held);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StreamConfig::builder(
+        "stall",
+        format!("tcp://127.0.0.1:{port}"),
+        dir.path().join("o"),
+    )
+    .io_timeout(Duration::from_secs(1))
+    .recovery(RecoveryPolicy::none())
+    .build()
+    .unwrap();
+    let t = Instant::now();
+    let report = run_to_end(cfg);
+    let took = t.elapsed();
+    assert_eq!(report.state, StreamState::Failed);
+    let e = report.error.unwrap();
+    assert!(
+        matches!(
+            e,
+            Error::SourceStalled {
+                timeout_ms: 1000,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "stall reported after {took:?}; timeout 1 s + 1 s"
+    );
+    holder.join().unwrap();
+}
+
+fn hw_config(id: &str, out: &std::path::Path, fallback: bool) -> StreamConfig {
+    StreamConfig::builder(id, "lavfi:testsrc2=size=640x360:rate=30:duration=2", out)
+        .profile(
+            AbrProfile::from_rungs(&["360p"])
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .hw_device(HwKind::Cuda, "7")
+        .recovery(RecoveryPolicy::default().with_hardware_fallback(fallback))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_missing_hardware_device_falls_back_to_the_cpu_when_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let (hooks, seen) = recorder();
+    let running = Stream::new(hw_config("hw-ok", &out, true))
+        .with_hooks(hooks)
+        .start()
+        .unwrap();
+    let report = running.wait();
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert_eq!(report.stats.hardware_fallbacks, 1);
+    assert_eq!(report.stats.recoveries, 1);
+    assert_eq!(probe_video(&out.join("360p/index.m3u8")).frames, 60);
+    let events = seen.lock().unwrap().clone();
+    let err = events
+        .iter()
+        .find(|e| e.to == StreamState::Error)
+        .expect("the switch is visible");
+    assert_eq!(
+        err.error.as_ref().map(streamvisor::Error::kind),
+        Some(ErrorKind::Hardware)
+    );
+    use StreamState::*;
+    let seq: Vec<_> = events.iter().map(|e| e.to).collect();
+    assert_eq!(seq, vec![Starting, Error, Running, Stopping, Stopped]);
+}
+
+#[test]
+fn a_missing_hardware_device_fails_when_fallback_is_forbidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = run_to_end(hw_config("hw-no", &dir.path().join("o"), false));
+    assert_eq!(report.state, StreamState::Failed);
+    let e = report.error.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Hardware, "{e}");
+    assert!(e.to_string().contains("cuda:7"), "{e}");
+    assert!(!dir.path().join("o/master.m3u8").exists());
+}
