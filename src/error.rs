@@ -29,6 +29,29 @@ pub enum ErrorKind {
     Internal,
     /// The stream was aborted on request.
     Aborted,
+    /// The manager refused to admit the stream (see [`Refusal`]).
+    Refused,
+}
+
+/// Why a manager refused a stream: what ran short.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// A stream with this id is already running.
+    #[error("the id is already in use")]
+    DuplicateId,
+    /// `max_concurrent` streams are running.
+    #[error("max_concurrent ({limit}) reached")]
+    MaxConcurrent {
+        /// The limit.
+        limit: usize,
+    },
+    /// The resource pool cannot cover the stream.
+    #[error("resource pool short of {0}")]
+    Capacity(crate::manager::Shortage),
+    /// The manager is shutting down.
+    #[error("the manager is shutting down")]
+    ShuttingDown,
 }
 
 /// Everything that can go wrong in a stream, with the AVERROR code where FFmpeg gave one.
@@ -156,6 +179,22 @@ pub enum Error {
         stream: String,
     },
 
+    /// A manager refused to admit the stream.
+    #[error("stream {stream}: refused: {reason}")]
+    Refused {
+        /// Stream id.
+        stream: String,
+        /// What ran short.
+        reason: Refusal,
+    },
+
+    /// No stream with this id is managed.
+    #[error("stream {stream}: no such stream")]
+    UnknownStream {
+        /// Stream id.
+        stream: String,
+    },
+
     /// The operation does not apply in the stream's current state.
     #[error("stream {stream}: {message}")]
     InvalidState {
@@ -181,6 +220,8 @@ impl Error {
                 ErrorKind::Internal
             }
             Error::Aborted { .. } => ErrorKind::Aborted,
+            Error::Refused { .. } => ErrorKind::Refused,
+            Error::UnknownStream { .. } => ErrorKind::InvalidConfig,
         }
     }
 
@@ -215,6 +256,8 @@ impl Error {
             | Error::Panicked { stream, .. }
             | Error::Internal { stream, .. }
             | Error::Aborted { stream }
+            | Error::Refused { stream, .. }
+            | Error::UnknownStream { stream }
             | Error::InvalidState { stream, .. } => Some(stream),
         }
     }

@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod ffi;
 mod hooks;
+mod manager;
 mod pipeline;
 mod stats;
 mod stream;
@@ -48,9 +49,14 @@ pub use config::{
     StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
     X264_PRESETS,
 };
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Refusal, Result};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
+pub use manager::{
+    device_key, price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage,
+    ResourceCapacity, ResourceCost, ResourcePool, RestartPolicy, Shortage, StreamSummary,
+    UNITS_PER_CORE,
+};
 pub use stats::{StreamStats, VariantStats};
 pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport, StreamState};
 

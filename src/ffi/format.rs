@@ -55,6 +55,13 @@ impl Interrupt {
             .store((at.as_millis() as u64).max(1), Ordering::Relaxed);
     }
 
+    /// Makes an armed deadline pass now (a watchdog cutting a read that makes no progress).
+    pub fn expire(&self) {
+        if self.deadline_ms.load(Ordering::Relaxed) != 0 {
+            self.deadline_ms.store(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes the deadline.
     pub fn disarm(&self) {
         self.deadline_ms.store(0, Ordering::Relaxed);

@@ -127,6 +127,24 @@ impl AvError {
         self.code == sys::AVERROR_ENCODER_NOT_FOUND
     }
 
+    /// True for FFmpeg's own I/O-side codes: end of file, exit (interrupted), protocol not
+    /// found, and the HTTP status errors.
+    pub fn is_io_tag(&self) -> bool {
+        [
+            sys::AVERROR_EOF,
+            sys::AVERROR_EXIT,
+            sys::AVERROR_PROTOCOL_NOT_FOUND,
+            sys::AVERROR_HTTP_BAD_REQUEST,
+            sys::AVERROR_HTTP_UNAUTHORIZED,
+            sys::AVERROR_HTTP_FORBIDDEN,
+            sys::AVERROR_HTTP_NOT_FOUND,
+            sys::AVERROR_HTTP_TOO_MANY_REQUESTS,
+            sys::AVERROR_HTTP_OTHER_4XX,
+            sys::AVERROR_HTTP_SERVER_ERROR,
+        ]
+        .contains(&self.code)
+    }
+
     /// True when the code is `AVERROR(errno)` for the given errno.
     pub fn is_errno(&self, errno: i32) -> bool {
         self.code == sys::AVERROR(errno)

@@ -261,6 +261,9 @@ impl<'a> DecodeLoop<'a> {
             if self.control.stop_requested() {
                 return Ok(Ending::Stopped);
             }
+            if self.control.take_stall() {
+                return Err(self.stalled());
+            }
             interrupt.arm(self.config.io_timeout());
             let r = session.src.input.read(&mut pkt);
             interrupt.disarm();
@@ -271,6 +274,10 @@ impl<'a> DecodeLoop<'a> {
                     continue;
                 }
                 Ok(Step::Eof) => {
+                    // Some demuxers report a cut read (timeout, watchdog) as an end of file.
+                    if interrupt.timed_out() || self.control.take_stall() {
+                        return Err(self.stalled());
+                    }
                     if session.src.live && reconnect_wanted(self.config) {
                         // A live source does not end; the publisher went away.
                         return Err(self.live_ended());
@@ -285,11 +292,8 @@ impl<'a> DecodeLoop<'a> {
                         return Ok(Ending::Stopped);
                     }
                     if interrupt.timed_out() {
-                        return Err(Error::SourceStalled {
-                            stream: self.stream().to_owned(),
-                            url: self.config.source().to_owned(),
-                            timeout_ms: self.config.io_timeout().as_millis() as u64,
-                        });
+                        self.control.take_stall();
+                        return Err(self.stalled());
                     }
                     if e.is_invalid_data() {
                         // A damaged packet: skip it, count it, keep going.
@@ -319,6 +323,14 @@ impl<'a> DecodeLoop<'a> {
                     self.decode_audio(a, Some(&pkt))?;
                 }
             }
+        }
+    }
+
+    fn stalled(&self) -> Error {
+        Error::SourceStalled {
+            stream: self.stream().to_owned(),
+            url: self.config.source().to_owned(),
+            timeout_ms: self.config.io_timeout().as_millis() as u64,
         }
     }
 

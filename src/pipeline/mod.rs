@@ -37,6 +37,7 @@ pub(crate) struct Control {
     interrupt: Arc<Interrupt>,
     stop: AtomicBool,
     abort: AtomicBool,
+    stall: AtomicBool,
 }
 
 impl Control {
@@ -46,6 +47,7 @@ impl Control {
             interrupt: Interrupt::new(),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
         })
     }
 
@@ -63,6 +65,18 @@ impl Control {
     pub fn request_abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
+    }
+
+    /// A watchdog saw no progress: the current read is cut and the stream goes through its
+    /// recovery policy as for a stalled source.
+    pub fn report_stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+        self.interrupt.expire();
+    }
+
+    /// Takes a pending stall report.
+    pub fn take_stall(&self) -> bool {
+        self.stall.swap(false, Ordering::SeqCst)
     }
 
     pub fn stop_requested(&self) -> bool {
@@ -273,6 +287,10 @@ fn remove_if_exists(stream: &str, path: &Path) -> Result<(), Error> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // Something on the way is a file, not a directory: name the directory.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(Error::output(stream, path.parent().unwrap_or(path), &e))
+        }
         Err(e) => Err(Error::output(stream, path, &e)),
     }
 }

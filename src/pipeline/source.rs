@@ -164,6 +164,37 @@ fn protocol_whitelist(source: &str) -> Option<String> {
     Some(list.to_owned())
 }
 
+/// True for failures of reaching or reading the source itself: file access, network,
+/// protocol and HTTP errors, timeouts, end of data.
+fn is_io_failure(e: &AvError) -> bool {
+    const IO_ERRNOS: [i32; 20] = [
+        libc::ENOENT,
+        libc::EACCES,
+        libc::EPERM,
+        libc::EISDIR,
+        libc::ENOTDIR,
+        libc::EIO,
+        libc::EMFILE,
+        libc::ENFILE,
+        libc::ECONNREFUSED,
+        libc::ECONNRESET,
+        libc::ECONNABORTED,
+        libc::ETIMEDOUT,
+        libc::EHOSTUNREACH,
+        libc::ENETUNREACH,
+        libc::ENETDOWN,
+        libc::EPIPE,
+        libc::EAGAIN,
+        libc::ENOTCONN,
+        libc::EADDRINUSE,
+        libc::EADDRNOTAVAIL,
+    ];
+    match e.errno() {
+        Some(errno) => IO_ERRNOS.contains(&errno),
+        None => e.is_io_tag(),
+    }
+}
+
 /// Classifies a failure to open: cancelled, timed out, not media, or unreachable.
 fn open_error(config: &StreamConfig, interrupt: &Interrupt, e: AvError) -> Error {
     let stream = config.id().to_owned();
@@ -192,6 +223,16 @@ fn open_error(config: &StreamConfig, interrupt: &Interrupt, e: AvError) -> Error
             stream,
             url,
             reason: "unknown input format".into(),
+            code: Some(e.code),
+        };
+    }
+    if !is_io_failure(&e) {
+        // The source was reached and a demuxer picked, but it refused the content (e.g. a
+        // header whose sizes overflow): bad input, not something a reconnect would fix.
+        return Error::InvalidInput {
+            stream,
+            url,
+            reason: format!("the demuxer refused it: {}", e.message()),
             code: Some(e.code),
         };
     }

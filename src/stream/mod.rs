@@ -376,6 +376,19 @@ impl Stream<Running> {
         self.shared.wait_for(set, Instant::now() + timeout)
     }
 
+    /// Video frames decoded so far (cheap: one atomic load).
+    pub(crate) fn frames_in(&self) -> u64 {
+        self.shared
+            .stats
+            .frames_in
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A watchdog saw no progress: cut the current read; the stream recovers as from a stall.
+    pub(crate) fn report_stall(&self) {
+        self.shared.control.report_stall();
+    }
+
     /// Asks for a graceful stop without waiting (see [`Stream::stop`]).
     pub fn request_stop(&self) {
         if !self.state().is_terminal() {

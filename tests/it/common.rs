@@ -193,6 +193,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A free port below the kernel's ephemeral range, so that after a server on it is killed
+/// no other test's `free_port()` can be handed it before the server is restarted.
+pub fn fixed_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 500) as u16 * 20;
+    loop {
+        let port = base + NEXT.fetch_add(1, Ordering::SeqCst) % 5000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// True when something listens on 127.0.0.1:`port` (read from /proc, without connecting,
 /// so a one-shot `listen=1` server is not used up by the check).
 pub fn is_listening(port: u16) -> bool {
@@ -213,7 +227,7 @@ pub struct LiveServer {
 impl LiveServer {
     /// Serves a 640x360 30 fps test pattern with a tone, in real time, to one client.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        Self::start_on(fixed_port())
     }
 
     /// The same, on a given port (to restart a server a stream was connected to).

@@ -267,7 +267,7 @@ fn panicking_and_sleeping_hooks_do_not_stall_the_stream() {
 
 /// Runs `body` in a fresh copy of this test binary, alone, so that thread and descriptor
 /// counts are not disturbed by tests running in parallel.
-fn in_child_process(test: &str) {
+pub fn in_child_process(test: &str) {
     if std::env::var_os("SV_CHILD").is_some() {
         return;
     }

@@ -6,5 +6,6 @@ mod common;
 mod hardening;
 mod ladder;
 mod lifecycle;
+mod manager;
 mod output;
 mod recovery;

@@ -1,0 +1,400 @@
+//! The resource pool: prices a stream from its config and admits it all-or-nothing against
+//! a capacity. An [`Allocation`] is an RAII guard: dropping it returns the resources,
+//! exactly once, however the stream ended.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::config::{HwKind, StreamConfig, VideoCodec};
+
+/// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
+/// (measured: the 1080p/720p/480p/360p ladder at 30 fps, ~110 units, runs at about real
+/// time on 2 cores).
+pub const UNITS_PER_CORE: f64 = 60.0;
+
+/// What a stream needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ResourceCost {
+    /// Compute units (see [`UNITS_PER_CORE`]).
+    pub compute: f64,
+    /// Bytes of memory for frames in flight (queues, encoder lookahead, decoder).
+    pub memory: u64,
+    /// Hardware sessions per device (`"cuda:0"` → 1).
+    pub hw_sessions: BTreeMap<String, u32>,
+}
+
+/// What the pool can carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceCapacity {
+    /// Compute units.
+    pub compute: f64,
+    /// Bytes of memory.
+    pub memory: u64,
+    /// Session limits per hardware device; a device not listed has no limit.
+    pub hw_sessions: BTreeMap<String, u32>,
+}
+
+impl ResourceCapacity {
+    /// From this machine: its cores × [`UNITS_PER_CORE`], half its memory, no device limits.
+    pub fn from_machine() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            compute: cores as f64 * UNITS_PER_CORE,
+            memory: machine_memory() / 2,
+            hw_sessions: BTreeMap::new(),
+        }
+    }
+
+    /// An explicit capacity (compute units and bytes of memory), no device limits.
+    pub fn new(compute: f64, memory: u64) -> Self {
+        Self {
+            compute,
+            memory,
+            hw_sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Limits a hardware device (e.g. `"cuda:0"`) to `sessions` concurrent sessions.
+    pub fn with_hw_sessions(mut self, device: impl Into<String>, sessions: u32) -> Self {
+        self.hw_sessions.insert(device.into(), sessions);
+        self
+    }
+}
+
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(4 << 30, |kb| kb * 1024)
+}
+
+/// Relative cost of an x264 preset, veryfast = 1.
+fn preset_weight(preset: &str) -> f64 {
+    match preset {
+        "ultrafast" => 0.45,
+        "superfast" => 0.6,
+        "veryfast" => 1.0,
+        "faster" => 1.6,
+        "fast" => 2.0,
+        "medium" => 2.5,
+        "slow" => 4.0,
+        "slower" => 7.0,
+        "veryslow" => 12.0,
+        _ => 30.0,
+    }
+}
+
+fn codec_weight(codec: VideoCodec) -> f64 {
+    match codec {
+        VideoCodec::H264 => 1.0,
+    }
+}
+
+/// Frames one variant keeps in flight: its queue and x264's lookahead and threads.
+const FRAMES_IN_FLIGHT: u64 = 40;
+/// Assumed frame rate for pricing (the source's is unknown until it is opened).
+const PRICING_FPS: f64 = 30.0;
+
+/// The price of a stream, from its config alone (admission never does I/O). Rungs are
+/// priced at 16:9 and 30 fps (or their cap); the decode at the tallest rung's size.
+pub fn price(config: &StreamConfig) -> ResourceCost {
+    let profile = config.profile();
+    let mut compute = 0.0;
+    let mut memory = 0u64;
+    let mut tallest = 0u32;
+    for v in &profile.variants {
+        let w = (f64::from(v.height) * 16.0 / 9.0 / 2.0).round() * 2.0;
+        let h = f64::from(v.height);
+        let fps = v.max_frame_rate.map_or(PRICING_FPS, |c| c.min(PRICING_FPS));
+        compute += w * h * fps / 1e6 * preset_weight(&v.preset) * codec_weight(v.codec);
+        memory += (w * h * 1.5) as u64 * FRAMES_IN_FLIGHT;
+        tallest = tallest.max(v.height);
+    }
+    let src_px = f64::from(tallest) * f64::from(tallest) * 16.0 / 9.0;
+    // Decoding costs roughly a sixth of a veryfast encode of the same picture; audio is a
+    // small constant.
+    compute += src_px * PRICING_FPS / 1e6 / 6.0 + 0.5;
+    memory += (src_px * 1.5) as u64 * 16;
+    let mut hw_sessions = BTreeMap::new();
+    if let Some(hw) = config.hw_device() {
+        hw_sessions.insert(device_key(hw.kind, &hw.device), 1);
+    }
+    ResourceCost {
+        compute,
+        memory,
+        hw_sessions,
+    }
+}
+
+/// The key a device's session limit is configured under, e.g. `cuda:0`.
+pub fn device_key(kind: HwKind, device: &str) -> String {
+    let k = match kind {
+        HwKind::Cuda => "cuda",
+        HwKind::Vaapi => "vaapi",
+        HwKind::Qsv => "qsv",
+    };
+    format!("{k}:{device}")
+}
+
+/// What ran short when a stream was refused.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Shortage {
+    /// Not enough compute units.
+    Compute {
+        /// Units the stream needs.
+        needed: f64,
+        /// Units free.
+        free: f64,
+    },
+    /// Not enough memory.
+    Memory {
+        /// Bytes the stream needs.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// A hardware device is at its session limit.
+    HwSessions {
+        /// The device key.
+        device: String,
+        /// Its session limit.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for Shortage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shortage::Compute { needed, free } => {
+                write!(f, "compute: needs {needed:.1} units, {free:.1} free")
+            }
+            Shortage::Memory { needed, free } => {
+                write!(
+                    f,
+                    "memory: needs {} MiB, {} MiB free",
+                    needed >> 20,
+                    free >> 20
+                )
+            }
+            Shortage::HwSessions { device, limit } => {
+                write!(f, "hardware sessions: {device} is at its limit of {limit}")
+            }
+        }
+    }
+}
+
+/// Current use of the pool.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolUsage {
+    /// What is allocated.
+    pub used: ResourceCost,
+    /// The capacity.
+    pub capacity: ResourceCapacity,
+    /// Live allocations.
+    pub allocations: usize,
+}
+
+impl PoolUsage {
+    /// Compute units free.
+    pub fn free_compute(&self) -> f64 {
+        (self.capacity.compute - self.used.compute).max(0.0)
+    }
+
+    /// Bytes of memory free.
+    pub fn free_memory(&self) -> u64 {
+        self.capacity.memory.saturating_sub(self.used.memory)
+    }
+}
+
+#[derive(Debug)]
+struct Used {
+    cost: ResourceCost,
+    allocations: usize,
+}
+
+/// Capacity and what is allocated from it. Shared (`Arc`) by the manager and allocations.
+#[derive(Debug)]
+pub struct ResourcePool {
+    capacity: ResourceCapacity,
+    used: Mutex<Used>,
+}
+
+impl ResourcePool {
+    /// A pool with this capacity.
+    pub fn new(capacity: ResourceCapacity) -> Arc<Self> {
+        Arc::new(Self {
+            capacity,
+            used: Mutex::new(Used {
+                cost: ResourceCost::default(),
+                allocations: 0,
+            }),
+        })
+    }
+
+    /// Would `cost` fit now? Answers without allocating.
+    pub fn can_allocate(&self, cost: &ResourceCost) -> Result<(), Shortage> {
+        self.fits(&self.used.lock().cost, cost)
+    }
+
+    fn fits(&self, used: &ResourceCost, cost: &ResourceCost) -> Result<(), Shortage> {
+        let free = self.capacity.compute - used.compute;
+        // A small epsilon so that exactly-full pools admit the last stream.
+        if cost.compute > free + 1e-9 {
+            return Err(Shortage::Compute {
+                needed: cost.compute,
+                free: free.max(0.0),
+            });
+        }
+        let free_mem = self.capacity.memory.saturating_sub(used.memory);
+        if cost.memory > free_mem {
+            return Err(Shortage::Memory {
+                needed: cost.memory,
+                free: free_mem,
+            });
+        }
+        for (device, n) in &cost.hw_sessions {
+            if let Some(&limit) = self.capacity.hw_sessions.get(device) {
+                let in_use = used.hw_sessions.get(device).copied().unwrap_or(0);
+                if in_use + n > limit {
+                    return Err(Shortage::HwSessions {
+                        device: device.clone(),
+                        limit,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates `cost` if it fits, all or nothing.
+    pub fn try_allocate(self: &Arc<Self>, cost: ResourceCost) -> Result<Allocation, Shortage> {
+        let mut used = self.used.lock();
+        self.fits(&used.cost, &cost)?;
+        used.cost.compute += cost.compute;
+        used.cost.memory += cost.memory;
+        for (d, n) in &cost.hw_sessions {
+            *used.cost.hw_sessions.entry(d.clone()).or_insert(0) += n;
+        }
+        used.allocations += 1;
+        Ok(Allocation {
+            pool: self.clone(),
+            cost,
+        })
+    }
+
+    /// What is in use now.
+    pub fn usage(&self) -> PoolUsage {
+        let used = self.used.lock();
+        PoolUsage {
+            used: used.cost.clone(),
+            capacity: self.capacity.clone(),
+            allocations: used.allocations,
+        }
+    }
+
+    fn release(&self, cost: &ResourceCost) {
+        let mut used = self.used.lock();
+        used.cost.compute = (used.cost.compute - cost.compute).max(0.0);
+        if used.allocations == 1 {
+            used.cost.compute = 0.0; // no float residue once empty
+        }
+        used.cost.memory = used.cost.memory.saturating_sub(cost.memory);
+        for (d, n) in &cost.hw_sessions {
+            if let Some(v) = used.cost.hw_sessions.get_mut(d) {
+                *v = v.saturating_sub(*n);
+                if *v == 0 {
+                    used.cost.hw_sessions.remove(d);
+                }
+            }
+        }
+        used.allocations = used.allocations.saturating_sub(1);
+    }
+}
+
+/// Resources held by one stream; returned to the pool when dropped.
+#[derive(Debug)]
+pub struct Allocation {
+    pool: Arc<ResourcePool>,
+    cost: ResourceCost,
+}
+
+impl Allocation {
+    /// What this allocation holds.
+    pub fn cost(&self) -> &ResourceCost {
+        &self.cost
+    }
+}
+
+impl Drop for Allocation {
+    fn drop(&mut self) {
+        self.pool.release(&self.cost);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AbrProfile;
+
+    fn cfg(rungs: &[&str]) -> StreamConfig {
+        StreamConfig::builder("p", "x.mp4", "o")
+            .profile(AbrProfile::from_rungs(rungs).unwrap())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn price_grows_with_the_ladder_and_the_preset() {
+        let small = price(&cfg(&["360p"]));
+        let big = price(&cfg(&["1080p", "720p", "480p", "360p"]));
+        assert!(big.compute > 5.0 * small.compute);
+        assert!((100.0..140.0).contains(&big.compute), "{}", big.compute);
+        let slow = StreamConfig::builder("p", "x.mp4", "o")
+            .profile(
+                AbrProfile::from_rungs(&["360p"])
+                    .unwrap()
+                    .with_preset("slow"),
+            )
+            .build()
+            .unwrap();
+        assert!(price(&slow).compute > 2.0 * small.compute);
+    }
+
+    #[test]
+    fn allocation_is_all_or_nothing_and_released_once() {
+        let pool =
+            ResourcePool::new(ResourceCapacity::new(10.0, 1 << 30).with_hw_sessions("cuda:0", 1));
+        let mut cost = ResourceCost {
+            compute: 6.0,
+            memory: 1 << 20,
+            hw_sessions: BTreeMap::new(),
+        };
+        let a = pool.try_allocate(cost.clone()).unwrap();
+        assert!(matches!(
+            pool.can_allocate(&cost),
+            Err(Shortage::Compute { .. })
+        ));
+        assert!(pool.try_allocate(cost.clone()).is_err());
+        assert_eq!(pool.usage().allocations, 1, "a refusal allocates nothing");
+        drop(a);
+        assert_eq!(pool.usage().used, ResourceCost::default());
+        cost.compute = 1.0;
+        cost.hw_sessions.insert("cuda:0".into(), 1);
+        let b = pool.try_allocate(cost.clone()).unwrap();
+        assert!(matches!(
+            pool.try_allocate(cost.clone()),
+            Err(Shortage::HwSessions { limit: 1, .. })
+        ));
+        drop(b);
+        assert!(pool.try_allocate(cost).is_ok());
+    }
+}

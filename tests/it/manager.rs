@@ -1,0 +1,457 @@
+//! The Manager: admission at the limits, resources and ids coming back however a stream
+//! ends, concurrency from many threads, hooks that call back in, parallel shutdown.
+
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use streamvisor::{
+    AbrProfile, Error, Hooks, HwKind, Manager, Refusal, ResourceCapacity, RestartPolicy, Shortage,
+    StreamConfig, StreamState,
+};
+
+use crate::common::*;
+
+/// A small stream paced to real time (it runs until stopped), or finite with `secs`.
+fn small(id: &str, out: &std::path::Path, secs: Option<u32>) -> StreamConfig {
+    let source = match secs {
+        Some(s) => format!("lavfi:testsrc2=size=320x180:rate=15:duration={s}"),
+        None => "lavfi:testsrc2=size=320x180:rate=15,realtime".to_owned(),
+    };
+    StreamConfig::builder(id, source, out.join(id))
+        .profile(
+            AbrProfile::from_rungs(&["240p"])
+                .unwrap()
+                .with_preset("ultrafast")
+                .with_keep_taller_rungs(true),
+        )
+        .build()
+        .unwrap()
+}
+
+fn refusal(r: Result<(), Error>) -> Refusal {
+    match r {
+        Err(Error::Refused { reason, .. }) => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn roomy() -> ResourceCapacity {
+    ResourceCapacity::new(10_000.0, 64 << 30)
+}
+
+#[test]
+fn admission_refuses_at_each_limit_and_says_what_ran_short() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::builder()
+        .max_concurrent(2)
+        .capacity(roomy())
+        .build()
+        .unwrap();
+    m.create_stream(small("a", dir.path(), None)).unwrap();
+    assert_eq!(
+        refusal(m.create_stream(small("a", dir.path(), None))),
+        Refusal::DuplicateId
+    );
+    m.create_stream(small("b", dir.path(), None)).unwrap();
+    let r = refusal(m.create_stream(small("c", dir.path(), None)));
+    assert_eq!(r, Refusal::MaxConcurrent { limit: 2 });
+    assert!(r.to_string().contains("max_concurrent (2)"), "{r}");
+    assert_eq!(m.list().len(), 2, "a refusal starts nothing");
+    m.shutdown(Duration::from_secs(5));
+
+    // Pool capacity: one small stream fits, a second does not.
+    let one = streamvisor::price(&small("x", dir.path(), None));
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one.compute * 1.5, 64 << 30))
+        .build()
+        .unwrap();
+    m.create_stream(small("x", dir.path(), None)).unwrap();
+    let can = m.can_admit(&small("y", dir.path(), None));
+    let r = refusal(m.create_stream(small("y", dir.path(), None)));
+    assert!(
+        matches!(r, Refusal::Capacity(Shortage::Compute { .. })),
+        "{r}"
+    );
+    assert_eq!(
+        can,
+        Err(r.clone()),
+        "can_admit answers the same without allocating"
+    );
+    assert!(r.to_string().contains("compute"), "{r}");
+    assert_eq!(m.pool_usage().allocations, 1);
+    m.shutdown(Duration::from_secs(5));
+
+    // Hardware sessions per device.
+    let hw = |id: &str| {
+        StreamConfig::builder(
+            id,
+            "lavfi:testsrc2=size=320x180:rate=15,realtime",
+            dir.path().join(id),
+        )
+        .profile(
+            AbrProfile::from_rungs(&["240p"])
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .hw_device(HwKind::Cuda, "0")
+        .build()
+        .unwrap()
+    };
+    let m = Manager::builder()
+        .capacity(roomy().with_hw_sessions("cuda:0", 1))
+        .build()
+        .unwrap();
+    m.create_stream(hw("h1")).unwrap();
+    let r = refusal(m.create_stream(hw("h2")));
+    assert_eq!(
+        r,
+        Refusal::Capacity(Shortage::HwSessions {
+            device: "cuda:0".into(),
+            limit: 1
+        })
+    );
+    m.create_stream(small("cpu", dir.path(), None)).unwrap();
+    drop(m);
+}
+
+#[test]
+fn capacity_and_ids_come_back_however_streams_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let f = finished.clone();
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(50))
+        .on_finished(move |r| f.lock().unwrap().push((r.id.clone(), r.state)))
+        .build()
+        .unwrap();
+    // End of file, a failure, a panic: each frees its resources and id by itself.
+    m.create_stream(small("eof", dir.path(), Some(1))).unwrap();
+    let missing = StreamConfig::builder(
+        "fail",
+        dir.path().join("missing.mp4").to_str().unwrap(),
+        dir.path().join("f"),
+    )
+    .build()
+    .unwrap();
+    m.create_stream(missing).unwrap();
+    let panics = StreamConfig::builder(
+        "panic",
+        "lavfi:testsrc2=size=320x180:rate=15:duration=3",
+        dir.path().join("p"),
+    )
+    .profile(
+        AbrProfile::from_rungs(&["240p"])
+            .unwrap()
+            .with_preset("ultrafast")
+            .with_keep_taller_rungs(true),
+    )
+    .inject_panic_after_frames(5)
+    .build()
+    .unwrap();
+    m.create_stream(panics).unwrap();
+    m.create_stream(small("live", dir.path(), None)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while m.list().len() > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "streams were not reaped: {:?}",
+            m.list()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.list()[0].id, "live");
+    assert_eq!(m.pool_usage().allocations, 1);
+    let mut ended = finished.lock().unwrap().clone();
+    ended.sort();
+    assert_eq!(
+        ended,
+        vec![
+            ("eof".into(), StreamState::Stopped),
+            ("fail".into(), StreamState::Failed),
+            ("panic".into(), StreamState::Failed)
+        ]
+    );
+    // The ids are free again.
+    m.create_stream(small("eof", dir.path(), Some(1))).unwrap();
+    // Terminate frees at once.
+    let report = m.terminate_stream("live", Duration::from_secs(5)).unwrap();
+    assert_eq!(report.state, StreamState::Stopped);
+    assert!(m.state("live").is_none());
+    assert!(matches!(
+        m.terminate_stream("live", Duration::from_secs(1)),
+        Err(Error::UnknownStream { .. })
+    ));
+    let reports = m.shutdown(Duration::from_secs(5));
+    assert!(reports.len() <= 1);
+    let usage = m.pool_usage();
+    assert_eq!(usage.allocations, 0);
+    assert_eq!(usage.used.compute, 0.0);
+    assert_eq!(usage.used.memory, 0);
+    assert!(matches!(
+        refusal(m.create_stream(small("late", dir.path(), None))),
+        Refusal::ShuttingDown
+    ));
+}
+
+#[test]
+fn failed_streams_restart_up_to_the_limit_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let admissions = Arc::new(Mutex::new(Vec::new()));
+    let a = admissions.clone();
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(20))
+        .restart(RestartPolicy::restart(
+            2,
+            Duration::from_millis(50),
+            Duration::from_millis(100),
+        ))
+        .on_admission(move |ev| a.lock().unwrap().push((ev.admitted, ev.restart)))
+        .build()
+        .unwrap();
+    let missing = StreamConfig::builder(
+        "flaky",
+        dir.path().join("none.mp4").to_str().unwrap(),
+        dir.path().join("o"),
+    )
+    .build()
+    .unwrap();
+    m.create_stream(missing).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while admissions.lock().unwrap().len() < 3 || !m.list().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "restarts did not happen: {:?}",
+            admissions.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        *admissions.lock().unwrap(),
+        vec![(true, false), (true, true), (true, true)]
+    );
+}
+
+#[test]
+fn hooks_may_call_back_into_the_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    let cell: Arc<OnceLock<Weak<Manager>>> = Arc::new(OnceLock::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, s) = (cell.clone(), seen.clone());
+    let hooks = Hooks::new().on_state_change(move |ev| {
+        if ev.to == StreamState::Running {
+            let m = c.get().and_then(Weak::upgrade).expect("manager alive");
+            let listed = m.list().len();
+            let report = m.terminate_stream(&ev.stream, Duration::from_secs(5));
+            s.lock().unwrap().push((listed, report.map(|r| r.state)));
+        }
+    });
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .hooks(hooks)
+            .build()
+            .unwrap(),
+    );
+    cell.set(Arc::downgrade(&m)).unwrap();
+    m.create_stream(small("self-terminating", dir.path(), None))
+        .unwrap();
+    assert!(
+        m.wait_idle(Duration::from_secs(20)),
+        "the hook terminated its own stream"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the hook's call returned");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].0, 1);
+    assert_eq!(seen[0].1.as_ref().ok(), Some(&StreamState::Stopped));
+    assert_eq!(m.pool_usage().allocations, 0);
+}
+
+#[test]
+fn the_stall_watchdog_sends_a_stalled_stream_through_recovery() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let ts = dir.path().join("one.ts");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=15:duration=3",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-f",
+        "mpegts",
+        ts.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(&ts).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(&bytes).unwrap();
+        std::thread::sleep(Duration::from_secs(6)); // then silence, connection open
+    });
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let e = errors.clone();
+    let hooks = Hooks::new().on_state_change(move |ev| {
+        if ev.to == StreamState::Error {
+            e.lock().unwrap().push(ev.error.clone());
+        }
+    });
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(50))
+        .stall_timeout(Some(Duration::from_millis(700)))
+        .hooks(hooks)
+        .build()
+        .unwrap();
+    let cfg = StreamConfig::builder(
+        "stalls",
+        format!("tcp://127.0.0.1:{port}"),
+        dir.path().join("o"),
+    )
+    .profile(
+        AbrProfile::from_rungs(&["240p"])
+            .unwrap()
+            .with_preset("ultrafast")
+            .with_keep_taller_rungs(true),
+    )
+    .io_timeout(Duration::from_secs(60))
+    .recovery(
+        streamvisor::RecoveryPolicy::none()
+            .with_reconnect(streamvisor::Reconnect::Always)
+            .with_max_attempts(1),
+    )
+    .build()
+    .unwrap();
+    m.create_stream(cfg).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while errors.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no stall reported (io_timeout is 60 s; the watchdog 0.7 s)"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = errors.lock().unwrap()[0].clone().expect("an error");
+    assert!(matches!(first, Error::SourceStalled { .. }), "{first}");
+    m.shutdown(Duration::from_secs(5));
+    drop(server);
+}
+
+#[test]
+fn shutdown_stops_streams_in_parallel() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Manager::builder().capacity(roomy()).build().unwrap();
+    for i in 0..9 {
+        m.create_stream(small(&format!("s{i}"), dir.path(), None))
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while m.list().iter().any(|s| s.state != StreamState::Running) {
+        assert!(Instant::now() < deadline, "{:?}", m.list());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let t = Instant::now();
+    let one = m.terminate_stream("s8", Duration::from_secs(10)).unwrap();
+    let single = t.elapsed();
+    assert_eq!(one.state, StreamState::Stopped);
+    let t = Instant::now();
+    let reports = m.shutdown(Duration::from_secs(10));
+    let all = t.elapsed();
+    assert_eq!(reports.len(), 8);
+    assert!(reports
+        .iter()
+        .all(|r| r.state == StreamState::Stopped && !r.stop_deadline_exceeded));
+    // Serial stops would take ~8x one stop; parallel ones take about one (plus CPU
+    // contention on a small machine).
+    assert!(
+        all < single * 4 + Duration::from_millis(500),
+        "8 stops took {all:?}; one took {single:?}"
+    );
+    for r in &reports {
+        assert!(read_media(&dir.path().join(&r.id).join("240p/index.m3u8")).end_list);
+    }
+    assert_eq!(m.pool_usage().allocations, 0);
+}
+
+#[test]
+fn thirty_two_streams_from_many_threads_leak_nothing() {
+    crate::lifecycle::in_child_process("manager::thirty_two_streams_child");
+}
+
+#[test]
+#[ignore = "runs in a child process started by thirty_two_streams_from_many_threads_leak_nothing"]
+fn thirty_two_streams_child() {
+    if std::env::var_os("SV_CHILD").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Warm up FFmpeg's one-time state, then take the baseline.
+    {
+        let m = Manager::builder().capacity(roomy()).build().unwrap();
+        m.create_stream(small("warm", dir.path(), Some(1))).unwrap();
+        assert!(m.wait_idle(Duration::from_secs(20)));
+    }
+    let (threads, fds) = (thread_count(), fd_count());
+    let m = Arc::new(
+        Manager::builder()
+            .max_concurrent(64)
+            .capacity(roomy())
+            .build()
+            .unwrap(),
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let m = m.clone();
+            let dir = dir.path();
+            s.spawn(move || {
+                let ids: Vec<String> = (0..8).map(|i| format!("t{t}-{i}")).collect();
+                for id in &ids {
+                    m.create_stream(small(id, dir, None)).unwrap();
+                    let _ = m.list();
+                }
+                for (n, id) in ids.iter().enumerate() {
+                    let r = if n % 2 == 0 {
+                        m.terminate_stream(id, Duration::from_secs(10)).unwrap()
+                    } else {
+                        m.abort_stream(id).unwrap()
+                    };
+                    assert!(r.state.is_terminal());
+                }
+            });
+        }
+    });
+    assert!(m.list().is_empty());
+    assert_eq!(m.pool_usage().allocations, 0);
+    drop(m);
+    let names = || -> Vec<String> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .map(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        thread_count(),
+        threads,
+        "threads back to the baseline: {:?}",
+        names()
+    );
+    assert_eq!(fd_count(), fds, "descriptors back to the baseline");
+}
