@@ -20,11 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
-use streamvisor::{
-    AbrProfile, Hooks, RecoveryPolicy, StateEvent, StateSet, StatsEvent, Stream, StreamConfig,
-    StreamState,
-};
+#[path = "common/json.rs"]
+mod json;
+
+use streamvisor::{AbrProfile, RecoveryPolicy, StateSet, Stream, StreamConfig, StreamState};
 
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
 const DEFAULT_SOURCE: &str = "lavfi:testsrc2=size=1920x1080:rate=30:duration=10;sine=frequency=440:sample_rate=48000:duration=10";
@@ -122,7 +121,7 @@ fn run(args: Args) -> Result<(), String> {
     watch_signals(signals.clone())?;
     let mut stream = Stream::new(config);
     if args.json {
-        stream = stream.with_hooks(json_hooks());
+        stream = stream.with_hooks(json::hooks());
     }
     let running = stream.start().map_err(|e| e.to_string())?;
     let mut stderr = std::io::stderr();
@@ -208,54 +207,6 @@ fn watch_signals(count: Arc<AtomicUsize>) -> Result<(), String> {
         })
         .map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// Hooks that print JSON lines on stdout.
-fn json_hooks() -> Hooks {
-    Hooks::new()
-        .on_state_change(|ev: &StateEvent| {
-            let line = json!({
-                "event": "state",
-                "stream": ev.stream,
-                "from": ev.from.name(),
-                "to": ev.to.name(),
-                "error": ev.error.as_ref().map(|e| e.to_string()),
-            });
-            println!("{line}");
-        })
-        .on_stats(Duration::from_secs(1), |ev: &StatsEvent| {
-            println!("{}", stats_json(ev))
-        })
-}
-
-fn stats_json(ev: &StatsEvent) -> serde_json::Value {
-    let s = &ev.stats;
-    json!({
-        "event": "stats",
-        "stream": ev.stream,
-        "state": ev.state.name(),
-        "frames_in": s.frames_in,
-        "packets_in": s.packets_in,
-        "corrupt_packets": s.corrupt_packets,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "media_time_s": s.media_time.as_secs_f64(),
-        "speed": s.speed,
-        "average_bitrate": s.average_bitrate,
-        "recent_bitrate": s.recent_bitrate,
-        "errors": s.errors,
-        "recoveries": s.recoveries,
-        "uptime_s": s.uptime.as_secs_f64(),
-        "variants": s.variants.iter().map(|v| json!({
-            "name": v.name,
-            "frames_out": v.frames_out,
-            "frames_dropped": v.frames_dropped,
-            "bytes_out": v.bytes_out,
-            "segments": v.segments,
-            "media_time_s": v.media_time.as_secs_f64(),
-            "average_bitrate": v.average_bitrate,
-        })).collect::<Vec<_>>(),
-    })
 }
 
 fn main() -> ExitCode {

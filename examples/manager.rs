@@ -1,0 +1,202 @@
+//! Run one stream per source under a `Manager`.
+//!
+//! ```text
+//! cargo run --release --example manager -- [--max-concurrent N] [--retry] [--out DIR]
+//!     [--json] [--ladder 720p,360p,...] SOURCE...
+//! ```
+//! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
+//! `--json`, one JSON object per line on stdout: `{"event":"admission","stream":ID,
+//! "admitted":BOOL,"reason":MSG|null}`, the `transcode` example's state and stats events,
+//! and a final `{"event":"summary",...}` per stream. With `--retry`, refused streams are
+//! submitted again as capacity frees up, until all have run. Exit 0 when every admitted
+//! stream ended `Stopped`. SIGINT/SIGTERM shut the manager down gracefully.
+
+use std::collections::VecDeque;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[path = "common/json.rs"]
+mod json;
+
+use serde_json::json as j;
+use streamvisor::{AbrProfile, Error, Hooks, Manager, StreamConfig, StreamReport, StreamState};
+
+struct Args {
+    max_concurrent: usize,
+    retry: bool,
+    out: String,
+    json: bool,
+    ladder: Option<Vec<String>>,
+    sources: Vec<String>,
+}
+
+fn usage() -> &'static str {
+    "usage: manager [--max-concurrent N] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] SOURCE..."
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        max_concurrent: 4,
+        retry: false,
+        out: "out/manager".into(),
+        json: false,
+        ladder: None,
+        sources: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--max-concurrent" => {
+                let v = it.next().ok_or("--max-concurrent needs a value")?;
+                args.max_concurrent = v
+                    .parse()
+                    .map_err(|_| format!("--max-concurrent: {v:?} is not a count"))?;
+            }
+            "--retry" => args.retry = true,
+            "--out" => args.out = it.next().ok_or("--out needs a value")?,
+            "--json" => args.json = true,
+            "--ladder" => {
+                let v = it.next().ok_or("--ladder needs a value")?;
+                args.ladder = Some(v.split(',').map(str::to_owned).collect());
+            }
+            "-h" | "--help" => return Err(usage().into()),
+            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
+            s => args.sources.push(s.to_owned()),
+        }
+    }
+    if args.sources.is_empty() {
+        return Err(format!("no SOURCE given\n{}", usage()));
+    }
+    Ok(args)
+}
+
+fn config(id: &str, source: &str, args: &Args) -> Result<StreamConfig, Error> {
+    let profile = match &args.ladder {
+        Some(rungs) => AbrProfile::from_rungs(rungs)?,
+        None => AbrProfile::standard(),
+    };
+    StreamConfig::builder(id, source, format!("{}/{id}", args.out))
+        .profile(profile)
+        .build()
+}
+
+fn run(args: Args) -> Result<bool, String> {
+    let json = args.json;
+    let reports: Arc<Mutex<Vec<StreamReport>>> = Arc::default();
+    let sink = reports.clone();
+    let mut builder = Manager::builder()
+        .max_concurrent(args.max_concurrent)
+        .on_admission(move |ev| {
+            if json {
+                let line = j!({
+                    "event": "admission",
+                    "stream": ev.stream,
+                    "admitted": ev.admitted,
+                    "reason": ev.reason.as_ref().map(|r| r.to_string()),
+                });
+                println!("{line}");
+            } else if let Some(r) = &ev.reason {
+                eprintln!("{}: refused: {r}", ev.stream);
+            }
+        })
+        .on_finished(move |r| {
+            if json {
+                println!("{}", json::summary(r));
+            }
+            sink.lock().unwrap().push(r.clone());
+        });
+    builder = if json {
+        builder.hooks(json::hooks())
+    } else {
+        builder.hooks(Hooks::new().on_state_change(|ev| {
+            let err = ev
+                .error
+                .as_ref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            eprintln!("{}: {} -> {}{err}", ev.stream, ev.from, ev.to);
+        }))
+    };
+    let manager = builder.build().map_err(|e| e.to_string())?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
+    }
+
+    let mut queue: VecDeque<StreamConfig> = args
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| config(&format!("s{i}"), s, &args))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut admitted = 0usize;
+    while !stop.load(Ordering::SeqCst) {
+        // Submit what is waiting; keep the refused ones only with --retry.
+        let mut waiting = VecDeque::new();
+        while let Some(cfg) = queue.pop_front() {
+            match manager.create_stream(cfg.clone()) {
+                Ok(()) => admitted += 1,
+                Err(Error::Refused { .. }) if args.retry => waiting.push_back(cfg),
+                Err(_) => {}
+            }
+        }
+        queue = waiting;
+        if queue.is_empty() {
+            if manager.wait_idle(Duration::from_millis(200)) {
+                break;
+            }
+        } else {
+            // Wait for capacity: a stream ending frees it.
+            let before = manager.list().len();
+            while manager.list().len() >= before && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    if stop.load(Ordering::SeqCst) {
+        eprintln!("shutting down");
+    }
+    manager.shutdown(Duration::from_secs(10));
+    let reports = reports.lock().unwrap();
+    if !json {
+        for r in reports.iter() {
+            let err = r
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            eprintln!(
+                "{}: {} {} frames, {:.1} MB{err}",
+                r.id,
+                r.state,
+                r.stats.frames_in,
+                r.stats.bytes_out as f64 / 1e6
+            );
+        }
+    }
+    let all_stopped =
+        reports.len() == admitted && reports.iter().all(|r| r.state == StreamState::Stopped);
+    Ok(all_stopped && queue.is_empty())
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
