@@ -184,15 +184,6 @@ pub fn fd_count() -> usize {
         .unwrap_or(0)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released for the peer to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A free port below the kernel's ephemeral range, so that after a server on it is killed
 /// no other test's `free_port()` can be handed it before the server is restarted.
 pub fn fixed_port() -> u16 {
