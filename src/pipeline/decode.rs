@@ -151,7 +151,8 @@ pub(crate) struct DecodeLoop<'a> {
     pub control: &'a Control,
     pub stats: &'a StatsCell,
     pub senders: &'a [Sender<VariantMsg>],
-    pub audio_route: &'a [Option<usize>],
+    /// Variants fed by each audio encoder, by encoder index.
+    audio_targets: Vec<Vec<usize>>,
     /// The encoders' time base: the first source's video time base.
     pub time_base: Rational,
     pub seg_ticks: i64,
@@ -184,7 +185,16 @@ impl<'a> DecodeLoop<'a> {
             control,
             stats,
             senders,
-            audio_route,
+            audio_targets: {
+                let n = audio_route.iter().flatten().max().map_or(0, |m| m + 1);
+                (0..n)
+                    .map(|enc| {
+                        (0..audio_route.len())
+                            .filter(|&v| audio_route[v] == Some(enc))
+                            .collect()
+                    })
+                    .collect()
+            },
             time_base,
             seg_ticks: rescale(seg.as_micros() as i64, us, time_base).max(1),
             frame_ticks: rescale((1e6 / frame_rate).round() as i64, us, time_base).max(1),
@@ -465,9 +475,7 @@ impl<'a> DecodeLoop<'a> {
 
     /// Hands an AAC packet to every variant that uses that encoder (shared references).
     fn route_audio(&self, encoder: usize, packet: Packet) -> Result<(), Error> {
-        let targets: Vec<usize> = (0..self.audio_route.len())
-            .filter(|&i| self.audio_route[i] == Some(encoder))
-            .collect();
+        let targets = &self.audio_targets[encoder];
         let mut packet = Some(packet);
         for (n, &i) in targets.iter().enumerate() {
             let p = if n + 1 == targets.len() {

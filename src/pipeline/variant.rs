@@ -196,20 +196,22 @@ impl VariantWorker {
         if force_key {
             self.forced.push_back(pts);
         }
-        let what = format!("variant {} encoder", self.name);
-        let enc_err = |e| Error::codec(stream, what.clone(), e);
         let passthrough = frame.width() == self.width
             && frame.height() == self.height
             && frame.format() == PIX_FMT_YUV420P;
         if passthrough {
-            self.encoder.send_frame(Some(&frame)).map_err(enc_err)?;
+            self.encoder
+                .send_frame(Some(&frame))
+                .map_err(|e| encoder_error(stream, &self.name, e))?;
         } else {
             self.scale(&frame)
                 .map_err(|e| Error::codec(stream, format!("variant {} scaler", self.name), e))?;
             let scaled = self.scaled.as_mut().expect("scale() allocates it");
             scaled.set_pts(pts);
             scaled.set_force_keyframe(force_key);
-            self.encoder.send_frame(Some(scaled)).map_err(enc_err)?;
+            self.encoder
+                .send_frame(Some(scaled))
+                .map_err(|e| encoder_error(stream, &self.name, e))?;
         }
         self.drain_packets(stats, ladder)
     }
@@ -249,13 +251,7 @@ impl VariantWorker {
             match self.encoder.receive_packet(&mut self.packet) {
                 Ok(Step::Ready(())) => {}
                 Ok(Step::Again | Step::Eof) => return Ok(()),
-                Err(e) => {
-                    return Err(Error::codec(
-                        stream,
-                        format!("variant {} encoder", self.name),
-                        e,
-                    ))
-                }
+                Err(e) => return Err(encoder_error(stream, &self.name, e)),
             }
             let pkt = std::mem::take(&mut self.packet);
             self.mux_video(pkt, stats, ladder)?;
@@ -339,6 +335,11 @@ impl VariantWorker {
         }
         Ok(())
     }
+}
+
+/// Built only when an error happens, never on the frame path.
+fn encoder_error(stream: &str, variant: &str, e: crate::ffi::AvError) -> Error {
+    Error::codec(stream, format!("variant {variant} encoder"), e)
 }
 
 fn account(counters: &VariantCounters, stats: &StatsCell, done: SegmentDone) {
