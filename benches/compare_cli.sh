@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Side-by-side speed: the crate's `transcode` example vs. the FFmpeg CLI doing the same
-# work in one process.
+# Side by side: the crate's `transcode` example vs. the FFmpeg CLI doing the same work in
+# one process. Two sections, each printing its own table: "file" (speed) and "live"
+# (latency); SECTIONS picks them.
 #
-# What it measures: wall-clock time (and CPU user+sys, when /usr/bin/time is present) to
+# Section "file" measures wall-clock time (and CPU user+sys, when /usr/bin/time is present) to
 # turn one 10 s 1080p30 H.264/AAC MP4 into a 4-rung HLS VOD ladder (1080p 5000k, 720p
 # 2800k, 480p 1400k, 360p 800k; x264 veryfast, 2 s segments, AAC 128k stereo per rung).
 # Both tools decode the same file once, scale it four ways and encode all rungs in one
@@ -10,12 +11,36 @@
 # Every run's output is checked (master.m3u8, every variant playlist finished with
 # #EXT-X-ENDLIST, 300 frames in the top rung) before its time counts.
 #
+# Section "live latency" (SECTIONS=live): both tools read the same kind of real-time source,
+# a fresh `ffmpeg -re` publisher per tool run serving 720p30 H.264/AAC MPEG-TS on
+# tcp://127.0.0.1:PORT (one-shot listener; its clock starts when the tool connects), and
+# make a 2-rung live HLS ladder (720p 2800k, 360p 800k; x264 veryfast, 2 s segments, every
+# segment kept listed). Per run it measures, polling every 20 ms:
+#   first segment   process start -> the 720p (crate: 720p/index.m3u8; CLI: v1/index.m3u8)
+#                   media playlist lists a segment. Includes connecting and probing the
+#                   source: the FFmpeg CLI opens MPEG-TS with scan_all_pmts=1, which reads
+#                   ~5 s of a live source before it starts (LIVE_CLI_IN_OPTS="-scan_all_pmts 0"
+#                   removes that), the crate uses the libavformat default (0).
+#   stop->ENDLIST   SIGINT (sent LIVE_STOP_AFTER s after the start, and not before the first
+#                   segment is listed) -> every variant playlist has #EXT-X-ENDLIST
+#   stop->exit      SIGINT -> the process has exited (crate: status 0; CLI: 0 or 255, which
+#                   FFmpeg returns after "Exiting normally, received signal 2")
+# Runs alternate crate, CLI, crate, CLI, ...; a run counts only when the master playlist lists
+# both variants and each is finished and lists a segment.
+#
 # Run:   bash benches/compare_cli.sh        (or: make compare)
-# Env:   RUNS=3            timed runs per tool
+# Env:   SECTIONS="file live"  which sections run, in this order
+#        RUNS=3            timed runs per tool (file section)
+#        LIVE_RUNS=2       runs per tool (live section)
+#        LIVE_STOP_AFTER=6 seconds after the tool's start to send SIGINT (live section)
+#        LIVE_PORT=39170   first TCP port on 127.0.0.1 for the publishers (one per run,
+#                          counting up)
+#        LIVE_CLI_IN_OPTS= extra input options for the CLI in the live section (split on spaces)
 #        WORK=out/compare  work dir: the input (made once, reused; delete it to remake),
 #                          the outputs and the logs of the last run of each tool
 #        CARGO=cargo       cargo binary
-# Needs: ffmpeg and ffprobe on PATH (FFmpeg 5.1 with libx264), cargo.
+# Needs: ffmpeg and ffprobe on PATH (FFmpeg 5.1 with libx264), cargo; Linux /proc for the
+#        live section.
 # Exit:  0 when every run of both tools succeeded and verified; 1 at the first failure.
 
 set -euo pipefail

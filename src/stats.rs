@@ -105,6 +105,7 @@ impl StatsCell {
             recoveries: self.recoveries.load(Relaxed),
             hardware_fallbacks: self.hardware_fallbacks.load(Relaxed),
             uptime,
+            time_in_state: Vec::new(),
             variants,
         }
     }
@@ -199,6 +200,58 @@ pub struct StreamStats {
     pub hardware_fallbacks: u64,
     /// Time since the stream was started (frozen when it ends).
     pub uptime: Duration,
+    /// Time spent in each state so far, in [`crate::StreamState::ALL`] order.
+    pub time_in_state: Vec<(crate::StreamState, Duration)>,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fresh_stream_has_zero_rates_not_nan() {
+        let cell = StatsCell::default();
+        cell.add_variant("v");
+        let s = cell.snapshot(Duration::ZERO);
+        assert_eq!(
+            (s.speed, s.average_bitrate, s.recent_bitrate),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(s.variants[0].average_bitrate, 0.0);
+    }
+
+    #[test]
+    fn inputs_and_outputs_are_counted_apart() {
+        let cell = StatsCell::default();
+        let v = cell.add_variant("v");
+        cell.frames_in.store(10, Relaxed);
+        v.frames_out.store(7, Relaxed);
+        v.bytes_out.store(1000, Relaxed);
+        cell.playlist_bytes.store(100, Relaxed);
+        cell.media_us.store(2_000_000, Relaxed);
+        let s = cell.snapshot(Duration::from_secs(1));
+        assert_eq!((s.frames_in, s.variants[0].frames_out), (10, 7));
+        assert_eq!(s.bytes_out, 1100, "segments and playlists");
+        assert_eq!(s.speed, 2.0);
+        assert_eq!(s.average_bitrate, 1100.0 * 8.0 / 2.0);
+    }
+
+    #[test]
+    fn recent_bitrate_follows_the_last_seconds_of_media() {
+        let mut w = RateWindow::default();
+        // 1 MB per media second for 10 s, then 2 MB per second.
+        let mut total = 0;
+        for s in 1..=10u64 {
+            total += 1_000_000;
+            w.observe(Duration::from_secs(s), total);
+        }
+        for s in 11..=20u64 {
+            total += 2_000_000;
+            w.observe(Duration::from_secs(s), total);
+        }
+        let r = w.observe(Duration::from_secs(20), total);
+        assert!((r - 16_000_000.0).abs() < 1.0, "{r}");
+    }
 }

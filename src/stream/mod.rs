@@ -114,13 +114,26 @@ impl Shared {
         self.status.lock().state
     }
 
-    fn uptime(&self) -> Duration {
-        let s = self.status.lock();
-        match (s.started, s.ended) {
-            (Some(a), Some(b)) => b - a,
-            (Some(a), None) => a.elapsed(),
-            _ => Duration::ZERO,
-        }
+    /// Statistics now, with uptime and time in each state from the lifecycle (frozen once
+    /// the stream has ended).
+    fn snapshot(&self) -> StreamStats {
+        let (uptime, time_in_state) = {
+            let s = self.status.lock();
+            let now = s.ended.unwrap_or_else(Instant::now);
+            let uptime = s.started.map_or(Duration::ZERO, |a| now - a);
+            let mut time_in = s.time_in;
+            if !s.state.is_terminal() {
+                time_in[s.state.index()] += now - s.since;
+            }
+            let per_state = StreamState::ALL
+                .iter()
+                .map(|&st| (st, time_in[st.index()]))
+                .collect();
+            (uptime, per_state)
+        };
+        let mut stats = self.stats.snapshot(uptime);
+        stats.time_in_state = time_in_state;
+        stats
     }
 
     fn wait_for(&self, set: StateSet, deadline: Instant) -> StreamState {
@@ -143,10 +156,8 @@ pub struct StreamReport {
     pub state: StreamState,
     /// The error that failed the stream (or the last one it recovered from).
     pub error: Option<Error>,
-    /// Final statistics.
+    /// Final statistics (time in each state included).
     pub stats: StreamStats,
-    /// Time spent in each state, in [`StreamState::ALL`] order.
-    pub time_in_state: Vec<(StreamState, Duration)>,
     /// True when the stream was aborted (by `abort`, drop, or a stop past its deadline).
     pub aborted: bool,
     /// True when a graceful stop missed its deadline and the stream was aborted instead.
@@ -220,7 +231,7 @@ impl<S: Stage> Stream<S> {
 
     /// Statistics now (cheap; safe to call at any rate).
     pub fn stats(&self) -> StreamStats {
-        self.shared.stats.snapshot(self.shared.uptime())
+        self.shared.snapshot()
     }
 
     /// The last error, if any.
@@ -318,7 +329,7 @@ impl Stream<New> {
         let handle = std::thread::Builder::new()
             .name(format!("sv-{}-hooks", self.id()))
             .spawn(move || {
-                let snapshot = || (shared.state(), shared.stats.snapshot(shared.uptime()));
+                let snapshot = || (shared.state(), shared.snapshot());
                 hooks::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot);
             })
             .map_err(|e| Error::Internal {
@@ -433,10 +444,6 @@ impl Stream<Running> {
         }
         self.join();
         let s = self.shared.status.lock();
-        let time_in_state = StreamState::ALL
-            .iter()
-            .map(|&st| (st, s.time_in[st.index()]))
-            .collect();
         let (state, error, aborted) = (s.state, s.error.clone(), s.aborted);
         drop(s);
         StreamReport {
@@ -444,7 +451,6 @@ impl Stream<Running> {
             state,
             error,
             stats: self.stats(),
-            time_in_state,
             aborted,
             stop_deadline_exceeded: deadline_exceeded,
         }
