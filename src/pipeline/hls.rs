@@ -186,7 +186,7 @@ impl SegmentWriter {
 
     /// Closes the open segment at `at` seconds, lists it, and opens the next one.
     fn cut(&mut self, at: f64) -> Result<SegmentDone, OutputError> {
-        let done = self.close_open_segment(at, true)?;
+        let done = self.close_open_segment(at, false)?;
         let next = self.segment_path(self.next_sequence);
         self.muxer
             .open_file(&next)
@@ -198,12 +198,12 @@ impl SegmentWriter {
         Ok(done)
     }
 
-    /// `flush`: push the muxer's buffered data into the file first (the trailer already did
-    /// that at the end of the stream).
-    fn close_open_segment(&mut self, end: f64, flush: bool) -> Result<SegmentDone, OutputError> {
+    /// Closes the open segment ending at `end` seconds and lists it. `last`: the stream is
+    /// over (the trailer already flushed the muxer) and the playlist gets its ENDLIST.
+    fn close_open_segment(&mut self, end: f64, last: bool) -> Result<SegmentDone, OutputError> {
         let seq = self.next_sequence;
         let path = self.segment_path(seq);
-        if flush {
+        if !last {
             self.muxer
                 .flush()
                 .map_err(|e| OutputError::Mux(path.clone(), e))?;
@@ -223,7 +223,7 @@ impl SegmentWriter {
         self.open_start = None;
         self.open_end = 0.0;
         self.expire_old_segments()?;
-        let playlist_bytes = self.write_playlist(false)?;
+        let playlist_bytes = self.write_playlist(last)?;
         Ok(SegmentDone {
             bytes,
             playlist_bytes,
@@ -264,12 +264,7 @@ impl SegmentWriter {
             .map_err(|e| OutputError::Mux(path.clone(), e))?;
         if self.open_start.is_some() {
             let end = self.open_end;
-            let done = self.close_open_segment(end, false)?;
-            let playlist_bytes = self.write_playlist(true)?;
-            Ok(Some(SegmentDone {
-                playlist_bytes: done.playlist_bytes + playlist_bytes,
-                ..done
-            }))
+            Ok(Some(self.close_open_segment(end, true)?))
         } else {
             // Nothing was written into the open file: remove it rather than list it.
             let _ = self.muxer.close_file();
@@ -338,6 +333,17 @@ impl SegmentWriter {
             .map(|s| (s.bytes as f64 * 8.0 / s.duration) as u64)
             .max()
             .unwrap_or(0)
+    }
+}
+
+impl Drop for SegmentWriter {
+    fn drop(&mut self) {
+        // Dropped without `finish` (abort, failure): the open segment is partial and listed
+        // nowhere; remove it rather than leave a torn file beside the playlist.
+        if self.muxer.has_file() {
+            let _ = self.muxer.close_file();
+            let _ = std::fs::remove_file(self.segment_path(self.next_sequence));
+        }
     }
 }
 

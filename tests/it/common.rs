@@ -218,11 +218,27 @@ pub struct LiveServer {
 impl LiveServer {
     /// Serves a 640x360 30 fps test pattern with a tone, in real time, to one client.
     pub fn start() -> Self {
-        Self::start_on(fixed_port())
+        let server = Self::spawn(fixed_port());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !is_listening(server.port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ffmpeg did not listen on {}",
+                server.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
     }
 
-    /// The same, on a given port (to restart a server a stream was connected to).
+    /// The same on a given port, without waiting: to restart a server that a reconnecting
+    /// stream will find by itself (it may connect, and so end the one-shot listen, before a
+    /// poll could see the port listening).
     pub fn start_on(port: u16) -> Self {
+        Self::spawn(port)
+    }
+
+    fn spawn(port: u16) -> Self {
         let url = format!("tcp://127.0.0.1:{port}?listen=1");
         let child = Command::new("ffmpeg")
             .args(["-hide_banner", "-loglevel", "error", "-re"])
@@ -242,14 +258,6 @@ impl LiveServer {
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("ffmpeg CLI");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !is_listening(port) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "ffmpeg did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Self { child, port }
     }
 

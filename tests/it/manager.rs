@@ -412,24 +412,31 @@ fn thirty_two_streams_child() {
             .unwrap(),
     );
     std::thread::scope(|s| {
-        for t in 0..4 {
-            let m = m.clone();
-            let dir = dir.path();
-            s.spawn(move || {
-                let ids: Vec<String> = (0..8).map(|i| format!("t{t}-{i}")).collect();
-                for id in &ids {
-                    m.create_stream(small(id, dir, None)).unwrap();
-                    let _ = m.list();
-                }
-                for (n, id) in ids.iter().enumerate() {
-                    let r = if n % 2 == 0 {
-                        m.terminate_stream(id, Duration::from_secs(10)).unwrap()
-                    } else {
-                        m.abort_stream(id).unwrap()
-                    };
-                    assert!(r.state.is_terminal());
-                }
-            });
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let m = m.clone();
+                let dir = dir.path();
+                s.spawn(move || {
+                    let ids: Vec<String> = (0..8).map(|i| format!("t{t}-{i}")).collect();
+                    for id in &ids {
+                        m.create_stream(small(id, dir, None)).unwrap();
+                        let _ = m.list();
+                    }
+                    for (n, id) in ids.iter().enumerate() {
+                        let r = if n % 2 == 0 {
+                            m.terminate_stream(id, Duration::from_secs(10)).unwrap()
+                        } else {
+                            m.abort_stream(id).unwrap()
+                        };
+                        assert!(r.state.is_terminal());
+                    }
+                })
+            })
+            .collect();
+        // Joined explicitly: a scope only waits for closures to return, not for the OS
+        // threads to be gone, and the count below must not see them.
+        for w in workers {
+            w.join().unwrap();
         }
     });
     assert!(m.list().is_empty());
