@@ -126,8 +126,10 @@ fn run(args: Args) -> Result<(), String> {
     let running = stream.start().map_err(|e| e.to_string())?;
     let mut stderr = std::io::stderr();
     let mut stop_sent = false;
+    let mut last_draw = std::time::Instant::now();
     loop {
-        let state = running.wait_for(StateSet::TERMINAL, Duration::from_millis(250));
+        // Wake often enough to act on a signal at once; redraw the progress line less often.
+        let state = running.wait_for(StateSet::TERMINAL, Duration::from_millis(20));
         match signals.load(Ordering::SeqCst) {
             0 => {}
             1 if !stop_sent => {
@@ -142,6 +144,10 @@ fn run(args: Args) -> Result<(), String> {
                 return Err(format!("aborted by signal in state {}", report.state));
             }
         }
+        if !state.is_terminal() && last_draw.elapsed() < Duration::from_millis(250) {
+            continue;
+        }
+        last_draw = std::time::Instant::now();
         let s = running.stats();
         let fps = if s.uptime.as_secs_f64() > 0.0 {
             s.frames_in as f64 / s.uptime.as_secs_f64()
