@@ -528,7 +528,7 @@ impl StreamConfig {
                 profile: AbrProfile::standard(),
                 hw_device: None,
                 input_options: Vec::new(),
-                io_timeout: Duration::from_secs(10),
+                io_timeout: Duration::from_secs(5),
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 panic_after_frames: None,
@@ -628,7 +628,7 @@ impl StreamConfigBuilder {
         self
     }
 
-    /// Sets the open/read timeout (default 10 s).
+    /// Sets the open/read timeout (default 5 s; a source silent this long is stalled).
     pub fn io_timeout(mut self, timeout: Duration) -> Self {
         self.config.io_timeout = timeout;
         self

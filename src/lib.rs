@@ -64,3 +64,16 @@ pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        send_sync::<crate::Manager>();
+        send_sync::<crate::Stream<crate::Running>>();
+        send_sync::<crate::Stream<crate::New>>();
+        send_sync::<crate::Error>();
+    }
+}

@@ -310,3 +310,45 @@ fn a_missing_hardware_device_fails_when_fallback_is_forbidden() {
     assert!(e.to_string().contains("cuda:7"), "{e}");
     assert!(!dir.path().join("o/master.m3u8").exists());
 }
+
+#[test]
+fn a_stop_while_recovering_finishes_the_outputs() {
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o");
+    let policy =
+        fast_policy(1000).with_backoff(Duration::from_millis(200), Duration::from_millis(200));
+    let running = Stream::new(live_config("stop-in-error", &server.url(), &out, policy))
+        .start()
+        .unwrap();
+    assert_eq!(
+        running.wait_for(
+            StateSet::RUNNING | StateSet::TERMINAL,
+            Duration::from_secs(15)
+        ),
+        StreamState::Running
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(server);
+    assert_eq!(
+        running.wait_for(
+            StateSet::ERROR | StateSet::TERMINAL,
+            Duration::from_secs(10)
+        ),
+        StreamState::Error
+    );
+    let t = Instant::now();
+    let report = running.stop(Duration::from_secs(5));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stop from Error took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert!(!report.stop_deadline_exceeded);
+    for v in &report.stats.variants {
+        let media = read_media(&out.join(&v.name).join("index.m3u8"));
+        assert!(media.end_list, "{}: ENDLIST after a stop in Error", v.name);
+        assert_eq!(v.frames_out, report.stats.frames_in);
+    }
+}
