@@ -54,8 +54,7 @@ pub struct CodecContext {
     ptr: NonNull<sys::AVCodecContext>,
 }
 
-// SAFETY: a codec context has no thread affinity (its internal worker threads are private to
-// it); this owner is the only handle, so moving it between threads is sound.
+// SAFETY: a codec context has no thread affinity (its internal worker threads are private to it); this owner is the only handle, so moving it between threads is sound.
 unsafe impl Send for CodecContext {}
 
 fn alloc(codec: *const sys::AVCodec, op: &'static str) -> Result<CodecContext, AvError> {
@@ -96,8 +95,7 @@ impl CodecContext {
             ));
         }
         let ctx = alloc(codec, "avcodec_alloc_context3")?;
-        // SAFETY: ctx is freshly allocated for this codec; fields are set before open, as the
-        // API requires; options is ours and receives the unconsumed entries.
+        // SAFETY: ctx is freshly allocated for this codec; fields are set before open, as the API requires; options is ours and receives the unconsumed entries.
         unsafe {
             let raw = ctx.ptr.as_ptr();
             check(
@@ -155,8 +153,7 @@ impl CodecContext {
     pub fn open_audio_encoder(s: &AudioEncoderSettings) -> Result<Self, AvError> {
         let codec = find_encoder(&s.codec)?;
         let ctx = alloc(codec, "avcodec_alloc_context3")?;
-        // SAFETY: fresh context; fields set before open. sample_fmts is a static list
-        // terminated by -1 (or NULL when the codec takes anything).
+        // SAFETY: fresh context; fields set before open. sample_fmts is a static list terminated by -1 (or NULL when the codec takes anything).
         unsafe {
             let raw = ctx.ptr.as_ptr();
             let fmts = (*codec).sample_fmts;
@@ -184,38 +181,30 @@ impl CodecContext {
     pub fn send_packet(&mut self, pkt: Option<&Packet>) -> Result<Step<()>, AvError> {
         let p = pkt.map_or(ptr::null(), Packet::as_ptr);
         // SAFETY: the decoder is open; p is NULL (drain) or a valid packet it only reads.
-        step(
-            unsafe { sys::avcodec_send_packet(self.ptr.as_ptr(), p) },
-            "avcodec_send_packet",
-        )
+        let ret = unsafe { sys::avcodec_send_packet(self.ptr.as_ptr(), p) };
+        step(ret, "avcodec_send_packet")
     }
 
     /// Receives a decoded frame into `frame`.
     pub fn receive_frame(&mut self, frame: &mut Frame) -> Result<Step<()>, AvError> {
         // SAFETY: the decoder is open; frame is valid and is unreferenced by the call.
-        step(
-            unsafe { sys::avcodec_receive_frame(self.ptr.as_ptr(), frame.as_mut_ptr()) },
-            "avcodec_receive_frame",
-        )
+        let ret = unsafe { sys::avcodec_receive_frame(self.ptr.as_ptr(), frame.as_mut_ptr()) };
+        step(ret, "avcodec_receive_frame")
     }
 
     /// Sends a frame to an encoder; `None` starts draining.
     pub fn send_frame(&mut self, frame: Option<&Frame>) -> Result<Step<()>, AvError> {
         let f = frame.map_or(ptr::null(), Frame::as_ptr);
         // SAFETY: the encoder is open; f is NULL (drain) or a valid frame it references/copies.
-        step(
-            unsafe { sys::avcodec_send_frame(self.ptr.as_ptr(), f) },
-            "avcodec_send_frame",
-        )
+        let ret = unsafe { sys::avcodec_send_frame(self.ptr.as_ptr(), f) };
+        step(ret, "avcodec_send_frame")
     }
 
     /// Receives an encoded packet into `pkt`.
     pub fn receive_packet(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
         // SAFETY: the encoder is open; pkt is valid and is unreferenced by the call.
-        step(
-            unsafe { sys::avcodec_receive_packet(self.ptr.as_ptr(), pkt.as_mut_ptr()) },
-            "avcodec_receive_packet",
-        )
+        let ret = unsafe { sys::avcodec_receive_packet(self.ptr.as_ptr(), pkt.as_mut_ptr()) };
+        step(ret, "avcodec_receive_packet")
     }
 
     /// The context's time base.

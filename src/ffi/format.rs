@@ -90,8 +90,7 @@ unsafe extern "C" fn interrupt_callback(opaque: *mut c_void) -> c_int {
     if opaque.is_null() {
         return 0;
     }
-    // SAFETY: opaque is `Arc::as_ptr` of an Interrupt that the InputContext keeps alive for
-    // as long as FFmpeg can call back (until avformat_close_input returns).
+    // SAFETY: opaque is `Arc::as_ptr` of an Interrupt that the InputContext keeps alive for as long as FFmpeg can call back (until avformat_close_input returns).
     let state = unsafe { &*(opaque as *const Interrupt) };
     std::panic::catch_unwind(|| c_int::from(state.should_abort())).unwrap_or(1)
 }
@@ -124,8 +123,7 @@ pub struct InputContext {
     _interrupt: Arc<Interrupt>,
 }
 
-// SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the
-// interrupt it points at is Sync (atomics only).
+// SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the interrupt it points at is Sync (atomics only).
 unsafe impl Send for InputContext {}
 
 impl InputContext {
@@ -163,9 +161,7 @@ impl InputContext {
                 "avformat_alloc_context",
             ));
         }
-        // SAFETY: raw is a fresh context; installing the callback before the open means the
-        // connect itself is cancellable. The Arc outlives the context (stored in Self, or
-        // held by this frame until avformat_open_input has freed the context on failure).
+        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure).
         let ret = unsafe {
             (*raw).interrupt_callback = sys::AVIOInterruptCB {
                 callback: Some(interrupt_callback),
@@ -185,10 +181,8 @@ impl InputContext {
     /// Reads (and decodes) the start of the input until every stream's parameters are known.
     pub fn find_stream_info(&mut self) -> Result<(), AvError> {
         // SAFETY: the context is an opened input; NULL options are allowed.
-        check(
-            unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), ptr::null_mut()) },
-            "avformat_find_stream_info",
-        )?;
+        let ret = unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), ptr::null_mut()) };
+        check(ret, "avformat_find_stream_info")?;
         Ok(())
     }
 
@@ -238,8 +232,7 @@ impl InputContext {
     /// Describes one stream.
     pub fn stream_info(&self, index: usize) -> StreamInfo {
         let st = self.stream(index);
-        // SAFETY: st and its codecpar are valid while the context is open; the codec name is
-        // a static string.
+        // SAFETY: st and its codecpar are valid while the context is open; the codec name is a static string.
         unsafe {
             let par = &*(*st).codecpar;
             let frame_rate = sys::av_guess_frame_rate(self.ptr.as_ptr(), st, ptr::null_mut());
@@ -294,10 +287,8 @@ impl InputContext {
     pub fn read(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
         pkt.unref();
         // SAFETY: both the context and the packet are valid and owned by us.
-        step(
-            unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) },
-            "av_read_frame",
-        )
+        let ret = unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) };
+        step(ret, "av_read_frame")
     }
 
     /// True when the container knows its duration (a file, not a live feed).
@@ -331,18 +322,10 @@ impl OutputContext {
         super::init();
         let name = cstring(format_name, "avformat_alloc_output_context2")?;
         let mut raw = ptr::null_mut();
+        let (fmt, none, no_file) = (name.as_ptr(), ptr::null(), ptr::null());
         // SAFETY: raw receives a new context; the format name is a valid C string.
-        check(
-            unsafe {
-                sys::avformat_alloc_output_context2(
-                    &mut raw,
-                    ptr::null(),
-                    name.as_ptr(),
-                    ptr::null(),
-                )
-            },
-            "avformat_alloc_output_context2",
-        )?;
+        let ret = unsafe { sys::avformat_alloc_output_context2(&mut raw, none, fmt, no_file) };
+        check(ret, "avformat_alloc_output_context2")?;
         Ok(Self {
             ptr: NonNull::new(raw).ok_or(AvError::new(
                 sys::AVERROR(libc::ENOMEM),
@@ -353,8 +336,7 @@ impl OutputContext {
 
     /// Adds a stream carrying what `encoder` produces; returns its index.
     pub fn add_stream(&mut self, encoder: &CodecContext) -> Result<i32, AvError> {
-        // SAFETY: the context is ours; the new stream is owned by it; parameters are copied
-        // from an opened encoder.
+        // SAFETY: the context is ours; the new stream is owned by it; parameters are copied from an opened encoder.
         unsafe {
             let st = sys::avformat_new_stream(self.ptr.as_ptr(), ptr::null());
             if st.is_null() {
@@ -386,12 +368,10 @@ impl OutputContext {
     pub fn set_muxer_option(&mut self, key: &str, value: &str) -> Result<(), AvError> {
         let k = cstring(key, "av_opt_set")?;
         let v = cstring(value, "av_opt_set")?;
-        // SAFETY: priv_data is the muxer's AVClass-enabled private context (or NULL, which
-        // av_opt_set rejects with an error code).
-        check(
-            unsafe { sys::av_opt_set(self.ptr.as_ref().priv_data, k.as_ptr(), v.as_ptr(), 0) },
-            "av_opt_set",
-        )?;
+        let ctx = self.ptr.as_ptr();
+        // SAFETY: priv_data is the muxer's AVClass-enabled private context (or NULL, which av_opt_set rejects with an error code); the strings are valid C strings.
+        let ret = unsafe { sys::av_opt_set((*ctx).priv_data, k.as_ptr(), v.as_ptr(), 0) };
+        check(ret, "av_opt_set")?;
         Ok(())
     }
 
@@ -405,11 +385,10 @@ impl OutputContext {
     pub fn open_file(&mut self, path: &Path) -> Result<(), AvError> {
         assert!(!self.has_file(), "open_file with a file already open");
         let p = cstring(&path.to_string_lossy(), "avio_open")?;
-        // SAFETY: pb is NULL (asserted); avio_open stores a new AVIOContext in it.
-        check(
-            unsafe { sys::avio_open(&mut self.ptr.as_mut().pb, p.as_ptr(), sys::AVIO_FLAG_WRITE) },
-            "avio_open",
-        )?;
+        let ctx = self.ptr.as_ptr();
+        // SAFETY: pb is NULL (asserted); avio_open stores a new AVIOContext in it; the path is a valid C string.
+        let ret = unsafe { sys::avio_open(&mut (*ctx).pb, p.as_ptr(), sys::AVIO_FLAG_WRITE) };
+        check(ret, "avio_open")?;
         Ok(())
     }
 
@@ -418,8 +397,7 @@ impl OutputContext {
         if !self.has_file() {
             return Ok(0);
         }
-        // SAFETY: pb is a valid AVIOContext opened by open_file; avio_closep flushes, closes,
-        // frees and NULLs it, reporting a write error that happened on the way.
+        // SAFETY: pb is a valid AVIOContext opened by open_file; avio_closep flushes, closes, frees and NULLs it, reporting a write error that happened on the way.
         unsafe {
             let pb = self.ptr.as_ref().pb;
             sys::avio_flush(pb);
@@ -434,40 +412,32 @@ impl OutputContext {
     /// Writes the container header (the file must be open).
     pub fn write_header(&mut self) -> Result<(), AvError> {
         // SAFETY: the context has its streams and an open pb; NULL options are allowed.
-        check(
-            unsafe { sys::avformat_write_header(self.ptr.as_ptr(), ptr::null_mut()) },
-            "avformat_write_header",
-        )?;
+        let ret = unsafe { sys::avformat_write_header(self.ptr.as_ptr(), ptr::null_mut()) };
+        check(ret, "avformat_write_header")?;
         Ok(())
     }
 
     /// Writes one packet as given (the caller interleaves); the packet keeps its data.
     pub fn write_packet(&mut self, pkt: &mut Packet) -> Result<(), AvError> {
         // SAFETY: header written, packet valid with a stream index of this muxer.
-        check(
-            unsafe { sys::av_write_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) },
-            "av_write_frame",
-        )?;
+        let ret = unsafe { sys::av_write_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) };
+        check(ret, "av_write_frame")?;
         Ok(())
     }
 
     /// Flushes data the muxer buffered internally into the current file.
     pub fn flush(&mut self) -> Result<(), AvError> {
         // SAFETY: a NULL packet asks a muxer with AVFMT_ALLOW_FLUSH to flush; others ignore it.
-        check(
-            unsafe { sys::av_write_frame(self.ptr.as_ptr(), ptr::null_mut()) },
-            "av_write_frame",
-        )?;
+        let ret = unsafe { sys::av_write_frame(self.ptr.as_ptr(), ptr::null_mut()) };
+        check(ret, "av_write_frame")?;
         Ok(())
     }
 
     /// Writes the trailer (flushing everything buffered) into the current file.
     pub fn write_trailer(&mut self) -> Result<(), AvError> {
         // SAFETY: the header was written on this context.
-        check(
-            unsafe { sys::av_write_trailer(self.ptr.as_ptr()) },
-            "av_write_trailer",
-        )?;
+        let ret = unsafe { sys::av_write_trailer(self.ptr.as_ptr()) };
+        check(ret, "av_write_trailer")?;
         Ok(())
     }
 }

@@ -12,8 +12,7 @@ pub struct Frame {
     ptr: NonNull<sys::AVFrame>,
 }
 
-// SAFETY: an AVFrame has no thread affinity; this owner is the only handle to its struct and
-// the buffers it references are refcounted with atomic counts, so moving it is sound.
+// SAFETY: an AVFrame has no thread affinity; this owner is the only handle to its struct and the buffers it references are refcounted with atomic counts, so moving it is sound.
 unsafe impl Send for Frame {}
 
 impl Frame {
@@ -30,10 +29,8 @@ impl Frame {
     pub fn share(&self) -> Result<Frame, AvError> {
         let out = Frame::new();
         // SAFETY: both frames are valid; `out` is freshly allocated and empty as required.
-        check(
-            unsafe { sys::av_frame_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) },
-            "av_frame_ref",
-        )?;
+        let ret = unsafe { sys::av_frame_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) };
+        check(ret, "av_frame_ref")?;
         Ok(out)
     }
 
@@ -54,10 +51,8 @@ impl Frame {
     /// Makes the buffers writable, copying them if someone else (an encoder) holds a reference.
     pub fn make_writable(&mut self) -> Result<(), AvError> {
         // SAFETY: the frame is valid and owned by us.
-        check(
-            unsafe { sys::av_frame_make_writable(self.ptr.as_ptr()) },
-            "av_frame_make_writable",
-        )?;
+        let ret = unsafe { sys::av_frame_make_writable(self.ptr.as_ptr()) };
+        check(ret, "av_frame_make_writable")?;
         Ok(())
     }
 
@@ -178,10 +173,8 @@ impl Packet {
     pub fn share(&self) -> Result<Packet, AvError> {
         let out = Packet::new();
         // SAFETY: both packets are valid; `out` is empty as av_packet_ref requires.
-        check(
-            unsafe { sys::av_packet_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) },
-            "av_packet_ref",
-        )?;
+        let ret = unsafe { sys::av_packet_ref(out.ptr.as_ptr(), self.ptr.as_ptr()) };
+        check(ret, "av_packet_ref")?;
         Ok(out)
     }
 
@@ -247,8 +240,7 @@ impl Packet {
 
     /// The payload.
     pub fn data(&self) -> &[u8] {
-        // SAFETY: data points at `size` valid bytes while the packet holds its reference
-        // (borrowed from &self); an empty packet has NULL data and size 0.
+        // SAFETY: data points at `size` valid bytes while the packet holds its reference (borrowed from &self); an empty packet has NULL data and size 0.
         unsafe {
             let p = self.ptr.as_ref();
             if p.data.is_null() || p.size <= 0 {

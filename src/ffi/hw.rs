@@ -12,8 +12,7 @@ pub struct HwDeviceContext {
     buf: NonNull<sys::AVBufferRef>,
 }
 
-// SAFETY: a device context is refcounted with atomic counts and FFmpeg documents device
-// contexts as usable from several threads; this owner holds one reference.
+// SAFETY: a device context is refcounted with atomic counts and FFmpeg documents device contexts as usable from several threads; this owner holds one reference.
 unsafe impl Send for HwDeviceContext {}
 
 impl HwDeviceContext {
@@ -31,12 +30,10 @@ impl HwDeviceContext {
         }
         let d = cstring(device, "av_hwdevice_ctx_create")?;
         let mut buf = ptr::null_mut();
-        // SAFETY: buf receives a new reference on success; the strings are valid; NULL
-        // options are allowed.
-        check(
-            unsafe { sys::av_hwdevice_ctx_create(&mut buf, ty, d.as_ptr(), ptr::null_mut(), 0) },
-            "av_hwdevice_ctx_create",
-        )?;
+        let (name, no_opts) = (d.as_ptr(), ptr::null_mut());
+        // SAFETY: buf receives a new reference on success; the strings are valid; NULL options are allowed.
+        let ret = unsafe { sys::av_hwdevice_ctx_create(&mut buf, ty, name, no_opts, 0) };
+        check(ret, "av_hwdevice_ctx_create")?;
         Ok(Self {
             buf: NonNull::new(buf).ok_or(AvError::new(
                 sys::AVERROR(libc::ENOMEM),
@@ -75,8 +72,7 @@ impl Frame {
     /// Copies a hardware frame to system memory (keeping pts and picture type).
     pub fn download(&self) -> Result<Frame, AvError> {
         let mut sw = Frame::new();
-        // SAFETY: self is a valid hardware frame; sw is empty, so FFmpeg allocates it in the
-        // device's preferred software format; props copies pts and the rest.
+        // SAFETY: self is a valid hardware frame; sw is empty, so FFmpeg allocates it in the device's preferred software format; props copies pts and the rest.
         unsafe {
             check(
                 sys::av_hwframe_transfer_data(sw.as_mut_ptr(), self.as_ptr(), 0),

@@ -243,8 +243,7 @@ unsafe extern "C" fn log_callback(
     }
     let mut line = [0 as c_char; 1024];
     let mut prefix: c_int = 1;
-    // SAFETY: FFmpeg passes a valid format string and va_list for this call; the buffer is
-    // valid for its length and av_log_format_line2 NUL-terminates it.
+    // SAFETY: FFmpeg passes a valid format string and va_list for this call; the buffer is valid for its length and av_log_format_line2 NUL-terminates it.
     let text = unsafe {
         sys::av_log_format_line2(
             avcl,
@@ -280,10 +279,8 @@ impl Dictionary {
         let k = cstring(key, "av_dict_set")?;
         let v = cstring(value, "av_dict_set")?;
         // SAFETY: ptr is NULL or a dictionary we own; av_dict_set copies key and value.
-        check(
-            unsafe { sys::av_dict_set(&mut self.ptr, k.as_ptr(), v.as_ptr(), 0) },
-            "av_dict_set",
-        )?;
+        let ret = unsafe { sys::av_dict_set(&mut self.ptr, k.as_ptr(), v.as_ptr(), 0) };
+        check(ret, "av_dict_set")?;
         Ok(())
     }
 
@@ -292,8 +289,7 @@ impl Dictionary {
         let mut out = Vec::new();
         let mut entry: *const sys::AVDictionaryEntry = ptr::null();
         loop {
-            // SAFETY: iterating our own dictionary with an empty key and IGNORE_SUFFIX
-            // visits every entry; entries stay valid until the dictionary changes.
+            // SAFETY: iterating our own dictionary with an empty key and IGNORE_SUFFIX visits every entry; entries stay valid until the dictionary changes.
             entry = unsafe {
                 sys::av_dict_get(
                     self.ptr,
@@ -306,11 +302,8 @@ impl Dictionary {
                 break;
             };
             // SAFETY: a non-null entry has a NUL-terminated key.
-            out.push(
-                unsafe { CStr::from_ptr(e.as_ref().key) }
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+            let key = unsafe { CStr::from_ptr(e.as_ref().key) };
+            out.push(key.to_string_lossy().into_owned());
         }
         out
     }
@@ -337,9 +330,9 @@ impl Drop for Dictionary {
 pub const PIX_FMT_YUV420P: i32 = sys::AVPixelFormat::AV_PIX_FMT_YUV420P as i32;
 
 fn pix_fmt_from_i32(fmt: i32) -> Option<sys::AVPixelFormat> {
-    // SAFETY: AVPixelFormat is a C enum with contiguous values from NONE (-1) to NB; the
-    // range check keeps the transmute inside it.
-    (-1..sys::AVPixelFormat::AV_PIX_FMT_NB as i32)
-        .contains(&fmt)
-        .then(|| unsafe { std::mem::transmute::<i32, sys::AVPixelFormat>(fmt) })
+    if !(-1..sys::AVPixelFormat::AV_PIX_FMT_NB as i32).contains(&fmt) {
+        return None;
+    }
+    // SAFETY: AVPixelFormat is a C enum with contiguous values from NONE (-1) to NB, and fmt is in that range.
+    Some(unsafe { std::mem::transmute::<i32, sys::AVPixelFormat>(fmt) })
 }

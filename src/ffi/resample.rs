@@ -19,17 +19,14 @@ pub struct Resampler {
     in_key: (i32, i32, i32),
 }
 
-// SAFETY: SwrContext and AVAudioFifo have no thread affinity; this owner is their only
-// handle, and the channel layout it stores is a plain native-order mask (no pointers).
+// SAFETY: SwrContext and AVAudioFifo have no thread affinity; this owner is their only handle, and the channel layout it stores is a plain native-order mask (no pointers).
 unsafe impl Send for Resampler {}
 
 impl Resampler {
     /// A resampler from frames shaped like `first` to what `encoder` takes.
     pub fn new(first: &Frame, encoder: &CodecContext) -> Result<Self, AvError> {
         let mut swr = ptr::null_mut();
-        // SAFETY: layouts point at live structs (the frame's and the encoder's); the
-        // sample-format integers come from FFmpeg itself (decoder output and encoder ctx).
-        // AVChannelLayout is copied with av_channel_layout_copy so ours owns its data.
+        // SAFETY: layouts point at live structs (the frame's and the encoder's); the sample-format integers come from FFmpeg itself (decoder output and encoder ctx). AVChannelLayout is copied with av_channel_layout_copy so ours owns its data.
         unsafe {
             let out_fmt: sys::AVSampleFormat = std::mem::transmute(encoder.sample_format());
             let in_fmt: sys::AVSampleFormat = std::mem::transmute(first.format());
@@ -96,9 +93,7 @@ impl Resampler {
 
     /// Converts `input` (or, with `None`, flushes the resampler's delay) into the buffer.
     pub fn push(&mut self, input: Option<&Frame>) -> Result<(), AvError> {
-        // SAFETY: swr is initialised; input planes hold nb_samples samples of the format this
-        // context was built for; the temporary output frame is allocated for `max_out`
-        // samples and only read for the `got` samples swr_convert reports.
+        // SAFETY: swr is initialised; input planes hold nb_samples samples of the format this context was built for; the temporary output frame is allocated for `max_out` samples and only read for the `got` samples swr_convert reports.
         unsafe {
             let (in_data, in_n) = match input {
                 Some(f) => (
@@ -152,8 +147,7 @@ impl Resampler {
 
     fn alloc_frame(&self, nb_samples: i32) -> Result<Frame, AvError> {
         let mut f = Frame::new();
-        // SAFETY: the frame is fresh; format, layout, rate and count are set before the
-        // buffer allocation, which is what av_frame_get_buffer requires for audio.
+        // SAFETY: the frame is fresh; format, layout, rate and count are set before the buffer allocation, which is what av_frame_get_buffer requires for audio.
         unsafe {
             let raw = &mut *f.as_mut_ptr();
             raw.format = self.out_fmt as i32;

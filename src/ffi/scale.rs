@@ -53,8 +53,7 @@ impl Scaler {
     pub fn scale(&mut self, src: &Frame, dst: &mut Frame) -> Result<(), AvError> {
         assert!(self.accepts(src), "scaler fed a frame of another geometry");
         assert_eq!((dst.width(), dst.height(), dst.format()), self.dst);
-        // SAFETY: both frames hold buffers of the geometries this context was made for
-        // (asserted above); sws_scale reads src planes and writes dst planes only.
+        // SAFETY: both frames hold buffers of the geometries this context was made for (asserted above); sws_scale reads src planes and writes dst planes only.
         unsafe {
             let s = &*src.as_ptr();
             let d = &mut *dst.as_mut_ptr();
