@@ -170,6 +170,20 @@ pub fn run_to_end(config: StreamConfig) -> StreamReport {
     running.wait()
 }
 
+/// Waits for a started stream to be `Running`; fails the test if it ends or times out.
+pub fn wait_running(running: &Stream<streamvisor::Running>, limit: Duration) {
+    let s = running.wait_for(
+        streamvisor::StateSet::RUNNING | streamvisor::StateSet::TERMINAL,
+        limit,
+    );
+    assert_eq!(
+        s,
+        streamvisor::StreamState::Running,
+        "{:?}",
+        running.last_error()
+    );
+}
+
 /// Threads of this process.
 pub fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task")

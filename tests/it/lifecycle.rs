@@ -76,13 +76,7 @@ fn stopping_a_live_tcp_source_finishes_every_variant() {
     let running = Stream::new(small("live", &server.url(), &out))
         .start()
         .unwrap();
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(15)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(3));
     let report = running.stop(Duration::from_secs(10));
     drop(server);
@@ -183,13 +177,7 @@ fn stop_while_a_read_is_blocked_is_prompt_and_finishes_outputs() {
         .build()
         .unwrap();
     let running = Stream::new(cfg).start().unwrap();
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(10)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(10));
     // Wait until everything sent has been decoded: the reader is now blocked.
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut last = (u64::MAX, Instant::now());

@@ -71,13 +71,7 @@ fn a_killed_and_restarted_source_reconnects_with_a_discontinuity() {
     .with_hooks(hooks)
     .start()
     .unwrap();
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(15)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(2500));
     drop(server); // the publisher dies mid-stream
     assert_eq!(
@@ -89,13 +83,7 @@ fn a_killed_and_restarted_source_reconnects_with_a_discontinuity() {
     );
     let before = running.stats().frames_in;
     let server = LiveServer::start_on(port);
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(15)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(15));
     wait_until(
         "frames after the reconnect",
         Duration::from_secs(15),
@@ -189,13 +177,7 @@ fn a_source_gone_for_good_fails_within_the_policy() {
     .with_hooks(hooks)
     .start()
     .unwrap();
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(15)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(1));
     drop(server);
     let t = Instant::now();
@@ -321,13 +303,7 @@ fn a_stop_while_recovering_finishes_the_outputs() {
     let running = Stream::new(live_config("stop-in-error", &server.url(), &out, policy))
         .start()
         .unwrap();
-    assert_eq!(
-        running.wait_for(
-            StateSet::RUNNING | StateSet::TERMINAL,
-            Duration::from_secs(15)
-        ),
-        StreamState::Running
-    );
+    wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(2500));
     drop(server);
     assert_eq!(
