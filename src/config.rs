@@ -128,6 +128,12 @@ impl VariantProfile {
 
     fn validate(&self, field: &str) -> Result<()> {
         validate_name(&format!("{field}.name"), &self.name)?;
+        if self.height % 2 != 0 {
+            return Err(Error::config(
+                format!("{field}.height"),
+                format!("{} is odd; 4:2:0 video needs an even height", self.height),
+            ));
+        }
         if self.height < 2 || self.height > MAX_HEIGHT {
             return Err(Error::config(
                 format!("{field}.height"),
@@ -667,6 +673,9 @@ impl StreamConfigBuilder {
         if c.source.len() > 8192 {
             return Err(Error::config("source", "longer than 8192 bytes"));
         }
+        if let Some(graph) = c.source.strip_prefix("lavfi:") {
+            check_lavfi(graph)?;
+        }
         if c.output_dir.as_os_str().is_empty() {
             return Err(Error::config("output_dir", "empty"));
         }
@@ -694,6 +703,90 @@ impl StreamConfigBuilder {
         }
         Ok(c)
     }
+}
+
+/// Filters a `lavfi:` source may use: generators and plain transforms. Filters that read or
+/// write files (`movie`, `subtitles`, stats files), open sockets or load code are refused:
+/// a `lavfi:` source is test media, not a way around the protocol allow-list.
+const LAVFI_FILTERS: [&str; 48] = [
+    "testsrc",
+    "testsrc2",
+    "smptebars",
+    "smptehdbars",
+    "rgbtestsrc",
+    "yuvtestsrc",
+    "pal75bars",
+    "pal100bars",
+    "colorspectrum",
+    "color",
+    "nullsrc",
+    "mandelbrot",
+    "life",
+    "cellauto",
+    "gradients",
+    "sine",
+    "anoisesrc",
+    "anullsrc",
+    "aevalsrc",
+    "realtime",
+    "arealtime",
+    "format",
+    "aformat",
+    "scale",
+    "fps",
+    "setpts",
+    "asetpts",
+    "setsar",
+    "setdar",
+    "trim",
+    "atrim",
+    "volume",
+    "aresample",
+    "pad",
+    "crop",
+    "hflip",
+    "vflip",
+    "rotate",
+    "null",
+    "anull",
+    "noise",
+    "drawbox",
+    "drawgrid",
+    "loop",
+    "aloop",
+    "tpad",
+    "apad",
+    "hue",
+];
+
+fn check_lavfi(graph: &str) -> Result<()> {
+    for chain in graph.split(';') {
+        for filter in chain.split(',') {
+            // Drop link labels ("[out0]") and instance names ("name@id").
+            let mut name = String::new();
+            let mut in_label = false;
+            for ch in filter.chars() {
+                match ch {
+                    '[' => in_label = true,
+                    ']' => in_label = false,
+                    _ if !in_label => name.push(ch),
+                    _ => {}
+                }
+            }
+            let name = name.trim();
+            let name = name.split(['=', '@']).next().unwrap_or("").trim();
+            if name.is_empty() {
+                continue;
+            }
+            if !LAVFI_FILTERS.contains(&name) {
+                return Err(Error::config(
+                    "source",
+                    format!("lavfi filter {name:?} is not allowed (test sources and plain transforms only)"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Ids and variant names become directory names: `[A-Za-z0-9_-]{1,64}`, nothing else.
@@ -789,6 +882,23 @@ mod tests {
             ]))),
             "profile.variants"
         );
+    }
+
+    #[test]
+    fn lavfi_sources_are_test_media_only() {
+        let ok = |src: &str| StreamConfig::builder("a", src, "o").build().is_ok();
+        assert!(ok(
+            "lavfi:testsrc2=size=1280x720:rate=30;sine=frequency=440"
+        ));
+        assert!(ok(
+            "lavfi:testsrc2=size=320x180:rate=15,realtime[out0];sine[out1]"
+        ));
+        assert!(!ok("lavfi:movie=/etc/passwd"));
+        assert!(!ok("lavfi:testsrc2;amovie=/tmp/x.wav"));
+        assert!(!ok("lavfi:testsrc2,drawtext=textfile=/etc/shadow"));
+        assert!(!ok("lavfi:testsrc2,psnr=stats_file=/tmp/owned"));
+        let odd = AbrProfile::new(vec![VariantProfile::new("a", 361, 1_000_000)]);
+        assert_eq!(field_of(build(odd)), "profile.variants[0].height");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub enum Refusal {
     /// A stream with this id is already running.
     #[error("the id is already in use")]
     DuplicateId,
+    /// Another managed stream writes to the same output directory.
+    #[error("another stream writes to the same output directory")]
+    OutputInUse,
     /// `max_concurrent` streams are running.
     #[error("max_concurrent ({limit}) reached")]
     MaxConcurrent {

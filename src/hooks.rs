@@ -127,14 +127,29 @@ fn guarded(stream: &str, what: &str, f: impl FnOnce()) {
 /// rather than stalling the stream.
 pub(crate) const HOOK_QUEUE: usize = 256;
 
+thread_local! {
+    static ON_HOOK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True on a stream's hook thread (a hook is running, or may run, on this thread).
+pub(crate) fn on_hook_thread() -> bool {
+    ON_HOOK_THREAD.with(std::cell::Cell::get)
+}
+
+/// How often the hook thread looks whether the stream ended, when no event comes.
+const HOOK_POLL: Duration = Duration::from_millis(100);
+
 /// The hook thread's loop: deliver state events in order, and stats at the interval,
-/// until the terminal state has been delivered; then one last stats snapshot.
+/// until the terminal state has been delivered (or the stream is over and nothing is left
+/// to deliver, should the terminal event not have fitted); then one last stats snapshot.
 pub(crate) fn run_hook_thread(
     hooks: &Hooks,
     rx: &Receiver<StateEvent>,
     stream: &str,
     snapshot: &dyn Fn() -> (StreamState, StreamStats),
+    finished: &dyn Fn() -> bool,
 ) {
+    ON_HOOK_THREAD.with(|f| f.set(true));
     let interval = hooks.stats_interval.filter(|_| !hooks.on_stats.is_empty());
     let mut next_stats = interval.map(|i| Instant::now() + i);
     let stats_event = || {
@@ -146,16 +161,12 @@ pub(crate) fn run_hook_thread(
         }
     };
     loop {
-        let ev = match next_stats {
-            Some(at) => match rx.recv_deadline(at) {
-                Ok(ev) => Some(ev),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            },
-            None => match rx.recv() {
-                Ok(ev) => Some(ev),
-                Err(_) => break,
-            },
+        let poll = Instant::now() + HOOK_POLL;
+        let wake = next_stats.map_or(poll, |at| at.min(poll));
+        let ev = match rx.recv_deadline(wake) {
+            Ok(ev) => Some(ev),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         match ev {
             Some(ev) => {
@@ -164,6 +175,8 @@ pub(crate) fn run_hook_thread(
                     break;
                 }
             }
+            None if finished() && rx.is_empty() => break,
+            None if next_stats.is_none_or(|at| Instant::now() < at) => {}
             None => {
                 hooks.call_stats(&stats_event());
                 // Skip ticks a slow hook missed rather than firing them back to back.

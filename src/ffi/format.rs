@@ -179,11 +179,43 @@ impl InputContext {
     }
 
     /// Reads (and decodes) the start of the input until every stream's parameters are known.
-    pub fn find_stream_info(&mut self) -> Result<(), AvError> {
-        // SAFETY: the context is an opened input; NULL options are allowed.
-        let ret = unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), ptr::null_mut()) };
+    /// The probing decoders get `max_pixels` too, so a hostile picture size in a stream
+    /// without a container header (MPEG-TS, raw H.264) cannot make them allocate gigabytes.
+    pub fn find_stream_info(&mut self, max_pixels: i64) -> Result<(), AvError> {
+        let mut dicts: Vec<Dictionary> = Vec::with_capacity(self.nb_streams());
+        for _ in 0..self.nb_streams() {
+            let mut d = Dictionary::new();
+            d.set("max_pixels", &max_pixels.to_string())?;
+            dicts.push(d);
+        }
+        let mut ptrs: Vec<*mut sys::AVDictionary> = dicts.iter().map(|d| d.ptr).collect();
+        let opts = if ptrs.is_empty() {
+            ptr::null_mut()
+        } else {
+            ptrs.as_mut_ptr()
+        };
+        // SAFETY: the context is an opened input; opts is NULL or an array of nb_streams
+        // dictionaries, which FFmpeg may replace in place (we read the new pointers back).
+        let ret = unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), opts) };
+        for (d, p) in dicts.iter_mut().zip(ptrs) {
+            // FFmpeg may have reallocated a dictionary: the owner must free the current one.
+            d.ptr = p;
+        }
         check(ret, "avformat_find_stream_info")?;
         Ok(())
+    }
+
+    /// The demuxer's short name(s), e.g. `mov,mp4,m4a,3gp,3g2,mj2` or `hls`.
+    pub fn format_name(&self) -> String {
+        // SAFETY: an opened input has a static input-format descriptor with a static name.
+        unsafe {
+            let f = self.ptr.as_ref().iformat;
+            if f.is_null() || (*f).name.is_null() {
+                String::new()
+            } else {
+                CStr::from_ptr((*f).name).to_string_lossy().into_owned()
+            }
+        }
     }
 
     /// The largest picture any video stream declares so far, as (width, height).

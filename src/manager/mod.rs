@@ -170,6 +170,7 @@ impl ManagerBuilder {
             on_finished: self.on_finished,
             streams: Mutex::new(Streams {
                 map: HashMap::new(),
+                stopping: HashMap::new(),
                 next_gen: 1,
                 shutting_down: false,
             }),
@@ -204,6 +205,9 @@ struct Entry {
 
 struct Streams {
     map: HashMap<String, Entry>,
+    /// Ids taken out of the map and still being stopped: they stay reserved (and counted
+    /// against `max_concurrent`) until their stream has ended.
+    stopping: HashMap<String, std::path::PathBuf>,
     next_gen: u64,
     shutting_down: bool,
 }
@@ -297,11 +301,13 @@ impl Manager {
     }
 
     fn take(&self, id: &str) -> Result<Entry, Error> {
-        let entry = self.inner.streams.lock().map.remove(id);
-        self.inner.changed.notify_all();
-        entry.ok_or_else(|| Error::UnknownStream {
+        let mut g = self.inner.streams.lock();
+        let entry = g.map.remove(id).ok_or_else(|| Error::UnknownStream {
             stream: id.to_owned(),
-        })
+        })?;
+        g.stopping
+            .insert(id.to_owned(), entry.config.output_dir().to_path_buf());
+        Ok(entry)
     }
 
     /// The state of a managed stream.
@@ -351,12 +357,12 @@ impl Manager {
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut g = self.inner.streams.lock();
-        while !g.map.is_empty() {
+        while !g.map.is_empty() || !g.stopping.is_empty() {
             if self.inner.changed.wait_until(&mut g, deadline).timed_out() {
                 break;
             }
         }
-        g.map.is_empty()
+        g.map.is_empty() && g.stopping.is_empty()
     }
 
     /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,
@@ -365,7 +371,14 @@ impl Manager {
         let entries: Vec<Entry> = {
             let mut g = self.inner.streams.lock();
             g.shutting_down = true;
-            g.map.drain().map(|(_, e)| e).collect()
+            let entries: Vec<Entry> = g.map.drain().map(|(_, e)| e).collect();
+            for e in &entries {
+                g.stopping.insert(
+                    e.config.id().to_owned(),
+                    e.config.output_dir().to_path_buf(),
+                );
+            }
+            entries
         };
         self.inner.changed.notify_all();
         let reports = std::thread::scope(|s| {
@@ -380,7 +393,10 @@ impl Manager {
         });
         if let Some((handle, quit)) = self.monitor.lock().take() {
             let _ = quit.send(());
-            if handle.thread().id() != std::thread::current().id() {
+            // Not from the monitor itself, nor from a hook thread the monitor may be joining.
+            if handle.thread().id() != std::thread::current().id()
+                && !crate::hooks::on_hook_thread()
+            {
                 let _ = handle.join();
             }
         }
@@ -406,6 +422,8 @@ fn finish(
     } = entry;
     let report = end(stream);
     drop(allocation);
+    inner.streams.lock().stopping.remove(&report.id);
+    inner.changed.notify_all();
     for h in &inner.on_finished {
         guarded(&report.id, || h(&report));
     }
@@ -425,10 +443,15 @@ fn check_admission(inner: &Inner, g: &Streams, config: &StreamConfig) -> Result<
     if g.shutting_down {
         return Err(Refusal::ShuttingDown);
     }
-    if g.map.contains_key(config.id()) {
+    if g.map.contains_key(config.id()) || g.stopping.contains_key(config.id()) {
         return Err(Refusal::DuplicateId);
     }
-    if g.map.len() >= inner.max_concurrent {
+    let dir = config.output_dir();
+    if g.map.values().any(|e| e.config.output_dir() == dir) || g.stopping.values().any(|d| d == dir)
+    {
+        return Err(Refusal::OutputInUse);
+    }
+    if g.map.len() + g.stopping.len() >= inner.max_concurrent {
         return Err(Refusal::MaxConcurrent {
             limit: inner.max_concurrent,
         });

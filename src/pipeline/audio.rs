@@ -72,8 +72,9 @@ impl AudioChain {
 
     /// Decodes the audio of a (new) source from now on; `None` when it has none.
     pub fn attach(&mut self, source: Option<(&InputContext, &StreamInfo)>) -> Result<(), Error> {
+        // The resampler (and the partial frame in its buffer) carries over; it is rebuilt
+        // only if the new source's audio has another format.
         self.decoder = None;
-        self.resampler = None;
         if let Some((input, info)) = source {
             let dec = input
                 .open_decoder(info.index, Dictionary::new(), None)

@@ -264,6 +264,8 @@ impl<'a> DecodeLoop<'a> {
         let ai = session.src.audio.as_ref().map(|a| a.index as i32);
         let interrupt = self.control.interrupt.clone();
         let src_tb = session.src.video.time_base;
+        let read_timeout = session.src.read_timeout(self.config);
+        let mut last_good = Instant::now();
         loop {
             if self.control.abort_requested() {
                 return Err(self.aborted());
@@ -274,9 +276,14 @@ impl<'a> DecodeLoop<'a> {
             if self.control.take_stall() {
                 return Err(self.stalled());
             }
-            interrupt.arm(self.config.io_timeout());
+            // The deadline runs from the last good packet, so a source that only sends
+            // damage stalls like one that sends nothing.
+            interrupt.arm(read_timeout.saturating_sub(last_good.elapsed()));
             let r = session.src.input.read(&mut pkt);
             interrupt.disarm();
+            if matches!(r, Ok(Step::Ready(()))) {
+                last_good = Instant::now();
+            }
             match r {
                 Ok(Step::Ready(())) => {}
                 Ok(Step::Again) => {
@@ -284,7 +291,14 @@ impl<'a> DecodeLoop<'a> {
                     continue;
                 }
                 Ok(Step::Eof) => {
-                    // Some demuxers report a cut read (timeout, watchdog) as an end of file.
+                    // Some demuxers (MPEG-TS) report a read cut by a stop, an abort, a timeout
+                    // or the watchdog as an end of file: the cut wins over the "end".
+                    if self.control.abort_requested() {
+                        return Err(self.aborted());
+                    }
+                    if self.control.stop_requested() {
+                        return Ok(Ending::Stopped);
+                    }
                     if interrupt.timed_out() || self.control.take_stall() {
                         return Err(self.stalled());
                     }

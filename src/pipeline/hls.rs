@@ -63,6 +63,8 @@ pub struct SegmentWriter {
     open_end: f64,
     /// Bytes of playlists written by this writer.
     pub playlist_bytes: u64,
+    /// `#EXT-X-TARGETDURATION` as last written (never decreases).
+    target: u64,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -113,6 +115,7 @@ impl SegmentWriter {
             open_start: None,
             open_end: 0.0,
             playlist_bytes: 0,
+            target: 0,
             pending_discontinuity: false,
             open_discontinuity: false,
             discontinuity_sequence: 0,
@@ -285,10 +288,14 @@ impl SegmentWriter {
     /// Renders and atomically writes the media playlist.
     fn write_playlist(&mut self, ended: bool) -> Result<u64, OutputError> {
         let longest = self.segments.iter().map(|s| s.duration).fold(0.0, f64::max);
-        // Target duration: at least the configured one, and every EXTINF rounded fits in it.
-        let target = (self.target_duration.ceil() as u64)
-            .max(longest.round() as u64)
-            .max(1);
+        // At least the configured duration, every EXTINF (rounded) fits, and it never goes
+        // down: RFC 8216 does not let a playlist's target duration change.
+        self.target = self.target.max(
+            (self.target_duration.ceil() as u64)
+                .max(longest.round() as u64)
+                .max(1),
+        );
+        let target = self.target;
         let first_seq = self.segments.front().map_or(0, |s| s.sequence);
         let mut text = String::with_capacity(128 + self.segments.len() * 40);
         text.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");

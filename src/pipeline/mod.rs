@@ -531,11 +531,15 @@ pub(crate) fn run(
             if let Some(a) = audio.as_mut() {
                 decode.finish_audio(a)?;
             }
+            let mut all_told = Ok(end);
             for tx in &senders {
-                // A variant that already failed has hung up; its error is collected below.
-                let _ = decode.send(tx, VariantMsg::End);
+                // A variant that already failed has hung up: its own error is collected
+                // below; an abort meanwhile makes the whole run aborted.
+                if let Err(e) = decode.send(tx, VariantMsg::End) {
+                    all_told = Err(e);
+                }
             }
-            Ok(end)
+            all_told
         });
         drop(senders);
         let results: Vec<Result<(u64, u64), Error>> = handles
@@ -562,30 +566,30 @@ pub(crate) fn run(
 }
 
 /// The stream's result from the decode loop's and every variant's: the root cause wins
-/// over the `Aborted` that other threads report when they are torn down because of it.
+/// over the `Aborted` that other threads report when they are torn down because of it, and
+/// a run is only finished when every variant finished (an abort that overtook a graceful
+/// end leaves variants without their final segment: the run is aborted then).
 fn combine(
     main: Result<Ending, Error>,
     variants: Vec<Result<(u64, u64), Error>>,
 ) -> Result<(Ending, Vec<(u64, u64)>), Error> {
     let mut measured = Vec::with_capacity(variants.len());
-    let mut first_err = None;
+    let mut root = None;
+    let mut aborted = None;
     for r in variants {
         match r {
             Ok(m) => measured.push(m),
-            Err(Error::Aborted { .. }) => {}
+            Err(e @ Error::Aborted { .. }) => aborted = Some(e),
             Err(e) => {
-                first_err.get_or_insert(e);
+                root.get_or_insert(e);
             }
         }
     }
-    match (main, first_err) {
-        (Err(e @ Error::Aborted { .. }), Some(root)) => {
-            drop(e);
-            Err(root)
-        }
-        (Err(e), _) => Err(e),
-        (Ok(_), Some(e)) => Err(e),
-        (Ok(end), None) => Ok((end, measured)),
+    match (main, root, aborted) {
+        (_, Some(root), _) => Err(root),
+        (Err(e), None, _) => Err(e),
+        (Ok(_), None, Some(a)) => Err(a),
+        (Ok(end), None, None) => Ok((end, measured)),
     }
 }
 
@@ -627,6 +631,27 @@ fn rational_fps(fps: f64) -> Rational {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn combine_prefers_the_root_cause_and_never_reports_a_partial_finish() {
+        let aborted = || Error::Aborted { stream: "s".into() };
+        let disk = || Error::Output {
+            stream: "s".into(),
+            path: "x".into(),
+            message: "full".into(),
+            code: None,
+        };
+        assert!(matches!(
+            combine(Err(aborted()), vec![Ok((1, 1)), Err(disk())]),
+            Err(Error::Output { .. })
+        ));
+        assert!(matches!(
+            combine(Ok(Ending::Stopped), vec![Ok((1, 1)), Err(aborted())]),
+            Err(Error::Aborted { .. })
+        ));
+        let ok = combine(Ok(Ending::SourceEnded), vec![Ok((1, 2)), Ok((3, 4))]).unwrap();
+        assert_eq!(ok, (Ending::SourceEnded, vec![(1, 2), (3, 4)]));
+    }
 
     #[test]
     fn encoder_threads_follow_pixel_rate() {

@@ -2,6 +2,7 @@
 //! FFmpeg's failures into errors that say what is wrong.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::config::{PlaylistMode, StreamConfig};
 use crate::error::Error;
@@ -21,6 +22,22 @@ pub(crate) struct Source {
     pub video: StreamInfo,
     pub audio: Option<StreamInfo>,
     pub live: bool,
+    /// An HLS input: one read may wait a whole target duration for the next segment.
+    hls: bool,
+}
+
+/// The least time an HLS input's read may wait (playlists commonly target 6-10 s).
+const HLS_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Source {
+    /// How long one read may block before the source counts as stalled.
+    pub fn read_timeout(&self, config: &StreamConfig) -> Duration {
+        if self.hls {
+            config.io_timeout().max(HLS_READ_TIMEOUT)
+        } else {
+            config.io_timeout()
+        }
+    }
 }
 
 /// `lavfi:<graph>` opens FFmpeg's lavfi virtual input; `;`-separated chains get `[outN]`
@@ -90,7 +107,7 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
         interrupt.disarm();
         invalid(r)
     })?;
-    let probed = input.find_stream_info();
+    let probed = input.find_stream_info(MAX_PIXELS);
     interrupt.disarm();
     probed.map_err(av)?;
     let Some(vi) = input.best_video() else {
@@ -121,11 +138,13 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
             _ => false,
         },
     };
+    let hls = input.format_name().split(',').any(|n| n == "hls");
     Ok(Source {
         input,
         video,
         audio,
         live,
+        hls,
     })
 }
 
@@ -208,6 +227,17 @@ fn open_error(config: &StreamConfig, interrupt: &Interrupt, e: AvError) -> Error
             stream,
             url,
             timeout_ms: config.io_timeout().as_millis() as u64,
+        };
+    }
+    if config.is_network_source() && (e.is_invalid_data() || !is_io_failure(&e)) {
+        // A peer that connected and closed before sending media, or a protocol's odd code:
+        // for a network source that is a connection problem, worth a reconnect.
+        return Error::SourceIo {
+            stream,
+            url,
+            op: "opening",
+            code: e.code,
+            message: e.message(),
         };
     }
     if e.is_invalid_data() {

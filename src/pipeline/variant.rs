@@ -51,7 +51,9 @@ pub(crate) struct VariantWorker {
     last_kept_pts: Option<i64>,
     last_sent_pts: Option<i64>,
     /// pts of frames sent with a forced keyframe, waiting for their packet (the cut).
-    forced: VecDeque<i64>,
+    forced: VecDeque<(i64, bool)>,
+    /// The source restarted: the next forced keyframe starts a discontinuity.
+    restart_pending: bool,
     audio_queue: VecDeque<(f64, Packet)>,
     codecs: Option<String>,
     first_pts: Option<f64>,
@@ -94,6 +96,7 @@ impl VariantWorker {
             last_kept_pts: None,
             last_sent_pts: None,
             forced: VecDeque::new(),
+            restart_pending: false,
             audio_queue: VecDeque::new(),
             codecs: None,
             first_pts: None,
@@ -129,7 +132,7 @@ impl VariantWorker {
                     self.video(frame, force_key, stats, ladder)?
                 }
                 VariantMsg::Audio(pkt) => self.queue_audio(pkt, stream)?,
-                VariantMsg::Discontinuity => self.writer.mark_discontinuity(),
+                VariantMsg::Discontinuity => self.restart_pending = true,
                 VariantMsg::End => break,
             }
         }
@@ -194,7 +197,10 @@ impl VariantWorker {
         self.last_kept_pts = Some(pts);
         self.last_sent_pts = Some(pts);
         if force_key {
-            self.forced.push_back(pts);
+            // The first keyframe after a restart starts the segment marked as a
+            // discontinuity (not whatever boundary the encoder still holds from before).
+            self.forced
+                .push_back((pts, std::mem::take(&mut self.restart_pending)));
         }
         let passthrough = frame.width() == self.width
             && frame.height() == self.height
@@ -270,9 +276,12 @@ impl VariantWorker {
         if pkt.duration() <= 0 {
             pkt.set_duration(self.frame_ticks);
         }
-        let cut = pkt.is_key() && self.forced.front() == Some(&pts);
+        let cut = pkt.is_key() && self.forced.front().is_some_and(|f| f.0 == pts);
         if cut {
-            self.forced.pop_front();
+            let (_, restart) = self.forced.pop_front().expect("checked");
+            if restart {
+                self.writer.mark_discontinuity();
+            }
         }
         if self.codecs.is_none() {
             if let Some(avc) = h264_codec_string(pkt.data()) {

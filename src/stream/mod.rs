@@ -7,7 +7,7 @@ pub use state::{StateSet, StreamState};
 
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -63,18 +63,22 @@ struct Shared {
     stats: StatsCell,
     status: Mutex<Status>,
     changed: Condvar,
-    /// Where state events go when the stream has hooks (set once, at start).
-    hook_tx: OnceLock<Sender<StateEvent>>,
+    /// Where state events go when the stream has hooks (set at start).
+    hook_tx: Mutex<Option<Sender<StateEvent>>>,
 }
 
 impl Shared {
-    /// Moves to `to` unless the stream is already terminal (or already there).
+    /// Moves to `to` unless the stream is already terminal (or already there). Once
+    /// `Stopping`, only a terminal state may follow.
     fn transition(&self, to: StreamState, error: Option<Error>) {
         let now = Instant::now();
-        let from = {
+        let (from, terminal_event) = {
             let mut s = self.status.lock();
             let from = s.state;
-            if from.is_terminal() || from == to {
+            if from.is_terminal()
+                || from == to
+                || (from == StreamState::Stopping && !to.is_terminal())
+            {
                 return;
             }
             let spent = now - s.since;
@@ -87,27 +91,48 @@ impl Shared {
             if let Some(e) = &error {
                 s.error = Some(e.clone());
             }
-            from
+            let tx = self.hook_tx.lock().clone();
+            let ev = tx.map(|tx| {
+                let ev = StateEvent {
+                    stream: self.config.id().to_owned(),
+                    from,
+                    to,
+                    error,
+                    at: std::time::SystemTime::now(),
+                };
+                (tx, ev)
+            });
+            // Events are queued under the status lock so they reach hooks in the order the
+            // states changed. Only the terminal one may wait for room (outside the lock).
+            let terminal_event = match ev {
+                Some((tx, ev)) if to.is_terminal() => Some((tx, ev)),
+                Some((tx, ev)) => {
+                    if let Err(TrySendError::Full(ev)) = tx.try_send(ev) {
+                        log::warn!(
+                            "stream {}: hooks are not keeping up; dropped {} -> {}",
+                            ev.stream,
+                            ev.from,
+                            ev.to
+                        );
+                    }
+                    None
+                }
+                None => None,
+            };
+            (from, terminal_event)
         };
         self.changed.notify_all();
         log::debug!("stream {}: {from} -> {to}", self.config.id());
-        if let Some(tx) = self.hook_tx.get() {
-            let ev = StateEvent {
-                stream: self.config.id().to_owned(),
-                from,
-                to,
-                error,
-                at: std::time::SystemTime::now(),
-            };
-            if let Err(TrySendError::Full(ev)) = tx.try_send(ev) {
-                log::warn!(
-                    "stream {}: hooks are not keeping up; dropped state event {} -> {}",
-                    ev.stream,
-                    ev.from,
-                    ev.to
-                );
-            }
+        if let Some((tx, ev)) = terminal_event {
+            // The hook thread exits after this event; give a busy hook a moment to make
+            // room, and past that the hook thread still exits once it sees the end.
+            let _ = tx.send_timeout(ev, Duration::from_secs(1));
         }
+    }
+
+    /// True once the stream is terminal: the hook thread may exit when its queue is empty.
+    fn is_finished(&self) -> bool {
+        self.status.lock().state.is_terminal()
     }
 
     fn state(&self) -> StreamState {
@@ -259,7 +284,7 @@ impl Stream<New> {
                     aborted: false,
                 }),
                 changed: Condvar::new(),
-                hook_tx: OnceLock::new(),
+                hook_tx: Mutex::new(None),
             }),
             worker: None,
             hook_thread: None,
@@ -305,12 +330,17 @@ impl Stream<New> {
                     stream: self.id().to_owned(),
                     message: format!("spawning the stream thread: {e}"),
                 };
-                // Ends the hook thread (it stops after a terminal event) and joins it.
-                self.shared
-                    .transition(StreamState::Failed, Some(error.clone()));
+                // Hand the stream back as it was: New, no hook thread (dropping the sender
+                // ends it), ready to be started again.
+                drop(self.shared.hook_tx.lock().take());
                 if let Some(h) = hook_thread {
                     let _ = h.join();
                 }
+                let mut s = self.shared.status.lock();
+                s.state = StreamState::New;
+                s.started = None;
+                s.time_in = [Duration::ZERO; 7];
+                drop(s);
                 Err(StartError {
                     error,
                     stream: Box::new(self),
@@ -320,7 +350,7 @@ impl Stream<New> {
     }
 
     fn spawn_hook_thread(&self) -> Result<Option<JoinHandle<()>>, Error> {
-        if self.hooks.is_empty() || self.shared.hook_tx.get().is_some() {
+        if self.hooks.is_empty() {
             return Ok(None);
         }
         let (tx, rx) = crossbeam_channel::bounded(hooks::HOOK_QUEUE);
@@ -330,13 +360,14 @@ impl Stream<New> {
             .name(format!("sv-{}-hooks", self.id()))
             .spawn(move || {
                 let snapshot = || (shared.state(), shared.snapshot());
-                hooks::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot);
+                let finished = || shared.is_finished();
+                hooks::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot, &finished);
             })
             .map_err(|e| Error::Internal {
                 stream: self.id().to_owned(),
                 message: format!("spawning the hook thread: {e}"),
             })?;
-        let _ = self.shared.hook_tx.set(tx);
+        *self.shared.hook_tx.lock() = Some(tx);
         Ok(Some(handle))
     }
 }
@@ -471,9 +502,13 @@ fn far_future() -> Instant {
 
 /// Joins the hook thread, unless this *is* the hook thread (a hook that stops or drops
 /// its own stream): it exits by itself right after the terminal event it is delivering.
+///
+/// Also when called from *any* stream's hook thread: a hook that ends another stream, or
+/// shuts a manager down, would otherwise wait on a hook thread that may be waiting on it.
+/// The thread is then left to finish by itself (it exits right after its terminal event).
 fn join_hook_thread(h: &mut Option<JoinHandle<()>>) {
     if let Some(h) = h.take() {
-        if h.thread().id() != std::thread::current().id() {
+        if !hooks::on_hook_thread() {
             let _ = h.join();
         }
     }
