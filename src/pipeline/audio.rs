@@ -7,6 +7,9 @@ use crate::ffi::{
     Rational, Resampler, Step, StreamInfo, NO_PTS,
 };
 
+/// Audio may stray this far (seconds) from its timestamps before it is put back on them.
+pub(crate) const MAX_AUDIO_DRIFT: f64 = 0.2;
+
 /// Sample rates AAC-LC carries; anything else is resampled to 48 kHz.
 const AAC_RATES: [i32; 9] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000,
@@ -105,9 +108,16 @@ impl AudioChain {
     /// Feeds one packet (or `None` at the end, which drains everything) and hands every
     /// encoded packet to `out(encoder_index, packet)`. Returns the decoded frame count and
     /// whether the packet was corrupt (skipped, not fatal).
+    ///
+    /// `timeline`: seconds to add to this source's audio timestamps to place them on the
+    /// output timeline (the video's offset), or `None` while that is not known yet (right
+    /// after a source restart). Audio that drifts from it by more than [`MAX_AUDIO_DRIFT`]
+    /// is put back: a gap (lost packets) moves the audio clock forward; audio that runs
+    /// ahead of its timestamps is dropped until they catch up.
     pub fn push(
         &mut self,
         pkt: Option<&Packet>,
+        timeline: Option<f64>,
         out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
     ) -> Result<(u64, bool), Error> {
         let Some(decoder) = self.decoder.as_mut() else {
@@ -133,6 +143,9 @@ impl AudioChain {
             }
             decoded += 1;
             let frame = std::mem::take(&mut self.frame);
+            if !self.keep_on_timeline(&frame, timeline) {
+                continue;
+            }
             self.resample(Some(&frame))?;
             self.encode_ready(false, out)?;
         }
@@ -143,6 +156,32 @@ impl AudioChain {
             self.encode_ready(false, out)?;
         }
         Ok((decoded, corrupt))
+    }
+
+    /// Re-anchors the audio clock when a frame's timestamp and the samples counted so far
+    /// disagree by more than [`MAX_AUDIO_DRIFT`]; false when the frame is to be dropped.
+    fn keep_on_timeline(&mut self, f: &Frame, timeline: Option<f64>) -> bool {
+        let (Some(offset), Some(next)) = (timeline, self.next_pts) else {
+            return true;
+        };
+        let pts = f.best_effort_pts();
+        if pts == NO_PTS {
+            return true;
+        }
+        let rate = f64::from(self.encoders[0].ctx.sample_rate());
+        let buffered = f64::from(self.resampler.as_ref().map_or(0, Resampler::buffered));
+        let expected = pts as f64 * self.in_tb.as_f64() + offset;
+        let drift = expected - (next as f64 + buffered) / rate;
+        if drift > MAX_AUDIO_DRIFT {
+            log::debug!(
+                "stream {}: audio gap of {drift:.3} s; moving the audio clock",
+                self.stream
+            );
+            self.next_pts = Some(next + (drift * rate).round() as i64);
+        } else if drift < -MAX_AUDIO_DRIFT {
+            return false;
+        }
+        true
     }
 
     /// The stream is done: encode the short tail and drain every encoder.

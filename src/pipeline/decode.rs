@@ -471,8 +471,12 @@ impl<'a> DecodeLoop<'a> {
     }
 
     fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
-        let (frames, corrupt) =
-            audio.push(pkt, &mut |enc, packet| self.route_audio(enc, packet))?;
+        // Until the first video frame after a restart sets the new offset, audio cannot be
+        // placed against it.
+        let timeline = (!self.rebase).then(|| self.offset as f64 * self.time_base.as_f64());
+        let (frames, corrupt) = audio.push(pkt, timeline, &mut |enc, packet| {
+            self.route_audio(enc, packet)
+        })?;
         self.stats
             .audio_frames_in
             .fetch_add(frames, Ordering::Relaxed);

@@ -347,3 +347,76 @@ fn sixty_fps_source_and_a_frame_rate_cap() {
     assert_eq!(capped_stats.frames_out, 120);
     assert_eq!(capped_stats.frames_dropped, 120);
 }
+
+/// Audio packets of the source, (pts, duration) in seconds, from ffprobe.
+fn audio_packets(path: &Path) -> Vec<(f64, f64)> {
+    let v = ffprobe_json(
+        path,
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+        ],
+    );
+    v["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let t = p["pts_time"].as_str()?.parse().ok()?;
+            let d = p["duration_time"]
+                .as_str()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(0.0);
+            Some((t, d))
+        })
+        .collect()
+}
+
+#[test]
+fn a_gap_in_the_source_audio_stays_a_gap_so_audio_keeps_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("gap.ts");
+    // One second of audio (1 s to 2 s) is missing; the rest keeps its timestamps.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30:duration=4",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=4",
+        "-af",
+        "aselect='not(between(t,1,2))'",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-c:a",
+        "aac",
+        "-f",
+        "mpegts",
+        src.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("out");
+    let report = run_to_end(config("gap", src.to_str().unwrap(), &out, &["360p"]));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let packets = audio_packets(&out.join("360p/index.m3u8"));
+    let video_start = first_video_packet(&out.join("360p/seg_00000.ts")).0;
+    let widest = packets
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0 - w[0].1)
+        .fold(0.0, f64::max);
+    assert!(
+        widest > 0.8,
+        "the one-second hole is kept (widest gap {widest:.3} s)"
+    );
+    let (last, dur) = *packets.last().unwrap();
+    let audio_end = last + dur - video_start;
+    assert!(
+        (audio_end - 4.0).abs() < 0.15,
+        "audio ends with the video at 4 s, not 1 s early: {audio_end:.3}"
+    );
+}
