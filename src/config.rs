@@ -516,6 +516,7 @@ pub struct StreamConfig {
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
     panic_after_frames: Option<u64>,
+    hardware_loss_after_frames: Option<u64>,
 }
 
 impl StreamConfig {
@@ -538,6 +539,7 @@ impl StreamConfig {
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 panic_after_frames: None,
+                hardware_loss_after_frames: None,
             },
         }
     }
@@ -604,6 +606,10 @@ impl StreamConfig {
     pub(crate) fn panic_after_frames(&self) -> Option<u64> {
         self.panic_after_frames
     }
+
+    pub(crate) fn hardware_loss_after_frames(&self) -> Option<u64> {
+        self.hardware_loss_after_frames
+    }
 }
 
 /// Builder for [`StreamConfig`]; `build` validates everything.
@@ -657,6 +663,14 @@ impl StreamConfigBuilder {
     #[doc(hidden)]
     pub fn inject_panic_after_frames(mut self, frames: u64) -> Self {
         self.config.panic_after_frames = Some(frames);
+        self
+    }
+
+    /// Fault injection for tests of hardware recovery: the decoder reports a lost device
+    /// after this many frames. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_hardware_loss_after_frames(mut self, frames: u64) -> Self {
+        self.config.hardware_loss_after_frames = Some(frames);
         self
     }
 

@@ -315,6 +315,16 @@ impl InputContext {
         }
     }
 
+    /// Seeks `index` to the keyframe at or before `ts` (in that stream's time base).
+    pub fn seek_before(&mut self, index: usize, ts: i64) -> Result<(), AvError> {
+        let (ctx, stream) = (self.ptr.as_ptr(), index as c_int);
+        // SAFETY: the context is an opened input and index one of its streams.
+        let ret =
+            unsafe { sys::av_seek_frame(ctx, stream, ts, sys::AVSEEK_FLAG_BACKWARD as c_int) };
+        check(ret, "av_seek_frame")?;
+        Ok(())
+    }
+
     /// Reads the next packet into `pkt` (which is unreferenced first).
     pub fn read(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
         pkt.unref();

@@ -22,6 +22,8 @@ use crate::stats::StatsCell;
 pub(crate) struct Session {
     pub src: Source,
     video_dec: CodecContext,
+    /// Decoding on a hardware device: decoder failures are hardware failures.
+    on_hardware: bool,
 }
 
 impl Session {
@@ -48,7 +50,11 @@ impl Session {
             .chain(src.audio.as_ref().map(|a| a.index))
             .collect();
         src.input.keep_only(&keep);
-        Ok(Session { src, video_dec })
+        Ok(Session {
+            src,
+            video_dec,
+            on_hardware: hw.is_some(),
+        })
     }
 }
 
@@ -165,7 +171,22 @@ pub(crate) struct DecodeLoop<'a> {
     first_pts: Option<i64>,
     next_boundary: i64,
     last_pts: Option<i64>,
+    /// The last video frame's and audio packet's timestamps in the source's time bases,
+    /// where a reopened file source resumes.
+    last_src_video: Option<i64>,
+    last_src_audio: Option<i64>,
+    /// Set after reopening a file source: media up to here was already sent.
+    resume: Option<ResumePoint>,
+    /// Test-only fault injection: a hardware failure after this many frames.
+    hardware_fault_in: Option<u64>,
     frame: Frame,
+}
+
+/// Where a reopened file source continues: the last video/audio timestamps already sent.
+#[derive(Debug, Clone, Copy)]
+struct ResumePoint {
+    video: Option<i64>,
+    audio: Option<i64>,
 }
 
 impl<'a> DecodeLoop<'a> {
@@ -203,6 +224,10 @@ impl<'a> DecodeLoop<'a> {
             first_pts: None,
             next_boundary: 0,
             last_pts: None,
+            last_src_video: None,
+            last_src_audio: None,
+            resume: None,
+            hardware_fault_in: config.hardware_loss_after_frames(),
             frame: Frame::new(),
         }
     }
@@ -230,6 +255,31 @@ impl<'a> DecodeLoop<'a> {
         Ok(())
     }
 
+    /// The same file source was reopened (after a hardware failure): seek back to the last
+    /// frame sent and drop what comes before it again, so nothing is lost or sent twice.
+    pub fn resume(&mut self, session: &mut Session) -> Result<(), Error> {
+        let point = ResumePoint {
+            video: self.last_src_video,
+            audio: self.last_src_audio,
+        };
+        if let Some(v) = point.video {
+            let index = session.src.video.index;
+            session
+                .src
+                .input
+                .seek_before(index, v)
+                .map_err(|e| Error::SourceIo {
+                    stream: self.stream().to_owned(),
+                    url: self.config.source().to_owned(),
+                    op: "seeking",
+                    code: e.code,
+                    message: e.message(),
+                })?;
+        }
+        self.resume = Some(point);
+        Ok(())
+    }
+
     /// Reads and decodes until the source ends, a stop, or an error. Frames already decoded
     /// are always flushed to the variants before returning (except on abort).
     pub fn run_session(
@@ -247,7 +297,7 @@ impl<'a> DecodeLoop<'a> {
         }
         // Drain: every frame decoded so far reaches every variant.
         let tb = session.src.video.time_base;
-        self.decode_video(&mut session.video_dec, None, tb)?;
+        self.decode_video(&mut session.video_dec, None, tb, session.on_hardware)?;
         if let Some(a) = audio {
             self.decode_audio(a, None)?;
         }
@@ -341,8 +391,22 @@ impl<'a> DecodeLoop<'a> {
                 self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
             }
             if pkt.stream_index() == vi {
-                self.decode_video(&mut session.video_dec, Some(&pkt), src_tb)?;
+                self.decode_video(
+                    &mut session.video_dec,
+                    Some(&pkt),
+                    src_tb,
+                    session.on_hardware,
+                )?;
             } else if Some(pkt.stream_index()) == ai {
+                if self.resume.is_some_and(|r| {
+                    r.audio
+                        .is_some_and(|a| pkt.pts() != NO_PTS && pkt.pts() <= a)
+                }) {
+                    continue; // fed before the source was reopened
+                }
+                if pkt.pts() != NO_PTS {
+                    self.last_src_audio = Some(pkt.pts());
+                }
                 if let Some(a) = audio.as_deref_mut() {
                     self.decode_audio(a, Some(&pkt))?;
                 }
@@ -368,18 +432,39 @@ impl<'a> DecodeLoop<'a> {
         }
     }
 
+    fn hardware_error(&self, reason: String, code: Option<i32>) -> Error {
+        Error::Hardware {
+            stream: self.stream().to_owned(),
+            device: self.config.hw_device().map_or_else(
+                || "none".to_owned(),
+                |d| format!("{:?}:{}", d.kind, d.device),
+            ),
+            reason,
+            code,
+        }
+    }
+
+    fn video_decoder_error(&self, on_hardware: bool, e: crate::ffi::AvError) -> Error {
+        if on_hardware {
+            self.hardware_error(format!("decoding: {e}"), Some(e.code))
+        } else {
+            Error::codec(self.stream(), "video decoder", e)
+        }
+    }
+
     fn decode_video(
         &mut self,
         dec: &mut CodecContext,
         pkt: Option<&Packet>,
         src_tb: Rational,
+        on_hardware: bool,
     ) -> Result<(), Error> {
         match dec.send_packet(pkt) {
             Ok(_) => {}
             Err(e) if e.is_invalid_data() => {
                 self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
             }
-            Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+            Err(e) => return Err(self.video_decoder_error(on_hardware, e)),
         }
         loop {
             match dec.receive_frame(&mut self.frame) {
@@ -389,15 +474,22 @@ impl<'a> DecodeLoop<'a> {
                     self.stats.corrupt_packets.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-                Err(e) => return Err(Error::codec(self.stream(), "video decoder", e)),
+                Err(e) => return Err(self.video_decoder_error(on_hardware, e)),
+            }
+            if self
+                .hardware_fault_in
+                .is_some_and(|n| self.stats.frames_in.load(Ordering::Relaxed) >= n)
+            {
+                self.hardware_fault_in = None;
+                return Err(self.hardware_error("injected fault: the device was lost".into(), None));
             }
             let mut frame = std::mem::take(&mut self.frame);
             if frame.is_hardware() {
-                frame = frame.download().map_err(|e| Error::Hardware {
-                    stream: self.stream().to_owned(),
-                    device: format!("{:?}", self.config.hw_device()),
-                    reason: format!("copying a decoded picture to memory: {e}"),
-                    code: Some(e.code),
+                frame = frame.download().map_err(|e| {
+                    self.hardware_error(
+                        format!("copying a decoded picture to memory: {e}"),
+                        Some(e.code),
+                    )
                 })?;
             }
             self.fan_out(frame, src_tb)?;
@@ -408,6 +500,15 @@ impl<'a> DecodeLoop<'a> {
     /// shares it with every variant.
     fn fan_out(&mut self, mut frame: Frame, src_tb: Rational) -> Result<(), Error> {
         let raw = frame.best_effort_pts();
+        if let Some(r) = self.resume {
+            if r.video.is_some_and(|v| raw != NO_PTS && raw <= v) {
+                return Ok(()); // sent before the source was reopened
+            }
+            self.resume = None;
+        }
+        if raw != NO_PTS {
+            self.last_src_video = Some(raw);
+        }
         let mut pts = if raw == NO_PTS {
             self.last_pts.map_or(0, |p| p + self.frame_ticks)
         } else {

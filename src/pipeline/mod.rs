@@ -17,7 +17,7 @@ use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 
 use crate::config::{HwKind, StreamConfig, VariantProfile};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::ffi::{
     CodecContext, HwDeviceContext, Interrupt, Rational, VideoEncoderSettings, PIX_FMT_YUV420P,
 };
@@ -343,7 +343,7 @@ pub(crate) fn run(
     let stream = config.id();
     // Whatever happens next, an earlier run's master must not claim this run's ladder.
     remove_if_exists(stream, &config.output_dir().join(hls::MASTER_PLAYLIST))?;
-    let hw = open_hardware(config, stats, events)?;
+    let mut hw = open_hardware(config, stats, events)?;
     let mut recovering = hw.is_none() && config.hw_device().is_some();
     // The first connection is retried like a reconnect (a publisher may start late).
     let session = match Session::open(config, control, hw.as_ref(), None) {
@@ -497,6 +497,7 @@ pub(crate) fn run(
             src_fps,
         );
         let mut current = Some(session);
+        let mut fell_back = false;
         let main = loop {
             let mut s = current.take().expect("a session per turn");
             let r = decode.run_session(&mut s, audio.as_mut(), events);
@@ -504,6 +505,37 @@ pub(crate) fn run(
             drop(s);
             match r {
                 Ok(end) => break Ok(end),
+                Err(e)
+                    if e.kind() == ErrorKind::Hardware
+                        && config.recovery().hardware_fallback
+                        && !fell_back =>
+                {
+                    // The device was lost mid-stream: go on on the CPU, from where we were.
+                    fell_back = true;
+                    log::warn!("{e}; falling back to the CPU");
+                    stats.errors.fetch_add(1, Ordering::Relaxed);
+                    stats.hardware_fallbacks.fetch_add(1, Ordering::Relaxed);
+                    events(PipelineEvent::Recovering(e));
+                    hw = None;
+                    let reopened = Session::open(config, control, None, audio.as_mut()).and_then(
+                        |mut next| {
+                            if next.src.live {
+                                decode.discontinuity(audio.as_mut())?;
+                            } else {
+                                decode.resume(&mut next)?;
+                            }
+                            Ok(next)
+                        },
+                    );
+                    match reopened {
+                        Ok(next) => {
+                            current = Some(next);
+                            stats.recoveries.fetch_add(1, Ordering::Relaxed);
+                            events(PipelineEvent::Recovered);
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
                 Err(e) if decode::should_reconnect(config, &e) => {
                     stats.errors.fetch_add(1, Ordering::Relaxed);
                     events(PipelineEvent::Recovering(e.clone()));

@@ -328,3 +328,87 @@ fn a_stop_while_recovering_finishes_the_outputs() {
         assert_eq!(v.frames_out, report.stats.frames_in);
     }
 }
+
+fn lost_device_config(
+    src: &std::path::Path,
+    out: &std::path::Path,
+    fallback: bool,
+) -> StreamConfig {
+    StreamConfig::builder("lost", src.to_str().unwrap(), out)
+        .profile(
+            AbrProfile::from_rungs(&["360p", "240p"])
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .recovery(RecoveryPolicy::default().with_hardware_fallback(fallback))
+        .inject_hardware_loss_after_frames(40)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_device_lost_mid_file_falls_back_without_losing_or_repeating_media() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_mp4(dir.path(), "in.mp4", "640x360", 30, 5, true);
+    let out = dir.path().join("o");
+    let (hooks, seen) = recorder();
+    let running = Stream::new(lost_device_config(&src, &out, true))
+        .with_hooks(hooks)
+        .start()
+        .unwrap();
+    let report = running.wait();
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert_eq!(report.stats.hardware_fallbacks, 1);
+    assert_eq!(report.stats.recoveries, 1);
+    assert_eq!(report.stats.frames_in, 150, "every source frame once");
+    use StreamState::*;
+    assert_eq!(
+        states(&seen),
+        vec![Starting, Running, Error, Running, Stopping, Stopped]
+    );
+    for v in &report.stats.variants {
+        let playlist = out.join(&v.name).join("index.m3u8");
+        assert_eq!(probe_video(&playlist).frames, 150, "{}", v.name);
+        let text = std::fs::read_to_string(&playlist).unwrap();
+        assert!(
+            !text.contains("DISCONTINUITY"),
+            "a file resumes where it was: no discontinuity"
+        );
+        // Audio neither repeated nor lost: monotonic, and it spans the 5 s.
+        let v = ffprobe_json(
+            &playlist,
+            &[
+                "-select_streams",
+                "a:0",
+                "-show_entries",
+                "packet=pts_time,duration_time",
+            ],
+        );
+        let pts: Vec<f64> = v["packets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["pts_time"].as_str()?.parse().ok())
+            .collect();
+        assert!(
+            pts.windows(2).all(|w| w[1] > w[0]),
+            "audio timestamps go forward"
+        );
+        let span = pts.last().unwrap() - pts.first().unwrap();
+        assert!(
+            (span - 5.0).abs() < 0.1,
+            "audio spans the source's 5 s: {span:.3}"
+        );
+    }
+}
+
+#[test]
+fn a_device_lost_mid_file_fails_when_fallback_is_forbidden() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = make_mp4(dir.path(), "in.mp4", "640x360", 30, 3, false);
+    let report = run_to_end(lost_device_config(&src, &dir.path().join("o"), false));
+    assert_eq!(report.state, StreamState::Failed);
+    let e = report.error.unwrap();
+    assert_eq!(e.kind(), ErrorKind::Hardware, "{e}");
+    assert!(e.to_string().contains("device was lost"), "{e}");
+}
