@@ -131,7 +131,13 @@ thread_local! {
     static ON_HOOK_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// True on a stream's hook thread (a hook is running, or may run, on this thread).
+/// Marks this thread as working on behalf of a hook thread (see [`on_hook_thread`]).
+pub(crate) fn act_for_hook_thread(yes: bool) {
+    ON_HOOK_THREAD.with(|f| f.set(yes));
+}
+
+/// True on a stream's hook thread (a hook is running, or may run, on this thread), or on a
+/// thread working on its behalf.
 pub(crate) fn on_hook_thread() -> bool {
     ON_HOOK_THREAD.with(std::cell::Cell::get)
 }

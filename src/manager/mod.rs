@@ -381,12 +381,17 @@ impl Manager {
             entries
         };
         self.inner.changed.notify_all();
+        let from_hook = crate::hooks::on_hook_thread();
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries
                 .into_iter()
                 .map(|e| {
                     let inner = &self.inner;
-                    s.spawn(move || finish(inner, e, |st| st.stop(deadline)))
+                    s.spawn(move || {
+                        // A shutdown from a hook must not join hook threads from here either.
+                        crate::hooks::act_for_hook_thread(from_hook);
+                        finish(inner, e, |st| st.stop(deadline))
+                    })
                 })
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()

@@ -82,6 +82,11 @@ fn stopping_a_live_tcp_source_finishes_every_variant() {
     drop(server);
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     assert!(!report.stop_deadline_exceeded && !report.aborted);
+    assert!(
+        report.error.is_none() && report.stats.errors == 0,
+        "a stop is not a source failure: {:?}",
+        report.error
+    );
     let decoded = report.stats.frames_in;
     assert!(decoded >= 45, "about 3 s of 30 fps decoded, got {decoded}");
     for v in &report.stats.variants {

@@ -57,6 +57,10 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     assert_eq!(r, Refusal::MaxConcurrent { limit: 2 });
     assert!(r.to_string().contains("max_concurrent (2)"), "{r}");
     assert_eq!(m.list().len(), 2, "a refusal starts nothing");
+    let same_dir = StreamConfig::builder("other", "lavfi:testsrc2", dir.path().join("a"))
+        .build()
+        .unwrap();
+    assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
     m.shutdown(Duration::from_secs(5));
 
     // Pool capacity: one small stream fits, a second does not.
@@ -461,4 +465,56 @@ fn thirty_two_streams_child() {
         names()
     );
     assert_eq!(fd_count(), fds, "descriptors back to the baseline");
+}
+
+#[test]
+fn a_hook_may_shut_the_manager_down_and_streams_may_end_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let cell: Arc<OnceLock<Weak<Manager>>> = Arc::new(OnceLock::new());
+    let c = cell.clone();
+    let hooks = Hooks::new().on_state_change(move |ev| {
+        let Some(m) = c.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        if ev.to == StreamState::Running {
+            // a ends b, b ends a: both hooks at once, each waiting on the other's stream.
+            if ev.stream == "a" || ev.stream == "b" {
+                let other = if ev.stream == "a" { "b" } else { "a" };
+                let until = Instant::now() + Duration::from_secs(10);
+                while m.state(other) != Some(StreamState::Running) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let _ = m.terminate_stream(other, Duration::from_secs(5));
+            }
+        }
+        if ev.stream == "c" && ev.to == StreamState::Running {
+            m.shutdown(Duration::from_secs(5));
+        }
+    });
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .hooks(hooks)
+            .build()
+            .unwrap(),
+    );
+    cell.set(Arc::downgrade(&m)).unwrap();
+    m.create_stream(small("a", dir.path(), None)).unwrap();
+    m.create_stream(small("b", dir.path(), None)).unwrap();
+    assert!(
+        m.wait_idle(Duration::from_secs(30)),
+        "a and b ended each other: {:?}",
+        m.list()
+    );
+    m.create_stream(small("c", dir.path(), None)).unwrap();
+    assert!(
+        m.wait_idle(Duration::from_secs(30)),
+        "c's hook shut the manager down: {:?}",
+        m.list()
+    );
+    assert!(matches!(
+        refusal(m.create_stream(small("d", dir.path(), None))),
+        Refusal::ShuttingDown
+    ));
+    assert_eq!(m.pool_usage().allocations, 0);
 }
