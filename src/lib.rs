@@ -23,6 +23,32 @@
 //! # Ok::<(), streamvisor::Error>(())
 //! ```
 //!
+//! ## Lifecycle
+//! [`Stream<New>`](Stream) is configured ([`Stream::with_hooks`]) and started;
+//! [`Stream<Running>`](Stream) is observed ([`Stream::state`], [`Stream::stats`],
+//! [`Stream::wait_for`]), stopped ([`Stream::stop`]: drain and finish every output by a
+//! deadline), aborted ([`Stream::abort`]) or waited on ([`Stream::wait`]). At run time the
+//! [`StreamState`] moves `New → Starting → Running → Stopping → Stopped`, through `Error`
+//! while recovering, and to `Failed` when it cannot. The final [`StreamReport`] keeps the
+//! figures, the error and the time spent in each state.
+//!
+//! ## Errors and recovery
+//! One [`Error`] enum with [`Error::kind`] and [`Error::is_recoverable`]. A
+//! [`RecoveryPolicy`] reconnects network sources (refused, reset, stalled, ended) with
+//! jittered exponential backoff, continuing the same playlists after an
+//! `#EXT-X-DISCONTINUITY`, and falls back from a hardware device to the CPU.
+//!
+//! ## Many streams
+//! A [`Manager`] admits streams against `max_concurrent` and a [`ResourcePool`] priced
+//! from each config, refuses with a [`Refusal`] naming what ran short, releases each
+//! stream's [`Allocation`] exactly once however it ends, watches for stalls, can restart
+//! failed streams, and shuts everything down in parallel.
+//!
+//! ## Hooks
+//! [`Hooks`] receive every state change ([`StateEvent`]) and periodic [`StatsEvent`]s on a
+//! stream's own hook thread, in order, inside `catch_unwind`; a slow or panicking hook
+//! never stalls or kills the media threads, and hooks may call back into a [`Manager`].
+//!
 //! ## Layout on disk
 //! `<output_dir>/master.m3u8` and `<output_dir>/<variant>/index.m3u8` with its segments
 //! (`seg_00000.ts`, ...). Every variant has a keyframe at every segment boundary, on the
