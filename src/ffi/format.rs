@@ -194,8 +194,7 @@ impl InputContext {
         } else {
             ptrs.as_mut_ptr()
         };
-        // SAFETY: the context is an opened input; opts is NULL or an array of nb_streams
-        // dictionaries, which FFmpeg may replace in place (we read the new pointers back).
+        // SAFETY: the context is an opened input; opts is NULL or an array of nb_streams dictionaries, which FFmpeg may replace in place (we read the new pointers back).
         let ret = unsafe { sys::avformat_find_stream_info(self.ptr.as_ptr(), opts) };
         for (d, p) in dicts.iter_mut().zip(ptrs) {
             // FFmpeg may have reallocated a dictionary: the owner must free the current one.
@@ -317,10 +316,13 @@ impl InputContext {
 
     /// Seeks `index` to the keyframe at or before `ts` (in that stream's time base).
     pub fn seek_before(&mut self, index: usize, ts: i64) -> Result<(), AvError> {
-        let (ctx, stream) = (self.ptr.as_ptr(), index as c_int);
+        let (ctx, stream, backward) = (
+            self.ptr.as_ptr(),
+            index as c_int,
+            sys::AVSEEK_FLAG_BACKWARD as c_int,
+        );
         // SAFETY: the context is an opened input and index one of its streams.
-        let ret =
-            unsafe { sys::av_seek_frame(ctx, stream, ts, sys::AVSEEK_FLAG_BACKWARD as c_int) };
+        let ret = unsafe { sys::av_seek_frame(ctx, stream, ts, backward) };
         check(ret, "av_seek_frame")?;
         Ok(())
     }
