@@ -134,6 +134,7 @@ fn run(args: Args) -> Result<bool, String> {
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let mut admitted = 0usize;
+    let mut never_fit = 0usize;
     while !stop.load(Ordering::SeqCst) {
         // Submit what is waiting; keep the refused ones only with --retry.
         let mut waiting = VecDeque::new();
@@ -148,6 +149,12 @@ fn run(args: Args) -> Result<bool, String> {
         if queue.is_empty() {
             if manager.wait_idle(Duration::from_millis(200)) {
                 break;
+            }
+        } else if manager.list().is_empty() {
+            // Refused with nothing running: these can never fit on this machine.
+            for cfg in queue.drain(..) {
+                eprintln!("{}: can never be admitted here; giving up", cfg.id());
+                never_fit += 1;
             }
         } else {
             // Wait for capacity: a stream ending frees it.
@@ -180,7 +187,7 @@ fn run(args: Args) -> Result<bool, String> {
     }
     let all_stopped =
         reports.len() == admitted && reports.iter().all(|r| r.state == StreamState::Stopped);
-    Ok(all_stopped && queue.is_empty())
+    Ok(all_stopped && queue.is_empty() && never_fit == 0)
 }
 
 fn main() -> ExitCode {
