@@ -1,5 +1,6 @@
 //! The crate's one error type and its classification.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use crate::ffi::AvError;
@@ -51,7 +52,7 @@ pub enum Refusal {
     },
     /// The resource pool cannot cover the stream.
     #[error("resource pool short of {0}")]
-    Capacity(crate::manager::Shortage),
+    Capacity(Shortage),
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,
@@ -197,15 +198,6 @@ pub enum Error {
         /// Stream id.
         stream: String,
     },
-
-    /// The operation does not apply in the stream's current state.
-    #[error("stream {stream}: {message}")]
-    InvalidState {
-        /// Stream id.
-        stream: String,
-        /// What was attempted and why it cannot be done.
-        message: String,
-    },
 }
 
 impl Error {
@@ -219,9 +211,7 @@ impl Error {
             Error::Hardware { .. } => ErrorKind::Hardware,
             Error::Output { .. } => ErrorKind::Output,
             Error::Codec { .. } => ErrorKind::Codec,
-            Error::Panicked { .. } | Error::Internal { .. } | Error::InvalidState { .. } => {
-                ErrorKind::Internal
-            }
+            Error::Panicked { .. } | Error::Internal { .. } => ErrorKind::Internal,
             Error::Aborted { .. } => ErrorKind::Aborted,
             Error::Refused { .. } => ErrorKind::Refused,
             Error::UnknownStream { .. } => ErrorKind::InvalidConfig,
@@ -260,8 +250,7 @@ impl Error {
             | Error::Internal { stream, .. }
             | Error::Aborted { stream }
             | Error::Refused { stream, .. }
-            | Error::UnknownStream { stream }
-            | Error::InvalidState { stream, .. } => Some(stream),
+            | Error::UnknownStream { stream } => Some(stream),
         }
     }
 
@@ -295,6 +284,54 @@ impl Error {
             stream: stream.to_owned(),
             what: what.into(),
             source,
+        }
+    }
+}
+
+/// What ran short when a stream was refused.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Shortage {
+    /// Not enough compute units.
+    Compute {
+        /// Units the stream needs.
+        needed: f64,
+        /// Units free.
+        free: f64,
+    },
+    /// Not enough memory.
+    Memory {
+        /// Bytes the stream needs.
+        needed: u64,
+        /// Bytes free.
+        free: u64,
+    },
+    /// A hardware device is at its session limit.
+    HwSessions {
+        /// The device key.
+        device: String,
+        /// Its session limit.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for Shortage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shortage::Compute { needed, free } => {
+                write!(f, "compute: needs {needed:.1} units, {free:.1} free")
+            }
+            Shortage::Memory { needed, free } => {
+                write!(
+                    f,
+                    "memory: needs {} MiB, {} MiB free",
+                    needed >> 20,
+                    free >> 20
+                )
+            }
+            Shortage::HwSessions { device, limit } => {
+                write!(f, "hardware sessions: {device} is at its limit of {limit}")
+            }
         }
     }
 }

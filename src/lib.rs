@@ -66,7 +66,9 @@ mod error;
 mod ffi;
 mod hooks;
 mod manager;
+mod panic;
 mod pipeline;
+mod state;
 mod stats;
 mod stream;
 
@@ -75,16 +77,16 @@ pub use config::{
     StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
     X264_PRESETS,
 };
-pub use error::{Error, ErrorKind, Refusal, Result};
+pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
     device_key, price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage,
-    ResourceCapacity, ResourceCost, ResourcePool, RestartPolicy, Shortage, StreamSummary,
-    UNITS_PER_CORE,
+    ResourceCapacity, ResourceCost, ResourcePool, RestartPolicy, StreamSummary, UNITS_PER_CORE,
 };
+pub use state::{StateSet, StreamState};
 pub use stats::{StreamStats, VariantStats};
-pub use stream::{New, Running, Stage, StartError, StateSet, Stream, StreamReport, StreamState};
+pub use stream::{New, Running, Stage, StartError, Stream, StreamReport};
 
 /// The README's Rust example, compiled as a doc test so it stays true.
 #[cfg(doctest)]

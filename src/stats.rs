@@ -200,8 +200,8 @@ pub struct StreamStats {
     pub hardware_fallbacks: u64,
     /// Time since the stream was started (frozen when it ends).
     pub uptime: Duration,
-    /// Time spent in each state so far, in [`crate::StreamState::ALL`] order.
-    pub time_in_state: Vec<(crate::StreamState, Duration)>,
+    /// Time spent in each state so far, in [`crate::state::StreamState::ALL`] order.
+    pub time_in_state: Vec<(crate::state::StreamState, Duration)>,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
 }

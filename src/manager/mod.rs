@@ -8,11 +8,10 @@ mod pool;
 
 pub use pool::{
     device_key, price, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
-    Shortage, UNITS_PER_CORE,
+    UNITS_PER_CORE,
 };
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,8 +22,10 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
+use crate::panic::guarded;
+use crate::state::StreamState;
 use crate::stats::StreamStats;
-use crate::stream::{Running, Stream, StreamReport, StreamState};
+use crate::stream::{Running, Stream, StreamReport};
 
 /// Restarting streams that end `Failed` (off by default).
 #[derive(Debug, Clone, PartialEq)]
@@ -381,7 +382,7 @@ impl Manager {
             entries
         };
         self.inner.changed.notify_all();
-        let from_hook = crate::hooks::on_hook_thread();
+        let from_hook = crate::stream::on_hook_thread();
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries
                 .into_iter()
@@ -389,7 +390,7 @@ impl Manager {
                     let inner = &self.inner;
                     s.spawn(move || {
                         // A shutdown from a hook must not join hook threads from here either.
-                        crate::hooks::act_for_hook_thread(from_hook);
+                        crate::stream::act_for_hook_thread(from_hook);
                         finish(inner, e, |st| st.stop(deadline))
                     })
                 })
@@ -400,7 +401,7 @@ impl Manager {
             let _ = quit.send(());
             // Not from the monitor itself, nor from a hook thread the monitor may be joining.
             if handle.thread().id() != std::thread::current().id()
-                && !crate::hooks::on_hook_thread()
+                && !crate::stream::on_hook_thread()
             {
                 let _ = handle.join();
             }
@@ -430,18 +431,13 @@ fn finish(
     inner.streams.lock().stopping.remove(&report.id);
     inner.changed.notify_all();
     for h in &inner.on_finished {
-        guarded(&report.id, || h(&report));
-    }
-    report
-}
-
-fn guarded(stream: &str, f: impl FnOnce()) {
-    if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        log::error!(
-            "stream {stream}: manager hook panicked: {}",
-            crate::pipeline::panic_message(&*p)
+        guarded(
+            format_args!("stream {}", report.id),
+            "finished hook",
+            || h(&report),
         );
     }
+    report
 }
 
 fn check_admission(inner: &Inner, g: &Streams, config: &StreamConfig) -> Result<(), Refusal> {
@@ -526,7 +522,11 @@ fn admit(inner: &Arc<Inner>, config: StreamConfig, restarts: u32) -> Result<(), 
         restart: restarts > 0,
     };
     for h in &inner.on_admission {
-        guarded(&event.stream, || h(&event));
+        guarded(
+            format_args!("stream {}", event.stream),
+            "admission hook",
+            || h(&event),
+        );
     }
     decision
 }

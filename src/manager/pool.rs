@@ -3,12 +3,12 @@
 //! exactly once, however the stream ended.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::config::{HwKind, StreamConfig, VideoCodec};
+use crate::error::Shortage;
 
 /// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
 /// (measured: the 1080p/720p/480p/360p ladder at 30 fps, ~110 units, runs at about real
@@ -142,54 +142,6 @@ pub fn device_key(kind: HwKind, device: &str) -> String {
         HwKind::Qsv => "qsv",
     };
     format!("{k}:{device}")
-}
-
-/// What ran short when a stream was refused.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Shortage {
-    /// Not enough compute units.
-    Compute {
-        /// Units the stream needs.
-        needed: f64,
-        /// Units free.
-        free: f64,
-    },
-    /// Not enough memory.
-    Memory {
-        /// Bytes the stream needs.
-        needed: u64,
-        /// Bytes free.
-        free: u64,
-    },
-    /// A hardware device is at its session limit.
-    HwSessions {
-        /// The device key.
-        device: String,
-        /// Its session limit.
-        limit: u32,
-    },
-}
-
-impl fmt::Display for Shortage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Shortage::Compute { needed, free } => {
-                write!(f, "compute: needs {needed:.1} units, {free:.1} free")
-            }
-            Shortage::Memory { needed, free } => {
-                write!(
-                    f,
-                    "memory: needs {} MiB, {} MiB free",
-                    needed >> 20,
-                    free >> 20
-                )
-            }
-            Shortage::HwSessions { device, limit } => {
-                write!(f, "hardware sessions: {device} is at its limit of {limit}")
-            }
-        }
-    }
 }
 
 /// Current use of the pool.

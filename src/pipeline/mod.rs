@@ -580,7 +580,7 @@ pub(crate) fn run(
                 h.join().unwrap_or_else(|p| {
                     Err(Error::Panicked {
                         stream: stream.to_owned(),
-                        message: panic_message(&*p),
+                        message: crate::panic::panic_message(&*p),
                     })
                 })
             })
@@ -623,13 +623,6 @@ fn combine(
         (Ok(_), None, Some(a)) => Err(a),
         (Ok(end), None, None) => Ok((end, measured)),
     }
-}
-
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".into())
 }
 
 /// x264 threads for each rung: the machine's cores (plus one, to cover I/O waits) shared in

@@ -1,9 +1,9 @@
 //! A supervised stream: `Stream<New>` is configured and started; `Stream<Running>` is
 //! observed, stopped, aborted or waited on. The worker thread owns every FFmpeg handle.
 
-mod state;
+mod hook_thread;
 
-pub use state::{StateSet, StreamState};
+pub(crate) use hook_thread::{act_for_hook_thread, on_hook_thread};
 
 use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
@@ -16,8 +16,9 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::config::StreamConfig;
 use crate::error::Error;
-use crate::hooks::{self, Hooks, StateEvent};
+use crate::hooks::{Hooks, StateEvent};
 use crate::pipeline::{self, Control, Ending, PipelineEvent};
+use crate::state::{StateSet, StreamState};
 use crate::stats::{StatsCell, StreamStats};
 
 mod sealed {
@@ -353,7 +354,7 @@ impl Stream<New> {
         if self.hooks.is_empty() {
             return Ok(None);
         }
-        let (tx, rx) = crossbeam_channel::bounded(hooks::HOOK_QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded(hook_thread::HOOK_QUEUE);
         let shared = self.shared.clone();
         let hooks = self.hooks.clone();
         let handle = std::thread::Builder::new()
@@ -361,7 +362,7 @@ impl Stream<New> {
             .spawn(move || {
                 let snapshot = || (shared.state(), shared.snapshot());
                 let finished = || shared.is_finished();
-                hooks::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot, &finished);
+                hook_thread::run_hook_thread(&hooks, &rx, shared.config.id(), &snapshot, &finished);
             })
             .map_err(|e| Error::Internal {
                 stream: self.id().to_owned(),
@@ -398,7 +399,7 @@ fn worker(shared: &Shared) {
             StreamState::Failed,
             Some(Error::Panicked {
                 stream: shared.config.id().to_owned(),
-                message: pipeline::panic_message(&*panic),
+                message: crate::panic::panic_message(&*panic),
             }),
         ),
     };
@@ -508,7 +509,7 @@ fn far_future() -> Instant {
 /// The thread is then left to finish by itself (it exits right after its terminal event).
 fn join_hook_thread(h: &mut Option<JoinHandle<()>>) {
     if let Some(h) = h.take() {
-        if !hooks::on_hook_thread() {
+        if !hook_thread::on_hook_thread() {
             let _ = h.join();
         }
     }
