@@ -73,16 +73,16 @@ mod stats;
 mod stream;
 
 pub use config::{
-    AbrProfile, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy, StreamConfig,
-    StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
-    X264_PRESETS,
+    device_key, AbrProfile, Backoff, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy,
+    RestartPolicy, StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT,
+    MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
-    device_key, price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage,
-    ResourceCapacity, ResourceCost, ResourcePool, RestartPolicy, StreamSummary, UNITS_PER_CORE,
+    price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage, ResourceCapacity,
+    ResourceCost, ResourcePool, StreamSummary, UNITS_PER_CORE,
 };
 pub use state::{StateSet, StreamState};
 pub use stats::{StreamStats, VariantStats};

@@ -7,8 +7,7 @@
 mod pool;
 
 pub use pool::{
-    device_key, price, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
-    UNITS_PER_CORE,
+    price, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool, UNITS_PER_CORE,
 };
 
 use std::collections::HashMap;
@@ -19,56 +18,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, select, tick, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
-use crate::config::StreamConfig;
+use crate::config::{BackoffTimer, RestartPolicy, StreamConfig};
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
 use crate::panic::guarded;
 use crate::state::StreamState;
 use crate::stats::StreamStats;
 use crate::stream::{Running, Stream, StreamReport};
-
-/// Restarting streams that end `Failed` (off by default).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct RestartPolicy {
-    /// Restart failed streams at all.
-    pub enabled: bool,
-    /// Restarts per stream id before it is left failed.
-    pub max_restarts: u32,
-    /// Delay before the first restart; doubles per restart up to `max_backoff`.
-    pub initial_backoff: Duration,
-    /// Longest delay between restarts.
-    pub max_backoff: Duration,
-}
-
-impl Default for RestartPolicy {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            max_restarts: 3,
-            initial_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
-}
-
-impl RestartPolicy {
-    /// Restart failed streams up to `max_restarts` times with this backoff range.
-    pub fn restart(max_restarts: u32, initial_backoff: Duration, max_backoff: Duration) -> Self {
-        Self {
-            enabled: true,
-            max_restarts,
-            initial_backoff,
-            max_backoff,
-        }
-    }
-
-    fn backoff(&self, restart: u32) -> Duration {
-        self.initial_backoff
-            .saturating_mul(1 << restart.saturating_sub(1).min(20))
-            .min(self.max_backoff)
-    }
-}
 
 /// An admission decision, reported to admission hooks.
 #[derive(Debug, Clone)]
@@ -581,15 +537,15 @@ fn reap(inner: &Arc<Inner>, id: &str, gen: u64, pending: &mut Vec<PendingRestart
     let policy = &inner.restart;
     if report.state == StreamState::Failed && policy.enabled && restarts < policy.max_restarts {
         let next = restarts + 1;
+        let wait = BackoffTimer::new(policy.backoff, id).wait(next);
         log::info!(
-            "stream {id}: failed; restart {next}/{} in {:?}",
-            policy.max_restarts,
-            policy.backoff(next)
+            "stream {id}: failed; restart {next}/{} in {wait:?}",
+            policy.max_restarts
         );
         pending.push(PendingRestart {
             config,
             restarts: next,
-            due: Instant::now() + policy.backoff(next),
+            due: Instant::now() + wait,
         });
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::{HwKind, StreamConfig, VideoCodec};
+use crate::config::{StreamConfig, VideoCodec};
 use crate::error::Shortage;
 
 /// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
@@ -125,23 +125,13 @@ pub fn price(config: &StreamConfig) -> ResourceCost {
     memory += (src_px * 1.5) as u64 * 16;
     let mut hw_sessions = BTreeMap::new();
     if let Some(hw) = config.hw_device() {
-        hw_sessions.insert(device_key(hw.kind, &hw.device), 1);
+        hw_sessions.insert(hw.to_string(), 1);
     }
     ResourceCost {
         compute,
         memory,
         hw_sessions,
     }
-}
-
-/// The key a device's session limit is configured under, e.g. `cuda:0`.
-pub fn device_key(kind: HwKind, device: &str) -> String {
-    let k = match kind {
-        HwKind::Cuda => "cuda",
-        HwKind::Vaapi => "vaapi",
-        HwKind::Qsv => "qsv",
-    };
-    format!("{k}:{device}")
 }
 
 /// Current use of the pool.

@@ -11,7 +11,7 @@ use super::audio::{self, AudioChain};
 use super::source::{self, Source};
 use super::variant::VariantMsg;
 use super::{Control, Ending, PipelineEvent};
-use crate::config::{Reconnect, StreamConfig};
+use crate::config::{BackoffTimer, Reconnect, StreamConfig};
 use crate::error::Error;
 use crate::ffi::{
     rescale, CodecContext, Dictionary, Frame, HwDeviceContext, Packet, Rational, Step, NO_PTS,
@@ -87,15 +87,13 @@ pub(crate) fn reconnect(
     let policy = config.recovery();
     let outage = Instant::now();
     let mut last = error;
-    let mut jitter = Jitter::new(config.id());
+    let mut timer = BackoffTimer::new(policy.backoff, config.id());
     for attempt in 1..=policy.max_attempts {
         let left = policy.max_outage.saturating_sub(outage.elapsed());
         if left.is_zero() {
             break;
         }
-        let wait = jitter
-            .apply(policy.backoff(attempt), policy.jitter)
-            .min(left);
+        let wait = timer.wait(attempt).min(left);
         log::info!(
             "stream {}: reconnecting in {wait:?} (attempt {attempt}/{}) after: {last}",
             config.id(),
@@ -125,30 +123,6 @@ pub(crate) fn reconnect(
         }
     }
     Err(last)
-}
-
-/// A small xorshift generator for backoff jitter (no need for a crypto RNG here).
-struct Jitter(u64);
-
-impl Jitter {
-    fn new(seed: &str) -> Self {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let h = seed.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        Self((t ^ h) | 1)
-    }
-
-    /// `d` spread uniformly by ±`fraction`.
-    fn apply(&mut self, d: Duration, fraction: f64) -> Duration {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        let unit = (self.0 >> 11) as f64 / (1u64 << 53) as f64; // [0, 1)
-        d.mul_f64((1.0 + fraction * (2.0 * unit - 1.0)).max(0.0))
-    }
 }
 
 /// The decode thread's state: the output timeline and the routes to the variants.
@@ -435,10 +409,10 @@ impl<'a> DecodeLoop<'a> {
     fn hardware_error(&self, reason: String, code: Option<i32>) -> Error {
         Error::Hardware {
             stream: self.stream().to_owned(),
-            device: self.config.hw_device().map_or_else(
-                || "none".to_owned(),
-                |d| format!("{:?}:{}", d.kind, d.device),
-            ),
+            device: self
+                .config
+                .hw_device()
+                .map_or_else(|| "none".to_owned(), ToString::to_string),
             reason,
             code,
         }

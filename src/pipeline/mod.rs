@@ -16,7 +16,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use parking_lot::Mutex;
 
-use crate::config::{HwKind, StreamConfig, VariantProfile};
+use crate::config::{StreamConfig, VariantProfile};
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{
     CodecContext, HwDeviceContext, Interrupt, Rational, VideoEncoderSettings, PIX_FMT_YUV420P,
@@ -305,17 +305,12 @@ fn open_hardware(
     let Some(hw) = config.hw_device() else {
         return Ok(None);
     };
-    let kind = match hw.kind {
-        HwKind::Cuda => "cuda",
-        HwKind::Vaapi => "vaapi",
-        HwKind::Qsv => "qsv",
-    };
-    match HwDeviceContext::open(kind, &hw.device) {
+    match HwDeviceContext::open(hw.kind.name(), &hw.device) {
         Ok(device) => Ok(Some(device)),
         Err(e) => {
             let error = Error::Hardware {
                 stream: config.id().to_owned(),
-                device: format!("{kind}:{}", hw.device),
+                device: hw.to_string(),
                 reason: format!("cannot open the device: {}", e.message()),
                 code: Some(e.code),
             };

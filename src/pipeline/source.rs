@@ -14,9 +14,6 @@ pub(crate) const MAX_PIXELS: i64 = 16384 * 16384;
 /// Largest width or height a source may declare.
 pub(crate) const MAX_DIMENSION: i32 = 16384;
 
-/// Schemes whose sources are live by nature.
-const LIVE_SCHEMES: [&str; 8] = ["rtmp", "rtmps", "srt", "udp", "rtp", "tcp", "rtsp", "rist"];
-
 pub(crate) struct Source {
     pub input: InputContext,
     pub video: StreamInfo,
@@ -40,46 +37,16 @@ impl Source {
     }
 }
 
-/// `lavfi:<graph>` opens FFmpeg's lavfi virtual input; `;`-separated chains get `[outN]`
-/// labels so a video chain and an audio chain become two streams.
-fn split_source(source: &str) -> (String, Option<&'static str>) {
-    match source.strip_prefix("lavfi:") {
-        Some(graph) => {
-            let chains: Vec<String> = graph
-                .split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .enumerate()
-                .map(|(i, c)| {
-                    if c.contains("[out") {
-                        c.to_owned()
-                    } else {
-                        format!("{c}[out{i}]")
-                    }
-                })
-                .collect();
-            (chains.join(";"), Some("lavfi"))
-        }
-        None => (source.to_owned(), None),
-    }
-}
-
-fn scheme(source: &str) -> Option<&str> {
-    let (s, _) = source.split_once("://")?;
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-        .then_some(s)
-}
-
 /// Opens the source and selects its streams. Blocking, bounded by the I/O timeout and
 /// cancellable through `interrupt`.
 pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<Source, Error> {
     let stream = config.id();
-    let (url, format) = split_source(config.source());
+    let kind = config.source_kind();
+    let (url, format) = kind.ffmpeg_input(config.source());
     let mut opts = Dictionary::new();
     let av = |e: AvError| open_error(config, interrupt, e);
-    if let Some(list) = protocol_whitelist(config.source()) {
-        opts.set("protocol_whitelist", &list).map_err(av)?;
+    if let Some(list) = kind.protocol_whitelist() {
+        opts.set("protocol_whitelist", list).map_err(av)?;
     }
     for (k, v) in config.input_options() {
         opts.set(k, v).map_err(av)?;
@@ -132,11 +99,8 @@ pub(crate) fn open(config: &StreamConfig, interrupt: &Arc<Interrupt>) -> Result<
     let live = match config.playlist_mode() {
         PlaylistMode::Vod => false,
         PlaylistMode::Live => true,
-        _ => match scheme(config.source()) {
-            Some(s) if LIVE_SCHEMES.contains(&s) => true,
-            Some("http" | "https") => !input.has_duration(),
-            _ => false,
-        },
+        _ if kind.is_live_scheme() => true,
+        _ => kind.is_http() && !input.has_duration(),
     };
     let hls = input.format_name().split(',').any(|n| n == "hls");
     Ok(Source {
@@ -157,30 +121,6 @@ fn check_picture((w, h): (i32, i32)) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-/// The protocols a source may use: what its scheme needs and nothing else, so a remote
-/// playlist cannot reach `file:` (or `concat:`, `subfile:`, ...) on this machine. `None`
-/// for `lavfi:` graphs, which open no protocol.
-fn protocol_whitelist(source: &str) -> Option<String> {
-    if source.starts_with("lavfi:") {
-        return None;
-    }
-    let list = match scheme(source) {
-        None | Some("file") => "file",
-        Some("http" | "https") => "http,https,tcp,tls,crypto,httpproxy",
-        Some("rtmp" | "rtmps" | "rtmpt" | "rtmpts") => "rtmp,rtmps,rtmpt,rtmpts,tcp,tls",
-        Some("rtsp" | "rtsps") => "rtsp,rtsps,rtp,udp,tcp,tls,http,https",
-        Some("srt") => "srt",
-        Some("udp") => "udp",
-        Some("rtp") => "rtp,udp",
-        Some("tcp") => "tcp",
-        Some("tls") => "tls,tcp",
-        Some("rist") => "rist,udp",
-        // Another scheme gets only itself; input_options can widen it deliberately.
-        Some(other) => return Some(other.to_owned()),
-    };
-    Some(list.to_owned())
 }
 
 /// True for failures of reaching or reading the source itself: file access, network,
@@ -272,30 +212,5 @@ fn open_error(config: &StreamConfig, interrupt: &Interrupt, e: AvError) -> Error
         op: "opening",
         code: e.code,
         message: e.message(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lavfi_chains_get_labels() {
-        assert_eq!(
-            split_source("lavfi:testsrc2=size=640x360;sine=f=440"),
-            (
-                "testsrc2=size=640x360[out0];sine=f=440[out1]".to_owned(),
-                Some("lavfi")
-            )
-        );
-        assert_eq!(split_source("/a/b.mp4"), ("/a/b.mp4".to_owned(), None));
-        assert_eq!(scheme("srt://1.2.3.4:9000"), Some("srt"));
-        assert_eq!(scheme("/x/y"), None);
-        assert_eq!(protocol_whitelist("/x/y.mp4").as_deref(), Some("file"));
-        assert_eq!(protocol_whitelist("lavfi:testsrc"), None);
-        assert!(!protocol_whitelist("https://a/b.m3u8")
-            .unwrap()
-            .contains("file"));
-        assert_eq!(protocol_whitelist("gopher://x").as_deref(), Some("gopher"));
     }
 }

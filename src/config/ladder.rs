@@ -1,0 +1,333 @@
+//! The ABR ladder: rungs (height, bitrates, codec, preset, frame-rate cap), segmenting,
+//! and whether playlists are live or finished.
+
+use std::time::Duration;
+
+use super::validate_name;
+use crate::error::{Error, Result};
+
+/// Most variants one stream may carry (each is a full encoder).
+pub const MAX_VARIANTS: usize = 8;
+/// Tallest picture a variant may ask for (8K).
+pub const MAX_HEIGHT: u32 = 4320;
+/// Highest video bitrate a variant may ask for, bits/s.
+pub const MAX_VIDEO_BITRATE: u64 = 200_000_000;
+/// x264 presets, fastest first.
+pub const X264_PRESETS: [&str; 10] = [
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+];
+
+/// Video codec of a variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum VideoCodec {
+    /// H.264 / AVC through libx264.
+    #[default]
+    H264,
+}
+
+impl VideoCodec {
+    /// The FFmpeg encoder that implements it on the CPU.
+    pub fn encoder_name(self) -> &'static str {
+        match self {
+            VideoCodec::H264 => "libx264",
+        }
+    }
+}
+
+/// One rung of the ladder.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct VariantProfile {
+    /// Name, also the variant's directory: `[A-Za-z0-9_-]{1,64}`.
+    pub name: String,
+    /// Output height in pixels; the width follows the source's display aspect (even).
+    pub height: u32,
+    /// Target video bitrate, bits/s.
+    pub video_bitrate: u64,
+    /// VBV max rate, bits/s (default 110 % of the bitrate).
+    pub max_rate: u64,
+    /// VBV buffer, bits (default twice the bitrate).
+    pub buf_size: u64,
+    /// Video codec.
+    pub codec: VideoCodec,
+    /// x264 preset (default `veryfast`).
+    pub preset: String,
+    /// Frame-rate cap: frames above it are dropped evenly. `None` keeps the source's rate.
+    pub max_frame_rate: Option<f64>,
+    /// AAC bitrate, bits/s (default 128 kb/s).
+    pub audio_bitrate: u64,
+}
+
+/// The standard rungs: name, height, video kb/s.
+const STANDARD_RUNGS: [(&str, u32, u64); 5] = [
+    ("1080p", 1080, 5000),
+    ("720p", 720, 2800),
+    ("480p", 480, 1400),
+    ("360p", 360, 800),
+    ("240p", 240, 400),
+];
+
+impl VariantProfile {
+    /// A variant with the defaults for everything but its name, height and bitrate (bits/s).
+    pub fn new(name: impl Into<String>, height: u32, video_bitrate: u64) -> Self {
+        Self {
+            name: name.into(),
+            height,
+            video_bitrate,
+            max_rate: video_bitrate.saturating_mul(11) / 10,
+            buf_size: video_bitrate.saturating_mul(2),
+            codec: VideoCodec::H264,
+            preset: "veryfast".into(),
+            max_frame_rate: None,
+            audio_bitrate: 128_000,
+        }
+    }
+
+    /// A rung of the standard ladder by name (`1080p`, `720p`, `480p`, `360p`, `240p`).
+    pub fn standard(name: &str) -> Option<Self> {
+        STANDARD_RUNGS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|&(n, h, kbps)| Self::new(n, h, kbps * 1000))
+    }
+
+    /// Sets the x264 preset.
+    pub fn with_preset(mut self, preset: impl Into<String>) -> Self {
+        self.preset = preset.into();
+        self
+    }
+
+    /// Caps the frame rate.
+    pub fn with_max_frame_rate(mut self, fps: f64) -> Self {
+        self.max_frame_rate = Some(fps);
+        self
+    }
+
+    /// Sets the AAC bitrate, bits/s.
+    pub fn with_audio_bitrate(mut self, bps: u64) -> Self {
+        self.audio_bitrate = bps;
+        self
+    }
+
+    /// Sets the VBV max rate and buffer size, bits/s and bits.
+    pub fn with_vbv(mut self, max_rate: u64, buf_size: u64) -> Self {
+        self.max_rate = max_rate;
+        self.buf_size = buf_size;
+        self
+    }
+
+    pub(crate) fn validate(&self, field: &str) -> Result<()> {
+        validate_name(&format!("{field}.name"), &self.name)?;
+        if self.height % 2 != 0 {
+            return Err(Error::config(
+                format!("{field}.height"),
+                format!("{} is odd; 4:2:0 video needs an even height", self.height),
+            ));
+        }
+        if self.height < 2 || self.height > MAX_HEIGHT {
+            return Err(Error::config(
+                format!("{field}.height"),
+                format!("{} is outside 2..={MAX_HEIGHT}", self.height),
+            ));
+        }
+        for (what, v, min) in [
+            ("video_bitrate", self.video_bitrate, 1_000),
+            ("max_rate", self.max_rate, 1_000),
+            ("buf_size", self.buf_size, 1_000),
+        ] {
+            if v < min || v > MAX_VIDEO_BITRATE * 4 {
+                return Err(Error::config(
+                    format!("{field}.{what}"),
+                    format!("{v} is outside {min}..={}", MAX_VIDEO_BITRATE * 4),
+                ));
+            }
+        }
+        if self.video_bitrate > MAX_VIDEO_BITRATE {
+            return Err(Error::config(
+                format!("{field}.video_bitrate"),
+                format!(
+                    "{} b/s is above the cap of {MAX_VIDEO_BITRATE}",
+                    self.video_bitrate
+                ),
+            ));
+        }
+        if self.max_rate < self.video_bitrate {
+            return Err(Error::config(
+                format!("{field}.max_rate"),
+                "must be at least video_bitrate",
+            ));
+        }
+        if !X264_PRESETS.contains(&self.preset.as_str()) {
+            return Err(Error::config(
+                format!("{field}.preset"),
+                format!(
+                    "unknown preset {:?}; one of {}",
+                    self.preset,
+                    X264_PRESETS.join(", ")
+                ),
+            ));
+        }
+        if let Some(fps) = self.max_frame_rate {
+            if !(1.0..=240.0).contains(&fps) {
+                return Err(Error::config(
+                    format!("{field}.max_frame_rate"),
+                    format!("{fps} is outside 1..=240"),
+                ));
+            }
+        }
+        if !(8_000..=512_000).contains(&self.audio_bitrate) {
+            return Err(Error::config(
+                format!("{field}.audio_bitrate"),
+                format!("{} is outside 8000..=512000", self.audio_bitrate),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The ladder and its segmenting.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct AbrProfile {
+    /// The rungs, in the order given (the master playlist lists them in this order).
+    pub variants: Vec<VariantProfile>,
+    /// Target segment duration (default 2 s); every variant has a keyframe at each boundary.
+    pub segment_duration: Duration,
+    /// Segments kept in a live playlist's sliding window (default 6).
+    pub live_window: usize,
+    /// Keep rungs taller than the source (upscaling) instead of leaving them out.
+    pub keep_taller_rungs: bool,
+}
+
+impl AbrProfile {
+    /// A profile over these variants with default segmenting.
+    pub fn new(variants: Vec<VariantProfile>) -> Self {
+        Self {
+            variants,
+            segment_duration: Duration::from_secs(2),
+            live_window: 6,
+            keep_taller_rungs: false,
+        }
+    }
+
+    /// The standard ladder: 1080p, 720p, 480p, 360p, 240p.
+    pub fn standard() -> Self {
+        Self::new(
+            STANDARD_RUNGS
+                .iter()
+                .filter_map(|(n, _, _)| VariantProfile::standard(n))
+                .collect(),
+        )
+    }
+
+    /// The standard rungs named in `names` (e.g. `["1080p", "720p"]`), in that order.
+    pub fn from_rungs<S: AsRef<str>>(names: &[S]) -> Result<Self> {
+        let variants = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                VariantProfile::standard(n.as_ref()).ok_or_else(|| {
+                    Error::config(
+                        format!("profile.variants[{i}]"),
+                        format!(
+                            "unknown rung {:?}; standard rungs are 1080p, 720p, 480p, 360p, 240p",
+                            n.as_ref()
+                        ),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self::new(variants))
+    }
+
+    /// Sets the segment duration.
+    pub fn with_segment_duration(mut self, d: Duration) -> Self {
+        self.segment_duration = d;
+        self
+    }
+
+    /// Sets the live sliding-window length, in segments.
+    pub fn with_live_window(mut self, segments: usize) -> Self {
+        self.live_window = segments;
+        self
+    }
+
+    /// Keeps (upscales) rungs taller than the source.
+    pub fn with_keep_taller_rungs(mut self, keep: bool) -> Self {
+        self.keep_taller_rungs = keep;
+        self
+    }
+
+    /// Sets the preset of every variant.
+    pub fn with_preset(mut self, preset: &str) -> Self {
+        for v in &mut self.variants {
+            v.preset = preset.to_owned();
+        }
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.variants.is_empty() {
+            return Err(Error::config("profile.variants", "the ladder is empty"));
+        }
+        if self.variants.len() > MAX_VARIANTS {
+            return Err(Error::config(
+                "profile.variants",
+                format!("{} variants; at most {MAX_VARIANTS}", self.variants.len()),
+            ));
+        }
+        for (i, v) in self.variants.iter().enumerate() {
+            v.validate(&format!("profile.variants[{i}]"))?;
+            if self.variants[..i].iter().any(|o| o.name == v.name) {
+                return Err(Error::config(
+                    format!("profile.variants[{i}].name"),
+                    format!("duplicate variant name {:?}", v.name),
+                ));
+            }
+        }
+        let seg = self.segment_duration.as_secs_f64();
+        if !(0.5..=60.0).contains(&seg) {
+            return Err(Error::config(
+                "profile.segment_duration",
+                format!("{seg} s is outside 0.5..=60 s"),
+            ));
+        }
+        if !(1..=1000).contains(&self.live_window) {
+            return Err(Error::config(
+                "profile.live_window",
+                format!("{} is outside 1..=1000", self.live_window),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for AbrProfile {
+    fn default() -> Self {
+        Self::standard()
+    }
+}
+
+/// Whether the outputs are a finished (VOD/event) playlist or a live sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PlaylistMode {
+    /// Live for network sources (rtmp, srt, udp, rtp, tcp, rtsp, and http(s) without a
+    /// known duration); finished otherwise (files, `lavfi:`).
+    #[default]
+    Auto,
+    /// Every segment stays listed; the playlist ends with `#EXT-X-ENDLIST`.
+    Vod,
+    /// A sliding window of `live_window` segments; old segments are deleted.
+    Live,
+}

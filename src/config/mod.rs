@@ -1,0 +1,354 @@
+//! Stream configuration: what to read, where to write, and the ABR ladder. Everything is
+//! validated when the config is built, with an error naming the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod hw;
+mod ladder;
+mod recovery;
+pub(crate) mod source;
+
+pub use hw::{device_key, HwDevice, HwKind};
+pub use ladder::{
+    AbrProfile, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
+    MAX_VIDEO_BITRATE, X264_PRESETS,
+};
+pub(crate) use recovery::BackoffTimer;
+pub use recovery::{Backoff, Reconnect, RecoveryPolicy, RestartPolicy};
+pub(crate) use source::SourceKind;
+
+use crate::error::{Error, Result};
+
+/// A validated stream configuration. Build one with [`StreamConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    id: String,
+    source: String,
+    output_dir: PathBuf,
+    profile: AbrProfile,
+    hw_device: Option<HwDevice>,
+    input_options: Vec<(String, String)>,
+    io_timeout: Duration,
+    playlist_mode: PlaylistMode,
+    recovery: RecoveryPolicy,
+    panic_after_frames: Option<u64>,
+    hardware_loss_after_frames: Option<u64>,
+}
+
+impl StreamConfig {
+    /// Starts a configuration: a stream id (`[A-Za-z0-9_-]{1,64}`), a source (path, URL or
+    /// `lavfi:<graph>`), and the directory the ladder is written to.
+    pub fn builder(
+        id: impl Into<String>,
+        source: impl Into<String>,
+        output_dir: impl Into<PathBuf>,
+    ) -> StreamConfigBuilder {
+        StreamConfigBuilder {
+            config: StreamConfig {
+                id: id.into(),
+                source: source.into(),
+                output_dir: output_dir.into(),
+                profile: AbrProfile::standard(),
+                hw_device: None,
+                input_options: Vec::new(),
+                io_timeout: Duration::from_secs(5),
+                playlist_mode: PlaylistMode::Auto,
+                recovery: RecoveryPolicy::default(),
+                panic_after_frames: None,
+                hardware_loss_after_frames: None,
+            },
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The source as given.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The output directory.
+    pub fn output_dir(&self) -> &Path {
+        &self.output_dir
+    }
+
+    /// The ladder.
+    pub fn profile(&self) -> &AbrProfile {
+        &self.profile
+    }
+
+    /// The hardware device, if one was asked for.
+    pub fn hw_device(&self) -> Option<&HwDevice> {
+        self.hw_device.as_ref()
+    }
+
+    /// Options passed to the demuxer/protocol when the source is opened.
+    pub fn input_options(&self) -> &[(String, String)] {
+        &self.input_options
+    }
+
+    /// How long one open or read may block before it is cut off.
+    pub fn io_timeout(&self) -> Duration {
+        self.io_timeout
+    }
+
+    /// The playlist mode as configured.
+    pub fn playlist_mode(&self) -> PlaylistMode {
+        self.playlist_mode
+    }
+
+    /// The recovery policy.
+    pub fn recovery(&self) -> &RecoveryPolicy {
+        &self.recovery
+    }
+
+    /// True when the source is reached over a network (anything with a `scheme://` other
+    /// than `file:`), as opposed to a local file or a `lavfi:` graph.
+    pub fn is_network_source(&self) -> bool {
+        matches!(self.source_kind(), SourceKind::Network { .. })
+    }
+
+    /// What the source string names (generated graph, file, network URL).
+    pub(crate) fn source_kind(&self) -> SourceKind<'_> {
+        SourceKind::of(&self.source)
+    }
+
+    pub(crate) fn panic_after_frames(&self) -> Option<u64> {
+        self.panic_after_frames
+    }
+
+    pub(crate) fn hardware_loss_after_frames(&self) -> Option<u64> {
+        self.hardware_loss_after_frames
+    }
+}
+
+/// Builder for [`StreamConfig`]; `build` validates everything.
+#[derive(Debug, Clone)]
+pub struct StreamConfigBuilder {
+    config: StreamConfig,
+}
+
+impl StreamConfigBuilder {
+    /// Sets the ladder (default: the standard ladder).
+    pub fn profile(mut self, profile: AbrProfile) -> Self {
+        self.config.profile = profile;
+        self
+    }
+
+    /// Asks for a hardware device.
+    pub fn hw_device(mut self, kind: HwKind, device: impl Into<String>) -> Self {
+        self.config.hw_device = Some(HwDevice {
+            kind,
+            device: device.into(),
+        });
+        self
+    }
+
+    /// Adds an option for the demuxer/protocol (e.g. `("rtsp_transport", "tcp")`).
+    pub fn input_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.input_options.push((key.into(), value.into()));
+        self
+    }
+
+    /// Sets the open/read timeout (default 5 s; a source silent this long is stalled).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.config.io_timeout = timeout;
+        self
+    }
+
+    /// Sets the playlist mode (default [`PlaylistMode::Auto`]).
+    pub fn playlist_mode(mut self, mode: PlaylistMode) -> Self {
+        self.config.playlist_mode = mode;
+        self
+    }
+
+    /// Sets the recovery policy (default: reconnect network sources, allow CPU fallback).
+    pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
+        self.config.recovery = policy;
+        self
+    }
+
+    /// Fault injection for tests of the panic net: the first variant's thread panics
+    /// after encoding this many frames. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_panic_after_frames(mut self, frames: u64) -> Self {
+        self.config.panic_after_frames = Some(frames);
+        self
+    }
+
+    /// Fault injection for tests of hardware recovery: the decoder reports a lost device
+    /// after this many frames. Not for production use.
+    #[doc(hidden)]
+    pub fn inject_hardware_loss_after_frames(mut self, frames: u64) -> Self {
+        self.config.hardware_loss_after_frames = Some(frames);
+        self
+    }
+
+    /// Validates and returns the configuration.
+    pub fn build(self) -> Result<StreamConfig> {
+        let c = self.config;
+        validate_name("id", &c.id)?;
+        if c.source.trim().is_empty() {
+            return Err(Error::config("source", "empty"));
+        }
+        if c.source.contains('\0') {
+            return Err(Error::config("source", "contains a NUL byte"));
+        }
+        if c.source.len() > 8192 {
+            return Err(Error::config("source", "longer than 8192 bytes"));
+        }
+        if let SourceKind::Generated { graph } = c.source_kind() {
+            source::check_generated(graph)?;
+        }
+        if c.output_dir.as_os_str().is_empty() {
+            return Err(Error::config("output_dir", "empty"));
+        }
+        if c.output_dir.to_string_lossy().contains('\0') {
+            return Err(Error::config("output_dir", "contains a NUL byte"));
+        }
+        c.profile.validate()?;
+        c.recovery.validate()?;
+        if let Some(hw) = &c.hw_device {
+            hw.validate()?;
+        }
+        for (i, (k, v)) in c.input_options.iter().enumerate() {
+            if k.is_empty() || k.contains('\0') || v.contains('\0') {
+                return Err(Error::config(
+                    format!("input_options[{i}]"),
+                    "empty key or NUL byte",
+                ));
+            }
+        }
+        if c.io_timeout < Duration::from_millis(100) || c.io_timeout > Duration::from_secs(600) {
+            return Err(Error::config(
+                "io_timeout",
+                format!("{:?} is outside 100 ms..=600 s", c.io_timeout),
+            ));
+        }
+        Ok(c)
+    }
+}
+
+/// Ids and variant names become directory names: `[A-Za-z0-9_-]{1,64}`, nothing else.
+pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            field,
+            format!("{name:?} must match [A-Za-z0-9_-]{{1,64}}"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(profile: AbrProfile) -> Result<StreamConfig> {
+        StreamConfig::builder("s", "in.mp4", "out")
+            .profile(profile)
+            .build()
+    }
+
+    fn field_of(r: Result<StreamConfig>) -> String {
+        match r {
+            Err(Error::InvalidConfig { field, .. }) => field,
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn standard_ladder_is_valid() {
+        let c = build(AbrProfile::standard()).unwrap();
+        let names: Vec<_> = c
+            .profile()
+            .variants
+            .iter()
+            .map(|v| v.name.as_str())
+            .collect();
+        assert_eq!(names, ["1080p", "720p", "480p", "360p", "240p"]);
+        assert_eq!(c.profile().variants[1].video_bitrate, 2_800_000);
+        assert_eq!(c.profile().segment_duration, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn refusals_name_the_field() {
+        assert_eq!(field_of(build(AbrProfile::new(vec![]))), "profile.variants");
+        let dup = AbrProfile::new(vec![
+            VariantProfile::new("a", 360, 1_000_000),
+            VariantProfile::new("a", 240, 500_000),
+        ]);
+        assert_eq!(field_of(build(dup)), "profile.variants[1].name");
+        let zero = AbrProfile::new(vec![VariantProfile::new("a", 360, 0)]);
+        assert_eq!(field_of(build(zero)), "profile.variants[0].video_bitrate");
+        let tall = AbrProfile::new(vec![VariantProfile::new("a", 100_000, 1_000_000)]);
+        assert_eq!(field_of(build(tall)), "profile.variants[0].height");
+        let traversal = AbrProfile::new(vec![VariantProfile::new("../x", 360, 1_000_000)]);
+        assert_eq!(field_of(build(traversal)), "profile.variants[0].name");
+        let percent = AbrProfile::new(vec![VariantProfile::new("v%d", 360, 1_000_000)]);
+        assert_eq!(field_of(build(percent)), "profile.variants[0].name");
+        let preset = AbrProfile::standard().with_preset("warp");
+        assert_eq!(field_of(build(preset)), "profile.variants[0].preset");
+        let seg = AbrProfile::standard().with_segment_duration(Duration::ZERO);
+        assert_eq!(field_of(build(seg)), "profile.segment_duration");
+        assert_eq!(
+            field_of(StreamConfig::builder("a/b", "x", "o").build()),
+            "id"
+        );
+        assert_eq!(field_of(StreamConfig::builder("", "x", "o").build()), "id");
+        assert_eq!(
+            field_of(StreamConfig::builder("x".repeat(65), "x", "o").build()),
+            "id"
+        );
+        assert_eq!(
+            field_of(StreamConfig::builder("a", "", "o").build()),
+            "source"
+        );
+        let hw = StreamConfig::builder("a", "x", "o")
+            .hw_device(HwKind::Vaapi, "/etc/passwd")
+            .build();
+        assert_eq!(field_of(hw), "hw_device.device");
+        assert_eq!(
+            field_of(build(AbrProfile::new(vec![
+                VariantProfile::new(
+                    "a", 360, 1_000_000
+                );
+                9
+            ]))),
+            "profile.variants"
+        );
+    }
+
+    #[test]
+    fn lavfi_sources_are_test_media_only() {
+        let ok = |src: &str| StreamConfig::builder("a", src, "o").build().is_ok();
+        assert!(ok(
+            "lavfi:testsrc2=size=1280x720:rate=30;sine=frequency=440"
+        ));
+        assert!(ok(
+            "lavfi:testsrc2=size=320x180:rate=15,realtime[out0];sine[out1]"
+        ));
+        assert!(!ok("lavfi:movie=/etc/passwd"));
+        assert!(!ok("lavfi:testsrc2;amovie=/tmp/x.wav"));
+        assert!(!ok("lavfi:testsrc2,drawtext=textfile=/etc/shadow"));
+        assert!(!ok("lavfi:testsrc2,psnr=stats_file=/tmp/owned"));
+        let odd = AbrProfile::new(vec![VariantProfile::new("a", 361, 1_000_000)]);
+        assert_eq!(field_of(build(odd)), "profile.variants[0].height");
+    }
+
+    #[test]
+    fn rungs_by_name() {
+        let p = AbrProfile::from_rungs(&["720p", "360p"]).unwrap();
+        assert_eq!(p.variants.len(), 2);
+        assert!(AbrProfile::from_rungs(&["720p", "999p"]).is_err());
+    }
+}
