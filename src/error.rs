@@ -200,6 +200,28 @@ pub enum Error {
     },
 }
 
+/// Matches every variant: binds its `stream` field as `$s` for `$some`, or gives `$none`
+/// for the variants without one. One list of variants for reading and filling the id.
+macro_rules! on_stream_field {
+    ($e:expr, $s:ident => $some:expr, $none:expr) => {
+        match $e {
+            Error::InvalidConfig { .. } => $none,
+            Error::SourceIo { stream: $s, .. }
+            | Error::SourceStalled { stream: $s, .. }
+            | Error::InvalidInput { stream: $s, .. }
+            | Error::UnsupportedCodec { stream: $s, .. }
+            | Error::Hardware { stream: $s, .. }
+            | Error::Output { stream: $s, .. }
+            | Error::Codec { stream: $s, .. }
+            | Error::Panicked { stream: $s, .. }
+            | Error::Internal { stream: $s, .. }
+            | Error::Aborted { stream: $s }
+            | Error::Refused { stream: $s, .. }
+            | Error::UnknownStream { stream: $s } => $some,
+        }
+    };
+}
+
 impl Error {
     /// The classification of this error.
     pub fn kind(&self) -> ErrorKind {
@@ -237,21 +259,7 @@ impl Error {
 
     /// The stream the error belongs to, if any.
     pub fn stream_id(&self) -> Option<&str> {
-        match self {
-            Error::InvalidConfig { .. } => None,
-            Error::SourceIo { stream, .. }
-            | Error::SourceStalled { stream, .. }
-            | Error::InvalidInput { stream, .. }
-            | Error::UnsupportedCodec { stream, .. }
-            | Error::Hardware { stream, .. }
-            | Error::Output { stream, .. }
-            | Error::Codec { stream, .. }
-            | Error::Panicked { stream, .. }
-            | Error::Internal { stream, .. }
-            | Error::Aborted { stream }
-            | Error::Refused { stream, .. }
-            | Error::UnknownStream { stream } => Some(stream),
-        }
+        on_stream_field!(self, stream => Some(stream.as_str()).filter(|s| !s.is_empty()), None)
     }
 
     pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -261,29 +269,65 @@ impl Error {
         }
     }
 
-    pub(crate) fn output(stream: &str, path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
+    /// An output error from the OS. Errors are built without their stream id inside the
+    /// media code; the stream fills it in where the error leaves it ([`Error::with_stream`]).
+    pub(crate) fn output(path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
         Error::Output {
-            stream: stream.to_owned(),
+            stream: String::new(),
             path: path.into(),
             message: err.to_string(),
             code: err.raw_os_error(),
         }
     }
 
-    pub(crate) fn output_av(stream: &str, path: impl Into<PathBuf>, err: &AvError) -> Self {
+    /// An output error from FFmpeg (a muxer or its I/O).
+    pub(crate) fn output_av(path: impl Into<PathBuf>, err: &AvError) -> Self {
         Error::Output {
-            stream: stream.to_owned(),
+            stream: String::new(),
             path: path.into(),
             message: err.to_string(),
             code: Some(err.code),
         }
     }
 
-    pub(crate) fn codec(stream: &str, what: impl Into<String>, source: AvError) -> Self {
+    /// A failure inside FFmpeg while decoding, scaling or encoding.
+    pub(crate) fn codec(what: impl Into<String>, source: AvError) -> Self {
         Error::Codec {
-            stream: stream.to_owned(),
+            stream: String::new(),
             what: what.into(),
             source,
+        }
+    }
+
+    /// The source could not be opened or read.
+    pub(crate) fn source_io(url: &str, op: &'static str, err: &AvError) -> Self {
+        Error::SourceIo {
+            stream: String::new(),
+            url: url.to_owned(),
+            op,
+            code: err.code,
+            message: err.message(),
+        }
+    }
+
+    /// Fills in the stream id where the error leaves the stream (kept if already set).
+    pub(crate) fn with_stream(mut self, id: &str) -> Self {
+        if let Some(stream) = self.stream_id_mut() {
+            if stream.is_empty() {
+                id.clone_into(stream);
+            }
+        }
+        self
+    }
+
+    fn stream_id_mut(&mut self) -> Option<&mut String> {
+        on_stream_field!(self, stream => Some(stream), None)
+    }
+
+    /// An abort, for the stream to name.
+    pub(crate) fn aborted() -> Self {
+        Error::Aborted {
+            stream: String::new(),
         }
     }
 }

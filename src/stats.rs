@@ -61,7 +61,27 @@ impl StatsCell {
         c
     }
 
-    /// A consistent-enough view of every counter, with derived rates.
+    /// Bytes written so far: every segment and playlist.
+    fn bytes_out(&self) -> u64 {
+        let segments: u64 = self
+            .variants
+            .lock()
+            .iter()
+            .map(|(_, c)| c.bytes_out.load(Relaxed))
+            .sum();
+        self.playlist_bytes.load(Relaxed) + segments
+    }
+
+    /// Records the output so far against the media time, for the recent bitrate. Called by
+    /// the variant threads at each segment, so the figure depends on the media alone, not
+    /// on who reads the stats or how often.
+    pub fn sample_output_rate(&self) {
+        let media = Duration::from_micros(self.media_us.load(Relaxed));
+        let bytes = self.bytes_out();
+        self.bitrate_window.lock().observe(media, bytes);
+    }
+
+    /// A consistent-enough view of every counter, with derived rates. Reads only.
     pub fn snapshot(&self, uptime: Duration) -> StreamStats {
         let secs = uptime.as_secs_f64();
         let media = Duration::from_micros(self.media_us.load(Relaxed));
@@ -85,7 +105,7 @@ impl StatsCell {
             .collect();
         let playlist_bytes = self.playlist_bytes.load(Relaxed);
         let bytes_out = playlist_bytes + variants.iter().map(|v| v.bytes_out).sum::<u64>();
-        let recent_bitrate = self.bitrate_window.lock().observe(media, bytes_out);
+        let recent_bitrate = self.bitrate_window.lock().rate();
         StreamStats {
             frames_in: self.frames_in.load(Relaxed),
             audio_frames_in: self.audio_frames_in.load(Relaxed),
@@ -128,9 +148,13 @@ struct RateWindow {
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl RateWindow {
-    fn observe(&mut self, media: Duration, total_bytes: u64) -> f64 {
-        if self.samples.back().is_none_or(|&(m, _)| media > m) {
-            self.samples.push_back((media, total_bytes));
+    /// Adds a sample (media time, bytes written so far) and forgets what left the window.
+    fn observe(&mut self, media: Duration, total_bytes: u64) {
+        match self.samples.back_mut() {
+            // Same media time: the later byte count wins (another variant's segment).
+            Some(last) if last.0 == media => last.1 = last.1.max(total_bytes),
+            Some(last) if last.0 > media => {}
+            _ => self.samples.push_back((media, total_bytes)),
         }
         while self.samples.len() > 2 && media.saturating_sub(self.samples[1].0) >= RATE_WINDOW {
             self.samples.pop_front();
@@ -138,15 +162,17 @@ impl RateWindow {
         if self.samples.len() > 256 {
             self.samples.pop_front();
         }
-        let (m0, b0) = self.samples[0];
-        if self.samples.len() < 2 {
-            // A single snapshot so far: the whole run is the window.
-            return bits_per_second(total_bytes, media.as_secs_f64());
+    }
+
+    /// Bits per second of media over the window; with one sample, over the whole run.
+    fn rate(&self) -> f64 {
+        match (self.samples.front(), self.samples.back()) {
+            (Some(&(m0, b0)), Some(&(m1, b1))) if self.samples.len() >= 2 => {
+                bits_per_second(b1.saturating_sub(b0), m1.saturating_sub(m0).as_secs_f64())
+            }
+            (Some(&(m, b)), _) => bits_per_second(b, m.as_secs_f64()),
+            _ => 0.0,
         }
-        bits_per_second(
-            total_bytes.saturating_sub(b0),
-            media.saturating_sub(m0).as_secs_f64(),
-        )
     }
 }
 
@@ -251,7 +277,9 @@ mod tests {
             total += 2_000_000;
             w.observe(Duration::from_secs(s), total);
         }
-        let r = w.observe(Duration::from_secs(20), total);
+        w.observe(Duration::from_secs(20), total);
+        let r = w.rate();
         assert!((r - 16_000_000.0).abs() < 1.0, "{r}");
+        assert_eq!(w.rate(), r, "reading does not change it");
     }
 }

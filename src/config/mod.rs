@@ -32,8 +32,19 @@ pub struct StreamConfig {
     io_timeout: Duration,
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
-    panic_after_frames: Option<u64>,
-    hardware_loss_after_frames: Option<u64>,
+    #[cfg(feature = "fault-injection")]
+    faults: Faults,
+}
+
+/// Faults the tests inject to prove the recovery and panic paths (cargo feature
+/// `fault-injection`; absent from the default build).
+#[cfg(feature = "fault-injection")]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Faults {
+    /// The first variant's thread panics after encoding this many frames.
+    pub panic_after_frames: Option<u64>,
+    /// The decoder reports a lost hardware device after this many frames.
+    pub hardware_loss_after_frames: Option<u64>,
 }
 
 impl StreamConfig {
@@ -55,8 +66,8 @@ impl StreamConfig {
                 io_timeout: Duration::from_secs(5),
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
-                panic_after_frames: None,
-                hardware_loss_after_frames: None,
+                #[cfg(feature = "fault-injection")]
+                faults: Faults::default(),
             },
         }
     }
@@ -117,12 +128,9 @@ impl StreamConfig {
         SourceKind::of(&self.source)
     }
 
-    pub(crate) fn panic_after_frames(&self) -> Option<u64> {
-        self.panic_after_frames
-    }
-
-    pub(crate) fn hardware_loss_after_frames(&self) -> Option<u64> {
-        self.hardware_loss_after_frames
+    #[cfg(feature = "fault-injection")]
+    pub(crate) fn faults(&self) -> &Faults {
+        &self.faults
     }
 }
 
@@ -173,18 +181,20 @@ impl StreamConfigBuilder {
     }
 
     /// Fault injection for tests of the panic net: the first variant's thread panics
-    /// after encoding this many frames. Not for production use.
+    /// after encoding this many frames. Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_panic_after_frames(mut self, frames: u64) -> Self {
-        self.config.panic_after_frames = Some(frames);
+        self.config.faults.panic_after_frames = Some(frames);
         self
     }
 
     /// Fault injection for tests of hardware recovery: the decoder reports a lost device
-    /// after this many frames. Not for production use.
+    /// after this many frames. Only with the `fault-injection` feature.
+    #[cfg(feature = "fault-injection")]
     #[doc(hidden)]
     pub fn inject_hardware_loss_after_frames(mut self, frames: u64) -> Self {
-        self.config.hardware_loss_after_frames = Some(frames);
+        self.config.faults.hardware_loss_after_frames = Some(frames);
         self
     }
 

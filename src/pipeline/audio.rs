@@ -1,10 +1,11 @@
 //! Audio, done once for the whole ladder: decode, resample to stereo, AAC-encode once per
 //! distinct bitrate (once in total for the standard ladder), hand packets to the variants.
 
+use super::errors::{decoder_error, encoder_error};
 use crate::error::Error;
 use crate::ffi::{
-    rescale, AudioEncoderSettings, AvError, CodecContext, Dictionary, Frame, InputContext, Packet,
-    Rational, Resampler, Step, StreamInfo, NO_PTS,
+    rescale, AudioEncoderSettings, CodecContext, Dictionary, Frame, InputContext, Packet, Rational,
+    Resampler, Step, StreamInfo, NO_PTS,
 };
 
 /// Audio may stray this far (seconds) from its timestamps before it is put back on them.
@@ -21,7 +22,6 @@ pub(crate) struct AudioEncoder {
 }
 
 pub(crate) struct AudioChain {
-    stream: String,
     /// The current source's decoder; replaced on reconnect, `None` while the source has no
     /// audio. The encoders and their timeline persist across sources.
     decoder: Option<CodecContext>,
@@ -37,7 +37,7 @@ pub(crate) struct AudioChain {
 impl AudioChain {
     /// Opens one AAC encoder per distinct bitrate in `bit_rates`, at the source's sample
     /// rate when AAC carries it.
-    pub fn new(stream: &str, info: &StreamInfo, bit_rates: &[u64]) -> Result<Self, Error> {
+    pub fn new(info: &StreamInfo, bit_rates: &[u64]) -> Result<Self, Error> {
         let sample_rate = if AAC_RATES.contains(&info.sample_rate) {
             info.sample_rate
         } else {
@@ -55,13 +55,12 @@ impl AudioChain {
                     channels: 2,
                     bit_rate: bit_rate as i64,
                 })
-                .map_err(|e| encoder_error(stream, "aac", e))?;
+                .map_err(|e| encoder_error("aac", "audio", e))?;
                 Ok(AudioEncoder { bit_rate, ctx })
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let frame_size = encoders[0].ctx.frame_size().max(1024);
         Ok(Self {
-            stream: stream.to_owned(),
             decoder: None,
             in_tb: info.time_base,
             resampler: None,
@@ -81,7 +80,7 @@ impl AudioChain {
         if let Some((input, info)) = source {
             let dec = input
                 .open_decoder(info.index, Dictionary::new(), None)
-                .map_err(|e| decoder_error(&self.stream, info, e))?;
+                .map_err(|e| decoder_error(info, e))?;
             self.decoder = Some(dec);
             self.in_tb = info.time_base;
         }
@@ -127,7 +126,7 @@ impl AudioChain {
         match decoder.send_packet(pkt) {
             Ok(_) => {}
             Err(e) if e.is_invalid_data() => corrupt = true,
-            Err(e) => return Err(Error::codec(&self.stream, "audio decoder", e)),
+            Err(e) => return Err(Error::codec("audio decoder", e)),
         }
         let mut decoded = 0;
         loop {
@@ -139,7 +138,7 @@ impl AudioChain {
                     corrupt = true;
                     continue;
                 }
-                Err(e) => return Err(Error::codec(&self.stream, "audio decoder", e)),
+                Err(e) => return Err(Error::codec("audio decoder", e)),
             }
             decoded += 1;
             let frame = std::mem::take(&mut self.frame);
@@ -173,10 +172,7 @@ impl AudioChain {
         let expected = pts as f64 * self.in_tb.as_f64() + offset;
         let drift = expected - (next as f64 + buffered) / rate;
         if drift > MAX_AUDIO_DRIFT {
-            log::debug!(
-                "stream {}: audio gap of {drift:.3} s; moving the audio clock",
-                self.stream
-            );
+            log::debug!("audio gap of {drift:.3} s; moving the audio clock");
             self.next_pts = Some(next + (drift * rate).round() as i64);
         } else if drift < -MAX_AUDIO_DRIFT {
             return false;
@@ -185,7 +181,7 @@ impl AudioChain {
     }
 
     /// The stream is done: encode the short tail and drain every encoder.
-    pub fn finish(
+    pub fn flush(
         &mut self,
         out: &mut dyn FnMut(usize, Packet) -> Result<(), Error>,
     ) -> Result<(), Error> {
@@ -194,14 +190,14 @@ impl AudioChain {
             self.encoders[i]
                 .ctx
                 .send_frame(None)
-                .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
+                .map_err(|e| Error::codec("aac encoder", e))?;
             self.drain(i, out)?;
         }
         Ok(())
     }
 
     fn resample(&mut self, frame: Option<&Frame>) -> Result<(), Error> {
-        let codec_err = |e| Error::codec(&self.stream, "audio resampler", e);
+        let codec_err = |e| Error::codec("audio resampler", e);
         if let Some(f) = frame {
             if self.next_pts.is_none() {
                 let pts = f.best_effort_pts();
@@ -240,7 +236,7 @@ impl AudioChain {
             }
             let mut frame = r
                 .pop(self.frame_size)
-                .map_err(|e| Error::codec(&self.stream, "audio fifo", e))?;
+                .map_err(|e| Error::codec("audio fifo", e))?;
             let pts = self.next_pts.unwrap_or(0);
             frame.set_pts(pts);
             self.next_pts = Some(pts + i64::from(frame.nb_samples()));
@@ -248,7 +244,7 @@ impl AudioChain {
                 self.encoders[i]
                     .ctx
                     .send_frame(Some(&frame))
-                    .map_err(|e| Error::codec(&self.stream, "aac encoder", e))?;
+                    .map_err(|e| Error::codec("aac encoder", e))?;
                 self.drain(i, out)?;
             }
         }
@@ -263,32 +259,8 @@ impl AudioChain {
             match self.encoders[i].ctx.receive_packet(&mut self.packet) {
                 Ok(Step::Ready(())) => out(i, std::mem::take(&mut self.packet))?,
                 Ok(Step::Again | Step::Eof) => return Ok(()),
-                Err(e) => return Err(Error::codec(&self.stream, "aac encoder", e)),
+                Err(e) => return Err(Error::codec("aac encoder", e)),
             }
         }
-    }
-}
-
-pub(crate) fn decoder_error(stream: &str, info: &StreamInfo, e: AvError) -> Error {
-    if e.is_decoder_not_found() {
-        Error::UnsupportedCodec {
-            stream: stream.to_owned(),
-            codec: info.codec_name.clone(),
-            reason: "no decoder for it in this FFmpeg build".into(),
-        }
-    } else {
-        Error::codec(stream, format!("{} decoder", info.codec_name), e)
-    }
-}
-
-pub(crate) fn encoder_error(stream: &str, codec: &str, e: AvError) -> Error {
-    if e.is_encoder_not_found() {
-        Error::UnsupportedCodec {
-            stream: stream.to_owned(),
-            codec: codec.to_owned(),
-            reason: "no encoder for it in this FFmpeg build".into(),
-        }
-    } else {
-        Error::codec(stream, format!("{codec} encoder"), e)
     }
 }

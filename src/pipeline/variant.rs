@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::hls::{h264_codec_string, OutputError, SegmentDone, SegmentWriter};
-use super::{Control, LadderState};
+use super::control::Signals;
+use super::errors::{encoder_error, output_error};
+use super::hls::{h264_codec_string, MasterPlaylist, MeasuredBitrate, SegmentDone, SegmentWriter};
 use crate::error::Error;
 use crate::ffi::{CodecContext, Frame, Packet, Rational, Scaler, Step, PIX_FMT_YUV420P};
 use crate::stats::{StatsCell, VariantCounters};
@@ -30,18 +31,29 @@ pub(crate) enum VariantMsg {
 /// whose video paused), seconds.
 const MAX_AUDIO_LEAD: f64 = 3.0;
 
-pub(crate) struct VariantWorker {
+/// What a variant thread is given: its rung, its opened encoder and segment writer.
+pub(crate) struct Rung {
+    /// Position in the ladder (and in the master playlist).
     pub index: usize,
     pub name: String,
+    /// The encoder's FFmpeg name, for error messages.
+    pub codec: &'static str,
     pub width: i32,
     pub height: i32,
+    pub max_frame_rate: Option<f64>,
+    pub frame_rate: f64,
     pub encoder: CodecContext,
     pub writer: SegmentWriter,
-    pub counters: Arc<VariantCounters>,
-    pub max_frame_rate: Option<f64>,
-    /// Test-only fault injection: panic after this many frames (see the config).
-    pub panic_after_frames: Option<u64>,
+    /// The audio encoder's time base; `0/1` without audio.
     pub audio_tb: Rational,
+    pub counters: Arc<VariantCounters>,
+    /// Test-only fault injection: panic after this many frames (see the config).
+    #[cfg(feature = "fault-injection")]
+    pub panic_after_frames: Option<u64>,
+}
+
+pub(crate) struct VariantWorker {
+    rung: Rung,
     /// One output frame interval in the video time base, for packets the encoder left
     /// without a duration.
     frame_ticks: i64,
@@ -61,35 +73,15 @@ pub(crate) struct VariantWorker {
 }
 
 impl VariantWorker {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        index: usize,
-        name: String,
-        width: i32,
-        height: i32,
-        encoder: CodecContext,
-        writer: SegmentWriter,
-        counters: Arc<VariantCounters>,
-        max_frame_rate: Option<f64>,
-        audio_tb: Rational,
-        frame_rate: f64,
-    ) -> Self {
-        let video_tb = encoder.time_base();
-        let frame_ticks = ((1.0 / frame_rate.max(1.0)) / video_tb.as_f64().max(f64::MIN_POSITIVE))
-            .round()
-            .max(1.0) as i64;
+    pub fn new(rung: Rung) -> Self {
+        let video_tb = rung.encoder.time_base();
+        let frame_ticks = ((1.0 / rung.frame_rate.max(1.0))
+            / video_tb.as_f64().max(f64::MIN_POSITIVE))
+        .round()
+        .max(1.0) as i64;
         Self {
-            index,
-            name,
-            width,
-            height,
-            encoder,
-            writer,
-            counters,
-            max_frame_rate,
-            audio_tb,
+            rung,
             frame_ticks,
-            panic_after_frames: None,
             scaler: None,
             scaled: None,
             video_tb,
@@ -104,68 +96,82 @@ impl VariantWorker {
         }
     }
 
+    /// The variant's name (its directory).
+    pub fn name(&self) -> &str {
+        &self.rung.name
+    }
+
     /// Runs until `End` (graceful: everything is flushed and listed) or until the sender
     /// goes away or an abort is requested (partial work dropped).
-    /// Returns the measured (peak segment, average) bitrates, bits/s.
+    /// Returns the bitrates measured from the segments.
     pub fn run(
         mut self,
         rx: Receiver<VariantMsg>,
-        control: &Control,
+        signals: &Signals,
         stats: &StatsCell,
-        ladder: &LadderState,
-    ) -> Result<(u64, u64), Error> {
-        let stream = control.stream_id();
+        master: &MasterPlaylist,
+    ) -> Result<MeasuredBitrate, Error> {
         loop {
-            if control.abort_requested() {
-                return Err(Error::Aborted {
-                    stream: stream.to_owned(),
-                });
+            if signals.abort_requested() {
+                return Err(Error::aborted());
             }
             let Ok(msg) = rx.recv() else {
                 // The decode thread dropped us without End: it is aborting or failing.
-                return Err(Error::Aborted {
-                    stream: stream.to_owned(),
-                });
+                return Err(Error::aborted());
             };
             match msg {
                 VariantMsg::Video { frame, force_key } => {
-                    self.video(frame, force_key, stats, ladder)?
+                    self.video(frame, force_key, stats, master)?
                 }
-                VariantMsg::Audio(pkt) => self.queue_audio(pkt, stream)?,
+                VariantMsg::Audio(pkt) => self.queue_audio(pkt)?,
                 VariantMsg::Discontinuity => self.restart_pending = true,
                 VariantMsg::End => break,
             }
         }
-        // Drain the encoder, then the audio that is left, then the last segment.
-        self.encoder
+        self.drain_and_end(signals, stats, master)
+    }
+
+    /// After `End`: drain the encoder, then the audio that is left, then the last segment.
+    /// An abort meanwhile drops the rest (the partial segment is removed with the writer).
+    fn drain_and_end(
+        mut self,
+        signals: &Signals,
+        stats: &StatsCell,
+        master: &MasterPlaylist,
+    ) -> Result<MeasuredBitrate, Error> {
+        self.rung
+            .encoder
             .send_frame(None)
-            .map_err(|e| Error::codec(stream, format!("variant {} encoder", self.name), e))?;
-        self.drain_packets(stats, ladder)?;
+            .map_err(|e| self.encoder_error(e))?;
+        self.drain_packets(stats, master)?;
+        if signals.abort_requested() {
+            return Err(Error::aborted());
+        }
         while let Some((_, pkt)) = self.audio_queue.pop_front() {
-            self.writer
-                .write_audio(pkt)
-                .map_err(|e| output_error(stream, e))?;
+            self.rung.writer.write_audio(pkt).map_err(output_error)?;
         }
-        let name = self.name.clone();
-        let index = self.index;
-        let codecs = self.codecs.take();
-        let counters = self.counters.clone();
-        let last = self.writer.finish().map_err(|e| output_error(stream, e))?;
-        if let Some(done) = last {
-            account(&counters, stats, done);
+        if let Some(done) = self.rung.writer.end_stream().map_err(output_error)? {
+            count_segment(&self.rung.counters, stats, done);
         }
-        if let Some(codecs) = codecs {
-            ladder.segment_done(index, &codecs, stats);
+        if let Some(codecs) = &self.codecs {
+            master.segment_done(self.rung.index, codecs, stats);
         }
-        let peak = self.writer.peak_bitrate();
+        let counters = &self.rung.counters;
         let media = counters.media_us.load(Relaxed) as f64 / 1e6;
         let average = if media > 0.0 {
             (counters.bytes_out.load(Relaxed) as f64 * 8.0 / media) as u64
         } else {
             0
         };
-        log::debug!("stream {stream}: variant {name} finished");
-        Ok((peak, average))
+        log::debug!("variant {} finished", self.rung.name);
+        Ok(MeasuredBitrate {
+            peak: self.rung.writer.peak_bitrate(),
+            average,
+        })
+    }
+
+    fn encoder_error(&self, e: crate::ffi::AvError) -> Error {
+        encoder_error(self.rung.codec, &format!("variant {}", self.rung.name), e)
     }
 
     fn video(
@@ -173,25 +179,25 @@ impl VariantWorker {
         frame: Frame,
         force_key: bool,
         stats: &StatsCell,
-        ladder: &LadderState,
+        master: &MasterPlaylist,
     ) -> Result<(), Error> {
-        let stream = ladder.stream_id();
-        if let Some(n) = self.panic_after_frames {
-            if self.counters.frames_out.load(Relaxed) >= n {
+        #[cfg(feature = "fault-injection")]
+        if let Some(n) = self.rung.panic_after_frames {
+            if self.rung.counters.frames_out.load(Relaxed) >= n {
                 panic!(
                     "injected fault: variant {} panics after {n} frames",
-                    self.name
+                    self.rung.name
                 );
             }
         }
         let pts = frame.pts();
         if !force_key && !self.keep_for_rate_cap(pts) {
-            self.counters.frames_dropped.fetch_add(1, Relaxed);
+            self.rung.counters.frames_dropped.fetch_add(1, Relaxed);
             return Ok(());
         }
         // Encoders need strictly increasing timestamps; a repeat is dropped and counted.
         if self.last_sent_pts.is_some_and(|last| pts <= last) {
-            self.counters.frames_dropped.fetch_add(1, Relaxed);
+            self.rung.counters.frames_dropped.fetch_add(1, Relaxed);
             return Ok(());
         }
         self.last_kept_pts = Some(pts);
@@ -202,29 +208,26 @@ impl VariantWorker {
             self.forced
                 .push_back((pts, std::mem::take(&mut self.restart_pending)));
         }
-        let passthrough = frame.width() == self.width
-            && frame.height() == self.height
+        let passthrough = frame.width() == self.rung.width
+            && frame.height() == self.rung.height
             && frame.format() == PIX_FMT_YUV420P;
-        if passthrough {
-            self.encoder
-                .send_frame(Some(&frame))
-                .map_err(|e| encoder_error(stream, &self.name, e))?;
+        let sent = if passthrough {
+            self.rung.encoder.send_frame(Some(&frame))
         } else {
             self.scale(&frame)
-                .map_err(|e| Error::codec(stream, format!("variant {} scaler", self.name), e))?;
+                .map_err(|e| Error::codec(format!("variant {} scaler", self.rung.name), e))?;
             let scaled = self.scaled.as_mut().expect("scale() allocates it");
             scaled.set_pts(pts);
             scaled.set_force_keyframe(force_key);
-            self.encoder
-                .send_frame(Some(scaled))
-                .map_err(|e| encoder_error(stream, &self.name, e))?;
-        }
-        self.drain_packets(stats, ladder)
+            self.rung.encoder.send_frame(Some(scaled))
+        };
+        sent.map_err(|e| self.encoder_error(e))?;
+        self.drain_packets(stats, master)
     }
 
     /// The frame-rate cap keeps a frame when at least one output interval has passed.
     fn keep_for_rate_cap(&self, pts: i64) -> bool {
-        let (Some(cap), Some(last)) = (self.max_frame_rate, self.last_kept_pts) else {
+        let (Some(cap), Some(last)) = (self.rung.max_frame_rate, self.last_kept_pts) else {
             return true;
         };
         let elapsed = (pts - last) as f64 * self.video_tb.as_f64();
@@ -235,13 +238,13 @@ impl VariantWorker {
         if !self.scaler.as_ref().is_some_and(|s| s.accepts(src)) {
             self.scaler = Some(Scaler::new(
                 (src.width(), src.height(), src.format()),
-                (self.width, self.height, PIX_FMT_YUV420P),
+                (self.rung.width, self.rung.height, PIX_FMT_YUV420P),
             )?);
         }
         if self.scaled.is_none() {
             self.scaled = Some(Frame::alloc_video(
-                self.width,
-                self.height,
+                self.rung.width,
+                self.rung.height,
                 PIX_FMT_YUV420P,
             )?);
         }
@@ -251,16 +254,15 @@ impl VariantWorker {
         self.scaler.as_mut().expect("created above").scale(src, dst)
     }
 
-    fn drain_packets(&mut self, stats: &StatsCell, ladder: &LadderState) -> Result<(), Error> {
-        let stream = ladder.stream_id();
+    fn drain_packets(&mut self, stats: &StatsCell, master: &MasterPlaylist) -> Result<(), Error> {
         loop {
-            match self.encoder.receive_packet(&mut self.packet) {
+            match self.rung.encoder.receive_packet(&mut self.packet) {
                 Ok(Step::Ready(())) => {}
                 Ok(Step::Again | Step::Eof) => return Ok(()),
-                Err(e) => return Err(encoder_error(stream, &self.name, e)),
+                Err(e) => return Err(self.encoder_error(e)),
             }
             let pkt = std::mem::take(&mut self.packet);
-            self.mux_video(pkt, stats, ladder)?;
+            self.mux_video(pkt, stats, master)?;
         }
     }
 
@@ -268,9 +270,8 @@ impl VariantWorker {
         &mut self,
         mut pkt: Packet,
         stats: &StatsCell,
-        ladder: &LadderState,
+        master: &MasterPlaylist,
     ) -> Result<(), Error> {
-        let stream = ladder.stream_id();
         let tb = self.video_tb.as_f64();
         let pts = pkt.pts();
         if pkt.duration() <= 0 {
@@ -280,12 +281,12 @@ impl VariantWorker {
         if cut {
             let (_, restart) = self.forced.pop_front().expect("checked");
             if restart {
-                self.writer.mark_discontinuity();
+                self.rung.writer.mark_discontinuity();
             }
         }
         if self.codecs.is_none() {
             if let Some(avc) = h264_codec_string(pkt.data()) {
-                let audio = if self.audio_tb.den > 1 {
+                let audio = if self.rung.audio_tb.den > 1 {
                     ",mp4a.40.2"
                 } else {
                     ""
@@ -300,68 +301,55 @@ impl VariantWorker {
         } else {
             pkt.dts() as f64 * tb
         };
-        self.write_audio_until(limit, stream)?;
+        self.write_audio_until(limit)?;
         let start = *self.first_pts.get_or_insert(pts as f64 * tb);
         let end = (pts + pkt.duration().max(0)) as f64 * tb;
         let done = self
+            .rung
             .writer
             .write_video(pkt, cut)
-            .map_err(|e| output_error(stream, e))?;
-        self.counters.frames_out.fetch_add(1, Relaxed);
+            .map_err(output_error)?;
+        let counters = &self.rung.counters;
+        counters.frames_out.fetch_add(1, Relaxed);
         let media_us = ((end - start).max(0.0) * 1e6) as u64;
-        self.counters.media_us.fetch_max(media_us, Relaxed);
+        counters.media_us.fetch_max(media_us, Relaxed);
         if let Some(done) = done {
-            account(&self.counters, stats, done);
+            count_segment(counters, stats, done);
             if let Some(codecs) = &self.codecs {
-                ladder.segment_done(self.index, codecs, stats);
+                master.segment_done(self.rung.index, codecs, stats);
             }
         }
         Ok(())
     }
 
-    fn queue_audio(&mut self, pkt: Packet, stream: &str) -> Result<(), Error> {
-        let t = pkt.pts() as f64 * self.audio_tb.as_f64();
+    fn queue_audio(&mut self, pkt: Packet) -> Result<(), Error> {
+        let t = pkt.pts() as f64 * self.rung.audio_tb.as_f64();
         self.audio_queue.push_back((t, pkt));
         // Without video moving, audio cannot wait forever.
         let lead = self.audio_queue.back().map_or(0.0, |b| b.0)
             - self.audio_queue.front().map_or(0.0, |f| f.0);
         if lead > MAX_AUDIO_LEAD {
             let (_, p) = self.audio_queue.pop_front().expect("non-empty");
-            return self
-                .writer
-                .write_audio(p)
-                .map_err(|e| output_error(stream, e));
+            return self.rung.writer.write_audio(p).map_err(output_error);
         }
         Ok(())
     }
 
-    fn write_audio_until(&mut self, limit: f64, stream: &str) -> Result<(), Error> {
+    fn write_audio_until(&mut self, limit: f64) -> Result<(), Error> {
         while self.audio_queue.front().is_some_and(|(t, _)| *t < limit) {
             let (_, p) = self.audio_queue.pop_front().expect("checked");
-            self.writer
-                .write_audio(p)
-                .map_err(|e| output_error(stream, e))?;
+            self.rung.writer.write_audio(p).map_err(output_error)?;
         }
         Ok(())
     }
 }
 
-/// Built only when an error happens, never on the frame path.
-fn encoder_error(stream: &str, variant: &str, e: crate::ffi::AvError) -> Error {
-    Error::codec(stream, format!("variant {variant} encoder"), e)
-}
-
-fn account(counters: &VariantCounters, stats: &StatsCell, done: SegmentDone) {
+/// Adds a finished segment to the counters.
+fn count_segment(counters: &VariantCounters, stats: &StatsCell, done: SegmentDone) {
     if done.bytes > 0 || done.duration > 0.0 {
         counters.segments.fetch_add(1, Relaxed);
     }
     counters.bytes_out.fetch_add(done.bytes, Relaxed);
     stats.playlist_bytes.fetch_add(done.playlist_bytes, Relaxed);
-}
-
-pub(crate) fn output_error(stream: &str, e: OutputError) -> Error {
-    match e {
-        OutputError::Mux(path, e) => Error::output_av(stream, path, &e),
-        OutputError::Io(path, e) => Error::output(stream, path, &e),
-    }
+    stats.sample_output_rate();
 }

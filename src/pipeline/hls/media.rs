@@ -1,39 +1,13 @@
-//! HLS output: MPEG-TS segments cut at the aligned keyframes, media playlists, and the
-//! master playlist. Every playlist is written to a temporary file and renamed into place,
-//! so a reader never sees one half-written.
+//! One variant's HLS output: MPEG-TS segments cut at the aligned keyframes, and its media
+//! playlist.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::ffi::{AvError, CodecContext, OutputContext, Packet, Rational};
-
-/// Name of the master playlist in the output directory.
-pub const MASTER_PLAYLIST: &str = "master.m3u8";
-/// Name of each variant's media playlist inside its directory.
-pub const MEDIA_PLAYLIST: &str = "index.m3u8";
-
-/// Replaces `path` with `contents` atomically (write to a sibling, then rename).
-pub fn write_atomic(path: &Path, contents: &str) -> io::Result<u64> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(contents.len() as u64)
-}
-
-/// Why a segment writer failed: the muxer (FFmpeg) or the playlist (the OS).
-#[derive(Debug)]
-pub enum OutputError {
-    /// FFmpeg failed writing a segment.
-    Mux(PathBuf, AvError),
-    /// Writing a playlist or removing an old segment failed.
-    Io(PathBuf, io::Error),
-}
+use super::{write_atomic, OutputError, MEDIA_PLAYLIST};
+use crate::ffi::{CodecContext, OutputContext, Packet, Rational};
 
 #[derive(Debug, Clone)]
 struct Segment {
@@ -61,8 +35,6 @@ pub struct SegmentWriter {
     open_start: Option<f64>,
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
     open_end: f64,
-    /// Bytes of playlists written by this writer.
-    pub playlist_bytes: u64,
     /// `#EXT-X-TARGETDURATION` as last written (never decreases).
     target: u64,
     /// The next segment to start follows a source restart.
@@ -114,7 +86,6 @@ impl SegmentWriter {
             next_sequence: 0,
             open_start: None,
             open_end: 0.0,
-            playlist_bytes: 0,
             target: 0,
             pending_discontinuity: false,
             open_discontinuity: false,
@@ -257,9 +228,10 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Flushes the muxer, closes the last segment and writes the final playlist (with
-    /// `#EXT-X-ENDLIST`). Returns the last segment's figures, if it had any media.
-    pub fn finish(&mut self) -> Result<Option<SegmentDone>, OutputError> {
+    /// The stream is over: flushes the muxer, closes the last segment and writes the final
+    /// playlist (with `#EXT-X-ENDLIST`). Returns the last segment's figures, if it had any
+    /// media.
+    pub fn end_stream(&mut self) -> Result<Option<SegmentDone>, OutputError> {
         let seq = self.next_sequence;
         let path = self.segment_path(seq);
         self.muxer
@@ -328,7 +300,6 @@ impl SegmentWriter {
         }
         let path = self.dir.join(MEDIA_PLAYLIST);
         let n = write_atomic(&path, &text).map_err(|e| OutputError::Io(path, e))?;
-        self.playlist_bytes += n;
         Ok(n)
     }
 
@@ -345,45 +316,13 @@ impl SegmentWriter {
 
 impl Drop for SegmentWriter {
     fn drop(&mut self) {
-        // Dropped without `finish` (abort, failure): the open segment is partial and listed
+        // Dropped without `end_stream` (abort, failure): the open segment is partial and listed
         // nowhere; remove it rather than leave a torn file beside the playlist.
         if self.muxer.has_file() {
             let _ = self.muxer.close_file();
             let _ = std::fs::remove_file(self.segment_path(self.next_sequence));
         }
     }
-}
-
-/// One `#EXT-X-STREAM-INF` entry.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MasterEntry {
-    /// Relative URI of the media playlist.
-    pub uri: String,
-    /// Peak bits/s.
-    pub bandwidth: u64,
-    /// Average bits/s.
-    pub average_bandwidth: u64,
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// RFC 6381 codecs, e.g. `avc1.640028,mp4a.40.2`.
-    pub codecs: String,
-    /// Frames per second.
-    pub frame_rate: f64,
-}
-
-/// Renders and atomically writes the master playlist.
-pub fn write_master(dir: &Path, entries: &[MasterEntry]) -> io::Result<u64> {
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for e in entries {
-        let _ = writeln!(
-            text,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\",FRAME-RATE={:.3}\n{}",
-            e.bandwidth, e.average_bandwidth, e.width, e.height, e.codecs, e.frame_rate, e.uri
-        );
-    }
-    write_atomic(&dir.join(MASTER_PLAYLIST), &text)
 }
 
 /// The RFC 6381 `avc1.PPCCLL` string from the SPS in an H.264 Annex B packet, if present.
@@ -421,15 +360,5 @@ mod tests {
         assert_eq!(h264_codec_string(&pkt).as_deref(), Some("avc1.640028"));
         assert_eq!(h264_codec_string(&[0, 0, 1, 0x65, 1, 2, 3]), None);
         assert_eq!(h264_codec_string(&[]), None);
-    }
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("x.m3u8");
-        write_atomic(&p, "a").unwrap();
-        write_atomic(&p, "bb").unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "bb");
-        assert!(!d.path().join("x.m3u8.tmp").exists());
     }
 }

@@ -1,0 +1,138 @@
+//! The contract between the media pipeline and the lifecycle above it: the [`Signals`] the
+//! lifecycle raises (stop, abort, stall), the [`PipelineEvent`]s the pipeline reports, and
+//! the [`Supervisor`] that decides how to (re)connect the source. The pipeline knows
+//! nothing else about states, hooks or policies.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::session::{Session, SourceOpener};
+use crate::error::Error;
+use crate::ffi::Interrupt;
+
+/// Stop, abort and stall requests, shared by a stream's handle and its threads. Each one
+/// also cuts the blocking FFmpeg call under way through the input's interrupt callback.
+#[derive(Debug)]
+pub(crate) struct Signals {
+    interrupt: Arc<Interrupt>,
+    stop: AtomicBool,
+    abort: AtomicBool,
+    stall: AtomicBool,
+}
+
+impl Signals {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            interrupt: Interrupt::new(),
+            stop: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            stall: AtomicBool::new(false),
+        })
+    }
+
+    /// The interrupt installed on the stream's inputs (checks these signals and the I/O
+    /// deadline).
+    pub fn interrupt(&self) -> &Arc<Interrupt> {
+        &self.interrupt
+    }
+
+    /// Graceful: stop reading (a blocked read returns at once), drain, finish the outputs.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.interrupt.interrupt();
+    }
+
+    /// Immediate: interrupt I/O and drop partial work.
+    pub fn request_abort(&self) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.interrupt.interrupt();
+    }
+
+    /// A watchdog saw no progress: the current read is cut and the stream goes through its
+    /// recovery policy as for a stalled source.
+    pub fn report_stall(&self) {
+        self.stall.store(true, Ordering::SeqCst);
+        self.interrupt.expire();
+    }
+
+    /// Takes a pending stall report.
+    pub fn take_stall(&self) -> bool {
+        self.stall.swap(false, Ordering::SeqCst)
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    pub fn abort_requested(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `d` unless a stop or abort comes first; true when one did.
+    pub fn sleep_unless_stopped(&self, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            if self.stop_requested() || self.abort_requested() {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(20)));
+        }
+    }
+}
+
+/// How a pipeline run ended without error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The source ended (end of file).
+    SourceEnded,
+    /// A stop was requested and the outputs were finished.
+    Stopped,
+}
+
+/// Media progress the pipeline reports to the lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PipelineEvent {
+    /// Media flows: the first time every encoder and output is ready, and again after
+    /// each recovery.
+    Running,
+    /// Reading stopped (end of source or stop request): flushing everything.
+    Draining,
+}
+
+/// How a new connection continues the output timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reopened {
+    /// The first connection.
+    First,
+    /// The source was reached again after an outage: the timeline continues after a
+    /// discontinuity.
+    Reconnected,
+    /// The same source was opened again without its hardware device: a file resumes right
+    /// after the last frame sent, a live source continues after a discontinuity.
+    OnCpu,
+}
+
+/// The lifecycle's side of the pipeline: it hears [`PipelineEvent`]s and owns the recovery
+/// policy (when to reconnect, how long to back off, whether to leave a hardware device).
+pub(crate) trait Supervisor {
+    /// Media progress.
+    fn report(&mut self, event: PipelineEvent);
+
+    /// True when the end of a live source is an outage to reconnect from rather than the
+    /// end of the stream.
+    fn reconnects_live_end(&self) -> bool;
+
+    /// Connects the source: the first time (`failure` is `None`, the hardware device is
+    /// opened first) or after `failure`. `Ok(None)` when a stop came first; the error when
+    /// the policy gives up (or does not apply).
+    fn connect(
+        &mut self,
+        opener: &mut SourceOpener<'_>,
+        failure: Option<Error>,
+    ) -> Result<Option<(Session, Reopened)>, Error>;
+}

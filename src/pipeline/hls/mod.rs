@@ -1,0 +1,98 @@
+//! HLS output: each variant's segments and media playlist ([`SegmentWriter`]), the master
+//! playlist ([`MasterPlaylist`]), and the output directory they share. Every playlist is
+//! written to a temporary file and renamed into place, so a reader never sees one
+//! half-written.
+
+mod master;
+mod media;
+
+pub(crate) use master::{MasterEntry, MasterPlaylist, MeasuredBitrate};
+pub(crate) use media::{h264_codec_string, SegmentDone, SegmentWriter};
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::ffi::AvError;
+
+/// Name of the master playlist in the output directory.
+pub(crate) const MASTER_PLAYLIST: &str = "master.m3u8";
+/// Name of each variant's media playlist inside its directory.
+pub(crate) const MEDIA_PLAYLIST: &str = "index.m3u8";
+
+/// Replaces `path` with `contents` atomically (write to a sibling, then rename).
+pub(crate) fn write_atomic(path: &Path, contents: &str) -> io::Result<u64> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(contents.len() as u64)
+}
+
+/// Why a segment writer failed: the muxer (FFmpeg) or the playlist (the OS).
+#[derive(Debug)]
+pub(crate) enum OutputError {
+    /// FFmpeg failed writing a segment.
+    Mux(PathBuf, AvError),
+    /// Writing a playlist or removing an old segment failed.
+    Io(PathBuf, io::Error),
+}
+
+/// Whatever happens next, an earlier run's master must not claim this run's ladder.
+pub(crate) fn remove_stale_master(dir: &Path) -> Result<(), Error> {
+    remove_if_exists(&dir.join(MASTER_PLAYLIST))
+}
+
+/// Creates the output directories and removes what an earlier run left that this run
+/// would otherwise be confused with (our playlist and segment names only).
+pub(crate) fn prepare_output<'a>(
+    dir: &Path,
+    variants: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, &e))?;
+    for name in variants {
+        let vdir = dir.join(name);
+        std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, &e))?;
+        let entries = std::fs::read_dir(&vdir).map_err(|e| Error::output(&vdir, &e))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let ours = (name.starts_with("seg_") && name.ends_with(".ts"))
+                || name.starts_with(MEDIA_PLAYLIST);
+            if ours {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), Error> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        // Something on the way is a file, not a directory: name the directory.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            Err(Error::output(path.parent().unwrap_or(path), &e))
+        }
+        Err(e) => Err(Error::output(path, &e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.m3u8");
+        write_atomic(&p, "a").unwrap();
+        write_atomic(&p, "bb").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "bb");
+        assert!(!d.path().join("x.m3u8.tmp").exists());
+    }
+}

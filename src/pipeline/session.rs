@@ -1,0 +1,191 @@
+//! One connection to the source: the demuxer (opened with the interrupt and timeouts, the
+//! protocol whitelist, and the size checks) and the video decoder; and the
+//! [`SourceOpener`], the primitives the lifecycle's recovery policy drives (open the
+//! hardware device, open a session, leave the device).
+
+use std::time::Duration;
+
+use super::control::Signals;
+use super::errors::{decoder_error, hardware_error, invalid_input, open_error};
+use crate::config::{PlaylistMode, StreamConfig};
+use crate::error::Error;
+use crate::ffi::{AvError, CodecContext, Dictionary, HwDeviceContext, InputContext, StreamInfo};
+
+/// Largest picture a source may declare or decode to (16384 x 16384); a hostile header
+/// cannot make us allocate more.
+pub(crate) const MAX_PIXELS: i64 = 16384 * 16384;
+/// Largest width or height a source may declare.
+pub(crate) const MAX_DIMENSION: i32 = 16384;
+
+/// The least time an HLS input's read may wait (playlists commonly target 6-10 s).
+const HLS_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One connection to the source: its demuxer and video decoder.
+pub(crate) struct Session {
+    pub input: InputContext,
+    pub video: StreamInfo,
+    pub audio: Option<StreamInfo>,
+    /// A live source: a sliding-window playlist, and its end is an outage.
+    pub live: bool,
+    /// An HLS input: one read may wait a whole target duration for the next segment.
+    hls: bool,
+    pub video_decoder: CodecContext,
+    /// Decoding on a hardware device: decoder failures are hardware failures.
+    pub on_hardware: bool,
+}
+
+impl Session {
+    /// How long one read may block before the source counts as stalled.
+    pub fn read_timeout(&self, config: &StreamConfig) -> Duration {
+        if self.hls {
+            config.io_timeout().max(HLS_READ_TIMEOUT)
+        } else {
+            config.io_timeout()
+        }
+    }
+
+    /// The source's audio stream, for the audio chain to decode.
+    pub fn audio_source(&self) -> Option<(&InputContext, &StreamInfo)> {
+        self.audio.as_ref().map(|a| (&self.input, a))
+    }
+}
+
+/// Opens sessions on the source, with or without the configured hardware device.
+pub(crate) struct SourceOpener<'a> {
+    config: &'a StreamConfig,
+    signals: &'a Signals,
+    device: Option<HwDeviceContext>,
+}
+
+impl<'a> SourceOpener<'a> {
+    pub fn new(config: &'a StreamConfig, signals: &'a Signals) -> Self {
+        Self {
+            config,
+            signals,
+            device: None,
+        }
+    }
+
+    /// Opens the configured hardware device, if one is configured.
+    pub fn open_device(&mut self) -> Result<(), Error> {
+        let Some(hw) = self.config.hw_device() else {
+            return Ok(());
+        };
+        let device = HwDeviceContext::open(hw.kind.name(), &hw.device).map_err(|e| {
+            let reason = format!("cannot open the device: {}", e.message());
+            hardware_error(self.config, reason, Some(e.code))
+        })?;
+        self.device = Some(device);
+        Ok(())
+    }
+
+    /// Leaves the hardware device: later sessions decode on the CPU.
+    pub fn drop_device(&mut self) {
+        self.device = None;
+    }
+
+    /// Opens the source and its video decoder. Blocking, bounded by the I/O timeout and
+    /// cancellable through the signals.
+    pub fn open(&mut self) -> Result<Session, Error> {
+        let config = self.config;
+        let (mut input, video, audio) = open_input(config, self.signals)?;
+        let mut opts = Dictionary::new();
+        opts.set("max_pixels", &MAX_PIXELS.to_string())
+            .map_err(|e| Error::codec("video decoder options", e))?;
+        let video_decoder = input
+            .open_decoder(video.index, opts, self.device.as_ref())
+            .map_err(|e| decoder_error(&video, e))?;
+        let keep: Vec<usize> = std::iter::once(video.index)
+            .chain(audio.as_ref().map(|a| a.index))
+            .collect();
+        input.keep_only(&keep);
+        let kind = config.source_kind();
+        let live = match config.playlist_mode() {
+            PlaylistMode::Vod => false,
+            PlaylistMode::Live => true,
+            _ if kind.is_live_scheme() => true,
+            _ => kind.is_http() && !input.has_duration(),
+        };
+        let hls = input.format_name().split(',').any(|n| n == "hls");
+        Ok(Session {
+            input,
+            video,
+            audio,
+            live,
+            hls,
+            video_decoder,
+            on_hardware: self.device.is_some(),
+        })
+    }
+}
+
+/// Opens the demuxer and selects the streams: the best video (required) and audio.
+fn open_input(
+    config: &StreamConfig,
+    signals: &Signals,
+) -> Result<(InputContext, StreamInfo, Option<StreamInfo>), Error> {
+    let interrupt = signals.interrupt();
+    let kind = config.source_kind();
+    let (url, format) = kind.ffmpeg_input(config.source());
+    let mut opts = Dictionary::new();
+    let av = |e: AvError| open_error(config, interrupt, e);
+    if let Some(list) = kind.protocol_whitelist() {
+        opts.set("protocol_whitelist", list).map_err(av)?;
+    }
+    for (k, v) in config.input_options() {
+        opts.set(k, v).map_err(av)?;
+    }
+    interrupt.arm(config.io_timeout());
+    let opened = InputContext::open(&url, format, opts, interrupt.clone());
+    let (mut input, unused) = opened.map_err(|e| {
+        interrupt.disarm();
+        av(e)
+    })?;
+    if !unused.is_empty() {
+        log::warn!(
+            "stream {}: input options not recognised by FFmpeg: {}",
+            config.id(),
+            unused.join(", ")
+        );
+    }
+    let invalid = |reason: String| invalid_input(config, reason, None);
+    // A hostile header is refused on what it declares, before anything is decoded.
+    check_picture(input.largest_declared_picture()).map_err(|r| {
+        interrupt.disarm();
+        invalid(r)
+    })?;
+    let probed = input.find_stream_info(MAX_PIXELS);
+    interrupt.disarm();
+    probed.map_err(av)?;
+    let Some(vi) = input.best_video() else {
+        let what = if input.best_audio().is_some() {
+            "audio only"
+        } else {
+            "no audio or video"
+        };
+        return Err(invalid(format!(
+            "no video stream ({what}); a ladder needs video"
+        )));
+    };
+    let video = input.stream_info(vi);
+    if video.width <= 0 || video.height <= 0 {
+        return Err(invalid(format!(
+            "video stream {} has no picture size",
+            video.codec_name
+        )));
+    }
+    check_picture((video.width, video.height)).map_err(invalid)?;
+    let audio = input.best_audio().map(|i| input.stream_info(i));
+    Ok((input, video, audio))
+}
+
+/// Refuses pictures above the size limit.
+fn check_picture((w, h): (i32, i32)) -> Result<(), String> {
+    if w > MAX_DIMENSION || h > MAX_DIMENSION || i64::from(w) * i64::from(h) > MAX_PIXELS {
+        Err(format!(
+            "declared picture {w}x{h} exceeds the {MAX_DIMENSION}x{MAX_DIMENSION} limit"
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,204 @@
+//! The state machine a stream's handle and threads share: the state and its history, state
+//! events queued for the hook thread in order, statistics snapshots, waiting for a state,
+//! and the worker thread that runs the pipeline under the panic net.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::{Condvar, Mutex};
+
+use super::recovery::Recovery;
+use crate::config::StreamConfig;
+use crate::error::Error;
+use crate::hooks::StateEvent;
+use crate::pipeline::{self, Ending, Signals};
+use crate::state::{StateSet, StreamState};
+use crate::stats::{StatsCell, StreamStats};
+
+/// The state and its history, guarded by one short lock (never held across FFI, a wait,
+/// or a hook).
+#[derive(Debug)]
+pub(super) struct StateRecord {
+    pub state: StreamState,
+    since: Instant,
+    time_in: [Duration; 7],
+    pub started: Option<Instant>,
+    ended: Option<Instant>,
+    pub error: Option<Error>,
+    /// The run ended by an abort (`abort`, drop, or a stop past its deadline).
+    pub aborted: bool,
+}
+
+/// What a stream's handle and its threads share: the config, the signals to the pipeline,
+/// the counters, the state record, and the queue to the hook thread.
+#[derive(Debug)]
+pub(super) struct Lifecycle {
+    pub config: StreamConfig,
+    pub signals: Arc<Signals>,
+    pub stats: StatsCell,
+    pub record: Mutex<StateRecord>,
+    changed: Condvar,
+    /// Where state events go when the stream has hooks (set at start).
+    pub hook_tx: Mutex<Option<Sender<StateEvent>>>,
+}
+
+impl Lifecycle {
+    pub fn new(config: StreamConfig) -> Self {
+        Self {
+            config,
+            signals: Signals::new(),
+            stats: StatsCell::default(),
+            record: Mutex::new(StateRecord {
+                state: StreamState::New,
+                since: Instant::now(),
+                time_in: [Duration::ZERO; 7],
+                started: None,
+                ended: None,
+                error: None,
+                aborted: false,
+            }),
+            changed: Condvar::new(),
+            hook_tx: Mutex::new(None),
+        }
+    }
+
+    /// Moves to `to` unless the stream is already terminal (or already there). Once
+    /// `Stopping`, only a terminal state may follow.
+    pub fn transition(&self, to: StreamState, error: Option<Error>) {
+        let now = Instant::now();
+        let (from, terminal_event) = {
+            let mut s = self.record.lock();
+            let from = s.state;
+            if from.is_terminal()
+                || from == to
+                || (from == StreamState::Stopping && !to.is_terminal())
+            {
+                return;
+            }
+            let spent = now - s.since;
+            s.time_in[from.index()] += spent;
+            s.state = to;
+            s.since = now;
+            if to.is_terminal() {
+                s.ended = Some(now);
+            }
+            if let Some(e) = &error {
+                s.error = Some(e.clone());
+            }
+            let tx = self.hook_tx.lock().clone();
+            let ev = tx.map(|tx| {
+                let ev = StateEvent {
+                    stream: self.config.id().to_owned(),
+                    from,
+                    to,
+                    error,
+                    at: std::time::SystemTime::now(),
+                };
+                (tx, ev)
+            });
+            // Events are queued under the status lock so they reach hooks in the order the
+            // states changed. Only the terminal one may wait for room (outside the lock).
+            let terminal_event = match ev {
+                Some((tx, ev)) if to.is_terminal() => Some((tx, ev)),
+                Some((tx, ev)) => {
+                    if let Err(TrySendError::Full(ev)) = tx.try_send(ev) {
+                        log::warn!(
+                            "stream {}: hooks are not keeping up; dropped {} -> {}",
+                            ev.stream,
+                            ev.from,
+                            ev.to
+                        );
+                    }
+                    None
+                }
+                None => None,
+            };
+            (from, terminal_event)
+        };
+        self.changed.notify_all();
+        log::debug!("stream {}: {from} -> {to}", self.config.id());
+        if let Some((tx, ev)) = terminal_event {
+            // The hook thread exits after this event; give a busy hook a moment to make
+            // room, and past that the hook thread still exits once it sees the end.
+            let _ = tx.send_timeout(ev, Duration::from_secs(1));
+        }
+    }
+
+    /// True once the stream is terminal: the hook thread may exit when its queue is empty.
+    pub fn is_finished(&self) -> bool {
+        self.record.lock().state.is_terminal()
+    }
+
+    pub fn state(&self) -> StreamState {
+        self.record.lock().state
+    }
+
+    /// Statistics now, with uptime and time in each state from the lifecycle (frozen once
+    /// the stream has ended).
+    pub fn snapshot(&self) -> StreamStats {
+        let (uptime, time_in_state) = {
+            let s = self.record.lock();
+            let now = s.ended.unwrap_or_else(Instant::now);
+            let uptime = s.started.map_or(Duration::ZERO, |a| now - a);
+            let mut time_in = s.time_in;
+            if !s.state.is_terminal() {
+                time_in[s.state.index()] += now - s.since;
+            }
+            let per_state = StreamState::ALL
+                .iter()
+                .map(|&st| (st, time_in[st.index()]))
+                .collect();
+            (uptime, per_state)
+        };
+        let mut stats = self.stats.snapshot(uptime);
+        stats.time_in_state = time_in_state;
+        stats
+    }
+
+    pub fn wait_for(&self, set: StateSet, deadline: Instant) -> StreamState {
+        let mut s = self.record.lock();
+        while !set.has(s.state) {
+            if self.changed.wait_until(&mut s, deadline).timed_out() {
+                break;
+            }
+        }
+        s.state
+    }
+}
+
+/// The stream's main thread: runs the pipeline under `catch_unwind` and records the end.
+pub(super) fn run_worker(lifecycle: &Lifecycle) {
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut recovery = Recovery::new(lifecycle);
+        pipeline::run(
+            &lifecycle.config,
+            &lifecycle.signals,
+            &lifecycle.stats,
+            &mut recovery,
+        )
+    }));
+    let id = lifecycle.config.id();
+    let (state, error) = match result {
+        Ok(Ok(Ending::SourceEnded | Ending::Stopped)) => (StreamState::Stopped, None),
+        Ok(Err(Error::Aborted { .. })) => {
+            lifecycle.record.lock().aborted = true;
+            (StreamState::Stopped, None)
+        }
+        Ok(Err(e)) => (StreamState::Failed, Some(e.with_stream(id))),
+        Err(panic) => (
+            StreamState::Failed,
+            Some(Error::Panicked {
+                stream: id.to_owned(),
+                message: crate::panic::panic_message(&*panic),
+            }),
+        ),
+    };
+    if let Some(e) = &error {
+        lifecycle.stats.errors.fetch_add(1, Relaxed);
+        log::warn!("{e}");
+    }
+    lifecycle.transition(state, error);
+}
