@@ -23,6 +23,7 @@ demo: deps
 test: deps
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
 
 bench: deps
 	$(CARGO) bench

@@ -43,6 +43,7 @@ type StatsHook = Arc<dyn Fn(&StatsEvent) + Send + Sync>;
 
 /// The callbacks attached to a stream. Cheap to clone (shared closures).
 #[derive(Clone, Default)]
+#[must_use = "hooks do nothing until attached to a stream or a manager"]
 pub struct Hooks {
     on_state: Vec<StateHook>,
     on_stats: Vec<StatsHook>,

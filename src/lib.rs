@@ -59,7 +59,8 @@
 //! scales and encodes one rung); every FFmpeg handle is owned by exactly one of them.
 //! Nothing outlives the [`Stream`] value: dropping a running stream aborts and joins it.
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod config;
 mod error;

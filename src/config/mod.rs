@@ -136,6 +136,7 @@ impl StreamConfig {
 
 /// Builder for [`StreamConfig`]; `build` validates everything.
 #[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
 pub struct StreamConfigBuilder {
     config: StreamConfig,
 }

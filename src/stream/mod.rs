@@ -81,6 +81,7 @@ pub struct StreamReport {
 /// running.start(); // no `start` on Stream<Running>
 /// ```
 #[derive(Debug)]
+#[must_use = "a stream does nothing until started, and a running stream is aborted when dropped"]
 pub struct Stream<S: Stage> {
     lifecycle: Arc<Lifecycle>,
     stage: S,
@@ -88,6 +89,7 @@ pub struct Stream<S: Stage> {
 
 /// A failed [`Stream::start`]: the error and the stream, handed back unstarted.
 #[derive(Debug)]
+#[must_use = "the stream is handed back inside the error"]
 pub struct StartError {
     /// Why it did not start.
     pub error: Error,
