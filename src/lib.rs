@@ -87,7 +87,7 @@ pub use manager::{
 };
 pub use state::{StateSet, StreamState};
 pub use stats::{StreamStats, VariantStats};
-pub use stream::{New, Running, Stage, StartError, Stream, StreamReport};
+pub use stream::{New, Running, Stage, StartError, Stream, StreamReport, GRACE};
 
 /// The README's Rust example, compiled as a doc test so it stays true.
 #[cfg(doctest)]

@@ -6,12 +6,13 @@
 mod hook_thread;
 mod lifecycle;
 mod recovery;
+mod threads;
 
 pub(crate) use hook_thread::{act_for_hook_thread, on_hook_thread};
+pub use threads::GRACE;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::config::StreamConfig;
@@ -20,6 +21,7 @@ use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
 use crate::stats::StreamStats;
 use lifecycle::Lifecycle;
+use threads::{StreamThreads, TrackedThread};
 
 mod sealed {
     pub trait Sealed {}
@@ -61,6 +63,10 @@ pub struct StreamReport {
     pub aborted: bool,
     /// True when a graceful stop missed its deadline and the stream was aborted instead.
     pub stop_deadline_exceeded: bool,
+    /// Threads of the stream that had not ended by the call's bound and were left running
+    /// (detached), by name: a thread stuck in a user hook (`sv-<id>-hooks`) or in a call
+    /// nothing can interrupt (`sv-<id>`). Each frees its resources when it returns.
+    pub threads_left_behind: Vec<String>,
 }
 
 /// A transcoding stream in compile-time state `S`.
@@ -169,17 +175,17 @@ impl Stream<New> {
         self.lifecycle.record.lock().started = Some(Instant::now());
         self.lifecycle.transition(StreamState::Starting, None);
         let lifecycle = self.lifecycle.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("sv-{}", self.id()))
-            .spawn(move || lifecycle::run_worker(&lifecycle));
+        let spawned = TrackedThread::spawn(format!("sv-{}", self.id()), move || {
+            lifecycle::run_worker(&lifecycle);
+        });
         match spawned {
             Ok(worker) => Ok(Stream {
                 stage: Running {
-                    threads: StreamThreads {
-                        signals: self.lifecycle.signals.clone(),
-                        worker: Some(worker),
+                    threads: StreamThreads::new(
+                        self.lifecycle.signals.clone(),
+                        worker,
                         hook_thread,
-                    },
+                    ),
                 },
                 lifecycle: self.lifecycle,
             }),
@@ -203,7 +209,7 @@ impl Stream<New> {
         }
     }
 
-    fn spawn_hook_thread(&self) -> Result<Option<JoinHandle<()>>, Error> {
+    fn spawn_hook_thread(&self) -> Result<Option<TrackedThread>, Error> {
         let hooks = &self.stage.hooks;
         if hooks.is_empty() {
             return Ok(None);
@@ -211,18 +217,16 @@ impl Stream<New> {
         let (tx, rx) = crossbeam_channel::bounded(hook_thread::HOOK_QUEUE);
         let lifecycle = self.lifecycle.clone();
         let hooks = hooks.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("sv-{}-hooks", self.id()))
-            .spawn(move || {
-                let snapshot = || (lifecycle.state(), lifecycle.snapshot());
-                let finished = || lifecycle.is_finished();
-                let id = lifecycle.config.id();
-                hook_thread::run_hook_thread(&hooks, &rx, id, &snapshot, &finished);
-            })
-            .map_err(|e| Error::Internal {
-                stream: self.id().to_owned(),
-                message: format!("spawning the hook thread: {e}"),
-            })?;
+        let handle = TrackedThread::spawn(format!("sv-{}-hooks", self.id()), move || {
+            let snapshot = || (lifecycle.state(), lifecycle.snapshot());
+            let finished = || lifecycle.is_finished();
+            let id = lifecycle.config.id();
+            hook_thread::run_hook_thread(&hooks, &rx, id, &snapshot, &finished);
+        })
+        .map_err(|e| Error::Internal {
+            stream: self.id().to_owned(),
+            message: format!("spawning the hook thread: {e}"),
+        })?;
         *self.lifecycle.hook_tx.lock() = Some(tx);
         Ok(Some(handle))
     }
@@ -256,11 +260,13 @@ impl Stream<Running> {
     /// segments and playlists (`#EXT-X-ENDLIST`), release everything. Works from
     /// `Starting`, `Running` and `Error`. Past `timeout` the stream is aborted and the
     /// report says so.
+    ///
+    /// Returns by `timeout` + [`GRACE`] whatever FFmpeg or a hook does: a thread still
+    /// busy then is left behind and named in [`StreamReport::threads_left_behind`].
     pub fn stop(self, timeout: Duration) -> StreamReport {
+        let deadline = Instant::now() + timeout;
         self.request_stop();
-        let end = self
-            .lifecycle
-            .wait_for(StateSet::TERMINAL, Instant::now() + timeout);
+        let end = self.lifecycle.wait_for(StateSet::TERMINAL, deadline);
         let exceeded = !end.is_terminal();
         if exceeded {
             log::warn!(
@@ -268,22 +274,25 @@ impl Stream<Running> {
                 self.id()
             );
         }
-        self.end_and_report(exceeded, exceeded)
+        self.end_and_report(exceeded, exceeded, deadline.max(Instant::now()) + GRACE)
     }
 
-    /// Immediate stop: interrupt I/O, drop partial work, release everything.
+    /// Immediate stop: interrupt I/O, drop partial work, release everything. Returns
+    /// within [`GRACE`] (threads still busy then are left behind and named in the report).
     pub fn abort(self) -> StreamReport {
-        self.end_and_report(true, false)
+        self.end_and_report(true, false, Instant::now() + GRACE)
     }
 
-    /// Waits for the stream to end by itself (end of the source, or failure).
+    /// Waits for the stream to end by itself (end of the source, or failure); then waits
+    /// up to [`GRACE`] for its hooks to have seen the end.
     pub fn wait(self) -> StreamReport {
         self.lifecycle.wait_for(StateSet::TERMINAL, far_future());
-        self.end_and_report(false, false)
+        self.end_and_report(false, false, Instant::now() + GRACE)
     }
 
-    /// Aborts if asked, joins the stream's threads, and reports how it ended.
-    fn end_and_report(self, abort: bool, deadline_exceeded: bool) -> StreamReport {
+    /// Aborts if asked, joins the stream's threads that end by `deadline` (leaving the
+    /// others behind), and reports how it ended.
+    fn end_and_report(self, abort: bool, exceeded: bool, deadline: Instant) -> StreamReport {
         let Stream {
             lifecycle,
             stage: Running { mut threads },
@@ -291,7 +300,13 @@ impl Stream<Running> {
         if abort {
             lifecycle.signals.request_abort();
         }
-        threads.join();
+        let threads_left_behind = threads.join_by(deadline);
+        if threads.worker_left_behind() {
+            // The run is over for the caller: it ends aborted, whatever the thread left
+            // behind reports when it returns (a terminal state is never left).
+            lifecycle.record.lock().aborted = true;
+            lifecycle.transition(StreamState::Stopped, None);
+        }
         let (state, error, aborted) = {
             let r = lifecycle.record.lock();
             (r.state, r.error.clone(), r.aborted)
@@ -302,48 +317,12 @@ impl Stream<Running> {
             error,
             stats: lifecycle.snapshot(),
             aborted,
-            stop_deadline_exceeded: deadline_exceeded,
+            stop_deadline_exceeded: exceeded,
+            threads_left_behind,
         }
     }
 }
 
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(60 * 60 * 24 * 365)
-}
-
-/// The threads of a launched stream. Dropping it ends them: abort, then join, so no thread,
-/// handle or descriptor outlives the stream value.
-#[derive(Debug)]
-struct StreamThreads {
-    signals: Arc<crate::pipeline::Signals>,
-    /// The worker thread; `None` once joined.
-    worker: Option<JoinHandle<()>>,
-    /// The hook thread, when the stream has hooks.
-    hook_thread: Option<JoinHandle<()>>,
-}
-
-impl StreamThreads {
-    fn join(&mut self) {
-        if let Some(h) = self.worker.take() {
-            // The worker catches panics itself; a join error would be a bug in that net.
-            let _ = h.join();
-        }
-        // Not from a hook thread (a hook that stops or drops a stream, its own or another,
-        // or shuts a manager down): the hook thread exits by itself right after its
-        // terminal event, and joining it from there could wait on a hook that waits on us.
-        if let Some(h) = self.hook_thread.take() {
-            if !on_hook_thread() {
-                let _ = h.join();
-            }
-        }
-    }
-}
-
-impl Drop for StreamThreads {
-    fn drop(&mut self) {
-        if self.worker.is_some() {
-            self.signals.request_abort();
-        }
-        self.join();
-    }
 }

@@ -263,6 +263,18 @@ fn panicking_and_sleeping_hooks_do_not_stall_the_stream() {
     let report = running.wait();
     assert_eq!(report.state, StreamState::Stopped);
     assert_eq!(report.stats.frames_in, 120);
+    // `wait` waits for slow hooks only up to its grace; the final snapshot comes after.
+    let last_is_final = || {
+        progress
+            .lock()
+            .unwrap()
+            .last()
+            .is_some_and(|c| c.1 == StreamState::Stopped)
+    };
+    let t = Instant::now();
+    while !last_is_final() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let calls = progress.lock().unwrap().clone();
     assert!(!calls.is_empty());
     assert!(

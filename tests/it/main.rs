@@ -6,6 +6,7 @@ mod common;
 mod hardening;
 mod ladder;
 mod lifecycle;
+mod liveness;
 mod manager;
 mod output;
 mod recovery;
