@@ -4,7 +4,7 @@ CARGO ?= cargo
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
 
-.PHONY: deps demo test bench compare lint fmt clean
+.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean
 
 # Installs what is missing (quick when nothing is).
 deps:
@@ -24,6 +24,19 @@ test: deps
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
+
+# 1000 start/stop cycles with thread, fd and RSS counts (about a minute; not in `make test`).
+soak: deps
+	$(CARGO) test --release --test it soak -- --ignored --exact liveness::soak_a_thousand_start_stop_cycles_leak_nothing --test-threads 1 --nocapture
+
+# A short transcode and the lifecycle tests under valgrind memcheck; see valgrind.supp.
+valgrind: deps
+	bash tools/valgrind.sh
+
+# The integration tests under AddressSanitizer, with the nightly toolchain where one is
+# installed (none can be downloaded here): says so and skips without it.
+asan: deps
+	bash tools/asan.sh
 
 bench: deps
 	$(CARGO) bench
