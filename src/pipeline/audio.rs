@@ -2,6 +2,7 @@
 //! distinct bitrate (once in total for the standard ladder), hand packets to the variants.
 
 use super::errors::{decoder_error, encoder_error};
+use super::timeline::JUMP_THRESHOLD;
 use crate::error::Error;
 use crate::ffi::{
     rescale, AudioEncoderSettings, CodecContext, Dictionary, Frame, InputContext, Packet, Rational,
@@ -171,6 +172,11 @@ impl AudioChain {
         let buffered = f64::from(self.resampler.as_ref().map_or(0, Resampler::buffered));
         let expected = pts as f64 * self.in_tb.as_f64() + offset;
         let drift = expected - (next as f64 + buffered) / rate;
+        if drift.abs() > JUMP_THRESHOLD.as_secs_f64() {
+            // The source jumped (a splice or restart): the video's next frame moves the
+            // offset; until then the audio stays contiguous rather than leaving a hole.
+            return true;
+        }
         if drift > MAX_AUDIO_DRIFT {
             log::debug!("audio gap of {drift:.3} s; moving the audio clock");
             self.next_pts = Some(next + (drift * rate).round() as i64);

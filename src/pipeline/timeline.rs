@@ -7,6 +7,11 @@
 //! - A frame whose timestamp does not move past the last one (the source went backwards,
 //!   or restarted) continues right after the last frame; the difference becomes an offset
 //!   applied to every later frame and to the audio.
+//! - A frame whose timestamp jumps forward by more than [`JUMP_THRESHOLD`] (a splice, an
+//!   encoder restart, concatenated files, or a backward jump the demuxer took for a 33-bit
+//!   wrap) also continues right after the last frame: the jump is absorbed into the offset,
+//!   which the audio follows, so A/V stay in sync. A smaller gap stays a gap (a live
+//!   source that lost a few seconds keeps real time).
 //! - A frame without a timestamp gets the last one plus one frame interval.
 //! - After [`Timeline::restart`] (a reconnect), the next frame continues right after the
 //!   last one whatever its timestamp, and starts a segment.
@@ -17,6 +22,10 @@ use std::time::Duration;
 
 use crate::ffi::{rescale, Rational, NO_PTS};
 
+/// A forward jump between consecutive frames beyond this is a discontinuity in the source,
+/// not a gap in the media (FFmpeg's CLI uses the same 10 s for discontinuous formats).
+pub(crate) const JUMP_THRESHOLD: Duration = Duration::from_secs(10);
+
 /// Where one frame lands on the output timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Stamp {
@@ -24,7 +33,8 @@ pub(crate) struct Stamp {
     pub pts: i64,
     /// The frame starts a segment: a keyframe in every variant.
     pub starts_segment: bool,
-    /// The frame timestamp went backwards and was moved forward.
+    /// The frame timestamp went backwards, or jumped forward past the threshold, and was
+    /// put right after the last frame.
     pub repaired: bool,
     /// Media time covered up to the end of this frame, microseconds.
     pub media_us: u64,
@@ -35,6 +45,7 @@ pub(crate) struct Timeline {
     time_base: Rational,
     segment_ticks: i64,
     frame_ticks: i64,
+    jump_ticks: i64,
     /// Added to the current source's (rescaled) timestamps to continue the timeline.
     offset: i64,
     /// The next frame starts a new piece of timeline (after a restart).
@@ -53,6 +64,7 @@ impl Timeline {
             time_base,
             segment_ticks: rescale(segment.as_micros() as i64, us, time_base).max(1),
             frame_ticks: rescale(frame_us, us, time_base).max(1),
+            jump_ticks: rescale(JUMP_THRESHOLD.as_micros() as i64, us, time_base).max(1),
             offset: 0,
             restart_pending: false,
             first_pts: None,
@@ -89,7 +101,8 @@ impl Timeline {
         };
         let mut repaired = false;
         if let Some(last) = self.last_pts {
-            if self.restart_pending || pts <= last {
+            let jumped = pts.saturating_sub(last) > self.jump_ticks;
+            if self.restart_pending || pts <= last || jumped {
                 let next = last + self.frame_ticks;
                 self.offset += next - pts;
                 pts = next;
@@ -173,6 +186,24 @@ mod tests {
         let s = t.stamp(5_000_000, TB);
         assert_eq!((s.pts, s.starts_segment, s.repaired), (6000, true, false));
         assert_eq!(t.stamp(5_003_000, TB).pts, 9000);
+    }
+
+    #[test]
+    fn forward_jumps_past_the_threshold_are_absorbed_and_gaps_below_it_stay() {
+        let mut t = timeline();
+        t.stamp(0, TB);
+        // 100 s ahead (a splice), then the wrap-sized jump a demuxer makes of a backward one.
+        for jump in [100 * 90_000, (1i64 << 33) - 100 * 90_000] {
+            let last = t.stamp(NO_PTS, TB).pts;
+            let s = t.stamp(last + jump, TB);
+            assert_eq!((s.pts, s.repaired), (last + 3000, true), "jump {jump}");
+            // The new piece keeps its own spacing after the jump.
+            assert_eq!(t.stamp(last + jump + 3000, TB).pts, last + 6000);
+        }
+        // A 5 s gap (below the threshold) stays a gap.
+        let last = t.stamp(NO_PTS, TB).pts;
+        let s = t.stamp(last + 5 * 90_000 - t.offset, TB);
+        assert_eq!((s.pts, s.repaired), (last + 5 * 90_000, false));
     }
 
     #[test]
