@@ -10,20 +10,22 @@ use streamvisor::{AbrProfile, Hooks, StateEvent, Stream, StreamConfig, StreamSta
 
 use crate::common::wait_running;
 
+/// One small rung from `source` to `out`.
+fn tiny(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
+    StreamConfig::builder(id, source, out)
+        .profile(
+            AbrProfile::from_rungs(&["240p"])
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .build()
+        .unwrap()
+}
+
 /// A live-paced source that runs until stopped.
 fn endless(id: &str, out: &std::path::Path) -> StreamConfig {
-    StreamConfig::builder(
-        id,
-        "lavfi:testsrc2=size=160x90:rate=15,realtime;sine=frequency=440,arealtime",
-        out,
-    )
-    .profile(
-        AbrProfile::from_rungs(&["240p"])
-            .unwrap()
-            .with_preset("ultrafast"),
-    )
-    .build()
-    .unwrap()
+    let source = "lavfi:testsrc2=size=160x90:rate=15,realtime;sine=frequency=440,arealtime";
+    tiny(id, source, out)
 }
 
 /// A state hook that blocks on the first event into `blocking_state` until the test sends
@@ -227,4 +229,106 @@ fn soak_a_thousand_start_stop_cycles_leak_nothing() {
             "RSS grew from {early} to {late} KiB"
         );
     }
+}
+
+/// A small stream that ends by itself after `secs` of media.
+fn ending(id: &str, out: &std::path::Path, secs: u32) -> StreamConfig {
+    let source = format!("lavfi:testsrc2=size=160x90:rate=15:duration={secs}");
+    tiny(id, &source, &out.join(id))
+}
+
+#[test]
+fn one_stuck_hook_does_not_stop_the_manager_reaping_other_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let (release_tx, release_rx) = bounded::<()>(0);
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let f = finished.clone();
+    let manager = streamvisor::Manager::builder()
+        .capacity(streamvisor::ResourceCapacity::new(1e6, 1 << 40))
+        .monitor_interval(Duration::from_millis(20))
+        .hooks(Hooks::new().on_state_change(move |ev| {
+            if ev.stream == "stuck" && ev.to.is_terminal() {
+                let _ = release_rx.recv();
+            }
+        }))
+        .on_finished(move |r| f.lock().unwrap().push(r.id.clone()))
+        .build()
+        .unwrap();
+    manager
+        .create_stream(ending("stuck", dir.path(), 1))
+        .unwrap();
+    // Let the first stream end and its hook block before the second one ends.
+    std::thread::sleep(Duration::from_millis(1500));
+    manager
+        .create_stream(ending("free", dir.path(), 1))
+        .unwrap();
+    let t = Instant::now();
+    while finished.lock().unwrap().iter().all(|id| id != "free")
+        && t.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        finished.lock().unwrap().iter().any(|id| id == "free"),
+        "the free stream was not reaped while another stream's hook was stuck"
+    );
+    assert!(manager.list().iter().all(|s| s.id != "free"));
+    // The stuck stream's own retirement ended within its grace: its hook thread was left
+    // behind, its capacity returned.
+    assert!(manager.wait_idle(Duration::from_secs(5)));
+    assert_eq!(manager.pool_usage().allocations, 0);
+    drop(release_tx);
+    assert!(no_thread_named("sv-stuck-hooks"));
+}
+
+#[test]
+fn wait_idle_returns_after_the_finished_hooks_have_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = Arc::new(Mutex::new(false));
+    let d = done.clone();
+    let manager = streamvisor::Manager::builder()
+        .monitor_interval(Duration::from_millis(20))
+        .on_finished(move |_| {
+            std::thread::sleep(Duration::from_millis(300));
+            *d.lock().unwrap() = true;
+        })
+        .build()
+        .unwrap();
+    manager
+        .create_stream(ending("idle", dir.path(), 1))
+        .unwrap();
+    assert!(manager.wait_idle(Duration::from_secs(20)));
+    assert!(
+        *done.lock().unwrap(),
+        "wait_idle returned before on_finished ran"
+    );
+}
+
+#[test]
+fn shutdown_from_a_finished_hook_while_the_application_shuts_down_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cell: Arc<std::sync::OnceLock<std::sync::Weak<streamvisor::Manager>>> = Arc::default();
+    let c = cell.clone();
+    let manager = Arc::new(
+        streamvisor::Manager::builder()
+            .monitor_interval(Duration::from_millis(20))
+            .on_finished(move |_| {
+                if let Some(m) = c.get().and_then(std::sync::Weak::upgrade) {
+                    let _ = m.shutdown(Duration::from_millis(200));
+                }
+            })
+            .build()
+            .unwrap(),
+    );
+    cell.set(Arc::downgrade(&manager)).unwrap();
+    for i in 0..3 {
+        manager
+            .create_stream(ending(&format!("sd{i}"), dir.path(), 1 + i))
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let t = Instant::now();
+    let _ = manager.shutdown(Duration::from_millis(500));
+    assert!(t.elapsed() < Duration::from_millis(500) + GRACE + Duration::from_secs(1));
+    drop(manager);
 }

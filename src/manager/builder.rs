@@ -1,0 +1,145 @@
+//! Building a [`Manager`]: limits, capacity, monitoring, restarts, hooks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+use parking_lot::{Condvar, Mutex};
+
+use super::{monitor, AdmissionEvent, Manager, ManagerCore, Registry};
+use crate::config::RestartPolicy;
+use crate::error::Error;
+use crate::hooks::Hooks;
+use crate::manager::pool::{ResourceCapacity, ResourcePool};
+use crate::stream::StreamReport;
+
+pub(super) type AdmissionHook = Arc<dyn Fn(&AdmissionEvent) + Send + Sync>;
+pub(super) type FinishedHook = Arc<dyn Fn(&StreamReport) + Send + Sync>;
+
+/// Builder for a [`Manager`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ManagerBuilder {
+    max_concurrent: usize,
+    capacity: Option<ResourceCapacity>,
+    monitor_interval: Duration,
+    stall_timeout: Option<Duration>,
+    restart: RestartPolicy,
+    hooks: Hooks,
+    on_admission: Vec<AdmissionHook>,
+    on_finished: Vec<FinishedHook>,
+}
+
+impl Default for ManagerBuilder {
+    fn default() -> Self {
+        Self {
+            max_concurrent: 16,
+            capacity: None,
+            monitor_interval: Duration::from_millis(250),
+            stall_timeout: Some(Duration::from_secs(30)),
+            restart: RestartPolicy::default(),
+            hooks: Hooks::new(),
+            on_admission: Vec::new(),
+            on_finished: Vec::new(),
+        }
+    }
+}
+
+impl ManagerBuilder {
+    /// Most streams running at once (default 16).
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n;
+        self
+    }
+
+    /// The pool's capacity (default: [`ResourceCapacity::from_machine`]).
+    pub fn capacity(mut self, capacity: ResourceCapacity) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// How often the monitor checks streams (default 250 ms).
+    pub fn monitor_interval(mut self, d: Duration) -> Self {
+        self.monitor_interval = d.max(Duration::from_millis(10));
+        self
+    }
+
+    /// A running stream that decodes nothing for this long gets a stall error and goes
+    /// through its recovery policy (default 30 s; `None` turns the watchdog off).
+    pub fn stall_timeout(mut self, d: Option<Duration>) -> Self {
+        self.stall_timeout = d;
+        self
+    }
+
+    /// Restarting failed streams (default: off).
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.restart = policy;
+        self
+    }
+
+    /// Hooks attached to every stream (state changes and stats of each).
+    pub fn hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = std::mem::take(&mut self.hooks).merge(&hooks);
+        self
+    }
+
+    /// Called for every admission decision (admitted or refused), outside any lock.
+    pub fn on_admission(mut self, f: impl Fn(&AdmissionEvent) + Send + Sync + 'static) -> Self {
+        self.on_admission.push(Arc::new(f));
+        self
+    }
+
+    /// Called with the final report of every stream that ends, however it ended.
+    pub fn on_finished(mut self, f: impl Fn(&StreamReport) + Send + Sync + 'static) -> Self {
+        self.on_finished.push(Arc::new(f));
+        self
+    }
+
+    /// Starts the manager (and its monitor thread, `sv-manager`).
+    pub fn build(self) -> Result<Manager, Error> {
+        let (monitor_tx, inbox) = bounded(4096);
+        let (quit_tx, quit_rx) = bounded(1);
+        let capacity = self.capacity.unwrap_or_else(ResourceCapacity::from_machine);
+        let core = Arc::new(ManagerCore {
+            max_concurrent: self.max_concurrent,
+            pool: ResourcePool::new(capacity),
+            stall_timeout: self.stall_timeout,
+            restart: self.restart,
+            hooks: self.hooks,
+            on_admission: self.on_admission,
+            on_finished: self.on_finished,
+            registry: Mutex::new(Registry::default()),
+            changed: Condvar::new(),
+            monitor_tx,
+        });
+        let monitor = {
+            let core = core.clone();
+            let interval = self.monitor_interval;
+            std::thread::Builder::new()
+                .name("sv-manager".into())
+                .spawn(move || monitor::run(&core, &inbox, &quit_rx, interval))
+                .map_err(|e| Error::Internal {
+                    stream: String::new(),
+                    message: format!("spawning the manager thread: {e}"),
+                })?
+        };
+        Ok(Manager {
+            core,
+            monitor: Mutex::new(Some((monitor, quit_tx))),
+        })
+    }
+}
+
+impl std::fmt::Debug for ManagerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerBuilder")
+            .field("max_concurrent", &self.max_concurrent)
+            .field("capacity", &self.capacity)
+            .field("monitor_interval", &self.monitor_interval)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("restart", &self.restart)
+            .field("hooks", &self.hooks)
+            .field("on_admission", &self.on_admission.len())
+            .field("on_finished", &self.on_finished.len())
+            .finish()
+    }
+}

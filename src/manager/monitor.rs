@@ -1,0 +1,184 @@
+//! The manager's monitor thread (`sv-manager`): reaps streams that ended by themselves,
+//! reports stalls to streams that make no progress, and restarts failed streams when the
+//! policy asks. It never waits on a stream: each reaped stream is retired (its threads
+//! joined, its allocation released, the finished hooks run) on its own short-lived thread,
+//! so one stuck hook delays only its own stream.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, tick, Receiver, Sender};
+
+use super::admission::admit;
+use super::{retire, ManagerCore};
+use crate::config::{BackoffTimer, StreamConfig};
+use crate::error::{Error, Refusal};
+use crate::state::StreamState;
+use crate::stream::Stream;
+
+/// A failed stream waiting to be admitted again.
+pub(super) struct PendingRestart {
+    config: StreamConfig,
+    restarts: u32,
+    due: Instant,
+}
+
+/// What the monitor is told: a stream reached a terminal state, or a retired stream is
+/// due for a restart.
+pub(super) enum MonitorMsg {
+    Ended { id: String, gen: u64 },
+    Restart(Box<PendingRestart>),
+}
+
+/// The monitor loop, until `quit`.
+pub(super) fn run(
+    core: &Arc<ManagerCore>,
+    inbox: &Receiver<MonitorMsg>,
+    quit: &Receiver<()>,
+    interval: Duration,
+) {
+    let ticker = tick(interval);
+    let mut progress: HashMap<(String, u64), (u64, Instant)> = HashMap::new();
+    let mut pending: Vec<PendingRestart> = Vec::new();
+    loop {
+        select! {
+            recv(inbox) -> msg => match msg {
+                Ok(MonitorMsg::Ended { id, gen }) => reap(core, &id, gen),
+                Ok(MonitorMsg::Restart(p)) => pending.push(*p),
+                Err(_) => return,
+            },
+            recv(ticker) -> _ => {
+                scan(core, &mut progress);
+                restart_due(core, &mut pending);
+            }
+            recv(quit) -> _ => return,
+        }
+    }
+}
+
+/// Takes a stream that ended by itself out of the registry (if it is still the same
+/// generation) and retires it on a thread of its own.
+fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
+    let entry = {
+        // Short: a lookup, a state read (its own short lock), a move to `stopping`.
+        let mut g = core.registry.lock();
+        let ended = g
+            .map
+            .get(id)
+            .is_some_and(|e| e.gen == gen && e.stream.state().is_terminal());
+        if ended {
+            g.take(id)
+        } else {
+            None
+        }
+    };
+    let Some(entry) = entry else { return };
+    core.changed.notify_all();
+    let (config, restarts) = (entry.config.clone(), entry.restarts);
+    let core2 = core.clone();
+    let spawned = std::thread::Builder::new()
+        .name(format!("sv-reap-{id}"))
+        .spawn(move || {
+            // Finished hooks run here: a hook that shuts the manager down must not join
+            // hook threads or wait for this very retirement.
+            crate::stream::act_for_hook_thread(true);
+            let report = retire(&core2, entry, Stream::wait);
+            if report.state == StreamState::Failed {
+                schedule_restart(&core2, config, restarts);
+            }
+        });
+    if let Err(e) = spawned {
+        // The entry moved into the closure and was dropped with it: its stream was aborted
+        // and its allocation released; only the bookkeeping is left to undo.
+        log::error!("stream {id}: spawning a reaper thread: {e}");
+        core.registry.lock().release(id, gen);
+        core.retired_one();
+    }
+}
+
+/// Queues a restart of a failed stream when the policy asks for one.
+fn schedule_restart(core: &ManagerCore, config: StreamConfig, restarts: u32) {
+    let policy = &core.restart;
+    if !policy.enabled || restarts >= policy.max_restarts {
+        return;
+    }
+    let next = restarts + 1;
+    let wait = BackoffTimer::new(policy.backoff, config.id()).wait(next);
+    log::info!(
+        "stream {}: failed; restart {next}/{} in {wait:?}",
+        config.id(),
+        policy.max_restarts
+    );
+    let msg = MonitorMsg::Restart(Box::new(PendingRestart {
+        config,
+        restarts: next,
+        due: Instant::now() + wait,
+    }));
+    send_or_log(&core.monitor_tx, msg);
+}
+
+fn send_or_log(tx: &Sender<MonitorMsg>, msg: MonitorMsg) {
+    if tx.try_send(msg).is_err() {
+        log::warn!("manager monitor queue full or closed; a restart was dropped");
+    }
+}
+
+/// Periodic pass: reap anything the reap queue missed, and report stalls to streams that
+/// are `Running` but have decoded nothing for the stall timeout.
+fn scan(core: &Arc<ManagerCore>, progress: &mut HashMap<(String, u64), (u64, Instant)>) {
+    let now = Instant::now();
+    let mut ended = Vec::new();
+    {
+        // Short: reads of atomics and state per stream; no waits, no hooks.
+        let g = core.registry.lock();
+        progress.retain(|(id, gen), _| g.map.get(id).is_some_and(|e| e.gen == *gen));
+        for (id, e) in &g.map {
+            let state = e.stream.state();
+            if state.is_terminal() {
+                ended.push((id.clone(), e.gen));
+                continue;
+            }
+            let Some(limit) = core.stall_timeout else {
+                continue;
+            };
+            let frames = e.stream.frames_in();
+            let p = progress.entry((id.clone(), e.gen)).or_insert((frames, now));
+            if frames != p.0 || state != StreamState::Running {
+                *p = (frames, now);
+            } else if now.duration_since(p.1) >= limit {
+                log::warn!("stream {id}: no progress for {limit:?}; reporting a stall");
+                e.stream.report_stall();
+                *p = (frames, now);
+            }
+        }
+    }
+    for (id, gen) in ended {
+        reap(core, &id, gen);
+    }
+}
+
+/// Admits the restarts that are due; those that do not fit yet wait for a later tick.
+fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
+    let now = Instant::now();
+    let mut later = Vec::new();
+    for p in pending.drain(..) {
+        if p.due > now {
+            later.push(p);
+            continue;
+        }
+        match admit(core, p.config.clone(), p.restarts) {
+            Ok(()) => {}
+            // No room yet: try again on a later tick.
+            Err(Error::Refused {
+                reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. },
+                ..
+            }) => later.push(PendingRestart {
+                due: now + Duration::from_millis(500),
+                ..p
+            }),
+            Err(e) => log::warn!("restart of {} abandoned: {e}", p.config.id()),
+        }
+    }
+    *pending = later;
+}
