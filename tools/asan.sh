@@ -11,7 +11,8 @@ fi
 target=$(rustc -vV | sed -n 's/^host: //p')
 export RUSTFLAGS="-Zsanitizer=address"
 export RUSTDOCFLAGS="-Zsanitizer=address"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0"
+# Full (slow) unwinding so that the library-only suppressions can match their frames.
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0"
 export LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp:print_suppressions=0"
 # Its own target dir: sanitizer builds must not mix with the normal ones.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/asan}

@@ -308,6 +308,18 @@ impl AbrProfile {
                 format!("{} is outside 1..=1000", self.live_window),
             ));
         }
+        // RFC 8216 §6.2.2: a live playlist lasts at least three target durations.
+        let target = seg.ceil();
+        if self.live_window as f64 * seg < 3.0 * target {
+            return Err(Error::config(
+                "profile.live_window",
+                format!(
+                    "{} segments of {seg} s is under three target durations ({} s)",
+                    self.live_window,
+                    3.0 * target
+                ),
+            ));
+        }
         Ok(())
     }
 }

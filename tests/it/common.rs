@@ -139,11 +139,38 @@ pub fn read_master(dir: &Path) -> MasterPlaylist {
     }
 }
 
+/// Reads a media playlist and checks it against RFC 8216's rules for what the crate
+/// writes: every EXTINF rounds to at most the target duration, no URI is listed twice, a
+/// live window lasts at least three target durations.
 pub fn read_media(path: &Path) -> MediaPlaylist {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    match m3u8_rs::parse_playlist_res(&bytes).expect("media playlist parses") {
+    let media = match m3u8_rs::parse_playlist_res(&bytes).expect("media playlist parses") {
         Playlist::MediaPlaylist(m) => m,
         Playlist::MasterPlaylist(_) => panic!("{path:?} is a master playlist"),
+    };
+    check_media_conformance(path, &media);
+    media
+}
+
+fn check_media_conformance(path: &Path, media: &MediaPlaylist) {
+    let target = media.target_duration;
+    assert!(target >= 1, "{path:?}: TARGETDURATION {target}");
+    let mut uris = std::collections::HashSet::new();
+    for s in &media.segments {
+        assert!(
+            f64::from(s.duration).round() as u64 <= target,
+            "{path:?}: EXTINF {} over TARGETDURATION {target}",
+            s.duration
+        );
+        assert!(uris.insert(&s.uri), "{path:?}: {} listed twice", s.uri);
+    }
+    let live = media.playlist_type.is_none() && !media.end_list;
+    let total: f64 = media.segments.iter().map(|s| f64::from(s.duration)).sum();
+    if live && media.segments.len() > 3 {
+        assert!(
+            total + 1.0 >= 3.0 * target as f64,
+            "{path:?}: a live window of {total} s under three target durations"
+        );
     }
 }
 

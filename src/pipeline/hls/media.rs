@@ -35,8 +35,12 @@ pub struct SegmentWriter {
     open_start: Option<f64>,
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
     open_end: f64,
-    /// `#EXT-X-TARGETDURATION` as last written (never decreases).
+    /// `#EXT-X-TARGETDURATION`: the configured duration rounded up, fixed for the life of
+    /// the playlist (RFC 8216 does not let it change); every EXTINF rounds to at most it.
     target: u64,
+    /// Segments no longer listed, with the media time they left the playlist, waiting
+    /// to be deleted.
+    unlisted: VecDeque<(u64, f64)>,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -86,7 +90,8 @@ impl SegmentWriter {
             next_sequence: 0,
             open_start: None,
             open_end: 0.0,
-            target: 0,
+            target: (target_duration.ceil() as u64).max(1),
+            unlisted: VecDeque::new(),
             pending_discontinuity: false,
             open_discontinuity: false,
             discontinuity_sequence: 0,
@@ -186,7 +191,15 @@ impl SegmentWriter {
             .muxer
             .close_file()
             .map_err(|e| OutputError::Mux(path, e))?;
-        let duration = (end - self.open_start.unwrap_or(end)).max(0.0);
+        let start = self.open_start.unwrap_or(end);
+        let mut duration = (end - start).max(0.0);
+        if (duration.round() as u64) > self.target {
+            // A gap in the source (shorter than the timeline's jump threshold) lies between
+            // this segment's last frame and the next cut: the segment lists what it holds,
+            // and the next one, after the gap, starts a discontinuity.
+            duration = (self.open_end - start).max(0.0);
+            self.pending_discontinuity = true;
+        }
         self.segments.push_back(Segment {
             sequence: seq,
             duration,
@@ -196,7 +209,7 @@ impl SegmentWriter {
         self.next_sequence += 1;
         self.open_start = None;
         self.open_end = 0.0;
-        self.expire_old_segments()?;
+        self.expire_old_segments(end)?;
         let playlist_bytes = self.write_playlist(last)?;
         Ok(SegmentDone {
             bytes,
@@ -205,8 +218,10 @@ impl SegmentWriter {
         })
     }
 
-    /// Drops segments that left the live window (keeping a couple for slow clients).
-    fn expire_old_segments(&mut self) -> Result<(), OutputError> {
+    /// Drops segments that left the live window from the playlist; their files stay on disk
+    /// for one playlist duration plus a target duration more (RFC 8216 §6.2.2: a client
+    /// may still be fetching what the last playlist it loaded listed), then are deleted.
+    fn expire_old_segments(&mut self, now: f64) -> Result<(), OutputError> {
         let Some(window) = self.live_window else {
             return Ok(());
         };
@@ -215,14 +230,19 @@ impl SegmentWriter {
             if old.discontinuity {
                 self.discontinuity_sequence += 1;
             }
-            let grace = old.sequence.checked_sub(2);
-            if let Some(seq) = grace {
-                let p = self.segment_path(seq);
-                match std::fs::remove_file(&p) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(OutputError::Io(p, e)),
-                }
+            self.unlisted.push_back((old.sequence, now));
+        }
+        let keep = window as f64 * self.target_duration + self.target as f64;
+        while let Some(&(seq, unlisted_at)) = self.unlisted.front() {
+            if now - unlisted_at < keep {
+                break;
+            }
+            self.unlisted.pop_front();
+            let p = self.segment_path(seq);
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(OutputError::Io(p, e)),
             }
         }
         Ok(())
@@ -259,14 +279,6 @@ impl SegmentWriter {
 
     /// Renders and atomically writes the media playlist.
     fn write_playlist(&mut self, ended: bool) -> Result<u64, OutputError> {
-        let longest = self.segments.iter().map(|s| s.duration).fold(0.0, f64::max);
-        // At least the configured duration, every EXTINF (rounded) fits, and it never goes
-        // down: RFC 8216 does not let a playlist's target duration change.
-        self.target = self.target.max(
-            (self.target_duration.ceil() as u64)
-                .max(longest.round() as u64)
-                .max(1),
-        );
         let target = self.target;
         let first_seq = self.segments.front().map_or(0, |s| s.sequence);
         let mut text = String::with_capacity(128 + self.segments.len() * 40);
