@@ -45,18 +45,20 @@ pub(crate) fn run(
     stats: &StatsCell,
     supervisor: &mut dyn Supervisor,
 ) -> Result<Ending, Error> {
-    hls::remove_stale_master(config.output_dir())?;
     let mut opener = SourceOpener::new(config, signals);
-    let Some((session, _)) = supervisor.connect(&mut opener, None)? else {
+    let connected = supervisor.connect(&mut opener, None).inspect_err(|_| {
+        // Nothing of this run reached the output: an earlier run's master must not go on
+        // claiming a ladder nobody writes. (A live restart that connects carries it on.)
+        let _ = hls::remove_master(config.output_dir());
+    });
+    let Some((session, _)) = connected? else {
         return Ok(Ending::Stopped);
     };
     let plan = plan::plan(config, &session.video);
-    hls::prepare_output(
-        config.output_dir(),
-        plan.iter().map(|r| r.profile.name.as_str()),
-    )?;
+    let names = plan.iter().map(|r| r.profile.name.as_str());
+    let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
     let mut audio = open_audio(&session, &plan)?;
-    let (rungs, audio_route) = open_rungs(config, &plan, &session, audio.as_ref(), stats)?;
+    let (rungs, audio_route) = open_rungs(config, &plan, starts, &session, audio.as_ref(), stats)?;
     let entries = plan.iter().zip(&audio_route);
     let entries = entries.map(|(r, route)| r.master_entry(route.is_some()));
     let master = MasterPlaylist::new(config.output_dir(), entries.collect());
@@ -113,6 +115,7 @@ fn open_audio(session: &Session, plan: &[RungPlan]) -> Result<Option<AudioChain>
 fn open_rungs(
     config: &StreamConfig,
     plan: &[RungPlan],
+    starts: Vec<hls::OutputStart>,
     session: &Session,
     audio: Option<&AudioChain>,
     stats: &StatsCell,
@@ -121,7 +124,7 @@ fn open_rungs(
     let live_window = session.live.then_some(config.profile().live_window);
     let mut rungs = Vec::with_capacity(plan.len());
     let mut routes = Vec::with_capacity(plan.len());
-    for (index, p) in plan.iter().enumerate() {
+    for ((index, p), start) in plan.iter().enumerate().zip(starts) {
         let vp = p.profile;
         let codec = vp.codec.encoder_name();
         let settings = p.encoder_settings(session.video.time_base, seg);
@@ -130,7 +133,7 @@ fn open_rungs(
         let route = audio.map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
         let dir = config.output_dir().join(&vp.name);
-        let writer = SegmentWriter::create(&dir, &encoder, audio_enc, seg, live_window)
+        let writer = SegmentWriter::create(&dir, &encoder, audio_enc, seg, live_window, start)
             .map_err(output_error)?;
         rungs.push(Rung {
             index,

@@ -102,3 +102,95 @@ fn playlists_are_never_seen_half_written() {
     assert!(reads > 0);
     assert_eq!(read_media(&out.join("240p/index.m3u8")).segments.len(), 16);
 }
+
+/// The segment number in `seg_NNNNN.ts`.
+fn seg_number(uri: &str) -> u64 {
+    uri.trim_start_matches("seg_")
+        .trim_end_matches(".ts")
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the 240p playlist of `out` lists at least `n` segments.
+fn wait_for_segments(out: &std::path::Path, n: usize) {
+    let path = out.join("240p/index.m3u8");
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(30) {
+        if std::fs::read(&path).is_ok_and(|b| {
+            matches!(m3u8_rs::parse_playlist_res(&b), Ok(m3u8_rs::Playlist::MediaPlaylist(m)) if m.segments.len() >= n)
+        }) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{path:?}: fewer than {n} segments after 30 s");
+}
+
+#[test]
+fn a_restarted_live_stream_continues_its_playlist() {
+    use streamvisor::{RecoveryPolicy, Stream};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("restart");
+    let server = LiveServer::start();
+    let port = server.port;
+    let cfg = || {
+        StreamConfig::builder("restart", format!("tcp://127.0.0.1:{port}"), &out)
+            .profile(
+                AbrProfile::from_rungs(&["240p"])
+                    .unwrap()
+                    .with_preset("ultrafast")
+                    .with_segment_duration(Duration::from_secs(1))
+                    .with_live_window(10),
+            )
+            .playlist_mode(PlaylistMode::Live)
+            .recovery(
+                RecoveryPolicy::default()
+                    .with_max_attempts(1)
+                    .with_backoff(Duration::from_millis(50), Duration::from_millis(50)),
+            )
+            .build()
+            .unwrap()
+    };
+    // First run: the source dies, the stream fails (no ENDLIST), as before a restart.
+    let first = Stream::new(cfg()).start().unwrap();
+    wait_for_segments(&out, 2);
+    drop(server);
+    let report = first.wait();
+    assert_eq!(report.state, StreamState::Failed);
+    let before = read_media(&out.join("240p/index.m3u8"));
+    assert!(!before.end_list);
+    let last_before = seg_number(&before.segments.last().unwrap().uri);
+    // The restart continues the same directory.
+    let server = LiveServer::start_on(port);
+    let t = std::time::Instant::now();
+    while !is_listening(port) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = Stream::new(cfg()).start().unwrap();
+    wait_for_segments(&out, before.segments.len() + 2);
+    let _ = second.stop(Duration::from_secs(5));
+    drop(server);
+    let after = read_media(&out.join("240p/index.m3u8"));
+    assert!(after.media_sequence >= before.media_sequence);
+    let uris: Vec<&str> = after.segments.iter().map(|s| s.uri.as_str()).collect();
+    let old: Vec<&str> = before.segments.iter().map(|s| s.uri.as_str()).collect();
+    assert_eq!(
+        &uris[..old.len()],
+        &old[..],
+        "the earlier segments are still listed"
+    );
+    let first_new = &after.segments[old.len()];
+    assert!(
+        first_new.discontinuity,
+        "a discontinuity where the new run starts"
+    );
+    for s in &after.segments[old.len()..] {
+        assert!(
+            seg_number(&s.uri) > last_before,
+            "{} reuses a number",
+            s.uri
+        );
+        assert!(out.join("240p").join(&s.uri).exists());
+    }
+    assert!(out.join("master.m3u8").exists());
+}

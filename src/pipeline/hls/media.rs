@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::resume::{segment_name, OutputStart};
 use super::{write_atomic, OutputError, MEDIA_PLAYLIST};
 use crate::ffi::{CodecContext, OutputContext, Packet, Rational};
 
@@ -62,13 +63,15 @@ pub struct SegmentDone {
 
 impl SegmentWriter {
     /// Creates the muxer for a video encoder and an optional audio encoder, and opens the
-    /// first segment. `live_window` is `Some(n)` for a sliding-window live playlist.
+    /// first segment. `live_window` is `Some(n)` for a sliding-window live playlist; `start`
+    /// says where numbering starts and what an earlier live run left listed.
     pub fn create(
         dir: &Path,
         video: &CodecContext,
         audio: Option<&CodecContext>,
         target_duration: f64,
         live_window: Option<usize>,
+        start: OutputStart,
     ) -> Result<Self, OutputError> {
         let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
         let mut muxer = OutputContext::new("mpegts").map_err(mux_err)?;
@@ -86,17 +89,31 @@ impl SegmentWriter {
             audio_tb: audio.map_or(Rational::new(1, 1), CodecContext::time_base),
             target_duration,
             live_window,
-            segments: VecDeque::new(),
-            next_sequence: 0,
+            target: start
+                .carried
+                .iter()
+                .map(|c| c.duration.round() as u64)
+                .fold((target_duration.ceil() as u64).max(1), u64::max),
+            // The first segment after an earlier run's starts a new timeline.
+            pending_discontinuity: !start.carried.is_empty(),
+            segments: start
+                .carried
+                .into_iter()
+                .map(|c| Segment {
+                    sequence: c.sequence,
+                    duration: c.duration,
+                    bytes: 0,
+                    discontinuity: c.discontinuity,
+                })
+                .collect(),
+            next_sequence: start.next_sequence,
             open_start: None,
             open_end: 0.0,
-            target: (target_duration.ceil() as u64).max(1),
             unlisted: VecDeque::new(),
-            pending_discontinuity: false,
             open_discontinuity: false,
-            discontinuity_sequence: 0,
+            discontinuity_sequence: start.discontinuity_sequence,
         };
-        let first = w.segment_path(0);
+        let first = w.segment_path(w.next_sequence);
         w.muxer
             .open_file(&first)
             .map_err(|e| OutputError::Mux(first.clone(), e))?;
@@ -106,12 +123,8 @@ impl SegmentWriter {
         Ok(w)
     }
 
-    fn segment_name(sequence: u64) -> String {
-        format!("seg_{sequence:05}.ts")
-    }
-
     fn segment_path(&self, sequence: u64) -> PathBuf {
-        self.dir.join(Self::segment_name(sequence))
+        self.dir.join(segment_name(sequence))
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
@@ -304,7 +317,7 @@ impl SegmentWriter {
                 text,
                 "#EXTINF:{:.6},\n{}",
                 s.duration,
-                Self::segment_name(s.sequence)
+                segment_name(s.sequence)
             );
         }
         if ended {

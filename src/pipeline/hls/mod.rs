@@ -5,9 +5,11 @@
 
 mod master;
 mod media;
+mod resume;
 
 pub(crate) use master::{MasterEntry, MasterPlaylist, MeasuredBitrate};
 pub(crate) use media::{h264_codec_string, SegmentDone, SegmentWriter};
+pub(crate) use resume::OutputStart;
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -53,33 +55,32 @@ pub(crate) enum OutputError {
     Io(PathBuf, io::Error),
 }
 
-/// Whatever happens next, an earlier run's master must not claim this run's ladder.
-pub(crate) fn remove_stale_master(dir: &Path) -> Result<(), Error> {
+/// Removes the master playlist of `dir`, if there is one.
+pub(crate) fn remove_master(dir: &Path) -> Result<(), Error> {
     remove_if_exists(&dir.join(MASTER_PLAYLIST))
 }
 
-/// Creates the output directories and removes what an earlier run left that this run
-/// would otherwise be confused with (our playlist and segment names only).
+/// Creates the output directories and decides, per variant, where its output starts: an
+/// earlier live run is carried on (its master stays until this run rewrites it), anything
+/// else starts over (the earlier master, playlists and segments removed) with segment
+/// numbers that continue past the earlier ones. Only our own file names are touched.
 pub(crate) fn prepare_output<'a>(
     dir: &Path,
     variants: impl IntoIterator<Item = &'a str>,
-) -> Result<(), Error> {
+    live: bool,
+) -> Result<Vec<OutputStart>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, &e))?;
-    for name in variants {
-        let vdir = dir.join(name);
-        std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, &e))?;
-        let entries = std::fs::read_dir(&vdir).map_err(|e| Error::output(&vdir, &e))?;
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ours = (name.starts_with("seg_") && name.ends_with(".ts"))
-                || name.starts_with(MEDIA_PLAYLIST);
-            if ours {
-                remove_if_exists(&entry.path())?;
-            }
-        }
+    if !live {
+        remove_master(dir)?;
     }
-    Ok(())
+    variants
+        .into_iter()
+        .map(|name| {
+            let vdir = dir.join(name);
+            std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, &e))?;
+            resume::start_in(&vdir, live).map_err(|e| Error::output(&vdir, &e))
+        })
+        .collect()
 }
 
 fn remove_if_exists(path: &Path) -> Result<(), Error> {
