@@ -89,6 +89,7 @@ impl Bounds {
 
 fn config(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out.join(id))
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -224,7 +225,7 @@ fn chaos_child() {
     std::thread::scope(|s| {
         for t in 0..4u64 {
             let (manager, bounds, ids, file) = (&manager, &bounds, &ids, &file);
-            let mut rng = Rng((seed ^ (t + 1) * 0x9e37_79b9) | 1);
+            let mut rng = Rng((seed ^ ((t + 1) * 0x9e37_79b9)) | 1);
             let out = dir.path().join(format!("solo{t}"));
             s.spawn(move || {
                 for round in 0..6 {

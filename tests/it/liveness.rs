@@ -17,6 +17,7 @@ fn endless(id: &str, out: &std::path::Path) -> StreamConfig {
         "lavfi:testsrc2=size=160x90:rate=15,realtime;sine=frequency=440,arealtime",
         out,
     )
+    .allow_generated_sources(true)
     .profile(
         AbrProfile::from_rungs(&["240p"])
             .unwrap()
