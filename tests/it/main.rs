@@ -11,3 +11,4 @@ mod liveness;
 mod manager;
 mod output;
 mod recovery;
+mod security;
