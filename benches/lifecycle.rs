@@ -8,6 +8,7 @@ use streamvisor::{AbrProfile, StateSet, Stream, StreamConfig, StreamState};
 
 fn config(out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder("bench", "lavfi:testsrc2=size=640x360:rate=30", out)
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["360p", "240p"])
                 .unwrap()

@@ -12,6 +12,7 @@ fn config(id: &str, out: &std::path::Path) -> StreamConfig {
         "lavfi:testsrc2=size=320x180:rate=15,realtime",
         out.join(id),
     )
+    .allow_generated_sources(true)
     .profile(
         AbrProfile::from_rungs(&["240p"])
             .unwrap()

@@ -2,8 +2,10 @@
 //!
 //! ```text
 //! cargo run --release --example manager -- [--max-concurrent N] [--retry] [--out DIR]
-//!     [--json] [--ladder 720p,360p,...] SOURCE...
+//!     [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE...
 //! ```
+//! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
+//! trusted input).
 //! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
 //! `--json`, one JSON object per line on stdout: `{"event":"admission","stream":ID,
 //! "admitted":BOOL,"reason":MSG|null}`, the `transcode` example's state and stats events,
@@ -29,11 +31,12 @@ struct Args {
     out: String,
     json: bool,
     ladder: Option<Vec<String>>,
+    allow_lavfi: bool,
     sources: Vec<String>,
 }
 
 fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] SOURCE..."
+    "usage: manager [--max-concurrent N] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +46,7 @@ fn parse_args() -> Result<Args, String> {
         out: "out/manager".into(),
         json: false,
         ladder: None,
+        allow_lavfi: false,
         sources: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -61,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
                 let v = it.next().ok_or("--ladder needs a value")?;
                 args.ladder = Some(v.split(',').map(str::to_owned).collect());
             }
+            "--allow-lavfi" => args.allow_lavfi = true,
             "-h" | "--help" => return Err(usage().into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s => args.sources.push(s.to_owned()),
@@ -78,6 +83,7 @@ fn config(id: &str, source: &str, args: &Args) -> Result<StreamConfig, Error> {
         None => AbrProfile::standard(),
     };
     StreamConfig::builder(id, source, format!("{}/{id}", args.out))
+        .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
         .build()
 }

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
-//!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N]
+//!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]
 //! ```
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
-//! tone. A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
+//! tone. A `lavfi:` INPUT is refused unless `--allow-lavfi` is given (generated sources
+//! are trusted input). A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
 //! the stream ended normally; non-zero, with the error on stderr, when it failed.
 //!
 //! `--json` prints one JSON object per line on stdout for every state change
@@ -36,10 +37,12 @@ struct Args {
     segment: Option<f64>,
     json: bool,
     max_reconnects: Option<u32>,
+    /// Generated (`lavfi:`) sources accepted: the embedded default, or `--allow-lavfi`.
+    allow_lavfi: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Args, String> {
         segment: None,
         json: false,
         max_reconnects: None,
+        allow_lavfi: false,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -80,14 +84,19 @@ fn parse_args() -> Result<Args, String> {
                         .map_err(|_| format!("--max-reconnects: {v:?} is not a count"))?,
                 );
             }
+            "--allow-lavfi" => args.allow_lavfi = true,
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
-            s => return Err(format!("unexpected argument {s}\n{}", usage())),
+            s => {
+                let s = streamvisor::redact_url(s);
+                return Err(format!("unexpected argument {s}\n{}", usage()));
+            }
         }
     }
-    if let Some(i) = input {
-        args.input = i;
+    match input {
+        Some(i) => args.input = i,
+        None => args.allow_lavfi = true, // the embedded default
     }
     Ok(args)
 }
@@ -113,6 +122,7 @@ fn run(args: Args) -> Result<(), String> {
         recovery = recovery.with_max_attempts(n);
     }
     let config = StreamConfig::builder("transcode", &args.input, &args.out)
+        .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
         .recovery(recovery)
         .build()

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::ffi::AvError;
+use crate::redact::redact_url;
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -72,11 +73,14 @@ pub enum Error {
     },
 
     /// The source could not be opened or read.
-    #[error("stream {stream}: source {url}: {message} (while {op}, AVERROR {code})")]
+    #[error(
+        "stream {stream}: source {}: {message} (while {op}, AVERROR {code})",
+        redact_url(url)
+    )]
     SourceIo {
         /// Stream id.
         stream: String,
-        /// The source as configured.
+        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
         url: String,
         /// What was being done.
         op: &'static str,
@@ -87,22 +91,25 @@ pub enum Error {
     },
 
     /// No data arrived from the source within the read timeout.
-    #[error("stream {stream}: source {url} stalled: no data for {timeout_ms} ms")]
+    #[error(
+        "stream {stream}: source {} stalled: no data for {timeout_ms} ms",
+        redact_url(url)
+    )]
     SourceStalled {
         /// Stream id.
         stream: String,
-        /// The source as configured.
+        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
         url: String,
         /// The timeout that passed.
         timeout_ms: u64,
     },
 
     /// The source's content cannot be used (not media, no video, corrupt headers).
-    #[error("stream {stream}: invalid input {url}: {reason}")]
+    #[error("stream {stream}: invalid input {}: {reason}", redact_url(url))]
     InvalidInput {
         /// Stream id.
         stream: String,
-        /// The source as configured.
+        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -299,14 +306,25 @@ impl Error {
         }
     }
 
-    /// The source could not be opened or read.
+    /// The source could not be opened or read. Errors built here keep the source with its
+    /// secrets masked (the `Debug` of an error is as safe to log as its `Display`).
     pub(crate) fn source_io(url: &str, op: &'static str, err: &AvError) -> Self {
+        Self::source_io_message(url, op, err.code, err.message())
+    }
+
+    /// [`Error::source_io`] with a message of our own (e.g. "the live source ended").
+    pub(crate) fn source_io_message(
+        url: &str,
+        op: &'static str,
+        code: i32,
+        message: String,
+    ) -> Self {
         Error::SourceIo {
             stream: String::new(),
-            url: url.to_owned(),
+            url: redact_url(url).into_owned(),
             op,
-            code: err.code,
-            message: err.message(),
+            code,
+            message,
         }
     }
 

@@ -14,6 +14,7 @@
 //!     "lavfi:testsrc2=size=1280x720:rate=30:duration=4;sine=frequency=440:duration=4",
 //!     "out/demo",
 //! )
+//! .allow_generated_sources(true) // our own test media: trusted input
 //! .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
 //! .build()?;
 //! let running = Stream::new(config).start().map_err(|e| e.error)?;
@@ -69,14 +70,16 @@ mod hooks;
 mod manager;
 mod panic;
 mod pipeline;
+mod redact;
 mod state;
 mod stats;
 mod stream;
 
 pub use config::{
-    device_key, AbrProfile, Backoff, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy,
-    RestartPolicy, StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec, MAX_HEIGHT,
-    MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
+    device_key, AbrProfile, Backoff, FilterRole, GeneratedFilter, GeneratedGraph, HwDevice, HwKind,
+    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, StreamConfig, StreamConfigBuilder,
+    VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
+    X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
@@ -85,6 +88,7 @@ pub use manager::{
     price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage, ResourceCapacity,
     ResourceCost, ResourcePool, StreamSummary, UNITS_PER_CORE,
 };
+pub use redact::redact_url;
 pub use state::{StateSet, StreamState};
 pub use stats::{StreamStats, VariantStats};
 pub use stream::{New, Running, Stage, StartError, Stream, StreamReport, GRACE};

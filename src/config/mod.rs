@@ -4,11 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod generated;
 mod hw;
 mod ladder;
 mod recovery;
 pub(crate) mod source;
 
+pub(crate) use generated::is_allowed_filter;
+pub use generated::{FilterRole, GeneratedFilter, GeneratedGraph, GENERATED_FILTERS};
 pub use hw::{device_key, HwDevice, HwKind};
 pub use ladder::{
     AbrProfile, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
@@ -21,10 +24,16 @@ pub(crate) use source::SourceKind;
 use crate::error::{Error, Result};
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` masks secrets: the source goes through [`redact_url`](crate::redact_url),
+/// and input options whose key looks secret (or carries `headers`/`cookies`) show `***`.
+#[derive(Clone)]
 pub struct StreamConfig {
     id: String,
     source: String,
+    /// A `lavfi:` source's graph, parsed when the config was built.
+    generated: Option<GeneratedGraph>,
+    allow_generated: bool,
     output_dir: PathBuf,
     profile: AbrProfile,
     hw_device: Option<HwDevice>,
@@ -59,6 +68,8 @@ impl StreamConfig {
             config: StreamConfig {
                 id: id.into(),
                 source: source.into(),
+                generated: None,
+                allow_generated: false,
                 output_dir: output_dir.into(),
                 profile: AbrProfile::standard(),
                 hw_device: None,
@@ -77,9 +88,21 @@ impl StreamConfig {
         &self.id
     }
 
-    /// The source as given.
+    /// The source as given, secrets included: this is what is opened. Show it with
+    /// [`redact_url`](crate::redact_url).
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// A `lavfi:` source's graph as parsed (and as FFmpeg will get it); `None` for other
+    /// sources.
+    pub fn generated_graph(&self) -> Option<&GeneratedGraph> {
+        self.generated.as_ref()
+    }
+
+    /// True when the config opted in to generated (`lavfi:`) sources.
+    pub fn allows_generated_sources(&self) -> bool {
+        self.allow_generated
     }
 
     /// The output directory.
@@ -134,6 +157,41 @@ impl StreamConfig {
     }
 }
 
+impl std::fmt::Debug for StreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let options: Vec<(&str, &str)> = self
+            .input_options
+            .iter()
+            .map(|(k, v)| {
+                let secret = crate::redact::is_secret_name(k)
+                    || ["headers", "cookies"].contains(&k.as_str());
+                (
+                    k.as_str(),
+                    if secret {
+                        crate::redact::MASK
+                    } else {
+                        v.as_str()
+                    },
+                )
+            })
+            .collect();
+        let mut d = f.debug_struct("StreamConfig");
+        d.field("id", &self.id)
+            .field("source", &crate::redact::redact_url(&self.source))
+            .field("allow_generated", &self.allow_generated)
+            .field("output_dir", &self.output_dir)
+            .field("profile", &self.profile)
+            .field("hw_device", &self.hw_device)
+            .field("input_options", &options)
+            .field("io_timeout", &self.io_timeout)
+            .field("playlist_mode", &self.playlist_mode)
+            .field("recovery", &self.recovery);
+        #[cfg(feature = "fault-injection")]
+        d.field("faults", &self.faults);
+        d.finish()
+    }
+}
+
 /// Builder for [`StreamConfig`]; `build` validates everything.
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -154,6 +212,16 @@ impl StreamConfigBuilder {
             kind,
             device: device.into(),
         });
+        self
+    }
+
+    /// Accepts generated (`lavfi:<graph>`) sources (default: refused). A generated source is
+    /// trusted input: only an application's own test media should be one, never a string
+    /// from a tenant. Even then the graph is parsed by this crate's strict grammar (an
+    /// allow-list of generators, plain transforms and their options; see
+    /// [`GeneratedGraph`]) and FFmpeg gets a graph rendered from the parsed form.
+    pub fn allow_generated_sources(mut self, allow: bool) -> Self {
+        self.config.allow_generated = allow;
         self
     }
 
@@ -201,7 +269,7 @@ impl StreamConfigBuilder {
 
     /// Validates and returns the configuration.
     pub fn build(self) -> Result<StreamConfig> {
-        let c = self.config;
+        let mut c = self.config;
         validate_name("id", &c.id)?;
         if c.source.trim().is_empty() {
             return Err(Error::config("source", "empty"));
@@ -212,15 +280,20 @@ impl StreamConfigBuilder {
         if c.source.len() > 8192 {
             return Err(Error::config("source", "longer than 8192 bytes"));
         }
-        if let SourceKind::Generated { graph } = c.source_kind() {
-            source::check_generated(graph)?;
-        }
-        if c.output_dir.as_os_str().is_empty() {
-            return Err(Error::config("output_dir", "empty"));
-        }
-        if c.output_dir.to_string_lossy().contains('\0') {
-            return Err(Error::config("output_dir", "contains a NUL byte"));
-        }
+        c.generated = match c.source_kind() {
+            SourceKind::Generated { .. } if !c.allow_generated => {
+                return Err(Error::config(
+                    "source",
+                    "generated (lavfi:) sources are refused unless the config opts in with \
+                     StreamConfigBuilder::allow_generated_sources(true) (trusted input only)",
+                ))
+            }
+            SourceKind::Generated { graph } => {
+                Some(GeneratedGraph::parse(graph).map_err(|why| Error::config("source", why))?)
+            }
+            _ => None,
+        };
+        validate_output_dir(&c.output_dir)?;
         c.profile.validate()?;
         c.recovery.validate()?;
         if let Some(hw) = &c.hw_device {
@@ -242,6 +315,24 @@ impl StreamConfigBuilder {
         }
         Ok(c)
     }
+}
+
+/// The output directory is opened by path, never as a URL: it must be valid UTF-8 (FFmpeg
+/// takes C strings; a lossy conversion would write somewhere else) and free of NUL bytes.
+fn validate_output_dir(dir: &Path) -> Result<()> {
+    if dir.as_os_str().is_empty() {
+        return Err(Error::config("output_dir", "empty"));
+    }
+    let Some(text) = dir.to_str() else {
+        return Err(Error::config(
+            "output_dir",
+            format!("{} is not valid UTF-8", dir.display()),
+        ));
+    };
+    if text.contains('\0') {
+        return Err(Error::config("output_dir", "contains a NUL byte"));
+    }
+    Ok(())
 }
 
 /// Ids and variant names become directory names: `[A-Za-z0-9_-]{1,64}`, nothing else.
@@ -340,20 +431,68 @@ mod tests {
     }
 
     #[test]
-    fn lavfi_sources_are_test_media_only() {
-        let ok = |src: &str| StreamConfig::builder("a", src, "o").build().is_ok();
+    fn lavfi_sources_are_opt_in_and_test_media_only() {
+        let ok = |src: &str| {
+            StreamConfig::builder("a", src, "o")
+                .allow_generated_sources(true)
+                .build()
+                .is_ok()
+        };
+        let refused = StreamConfig::builder("a", "lavfi:testsrc2", "o").build();
+        match refused {
+            Err(Error::InvalidConfig { field, reason }) => {
+                assert_eq!(field, "source");
+                assert!(reason.contains("allow_generated_sources(true)"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
         assert!(ok(
             "lavfi:testsrc2=size=1280x720:rate=30;sine=frequency=440"
         ));
-        assert!(ok(
+        assert!(!ok(
             "lavfi:testsrc2=size=320x180:rate=15,realtime[out0];sine[out1]"
         ));
         assert!(!ok("lavfi:movie=/etc/passwd"));
         assert!(!ok("lavfi:testsrc2;amovie=/tmp/x.wav"));
         assert!(!ok("lavfi:testsrc2,drawtext=textfile=/etc/shadow"));
         assert!(!ok("lavfi:testsrc2,psnr=stats_file=/tmp/owned"));
+        let c = StreamConfig::builder("a", "lavfi:testsrc2=size=64x64;sine", "o")
+            .allow_generated_sources(true)
+            .build()
+            .unwrap();
+        assert_eq!(
+            c.generated_graph().unwrap().ffmpeg_graph(),
+            "testsrc2=size=64x64[out0];sine[out1]"
+        );
+        assert!(StreamConfig::builder("a", "in.mp4", "o")
+            .build()
+            .unwrap()
+            .generated_graph()
+            .is_none());
         let odd = AbrProfile::new(vec![VariantProfile::new("a", 361, 1_000_000)]);
         assert_eq!(field_of(build(odd)), "profile.variants[0].height");
+    }
+
+    #[test]
+    fn output_dirs_must_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"out/\xff\xfe");
+        let r = StreamConfig::builder("a", "in.mp4", PathBuf::from(bad)).build();
+        assert_eq!(field_of(r), "output_dir");
+    }
+
+    #[test]
+    fn debug_masks_secrets() {
+        let c = StreamConfig::builder("a", "rtmp://u:SECRET1@h/live/SECRET2", "o")
+            .input_option("passphrase", "SECRET3")
+            .input_option("headers", "Authorization: Bearer SECRET4")
+            .input_option("rw_timeout", "1000000")
+            .build()
+            .unwrap();
+        let shown = format!("{c:?} {:?}", StreamConfig::builder("b", c.source(), "o"));
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("rw_timeout") && shown.contains("1000000"));
+        assert_eq!(c.source(), "rtmp://u:SECRET1@h/live/SECRET2");
     }
 
     #[test]

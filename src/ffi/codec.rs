@@ -213,6 +213,12 @@ impl CodecContext {
         Rational::from_av(unsafe { self.ptr.as_ref().time_base })
     }
 
+    /// Picture size (video) as (width, height): what an opened decoder expects to output.
+    pub fn picture_size(&self) -> (i32, i32) {
+        // SAFETY: reading plain fields of a valid context.
+        unsafe { (self.ptr.as_ref().width, self.ptr.as_ref().height) }
+    }
+
     /// Samples per frame an audio encoder wants (0 = any).
     pub fn frame_size(&self) -> i32 {
         // SAFETY: reading a plain field of a valid context.

@@ -425,14 +425,31 @@ impl OutputContext {
         !unsafe { self.ptr.as_ref().pb }.is_null()
     }
 
-    /// Opens `path` for writing as the muxer's output.
+    /// Opens `path` for writing as the muxer's output: always as a local file, never as a
+    /// URL. FFmpeg gets `file:<absolute path>` with the protocol whitelist set to `file`,
+    /// so a directory named `pipe:1` (or `http:x`) is a directory, not a protocol.
     pub fn open_file(&mut self, path: &Path) -> Result<(), AvError> {
         assert!(!self.has_file(), "open_file with a file already open");
-        let p = cstring(&path.to_string_lossy(), "avio_open")?;
+        let einval = || AvError::new(sys::AVERROR(libc::EINVAL), "avio_open2");
+        let abs = std::path::absolute(path).map_err(|_| einval())?;
+        let url = cstring(
+            &format!("file:{}", abs.to_str().ok_or_else(einval)?),
+            "avio_open2",
+        )?;
+        let mut options = Dictionary::new();
+        options.set("protocol_whitelist", "file")?;
         let ctx = self.ptr.as_ptr();
-        // SAFETY: pb is NULL (asserted); avio_open stores a new AVIOContext in it; the path is a valid C string.
-        let ret = unsafe { sys::avio_open(&mut (*ctx).pb, p.as_ptr(), sys::AVIO_FLAG_WRITE) };
-        check(ret, "avio_open")?;
+        // SAFETY: pb is NULL (asserted); avio_open2 stores a new AVIOContext in it; the URL is a valid C string; the options dictionary is ours (FFmpeg consumes what it uses) and no interrupt callback is installed.
+        let ret = unsafe {
+            sys::avio_open2(
+                &mut (*ctx).pb,
+                url.as_ptr(),
+                sys::AVIO_FLAG_WRITE,
+                ptr::null(),
+                options.as_mut_ptr(),
+            )
+        };
+        check(ret, "avio_open2")?;
         Ok(())
     }
 

@@ -6,6 +6,7 @@
 //! carrying the AVERROR code and the operation that produced it.
 
 mod codec;
+mod filter;
 mod format;
 mod frame;
 mod hw;
@@ -13,6 +14,7 @@ mod resample;
 mod scale;
 
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
+pub use filter::instantiated_filters;
 pub use format::{InputContext, Interrupt, OutputContext, StreamInfo};
 pub use frame::{Frame, Packet};
 pub use hw::HwDeviceContext;
@@ -225,7 +227,30 @@ pub fn init() {
     });
 }
 
-/// FFmpeg log lines to the `log` facade (target `ffmpeg`). Never unwinds into C.
+thread_local! {
+    /// The last picture size an FFmpeg size check refused on this thread (see
+    /// [`take_refused_picture`]).
+    static REFUSED_PICTURE: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
+}
+
+/// The picture size that FFmpeg's own size check (`av_image_check_size`) last refused on
+/// this thread, if any, and forgets it. FFmpeg reports such a refusal only in its log (a
+/// demuxer then fails with an unrelated code): this is how the error can name the size.
+pub fn take_refused_picture() -> Option<(u32, u32)> {
+    REFUSED_PICTURE.with(std::cell::Cell::take)
+}
+
+/// `Picture size 65535x65535 is invalid` (libavutil/imgutils.c) → (65535, 65535).
+fn refused_picture(line: &str) -> Option<(u32, u32)> {
+    let rest = line.split("Picture size ").nth(1)?;
+    let (size, _) = rest.split_once(" is invalid")?;
+    let (w, h) = size.split_once('x')?;
+    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
+}
+
+/// FFmpeg log lines to the `log` facade (target `ffmpeg`), with every URL in them redacted
+/// (FFmpeg echoes URLs, e.g. `Opening 'https://...?token=...' for reading`). Never unwinds
+/// into C.
 unsafe extern "C" fn log_callback(
     avcl: *mut c_void,
     level: c_int,
@@ -238,7 +263,8 @@ unsafe extern "C" fn log_callback(
         l if l <= sys::AV_LOG_INFO as c_int => log::Level::Debug,
         _ => return,
     };
-    if !log::log_enabled!(target: "ffmpeg", lvl) {
+    let is_error = lvl == log::Level::Error;
+    if !is_error && !log::log_enabled!(target: "ffmpeg", lvl) {
         return;
     }
     let mut line = [0 as c_char; 1024];
@@ -257,7 +283,12 @@ unsafe extern "C" fn log_callback(
         CStr::from_ptr(line.as_ptr()).to_string_lossy()
     };
     let _ = std::panic::catch_unwind(|| {
-        log::log!(target: "ffmpeg", lvl, "{}", text.trim_end());
+        if is_error {
+            if let Some(size) = refused_picture(&text) {
+                REFUSED_PICTURE.with(|r| r.set(Some(size)));
+            }
+        }
+        log::log!(target: "ffmpeg", lvl, "{}", crate::redact::redact_text(text.trim_end()));
     });
 }
 

@@ -10,8 +10,8 @@ use crossbeam_channel::{SendTimeoutError, Sender};
 
 use super::audio::AudioChain;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
-use super::errors::{hardware_error, stalled};
-use super::session::Session;
+use super::errors::{hardware_error, invalid_input, stalled};
+use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
 use super::variant::VariantMsg;
 use crate::config::StreamConfig;
@@ -47,6 +47,8 @@ pub(crate) struct DecodeLoop<'a> {
     #[cfg(feature = "fault-injection")]
     hardware_fault_in: Option<u64>,
     frame: Frame,
+    /// The last decoded picture size, checked against the limit whenever it changes.
+    picture_size: (i32, i32),
 }
 
 impl<'a> DecodeLoop<'a> {
@@ -83,6 +85,7 @@ impl<'a> DecodeLoop<'a> {
             #[cfg(feature = "fault-injection")]
             hardware_fault_in: config.faults().hardware_loss_after_frames,
             frame: Frame::new(),
+            picture_size: (0, 0),
         }
     }
 
@@ -204,13 +207,14 @@ impl<'a> DecodeLoop<'a> {
         }
         if session.live && self.live_end_is_outage {
             // A live source does not end; the publisher went away.
-            return Err(Error::SourceIo {
-                stream: String::new(),
-                url: self.config.source().to_owned(),
-                op: "reading",
-                code: AVERROR_EOF,
-                message: "the live source ended".into(),
-            });
+            let message = "the live source ended".to_owned();
+            let url = self.config.source();
+            return Err(Error::source_io_message(
+                url,
+                "reading",
+                AVERROR_EOF,
+                message,
+            ));
         }
         Ok(Ending::SourceEnded)
     }
@@ -276,6 +280,9 @@ impl<'a> DecodeLoop<'a> {
     }
 
     fn video_decoder_error(&self, on_hardware: bool, e: AvError) -> Error {
+        if let Some(too_large) = refused_picture(self.config) {
+            return too_large;
+        }
         if on_hardware {
             hardware_error(self.config, format!("decoding: {e}"), Some(e.code))
         } else {
@@ -306,6 +313,11 @@ impl<'a> DecodeLoop<'a> {
                     continue;
                 }
                 Err(e) => return Err(self.video_decoder_error(on_hardware, e)),
+            }
+            let size = (self.frame.width(), self.frame.height());
+            if size != self.picture_size {
+                check_picture("decoded", size).map_err(|r| invalid_input(self.config, r, None))?;
+                self.picture_size = size;
             }
             #[cfg(feature = "fault-injection")]
             if self

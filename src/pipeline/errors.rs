@@ -5,6 +5,7 @@
 use crate::config::StreamConfig;
 use crate::error::Error;
 use crate::ffi::{AvError, Interrupt, StreamInfo};
+use crate::redact::redact_url;
 
 use super::hls::OutputError;
 
@@ -48,7 +49,7 @@ pub(crate) fn output_error(e: OutputError) -> Error {
 pub(crate) fn invalid_input(config: &StreamConfig, reason: String, code: Option<i32>) -> Error {
     Error::InvalidInput {
         stream: String::new(),
-        url: config.source().to_owned(),
+        url: redact_url(config.source()).into_owned(),
         reason,
         code,
     }
@@ -58,7 +59,7 @@ pub(crate) fn invalid_input(config: &StreamConfig, reason: String, code: Option<
 pub(crate) fn stalled(config: &StreamConfig) -> Error {
     Error::SourceStalled {
         stream: String::new(),
-        url: config.source().to_owned(),
+        url: redact_url(config.source()).into_owned(),
         timeout_ms: config.io_timeout().as_millis() as u64,
     }
 }

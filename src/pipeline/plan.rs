@@ -125,12 +125,29 @@ pub(crate) fn plan<'a>(config: &'a StreamConfig, video: &StreamInfo) -> Vec<Rung
     rungs
 }
 
-/// Width for `height` that keeps the source's display aspect, rounded to even.
+/// Widest a rung may be, in pixels.
+pub(crate) const MAX_RUNG_WIDTH: i64 = 8192;
+/// Widest a rung may be, as a multiple of its height (a 4:1 picture; wider sources are
+/// squeezed to it rather than making a sliver-thin, huge rung).
+pub(crate) const MAX_RUNG_ASPECT: i64 = 4;
+
+/// Width for `height` that keeps the source's display aspect, rounded to even, and capped
+/// at [`MAX_RUNG_ASPECT`] x the height and [`MAX_RUNG_WIDTH`]. Integer arithmetic in
+/// `i128`: no product of an `i32` size and an `i32` aspect can overflow it.
 fn width_for(height: u32, src_w: i32, src_h: i32, sar: Rational) -> i32 {
-    let sar = if sar.is_valid() { sar.as_f64() } else { 1.0 };
-    let dar = f64::from(src_w) * sar / f64::from(src_h);
-    let w = (f64::from(height) * dar / 2.0).round() as i32 * 2;
-    w.max(2)
+    let (num, den) = if sar.is_valid() {
+        (i128::from(sar.num), i128::from(sar.den))
+    } else {
+        (1, 1)
+    };
+    let h = i128::from(height);
+    let cap = i128::from(MAX_RUNG_WIDTH.min(MAX_RUNG_ASPECT * i64::from(height)));
+    let (src_w, src_h) = (i128::from(src_w.max(1)), i128::from(src_h.max(1)));
+    // width = height * src_w * sar / src_h, rounded to the nearest even number.
+    let (n, d) = (h * src_w * num, src_h * den * 2);
+    let half = (n + d / 2) / d;
+    let w = (half * 2).clamp(2, cap - cap % 2);
+    i32::try_from(w).unwrap_or(2)
 }
 
 /// x264 threads for each rung: the machine's cores (plus one, to cover I/O waits) shared in
@@ -190,6 +207,18 @@ mod tests {
         // Anamorphic 720x576 with 16:15 SAR displays 4:3.
         assert_eq!(width_for(576, 720, 576, Rational::new(16, 15)), 768);
         assert_eq!(width_for(360, 1080, 1920, Rational::new(0, 1)), 202);
+    }
+
+    #[test]
+    fn widths_are_capped_without_overflow() {
+        // 1000:1 sample aspect: 4x the height, not an i32 overflow.
+        assert_eq!(width_for(240, 1920, 1080, Rational::new(1000, 1)), 960);
+        // 100:1 would be 192000 wide: 8192 at most (4x 4320 is more).
+        assert_eq!(width_for(4320, 1920, 1080, Rational::new(100, 1)), 8192);
+        let extreme = Rational::new(i32::MAX, 1);
+        assert_eq!(width_for(2160, i32::MAX, 1, extreme), 8192);
+        assert_eq!(width_for(240, 2, 16384, Rational::new(1, i32::MAX)), 2);
+        assert_eq!(width_for(2, 16384, 2, Rational::new(1, 1)), 8);
     }
 
     #[test]

@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use super::control::Signals;
 use super::errors::{decoder_error, hardware_error, invalid_input, open_error};
-use crate::config::{PlaylistMode, StreamConfig};
+use crate::config::{is_allowed_filter, GeneratedGraph, PlaylistMode, SourceKind, StreamConfig};
 use crate::error::Error;
-use crate::ffi::{AvError, CodecContext, Dictionary, HwDeviceContext, InputContext, StreamInfo};
+use crate::ffi::{
+    instantiated_filters, take_refused_picture, AvError, CodecContext, Dictionary, HwDeviceContext,
+    InputContext, StreamInfo,
+};
 
 /// Largest picture a source may declare or decode to (16384 x 16384); a hostile header
 /// cannot make us allocate more.
@@ -95,6 +98,8 @@ impl<'a> SourceOpener<'a> {
         let video_decoder = input
             .open_decoder(video.index, opts, self.device.as_ref())
             .map_err(|e| decoder_error(&video, e))?;
+        check_picture("decoder's", video_decoder.picture_size())
+            .map_err(|r| invalid_input(config, r, None))?;
         let keep: Vec<usize> = std::iter::once(video.index)
             .chain(audio.as_ref().map(|a| a.index))
             .collect();
@@ -126,7 +131,16 @@ fn open_input(
 ) -> Result<(InputContext, StreamInfo, Option<StreamInfo>), Error> {
     let interrupt = signals.interrupt();
     let kind = config.source_kind();
-    let (url, format) = kind.ffmpeg_input(config.source());
+    let (url, format) = match config.generated_graph() {
+        Some(graph) => {
+            check_instantiated(config, graph)?;
+            (graph.ffmpeg_graph(), Some("lavfi"))
+        }
+        None => {
+            refuse_special_file(config)?;
+            (config.source(), None)
+        }
+    };
     let mut opts = Dictionary::new();
     let av = |e: AvError| open_error(config, interrupt, e);
     if let Some(list) = kind.protocol_whitelist() {
@@ -136,10 +150,11 @@ fn open_input(
         opts.set(k, v).map_err(av)?;
     }
     interrupt.arm(config.io_timeout());
-    let opened = InputContext::open(&url, format, opts, interrupt.clone());
+    let _ = take_refused_picture(); // forget an earlier session's
+    let opened = InputContext::open(url, format, opts, interrupt.clone());
     let (mut input, unused) = opened.map_err(|e| {
         interrupt.disarm();
-        av(e)
+        refused_picture(config).unwrap_or_else(|| av(e))
     })?;
     if !unused.is_empty() {
         log::warn!(
@@ -150,13 +165,13 @@ fn open_input(
     }
     let invalid = |reason: String| invalid_input(config, reason, None);
     // A hostile header is refused on what it declares, before anything is decoded.
-    check_picture(input.largest_declared_picture()).map_err(|r| {
+    check_picture("declared", input.largest_declared_picture()).map_err(|r| {
         interrupt.disarm();
         invalid(r)
     })?;
     let probed = input.find_stream_info(MAX_PIXELS);
     interrupt.disarm();
-    probed.map_err(av)?;
+    probed.map_err(|e| refused_picture(config).unwrap_or_else(|| av(e)))?;
     let Some(vi) = input.best_video() else {
         let what = if input.best_audio().is_some() {
             "audio only"
@@ -174,18 +189,82 @@ fn open_input(
             video.codec_name
         )));
     }
-    check_picture((video.width, video.height)).map_err(invalid)?;
+    check_picture("declared", (video.width, video.height)).map_err(invalid)?;
     let audio = input.best_audio().map(|i| input.stream_info(i));
     Ok((input, video, audio))
 }
 
-/// Refuses pictures above the size limit.
-fn check_picture((w, h): (i32, i32)) -> Result<(), String> {
+/// Defence in depth behind the grammar: libavfilter parses the rendered graph into a
+/// scratch graph, and every filter it instantiated must be on the allow-list, as many as
+/// we parsed.
+fn check_instantiated(config: &StreamConfig, graph: &GeneratedGraph) -> Result<(), Error> {
+    let names = instantiated_filters(graph.ffmpeg_graph()).map_err(|e| {
+        let reason = format!("libavfilter refused the graph: {}", e.message());
+        invalid_input(config, reason, Some(e.code))
+    })?;
+    let stray = names.iter().find(|n| !is_allowed_filter(n));
+    if let Some(name) = stray {
+        let reason = format!("libavfilter instantiated {name:?}, which is not allowed");
+        return Err(invalid_input(config, reason, None));
+    }
+    if names.len() != graph.filter_names().count() {
+        let reason = format!("libavfilter instantiated {names:?}, not the parsed graph");
+        return Err(invalid_input(config, reason, None));
+    }
+    Ok(())
+}
+
+/// A local source must be a regular file: a FIFO or a device would block the open itself
+/// (in the kernel, where no interrupt reaches), and a directory is not media. A missing
+/// file is left to FFmpeg, which says so.
+fn refuse_special_file(config: &StreamConfig) -> Result<(), Error> {
+    if !matches!(config.source_kind(), SourceKind::File) {
+        return Ok(());
+    }
+    let source = config.source();
+    let path = source.strip_prefix("file:").unwrap_or(source);
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    let reason = format!("the source is {what}; only regular files are read");
+    Err(invalid_input(config, reason, None))
+}
+
+/// Refuses pictures above the size limit; `what` says whose size it is ("declared",
+/// "decoded", ...). Two integer comparisons and a multiplication: cheap enough for every
+/// decoded frame.
+pub(crate) fn check_picture(what: &str, (w, h): (i32, i32)) -> Result<(), String> {
     if w > MAX_DIMENSION || h > MAX_DIMENSION || i64::from(w) * i64::from(h) > MAX_PIXELS {
         Err(format!(
-            "declared picture {w}x{h} exceeds the {MAX_DIMENSION}x{MAX_DIMENSION} limit"
+            "{what} picture {w}x{h} exceeds the {MAX_DIMENSION}x{MAX_DIMENSION} limit"
         ))
     } else {
         Ok(())
     }
+}
+
+/// FFmpeg's own size check refused a picture on this thread (a demuxer or decoder then
+/// fails with an unrelated code, e.g. EBUSY): the error names the size instead.
+pub(crate) fn refused_picture(config: &StreamConfig) -> Option<Error> {
+    let (w, h) = take_refused_picture()?;
+    let reason = format!(
+        "picture {w}x{h} is larger than FFmpeg accepts (the limit here is \
+         {MAX_DIMENSION}x{MAX_DIMENSION})"
+    );
+    Some(invalid_input(config, reason, None))
 }

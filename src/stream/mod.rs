@@ -75,14 +75,14 @@ pub struct StreamReport {
 ///
 /// ```compile_fail
 /// # use streamvisor::{Stream, StreamConfig};
-/// let config = StreamConfig::builder("a", "lavfi:testsrc2", "/tmp/out").build().unwrap();
+/// let config = StreamConfig::builder("a", "in.mp4", "/tmp/out").build().unwrap();
 /// let stream = Stream::new(config);
 /// stream.stop(std::time::Duration::from_secs(1)); // no `stop` on Stream<New>
 /// ```
 ///
 /// ```compile_fail
 /// # use streamvisor::{Stream, StreamConfig};
-/// let config = StreamConfig::builder("a", "lavfi:testsrc2", "/tmp/out").build().unwrap();
+/// let config = StreamConfig::builder("a", "in.mp4", "/tmp/out").build().unwrap();
 /// let running = Stream::new(config).start().unwrap();
 /// running.start(); // no `start` on Stream<Running>
 /// ```

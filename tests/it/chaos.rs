@@ -89,6 +89,7 @@ impl Bounds {
 
 fn config(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out.join(id))
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()

@@ -177,6 +177,7 @@ fn check_media_conformance(path: &Path, media: &MediaPlaylist) {
 /// A config writing `rungs` of the standard ladder to `out`.
 pub fn config(id: &str, source: &str, out: &Path, rungs: &[&str]) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(rungs)
                 .unwrap()

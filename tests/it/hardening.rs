@@ -32,6 +32,7 @@ fn config_with(
     policy: RecoveryPolicy,
 ) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(rungs)
                 .unwrap()
@@ -416,6 +417,12 @@ fn y4m_declaring_65535x65535_is_refused_without_allocating() {
     // before our own limit is reached; the 20000x16 test below exercises our limit.
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     assert!(!e.is_recoverable(), "{e}");
+    // ... and the error says why: the size and the limit, not the demuxer's EBUSY.
+    let shown = e.to_string();
+    assert!(
+        shown.contains("65535x65535") && shown.contains("16384x16384"),
+        "{shown}"
+    );
 }
 
 /// A y4m header FFmpeg itself accepts (20000x16, a small frame) but wider than the

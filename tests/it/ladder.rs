@@ -211,6 +211,7 @@ fn taller_rungs_can_be_kept() {
         .with_preset("ultrafast")
         .with_keep_taller_rungs(true);
     let cfg = StreamConfig::builder("keep", source, &out)
+        .allow_generated_sources(true)
         .profile(profile)
         .build()
         .unwrap();

@@ -214,6 +214,7 @@ fn a_panicking_variant_fails_the_stream_not_the_process() {
         "lavfi:testsrc2=size=640x360:rate=30:duration=3",
         dir.path().join("o"),
     )
+    .allow_generated_sources(true)
     .profile(
         streamvisor::AbrProfile::from_rungs(&["360p", "240p"])
             .unwrap()
@@ -338,6 +339,7 @@ fn leak_cycles_child() {
             source,
             dir.path().join(format!("o{}", i % 4)),
         )
+        .allow_generated_sources(true)
         .profile(
             streamvisor::AbrProfile::from_rungs(&["240p"])
                 .unwrap()

@@ -13,6 +13,7 @@ use crate::common::wait_running;
 /// One small rung from `source` to `out`.
 fn tiny(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()

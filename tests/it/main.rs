@@ -11,4 +11,5 @@ mod liveness;
 mod manager;
 mod output;
 mod recovery;
+mod security;
 mod timeline;

@@ -18,6 +18,7 @@ fn small(id: &str, out: &std::path::Path, secs: Option<u32>) -> StreamConfig {
         None => "lavfi:testsrc2=size=320x180:rate=15,realtime".to_owned(),
     };
     StreamConfig::builder(id, source, out.join(id))
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -58,6 +59,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     assert!(r.to_string().contains("max_concurrent (2)"), "{r}");
     assert_eq!(m.list().len(), 2, "a refusal starts nothing");
     let same_dir = StreamConfig::builder("other", "lavfi:testsrc2", dir.path().join("a"))
+        .allow_generated_sources(true)
         .build()
         .unwrap();
     assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
@@ -92,6 +94,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
             "lavfi:testsrc2=size=320x180:rate=15,realtime",
             dir.path().join(id),
         )
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -144,6 +147,7 @@ fn capacity_and_ids_come_back_however_streams_end() {
         "lavfi:testsrc2=size=320x180:rate=15:duration=3",
         dir.path().join("p"),
     )
+    .allow_generated_sources(true)
     .profile(
         AbrProfile::from_rungs(&["240p"])
             .unwrap()

@@ -22,6 +22,7 @@ fn live_playlists_keep_a_sliding_window_and_delete_old_segments() {
         "lavfi:testsrc2=size=426x240:rate=30:duration=10",
         &out,
     )
+    .allow_generated_sources(true)
     .profile(profile)
     .playlist_mode(PlaylistMode::Live)
     .build()
@@ -69,6 +70,7 @@ fn playlists_are_never_seen_half_written() {
         "lavfi:testsrc2=size=426x240:rate=30:duration=8",
         &out,
     )
+    .allow_generated_sources(true)
     .profile(profile)
     .build()
     .unwrap();

@@ -243,6 +243,7 @@ fn a_silent_server_is_a_stall_not_an_end_of_stream() {
 
 fn hw_config(id: &str, out: &std::path::Path, fallback: bool) -> StreamConfig {
     StreamConfig::builder(id, "lavfi:testsrc2=size=640x360:rate=30:duration=2", out)
+        .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["360p"])
                 .unwrap()

@@ -1,0 +1,217 @@
+//! Secrets out of everything that shows a URL: errors, config dumps, logs (FFmpeg's own
+//! lines included), events and the examples' output. The real URL is still what is opened;
+//! only what is *shown* is masked. A leaf module: it imports nothing from the crate, so
+//! every layer (`ffi`'s log callback included) may use it.
+//!
+//! What is masked, with `***`:
+//! - the userinfo of `scheme://user:password@host/...` (everything before the last `@`
+//!   that comes before the query);
+//! - the value of every query parameter whose name (lower-cased) contains one of
+//!   [`SECRET_NAME_PARTS`] (`passphrase`, `password`, `pwd`, `token`, `key`, `secret`,
+//!   `auth`, `sig`/`signature`, `streamid`, `session`, `cred`...); the query is taken to run
+//!   to the end of the URL (a `#` in an SRT `streamid` is not a fragment);
+//! - for `rtmp`-family URLs, the last path element when the path has two or more (the
+//!   stream key in `rtmp://host/app/KEY`); `rtmp://host/app` keeps its application name.
+//!
+//! Masking is idempotent (redacting a redacted URL changes nothing). Secrets in other
+//! places (a token as an ordinary path element of an http URL) cannot be told apart from
+//! names and are not masked.
+
+use std::borrow::Cow;
+
+/// The mask that replaces a secret.
+pub(crate) const MASK: &str = "***";
+
+/// Query parameter names containing any of these (lower-cased) have their value masked.
+const SECRET_NAME_PARTS: [&str; 11] = [
+    "pass", "pwd", "token", "key", "secret", "auth", "sig", "streamid", "session", "cred", "jwt",
+];
+
+/// A source string as it may be shown, with its secrets replaced by `***`: the userinfo
+/// (`scheme://***@host`), the value of every query parameter whose name contains `pass`,
+/// `pwd`, `token`, `key`, `secret`, `auth`, `sig`, `streamid`, `session`, `cred` or `jwt`
+/// (case-insensitive; the query runs to the end of the URL), and for `rtmp`-family URLs the
+/// last path element when there are two or more (the stream key of
+/// `rtmp://host/app/KEY`). Local paths and `lavfi:` graphs come back unchanged; redacting
+/// twice changes nothing. Every error, log line and `Debug` of this crate already shows
+/// sources this way; use it where an application shows a source itself.
+///
+/// ```
+/// use streamvisor::redact_url;
+/// assert_eq!(redact_url("rtmp://u:p@host/live/KEY"), "rtmp://***@host/live/***");
+/// assert_eq!(redact_url("srt://h:9000?passphrase=x&latency=20"), "srt://h:9000?passphrase=***&latency=20");
+/// assert_eq!(redact_url("/media/in.mp4"), "/media/in.mp4");
+/// ```
+pub fn redact_url(url: &str) -> Cow<'_, str> {
+    let Some((scheme, rest)) = split_scheme(url) else {
+        return Cow::Borrowed(url);
+    };
+    let (before_query, query) = match rest.find('?') {
+        Some(q) => (&rest[..q], Some(&rest[q + 1..])),
+        None => (rest, None),
+    };
+    let (userinfo, host_path) = match before_query.rfind('@') {
+        Some(at) => (Some(()), &before_query[at + 1..]),
+        None => (None, before_query),
+    };
+    let host_path = if is_rtmp(scheme) {
+        mask_last_path_element(host_path)
+    } else {
+        Cow::Borrowed(host_path)
+    };
+    let query = query.map(mask_query);
+    let changed = userinfo.is_some()
+        || matches!(host_path, Cow::Owned(_))
+        || matches!(query, Some(Cow::Owned(_)));
+    if !changed {
+        return Cow::Borrowed(url);
+    }
+    let mut out = String::with_capacity(url.len());
+    out.push_str(scheme);
+    out.push_str("://");
+    if userinfo.is_some() {
+        out.push_str(MASK);
+        out.push('@');
+    }
+    out.push_str(&host_path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(&q);
+    }
+    Cow::Owned(out)
+}
+
+/// Free text (a log line, an error message) with every URL in it redacted: each
+/// `scheme://...` run up to whitespace, a quote or `<>` goes through [`redact_url`].
+pub(crate) fn redact_text(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(sep) = rest.find("://") {
+        let start = rest[..sep]
+            .rfind(|c: char| !is_scheme_char(c))
+            .map_or(0, |i| i + 1);
+        let end = rest[sep..]
+            .find(|c: char| c.is_whitespace() || "'\"<>`".contains(c))
+            .map_or(rest.len(), |i| sep + i);
+        out.push_str(&rest[..start]);
+        let url = redact_url(&rest[start..end]);
+        changed |= matches!(url, Cow::Owned(_));
+        out.push_str(&url);
+        rest = &rest[end..];
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn is_scheme_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')
+}
+
+/// `scheme` and what follows `://`, when the string starts with a URL scheme.
+fn split_scheme(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    (!scheme.is_empty() && scheme.chars().all(is_scheme_char)).then_some((scheme, rest))
+}
+
+fn is_rtmp(scheme: &str) -> bool {
+    scheme.to_ascii_lowercase().starts_with("rtmp")
+}
+
+/// `host/app/KEY` → `host/app/***`; `host/app` and `host` unchanged.
+fn mask_last_path_element(host_path: &str) -> Cow<'_, str> {
+    let Some(slash) = host_path.find('/') else {
+        return Cow::Borrowed(host_path);
+    };
+    let path = host_path[slash + 1..].trim_end_matches('/');
+    let Some(last) = path.rfind('/') else {
+        return Cow::Borrowed(host_path);
+    };
+    let key = &path[last + 1..];
+    if key.is_empty() || key == MASK {
+        return Cow::Borrowed(host_path);
+    }
+    let keep = slash + 1 + last + 1;
+    Cow::Owned(format!("{}{MASK}", &host_path[..keep]))
+}
+
+/// True when a parameter or option name looks like it carries a secret.
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
+}
+
+/// `a=1&passphrase=x` → `a=1&passphrase=***`.
+fn mask_query(query: &str) -> Cow<'_, str> {
+    let secret = |pair: &str| {
+        pair.split_once('=')
+            .is_some_and(|(name, value)| is_secret_name(name) && value != MASK)
+    };
+    if !query.split('&').any(secret) {
+        return Cow::Borrowed(query);
+    }
+    let pairs: Vec<Cow<str>> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret(pair) => Cow::Owned(format!("{name}={MASK}")),
+            _ => Cow::Borrowed(pair),
+        })
+        .collect();
+    Cow::Owned(pairs.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_query_secrets_and_rtmp_keys_are_masked() {
+        let cases = [
+            (
+                "rtmp://user:pass@127.0.0.1:1935/live/STREAMKEY",
+                "rtmp://***@127.0.0.1:1935/live/***",
+            ),
+            ("rtmps://h/app/KEY/", "rtmps://h/app/***"),
+            ("rtmp://h/app", "rtmp://h/app"),
+            (
+                "srt://127.0.0.1:9000?mode=caller&passphrase=SECRET&streamid=#!::r=a,u=b",
+                "srt://127.0.0.1:9000?mode=caller&passphrase=***&streamid=***",
+            ),
+            (
+                "http://127.0.0.1/x.m3u8?token=SECRET&a=1",
+                "http://127.0.0.1/x.m3u8?token=***&a=1",
+            ),
+            (
+                "https://a:b@h/p?X-Amz-Signature=S&AccessKey=K",
+                "https://***@h/p?X-Amz-Signature=***&AccessKey=***",
+            ),
+            (
+                "tcp://127.0.0.1:9000?listen=1",
+                "tcp://127.0.0.1:9000?listen=1",
+            ),
+            ("/a/b@c.mp4", "/a/b@c.mp4"),
+            ("lavfi:testsrc2", "lavfi:testsrc2"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert_eq!(redact_url(shown), shown, "idempotent: {shown}");
+        }
+        assert!(matches!(redact_url("http://h/x"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn urls_inside_text_are_masked() {
+        let line = "Opening 'http://h/seg.ts?token=T' for reading; tried rtmp://u:p@h/a/k, ok";
+        assert_eq!(
+            redact_text(line),
+            "Opening 'http://h/seg.ts?token=***' for reading; tried rtmp://***@h/a/*** ok"
+        );
+        assert!(matches!(redact_text("no url here"), Cow::Borrowed(_)));
+    }
+}
