@@ -90,7 +90,7 @@ unsafe extern "C" fn interrupt_callback(opaque: *mut c_void) -> c_int {
     if opaque.is_null() {
         return 0;
     }
-    // SAFETY: opaque is `Arc::as_ptr` of an Interrupt that the InputContext keeps alive for as long as FFmpeg can call back (until avformat_close_input returns).
+    // SAFETY: opaque is `Arc::as_ptr` of an Interrupt that the InputContext or OutputContext keeps alive for as long as FFmpeg can call back (until the context is freed).
     let state = unsafe { &*(opaque as *const Interrupt) };
     std::panic::catch_unwind(|| c_int::from(state.should_abort())).unwrap_or(1)
 }
@@ -355,14 +355,18 @@ impl Drop for InputContext {
 /// writes a run of segments with continuous timestamps (as FFmpeg's own HLS muxer does).
 pub struct OutputContext {
     ptr: NonNull<sys::AVFormatContext>,
+    /// Polled by FFmpeg's output I/O (opening files, retried writes); kept alive here for
+    /// as long as the context can call it.
+    interrupt: Arc<Interrupt>,
 }
 
 // SAFETY: a muxer context has no thread affinity and this owner is its only handle.
 unsafe impl Send for OutputContext {}
 
 impl OutputContext {
-    /// Allocates a muxer by short name (e.g. `mpegts`).
-    pub fn new(format_name: &str) -> Result<Self, AvError> {
+    /// Allocates a muxer by short name (e.g. `mpegts`) whose I/O gives up once `interrupt`
+    /// trips.
+    pub fn new(format_name: &str, interrupt: Arc<Interrupt>) -> Result<Self, AvError> {
         super::init();
         let name = cstring(format_name, "avformat_alloc_output_context2")?;
         let mut raw = ptr::null_mut();
@@ -370,12 +374,19 @@ impl OutputContext {
         // SAFETY: raw receives a new context; the format name is a valid C string.
         let ret = unsafe { sys::avformat_alloc_output_context2(&mut raw, none, fmt, no_file) };
         check(ret, "avformat_alloc_output_context2")?;
-        Ok(Self {
-            ptr: NonNull::new(raw).ok_or(AvError::new(
-                sys::AVERROR(libc::ENOMEM),
-                "avformat_alloc_output_context2",
-            ))?,
-        })
+        let ptr = NonNull::new(raw).ok_or(AvError::new(
+            sys::AVERROR(libc::ENOMEM),
+            "avformat_alloc_output_context2",
+        ))?;
+        let opaque = Arc::as_ptr(&interrupt) as *mut c_void;
+        // SAFETY: the context was just allocated and is ours; the opaque points at the Interrupt this owner keeps alive (the Arc field) until the context is freed in Drop.
+        unsafe {
+            (*ptr.as_ptr()).interrupt_callback = sys::AVIOInterruptCB {
+                callback: Some(interrupt_callback),
+                opaque,
+            };
+        }
+        Ok(Self { ptr, interrupt })
     }
 
     /// Adds a stream carrying what `encoder` produces; returns its index.
@@ -439,13 +450,17 @@ impl OutputContext {
         let mut options = Dictionary::new();
         options.set("protocol_whitelist", "file")?;
         let ctx = self.ptr.as_ptr();
-        // SAFETY: pb is NULL (asserted); avio_open2 stores a new AVIOContext in it; the URL is a valid C string; the options dictionary is ours (FFmpeg consumes what it uses) and no interrupt callback is installed.
+        let int_cb = sys::AVIOInterruptCB {
+            callback: Some(interrupt_callback),
+            opaque: Arc::as_ptr(&self.interrupt) as *mut c_void,
+        };
+        // SAFETY: pb is NULL (asserted); avio_open2 stores a new AVIOContext in it; the URL is a valid C string; the options dictionary is ours (FFmpeg consumes what it uses); int_cb is copied by FFmpeg and its opaque points at the Interrupt this owner keeps alive for the context's whole life.
         let ret = unsafe {
             sys::avio_open2(
                 &mut (*ctx).pb,
                 url.as_ptr(),
                 sys::AVIO_FLAG_WRITE,
-                ptr::null(),
+                &int_cb,
                 options.as_mut_ptr(),
             )
         };

@@ -250,7 +250,9 @@ fn refused_picture(line: &str) -> Option<(u32, u32)> {
 
 /// FFmpeg log lines to the `log` facade (target `ffmpeg`), with every URL in them redacted
 /// (FFmpeg echoes URLs, e.g. `Opening 'https://...?token=...' for reading`). Never unwinds
-/// into C.
+/// into C: everything that runs Rust code (the logger's `enabled` check, formatting, the
+/// logger itself) is inside `catch_unwind`, so a panicking logger loses a line, not the
+/// process.
 unsafe extern "C" fn log_callback(
     avcl: *mut c_void,
     level: c_int,
@@ -263,33 +265,34 @@ unsafe extern "C" fn log_callback(
         l if l <= sys::AV_LOG_INFO as c_int => log::Level::Debug,
         _ => return,
     };
-    let is_error = lvl == log::Level::Error;
-    if !is_error && !log::log_enabled!(target: "ffmpeg", lvl) {
-        return;
-    }
-    let mut line = [0 as c_char; 1024];
-    let mut prefix: c_int = 1;
-    // SAFETY: FFmpeg passes a valid format string and va_list for this call; the buffer is valid for its length and av_log_format_line2 NUL-terminates it.
-    let text = unsafe {
-        sys::av_log_format_line2(
-            avcl,
-            level,
-            fmt,
-            vl,
-            line.as_mut_ptr(),
-            line.len() as c_int,
-            &mut prefix,
-        );
-        CStr::from_ptr(line.as_ptr()).to_string_lossy()
-    };
-    let _ = std::panic::catch_unwind(|| {
+    let forward = move || {
+        let is_error = lvl == log::Level::Error;
+        if !is_error && !log::log_enabled!(target: "ffmpeg", lvl) {
+            return;
+        }
+        let mut line = [0 as c_char; 1024];
+        let mut prefix: c_int = 1;
+        // SAFETY: FFmpeg passes a valid format string and va_list for this call, used once here; the buffer is valid for its length and av_log_format_line2 NUL-terminates it.
+        let text = unsafe {
+            sys::av_log_format_line2(
+                avcl,
+                level,
+                fmt,
+                vl,
+                line.as_mut_ptr(),
+                line.len() as c_int,
+                &mut prefix,
+            );
+            CStr::from_ptr(line.as_ptr()).to_string_lossy()
+        };
         if is_error {
             if let Some(size) = refused_picture(&text) {
                 REFUSED_PICTURE.with(|r| r.set(Some(size)));
             }
         }
         log::log!(target: "ffmpeg", lvl, "{}", crate::redact::redact_text(text.trim_end()));
-    });
+    };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward));
 }
 
 /// An owned `AVDictionary` of options, freed on drop.

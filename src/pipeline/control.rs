@@ -16,6 +16,8 @@ use crate::ffi::Interrupt;
 #[derive(Debug)]
 pub(crate) struct Signals {
     interrupt: Arc<Interrupt>,
+    /// Installed on the outputs: trips on abort only (a graceful stop finishes them).
+    output_interrupt: Arc<Interrupt>,
     stop: AtomicBool,
     abort: AtomicBool,
     stall: AtomicBool,
@@ -25,6 +27,7 @@ impl Signals {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             interrupt: Interrupt::new(),
+            output_interrupt: Interrupt::new(),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             stall: AtomicBool::new(false),
@@ -37,6 +40,11 @@ impl Signals {
         &self.interrupt
     }
 
+    /// The interrupt installed on the stream's outputs (trips on abort only).
+    pub fn output_interrupt(&self) -> &Arc<Interrupt> {
+        &self.output_interrupt
+    }
+
     /// Graceful: stop reading (a blocked read returns at once), drain, finish the outputs.
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -47,6 +55,7 @@ impl Signals {
     pub fn request_abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
+        self.output_interrupt.interrupt();
     }
 
     /// A watchdog saw no progress: the current read is cut and the stream goes through its

@@ -16,13 +16,14 @@ mod variant;
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
 pub(crate) use session::{Session, SourceOpener};
 
+use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
 
 use crate::config::StreamConfig;
 use crate::error::Error;
-use crate::ffi::{CodecContext, Rational};
+use crate::ffi::{CodecContext, Interrupt, Rational};
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use decode::DecodeLoop;
@@ -58,7 +59,11 @@ pub(crate) fn run(
     let names = plan.iter().map(|r| r.profile.name.as_str());
     let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
     let mut audio = open_audio(&session, &plan)?;
-    let (rungs, audio_route) = open_rungs(config, &plan, starts, &session, audio.as_ref(), stats)?;
+    let outputs = Outputs {
+        starts,
+        interrupt: signals.output_interrupt(),
+    };
+    let (rungs, audio_route) = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
     let entries = plan.iter().zip(&audio_route);
     let entries = entries.map(|(r, route)| r.master_entry(route.is_some()));
     let master = MasterPlaylist::new(config.output_dir(), entries.collect());
@@ -112,10 +117,16 @@ fn open_audio(session: &Session, plan: &[RungPlan]) -> Result<Option<AudioChain>
 
 /// Opens every rung's video encoder and segment writer; returns them with each rung's
 /// audio encoder (`None` without audio).
+/// Where each rung's output starts, and the interrupt its muxer polls.
+struct Outputs<'a> {
+    starts: Vec<hls::OutputStart>,
+    interrupt: &'a Arc<Interrupt>,
+}
+
 fn open_rungs(
     config: &StreamConfig,
     plan: &[RungPlan],
-    starts: Vec<hls::OutputStart>,
+    outputs: Outputs,
     session: &Session,
     audio: Option<&AudioChain>,
     stats: &StatsCell,
@@ -124,7 +135,7 @@ fn open_rungs(
     let live_window = session.live.then_some(config.profile().live_window);
     let mut rungs = Vec::with_capacity(plan.len());
     let mut routes = Vec::with_capacity(plan.len());
-    for ((index, p), start) in plan.iter().enumerate().zip(starts) {
+    for ((index, p), start) in plan.iter().enumerate().zip(outputs.starts) {
         let vp = p.profile;
         let codec = vp.codec.encoder_name();
         let settings = p.encoder_settings(session.video.time_base, seg);
@@ -133,8 +144,17 @@ fn open_rungs(
         let route = audio.map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
         let dir = config.output_dir().join(&vp.name);
-        let writer = SegmentWriter::create(&dir, &encoder, audio_enc, seg, live_window, start)
-            .map_err(output_error)?;
+        let interrupt = outputs.interrupt.clone();
+        let writer = SegmentWriter::create(
+            &dir,
+            &encoder,
+            audio_enc,
+            seg,
+            live_window,
+            start,
+            interrupt,
+        )
+        .map_err(output_error)?;
         rungs.push(Rung {
             index,
             name: vp.name.clone(),

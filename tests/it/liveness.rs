@@ -333,3 +333,70 @@ fn shutdown_from_a_finished_hook_while_the_application_shuts_down_returns() {
     assert!(t.elapsed() < Duration::from_millis(500) + GRACE + Duration::from_secs(1));
     drop(manager);
 }
+
+/// A logger that panics on FFmpeg's lines, in `enabled` and in `log`.
+struct PanickingLogger {
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl log::Log for PanickingLogger {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        if m.target() == "ffmpeg" {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("a logger that panics in enabled()");
+        }
+        false
+    }
+
+    fn log(&self, r: &log::Record) {
+        if r.target() == "ffmpeg" {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            panic!("a logger that panics in log()");
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[test]
+fn a_panicking_logger_does_not_abort_the_process() {
+    crate::lifecycle::in_child_process("liveness::panicking_logger_child");
+}
+
+#[test]
+#[ignore = "runs in a child process started by a_panicking_logger_does_not_abort_the_process"]
+fn panicking_logger_child() {
+    if std::env::var_os("SV_CHILD").is_none() {
+        return;
+    }
+    static LOGGER: PanickingLogger = PanickingLogger {
+        calls: std::sync::atomic::AtomicU64::new(0),
+    };
+    log::set_logger(&LOGGER).unwrap();
+    log::set_max_level(log::LevelFilter::Trace);
+    let dir = tempfile::tempdir().unwrap();
+    // A refused connection: FFmpeg logs errors (and warnings) through the callback.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = StreamConfig::builder("logs", format!("tcp://127.0.0.1:{port}"), dir.path())
+        .recovery(streamvisor::RecoveryPolicy::none())
+        .build()
+        .unwrap();
+    let report = Stream::new(cfg).start().unwrap().wait();
+    assert_eq!(report.state, StreamState::Failed, "{report:?}");
+    // And a source FFmpeg complains about while decoding.
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "160x90", 15, 1, false);
+    let mut bytes = std::fs::read(&src).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 200].fill(0x5a);
+    std::fs::write(&src, bytes).unwrap();
+    let cfg = tiny("logs2", src.to_str().unwrap(), &dir.path().join("o"));
+    let _ = Stream::new(cfg).start().unwrap().wait();
+    assert!(
+        LOGGER.calls.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "FFmpeg logged nothing: the test proved nothing"
+    );
+}

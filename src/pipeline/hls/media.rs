@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use super::resume::{segment_name, OutputStart};
 use super::{write_atomic, OutputError, MEDIA_PLAYLIST};
-use crate::ffi::{CodecContext, OutputContext, Packet, Rational};
+use std::sync::Arc;
+
+use crate::ffi::{CodecContext, Interrupt, OutputContext, Packet, Rational};
 
 #[derive(Debug, Clone)]
 struct Segment {
@@ -72,9 +74,10 @@ impl SegmentWriter {
         target_duration: f64,
         live_window: Option<usize>,
         start: OutputStart,
+        interrupt: Arc<Interrupt>,
     ) -> Result<Self, OutputError> {
         let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
-        let mut muxer = OutputContext::new("mpegts").map_err(mux_err)?;
+        let mut muxer = OutputContext::new("mpegts", interrupt).map_err(mux_err)?;
         let video_index = muxer.add_stream(video).map_err(mux_err)?;
         let audio_index = audio
             .map(|a| muxer.add_stream(a))
