@@ -207,6 +207,12 @@ pub struct AbrProfile {
     pub live_window: usize,
     /// Keep rungs taller than the source (upscaling) instead of leaving them out.
     pub keep_taller_rungs: bool,
+    /// A jump between consecutive source timestamps beyond this is a discontinuity (a
+    /// splice, a restart) absorbed into the timeline, not a gap (default 10 s, like the
+    /// FFmpeg CLI for discontinuous formats).
+    pub timestamp_jump: Duration,
+    /// fsync playlists (file and directory) at each write (default true; off suits tmpfs).
+    pub sync_playlists: bool,
 }
 
 impl AbrProfile {
@@ -217,6 +223,8 @@ impl AbrProfile {
             segment_duration: Duration::from_secs(2),
             live_window: 6,
             keep_taller_rungs: false,
+            timestamp_jump: Duration::from_secs(10),
+            sync_playlists: true,
         }
     }
 
@@ -268,6 +276,18 @@ impl AbrProfile {
         self
     }
 
+    /// Sets the timestamp jump threshold (see [`AbrProfile::timestamp_jump`]).
+    pub fn with_timestamp_jump(mut self, threshold: Duration) -> Self {
+        self.timestamp_jump = threshold;
+        self
+    }
+
+    /// Turns fsync of playlist writes on or off.
+    pub fn with_sync_playlists(mut self, sync: bool) -> Self {
+        self.sync_playlists = sync;
+        self
+    }
+
     /// Sets the preset of every variant.
     pub fn with_preset(mut self, preset: &str) -> Self {
         for v in &mut self.variants {
@@ -306,6 +326,13 @@ impl AbrProfile {
             return Err(Error::config(
                 "profile.live_window",
                 format!("{} is outside 1..=1000", self.live_window),
+            ));
+        }
+        let jump = self.timestamp_jump.as_secs_f64();
+        if !(1.0..=3600.0).contains(&jump) {
+            return Err(Error::config(
+                "profile.timestamp_jump",
+                format!("{jump} s is outside 1..=3600 s"),
             ));
         }
         // RFC 8216 §6.2.2: a live playlist lasts at least three target durations.

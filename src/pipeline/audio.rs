@@ -1,8 +1,9 @@
 //! Audio, done once for the whole ladder: decode, resample to stereo, AAC-encode once per
 //! distinct bitrate (once in total for the standard ladder), hand packets to the variants.
 
+use std::time::Duration;
+
 use super::errors::{decoder_error, encoder_error};
-use super::timeline::JUMP_THRESHOLD;
 use crate::error::Error;
 use crate::ffi::{
     rescale, AudioEncoderSettings, CodecContext, Dictionary, Frame, InputContext, Packet, Rational,
@@ -31,6 +32,8 @@ pub(crate) struct AudioChain {
     pub encoders: Vec<AudioEncoder>,
     frame_size: i32,
     next_pts: Option<i64>,
+    /// A drift beyond this, seconds, is a source jump the video timeline absorbs.
+    jump: f64,
     frame: Frame,
     packet: Packet,
 }
@@ -38,7 +41,7 @@ pub(crate) struct AudioChain {
 impl AudioChain {
     /// Opens one AAC encoder per distinct bitrate in `bit_rates`, at the source's sample
     /// rate when AAC carries it.
-    pub fn new(info: &StreamInfo, bit_rates: &[u64]) -> Result<Self, Error> {
+    pub fn new(info: &StreamInfo, bit_rates: &[u64], jump: Duration) -> Result<Self, Error> {
         let sample_rate = if AAC_RATES.contains(&info.sample_rate) {
             info.sample_rate
         } else {
@@ -68,6 +71,7 @@ impl AudioChain {
             encoders,
             frame_size,
             next_pts: None,
+            jump: jump.as_secs_f64(),
             frame: Frame::new(),
             packet: Packet::new(),
         })
@@ -172,7 +176,7 @@ impl AudioChain {
         let buffered = f64::from(self.resampler.as_ref().map_or(0, Resampler::buffered));
         let expected = pts as f64 * self.in_tb.as_f64() + offset;
         let drift = expected - (next as f64 + buffered) / rate;
-        if drift.abs() > JUMP_THRESHOLD.as_secs_f64() {
+        if drift.abs() > self.jump {
             // The source jumped (a splice or restart): the video's next frame moves the
             // offset; until then the audio stays contiguous rather than leaving a hole.
             return true;

@@ -28,7 +28,7 @@ use crate::stats::StatsCell;
 use audio::AudioChain;
 use decode::DecodeLoop;
 use errors::{encoder_error, output_error};
-use hls::{MasterPlaylist, MeasuredBitrate, SegmentWriter};
+use hls::{MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
@@ -58,7 +58,7 @@ pub(crate) fn run(
     let plan = plan::plan(config, &session.video);
     let names = plan.iter().map(|r| r.profile.name.as_str());
     let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
-    let mut audio = open_audio(&session, &plan)?;
+    let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump)?;
     let outputs = Outputs {
         starts,
         interrupt: signals.output_interrupt(),
@@ -66,13 +66,15 @@ pub(crate) fn run(
     let (rungs, audio_route) = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
     let entries = plan.iter().zip(&audio_route);
     let entries = entries.map(|(r, route)| r.master_entry(route.is_some()));
-    let master = MasterPlaylist::new(config.output_dir(), entries.collect());
+    let sync = config.profile().sync_playlists;
+    let master = MasterPlaylist::new(config.output_dir(), entries.collect(), sync);
     supervisor.report(PipelineEvent::Running);
 
     let timeline = Timeline::new(
         session.video.time_base,
         config.profile().segment_duration,
         plan::source_fps(&session.video),
+        config.profile().timestamp_jump,
     );
     let outcome = std::thread::scope(|scope| {
         let (senders, handles) = spawn_variants(scope, config, rungs, signals, stats, &master)?;
@@ -105,12 +107,16 @@ pub(crate) fn run(
 }
 
 /// One AAC encoder per distinct audio bitrate of the ladder, when the source has audio.
-fn open_audio(session: &Session, plan: &[RungPlan]) -> Result<Option<AudioChain>, Error> {
+fn open_audio(
+    session: &Session,
+    plan: &[RungPlan],
+    jump: std::time::Duration,
+) -> Result<Option<AudioChain>, Error> {
     let Some(info) = &session.audio else {
         return Ok(None);
     };
     let rates: Vec<u64> = plan.iter().map(|p| p.profile.audio_bitrate).collect();
-    let mut chain = AudioChain::new(info, &rates)?;
+    let mut chain = AudioChain::new(info, &rates, jump)?;
     chain.attach(session.audio_source())?;
     Ok(Some(chain))
 }
@@ -144,17 +150,15 @@ fn open_rungs(
         let route = audio.map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
         let dir = config.output_dir().join(&vp.name);
-        let interrupt = outputs.interrupt.clone();
-        let writer = SegmentWriter::create(
-            &dir,
-            &encoder,
-            audio_enc,
-            seg,
+        let output = MediaOutput {
+            target_duration: seg,
             live_window,
             start,
-            interrupt,
-        )
-        .map_err(output_error)?;
+            interrupt: outputs.interrupt.clone(),
+            sync: config.profile().sync_playlists,
+        };
+        let writer =
+            SegmentWriter::create(&dir, &encoder, audio_enc, output).map_err(output_error)?;
         rungs.push(Rung {
             index,
             name: vp.name.clone(),

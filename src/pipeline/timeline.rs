@@ -7,7 +7,8 @@
 //! - A frame whose timestamp does not move past the last one (the source went backwards,
 //!   or restarted) continues right after the last frame; the difference becomes an offset
 //!   applied to every later frame and to the audio.
-//! - A frame whose timestamp jumps forward by more than [`JUMP_THRESHOLD`] (a splice, an
+//! - A frame whose timestamp jumps forward by more than the threshold (10 s by default,
+//!   `AbrProfile::timestamp_jump`; a splice, an
 //!   encoder restart, concatenated files, or a backward jump the demuxer took for a 33-bit
 //!   wrap) also continues right after the last frame: the jump is absorbed into the offset,
 //!   which the audio follows, so A/V stay in sync. A smaller gap stays a gap (a live
@@ -21,10 +22,6 @@
 use std::time::Duration;
 
 use crate::ffi::{rescale, Rational, NO_PTS};
-
-/// A forward jump between consecutive frames beyond this is a discontinuity in the source,
-/// not a gap in the media (FFmpeg's CLI uses the same 10 s for discontinuous formats).
-pub(crate) const JUMP_THRESHOLD: Duration = Duration::from_secs(10);
 
 /// Where one frame lands on the output timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,15 +53,16 @@ pub(crate) struct Timeline {
 }
 
 impl Timeline {
-    /// A timeline in `time_base`, cut every `segment`, for frames about `1/frame_rate` apart.
-    pub fn new(time_base: Rational, segment: Duration, frame_rate: f64) -> Self {
+    /// A timeline in `time_base`, cut every `segment`, for frames about `1/frame_rate` apart;
+    /// forward jumps beyond `jump` are absorbed.
+    pub fn new(time_base: Rational, segment: Duration, frame_rate: f64, jump: Duration) -> Self {
         let us = Rational::new(1, 1_000_000);
         let frame_us = (1e6 / frame_rate.max(1.0)).round() as i64;
         Self {
             time_base,
             segment_ticks: rescale(segment.as_micros() as i64, us, time_base).max(1),
             frame_ticks: rescale(frame_us, us, time_base).max(1),
-            jump_ticks: rescale(JUMP_THRESHOLD.as_micros() as i64, us, time_base).max(1),
+            jump_ticks: rescale(jump.as_micros() as i64, us, time_base).max(1),
             offset: 0,
             restart_pending: false,
             first_pts: None,
@@ -145,7 +143,7 @@ mod tests {
 
     fn timeline() -> Timeline {
         // 30 fps (3000 ticks), 2 s segments (180 000 ticks).
-        Timeline::new(TB, Duration::from_secs(2), 30.0)
+        Timeline::new(TB, Duration::from_secs(2), 30.0, Duration::from_secs(10))
     }
 
     #[test]

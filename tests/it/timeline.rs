@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use std::time::Duration;
+
 use m3u8_rs::MediaPlaylist;
 
 use crate::common::{config, ffmpeg, probe_video, read_media, run_to_end};
@@ -61,37 +63,48 @@ fn total_duration(p: &MediaPlaylist) -> f64 {
     p.segments.iter().map(|s| f64::from(s.duration)).sum()
 }
 
-/// Joins two pieces (first at `a` s, second at `b` s), transcodes, and checks the ladder.
-fn joined_pieces_make_one_timeline(a: u32, b: u32) {
+/// Joins two pieces (first at `a` s, second at `b` s), transcodes, and checks the ladder:
+/// every frame, 8 s of media listed, no segment over the target (checked by `read_media`).
+/// Returns the 360p playlist.
+fn joined_pieces_make_one_timeline(a: u32, b: u32) -> MediaPlaylist {
+    joined_pieces_with(a, b, |p| p)
+}
+
+fn joined_pieces_with(
+    a: u32,
+    b: u32,
+    profile: impl Fn(streamvisor::AbrProfile) -> streamvisor::AbrProfile,
+) -> MediaPlaylist {
     let dir = tempfile::tempdir().unwrap();
     let mut joined = ts_piece(dir.path(), "a.ts", a);
     joined.extend(ts_piece(dir.path(), "b.ts", b));
     let src = dir.path().join("joined.ts");
     std::fs::write(&src, joined).unwrap();
     let out = dir.path().join("o");
-    let report = run_to_end(config(
-        "jump",
-        src.to_str().unwrap(),
-        &out,
-        &["360p", "240p"],
-    ));
+    let base = config("jump", src.to_str().unwrap(), &out, &["360p", "240p"]);
+    let profile = profile(base.profile().clone());
+    // A gap below the threshold stays in the media time; a jump past it does not.
+    let gap = f64::from(b) - f64::from(a + 4);
+    let expected = if gap > 0.0 && gap <= profile.timestamp_jump.as_secs_f64() {
+        8.0 + gap
+    } else {
+        8.0
+    };
+    let cfg = streamvisor::StreamConfig::builder("jump", src.to_str().unwrap(), &out)
+        .profile(profile)
+        .build()
+        .unwrap();
+    let report = run_to_end(cfg);
     assert!(report.error.is_none(), "{:?}", report.error);
     let media = report.stats.media_time.as_secs_f64();
     assert!(
-        (media - 8.0).abs() < 0.2,
-        "media time {media} s for 8 s of source"
+        (media - expected).abs() < 0.2,
+        "media time {media} s, expected {expected}"
     );
+    let mut first = None;
     for v in ["360p", "240p"] {
         let playlist = read_media(&out.join(v).join("index.m3u8"));
         assert_eq!(playlist.target_duration, 2, "{v}");
-        for s in &playlist.segments {
-            assert!(
-                f64::from(s.duration).round() <= 2.0,
-                "{v}: segment {} of {} s",
-                s.uri,
-                s.duration
-            );
-        }
         let total = total_duration(&playlist);
         assert!((total - 8.0).abs() <= 1.0 / 15.0 + 0.01, "{v}: {total} s");
         // Every frame, once; ffprobe decodes the whole variant without error.
@@ -100,7 +113,31 @@ fn joined_pieces_make_one_timeline(a: u32, b: u32) {
             120,
             "{v}"
         );
+        first.get_or_insert(playlist);
     }
+    first.unwrap()
+}
+
+fn discontinuities(p: &MediaPlaylist) -> usize {
+    p.segments.iter().filter(|s| s.discontinuity).count()
+}
+
+#[test]
+fn a_33_bit_timestamp_wrap_is_unwrapped() {
+    // 2^33 / 90 kHz = 95 443.7 s: the first piece crosses the wrap, the second continues.
+    let p = joined_pieces_make_one_timeline(95_440, 95_444);
+    assert_eq!(discontinuities(&p), 0, "a real wrap is continuous");
+}
+
+#[test]
+fn a_5_s_gap_stays_a_gap_unless_the_threshold_is_lower() {
+    // 4 s of media, 5 s of nothing, 4 s of media: below the 10 s threshold it stays a gap
+    // (the segment before it lists its own media, the one after starts a discontinuity).
+    let p = joined_pieces_make_one_timeline(10, 19);
+    assert_eq!(discontinuities(&p), 1);
+    // With a 3 s threshold the same gap is a jump, absorbed into one continuous timeline.
+    let p = joined_pieces_with(10, 19, |p| p.with_timestamp_jump(Duration::from_secs(3)));
+    assert_eq!(discontinuities(&p), 0);
 }
 
 #[test]

@@ -52,6 +52,8 @@ enum Written {
 /// The master playlist of one output directory, shared by the variant threads.
 pub(crate) struct MasterPlaylist {
     dir: PathBuf,
+    /// fsync at each write.
+    sync: bool,
     state: Mutex<MasterState>,
 }
 
@@ -63,9 +65,10 @@ struct MasterState {
 
 impl MasterPlaylist {
     /// A master over these entries, in ladder order; nothing is written yet.
-    pub fn new(dir: &Path, entries: Vec<MasterEntry>) -> Self {
+    pub fn new(dir: &Path, entries: Vec<MasterEntry>, sync: bool) -> Self {
         Self {
             dir: dir.to_path_buf(),
+            sync,
             state: Mutex::new(MasterState {
                 ready: vec![false; entries.len()],
                 entries,
@@ -116,7 +119,7 @@ impl MasterPlaylist {
     }
 
     fn write(&self, entries: &[MasterEntry], stats: &StatsCell) -> bool {
-        match write_master(&self.dir, entries) {
+        match write_master(&self.dir, entries, self.sync) {
             Ok(n) => {
                 stats.playlist_bytes.fetch_add(n, Relaxed);
                 true
@@ -131,7 +134,7 @@ impl MasterPlaylist {
 }
 
 /// Renders and atomically writes the master playlist.
-fn write_master(dir: &Path, entries: &[MasterEntry]) -> io::Result<u64> {
+fn write_master(dir: &Path, entries: &[MasterEntry], sync: bool) -> io::Result<u64> {
     let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     for e in entries {
         let _ = writeln!(
@@ -140,5 +143,5 @@ fn write_master(dir: &Path, entries: &[MasterEntry]) -> io::Result<u64> {
             e.bandwidth, e.average_bandwidth, e.width, e.height, e.codecs, e.frame_rate, e.uri
         );
     }
-    write_atomic(&dir.join(MASTER_PLAYLIST), &text)
+    write_atomic(&dir.join(MASTER_PLAYLIST), &text, sync)
 }

@@ -50,6 +50,22 @@ pub struct SegmentWriter {
     open_discontinuity: bool,
     /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left a live window.
     discontinuity_sequence: u64,
+    /// fsync the playlist at each write.
+    sync: bool,
+}
+
+/// How a variant's output is written.
+pub(crate) struct MediaOutput {
+    /// The configured segment duration, seconds.
+    pub target_duration: f64,
+    /// `Some(n)` for a sliding-window live playlist of `n` segments.
+    pub live_window: Option<usize>,
+    /// Where numbering starts and what an earlier live run left listed.
+    pub start: OutputStart,
+    /// Polled by the muxer's I/O (trips on abort).
+    pub interrupt: Arc<Interrupt>,
+    /// fsync playlists.
+    pub sync: bool,
 }
 
 /// What a finished or cut segment adds to the counters.
@@ -65,17 +81,20 @@ pub struct SegmentDone {
 
 impl SegmentWriter {
     /// Creates the muxer for a video encoder and an optional audio encoder, and opens the
-    /// first segment. `live_window` is `Some(n)` for a sliding-window live playlist; `start`
-    /// says where numbering starts and what an earlier live run left listed.
+    /// first segment.
     pub fn create(
         dir: &Path,
         video: &CodecContext,
         audio: Option<&CodecContext>,
-        target_duration: f64,
-        live_window: Option<usize>,
-        start: OutputStart,
-        interrupt: Arc<Interrupt>,
+        output: MediaOutput,
     ) -> Result<Self, OutputError> {
+        let MediaOutput {
+            target_duration,
+            live_window,
+            start,
+            interrupt,
+            sync,
+        } = output;
         let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
         let mut muxer = OutputContext::new("mpegts", interrupt).map_err(mux_err)?;
         let video_index = muxer.add_stream(video).map_err(mux_err)?;
@@ -115,6 +134,7 @@ impl SegmentWriter {
             unlisted: VecDeque::new(),
             open_discontinuity: false,
             discontinuity_sequence: start.discontinuity_sequence,
+            sync,
         };
         let first = w.segment_path(w.next_sequence);
         w.muxer
@@ -327,7 +347,7 @@ impl SegmentWriter {
             text.push_str("#EXT-X-ENDLIST\n");
         }
         let path = self.dir.join(MEDIA_PLAYLIST);
-        let n = write_atomic(&path, &text).map_err(|e| OutputError::Io(path, e))?;
+        let n = write_atomic(&path, &text, self.sync).map_err(|e| OutputError::Io(path, e))?;
         Ok(n)
     }
 
