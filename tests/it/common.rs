@@ -314,3 +314,65 @@ impl Drop for LiveServer {
         let _ = self.child.wait();
     }
 }
+
+/// Watches a media playlist while a stream rewrites it, checking every version against the
+/// one before (RFC 8216 §6.2.1-2): MEDIA-SEQUENCE and DISCONTINUITY-SEQUENCE never go back,
+/// TARGETDURATION never changes, and a sequence number always names the same URI.
+pub struct PlaylistWatcher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl PlaylistWatcher {
+    pub fn start(path: PathBuf) -> Self {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut versions = 0;
+            let mut prev: Option<MediaPlaylist> = None;
+            let mut names = std::collections::HashMap::new();
+            while !s.load(Ordering::SeqCst) {
+                let Ok(bytes) = std::fs::read(&path) else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let Ok(Playlist::MediaPlaylist(p)) = m3u8_rs::parse_playlist_res(&bytes) else {
+                    panic!("{path:?}: unparsable version");
+                };
+                if let Some(q) = &prev {
+                    assert!(
+                        p.media_sequence >= q.media_sequence,
+                        "{path:?}: MEDIA-SEQUENCE went back"
+                    );
+                    assert!(
+                        p.discontinuity_sequence >= q.discontinuity_sequence,
+                        "{path:?}: DISCONTINUITY-SEQUENCE went back"
+                    );
+                    assert_eq!(
+                        p.target_duration, q.target_duration,
+                        "{path:?}: TARGETDURATION changed"
+                    );
+                }
+                for (i, seg) in p.segments.iter().enumerate() {
+                    let n = p.media_sequence + i as u64;
+                    let uri = names.entry(n).or_insert_with(|| seg.uri.clone());
+                    assert_eq!(*uri, seg.uri, "{path:?}: sequence {n} renamed");
+                }
+                versions += 1;
+                prev = Some(p);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            versions
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops watching; the number of versions seen (a violation fails the test here).
+    pub fn finish(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.thread
+            .join()
+            .expect("playlist rules held across rewrites")
+    }
+}

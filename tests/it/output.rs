@@ -27,7 +27,9 @@ fn live_playlists_keep_a_sliding_window_and_delete_old_segments() {
     .playlist_mode(PlaylistMode::Live)
     .build()
     .unwrap();
+    let watcher = PlaylistWatcher::start(out.join("240p/index.m3u8"));
     let report = run_to_end(cfg);
+    assert!(watcher.finish() > 0);
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     let media = read_media(&out.join("240p/index.m3u8"));
     assert_eq!(media.segments.len(), 3, "the window");
@@ -153,6 +155,8 @@ fn a_restarted_live_stream_continues_its_playlist() {
             .build()
             .unwrap()
     };
+    // Every version of the playlist, across both runs, keeps the sequence rules.
+    let watcher = PlaylistWatcher::start(out.join("240p/index.m3u8"));
     // First run: the source dies, the stream fails (no ENDLIST), as before a restart.
     let first = Stream::new(cfg()).start().unwrap();
     wait_for_segments(&out, 2);
@@ -172,6 +176,7 @@ fn a_restarted_live_stream_continues_its_playlist() {
     wait_for_segments(&out, before.segments.len() + 2);
     let _ = second.stop(Duration::from_secs(5));
     drop(server);
+    assert!(watcher.finish() > 2);
     let after = read_media(&out.join("240p/index.m3u8"));
     assert!(after.media_sequence >= before.media_sequence);
     let uris: Vec<&str> = after.segments.iter().map(|s| s.uri.as_str()).collect();

@@ -179,3 +179,40 @@ fn resolution_pixel_format_and_audio_format_may_change_mid_stream() {
         .join(&playlist.segments.last().unwrap().uri);
     assert!(crate::common::stream_codecs(&last).contains(&"aac".to_owned()));
 }
+
+#[test]
+fn audio_that_disappears_mid_stream_leaves_the_video_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut joined = ts_piece(dir.path(), "a.ts", 10);
+    // The second piece has no audio at all: the audio PID just stops.
+    let b = dir.path().join("b.ts");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=15:duration=4",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "15",
+        "-output_ts_offset",
+        "14",
+        "-f",
+        "mpegts",
+        b.to_str().unwrap(),
+    ]);
+    joined.extend(std::fs::read(&b).unwrap());
+    let src = dir.path().join("joined.ts");
+    std::fs::write(&src, joined).unwrap();
+    let out = dir.path().join("o");
+    let report = run_to_end(config("silent", src.to_str().unwrap(), &out, &["360p"]));
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(probe_video(&out.join("360p/index.m3u8")).frames, 120);
+    let playlist = read_media(&out.join("360p/index.m3u8"));
+    let first = out.join("360p").join(&playlist.segments[0].uri);
+    assert!(crate::common::stream_codecs(&first).contains(&"aac".to_owned()));
+    let total = total_duration(&playlist);
+    assert!((total - 8.0).abs() <= 1.0 / 15.0 + 0.01, "{total} s");
+}
