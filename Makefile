@@ -21,6 +21,7 @@ demo: deps
 	$(CARGO) run --release --example transcode
 
 test: deps
+	$(CARGO) build --release --examples
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
