@@ -80,7 +80,7 @@ pub enum Error {
     SourceIo {
         /// Stream id.
         stream: String,
-        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
+        /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
         /// What was being done.
         op: &'static str,
@@ -98,7 +98,7 @@ pub enum Error {
     SourceStalled {
         /// Stream id.
         stream: String,
-        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
+        /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
         /// The timeout that passed.
         timeout_ms: u64,
@@ -109,7 +109,7 @@ pub enum Error {
     InvalidInput {
         /// Stream id.
         stream: String,
-        /// The source as configured, secrets masked ([`redact_url`](crate::redact_url)).
+        /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
         /// What is wrong with it.
         reason: String,
