@@ -56,3 +56,10 @@ fmt:
 clean:
 	$(CARGO) clean
 	rm -rf out
+
+# cargo-fuzz on the lavfi: grammar and on StreamConfig building, FUZZ_SECONDS (60) per
+# target, with the nightly toolchain where one is installed: says so and skips without it.
+# Not part of `make test`.
+.PHONY: fuzz
+fuzz: deps
+	bash tools/fuzz.sh

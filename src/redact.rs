@@ -43,6 +43,21 @@ const SECRET_NAME_PARTS: [&str; 11] = [
 /// assert_eq!(redact_url("/media/in.mp4"), "/media/in.mp4");
 /// ```
 pub fn redact_url(url: &str) -> Cow<'_, str> {
+    // One pass can uncover more to mask (a masked value joins a nested URL's authority to
+    // an '@'): repeat until nothing changes. Each change masks at least one character.
+    let mut shown = redact_once(url);
+    for _ in 0..64 {
+        let again = redact_once(&shown);
+        if again == shown {
+            break;
+        }
+        shown = Cow::Owned(again.into_owned());
+    }
+    shown
+}
+
+/// One pass of [`redact_url`].
+fn redact_once(url: &str) -> Cow<'_, str> {
     let Some((scheme, rest)) = split_scheme(url) else {
         return Cow::Borrowed(url);
     };
@@ -147,23 +162,71 @@ pub(crate) fn is_secret_name(name: &str) -> bool {
     SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
 }
 
-/// `a=1&passphrase=x` → `a=1&passphrase=***`.
+/// `a=1&passphrase=x` → `a=1&passphrase=***`. Parameters are split at `&` and at `?`, so
+/// the query of a URL nested in a value (`next=http://h/x?token=T`) is masked too, and so
+/// is the userinfo of a nested URL (`next=http://u:p@h/`).
 fn mask_query(query: &str) -> Cow<'_, str> {
-    let secret = |pair: &str| {
-        pair.split_once('=')
-            .is_some_and(|(name, value)| is_secret_name(name) && value != MASK)
-    };
-    if !query.split('&').any(secret) {
-        return Cow::Borrowed(query);
+    let mut out = String::with_capacity(query.len());
+    let mut changed = false;
+    let mut start = 0;
+    loop {
+        let end = query[start..]
+            .find(['&', '?'])
+            .map_or(query.len(), |i| start + i);
+        let pair = &query[start..end];
+        match pair.split_once('=') {
+            Some((name, value)) if is_secret_name(name) && value != MASK => {
+                out.push_str(name);
+                out.push('=');
+                out.push_str(MASK);
+                changed = true;
+            }
+            _ => out.push_str(pair),
+        }
+        if end == query.len() {
+            break;
+        }
+        out.push_str(&query[end..end + 1]); // the separator, as it was
+        start = end + 1;
     }
-    let pairs: Vec<Cow<str>> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if secret(pair) => Cow::Owned(format!("{name}={MASK}")),
-            _ => Cow::Borrowed(pair),
-        })
-        .collect();
-    Cow::Owned(pairs.join("&"))
+    match mask_nested_userinfo(&out) {
+        Cow::Owned(o) => Cow::Owned(o),
+        Cow::Borrowed(_) if changed => Cow::Owned(out),
+        Cow::Borrowed(_) => Cow::Borrowed(query),
+    }
+}
+
+/// Every `scheme://user@host` inside `text` (no scheme check needed: what sits between
+/// `://` and the last `@` before the next `/`, `?`, `#` or space is masked, `&`s included:
+/// too much rather than too little).
+fn mask_nested_userinfo(text: &str) -> Cow<'_, str> {
+    let mut out = String::new();
+    let mut rest = text;
+    let mut changed = false;
+    while let Some(sep) = rest.find("://") {
+        let start = sep + 3;
+        let mut end = rest[start..]
+            .find(|c: char| "/?#".contains(c) || c.is_whitespace())
+            .map_or(rest.len(), |i| start + i);
+        if rest[..end].ends_with(':') && rest[end..].starts_with("//") {
+            end -= 1; // `a://xb://u@h`: that ':' starts the next URL
+        }
+        out.push_str(&rest[..start]);
+        match rest[start..end].rfind('@') {
+            Some(at) if &rest[start..start + at] != MASK => {
+                out.push_str(MASK);
+                out.push_str(&rest[start + at..end]);
+                changed = true;
+            }
+            _ => out.push_str(&rest[start..end]),
+        }
+        rest = &rest[end..];
+    }
+    if !changed {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
