@@ -16,5 +16,7 @@ export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:fast_unwind_on_malloc=0"
 export LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp:print_suppressions=0"
 # Its own target dir: sanitizer builds must not mix with the normal ones.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/asan}
+# The security tests run the example binaries: build them (instrumented) first.
+cargo +nightly build --release --target "$target" --examples
 cargo +nightly test --release --target "$target" --test it -- ${ASAN_TESTS:-} --test-threads 2
 echo "asan: clean"
