@@ -141,6 +141,9 @@ fn run(args: Args) -> Result<bool, String> {
         .map_err(|e| e.to_string())?;
     let mut admitted = 0usize;
     let mut never_fit = 0usize;
+    // Refused and never run (without --retry): a job that silently did nothing must not
+    // look green.
+    let mut refused = 0usize;
     while !stop.load(Ordering::SeqCst) {
         // Submit what is waiting; keep the refused ones only with --retry.
         let mut waiting = VecDeque::new();
@@ -148,7 +151,7 @@ fn run(args: Args) -> Result<bool, String> {
             match manager.create_stream(cfg.clone()) {
                 Ok(()) => admitted += 1,
                 Err(Error::Refused { .. }) if args.retry => waiting.push_back(cfg),
-                Err(_) => {}
+                Err(_) => refused += 1,
             }
         }
         queue = waiting;
@@ -193,7 +196,7 @@ fn run(args: Args) -> Result<bool, String> {
     }
     let all_stopped =
         reports.len() == admitted && reports.iter().all(|r| r.state == StreamState::Stopped);
-    Ok(all_stopped && queue.is_empty() && never_fit == 0)
+    Ok(all_stopped && queue.is_empty() && never_fit == 0 && refused == 0)
 }
 
 fn main() -> ExitCode {

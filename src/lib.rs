@@ -77,20 +77,20 @@ mod stream;
 
 pub use config::{
     device_key, AbrProfile, Backoff, FilterRole, GeneratedFilter, GeneratedGraph, HwDevice, HwKind,
-    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, StreamConfig, StreamConfigBuilder,
-    VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS, MAX_VIDEO_BITRATE,
-    X264_PRESETS,
+    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, SourceHint, StreamConfig,
+    StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS,
+    MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
-    price, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage, ResourceCapacity,
-    ResourceCost, ResourcePool, StreamSummary, UNITS_PER_CORE,
+    price, price_planned, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage,
+    ResourceCapacity, ResourceCost, ResourcePool, StreamSummary, UNITS_PER_CORE,
 };
 pub use redact::redact_url;
 pub use state::{StateSet, StreamState};
-pub use stats::{StreamStats, VariantStats};
+pub use stats::{PlannedLadder, PlannedRung, StreamStats, VariantStats};
 pub use stream::{New, Running, Stage, StartError, Stream, StreamReport, GRACE};
 
 /// The README's Rust example, compiled as a doc test so it stays true.

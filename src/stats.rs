@@ -195,6 +195,37 @@ pub struct VariantStats {
     pub average_bitrate: f64,
 }
 
+/// The ladder as it runs on the source, known once the source is opened: rungs taller than
+/// the source left out, widths from its display aspect, frame rates from its own.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlannedLadder {
+    /// The source's picture width.
+    pub source_width: u32,
+    /// The source's picture height.
+    pub source_height: u32,
+    /// The source's frame rate (30 when it does not say).
+    pub source_fps: f64,
+    /// The source has audio (every rung carries AAC).
+    pub audio: bool,
+    /// The rungs that run, in ladder order.
+    pub rungs: Vec<PlannedRung>,
+}
+
+/// One rung as it runs.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PlannedRung {
+    /// The variant's name (as configured).
+    pub name: String,
+    /// Output width.
+    pub width: u32,
+    /// Output height.
+    pub height: u32,
+    /// Output frame rate.
+    pub frame_rate: f64,
+}
+
 /// Statistics of one stream at a moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamStats {

@@ -41,8 +41,23 @@ pub struct StreamConfig {
     io_timeout: Duration,
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
+    source_hint: Option<SourceHint>,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
+}
+
+/// What an application knows of its source before it is opened: its picture size and
+/// frame rate. A manager prices the stream from it at admission (the rungs that will run, at
+/// the real aspect and rate) instead of from the config's upper bound.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct SourceHint {
+    /// Picture width.
+    pub width: u32,
+    /// Picture height.
+    pub height: u32,
+    /// Frames per second.
+    pub frame_rate: f64,
 }
 
 /// Faults the tests inject to prove the recovery and panic paths (cargo feature
@@ -77,6 +92,7 @@ impl StreamConfig {
                 io_timeout: Duration::from_secs(5),
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
+                source_hint: None,
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -133,6 +149,11 @@ impl StreamConfig {
     /// The playlist mode as configured.
     pub fn playlist_mode(&self) -> PlaylistMode {
         self.playlist_mode
+    }
+
+    /// What the config declares of the source, if anything.
+    pub fn source_hint(&self) -> Option<SourceHint> {
+        self.source_hint
     }
 
     /// The recovery policy.
@@ -249,6 +270,18 @@ impl StreamConfigBuilder {
         self
     }
 
+    /// Declares the source's picture size and frame rate, so that a manager prices the
+    /// stream exactly at admission (see [`SourceHint`]). Once the source is opened the price
+    /// follows what it really is, whatever the hint said.
+    pub fn source_hint(mut self, width: u32, height: u32, frame_rate: f64) -> Self {
+        self.config.source_hint = Some(SourceHint {
+            width,
+            height,
+            frame_rate,
+        });
+        self
+    }
+
     /// Fault injection for tests of the panic net: the first variant's thread panics
     /// after encoding this many frames. Only with the `fault-injection` feature.
     #[cfg(feature = "fault-injection")]
@@ -304,6 +337,18 @@ impl StreamConfigBuilder {
                 return Err(Error::config(
                     format!("input_options[{i}]"),
                     "empty key or NUL byte",
+                ));
+            }
+        }
+        if let Some(h) = c.source_hint {
+            let size_ok = (2..=16384).contains(&h.width) && (2..=16384).contains(&h.height);
+            if !size_ok || !(1.0..=240.0).contains(&h.frame_rate) {
+                return Err(Error::config(
+                    "source_hint",
+                    format!(
+                        "{}x{} at {} fps is outside 2..=16384 pixels and 1..=240 fps",
+                        h.width, h.height, h.frame_rate
+                    ),
                 ));
             }
         }

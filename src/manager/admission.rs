@@ -11,6 +11,7 @@ use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
 use crate::manager::pool::price;
 use crate::panic::guarded;
+use crate::state::StreamState;
 use crate::stream::Stream;
 
 /// An admission decision, reported to admission hooks.
@@ -90,6 +91,7 @@ pub(super) fn admit(
                         allocation,
                         config,
                         restarts,
+                        repriced: false,
                     };
                     g.map.insert(id.clone(), entry);
                     Ok(())
@@ -123,18 +125,18 @@ pub(super) fn admit(
     decision
 }
 
-/// A hook that tells the monitor when the stream reaches a terminal state.
+/// A hook that tells the monitor when the stream's ladder is planned and when it ends.
 fn reaper_hook(core: &ManagerCore, id: &str, gen: u64) -> Hooks {
     let monitor_tx = core.monitor_tx.clone();
     let id = id.to_owned();
     Hooks::new().on_state_change(move |ev| {
+        // If the queue is full the monitor's periodic scan does the same.
+        let id = id.clone();
         if ev.to.is_terminal() {
-            // If the queue is full the monitor's periodic scan reaps it instead.
-            let msg = MonitorMsg::Ended {
-                id: id.clone(),
-                gen,
-            };
-            let _ = monitor_tx.try_send(msg);
+            let _ = monitor_tx.try_send(MonitorMsg::Ended { id, gen });
+        } else if ev.to == StreamState::Running {
+            // The source is open and the ladder planned: re-price what will really run.
+            let _ = monitor_tx.try_send(MonitorMsg::Planned { id, gen });
         }
     })
 }

@@ -15,7 +15,8 @@ mod pool;
 pub use admission::AdmissionEvent;
 pub use builder::ManagerBuilder;
 pub use pool::{
-    price, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool, UNITS_PER_CORE,
+    price, price_planned, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
+    UNITS_PER_CORE,
 };
 
 use std::collections::HashMap;
@@ -54,6 +55,36 @@ struct ManagedStream {
     allocation: Allocation,
     config: StreamConfig,
     restarts: u32,
+    /// The allocation was re-priced from the ladder as it runs.
+    repriced: bool,
+}
+
+impl ManagedStream {
+    /// Once the source is open, re-prices the allocation from the ladder that really runs
+    /// (rungs taller than the source dropped, real aspect and rate): shrinking always
+    /// succeeds and frees capacity at once; growing succeeds if the difference fits.
+    fn reprice_from_plan(&mut self) {
+        if self.repriced {
+            return;
+        }
+        let Some(ladder) = self.stream.planned_ladder() else {
+            return;
+        };
+        self.repriced = true;
+        let cost = pool::price_planned(&self.config, &ladder);
+        let before = self.allocation.cost().compute;
+        match self.allocation.reprice(cost) {
+            Ok(()) => log::debug!(
+                "stream {}: re-priced from {before:.1} to {:.1} compute units",
+                self.config.id(),
+                self.allocation.cost().compute
+            ),
+            Err(short) => log::warn!(
+                "stream {}: runs heavier than admitted and the pool cannot cover it ({short})",
+                self.config.id()
+            ),
+        }
+    }
 }
 
 /// A reservation of an id and an output directory by one generation of a stream.

@@ -28,6 +28,7 @@ pub(super) struct PendingRestart {
 /// due for a restart.
 pub(super) enum MonitorMsg {
     Ended { id: String, gen: u64 },
+    Planned { id: String, gen: u64 },
     Restart(Box<PendingRestart>),
 }
 
@@ -45,6 +46,13 @@ pub(super) fn run(
         select! {
             recv(inbox) -> msg => match msg {
                 Ok(MonitorMsg::Ended { id, gen }) => reap(core, &id, gen),
+                Ok(MonitorMsg::Planned { id, gen }) => {
+                    // Short: a lookup and pool arithmetic (registry, then pool: the one order).
+                    let mut g = core.registry.lock();
+                    if let Some(e) = g.map.get_mut(&id).filter(|e| e.gen == gen) {
+                        e.reprice_from_plan();
+                    }
+                }
                 Ok(MonitorMsg::Restart(p)) => pending.push(*p),
                 Err(_) => return,
             },
@@ -130,10 +138,11 @@ fn scan(core: &Arc<ManagerCore>, progress: &mut HashMap<(String, u64), (u64, Ins
     let now = Instant::now();
     let mut ended = Vec::new();
     {
-        // Short: reads of atomics and state per stream; no waits, no hooks.
-        let g = core.registry.lock();
+        // Short: reads of atomics and state per stream, pool arithmetic; no waits, no hooks.
+        let mut g = core.registry.lock();
         progress.retain(|(id, gen), _| g.map.get(id).is_some_and(|e| e.gen == *gen));
-        for (id, e) in &g.map {
+        for (id, e) in &mut g.map {
+            e.reprice_from_plan();
             let state = e.stream.state();
             if state.is_terminal() {
                 ended.push((id.clone(), e.gen));

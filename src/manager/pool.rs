@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::config::{StreamConfig, VideoCodec};
+use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::error::Shortage;
+use crate::stats::PlannedLadder;
 
 /// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
 /// (measured: the 1080p/720p/480p/360p ladder at 30 fps, ~110 units, runs at about real
@@ -103,26 +104,59 @@ const FRAMES_IN_FLIGHT: u64 = 40;
 /// Assumed frame rate for pricing (the source's is unknown until it is opened).
 const PRICING_FPS: f64 = 30.0;
 
-/// The price of a stream, from its config alone (admission never does I/O). Rungs are
-/// priced at 16:9 and 30 fps (or their cap); the decode at the tallest rung's size.
+/// The price of a stream at admission, from its config alone (admission never does I/O):
+/// from its [`SourceHint`](crate::SourceHint) when it has one (the rungs that will run, at
+/// the declared size and rate), otherwise an upper bound: every rung at 16:9 and 30 fps (or
+/// its cap), the decode at the tallest rung's size.
 pub fn price(config: &StreamConfig) -> ResourceCost {
-    let profile = config.profile();
+    if let Some(ladder) = crate::pipeline::planned_from_hint(config) {
+        return price_planned(config, &ladder);
+    }
+    let rungs = config.profile().variants.iter().map(|v| {
+        let w = (f64::from(v.height) * 16.0 / 9.0 / 2.0).round() * 2.0;
+        let fps = v.max_frame_rate.map_or(PRICING_FPS, |c| c.min(PRICING_FPS));
+        (v, w, f64::from(v.height), fps)
+    });
+    let tallest = config
+        .profile()
+        .variants
+        .iter()
+        .map(|v| v.height)
+        .max()
+        .unwrap_or(0);
+    let decode = f64::from(tallest) * f64::from(tallest) * 16.0 / 9.0;
+    priced(config, rungs, decode, PRICING_FPS)
+}
+
+/// The price of the ladder as it runs on the source (known once the source is opened):
+/// what a manager re-prices a stream's allocation to.
+pub fn price_planned(config: &StreamConfig, ladder: &PlannedLadder) -> ResourceCost {
+    let variants = &config.profile().variants;
+    let rungs = ladder.rungs.iter().filter_map(|r| {
+        let v = variants.iter().find(|v| v.name == r.name)?;
+        Some((v, f64::from(r.width), f64::from(r.height), r.frame_rate))
+    });
+    let decode = f64::from(ladder.source_width) * f64::from(ladder.source_height);
+    priced(config, rungs, decode, ladder.source_fps)
+}
+
+/// Sums the work: each rung's pixel rate weighted by preset and codec, plus its frames in
+/// flight; the decode (about a sixth of a veryfast encode of the same picture); audio, a
+/// small constant; one session on the hardware device, if any.
+fn priced<'a>(
+    config: &StreamConfig,
+    rungs: impl Iterator<Item = (&'a VariantProfile, f64, f64, f64)>,
+    decode_pixels: f64,
+    decode_fps: f64,
+) -> ResourceCost {
     let mut compute = 0.0;
     let mut memory = 0u64;
-    let mut tallest = 0u32;
-    for v in &profile.variants {
-        let w = (f64::from(v.height) * 16.0 / 9.0 / 2.0).round() * 2.0;
-        let h = f64::from(v.height);
-        let fps = v.max_frame_rate.map_or(PRICING_FPS, |c| c.min(PRICING_FPS));
+    for (v, w, h, fps) in rungs {
         compute += w * h * fps / 1e6 * preset_weight(&v.preset) * codec_weight(v.codec);
         memory += (w * h * 1.5) as u64 * FRAMES_IN_FLIGHT;
-        tallest = tallest.max(v.height);
     }
-    let src_px = f64::from(tallest) * f64::from(tallest) * 16.0 / 9.0;
-    // Decoding costs roughly a sixth of a veryfast encode of the same picture; audio is a
-    // small constant.
-    compute += src_px * PRICING_FPS / 1e6 / 6.0 + 0.5;
-    memory += (src_px * 1.5) as u64 * 16;
+    compute += decode_pixels * decode_fps / 1e6 / 6.0 + 0.5;
+    memory += (decode_pixels * 1.5) as u64 * 16;
     let mut hw_sessions = BTreeMap::new();
     if let Some(hw) = config.hw_device() {
         hw_sessions.insert(hw.to_string(), 1);
@@ -243,6 +277,29 @@ impl ResourcePool {
         }
     }
 
+    /// Swaps `old` for `new` in what is used, if `new` fits once `old` is returned.
+    fn reprice(&self, old: &ResourceCost, new: &ResourceCost) -> Result<(), Shortage> {
+        // Short: arithmetic under the pool's lock.
+        let mut used = self.used.lock();
+        let mut without = used.cost.clone();
+        without.compute = (without.compute - old.compute).max(0.0);
+        without.memory = without.memory.saturating_sub(old.memory);
+        for (d, n) in &old.hw_sessions {
+            if let Some(v) = without.hw_sessions.get_mut(d) {
+                *v = v.saturating_sub(*n);
+            }
+        }
+        self.fits(&without, new)?;
+        without.compute += new.compute;
+        without.memory += new.memory;
+        for (d, n) in &new.hw_sessions {
+            *without.hw_sessions.entry(d.clone()).or_insert(0) += n;
+        }
+        without.hw_sessions.retain(|_, n| *n > 0);
+        used.cost = without;
+        Ok(())
+    }
+
     fn release(&self, cost: &ResourceCost) {
         let mut used = self.used.lock();
         used.cost.compute = (used.cost.compute - cost.compute).max(0.0);
@@ -273,6 +330,15 @@ impl Allocation {
     /// What this allocation holds.
     pub fn cost(&self) -> &ResourceCost {
         &self.cost
+    }
+
+    /// Changes what this allocation holds to `cost`, all or nothing: a smaller cost always
+    /// succeeds and frees the difference for others at once; a larger one succeeds only if
+    /// the difference fits (otherwise nothing changes).
+    pub fn reprice(&mut self, cost: ResourceCost) -> Result<(), Shortage> {
+        self.pool.reprice(&self.cost, &cost)?;
+        self.cost = cost;
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::session::{Session, SourceOpener};
 use crate::error::Error;
 use crate::ffi::Interrupt;
+use crate::stats::PlannedLadder;
 
 /// Stop, abort and stall requests, shared by a stream's handle and its threads. Each one
 /// also cuts the blocking FFmpeg call under way through the input's interrupt callback.
@@ -104,8 +105,11 @@ pub(crate) enum Ending {
 }
 
 /// Media progress the pipeline reports to the lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PipelineEvent {
+    /// The source is open and the ladder planned: what will actually run (reported once,
+    /// before the first `Running`).
+    Planned(PlannedLadder),
     /// Media flows: the first time every encoder and output is ready, and again after
     /// each recovery.
     Running,

@@ -14,6 +14,7 @@ mod timeline;
 mod variant;
 
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
+pub(crate) use plan::planned_from_hint;
 pub(crate) use session::{Session, SourceOpener};
 
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub(crate) fn run(
         return Ok(Ending::Stopped);
     };
     let plan = plan::plan(config, &session.video);
+    let planned = plan::summary(&session.video, session.audio.is_some(), &plan);
+    supervisor.report(PipelineEvent::Planned(planned));
     let names = plan.iter().map(|r| r.profile.name.as_str());
     let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
     let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump)?;

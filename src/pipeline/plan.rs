@@ -3,6 +3,7 @@
 
 use crate::config::{StreamConfig, VariantProfile};
 use crate::ffi::{Rational, StreamInfo, VideoEncoderSettings, PIX_FMT_YUV420P};
+use crate::stats::{PlannedLadder, PlannedRung};
 
 use super::hls::{MasterEntry, MEDIA_PLAYLIST};
 
@@ -62,6 +63,26 @@ impl RungPlan<'_> {
     }
 }
 
+/// What will run, for the lifecycle (and the manager's pricing).
+pub(crate) fn summary(video: &StreamInfo, audio: bool, rungs: &[RungPlan]) -> PlannedLadder {
+    PlannedLadder {
+        source_width: video.width.max(0) as u32,
+        source_height: video.height.max(0) as u32,
+        source_fps: source_fps(video),
+        audio,
+        rungs: rungs.iter().map(planned_rung).collect(),
+    }
+}
+
+fn planned_rung(r: &RungPlan) -> PlannedRung {
+    PlannedRung {
+        name: r.profile.name.clone(),
+        width: r.width.max(0) as u32,
+        height: r.height.max(0) as u32,
+        frame_rate: r.frame_rate,
+    }
+}
+
 /// The source's frame rate, or [`FALLBACK_FPS`] when it does not say.
 pub(crate) fn source_fps(video: &StreamInfo) -> f64 {
     if video.frame_rate.is_valid() {
@@ -74,12 +95,35 @@ pub(crate) fn source_fps(video: &StreamInfo) -> f64 {
 /// The rungs that run on a source with this video: rungs taller than the source are left
 /// out (unless the profile keeps them); if none is left, the shortest runs.
 pub(crate) fn plan<'a>(config: &'a StreamConfig, video: &StreamInfo) -> Vec<RungPlan<'a>> {
+    let size = (video.width, video.height);
+    plan_for(config, size, video.sample_aspect_ratio, source_fps(video))
+}
+
+/// The ladder that would run on a source the config declares ([`StreamConfig::source_hint`]),
+/// for pricing before the source is opened; `None` without a hint.
+pub(crate) fn planned_from_hint(config: &StreamConfig) -> Option<PlannedLadder> {
+    let hint = config.source_hint()?;
+    let (w, h) = (hint.width as i32, hint.height as i32);
+    let rungs = plan_for(config, (w, h), Rational::new(1, 1), hint.frame_rate);
+    Some(PlannedLadder {
+        source_width: hint.width,
+        source_height: hint.height,
+        source_fps: hint.frame_rate,
+        audio: true,
+        rungs: rungs.iter().map(planned_rung).collect(),
+    })
+}
+
+fn plan_for<'a>(
+    config: &'a StreamConfig,
+    (src_w, src_h): (i32, i32),
+    sar: Rational,
+    src_fps: f64,
+) -> Vec<RungPlan<'a>> {
     let profile = config.profile();
-    let src_fps = source_fps(video);
-    let (src_w, src_h) = (video.width, video.height);
     let make = |v: &'a VariantProfile| RungPlan {
         profile: v,
-        width: width_for(v.height, src_w, src_h, video.sample_aspect_ratio),
+        width: width_for(v.height, src_w, src_h, sar),
         height: v.height as i32,
         frame_rate: v.max_frame_rate.map_or(src_fps, |cap| cap.min(src_fps)),
         threads: 1,

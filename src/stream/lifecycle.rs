@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::hooks::StateEvent;
 use crate::pipeline::{self, Ending, Signals};
 use crate::state::{StateSet, StreamState};
-use crate::stats::{StatsCell, StreamStats};
+use crate::stats::{PlannedLadder, StatsCell, StreamStats};
 
 /// The state and its history, guarded by one short lock (never held across FFI, a wait,
 /// or a hook).
@@ -43,6 +43,8 @@ pub(super) struct Lifecycle {
     changed: Condvar,
     /// Where state events go when the stream has hooks (set at start).
     pub hook_tx: Mutex<Option<Sender<StateEvent>>>,
+    /// The ladder as it runs, once the source is open.
+    pub planned: Mutex<Option<PlannedLadder>>,
 }
 
 impl Lifecycle {
@@ -62,6 +64,7 @@ impl Lifecycle {
             }),
             changed: Condvar::new(),
             hook_tx: Mutex::new(None),
+            planned: Mutex::new(None),
         }
     }
 

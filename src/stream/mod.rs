@@ -19,7 +19,7 @@ use crate::config::StreamConfig;
 use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
-use crate::stats::StreamStats;
+use crate::stats::{PlannedLadder, StreamStats};
 use lifecycle::Lifecycle;
 use threads::{StreamThreads, TrackedThread};
 
@@ -139,6 +139,12 @@ impl<S: Stage> Stream<S> {
     /// The last error, if any.
     pub fn last_error(&self) -> Option<Error> {
         self.lifecycle.record.lock().error.clone()
+    }
+
+    /// The ladder as it runs on this source (rungs taller than the source left out, real
+    /// sizes and frame rates), once the source has been opened; `None` before.
+    pub fn planned_ladder(&self) -> Option<PlannedLadder> {
+        self.lifecycle.planned.lock().clone()
     }
 }
 

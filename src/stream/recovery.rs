@@ -175,6 +175,7 @@ impl Supervisor for Recovery<'_> {
                 self.lifecycle.transition(StreamState::Running, None);
             }
             PipelineEvent::Draining => self.lifecycle.transition(StreamState::Stopping, None),
+            PipelineEvent::Planned(ladder) => *self.lifecycle.planned.lock() = Some(ladder),
         }
     }
 

@@ -522,3 +522,55 @@ fn a_hook_may_shut_the_manager_down_and_streams_may_end_each_other() {
     ));
     assert_eq!(m.pool_usage().allocations, 0);
 }
+
+#[test]
+fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 3, true);
+    let src = src.to_str().unwrap();
+    // The default ladder (1080p..240p) on a 360p source runs 360p and 240p only.
+    let default_ladder = |id: &str| StreamConfig::builder(id, src, dir.path().join(id));
+    let upper = streamvisor::price(&default_ladder("a").build().unwrap()).compute;
+    let hinted = default_ladder("b")
+        .source_hint(640, 360, 30.0)
+        .build()
+        .unwrap();
+    let exact = streamvisor::price(&hinted).compute;
+    assert!(exact < upper / 5.0, "hinted {exact} vs upper bound {upper}");
+    // Two cores' worth of units: the upper bound does not fit, the real ladder does.
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(upper * 0.9, 64 << 30))
+        .monitor_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        refusal(m.create_stream(default_ladder("a").build().unwrap())),
+        Refusal::Capacity(Shortage::Compute { .. })
+    ));
+    m.create_stream(hinted).unwrap();
+    let held = m.pool_usage().used.compute;
+    assert!((held - exact).abs() < 1e-6, "{held} vs {exact}");
+    // Without a hint, a roomy pool admits at the upper bound and re-prices once the source
+    // is open, freeing the difference at once.
+    let roomy = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(20))
+        .build()
+        .unwrap();
+    roomy
+        .create_stream(default_ladder("c").build().unwrap())
+        .unwrap();
+    assert!((roomy.pool_usage().used.compute - upper).abs() < 1e-6);
+    let t = std::time::Instant::now();
+    while roomy.pool_usage().used.compute > exact + 1e-6 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let repriced = roomy.pool_usage().used.compute;
+    assert!(
+        (repriced - exact).abs() < 1e-6,
+        "re-priced to {repriced}, expected {exact}"
+    );
+    assert!(roomy.wait_idle(Duration::from_secs(30)));
+    assert!(m.wait_idle(Duration::from_secs(30)));
+    assert_eq!(roomy.pool_usage().allocations, 0);
+}
