@@ -1,19 +1,21 @@
 //! Run one stream per source under a `Manager`.
 //!
 //! ```text
-//! cargo run --release --example manager -- [--max-concurrent N] [--retry] [--out DIR]
-//!     [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE...
+//! cargo run --release --example manager -- [--max-concurrent N] [--policy refuse|queue]
+//!     [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE...
 //! ```
 //! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
 //! trusted input).
 //! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
 //! `--json`, one JSON object per line on stdout: `{"event":"admission","stream":ID,
-//! "admitted":BOOL,"reason":MSG|null}`, the `transcode` example's state and stats events,
-//! and a final `{"event":"summary",...}` per stream. With `--retry`, refused streams are
-//! submitted again as capacity frees up, until all have run. Exit 0 when every admitted
-//! stream ended `Stopped`. SIGINT/SIGTERM shut the manager down gracefully.
+//! "outcome":"admitted"|"queued"|"refused","reason":MSG|null}`, the `transcode` example's
+//! state and stats events, and a final `{"event":"summary",...}` per stream. `--policy`
+//! says what happens to a stream that does not fit now, for every source: `refuse` (the
+//! default), or `queue` (the manager's queue starts it as capacity frees; `--retry` is the
+//! same). A stream that could not fit even on an empty machine is refused either way. Exit
+//! 0 only when every stream ran and ended `Stopped`; a refused stream makes it exit 1.
+//! SIGINT/SIGTERM shut the manager down gracefully.
 
-use std::collections::VecDeque;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,11 +25,13 @@ use std::time::Duration;
 mod json;
 
 use serde_json::json as j;
-use streamvisor::{AbrProfile, Error, Hooks, Manager, StreamConfig, StreamReport, StreamState};
+use streamvisor::{
+    AbrProfile, Error, Hooks, Manager, OverCapacity, StreamConfig, StreamReport, StreamState,
+};
 
 struct Args {
     max_concurrent: usize,
-    retry: bool,
+    policy: OverCapacity,
     out: String,
     json: bool,
     ladder: Option<Vec<String>>,
@@ -36,13 +40,13 @@ struct Args {
 }
 
 fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
+    "usage: manager [--max-concurrent N] [--policy refuse|queue] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         max_concurrent: 4,
-        retry: false,
+        policy: OverCapacity::Refuse,
         out: "out/manager".into(),
         json: false,
         ladder: None,
@@ -58,7 +62,14 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|_| format!("--max-concurrent: {v:?} is not a count"))?;
             }
-            "--retry" => args.retry = true,
+            "--retry" => args.policy = OverCapacity::Queue,
+            "--policy" => {
+                args.policy = match it.next().as_deref() {
+                    Some("refuse") => OverCapacity::Refuse,
+                    Some("queue") => OverCapacity::Queue,
+                    other => return Err(format!("--policy: {other:?}: refuse or queue")),
+                }
+            }
             "--out" => args.out = it.next().ok_or("--out needs a value")?,
             "--json" => args.json = true,
             "--ladder" => {
@@ -88,23 +99,33 @@ fn config(id: &str, source: &str, args: &Args) -> Result<StreamConfig, Error> {
         .build()
 }
 
+fn is_local_file(c: &StreamConfig) -> bool {
+    !c.is_network_source() && !c.source().starts_with("lavfi:")
+}
+
 fn run(args: Args) -> Result<bool, String> {
     let json = args.json;
     let reports: Arc<Mutex<Vec<StreamReport>>> = Arc::default();
     let sink = reports.clone();
     let mut builder = Manager::builder()
         .max_concurrent(args.max_concurrent)
+        .over_capacity(args.policy, args.policy)
         .on_admission(move |ev| {
+            let outcome = match (ev.admitted, ev.queued) {
+                (true, _) => "admitted",
+                (false, true) => "queued",
+                (false, false) => "refused",
+            };
             if json {
                 let line = j!({
                     "event": "admission",
                     "stream": ev.stream,
-                    "admitted": ev.admitted,
+                    "outcome": outcome,
                     "reason": ev.reason.as_ref().map(|r| r.to_string()),
                 });
                 println!("{line}");
             } else if let Some(r) = &ev.reason {
-                eprintln!("{}: refused: {r}", ev.stream);
+                eprintln!("{}: {outcome}: {r}", ev.stream);
             }
         })
         .on_finished(move |r| {
@@ -132,47 +153,38 @@ fn run(args: Args) -> Result<bool, String> {
         signal_hook::flag::register(sig, stop.clone()).map_err(|e| e.to_string())?;
     }
 
-    let mut queue: VecDeque<StreamConfig> = args
+    let configs: Vec<StreamConfig> = args
         .sources
         .iter()
         .enumerate()
         .map(|(i, s)| config(&format!("s{i}"), s, &args))
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
-    let mut admitted = 0usize;
-    let mut never_fit = 0usize;
-    // Refused and never run (without --retry): a job that silently did nothing must not
-    // look green.
+    // Local files are probed (quick: a header) so that admission prices each for the
+    // rungs that will really run on it; network sources are priced when they open.
+    let configs: Vec<StreamConfig> = configs
+        .into_iter()
+        .map(
+            |c| match is_local_file(&c).then(|| manager.probe(&c).ok()).flatten() {
+                Some(h) => c
+                    .to_builder()
+                    .source_hint(h.width, h.height, h.frame_rate)
+                    .build()
+                    .unwrap_or(c),
+                None => c,
+            },
+        )
+        .collect();
+    let asked = configs.len();
+    // Refused and never run: a job that silently did nothing must not look green.
     let mut refused = 0usize;
-    while !stop.load(Ordering::SeqCst) {
-        // Submit what is waiting; keep the refused ones only with --retry.
-        let mut waiting = VecDeque::new();
-        while let Some(cfg) = queue.pop_front() {
-            match manager.create_stream(cfg.clone()) {
-                Ok(()) => admitted += 1,
-                Err(Error::Refused { .. }) if args.retry => waiting.push_back(cfg),
-                Err(_) => refused += 1,
-            }
-        }
-        queue = waiting;
-        if queue.is_empty() {
-            if manager.wait_idle(Duration::from_millis(200)) {
-                break;
-            }
-        } else if manager.list().is_empty() {
-            // Refused with nothing running: these can never fit on this machine.
-            for cfg in queue.drain(..) {
-                eprintln!("{}: can never be admitted here; giving up", cfg.id());
-                never_fit += 1;
-            }
-        } else {
-            // Wait for capacity: a stream ending frees it.
-            let before = manager.list().len();
-            while manager.list().len() >= before && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
+    for cfg in configs {
+        if manager.create_stream(cfg).is_err() {
+            refused += 1;
         }
     }
+    // The manager starts queued streams itself as capacity frees.
+    while !stop.load(Ordering::SeqCst) && !manager.wait_idle(Duration::from_millis(200)) {}
     if stop.load(Ordering::SeqCst) {
         eprintln!("shutting down");
     }
@@ -194,9 +206,8 @@ fn run(args: Args) -> Result<bool, String> {
             );
         }
     }
-    let all_stopped =
-        reports.len() == admitted && reports.iter().all(|r| r.state == StreamState::Stopped);
-    Ok(all_stopped && queue.is_empty() && never_fit == 0 && refused == 0)
+    let all_stopped = reports.iter().all(|r| r.state == StreamState::Stopped);
+    Ok(refused == 0 && reports.len() == asked && all_stopped)
 }
 
 fn main() -> ExitCode {

@@ -54,6 +54,12 @@ pub enum Refusal {
     /// The resource pool cannot cover the stream.
     #[error("resource pool short of {0}")]
     Capacity(Shortage),
+    /// The stream did not fit and the admission queue is full.
+    #[error("the admission queue is full ({limit} streams wait)")]
+    QueueFull {
+        /// The queue's length.
+        limit: usize,
+    },
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,

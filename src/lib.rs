@@ -85,8 +85,9 @@ pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
-    price, price_planned, AdmissionEvent, Allocation, Manager, ManagerBuilder, PoolUsage,
-    ResourceCapacity, ResourceCost, ResourcePool, StreamSummary, UNITS_PER_CORE,
+    price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Manager,
+    ManagerBuilder, OverCapacity, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
+    StreamSummary, UNITS_PER_CORE,
 };
 pub use redact::redact_url;
 pub use state::{StateSet, StreamState};

@@ -50,7 +50,6 @@ pub struct StreamConfig {
 /// frame rate. A manager prices the stream from it at admission (the rungs that will run, at
 /// the real aspect and rate) instead of from the config's upper bound.
 #[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
 pub struct SourceHint {
     /// Picture width.
     pub width: u32,
@@ -96,6 +95,14 @@ impl StreamConfig {
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
+        }
+    }
+
+    /// A builder holding this configuration, to change it and build it again (validated
+    /// again).
+    pub fn to_builder(&self) -> StreamConfigBuilder {
+        StreamConfigBuilder {
+            config: self.clone(),
         }
     }
 

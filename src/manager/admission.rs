@@ -1,5 +1,6 @@
-//! Admission: may a stream run now (limits, ids, output directories, the pool), and the one
-//! path by which new streams and restarts are started. The registry lock is held only to
+//! Admission: may a stream run now (limits, ids, output directories, the pool), what
+//! happens when it may not ([`OverCapacity`]: refuse, or queue), and the one path by which
+//! new streams, queued streams and restarts are started. The registry lock is held only to
 //! check and to reserve; the stream is started with no lock held.
 
 use std::sync::Arc;
@@ -9,26 +10,57 @@ use super::{ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
-use crate::manager::pool::price;
+use crate::manager::pool::{price, price_floor, Allocation};
 use crate::panic::guarded;
 use crate::state::StreamState;
 use crate::stream::Stream;
+
+/// What the manager does with a stream that does not fit now (the limit of concurrent
+/// streams, or the pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OverCapacity {
+    /// Refuse it ([`Error::Refused`]).
+    Refuse,
+    /// Keep it in a FIFO queue (reserving its id and output directory) and start it as soon
+    /// as capacity frees; past the queue's length it is refused.
+    Queue,
+}
+
+/// How a stream was taken by [`Manager::create_stream`](super::Manager::create_stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// It was started.
+    Started,
+    /// It waits in the queue at this position (0 = next to start).
+    Queued {
+        /// Streams ahead of it.
+        position: usize,
+    },
+}
 
 /// An admission decision, reported to admission hooks.
 #[derive(Debug, Clone)]
 pub struct AdmissionEvent {
     /// Stream id.
     pub stream: String,
-    /// Admitted or refused.
+    /// Admitted (started) or not.
     pub admitted: bool,
-    /// Why it was refused.
+    /// Not started yet: it waits in the queue (`reason` says what it waits for).
+    pub queued: bool,
+    /// Why it was refused, or what a queued stream waits for.
     pub reason: Option<Refusal>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
 }
 
-/// Refuses a config that a running, starting or stopping stream already claims (id or
-/// output directory), or that `max_concurrent` leaves no room for.
+/// A stream waiting in the queue.
+pub(super) struct QueuedStream {
+    pub config: StreamConfig,
+}
+
+/// Refuses a config that a running, starting, stopping or queued stream already claims (id
+/// or output directory), or that `max_concurrent` leaves no room for.
 pub(super) fn check_admission(
     core: &ManagerCore,
     g: &Registry,
@@ -51,67 +83,166 @@ pub(super) fn check_admission(
     Ok(())
 }
 
+/// Checks, allocates and reserves, under the registry lock (the caller holds it).
+fn reserve(
+    core: &ManagerCore,
+    g: &mut Registry,
+    config: &StreamConfig,
+) -> Result<(u64, Allocation), Refusal> {
+    check_admission(core, g, config)?;
+    let allocation = match core.pool.try_allocate(price(config)) {
+        Ok(a) => a,
+        // Alone, a stream whose upper bound is over the capacity still gets to run if its
+        // least cost fits: once its source is open it is re-priced to what really runs.
+        Err(_) if core.pool.usage().allocations == 0 => core
+            .pool
+            .try_allocate(price_floor(config))
+            .map_err(Refusal::Capacity)?,
+        Err(short) => return Err(Refusal::Capacity(short)),
+    };
+    Ok((g.reserve(config), allocation))
+}
+
+/// True for refusals that capacity freeing up would lift.
+fn is_capacity(r: &Refusal) -> bool {
+    matches!(r, Refusal::Capacity(_) | Refusal::MaxConcurrent { .. })
+}
+
 /// The admission path, for new streams and restarts alike: check and reserve under the
-/// lock, start without it, then enter the stream in the registry (or drop the reservation).
+/// lock (or queue, when the policy says so), start without it.
 pub(super) fn admit(
     core: &Arc<ManagerCore>,
     config: StreamConfig,
     restarts: u32,
-) -> Result<(), Error> {
+) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
+    let policy = if config.is_network_source() {
+        core.live_over_capacity
+    } else {
+        core.files_over_capacity
+    };
     let reserved = {
         // Short: checks, a pool allocation (arithmetic), a map insert.
         let mut g = core.registry.lock();
-        check_admission(core, &g, &config)
-            .and_then(|()| {
-                core.pool
-                    .try_allocate(price(&config))
-                    .map_err(Refusal::Capacity)
-            })
-            .map(|allocation| (g.reserve(&config), allocation))
+        match reserve(core, &mut g, &config) {
+            Err(r) if is_capacity(&r) && policy == OverCapacity::Queue && restarts == 0 => {
+                if let Err(short) = core.pool.fits_when_empty(&price_floor(&config)) {
+                    // It would wait for ever: refuse it now.
+                    Err(Refusal::Capacity(short))
+                } else if g.queued.len() >= core.max_queue {
+                    Err(Refusal::QueueFull {
+                        limit: core.max_queue,
+                    })
+                } else {
+                    g.queued.push_back(QueuedStream { config });
+                    let position = g.queued.len() - 1;
+                    drop(g);
+                    report(core, &id, Err(&r), true, false);
+                    return Ok(Admitted::Queued { position });
+                }
+            }
+            other => other,
+        }
     };
     let decision = match reserved {
         Err(reason) => Err(Error::Refused {
             stream: id.clone(),
             reason,
         }),
-        Ok((gen, allocation)) => {
-            let started = Stream::new(config.clone())
-                .with_hooks(core.hooks.clone())
-                .with_hooks(reaper_hook(core, &id, gen))
-                .start();
-            // Short: moves the reservation into the map, or drops it.
+        Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
+    };
+    let refusal = match &decision {
+        Err(Error::Refused { reason, .. }) => Err(reason),
+        _ => Ok(()),
+    };
+    report(core, &id, refusal, false, restarts > 0);
+    decision.map(|()| Admitted::Started)
+}
+
+/// Starts the queued streams that fit now, in order; stops at the first that does not.
+pub(super) fn start_queued(core: &Arc<ManagerCore>) {
+    loop {
+        let next = {
+            // Short: checks, a pool allocation, queue and map edits.
             let mut g = core.registry.lock();
-            g.starting.remove(&id);
-            match started {
-                Ok(stream) => {
-                    let entry = ManagedStream {
-                        gen,
-                        stream,
-                        allocation,
-                        config,
-                        restarts,
-                        repriced: false,
-                    };
-                    g.map.insert(id.clone(), entry);
-                    Ok(())
+            let Some(q) = g.queued.pop_front() else {
+                return;
+            };
+            match reserve(core, &mut g, &q.config) {
+                Ok((gen, allocation)) => (q.config, gen, allocation),
+                Err(r) if is_capacity(&r) => {
+                    g.queued.push_front(q);
+                    return;
                 }
-                Err(e) => {
+                Err(r) => {
                     drop(g);
-                    core.changed.notify_all();
-                    Err(e.error)
+                    log::warn!("stream {}: dropped from the queue: {r}", q.config.id());
+                    report(core, q.config.id(), Err(&r), false, false);
+                    continue;
                 }
             }
+        };
+        let (config, gen, allocation) = next;
+        let id = config.id().to_owned();
+        match start_reserved(core, config, gen, allocation, 0) {
+            Ok(()) => report(core, &id, Ok(()), false, false),
+            Err(e) => log::warn!("stream {id}: a queued stream could not start: {e}"),
         }
-    };
+    }
+}
+
+/// Starts a stream whose id, directory and allocation are reserved, and enters it in the
+/// registry (or drops the reservation).
+fn start_reserved(
+    core: &Arc<ManagerCore>,
+    config: StreamConfig,
+    gen: u64,
+    allocation: Allocation,
+    restarts: u32,
+) -> Result<(), Error> {
+    let id = config.id().to_owned();
+    let started = Stream::new(config.clone())
+        .with_hooks(core.hooks.clone())
+        .with_hooks(reaper_hook(core, &id, gen))
+        .start();
+    // Short: moves the reservation into the map, or drops it.
+    let mut g = core.registry.lock();
+    g.starting.remove(&id);
+    match started {
+        Ok(stream) => {
+            let entry = ManagedStream {
+                gen,
+                stream,
+                allocation,
+                config,
+                restarts,
+                repriced: false,
+            };
+            g.map.insert(id, entry);
+            Ok(())
+        }
+        Err(e) => {
+            drop(g);
+            core.changed.notify_all();
+            Err(e.error)
+        }
+    }
+}
+
+/// Tells the admission hooks, outside any lock.
+fn report(
+    core: &ManagerCore,
+    id: &str,
+    refusal: Result<(), &Refusal>,
+    queued: bool,
+    restart: bool,
+) {
     let event = AdmissionEvent {
-        stream: id,
-        admitted: decision.is_ok(),
-        reason: match &decision {
-            Err(Error::Refused { reason, .. }) => Some(reason.clone()),
-            _ => None,
-        },
-        restart: restarts > 0,
+        stream: id.to_owned(),
+        admitted: refusal.is_ok() && !queued,
+        queued,
+        reason: refusal.err().cloned(),
+        restart,
     };
     for h in &core.on_admission {
         guarded(
@@ -122,7 +253,6 @@ pub(super) fn admit(
             },
         );
     }
-    decision
 }
 
 /// A hook that tells the monitor when the stream's ladder is planned and when it ends.

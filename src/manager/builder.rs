@@ -6,7 +6,7 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use parking_lot::{Condvar, Mutex};
 
-use super::{monitor, AdmissionEvent, Manager, ManagerCore, Registry};
+use super::{monitor, AdmissionEvent, Manager, ManagerCore, OverCapacity, Registry};
 use crate::config::RestartPolicy;
 use crate::error::Error;
 use crate::hooks::Hooks;
@@ -20,6 +20,9 @@ pub(super) type FinishedHook = Arc<dyn Fn(&StreamReport) + Send + Sync>;
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct ManagerBuilder {
     max_concurrent: usize,
+    files_over_capacity: OverCapacity,
+    live_over_capacity: OverCapacity,
+    max_queue: usize,
     capacity: Option<ResourceCapacity>,
     monitor_interval: Duration,
     stall_timeout: Option<Duration>,
@@ -33,6 +36,9 @@ impl Default for ManagerBuilder {
     fn default() -> Self {
         Self {
             max_concurrent: 16,
+            files_over_capacity: OverCapacity::Queue,
+            live_over_capacity: OverCapacity::Refuse,
+            max_queue: 1024,
             capacity: None,
             monitor_interval: Duration::from_millis(250),
             stall_timeout: Some(Duration::from_secs(30)),
@@ -48,6 +54,23 @@ impl ManagerBuilder {
     /// Most streams running at once (default 16).
     pub fn max_concurrent(mut self, n: usize) -> Self {
         self.max_concurrent = n;
+        self
+    }
+
+    /// What happens to a stream that does not fit now, for file and generated sources and
+    /// for network sources. Default: files queue (on-demand work does not need to start
+    /// now: it is done as soon as capacity frees), network sources are refused (a live
+    /// feed that cannot start now is better sent to another node than kept waiting while
+    /// its publisher's buffer runs out).
+    pub fn over_capacity(mut self, files: OverCapacity, live: OverCapacity) -> Self {
+        self.files_over_capacity = files;
+        self.live_over_capacity = live;
+        self
+    }
+
+    /// Longest admission queue (default 1024); past it streams are refused.
+    pub fn max_queue(mut self, n: usize) -> Self {
+        self.max_queue = n;
         self
     }
 
@@ -101,6 +124,9 @@ impl ManagerBuilder {
         let capacity = self.capacity.unwrap_or_else(ResourceCapacity::from_machine);
         let core = Arc::new(ManagerCore {
             max_concurrent: self.max_concurrent,
+            files_over_capacity: self.files_over_capacity,
+            live_over_capacity: self.live_over_capacity,
+            max_queue: self.max_queue,
             pool: ResourcePool::new(capacity),
             stall_timeout: self.stall_timeout,
             restart: self.restart,
@@ -133,6 +159,9 @@ impl std::fmt::Debug for ManagerBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ManagerBuilder")
             .field("max_concurrent", &self.max_concurrent)
+            .field("files_over_capacity", &self.files_over_capacity)
+            .field("live_over_capacity", &self.live_over_capacity)
+            .field("max_queue", &self.max_queue)
             .field("capacity", &self.capacity)
             .field("monitor_interval", &self.monitor_interval)
             .field("stall_timeout", &self.stall_timeout)

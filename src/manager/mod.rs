@@ -12,11 +12,11 @@ mod builder;
 mod monitor;
 mod pool;
 
-pub use admission::AdmissionEvent;
+pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
 pub use pool::{
-    price, price_planned, Allocation, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
-    UNITS_PER_CORE,
+    price, price_floor, price_planned, Allocation, PoolUsage, ResourceCapacity, ResourceCost,
+    ResourcePool, UNITS_PER_CORE,
 };
 
 use std::collections::HashMap;
@@ -40,11 +40,14 @@ use monitor::MonitorMsg;
 
 /// A managed stream at a glance.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamSummary {
     /// Stream id.
     pub id: String,
-    /// Its state.
+    /// Its state (`New` while it waits in the queue).
     pub state: StreamState,
+    /// Its place in the admission queue (0 = next), while it waits there.
+    pub queue_position: Option<usize>,
 }
 
 /// A stream in the registry, with what it holds.
@@ -106,6 +109,8 @@ struct Registry {
     stopping: HashMap<String, Reservation>,
     /// Retirements under way (stop or wait, allocation release, finished hooks).
     retiring: usize,
+    /// Waiting for capacity, in order (their ids and directories are claimed).
+    queued: std::collections::VecDeque<admission::QueuedStream>,
     next_gen: u64,
     shutting_down: bool,
 }
@@ -172,6 +177,12 @@ impl Registry {
 /// What the manager's handle, its monitor and its reaper threads share.
 struct ManagerCore {
     max_concurrent: usize,
+    /// What happens to file and generated sources that do not fit now.
+    files_over_capacity: OverCapacity,
+    /// What happens to network (live) sources that do not fit now.
+    live_over_capacity: OverCapacity,
+    /// Longest admission queue.
+    max_queue: usize,
     pool: Arc<ResourcePool>,
     stall_timeout: Option<Duration>,
     restart: RestartPolicy,
@@ -201,7 +212,7 @@ impl ManagerCore {
 /// allocation drops (the one place resources return), its reservation is released, and the
 /// finished hooks run.
 fn retire(
-    core: &ManagerCore,
+    core: &Arc<ManagerCore>,
     entry: ManagedStream,
     end: impl FnOnce(Stream<Running>) -> StreamReport,
 ) -> StreamReport {
@@ -225,6 +236,8 @@ fn retire(
         );
     }
     core.retired_one();
+    // Capacity came back: the queue goes first.
+    admission::start_queued(core);
     report
 }
 
@@ -261,11 +274,38 @@ impl Manager {
         ManagerBuilder::default()
     }
 
-    /// Admits and starts a stream, or refuses it with [`Error::Refused`] saying what ran
-    /// short (id in use, `max_concurrent`, pool capacity, hardware sessions). All or
-    /// nothing; never blocks on I/O.
-    pub fn create_stream(&self, config: StreamConfig) -> Result<(), Error> {
+    /// Admits and starts a stream; or, when it does not fit now (`max_concurrent`, pool
+    /// capacity), queues it or refuses it as the [`OverCapacity`] policy for its kind of
+    /// source says (default: files and generated sources queue, network sources are
+    /// refused); or refuses it with [`Error::Refused`] saying why (id or output directory in
+    /// use, hardware sessions, queue full, shutting down). Never blocks on I/O.
+    pub fn create_stream(&self, config: StreamConfig) -> Result<Admitted, Error> {
         admission::admit(&self.core, config, 0)
+    }
+
+    /// What a config's source is (picture size, frame rate), read by opening it on the
+    /// calling thread, bounded by the config's I/O timeout. Feed it back with
+    /// [`StreamConfigBuilder::source_hint`](crate::StreamConfigBuilder::source_hint) so that
+    /// admission prices the stream exactly.
+    ///
+    /// # Errors
+    /// The error opening the source would give the stream (unreachable, not media, ...).
+    pub fn probe(&self, config: &StreamConfig) -> Result<crate::config::SourceHint, Error> {
+        crate::pipeline::probe(config)
+    }
+
+    /// Removes a stream from the admission queue before it starts; false when no queued
+    /// stream has this id.
+    pub fn cancel_queued(&self, id: &str) -> bool {
+        let removed = {
+            // Short: a queue edit.
+            let mut g = self.core.registry.lock();
+            let before = g.queued.len();
+            g.queued.retain(|q| q.config.id() != id);
+            g.queued.len() != before
+        };
+        self.core.changed.notify_all();
+        removed
     }
 
     /// Would this config be admitted now? Answers without allocating or starting.
@@ -321,13 +361,17 @@ impl Manager {
         let mut v: Vec<StreamSummary> = {
             // Short: one pass over the map.
             let g = self.core.registry.lock();
-            g.map
-                .iter()
-                .map(|(id, e)| StreamSummary {
-                    id: id.clone(),
-                    state: e.stream.state(),
-                })
-                .collect()
+            let running = g.map.iter().map(|(id, e)| StreamSummary {
+                id: id.clone(),
+                state: e.stream.state(),
+                queue_position: None,
+            });
+            let queued = g.queued.iter().enumerate().map(|(i, q)| StreamSummary {
+                id: q.config.id().to_owned(),
+                state: StreamState::New,
+                queue_position: Some(i),
+            });
+            running.chain(queued).collect()
         };
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
@@ -361,6 +405,7 @@ impl Manager {
             // Short: moves every entry out of the map.
             let mut g = self.core.registry.lock();
             g.shutting_down = true;
+            g.queued.clear();
             let ids: Vec<String> = g.map.keys().cloned().collect();
             ids.iter().filter_map(|id| g.take(id)).collect()
         };

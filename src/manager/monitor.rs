@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, tick, Receiver, Sender};
 
-use super::admission::admit;
+use super::admission::{self, admit};
 use super::{retire, ManagerCore};
 use crate::config::{BackoffTimer, StreamConfig};
 use crate::error::{Error, Refusal};
@@ -59,6 +59,7 @@ pub(super) fn run(
             recv(ticker) -> _ => {
                 scan(core, &mut progress);
                 restart_due(core, &mut pending);
+                admission::start_queued(core);
             }
             recv(quit) -> _ => return,
         }
@@ -177,7 +178,7 @@ fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
             continue;
         }
         match admit(core, p.config.clone(), p.restarts) {
-            Ok(()) => {}
+            Ok(_) => {}
             // No room yet: try again on a later tick.
             Err(Error::Refused {
                 reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. },

@@ -128,6 +128,20 @@ pub fn price(config: &StreamConfig) -> ResourceCost {
     priced(config, rungs, decode, PRICING_FPS)
 }
 
+/// The least a stream can cost: its shortest rung alone (every other rung may turn out
+/// taller than the source), at 16:9 and 30 fps (or its cap). A stream that does not fit an
+/// empty pool even at this price can never run there.
+pub fn price_floor(config: &StreamConfig) -> ResourceCost {
+    let shortest = config.profile().variants.iter().min_by_key(|v| v.height);
+    let rungs = shortest.into_iter().map(|v| {
+        let w = (f64::from(v.height) * 16.0 / 9.0 / 2.0).round() * 2.0;
+        let fps = v.max_frame_rate.map_or(PRICING_FPS, |c| c.min(PRICING_FPS));
+        (v, w, f64::from(v.height), fps)
+    });
+    let h = f64::from(shortest.map_or(0, |v| v.height));
+    priced(config, rungs, h * h * 16.0 / 9.0, PRICING_FPS)
+}
+
 /// The price of the ladder as it runs on the source (known once the source is opened):
 /// what a manager re-prices a stream's allocation to.
 pub fn price_planned(config: &StreamConfig, ladder: &PlannedLadder) -> ResourceCost {
@@ -214,6 +228,11 @@ impl ResourcePool {
                 allocations: 0,
             }),
         })
+    }
+
+    /// Would `cost` fit with nothing else allocated (could it ever run here)?
+    pub fn fits_when_empty(&self, cost: &ResourceCost) -> Result<(), Shortage> {
+        self.fits(&ResourceCost::default(), cost)
     }
 
     /// Would `cost` fit now? Answers without allocating.

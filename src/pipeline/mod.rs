@@ -22,7 +22,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::config::StreamConfig;
+use crate::config::{SourceHint, StreamConfig};
 use crate::error::Error;
 use crate::ffi::{CodecContext, Interrupt, Rational};
 use crate::stats::StatsCell;
@@ -33,6 +33,21 @@ use hls::{MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
+
+/// Opens the source on the calling thread (bounded by the config's I/O timeout), reads what
+/// it is, and closes it: its picture size and frame rate, as a [`SourceHint`].
+pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
+    let signals = Signals::new();
+    let session = SourceOpener::new(config, &signals)
+        .open()
+        .map_err(|e| e.with_stream(config.id()))?;
+    let v = &session.video;
+    Ok(SourceHint {
+        width: v.width.max(0) as u32,
+        height: v.height.max(0) as u32,
+        frame_rate: plan::source_fps(v),
+    })
+}
 
 /// Frames queued per variant before the decoder waits (back-pressure, bounded memory).
 const VARIANT_QUEUE: usize = 8;

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use streamvisor::{
-    AbrProfile, Error, Hooks, HwKind, Manager, Refusal, ResourceCapacity, RestartPolicy, Shortage,
-    StreamConfig, StreamState,
+    AbrProfile, Admitted, Error, Hooks, HwKind, Manager, OverCapacity, Refusal, ResourceCapacity,
+    RestartPolicy, Shortage, StreamConfig, StreamState,
 };
 
 use crate::common::*;
@@ -17,6 +17,11 @@ fn small(id: &str, out: &std::path::Path, secs: Option<u32>) -> StreamConfig {
         Some(s) => format!("lavfi:testsrc2=size=320x180:rate=15:duration={s}"),
         None => "lavfi:testsrc2=size=320x180:rate=15,realtime".to_owned(),
     };
+    one_rung(id, &source, out)
+}
+
+/// One ultrafast 240p rung (kept even over a shorter source) from `source` to `out/<id>`.
+fn one_rung(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out.join(id))
         .allow_generated_sources(true)
         .profile(
@@ -29,7 +34,7 @@ fn small(id: &str, out: &std::path::Path, secs: Option<u32>) -> StreamConfig {
         .unwrap()
 }
 
-fn refusal(r: Result<(), Error>) -> Refusal {
+fn refusal<T: std::fmt::Debug>(r: Result<T, Error>) -> Refusal {
     match r {
         Err(Error::Refused { reason, .. }) => reason,
         other => panic!("expected a refusal, got {other:?}"),
@@ -44,6 +49,7 @@ fn roomy() -> ResourceCapacity {
 fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     let dir = tempfile::tempdir().unwrap();
     let m = Manager::builder()
+        .over_capacity(OverCapacity::Refuse, OverCapacity::Refuse)
         .max_concurrent(2)
         .capacity(roomy())
         .build()
@@ -68,6 +74,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     // Pool capacity: one small stream fits, a second does not.
     let one = streamvisor::price(&small("x", dir.path(), None));
     let m = Manager::builder()
+        .over_capacity(OverCapacity::Refuse, OverCapacity::Refuse)
         .capacity(ResourceCapacity::new(one.compute * 1.5, 64 << 30))
         .build()
         .unwrap();
@@ -105,6 +112,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
         .unwrap()
     };
     let m = Manager::builder()
+        .over_capacity(OverCapacity::Refuse, OverCapacity::Refuse)
         .capacity(roomy().with_hw_sessions("cuda:0", 1))
         .build()
         .unwrap();
@@ -540,16 +548,17 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
     // Two cores' worth of units: the upper bound does not fit, the real ladder does.
     let m = Manager::builder()
         .capacity(ResourceCapacity::new(upper * 0.9, 64 << 30))
+        .over_capacity(OverCapacity::Refuse, OverCapacity::Refuse)
         .monitor_interval(Duration::from_millis(20))
         .build()
         .unwrap();
+    m.create_stream(hinted).unwrap();
+    let held = m.pool_usage().used.compute;
+    assert!((held - exact).abs() < 1e-6, "{held} vs {exact}");
     assert!(matches!(
         refusal(m.create_stream(default_ladder("a").build().unwrap())),
         Refusal::Capacity(Shortage::Compute { .. })
     ));
-    m.create_stream(hinted).unwrap();
-    let held = m.pool_usage().used.compute;
-    assert!((held - exact).abs() < 1e-6, "{held} vs {exact}");
     // Without a hint, a roomy pool admits at the upper bound and re-prices once the source
     // is open, freeing the difference at once.
     let roomy = Manager::builder()
@@ -573,4 +582,97 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
     assert!(roomy.wait_idle(Duration::from_secs(30)));
     assert!(m.wait_idle(Duration::from_secs(30)));
     assert_eq!(roomy.pool_usage().allocations, 0);
+}
+
+#[test]
+fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, true);
+    let cfg = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
+    let one = streamvisor::price(&cfg("x")).compute;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one * 2.5, 64 << 30))
+        .monitor_interval(Duration::from_millis(20))
+        .on_admission(move |ev| {
+            if ev.admitted {
+                s.lock().unwrap().push(ev.stream.clone());
+            }
+        })
+        .build()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for i in 0..6 {
+        outcomes.push(m.create_stream(cfg(&format!("q{i}"))).unwrap());
+    }
+    assert_eq!(outcomes[..2], [Admitted::Started, Admitted::Started]);
+    assert_eq!(outcomes[2], Admitted::Queued { position: 0 });
+    assert_eq!(outcomes[5], Admitted::Queued { position: 3 });
+    let listed = m.list();
+    let q3 = listed.iter().find(|s| s.id == "q3").unwrap();
+    assert_eq!((q3.state, q3.queue_position), (StreamState::New, Some(1)));
+    // A cancelled queued stream never starts; its id is free again.
+    assert!(m.cancel_queued("q5"));
+    assert!(!m.cancel_queued("q5"));
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    let order = started.lock().unwrap().clone();
+    assert_eq!(order, ["q0", "q1", "q2", "q3", "q4"], "FIFO, q5 never");
+    assert!(!dir.path().join("q5").exists());
+    for id in &order {
+        let media = read_media(&dir.path().join(id).join("240p/index.m3u8"));
+        assert!(media.end_list, "{id}");
+        assert_eq!(
+            probe_video(&dir.path().join(id).join("240p/index.m3u8")).frames,
+            15,
+            "{id}"
+        );
+    }
+    assert_eq!(m.pool_usage().allocations, 0);
+    // A stream that could never fit (even its shortest rung is over the capacity) is
+    // refused, not queued for ever.
+    let huge = StreamConfig::builder("huge", src.to_str().unwrap(), dir.path().join("huge"))
+        .profile(AbrProfile::from_rungs(&["1080p"]).unwrap())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        refusal(m.create_stream(huge)),
+        Refusal::Capacity(_)
+    ));
+}
+
+#[test]
+fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
+    // The case: three 640x360 files, the default 1080p..240p ladder, the pool of a
+    // 2-core machine. Priced from the config alone none fit; probed, all three do.
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 1, true);
+    let two_cores = ResourceCapacity::new(2.0 * streamvisor::UNITS_PER_CORE, 64 << 30);
+    let m = Manager::builder().capacity(two_cores).build().unwrap();
+    let base = |id: &str| StreamConfig::builder(id, src.to_str().unwrap(), dir.path().join(id));
+    let hint = m.probe(&base("p").build().unwrap()).unwrap();
+    assert_eq!((hint.width, hint.height, hint.frame_rate), (640, 360, 30.0));
+    for i in 0..3 {
+        let cfg = base(&format!("f{i}"))
+            .source_hint(hint.width, hint.height, hint.frame_rate)
+            .build()
+            .unwrap();
+        assert_eq!(m.create_stream(cfg).unwrap(), Admitted::Started, "f{i}");
+    }
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    for i in 0..3 {
+        let master = read_master(&dir.path().join(format!("f{i}")));
+        assert_eq!(master.variants.len(), 2, "360p and 240p run");
+    }
+    // Alone, even the unprobed upper bound (over the capacity) gets to run: admitted at
+    // its least cost, then re-priced from what runs.
+    let alone = base("alone").build().unwrap();
+    assert!(streamvisor::price(&alone).compute > 2.0 * streamvisor::UNITS_PER_CORE);
+    assert_eq!(m.create_stream(alone).unwrap(), Admitted::Started);
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    // A source that is not there: the probe says why.
+    let missing = StreamConfig::builder("m", "/nonexistent.mp4", dir.path().join("m"))
+        .build()
+        .unwrap();
+    assert!(m.probe(&missing).is_err());
 }
