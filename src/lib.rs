@@ -85,7 +85,7 @@ pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
-    price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Manager,
+    price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Degradation, Manager,
     ManagerBuilder, OverCapacity, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
     StreamSummary, UNITS_PER_CORE,
 };

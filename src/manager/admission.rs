@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::degrade::{degraded, Degradation};
 use super::monitor::MonitorMsg;
 use super::{ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
@@ -17,7 +18,7 @@ use crate::stream::Stream;
 
 /// What the manager does with a stream that does not fit now (the limit of concurrent
 /// streams, or the pool).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum OverCapacity {
     /// Refuse it ([`Error::Refused`]).
@@ -25,6 +26,16 @@ pub enum OverCapacity {
     /// Keep it in a FIFO queue (reserving its id and output directory) and start it as soon
     /// as capacity frees; past the queue's length it is refused.
     Queue,
+    /// Run less of it when the pool is short: drop the tallest rungs one by one (down to
+    /// `min_rungs`), then cap the frame rate (30, 25, 20, 15, 12, 10 fps, down to
+    /// `min_frame_rate`); refuse it if even that does not fit. The admission event says
+    /// what was dropped. Only the pool is degraded for: `max_concurrent` still refuses.
+    Degrade {
+        /// Fewest rungs kept (the shortest ones); at least 1.
+        min_rungs: usize,
+        /// Lowest frame-rate cap, fps.
+        min_frame_rate: f64,
+    },
 }
 
 /// How a stream was taken by [`Manager::create_stream`](super::Manager::create_stream).
@@ -50,6 +61,8 @@ pub struct AdmissionEvent {
     pub queued: bool,
     /// Why it was refused, or what a queued stream waits for.
     pub reason: Option<Refusal>,
+    /// Admitted with less than asked for ([`OverCapacity::Degrade`]): what was left out.
+    pub degraded: Option<Degradation>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
 }
@@ -88,13 +101,15 @@ fn reserve(
     core: &ManagerCore,
     g: &mut Registry,
     config: &StreamConfig,
+    lone_at_floor: bool,
 ) -> Result<(u64, Allocation), Refusal> {
     check_admission(core, g, config)?;
     let allocation = match core.pool.try_allocate(price(config)) {
         Ok(a) => a,
         // Alone, a stream whose upper bound is over the capacity still gets to run if its
         // least cost fits: once its source is open it is re-priced to what really runs.
-        Err(_) if core.pool.usage().allocations == 0 => core
+        // (Not under `Degrade`, which decides itself what to leave out.)
+        Err(_) if lone_at_floor && core.pool.usage().allocations == 0 => core
             .pool
             .try_allocate(price_floor(config))
             .map_err(Refusal::Capacity)?,
@@ -124,7 +139,8 @@ pub(super) fn admit(
     let reserved = {
         // Short: checks, a pool allocation (arithmetic), a map insert.
         let mut g = core.registry.lock();
-        match reserve(core, &mut g, &config) {
+        let lone_at_floor = !matches!(policy, OverCapacity::Degrade { .. });
+        match reserve(core, &mut g, &config, lone_at_floor) {
             Err(r) if is_capacity(&r) && policy == OverCapacity::Queue && restarts == 0 => {
                 if let Err(short) = core.pool.fits_when_empty(&price_floor(&config)) {
                     // It would wait for ever: refuse it now.
@@ -141,6 +157,29 @@ pub(super) fn admit(
                     return Ok(Admitted::Queued { position });
                 }
             }
+            Err(Refusal::Capacity(short)) if restarts == 0 => match policy {
+                OverCapacity::Degrade {
+                    min_rungs,
+                    min_frame_rate,
+                } => {
+                    let fit = degraded(&config, min_rungs, min_frame_rate)
+                        .into_iter()
+                        .find_map(|(c, d)| {
+                            let a = core.pool.try_allocate(price(&c)).ok()?;
+                            Some((c, d, a))
+                        });
+                    match fit {
+                        Some((c, d, allocation)) => {
+                            let gen = g.reserve(&c);
+                            drop(g);
+                            log::info!("stream {id}: admitted degraded: {d:?}");
+                            return start_degraded(core, c, d, gen, allocation);
+                        }
+                        None => Err(Refusal::Capacity(short)),
+                    }
+                }
+                _ => Err(Refusal::Capacity(short)),
+            },
             other => other,
         }
     };
@@ -159,6 +198,30 @@ pub(super) fn admit(
     decision.map(|()| Admitted::Started)
 }
 
+/// Starts a degraded stream and reports what it left out.
+fn start_degraded(
+    core: &Arc<ManagerCore>,
+    config: StreamConfig,
+    degradation: Degradation,
+    gen: u64,
+    allocation: Allocation,
+) -> Result<Admitted, Error> {
+    let id = config.id().to_owned();
+    let started = start_reserved(core, config, gen, allocation, 0);
+    if started.is_ok() {
+        let event = AdmissionEvent {
+            stream: id,
+            admitted: true,
+            queued: false,
+            reason: None,
+            degraded: Some(degradation),
+            restart: false,
+        };
+        tell(core, &event);
+    }
+    started.map(|()| Admitted::Started)
+}
+
 /// Starts the queued streams that fit now, in order; stops at the first that does not.
 pub(super) fn start_queued(core: &Arc<ManagerCore>) {
     loop {
@@ -168,7 +231,7 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
             let Some(q) = g.queued.pop_front() else {
                 return;
             };
-            match reserve(core, &mut g, &q.config) {
+            match reserve(core, &mut g, &q.config, true) {
                 Ok((gen, allocation)) => (q.config, gen, allocation),
                 Err(r) if is_capacity(&r) => {
                     g.queued.push_front(q);
@@ -242,14 +305,20 @@ fn report(
         admitted: refusal.is_ok() && !queued,
         queued,
         reason: refusal.err().cloned(),
+        degraded: None,
         restart,
     };
+    tell(core, &event);
+}
+
+/// Calls every admission hook, each inside the panic net.
+fn tell(core: &ManagerCore, event: &AdmissionEvent) {
     for h in &core.on_admission {
         guarded(
             format_args!("stream {}", event.stream),
             "admission hook",
             || {
-                h(&event);
+                h(event);
             },
         );
     }

@@ -9,11 +9,13 @@
 
 mod admission;
 mod builder;
+mod degrade;
 mod monitor;
 mod pool;
 
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
+pub use degrade::Degradation;
 pub use pool::{
     price, price_floor, price_planned, Allocation, PoolUsage, ResourceCapacity, ResourceCost,
     ResourcePool, UNITS_PER_CORE,

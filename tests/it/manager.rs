@@ -676,3 +676,70 @@ fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
         .unwrap();
     assert!(m.probe(&missing).is_err());
 }
+
+#[test]
+fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LiveServer::start();
+    let ladder = || {
+        AbrProfile::from_rungs(&["1080p", "720p", "360p", "240p"])
+            .unwrap()
+            .with_preset("ultrafast")
+    };
+    let cfg = StreamConfig::builder("live", server.url(), dir.path().join("live"))
+        .profile(ladder())
+        .build()
+        .unwrap();
+    // Room for 360p + 240p, not for the full ladder.
+    let small = StreamConfig::builder("x", server.url(), dir.path().join("x"))
+        .profile(
+            AbrProfile::from_rungs(&["360p", "240p"])
+                .unwrap()
+                .with_preset("ultrafast"),
+        )
+        .build()
+        .unwrap();
+    let room = streamvisor::price(&small).compute * 1.05;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let e = events.clone();
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(room, 64 << 30))
+        .over_capacity(
+            OverCapacity::Refuse,
+            OverCapacity::Degrade {
+                min_rungs: 1,
+                min_frame_rate: 10.0,
+            },
+        )
+        .on_admission(move |ev| e.lock().unwrap().push(ev.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(m.create_stream(cfg).unwrap(), Admitted::Started);
+    let ev = events.lock().unwrap()[0].clone();
+    let d = ev.degraded.expect("a degraded admission says so");
+    assert_eq!(d.dropped_rungs, ["1080p", "720p"]);
+    assert_eq!(d.frame_rate_cap, None);
+    // The stream runs the rungs it kept (the 640x360 source: 360p and 240p).
+    let t = Instant::now();
+    while !dir.path().join("live/master.m3u8").exists() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let master = read_master(&dir.path().join("live"));
+    let uris: Vec<&str> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(uris, ["360p/index.m3u8", "240p/index.m3u8"]);
+    let _ = m.terminate_stream("live", Duration::from_secs(5)).unwrap();
+    // Refuse (the default for live) turns the same stream away.
+    let refusing = Manager::builder()
+        .capacity(ResourceCapacity::new(room, 64 << 30))
+        .build()
+        .unwrap();
+    let _ = refusing.create_stream(small.clone()).unwrap();
+    let full = StreamConfig::builder("full", server.url(), dir.path().join("full"))
+        .profile(ladder())
+        .build()
+        .unwrap();
+    assert!(matches!(
+        refusal(refusing.create_stream(full)),
+        Refusal::Capacity(_)
+    ));
+}
