@@ -1,7 +1,7 @@
 //! Run one stream per source under a `Manager`.
 //!
 //! ```text
-//! cargo run --release --example manager -- [--max-concurrent N] [--policy refuse|queue]
+//! cargo run --release --example manager -- [--max-concurrent N] [--policy refuse|queue|degrade]
 //!     [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE...
 //! ```
 //! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
@@ -11,8 +11,9 @@
 //! "outcome":"admitted"|"queued"|"refused","reason":MSG|null}`, the `transcode` example's
 //! state and stats events, and a final `{"event":"summary",...}` per stream. `--policy`
 //! says what happens to a stream that does not fit now, for every source: `refuse` (the
-//! default), or `queue` (the manager's queue starts it as capacity frees; `--retry` is the
-//! same). A stream that could not fit even on an empty machine is refused either way. Exit
+//! default), `queue` (the manager's queue starts it as capacity frees; `--retry` is the
+//! same), or `degrade` (tallest rungs dropped, then the frame rate capped down to 15 fps; the
+//! admission event lists what was dropped). A stream that could not fit even on an empty machine is refused either way. Exit
 //! 0 only when every stream ran and ended `Stopped`; a refused stream makes it exit 1.
 //! SIGINT/SIGTERM shut the manager down gracefully.
 
@@ -40,7 +41,7 @@ struct Args {
 }
 
 fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--policy refuse|queue] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
+    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -67,7 +68,11 @@ fn parse_args() -> Result<Args, String> {
                 args.policy = match it.next().as_deref() {
                     Some("refuse") => OverCapacity::Refuse,
                     Some("queue") => OverCapacity::Queue,
-                    other => return Err(format!("--policy: {other:?}: refuse or queue")),
+                    Some("degrade") => OverCapacity::Degrade {
+                        min_rungs: 1,
+                        min_frame_rate: 15.0,
+                    },
+                    other => return Err(format!("--policy: {other:?}: refuse, queue or degrade")),
                 }
             }
             "--out" => args.out = it.next().ok_or("--out needs a value")?,
@@ -122,6 +127,8 @@ fn run(args: Args) -> Result<bool, String> {
                     "stream": ev.stream,
                     "outcome": outcome,
                     "reason": ev.reason.as_ref().map(|r| r.to_string()),
+                    "dropped_rungs": ev.degraded.as_ref().map(|d| d.dropped_rungs.clone()),
+                    "frame_rate_cap": ev.degraded.as_ref().and_then(|d| d.frame_rate_cap),
                 });
                 println!("{line}");
             } else if let Some(r) = &ev.reason {
