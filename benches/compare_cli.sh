@@ -30,6 +30,8 @@
 # Run:   bash benches/compare_cli.sh        (or: make compare)
 # Env:   SECTIONS="file live"  the sections to run, in this order
 #        RUNS=3            timed runs per tool (file section)
+#        MANY_N="3 6"      stream counts for the many section (SECTIONS=many; not run by
+#                          default: it takes a few minutes)
 #        LIVE_RUNS=2       runs per tool (live section)
 #        LIVE_STOP_AFTER=6 seconds from a tool's start to its SIGINT (live section)
 #        LIVE_PORT=39170   first TCP port on 127.0.0.1 for the publishers; each live run
@@ -62,7 +64,8 @@ die() { echo "compare_cli: $*" >&2; exit 1; }
 read -r -a SECTION_LIST <<<"$SECTIONS"
 ((${#SECTION_LIST[@]})) || die "SECTIONS is empty; use file, live or both"
 for s in "${SECTION_LIST[@]}"; do
-    [[ $s == file || $s == live ]] || die "SECTIONS: unknown section '$s' (use file, live)"
+    [[ $s == file || $s == live || $s == many ]] \
+        || die "SECTIONS: unknown section '$s' (use file, live, many)"
 done
 want() { [[ " ${SECTION_LIST[*]} " == *" $1 "* ]]; }
 
@@ -78,7 +81,7 @@ if want live; then
     [[ -r /proc/net/tcp ]] || die "the live section needs /proc/net/tcp (Linux)"
 fi
 TOOLS=(ffmpeg "$CARGO")
-if want file; then TOOLS+=(ffprobe); fi
+if want file || want many; then TOOLS+=(ffprobe); fi
 for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || die "$tool not found on PATH"
 done
@@ -471,6 +474,95 @@ live_section() {
     }
     live_row "crate (transcode example)" "$WORK/crate-live.times"
     live_row "ffmpeg CLI" "$WORK/cli-live.times"
+}
+
+# ===================================== Section: many =====================================
+# N copies of the reference input (10 s 1080p30) to a 720p + 360p HLS ladder each (x264
+# veryfast, 2 s segments, AAC 128k), all at once: one `manager` example process (one
+# Manager, every stream admitted at once: --compute lifts the pool's limit so that both
+# tools run the same work at the same time) against N FFmpeg CLI processes started
+# together. Wall time to finish all N, CPU user+sys of the whole run, and the peak RSS
+# (crate: its one process; CLI: the sum of the N processes' peaks). Every output is checked
+# (2 finished variants, 300 frames on top) before a run counts.
+
+many_cli_cmd() { # OUT
+    CMD=(ffmpeg -y -v error -i "$INPUT"
+        -filter_complex "[0:v]split=2[a][b];[a]scale=1280:720[v0];[b]scale=640:360[v1]"
+        -map "[v0]" -map 0:a -map "[v1]" -map 0:a
+        -c:v libx264 -preset veryfast -force_key_frames "expr:gte(t,n_forced*2)" -sc_threshold 0
+        -b:v:0 2800k -b:v:1 800k -c:a aac -b:a 128k -ac 2
+        -f hls -hls_time 2 -hls_playlist_type vod -var_stream_map "v:0,a:0 v:1,a:1"
+        -master_pl_name master.m3u8 "$1/v%v/index.m3u8")
+}
+
+# verify_two OUT TOP: a master listing 2 finished variants, FRAMES frames on top.
+verify_two() {
+    local out=$1 n frames
+    n=$(grep -c 'm3u8$' "$out/master.m3u8" 2>/dev/null || echo 0)
+    ((n == 2)) || { echo "$out: master lists ${n:-no} variants"; return 1; }
+    frames=$(ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=nb_read_frames -of csv=p=0 "$out/$2" | awk -F, 'NF { print $1; exit }')
+    [[ $frames == "$FRAMES" ]] || { echo "$out/$2: ${frames:-no} frames"; return 1; }
+}
+
+# many_run TOOL N: prints "wall cpu peak_mib".
+many_run() {
+    local tool=$1 n=$2 out=$WORK/many-$1-$2 t0 t1 i cpu rss
+    rm -rf "$out"; mkdir -p "$out"
+    local -a srcs=() pids=() CMD
+    for ((i = 0; i < n; i++)); do srcs+=("$INPUT"); done
+    t0=$(date +%s.%N)
+    if [[ $tool == crate ]]; then
+        /usr/bin/time -f "%U %S %M" -o "$out/time" "${EXAMPLE%transcode}manager" \
+            --max-concurrent "$n" --compute 1000000 --ladder 720p,360p --out "$out" "${srcs[@]}" \
+            >"$out/log" 2>&1 || die "crate many run failed: $(tail -n 5 "$out/log")"
+        t1=$(date +%s.%N)
+        read -r u s rss <"$out/time"
+        cpu=$(awk -v u="$u" -v s="$s" 'BEGIN { printf "%.2f", u + s }')
+        rss=$((rss / 1024))
+        for ((i = 0; i < n; i++)); do verify_two "$out/s$i" 720p/index.m3u8 >&2 || die "crate output"; done
+    else
+        for ((i = 0; i < n; i++)); do
+            mkdir -p "$out/c$i"; many_cli_cmd "$out/c$i"
+            /usr/bin/time -f "%U %S %M" -o "$out/c$i.time" "${CMD[@]}" >"$out/c$i.log" 2>&1 &
+            pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p" || die "a CLI many run failed"; done
+        t1=$(date +%s.%N)
+        cpu=$(cat "$out"/c*.time | awk '{ c += $1 + $2 } END { printf "%.2f", c }')
+        rss=$(cat "$out"/c*.time | awk '{ m += $3 } END { printf "%d", m / 1024 }')
+        for ((i = 0; i < n; i++)); do verify_two "$out/c$i" v0/index.m3u8 >&2 || die "CLI output"; done
+    fi
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" -v r="$rss" 'BEGIN { printf "%.2f %s %s\n", b - a, c, r }'
+}
+
+many_section() {
+    [[ -x /usr/bin/time ]] || die "the many section needs GNU time (apt-get install time)"
+
+    if [[ ! -s $INPUT ]]; then
+        echo "generating $INPUT ..." >&2
+        ffmpeg -y -hide_banner -v error \
+            -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DURATION" \
+            -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$DURATION" \
+            -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest "$INPUT"
+    fi
+    build_example
+    "$CARGO" build --release --quiet --example manager
+    echo
+    echo "## Many streams at once: N x (10 s 1080p30 -> 720p + 360p HLS), one Manager vs N CLI processes"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); nproc: $(nproc)"
+    echo
+    echo "| N | tool | wall (s) | CPU user+sys (s) | peak RSS (MiB) | throughput vs CLI |"
+    echo "|---:|---|---:|---:|---:|---:|"
+    local n crate cli
+    for n in ${MANY_N:-3 6}; do
+        crate=$(many_run crate "$n"); cli=$(many_run cli "$n")
+        read -r cw cc cr <<<"$crate"; read -r lw lc lr <<<"$cli"
+        printf '| %d | crate (manager example) | %.2f | %.2f | %d | %.2fx |\n' "$n" "$cw" "$cc" "$cr" \
+            "$(awk -v a="$lw" -v b="$cw" 'BEGIN { print a / b }')"
+        printf '| %d | ffmpeg CLI x %d | %.2f | %.2f | %d | 1.00x |\n' "$n" "$n" "$lw" "$lc" "$lr"
+    done
 }
 
 # ========================================= Main ==========================================

@@ -32,6 +32,8 @@ use streamvisor::{
 
 struct Args {
     max_concurrent: usize,
+    /// Compute units of the pool, instead of the machine's.
+    compute: Option<f64>,
     policy: OverCapacity,
     out: String,
     json: bool,
@@ -41,12 +43,13 @@ struct Args {
 }
 
 fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
+    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--compute UNITS] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         max_concurrent: 4,
+        compute: None,
         policy: OverCapacity::Refuse,
         out: "out/manager".into(),
         json: false,
@@ -64,6 +67,13 @@ fn parse_args() -> Result<Args, String> {
                     .map_err(|_| format!("--max-concurrent: {v:?} is not a count"))?;
             }
             "--retry" => args.policy = OverCapacity::Queue,
+            "--compute" => {
+                let v = it.next().ok_or("--compute needs a value")?;
+                args.compute = Some(
+                    v.parse()
+                        .map_err(|_| format!("--compute: {v:?} is not a number of units"))?,
+                );
+            }
             "--policy" => {
                 args.policy = match it.next().as_deref() {
                     Some("refuse") => OverCapacity::Refuse,
@@ -114,6 +124,10 @@ fn run(args: Args) -> Result<bool, String> {
     let sink = reports.clone();
     let mut builder = Manager::builder()
         .max_concurrent(args.max_concurrent)
+        .capacity(match args.compute {
+            Some(units) => streamvisor::ResourceCapacity::from_machine().with_compute(units),
+            None => streamvisor::ResourceCapacity::from_machine(),
+        })
         .over_capacity(args.policy, args.policy)
         .on_admission(move |ev| {
             let outcome = match (ev.admitted, ev.queued) {

@@ -58,6 +58,12 @@ impl ResourceCapacity {
         }
     }
 
+    /// Sets the compute units (e.g. to over-commit on purpose, or to keep a reserve).
+    pub fn with_compute(mut self, units: f64) -> Self {
+        self.compute = units;
+        self
+    }
+
     /// Limits a hardware device (e.g. `"cuda:0"`) to `sessions` concurrent sessions.
     pub fn with_hw_sessions(mut self, device: impl Into<String>, sessions: u32) -> Self {
         self.hw_sessions.insert(device.into(), sessions);
