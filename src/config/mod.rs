@@ -42,6 +42,9 @@ pub struct StreamConfig {
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
     source_hint: Option<SourceHint>,
+    /// Cores this stream's encoders may use (set by a manager from the stream's share of
+    /// the pool); `None`: the whole machine.
+    core_share: Option<usize>,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -92,6 +95,7 @@ impl StreamConfig {
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 source_hint: None,
+                core_share: None,
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -156,6 +160,17 @@ impl StreamConfig {
     /// The playlist mode as configured.
     pub fn playlist_mode(&self) -> PlaylistMode {
         self.playlist_mode
+    }
+
+    /// Cores the stream's encoders share, when a manager gave it a share of the machine.
+    pub(crate) fn core_share(&self) -> Option<usize> {
+        self.core_share
+    }
+
+    /// The same config with its encoders held to `cores` cores.
+    pub(crate) fn with_core_share(mut self, cores: usize) -> Self {
+        self.core_share = Some(cores.max(1));
+        self
     }
 
     /// What the config declares of the source, if anything.

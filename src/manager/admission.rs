@@ -264,7 +264,8 @@ fn start_reserved(
     restarts: u32,
 ) -> Result<(), Error> {
     let id = config.id().to_owned();
-    let started = Stream::new(config.clone())
+    let share = core_share(core, &allocation);
+    let started = Stream::new(config.clone().with_core_share(share))
         .with_hooks(core.hooks.clone())
         .with_hooks(reaper_hook(core, &id, gen))
         .start();
@@ -290,6 +291,20 @@ fn start_reserved(
             Err(e.error)
         }
     }
+}
+
+/// The cores a new stream's encoders may use: the machine's cores in proportion to the
+/// stream's part of what the pool holds now (all of them for a stream alone), at least one.
+/// Streams sized their encoder threads as if each had the machine, which oversubscribes it
+/// when many run; streams already running keep theirs (encoders are not rebuilt).
+fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mine = allocation.cost().compute;
+    let held = core.pool.usage().used.compute.max(mine);
+    if held <= 0.0 {
+        return cores;
+    }
+    ((cores as f64 * mine / held).ceil() as usize).clamp(1, cores)
 }
 
 /// Tells the admission hooks, outside any lock.

@@ -158,7 +158,9 @@ fn plan_for<'a>(
         );
         rungs.push(make(shortest));
     }
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let cores = config
+        .core_share()
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let rates: Vec<f64> = rungs
         .iter()
         .map(|p| f64::from(p.width * p.height) * p.frame_rate)
@@ -263,6 +265,29 @@ mod tests {
         assert_eq!(width_for(2160, i32::MAX, 1, extreme), 8192);
         assert_eq!(width_for(240, 2, 16384, Rational::new(1, i32::MAX)), 2);
         assert_eq!(width_for(2, 16384, 2, Rational::new(1, 1)), 8);
+    }
+
+    #[test]
+    fn a_managed_stream_keeps_its_encoders_to_its_share_of_the_cores() {
+        let config = StreamConfig::builder("s", "in.mp4", "out")
+            .build()
+            .unwrap()
+            .with_core_share(1);
+        let video = StreamInfo {
+            index: 0,
+            codec_name: "h264".into(),
+            time_base: Rational::new(1, 90_000),
+            frame_rate: Rational::new(30, 1),
+            width: 1920,
+            height: 1080,
+            sample_aspect_ratio: Rational::new(1, 1),
+            sample_rate: 0,
+        };
+        let rungs = plan(&config, &video);
+        assert_eq!(rungs.len(), 5);
+        // One core (plus one for I/O waits) shared by five rungs: one thread each, the
+        // least an encoder can have.
+        assert!(rungs.iter().all(|r| r.threads == 1), "{rungs:?}");
     }
 
     #[test]
