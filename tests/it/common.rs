@@ -219,6 +219,21 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+/// Thread and descriptor counts once they stop moving (threads that are ending, e.g. a
+/// reaper thread right after its retirement, are given up to 2 s to be gone).
+pub fn settled_counts() -> (usize, usize) {
+    let mut last = (thread_count(), fd_count());
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = (thread_count(), fd_count());
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 /// Open descriptors of this process.
 pub fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd")
