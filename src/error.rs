@@ -60,6 +60,17 @@ pub enum Refusal {
         /// The queue's length.
         limit: usize,
     },
+    /// A live stream runs below real time: the machine is over-committed whatever the
+    /// prices say, so new live work is refused until it catches up.
+    #[error(
+        "live stream {stream} runs at {speed:.2}x real time: no new live work until it catches up"
+    )]
+    Overloaded {
+        /// The stream that is behind.
+        stream: String,
+        /// Its speed over the manager's real-time window (media time per wall time).
+        speed: f64,
+    },
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,

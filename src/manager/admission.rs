@@ -88,6 +88,14 @@ pub(super) fn check_admission(
     if g.claims_dir(config.output_dir()) {
         return Err(Refusal::OutputInUse);
     }
+    if config.is_network_source() {
+        if let Some((stream, speed)) = &g.lagging_live {
+            return Err(Refusal::Overloaded {
+                stream: stream.clone(),
+                speed: *speed,
+            });
+        }
+    }
     if g.counted() >= core.max_concurrent {
         return Err(Refusal::MaxConcurrent {
             limit: core.max_concurrent,

@@ -23,6 +23,7 @@ pub struct ManagerBuilder {
     files_over_capacity: OverCapacity,
     live_over_capacity: OverCapacity,
     max_queue: usize,
+    realtime_window: Duration,
     capacity: Option<ResourceCapacity>,
     monitor_interval: Duration,
     stall_timeout: Option<Duration>,
@@ -39,6 +40,7 @@ impl Default for ManagerBuilder {
             files_over_capacity: OverCapacity::Queue,
             live_over_capacity: OverCapacity::Refuse,
             max_queue: 1024,
+            realtime_window: Duration::from_secs(10),
             capacity: None,
             monitor_interval: Duration::from_millis(250),
             stall_timeout: Some(Duration::from_secs(30)),
@@ -65,6 +67,14 @@ impl ManagerBuilder {
     pub fn over_capacity(mut self, files: OverCapacity, live: OverCapacity) -> Self {
         self.files_over_capacity = files;
         self.live_over_capacity = live;
+        self
+    }
+
+    /// The wall time over which live streams' speed is measured (default 10 s): while a
+    /// live stream runs below real time over it, new live work is refused
+    /// ([`Refusal::Overloaded`](crate::Refusal::Overloaded)).
+    pub fn realtime_window(mut self, window: Duration) -> Self {
+        self.realtime_window = window.max(Duration::from_millis(500));
         self
     }
 
@@ -127,6 +137,7 @@ impl ManagerBuilder {
             files_over_capacity: self.files_over_capacity,
             live_over_capacity: self.live_over_capacity,
             max_queue: self.max_queue,
+            realtime_window: self.realtime_window,
             pool: ResourcePool::new(capacity),
             stall_timeout: self.stall_timeout,
             restart: self.restart,
@@ -162,6 +173,7 @@ impl std::fmt::Debug for ManagerBuilder {
             .field("files_over_capacity", &self.files_over_capacity)
             .field("live_over_capacity", &self.live_over_capacity)
             .field("max_queue", &self.max_queue)
+            .field("realtime_window", &self.realtime_window)
             .field("capacity", &self.capacity)
             .field("monitor_interval", &self.monitor_interval)
             .field("stall_timeout", &self.stall_timeout)

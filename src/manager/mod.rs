@@ -115,6 +115,9 @@ struct Registry {
     queued: std::collections::VecDeque<admission::QueuedStream>,
     next_gen: u64,
     shutting_down: bool,
+    /// A live stream running below real time (and its speed), from the monitor's last
+    /// look: new live work is refused while there is one.
+    lagging_live: Option<(String, f64)>,
 }
 
 impl Registry {
@@ -185,6 +188,8 @@ struct ManagerCore {
     live_over_capacity: OverCapacity,
     /// Longest admission queue.
     max_queue: usize,
+    /// Wall time over which a live stream's speed is measured.
+    realtime_window: Duration,
     pool: Arc<ResourcePool>,
     stall_timeout: Option<Duration>,
     restart: RestartPolicy,

@@ -41,6 +41,7 @@ pub(super) fn run(
 ) {
     let ticker = tick(interval);
     let mut progress: HashMap<(String, u64), (u64, Instant)> = HashMap::new();
+    let mut speeds = SpeedWindows::default();
     let mut pending: Vec<PendingRestart> = Vec::new();
     loop {
         select! {
@@ -57,7 +58,7 @@ pub(super) fn run(
                 Err(_) => return,
             },
             recv(ticker) -> _ => {
-                scan(core, &mut progress);
+                scan(core, &mut progress, &mut speeds);
                 restart_due(core, &mut pending);
                 admission::start_queued(core);
             }
@@ -135,19 +136,36 @@ fn send_or_log(tx: &Sender<MonitorMsg>, msg: MonitorMsg) {
 
 /// Periodic pass: reap anything the reap queue missed, and report stalls to streams that
 /// are `Running` but have decoded nothing for the stall timeout.
-fn scan(core: &Arc<ManagerCore>, progress: &mut HashMap<(String, u64), (u64, Instant)>) {
+fn scan(
+    core: &Arc<ManagerCore>,
+    progress: &mut HashMap<(String, u64), (u64, Instant)>,
+    speeds: &mut SpeedWindows,
+) {
     let now = Instant::now();
     let mut ended = Vec::new();
     {
         // Short: reads of atomics and state per stream, pool arithmetic; no waits, no hooks.
         let mut g = core.registry.lock();
         progress.retain(|(id, gen), _| g.map.get(id).is_some_and(|e| e.gen == *gen));
+        speeds
+            .0
+            .retain(|(id, gen), _| g.map.get(id).is_some_and(|e| e.gen == *gen));
+        let mut lagging: Option<(String, f64)> = None;
         for (id, e) in &mut g.map {
             e.reprice_from_plan();
             let state = e.stream.state();
             if state.is_terminal() {
                 ended.push((id.clone(), e.gen));
                 continue;
+            }
+            if e.config.is_network_source() && state == StreamState::Running {
+                let key = (id.clone(), e.gen);
+                let speed = speeds.observe(key, now, e.stream.media_us(), core.realtime_window);
+                if let Some(speed) = speed.filter(|&s| s < REAL_TIME) {
+                    if lagging.as_ref().is_none_or(|(_, s)| speed < *s) {
+                        lagging = Some((id.clone(), speed));
+                    }
+                }
             }
             let Some(limit) = core.stall_timeout else {
                 continue;
@@ -162,9 +180,45 @@ fn scan(core: &Arc<ManagerCore>, progress: &mut HashMap<(String, u64), (u64, Ins
                 *p = (frames, now);
             }
         }
+        if lagging != g.lagging_live && lagging.is_some() {
+            log::warn!("live streams fall behind real time: {lagging:?}; no new live work");
+        }
+        g.lagging_live = lagging;
     }
     for (id, gen) in ended {
         reap(core, &id, gen);
+    }
+}
+
+/// Below this speed a live stream is behind real time (a little slack for the jitter of
+/// a live source's delivery).
+const REAL_TIME: f64 = 0.95;
+
+/// Recent (wall time, media time) samples of each running live stream.
+#[derive(Default)]
+struct SpeedWindows(HashMap<(String, u64), std::collections::VecDeque<(Instant, u64)>>);
+
+impl SpeedWindows {
+    /// Adds a sample; the speed (media time per wall time) over the window once the samples
+    /// span most of it.
+    fn observe(
+        &mut self,
+        key: (String, u64),
+        now: Instant,
+        media_us: u64,
+        window: Duration,
+    ) -> Option<f64> {
+        let samples = self.0.entry(key).or_default();
+        samples.push_back((now, media_us));
+        while samples.len() > 2 && now.duration_since(samples[1].0) >= window {
+            samples.pop_front();
+        }
+        let (t0, m0) = *samples.front()?;
+        let wall = now.duration_since(t0);
+        if wall < window.mul_f64(0.8) {
+            return None;
+        }
+        Some(media_us.saturating_sub(m0) as f64 / 1e6 / wall.as_secs_f64())
     }
 }
 

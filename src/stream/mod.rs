@@ -249,6 +249,11 @@ impl Stream<Running> {
         self.lifecycle.stats.frames_in.load(Relaxed)
     }
 
+    /// Media time decoded so far, microseconds (cheap: one atomic load).
+    pub(crate) fn media_us(&self) -> u64 {
+        self.lifecycle.stats.media_us.load(Relaxed)
+    }
+
     /// A watchdog saw no progress: cut the current read; the stream recovers as from a stall.
     pub(crate) fn report_stall(&self) {
         self.lifecycle.signals.report_stall();

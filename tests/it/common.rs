@@ -296,9 +296,28 @@ impl LiveServer {
     }
 
     fn spawn(port: u16) -> Self {
+        Self::spawn_at(port, "1")
+    }
+
+    /// The same, delivering media at `rate` x real time (`-readrate`): a source that
+    /// keeps a live stream below real time.
+    pub fn start_at_rate(rate: &str) -> Self {
+        let server = Self::spawn_at(fixed_port(), rate);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !is_listening(server.port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "ffmpeg did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn spawn_at(port: u16, rate: &str) -> Self {
         let url = format!("tcp://127.0.0.1:{port}?listen=1");
         let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-re"])
+            .args(["-hide_banner", "-loglevel", "error", "-readrate", rate])
             .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
             .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
             .args([

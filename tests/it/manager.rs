@@ -750,3 +750,46 @@ fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
         Refusal::Capacity(_)
     ));
 }
+
+#[test]
+fn a_live_stream_below_real_time_stops_new_live_work_but_not_files() {
+    let dir = tempfile::tempdir().unwrap();
+    // A source that delivers half a second of media per second keeps its stream at 0.5x.
+    let slow = LiveServer::start_at_rate("0.5");
+    let other = LiveServer::start();
+    let live = |id: &str, url: String| one_rung(id, &url, dir.path());
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(50))
+        .realtime_window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let _ = m.create_stream(live("slow", slow.url())).unwrap();
+    let t = Instant::now();
+    let refused = loop {
+        match m.can_admit(&live("next", other.url())) {
+            Err(r) => break r,
+            Ok(()) if t.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Ok(()) => panic!("a stream at half real time was never noticed"),
+        }
+    };
+    match &refused {
+        Refusal::Overloaded { stream, speed } => {
+            assert_eq!(stream, "slow");
+            assert!((0.3..0.8).contains(speed), "{speed}");
+        }
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    assert!(refused.to_string().contains("real time"), "{refused}");
+    assert!(matches!(
+        refusal(m.create_stream(live("next", other.url()))),
+        Refusal::Overloaded { .. }
+    ));
+    // On-demand work does not need real time: a file is still admitted.
+    let file = crate::common::make_mp4(dir.path(), "f.mp4", "320x180", 15, 1, false);
+    let f = one_rung("file", file.to_str().unwrap(), dir.path());
+    assert_eq!(m.create_stream(f).unwrap(), Admitted::Started);
+    let _ = m.terminate_stream("slow", Duration::from_secs(5)).unwrap();
+}
