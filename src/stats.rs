@@ -32,6 +32,47 @@ pub(crate) struct StatsCell {
     pub hardware_fallbacks: AtomicU64,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     bitrate_window: Mutex<RateWindow>,
+    /// CPU time of the stream's threads: those running (their `/proc` stat files), and
+    /// what the ended ones used.
+    cpu: Mutex<ThreadCpu>,
+}
+
+/// The CPU time of a set of threads, read from `/proc/self/task/<tid>/stat` (Linux).
+#[derive(Debug, Default)]
+struct ThreadCpu {
+    running: Vec<std::path::PathBuf>,
+    ended: Duration,
+}
+
+/// Clock ticks per second in `/proc` stat files (`USER_HZ`: 100 on every Linux ABI this
+/// crate builds for).
+const USER_HZ: u64 = 100;
+
+/// utime + stime of one thread from its `/proc` stat file.
+fn thread_cpu(stat: &std::path::Path) -> Option<Duration> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // The name (field 2) may hold spaces and parentheses: count from the last ')'.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// Counts the calling thread's CPU time into a stream's until dropped (at the thread's end,
+/// when its final figure is kept).
+#[must_use = "the thread is counted while the guard lives"]
+pub(crate) struct CpuTracked<'a> {
+    cell: &'a StatsCell,
+    stat: Option<std::path::PathBuf>,
+}
+
+impl Drop for CpuTracked<'_> {
+    fn drop(&mut self) {
+        let Some(stat) = self.stat.take() else { return };
+        let used = thread_cpu(&stat).unwrap_or_default();
+        let mut cpu = self.cell.cpu.lock();
+        cpu.running.retain(|p| *p != stat);
+        cpu.ended += used;
+    }
 }
 
 impl Default for StatsCell {
@@ -49,6 +90,7 @@ impl Default for StatsCell {
             hardware_fallbacks: AtomicU64::new(0),
             variants: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
+            cpu: Mutex::new(ThreadCpu::default()),
         }
     }
 }
@@ -59,6 +101,32 @@ impl StatsCell {
         let c = std::sync::Arc::new(VariantCounters::default());
         self.variants.lock().push((name.to_owned(), c.clone()));
         c
+    }
+
+    /// Counts the calling thread's CPU time as this stream's until the guard drops.
+    pub fn track_this_thread(&self) -> CpuTracked<'_> {
+        // `/proc/thread-self` names this thread as `<pid>/task/<tid>`.
+        let stat = std::fs::read_link("/proc/thread-self")
+            .ok()
+            .map(|p| std::path::Path::new("/proc").join(p).join("stat"));
+        if let Some(p) = &stat {
+            self.cpu.lock().running.push(p.clone());
+        }
+        CpuTracked { cell: self, stat }
+    }
+
+    /// CPU time used by the stream's threads so far.
+    fn cpu_time(&self) -> Duration {
+        let (running, ended) = {
+            let cpu = self.cpu.lock();
+            (cpu.running.clone(), cpu.ended)
+        };
+        // The files are read outside the lock.
+        ended
+            + running
+                .iter()
+                .filter_map(|p| thread_cpu(p))
+                .sum::<Duration>()
     }
 
     /// Bytes written so far: every segment and playlist.
@@ -124,6 +192,7 @@ impl StatsCell {
             errors: self.errors.load(Relaxed),
             recoveries: self.recoveries.load(Relaxed),
             hardware_fallbacks: self.hardware_fallbacks.load(Relaxed),
+            cpu_time: self.cpu_time(),
             uptime,
             time_in_state: Vec::new(),
             variants,
@@ -255,6 +324,9 @@ pub struct StreamStats {
     pub recoveries: u64,
     /// Times a hardware device failed and the stream went on on the CPU.
     pub hardware_fallbacks: u64,
+    /// CPU time (user + system) used by the stream's threads: its decoder thread and every
+    /// variant thread, those that ended included (Linux `/proc`; zero elsewhere).
+    pub cpu_time: Duration,
     /// Time since the stream was started (frozen when it ends).
     pub uptime: Duration,
     /// Time spent in each state so far, in [`crate::state::StreamState::ALL`] order.
@@ -293,6 +365,28 @@ mod tests {
         assert_eq!(s.bytes_out, 1100, "segments and playlists");
         assert_eq!(s.speed, 2.0);
         assert_eq!(s.average_bitrate, 1100.0 * 8.0 / 2.0);
+    }
+
+    #[test]
+    fn cpu_time_counts_running_and_ended_threads() {
+        let cell = StatsCell::default();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _t = cell.track_this_thread();
+                let t0 = std::time::Instant::now();
+                let mut x = 0u64;
+                while t0.elapsed() < Duration::from_millis(300) {
+                    x = x.wrapping_mul(31).wrapping_add(7);
+                }
+                std::hint::black_box(x);
+            });
+        });
+        let cpu = cell.snapshot(Duration::ZERO).cpu_time;
+        assert!(cpu >= Duration::from_millis(100), "{cpu:?}");
+        assert!(
+            cell.cpu.lock().running.is_empty(),
+            "an ended thread is no longer read"
+        );
     }
 
     #[test]

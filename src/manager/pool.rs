@@ -14,6 +14,13 @@ use crate::stats::PlannedLadder;
 /// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
 /// (measured: the 1080p/720p/480p/360p ladder at 30 fps, ~110 units, runs at about real
 /// time on 2 cores).
+///
+/// Calibrating it for your content and machine: run a representative source under a
+/// manager and compare `StreamStats::cpu_time / media_time` (cores used per real-time
+/// second) with `price / UNITS_PER_CORE` (cores the price claims); scale the capacity you
+/// give the pool (`ResourceCapacity::with_compute`) by their ratio. Test patterns encode
+/// cheaply: the 4-rung ladder above used 1.2 cores where the price claims 2.0 (`make
+/// compare`), so the default is conservative for them.
 pub const UNITS_PER_CORE: f64 = 60.0;
 
 /// What a stream needs.

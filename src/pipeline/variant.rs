@@ -111,6 +111,7 @@ impl VariantWorker {
         stats: &StatsCell,
         master: &MasterPlaylist,
     ) -> Result<MeasuredBitrate, Error> {
+        let _cpu = stats.track_this_thread();
         loop {
             if signals.abort_requested() {
                 return Err(Error::aborted());

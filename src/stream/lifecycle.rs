@@ -174,6 +174,7 @@ impl Lifecycle {
 
 /// The stream's main thread: runs the pipeline under `catch_unwind` and records the end.
 pub(super) fn run_worker(lifecycle: &Lifecycle) {
+    let _cpu = lifecycle.stats.track_this_thread();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut recovery = Recovery::new(lifecycle);
         pipeline::run(

@@ -793,3 +793,28 @@ fn a_live_stream_below_real_time_stops_new_live_work_but_not_files() {
     assert_eq!(m.create_stream(f).unwrap(), Admitted::Started);
     let _ = m.terminate_stream("slow", Duration::from_secs(5)).unwrap();
 }
+
+#[test]
+fn measured_cpu_time_is_in_line_with_the_price() {
+    // UNITS_PER_CORE says how many compute units one core carries; a stream's CPU time per
+    // second of media, measured, should be of the order its price claims. This checks the
+    // calibration (loosely: the machine, its load and x264's threads all move it).
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "1280x720", 30, 4, true);
+    let cfg = StreamConfig::builder("cpu", src.to_str().unwrap(), dir.path().join("cpu"))
+        .profile(AbrProfile::from_rungs(&["720p", "360p"]).unwrap())
+        .source_hint(1280, 720, 30.0)
+        .build()
+        .unwrap();
+    let claimed_cores = streamvisor::price(&cfg).compute / streamvisor::UNITS_PER_CORE;
+    let report = run_to_end(cfg);
+    assert!(report.error.is_none(), "{:?}", report.error);
+    let media = report.stats.media_time.as_secs_f64();
+    let used_cores = report.stats.cpu_time.as_secs_f64() / media;
+    println!("price claims {claimed_cores:.2} cores per real-time second; used {used_cores:.2}");
+    assert!(report.stats.cpu_time > Duration::ZERO);
+    // Test patterns encode cheaply (measured here: about a fifth of the price); real
+    // content costs more. The bound catches a price off by an order of magnitude.
+    let ratio = used_cores / claimed_cores;
+    assert!((0.05..5.0).contains(&ratio), "measured/priced = {ratio:.2}");
+}
