@@ -91,7 +91,7 @@ pub use manager::{
 };
 pub use redact::redact_url;
 pub use state::{StateSet, StreamState};
-pub use stats::{PlannedLadder, PlannedRung, StreamStats, VariantStats};
+pub use stats::{Outage, PlannedLadder, PlannedRung, StreamStats, VariantStats, OUTAGES_KEPT};
 pub use stream::{New, Running, Stage, StartError, Stream, StreamReport, GRACE};
 
 /// The README's Rust example, compiled as a doc test so it stays true.

@@ -1,8 +1,9 @@
 //! Counters the media threads bump (atomics, no locks on the frame path) and the snapshots
 //! users read. Rates are derived in the snapshot and never divide by zero.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
@@ -195,6 +196,9 @@ impl StatsCell {
             cpu_time: self.cpu_time(),
             uptime,
             time_in_state: Vec::new(),
+            outages: Vec::new(),
+            outage_count: 0,
+            outage_time: Duration::ZERO,
             variants,
         }
     }
@@ -331,8 +335,94 @@ pub struct StreamStats {
     pub uptime: Duration,
     /// Time spent in each state so far, in [`crate::state::StreamState::ALL`] order.
     pub time_in_state: Vec<(crate::state::StreamState, Duration)>,
+    /// The most recent source outages ([`OUTAGES_KEPT`] at most), oldest first: each from
+    /// the error that began it to media flowing again.
+    pub outages: Vec<Outage>,
+    /// Outages since the stream started (including those no longer in `outages`).
+    pub outage_count: u64,
+    /// Time spent in outages since the stream started (the current one so far included).
+    pub outage_time: Duration,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
+}
+
+/// How many outages a stream's statistics keep (the most recent ones).
+pub const OUTAGES_KEPT: usize = 16;
+
+/// One time the source was lost: from the error that began it (a stall, a dropped
+/// connection, a publisher that went away) to the first video frame decoded again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    /// When it began.
+    pub started_at: SystemTime,
+    /// How long it lasted (so far, while it goes on; frozen when the stream ended in it).
+    pub duration: Duration,
+    /// The error that began it, secrets redacted like every error.
+    pub cause: String,
+    /// Media flowed again: `false` while the outage goes on, and for one the stream ended in.
+    pub recovered: bool,
+    /// Still going on.
+    pub ongoing: bool,
+}
+
+/// The outages of one stream, kept with its state record: opened when the stream enters
+/// `Error`, closed when media flows again (or the stream ends in it).
+#[derive(Debug, Default)]
+pub(crate) struct OutageLog {
+    closed: VecDeque<Outage>,
+    open: Option<(Instant, Outage)>,
+    count: u64,
+    closed_time: Duration,
+}
+
+impl OutageLog {
+    /// The source was lost at `now` because of `cause` (ignored while one is open: retries
+    /// within one outage are the same outage).
+    pub fn begin(&mut self, now: Instant, cause: String) {
+        if self.open.is_some() {
+            return;
+        }
+        self.count += 1;
+        let outage = Outage {
+            started_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            cause,
+            recovered: false,
+            ongoing: true,
+        };
+        self.open = Some((now, outage));
+    }
+
+    /// The open outage (if any) ended at `now`; `recovered` when media flows again.
+    pub fn end(&mut self, now: Instant, recovered: bool) {
+        let Some((since, mut outage)) = self.open.take() else {
+            return;
+        };
+        outage.duration = now.saturating_duration_since(since);
+        outage.recovered = recovered;
+        outage.ongoing = false;
+        self.closed_time += outage.duration;
+        if self.closed.len() == OUTAGES_KEPT {
+            self.closed.pop_front();
+        }
+        self.closed.push_back(outage);
+    }
+
+    /// The kept outages (an open one last, measured up to `now`), the count and total time.
+    pub fn read(&self, now: Instant) -> (Vec<Outage>, u64, Duration) {
+        let mut list: Vec<Outage> = self.closed.iter().cloned().collect();
+        let mut total = self.closed_time;
+        if let Some((since, open)) = &self.open {
+            let mut o = open.clone();
+            o.duration = now.saturating_duration_since(*since);
+            total += o.duration;
+            if list.len() == OUTAGES_KEPT {
+                list.remove(0);
+            }
+            list.push(o);
+        }
+        (list, self.count, total)
+    }
 }
 
 #[cfg(test)]
@@ -406,5 +496,35 @@ mod tests {
         let r = w.rate();
         assert!((r - 16_000_000.0).abs() < 1.0, "{r}");
         assert_eq!(w.rate(), r, "reading does not change it");
+    }
+
+    #[test]
+    fn an_outage_runs_from_the_error_to_media_again_and_retries_are_one_outage() {
+        let mut log = OutageLog::default();
+        let t0 = Instant::now();
+        log.begin(t0, "stalled".into());
+        log.begin(t0 + Duration::from_secs(1), "reconnect refused".into());
+        let (list, count, total) = log.read(t0 + Duration::from_secs(2));
+        assert_eq!((list.len(), count, total), (1, 1, Duration::from_secs(2)));
+        assert!(list[0].ongoing && !list[0].recovered);
+        assert_eq!(list[0].cause, "stalled");
+        log.end(t0 + Duration::from_secs(3), true);
+        log.end(t0 + Duration::from_secs(9), true); // nothing open: no change
+        let (list, count, total) = log.read(t0 + Duration::from_secs(60));
+        assert_eq!((count, total), (1, Duration::from_secs(3)));
+        assert!(list[0].recovered && !list[0].ongoing);
+        for k in 0..OUTAGES_KEPT as u64 + 4 {
+            let at = t0 + Duration::from_secs(10 + 2 * k);
+            log.begin(at, format!("outage {k}"));
+            log.end(at + Duration::from_secs(1), k % 2 == 0);
+        }
+        let (list, count, total) = log.read(t0 + Duration::from_secs(100));
+        assert_eq!(list.len(), OUTAGES_KEPT, "only the most recent are kept");
+        assert_eq!(count, OUTAGES_KEPT as u64 + 5);
+        assert_eq!(total, Duration::from_secs(3 + OUTAGES_KEPT as u64 + 4));
+        assert_eq!(
+            list.last().unwrap().cause,
+            format!("outage {}", OUTAGES_KEPT + 3)
+        );
     }
 }

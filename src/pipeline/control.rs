@@ -110,8 +110,8 @@ pub(crate) enum PipelineEvent {
     /// The source is open and the ladder planned: what will actually run (reported once,
     /// before the first `Running`).
     Planned(PlannedLadder),
-    /// Media flows: the first time every encoder and output is ready, and again after
-    /// each recovery.
+    /// Media flows: the first video frame decoded on each connection (the first one, and
+    /// again after each outage, whichever way the source came back).
     Running,
     /// Reading stopped (end of source or stop request): flushing everything.
     Draining,
@@ -122,11 +122,11 @@ pub(crate) enum PipelineEvent {
 pub(crate) enum Reopened {
     /// The first connection.
     First,
-    /// The source was reached again after an outage: the timeline continues after a
-    /// discontinuity.
+    /// The source was reached again after an outage: the timeline continues right after
+    /// the last frame sent.
     Reconnected,
     /// The same source was opened again without its hardware device: a file resumes right
-    /// after the last frame sent, a live source continues after a discontinuity.
+    /// after the last frame sent (seek and skip), a live source continues like a reconnect.
     OnCpu,
 }
 

@@ -49,6 +49,11 @@ pub(crate) struct DecodeLoop<'a> {
     frame: Frame,
     /// The last decoded picture size, checked against the limit whenever it changes.
     picture_size: (i32, i32),
+    /// No video frame decoded yet on this connection: the next one means media flows
+    /// (reported as `Running`).
+    awaiting_media: bool,
+    /// A frame was decoded on a new connection; `Running` is reported by the read loop.
+    media_flowing: bool,
 }
 
 impl<'a> DecodeLoop<'a> {
@@ -86,20 +91,21 @@ impl<'a> DecodeLoop<'a> {
             hardware_fault_in: config.faults().hardware_loss_after_frames,
             frame: Frame::new(),
             picture_size: (0, 0),
+            awaiting_media: true,
+            media_flowing: false,
         }
     }
 
-    /// The source restarted: the next frame continues the timeline right after the last
-    /// one, starts a segment, and every variant marks a discontinuity there.
-    pub fn discontinuity(&mut self, audio: Option<&mut AudioChain>) -> Result<(), Error> {
+    /// A new connection to the source (after an outage): its first frame continues the
+    /// timeline right after the last one sent, whatever its timestamp, and the audio
+    /// follows. The encoders and outputs never stopped, so the output stays one continuous
+    /// stream: no discontinuity is needed (or written) for a reconnect.
+    pub fn continue_after_outage(&mut self, audio: Option<&mut AudioChain>) {
         self.timeline.restart();
         if let (Some(a), Some(next)) = (audio, self.timeline.next_frame_time()) {
             a.resync(next);
         }
-        for tx in self.senders {
-            self.send(tx, VariantMsg::Discontinuity)?;
-        }
-        Ok(())
+        self.awaiting_media = true;
     }
 
     /// The same file source was reopened (after a hardware failure): seek back to the last
@@ -117,6 +123,7 @@ impl<'a> DecodeLoop<'a> {
                 .map_err(|e| Error::source_io(self.config.source(), "seeking", &e))?;
         }
         self.resume = Some(point);
+        self.awaiting_media = true;
         Ok(())
     }
 
@@ -128,7 +135,7 @@ impl<'a> DecodeLoop<'a> {
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
     ) -> Result<Ending, Error> {
-        let result = self.read_loop(session, audio.as_deref_mut());
+        let result = self.read_loop(session, audio.as_deref_mut(), supervisor);
         match &result {
             Err(Error::Aborted { .. }) => return result,
             Err(e) if e.kind() != ErrorKind::SourceIo => return result,
@@ -161,6 +168,7 @@ impl<'a> DecodeLoop<'a> {
         &mut self,
         session: &mut Session,
         mut audio: Option<&mut AudioChain>,
+        supervisor: &mut dyn Supervisor,
     ) -> Result<Ending, Error> {
         let mut pkt = Packet::new();
         let interrupt = self.signals.interrupt().clone();
@@ -193,6 +201,11 @@ impl<'a> DecodeLoop<'a> {
                 self.stats.corrupt_packets.fetch_add(1, Relaxed);
             }
             self.route_packet(session, &pkt, audio.as_deref_mut())?;
+            if std::mem::take(&mut self.media_flowing) {
+                // The state follows the source: `Running` once frames come, whichever
+                // way the source came back.
+                supervisor.report(PipelineEvent::Running);
+            }
         }
     }
 
@@ -361,6 +374,9 @@ impl<'a> DecodeLoop<'a> {
         }
         self.stats.frames_in.fetch_add(1, Relaxed);
         self.stats.media_us.fetch_max(stamp.media_us, Relaxed);
+        if std::mem::take(&mut self.awaiting_media) {
+            self.media_flowing = true;
+        }
         frame.set_pts(stamp.pts);
         frame.set_force_keyframe(stamp.starts_segment);
         for tx in self.senders {

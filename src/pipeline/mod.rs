@@ -86,7 +86,6 @@ pub(crate) fn run(
     let entries = entries.map(|(r, route)| r.master_entry(route.is_some()));
     let sync = config.profile().sync_playlists;
     let master = MasterPlaylist::new(config.output_dir(), entries.collect(), sync);
-    supervisor.report(PipelineEvent::Running);
 
     let timeline = Timeline::new(
         session.video.time_base,
@@ -259,9 +258,8 @@ fn decode_with_recovery(
         }
         match how {
             Reopened::OnCpu if !next.live => decode.resume(&mut next)?,
-            _ => decode.discontinuity(audio.as_mut())?,
+            _ => decode.continue_after_outage(audio.as_mut()),
         }
-        supervisor.report(PipelineEvent::Running);
         session = next;
     }
 }

@@ -15,9 +15,10 @@
 //!   source that lost a few seconds keeps real time).
 //! - A frame without a timestamp gets the last one plus one frame interval.
 //! - After [`Timeline::restart`] (a reconnect), the next frame continues right after the
-//!   last one whatever its timestamp, and starts a segment.
-//! - Boundaries sit every segment duration from the first frame (or from a restart); the
-//!   first frame at or past one is a keyframe.
+//!   last one whatever its timestamp. The output stays one continuous timeline (the
+//!   encoders never stop), so a reconnect needs no discontinuity and cuts no segment.
+//! - Boundaries sit every segment duration from the first frame; the first frame at or
+//!   past one is a keyframe.
 
 use std::time::Duration;
 
@@ -71,8 +72,7 @@ impl Timeline {
         }
     }
 
-    /// The source restarted: the next frame continues right after the last one and starts
-    /// a segment.
+    /// The source restarted: the next frame continues right after the last one.
     pub fn restart(&mut self) {
         self.restart_pending = true;
     }
@@ -107,13 +107,13 @@ impl Timeline {
                 repaired = !self.restart_pending;
             }
         }
-        let restart = self.restart_pending || self.last_pts.is_none();
+        let first_frame = self.last_pts.is_none();
         self.restart_pending = false;
         self.last_pts = Some(pts);
         let first = *self.first_pts.get_or_insert(pts);
-        let starts_segment = restart || pts >= self.next_boundary;
+        let starts_segment = first_frame || pts >= self.next_boundary;
         if starts_segment {
-            let base = if restart {
+            let base = if first_frame {
                 pts
             } else {
                 self.next_boundary - self.segment_ticks
@@ -174,16 +174,27 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_continues_the_timeline_and_starts_a_segment() {
+    fn a_restart_continues_the_timeline_on_the_same_segment_grid() {
         let mut t = timeline();
         t.stamp(0, TB);
         t.stamp(3000, TB);
         t.restart();
         assert_eq!(t.audio_offset(), None, "unknown until the next video frame");
         assert_eq!(t.next_frame_time(), Some(6000.0 / 90_000.0));
+        // Whatever the new connection's timestamps (ahead, behind, close), the next frame
+        // follows the last one and cuts no segment.
         let s = t.stamp(5_000_000, TB);
-        assert_eq!((s.pts, s.starts_segment, s.repaired), (6000, true, false));
+        assert_eq!((s.pts, s.starts_segment, s.repaired), (6000, false, false));
         assert_eq!(t.stamp(5_003_000, TB).pts, 9000);
+        t.restart();
+        assert_eq!(t.stamp(6000, TB).pts, 12_000);
+        // The grid goes on: the next boundary is 2 s after the first frame.
+        let keys: Vec<i64> = (1..=60)
+            .map(|i| t.stamp(6000 + i * 3000, TB))
+            .filter(|s| s.starts_segment)
+            .map(|s| s.pts)
+            .collect();
+        assert_eq!(keys, [180_000]);
     }
 
     #[test]

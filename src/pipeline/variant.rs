@@ -21,8 +21,6 @@ pub(crate) enum VariantMsg {
     Video { frame: Frame, force_key: bool },
     /// An encoded AAC packet, in the audio encoder's time base.
     Audio(Packet),
-    /// The source restarted: the next segment is marked `#EXT-X-DISCONTINUITY`.
-    Discontinuity,
     /// The source is done: drain, finish the last segment, write ENDLIST.
     End,
 }
@@ -63,9 +61,7 @@ pub(crate) struct VariantWorker {
     last_kept_pts: Option<i64>,
     last_sent_pts: Option<i64>,
     /// pts of frames sent with a forced keyframe, waiting for their packet (the cut).
-    forced: VecDeque<(i64, bool)>,
-    /// The source restarted: the next forced keyframe starts a discontinuity.
-    restart_pending: bool,
+    forced: VecDeque<i64>,
     audio_queue: VecDeque<(f64, Packet)>,
     codecs: Option<String>,
     first_pts: Option<f64>,
@@ -88,7 +84,6 @@ impl VariantWorker {
             last_kept_pts: None,
             last_sent_pts: None,
             forced: VecDeque::new(),
-            restart_pending: false,
             audio_queue: VecDeque::new(),
             codecs: None,
             first_pts: None,
@@ -125,7 +120,6 @@ impl VariantWorker {
                     self.video(frame, force_key, stats, master)?
                 }
                 VariantMsg::Audio(pkt) => self.queue_audio(pkt)?,
-                VariantMsg::Discontinuity => self.restart_pending = true,
                 VariantMsg::End => break,
             }
         }
@@ -204,10 +198,7 @@ impl VariantWorker {
         self.last_kept_pts = Some(pts);
         self.last_sent_pts = Some(pts);
         if force_key {
-            // The first keyframe after a restart starts the segment marked as a
-            // discontinuity (not whatever boundary the encoder still holds from before).
-            self.forced
-                .push_back((pts, std::mem::take(&mut self.restart_pending)));
+            self.forced.push_back(pts);
         }
         let passthrough = frame.width() == self.rung.width
             && frame.height() == self.rung.height
@@ -278,12 +269,9 @@ impl VariantWorker {
         if pkt.duration() <= 0 {
             pkt.set_duration(self.frame_ticks);
         }
-        let cut = pkt.is_key() && self.forced.front().is_some_and(|f| f.0 == pts);
+        let cut = pkt.is_key() && self.forced.front() == Some(&pts);
         if cut {
-            let (_, restart) = self.forced.pop_front().expect("checked");
-            if restart {
-                self.rung.writer.mark_discontinuity();
-            }
+            self.forced.pop_front();
         }
         if self.codecs.is_none() {
             if let Some(avc) = h264_codec_string(pkt.data()) {

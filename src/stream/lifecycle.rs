@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::hooks::StateEvent;
 use crate::pipeline::{self, Ending, Signals};
 use crate::state::{StateSet, StreamState};
-use crate::stats::{PlannedLadder, StatsCell, StreamStats};
+use crate::stats::{OutageLog, PlannedLadder, StatsCell, StreamStats};
 
 /// The state and its history, guarded by one short lock (never held across FFI, a wait,
 /// or a hook).
@@ -30,6 +30,8 @@ pub(super) struct StateRecord {
     pub error: Option<Error>,
     /// The run ended by an abort (`abort`, drop, or a stop past its deadline).
     pub aborted: bool,
+    /// Source outages: each from a move to `Error` to media flowing again.
+    outages: OutageLog,
 }
 
 /// What a stream's handle and its threads share: the config, the signals to the pipeline,
@@ -61,6 +63,7 @@ impl Lifecycle {
                 ended: None,
                 error: None,
                 aborted: false,
+                outages: OutageLog::default(),
             }),
             changed: Condvar::new(),
             hook_tx: Mutex::new(None),
@@ -90,6 +93,14 @@ impl Lifecycle {
             }
             if let Some(e) = &error {
                 s.error = Some(e.clone());
+            }
+            // An outage runs from `Error` to media flowing again (`Running`); leaving
+            // `Error` any other way ends it unrecovered.
+            if to == StreamState::Error {
+                let cause = error.as_ref().map_or_else(String::new, ToString::to_string);
+                s.outages.begin(now, cause);
+            } else if from == StreamState::Error {
+                s.outages.end(now, to == StreamState::Running);
             }
             let tx = self.hook_tx.lock().clone();
             let ev = tx.map(|tx| {
@@ -142,7 +153,7 @@ impl Lifecycle {
     /// Statistics now, with uptime and time in each state from the lifecycle (frozen once
     /// the stream has ended).
     pub fn snapshot(&self) -> StreamStats {
-        let (uptime, time_in_state) = {
+        let (uptime, time_in_state, outages) = {
             let s = self.record.lock();
             let now = s.ended.unwrap_or_else(Instant::now);
             let uptime = s.started.map_or(Duration::ZERO, |a| now - a);
@@ -154,10 +165,11 @@ impl Lifecycle {
                 .iter()
                 .map(|&st| (st, time_in[st.index()]))
                 .collect();
-            (uptime, per_state)
+            (uptime, per_state, s.outages.read(now))
         };
         let mut stats = self.stats.snapshot(uptime);
         stats.time_in_state = time_in_state;
+        (stats.outages, stats.outage_count, stats.outage_time) = outages;
         stats
     }
 

@@ -131,6 +131,41 @@ pub fn first_video_packet(segment: &Path) -> (f64, bool) {
     )
 }
 
+/// The video packets' pts (seconds) of a whole HLS playlist (or media file), in order.
+pub fn video_pts(path: &Path) -> Vec<f64> {
+    let v = ffprobe_json(
+        path,
+        &["-select_streams", "v:0", "-show_entries", "packet=pts_time"],
+    );
+    let mut pts: Vec<f64> = v["packets"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["pts_time"].as_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pts.sort_by(f64::total_cmp);
+    pts
+}
+
+/// Checks that the video of `playlist` is one continuous timeline: every frame exactly one
+/// frame interval (`1/fps`) after the one before, none repeated, none missing in between.
+pub fn assert_continuous_video(playlist: &Path, fps: f64) {
+    let pts = video_pts(playlist);
+    assert!(pts.len() > 1, "{playlist:?}: no video");
+    for (i, w) in pts.windows(2).enumerate() {
+        let step = w[1] - w[0];
+        assert!(
+            (step - 1.0 / fps).abs() < 0.002,
+            "{playlist:?}: frame {} at {} follows {} (a step of {step:.4} s, not 1/{fps})",
+            i + 1,
+            w[1],
+            w[0]
+        );
+    }
+}
+
 pub fn read_master(dir: &Path) -> MasterPlaylist {
     let bytes = std::fs::read(dir.join("master.m3u8")).expect("master.m3u8");
     match m3u8_rs::parse_playlist_res(&bytes).expect("master parses") {

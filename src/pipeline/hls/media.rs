@@ -176,11 +176,6 @@ impl SegmentWriter {
         Ok(done)
     }
 
-    /// The source restarted: the segment that starts next is marked as a discontinuity.
-    pub fn mark_discontinuity(&mut self) {
-        self.pending_discontinuity = true;
-    }
-
     /// Writes an encoded audio packet (in the audio encoder's time base).
     pub fn write_audio(&mut self, mut pkt: Packet) -> Result<(), OutputError> {
         let Some(index) = self.audio_index else {
