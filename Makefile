@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
-	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
+	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
+	nginx-light libnginx-mod-rtmp
 
 .PHONY: deps demo test soak valgrind asan bench compare lint fmt clean
 

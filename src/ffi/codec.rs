@@ -185,6 +185,12 @@ impl CodecContext {
         step(ret, "avcodec_send_packet")
     }
 
+    /// Resets a decoder after draining (or to drop what it holds) so it takes packets again.
+    pub fn flush(&mut self) {
+        // SAFETY: the codec context is open; flushing only resets its internal state.
+        unsafe { sys::avcodec_flush_buffers(self.ptr.as_ptr()) }
+    }
+
     /// Receives a decoded frame into `frame`.
     pub fn receive_frame(&mut self, frame: &mut Frame) -> Result<Step<()>, AvError> {
         // SAFETY: the decoder is open; frame is valid and is unreferenced by the call.

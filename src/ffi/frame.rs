@@ -232,6 +232,22 @@ impl Packet {
         unsafe { self.ptr.as_ref().flags & sys::AV_PKT_FLAG_KEY != 0 }
     }
 
+    /// True when the packet carries new codec extradata (a demuxer saw a new sequence
+    /// header: a new encoder behind the same connection, e.g. an RTMP publisher restart).
+    pub fn has_new_extradata(&self) -> bool {
+        let mut size: usize = 0;
+        // SAFETY: the packet is valid; the call only looks its side data up and writes the
+        // size through a pointer to a live local. The returned pointer is not kept.
+        let data = unsafe {
+            sys::av_packet_get_side_data(
+                self.ptr.as_ptr(),
+                sys::AVPacketSideDataType::AV_PKT_DATA_NEW_EXTRADATA,
+                &mut size,
+            )
+        };
+        !data.is_null()
+    }
+
     /// True when the demuxer flagged the packet as corrupt.
     pub fn is_corrupt(&self) -> bool {
         // SAFETY: reading a plain field of a valid packet.

@@ -262,6 +262,14 @@ impl<'a> DecodeLoop<'a> {
         let index = pkt.stream_index();
         if index == session.video.index as i32 {
             let tb = session.video.time_base;
+            if pkt.has_new_extradata() {
+                // A new encoder on the same connection (a publisher restarted): the
+                // decoder first gives up every frame it still holds of the old one, so
+                // none is lost, then starts afresh.
+                let hw = session.on_hardware;
+                self.decode_video(&mut session.video_decoder, None, tb, hw)?;
+                session.video_decoder.flush();
+            }
             return self.decode_video(
                 &mut session.video_decoder,
                 Some(pkt),
@@ -429,12 +437,12 @@ impl<'a> DecodeLoop<'a> {
     }
 
     /// Tells every variant the stream is over (they drain and write their last segment).
-    pub fn end_variants(&self) -> Result<(), Error> {
+    pub fn end_variants(&self, endlist: bool) -> Result<(), Error> {
         let mut all_told = Ok(());
         for tx in self.senders {
             // A variant that already failed has hung up: its own error is collected when
             // it is joined; an abort meanwhile makes the whole run aborted.
-            if let Err(e) = self.send(tx, VariantMsg::End) {
+            if let Err(e) = self.send(tx, VariantMsg::End { endlist }) {
                 all_told = Err(e);
             }
         }

@@ -23,7 +23,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use crossbeam_channel::{bounded, Sender};
 
 use crate::config::{SourceHint, StreamConfig};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::ffi::{CodecContext, Interrupt, Rational};
 use crate::stats::StatsCell;
 use audio::AudioChain;
@@ -106,12 +106,19 @@ pub(crate) fn run(
             live_end_is_outage,
         );
         let read = decode_with_recovery(&mut decode, session, &mut opener, supervisor, &mut audio);
-        let told = read.and_then(|end| {
+        let mut finish = |endlist: bool| {
             if let Some(a) = audio.as_mut() {
                 decode.flush_audio(a)?;
             }
-            decode.end_variants().map(|()| end)
-        });
+            decode.end_variants(endlist)
+        };
+        let told = match read {
+            Ok(end) => finish(true).map(|()| end),
+            // The source is gone for good (the recovery gave up): what was decoded is still
+            // encoded and listed, without ENDLIST, so that a restart may continue it.
+            Err(e) if e.kind() == ErrorKind::SourceIo => finish(false).and(Err(e)),
+            Err(e) => Err(e),
+        };
         drop(decode);
         drop(senders);
         let variants = handles.into_iter().map(join_variant).collect();

@@ -21,8 +21,8 @@ pub(crate) enum VariantMsg {
     Video { frame: Frame, force_key: bool },
     /// An encoded AAC packet, in the audio encoder's time base.
     Audio(Packet),
-    /// The source is done: drain, finish the last segment, write ENDLIST.
-    End,
+    /// The source is done: drain, finish the last segment, and (`endlist`) write ENDLIST.
+    End { endlist: bool },
 }
 
 /// Audio may run this far ahead of the video before it is written anyway (live sources
@@ -107,7 +107,7 @@ impl VariantWorker {
         master: &MasterPlaylist,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
-        loop {
+        let endlist = loop {
             if signals.abort_requested() {
                 return Err(Error::aborted());
             }
@@ -120,16 +120,17 @@ impl VariantWorker {
                     self.video(frame, force_key, stats, master)?
                 }
                 VariantMsg::Audio(pkt) => self.queue_audio(pkt)?,
-                VariantMsg::End => break,
+                VariantMsg::End { endlist } => break endlist,
             }
-        }
-        self.drain_and_end(signals, stats, master)
+        };
+        self.drain_and_end(endlist, signals, stats, master)
     }
 
     /// After `End`: drain the encoder, then the audio that is left, then the last segment.
     /// An abort meanwhile drops the rest (the partial segment is removed with the writer).
     fn drain_and_end(
         mut self,
+        endlist: bool,
         signals: &Signals,
         stats: &StatsCell,
         master: &MasterPlaylist,
@@ -145,7 +146,7 @@ impl VariantWorker {
         while let Some((_, pkt)) = self.audio_queue.pop_front() {
             self.rung.writer.write_audio(pkt).map_err(output_error)?;
         }
-        if let Some(done) = self.rung.writer.end_stream().map_err(output_error)? {
+        if let Some(done) = self.rung.writer.end_stream(endlist).map_err(output_error)? {
             count_segment(&self.rung.counters, stats, done);
         }
         if let Some(codecs) = &self.codecs {

@@ -3,11 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, Playlist};
 use serde_json::Value;
-use streamvisor::{AbrProfile, Stream, StreamConfig, StreamReport};
+use streamvisor::{
+    AbrProfile, Hooks, RecoveryPolicy, StateEvent, Stream, StreamConfig, StreamReport, StreamState,
+};
 
 /// Runs the ffmpeg CLI quietly; panics with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
@@ -302,6 +305,26 @@ pub fn is_listening(port: u16) -> bool {
 }
 
 /// An `ffmpeg` CLI process serving real-time MPEG-TS over TCP on 127.0.0.1; killed on drop.
+/// Adds the media every live test peer sends to an `ffmpeg` command: a 640x360 30 fps test
+/// pattern and a 440 Hz tone (`frames` video frames, or endless), x264 ultrafast with no
+/// latency and a keyframe a second, AAC. The output comes after.
+pub fn live_pattern(cmd: &mut Command, frames: Option<u32>) -> &mut Command {
+    cmd.args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    if let Some(n) = frames {
+        cmd.args(["-frames:v", &n.to_string(), "-shortest"]);
+    }
+    cmd.args([
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-tune",
+        "zerolatency",
+    ])
+    .args(["-g", "30", "-c:a", "aac"])
+}
+
 pub struct LiveServer {
     child: std::process::Child,
     pub port: u16,
@@ -351,21 +374,10 @@ impl LiveServer {
 
     fn spawn_at(port: u16, rate: &str) -> Self {
         let url = format!("tcp://127.0.0.1:{port}?listen=1");
-        let child = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-readrate", rate])
-            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "30",
-            ])
-            .args(["-c:a", "aac", "-f", "mpegts", &url])
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-loglevel", "error", "-readrate", rate]);
+        let child = live_pattern(&mut cmd, None)
+            .args(["-f", "mpegts", &url])
             .stdin(std::process::Stdio::null())
             .spawn()
             .expect("ffmpeg CLI");
@@ -443,5 +455,54 @@ impl PlaylistWatcher {
         self.thread
             .join()
             .expect("playlist rules held across rewrites")
+    }
+}
+
+/// Records every state event a stream's hooks see.
+pub fn recorder() -> (Hooks, Arc<Mutex<Vec<StateEvent>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    (
+        Hooks::new().on_state_change(move |ev| log.lock().unwrap().push(ev.clone())),
+        seen,
+    )
+}
+
+pub fn states(seen: &Mutex<Vec<StateEvent>>) -> Vec<StreamState> {
+    seen.lock().unwrap().iter().map(|e| e.to).collect()
+}
+
+pub fn fast_policy(attempts: u32) -> RecoveryPolicy {
+    RecoveryPolicy::default()
+        .with_max_attempts(attempts)
+        .with_backoff(Duration::from_millis(100), Duration::from_millis(400))
+        .with_max_outage(Duration::from_secs(20))
+}
+
+pub fn live_config(
+    id: &str,
+    url: &str,
+    out: &std::path::Path,
+    policy: RecoveryPolicy,
+) -> StreamConfig {
+    StreamConfig::builder(id, url, out)
+        .profile(
+            AbrProfile::from_rungs(&["360p", "240p"])
+                .unwrap()
+                .with_preset("ultrafast")
+                .with_segment_duration(Duration::from_secs(1))
+                .with_live_window(1000),
+        )
+        .io_timeout(Duration::from_secs(3))
+        .recovery(policy)
+        .build()
+        .unwrap()
+}
+
+pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

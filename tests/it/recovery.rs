@@ -1,59 +1,14 @@
 //! Recovery: sources that die and come back, sources that die for good, silent sources,
 //! and hardware devices that are not there.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use streamvisor::{
-    AbrProfile, Error, ErrorKind, Hooks, HwKind, RecoveryPolicy, StateEvent, StateSet, Stream,
-    StreamConfig, StreamState,
+    AbrProfile, Error, ErrorKind, HwKind, RecoveryPolicy, StateSet, Stream, StreamConfig,
+    StreamState,
 };
 
 use crate::common::*;
-
-/// Records every state event a stream's hooks see.
-fn recorder() -> (Hooks, Arc<Mutex<Vec<StateEvent>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    (
-        Hooks::new().on_state_change(move |ev| log.lock().unwrap().push(ev.clone())),
-        seen,
-    )
-}
-
-fn states(seen: &Mutex<Vec<StateEvent>>) -> Vec<StreamState> {
-    seen.lock().unwrap().iter().map(|e| e.to).collect()
-}
-
-fn fast_policy(attempts: u32) -> RecoveryPolicy {
-    RecoveryPolicy::default()
-        .with_max_attempts(attempts)
-        .with_backoff(Duration::from_millis(100), Duration::from_millis(400))
-        .with_max_outage(Duration::from_secs(20))
-}
-
-fn live_config(id: &str, url: &str, out: &std::path::Path, policy: RecoveryPolicy) -> StreamConfig {
-    StreamConfig::builder(id, url, out)
-        .profile(
-            AbrProfile::from_rungs(&["360p", "240p"])
-                .unwrap()
-                .with_preset("ultrafast")
-                .with_segment_duration(Duration::from_secs(1))
-                .with_live_window(1000),
-        )
-        .io_timeout(Duration::from_secs(3))
-        .recovery(policy)
-        .build()
-        .unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn a_killed_and_restarted_source_reconnects_into_one_continuous_output() {

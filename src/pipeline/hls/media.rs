@@ -52,6 +52,9 @@ pub struct SegmentWriter {
     discontinuity_sequence: u64,
     /// fsync the playlist at each write.
     sync: bool,
+    /// The final playlist gets `#EXT-X-ENDLIST` (not when the stream failed: a restart may
+    /// continue it).
+    final_endlist: bool,
 }
 
 /// How a variant's output is written.
@@ -134,6 +137,7 @@ impl SegmentWriter {
             unlisted: VecDeque::new(),
             open_discontinuity: false,
             discontinuity_sequence: start.discontinuity_sequence,
+            final_endlist: true,
             sync,
         };
         let first = w.segment_path(w.next_sequence);
@@ -209,7 +213,7 @@ impl SegmentWriter {
     }
 
     /// Closes the open segment ending at `end` seconds and lists it. `last`: the stream is
-    /// over (the trailer already flushed the muxer) and the playlist gets its ENDLIST.
+    /// over (the trailer already flushed the muxer) and the playlist is final.
     fn close_open_segment(&mut self, end: f64, last: bool) -> Result<SegmentDone, OutputError> {
         let seq = self.next_sequence;
         let path = self.segment_path(seq);
@@ -241,7 +245,7 @@ impl SegmentWriter {
         self.open_start = None;
         self.open_end = 0.0;
         self.expire_old_segments(end)?;
-        let playlist_bytes = self.write_playlist(last)?;
+        let playlist_bytes = self.write_playlist(last && self.final_endlist)?;
         Ok(SegmentDone {
             bytes,
             playlist_bytes,
@@ -280,9 +284,10 @@ impl SegmentWriter {
     }
 
     /// The stream is over: flushes the muxer, closes the last segment and writes the final
-    /// playlist (with `#EXT-X-ENDLIST`). Returns the last segment's figures, if it had any
-    /// media.
-    pub fn end_stream(&mut self) -> Result<Option<SegmentDone>, OutputError> {
+    /// playlist, with `#EXT-X-ENDLIST` when `endlist` (a stream that failed lists what it
+    /// made without it). Returns the last segment's figures, if it had any media.
+    pub fn end_stream(&mut self, endlist: bool) -> Result<Option<SegmentDone>, OutputError> {
+        self.final_endlist = endlist;
         let seq = self.next_sequence;
         let path = self.segment_path(seq);
         self.muxer
@@ -298,7 +303,7 @@ impl SegmentWriter {
             let playlist_bytes = if self.segments.is_empty() {
                 0
             } else {
-                self.write_playlist(true)?
+                self.write_playlist(endlist)?
             };
             Ok(Some(SegmentDone {
                 playlist_bytes,
