@@ -73,6 +73,9 @@ impl Rational {
 /// `AVERROR_EOF`.
 pub const AVERROR_EOF: i32 = sys::AVERROR_EOF;
 
+/// `AVERROR_EXIT`: an interrupt callback cut the call.
+pub const AVERROR_EXIT: i32 = sys::AVERROR_EXIT;
+
 /// `AV_NOPTS_VALUE`: a timestamp FFmpeg does not know.
 pub const NO_PTS: i64 = sys::AV_NOPTS_VALUE;
 
