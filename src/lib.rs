@@ -77,7 +77,7 @@ mod stream;
 
 pub use config::{
     device_key, AbrProfile, Backoff, FilterRole, GeneratedFilter, GeneratedGraph, HwDevice, HwKind,
-    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, SourceHint, StreamConfig,
+    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, Source, SourceHint, StreamConfig,
     StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };

@@ -9,6 +9,7 @@ mod decode;
 mod errors;
 mod hls;
 mod plan;
+mod reader;
 mod session;
 mod timeline;
 mod variant;
@@ -37,6 +38,13 @@ use variant::{Rung, VariantMsg, VariantWorker};
 /// Opens the source on the calling thread (bounded by the config's I/O timeout), reads what
 /// it is, and closes it: its picture size and frame rate, as a [`SourceHint`].
 pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
+    if !config.input().can_reopen() {
+        return Err(Error::config(
+            "source",
+            "probing would consume the one-shot reader: declare the source with \
+             StreamConfigBuilder::source_hint, or use Source::reader_factory",
+        ));
+    }
     let signals = Signals::new();
     let session = SourceOpener::new(config, &signals)
         .open()

@@ -10,6 +10,7 @@ mod lifecycle;
 mod liveness;
 mod manager;
 mod output;
+mod reader;
 mod recovery;
 mod security;
 mod timeline;
