@@ -6,6 +6,7 @@
 
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use streamvisor::{
 };
 
 use crate::common::*;
-use crate::security::{assert_never_opened, canary_fifo};
+use crate::security::{assert_never_opened, canary_fifo, example};
 
 /// An MPEG-TS file (H.264 + AAC) of `secs` seconds at 160x90, 15 fps, one keyframe a second.
 fn make_ts(dir: &Path, name: &str, secs: u32) -> PathBuf {
@@ -491,6 +492,37 @@ fn reader_leaks_child() {
     }
     assert_eq!(thread_count(), threads, "threads back to the baseline");
     assert_eq!(fd_count(), fds, "descriptors back to the baseline");
+}
+
+#[test]
+fn transcode_reads_stdin_with_a_forced_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let ts = make_ts(dir.path(), "in.ts", 3);
+    let out = dir.path().join("hls");
+    let run = Command::new("sh")
+        .args([
+            "-c",
+            r#"cat "$0" | "$1" - --format mpegts --out "$2" --ladder 240p --preset ultrafast"#,
+        ])
+        .arg(&ts)
+        .arg(example("transcode"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(out.join("master.m3u8").is_file(), "{stderr}");
+    assert_eq!(read_master(&out).variants.len(), 1);
+    assert_eq!(rung(&out).0, 45, "{stderr}");
+    // A format FFmpeg does not know is refused before anything is read.
+    let bad = Command::new(example("transcode"))
+        .args(["-", "--format", "nosuchformat", "--out"])
+        .arg(dir.path().join("bad"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("source.format"));
 }
 
 /// The refusal of a config: its field and reason.

@@ -258,7 +258,7 @@ fn a_picture_size_change_past_the_limit_fails_the_stream_naming_the_size() {
 
 /// The `transcode` example, built beside this test binary (`cargo test --all-targets` and
 /// `make test` build the examples).
-fn example(name: &str) -> PathBuf {
+pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
