@@ -45,7 +45,8 @@ const NO_PROTOCOL: &str = "none";
 /// [`source_hint`](crate::StreamConfigBuilder::source_hint) instead). A second run of the
 /// same config fails with [`Error::InvalidConfig`] (field `source`). A
 /// [`Source::reader_factory`] makes a new reader for every open: reconnects, restarts and
-/// probes call it.
+/// probes call it. A hardware decoder lost mid-stream cannot resume a reader source on the
+/// CPU (the bytes already read are gone).
 #[derive(Clone)]
 pub struct Source {
     input: SourceInput,

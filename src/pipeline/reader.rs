@@ -57,8 +57,9 @@ pub(super) fn open_reader(
     let Some(opening) = reader.open() else {
         return Err(Error::config(
             "source",
-            "the one-shot reader was already read by an earlier run of this config (or a \
-             clone of it); a source read more than once needs Source::reader_factory",
+            "the one-shot reader was already taken by an earlier open (a run of this config \
+             or of a clone, or a reopen after a hardware fallback); a source opened more \
+             than once needs Source::reader_factory",
         ));
     };
     let name = format!("sv-{}-reader", config.id());
