@@ -3,10 +3,13 @@
 //! ```text
 //! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
 //!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]
+//!     [--format NAME]
 //! ```
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
 //! tone. A `lavfi:` INPUT is refused unless `--allow-lavfi` is given (generated sources
-//! are trusted input). A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
+//! are trusted input). INPUT `-` reads stdin through a Rust `Read` (`Source::reader`), e.g.
+//! `cat in.ts | transcode - --format mpegts`; `--format` forces the input format by
+//! FFmpeg's short name (for any INPUT). A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
 //! the stream ended normally; non-zero, with the error on stderr, when it failed.
 //!
 //! `--json` prints one JSON object per line on stdout for every state change
@@ -24,7 +27,9 @@ use std::time::Duration;
 #[path = "common/json.rs"]
 mod json;
 
-use streamvisor::{AbrProfile, RecoveryPolicy, StateSet, Stream, StreamConfig, StreamState};
+use streamvisor::{
+    AbrProfile, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
+};
 
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
 const DEFAULT_SOURCE: &str = "lavfi:testsrc2=size=1920x1080:rate=30:duration=10;sine=frequency=440:sample_rate=48000:duration=10";
@@ -39,10 +44,12 @@ struct Args {
     max_reconnects: Option<u32>,
     /// Generated (`lavfi:`) sources accepted: the embedded default, or `--allow-lavfi`.
     allow_lavfi: bool,
+    /// The input format, forced by name.
+    format: Option<String>,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +62,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         max_reconnects: None,
         allow_lavfi: false,
+        format: None,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -85,6 +93,7 @@ fn parse_args() -> Result<Args, String> {
                 );
             }
             "--allow-lavfi" => args.allow_lavfi = true,
+            "--format" => args.format = Some(value("--format")?),
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
@@ -121,7 +130,15 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(n) = args.max_reconnects {
         recovery = recovery.with_max_attempts(n);
     }
-    let config = StreamConfig::builder("transcode", &args.input, &args.out)
+    // `-` is stdin, read as a Rust `Read` on the stream's reader thread.
+    let mut source = match args.input.as_str() {
+        "-" => Source::reader(std::io::stdin()),
+        url => Source::url(url),
+    };
+    if let Some(name) = &args.format {
+        source = source.format(name);
+    }
+    let config = StreamConfig::builder("transcode", source, &args.out)
         .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
         .recovery(recovery)

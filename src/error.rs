@@ -103,8 +103,11 @@ pub enum Error {
         op: &'static str,
         /// FFmpeg's error code.
         code: i32,
-        /// FFmpeg's message for the code.
+        /// FFmpeg's message for the code (for a reader source, the reader's error).
         message: String,
+        /// The kind of the I/O error an application's reader returned (a reader source);
+        /// `None` for FFmpeg's own I/O. Also [`Error::io_kind`].
+        io_kind: Option<std::io::ErrorKind>,
     },
 
     /// No data arrived from the source within the read timeout.
@@ -281,6 +284,15 @@ impl Error {
         }
     }
 
+    /// The kind of the I/O error behind a [`Error::SourceIo`] when an application's reader
+    /// returned it (see [`Source::reader`](crate::Source::reader)).
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::SourceIo { io_kind, .. } => *io_kind,
+            _ => None,
+        }
+    }
+
     /// The stream the error belongs to, if any.
     pub fn stream_id(&self) -> Option<&str> {
         on_stream_field!(self, stream => Some(stream.as_str()).filter(|s| !s.is_empty()), None)
@@ -342,6 +354,25 @@ impl Error {
             op,
             code,
             message,
+            io_kind: None,
+        }
+    }
+
+    /// An application's reader (shown as `label`) failed with an I/O error of this kind.
+    pub(crate) fn reader_io(
+        label: &str,
+        op: &'static str,
+        code: i32,
+        message: String,
+        kind: std::io::ErrorKind,
+    ) -> Self {
+        Error::SourceIo {
+            stream: String::new(),
+            url: label.to_owned(),
+            op,
+            code,
+            message,
+            io_kind: Some(kind),
         }
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Live and on-demand transcoding on FFmpeg's C libraries, embeddable and synchronous,
 //! with a supervised lifecycle. A [`Stream`] reads one source (a file, an http(s), rtmp,
-//! srt, udp/rtp or tcp URL, or a `lavfi:` test graph), decodes it once, and writes an
-//! adaptive-bitrate ladder of H.264 + AAC variants as HLS with a master playlist.
+//! srt, udp/rtp or tcp URL, a `lavfi:` test graph, or the application's own bytes through
+//! a [`Source::reader`]), decodes it once, and writes an adaptive-bitrate ladder of H.264 +
+//! AAC variants as HLS with a master playlist.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -77,7 +78,7 @@ mod stream;
 
 pub use config::{
     device_key, AbrProfile, Backoff, FilterRole, GeneratedFilter, GeneratedGraph, HwDevice, HwKind,
-    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, SourceHint, StreamConfig,
+    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, Source, SourceHint, StreamConfig,
     StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# `make valgrind`: memcheck over (1) a short transcode through the `transcode` example, and
-# (2) the lifecycle and liveness tests, each run alone. Fails on any invalid read/write or
+# `make valgrind`: memcheck over (1) a short transcode through the `transcode` example, from
+# a file and from stdin (`transcode -`: a Rust reader through the custom AVIO context), and
+# (2) the lifecycle, liveness and reader tests, each run alone. Fails on any invalid read/write or
 # definite leak outside the suppressions in tools/valgrind.supp (FFmpeg library leaks only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,10 +21,17 @@ echo "== transcode (2 s 320x180 file, 240p ladder) under memcheck"
   --out "$WORK/hls" --ladder 240p --preset ultrafast >/dev/null
 grep -E "ERROR SUMMARY|definitely lost|Invalid" "$WORK/transcode.log" || true
 
+echo "== transcode - (the same media as MPEG-TS on stdin, a reader) under memcheck"
+ffmpeg -y -hide_banner -loglevel error -i "$WORK/in.mp4" -c copy -f mpegts "$WORK/in.ts"
+"${VG[@]}" --log-file="$WORK/transcode-reader.log" target/release/examples/transcode - \
+  --format mpegts --out "$WORK/hls-reader" --ladder 240p --preset ultrafast \
+  <"$WORK/in.ts" >/dev/null
+grep -E "ERROR SUMMARY|definitely lost|Invalid" "$WORK/transcode-reader.log" || true
+
 exe=$(ls -t target/release/deps/it-* | grep -v '\.d$' | head -1)
 # Memcheck's verdict is what counts here: at valgrind's 20-50x slowdown a few tests'
 # latency assertions cannot hold, so test failures are shown but do not fail the target.
-for t in lifecycle:: liveness::; do
+for t in lifecycle:: liveness:: reader::; do
   echo "== tests $t under memcheck"
   rc=0
   "${VG[@]}" --log-file="$WORK/tests-${t%::}.log" "$exe" "$t" --test-threads 1 \

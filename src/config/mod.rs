@@ -7,6 +7,7 @@ use std::time::Duration;
 mod generated;
 mod hw;
 mod ladder;
+mod reader;
 mod recovery;
 pub(crate) mod source;
 
@@ -17,23 +18,29 @@ pub use ladder::{
     AbrProfile, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };
+pub(crate) use reader::{AppReader, Opening, ReaderSource};
 pub(crate) use recovery::BackoffTimer;
 pub use recovery::{Backoff, Reconnect, RecoveryPolicy, RestartPolicy};
-pub(crate) use source::SourceKind;
+pub use source::Source;
+pub(crate) use source::{SourceKind, READER_LABEL};
 
 use crate::error::{Error, Result};
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
 ///
-/// Its `Debug` masks secrets: the source goes through [`redact_url`](crate::redact_url),
-/// and input options whose key looks secret (or carries `headers`/`cookies`) show `***`.
+/// Its `Debug` masks secrets: the source goes through [`redact_url`](crate::redact_url)
+/// (a reader is never shown, only described), and input options whose key looks secret
+/// (or carries `headers`/`cookies`) show `***`.
 #[derive(Clone)]
 pub struct StreamConfig {
     id: String,
-    source: String,
+    source: Source,
     /// A `lavfi:` source's graph, parsed when the config was built.
     generated: Option<GeneratedGraph>,
     allow_generated: bool,
+    allow_devices: bool,
+    /// The source's forced format is a device (found when the config was built).
+    device_format: bool,
     output_dir: PathBuf,
     profile: AbrProfile,
     hw_device: Option<HwDevice>,
@@ -74,11 +81,12 @@ pub(crate) struct Faults {
 }
 
 impl StreamConfig {
-    /// Starts a configuration: a stream id (`[A-Za-z0-9_-]{1,64}`), a source (path, URL or
-    /// `lavfi:<graph>`), and the directory the ladder is written to.
+    /// Starts a configuration: a stream id (`[A-Za-z0-9_-]{1,64}`), a source (a path, URL
+    /// or `lavfi:<graph>` as a string, or any [`Source`], e.g. an application's reader),
+    /// and the directory the ladder is written to.
     pub fn builder(
         id: impl Into<String>,
-        source: impl Into<String>,
+        source: impl Into<Source>,
         output_dir: impl Into<PathBuf>,
     ) -> StreamConfigBuilder {
         StreamConfigBuilder {
@@ -87,6 +95,8 @@ impl StreamConfig {
                 source: source.into(),
                 generated: None,
                 allow_generated: false,
+                allow_devices: false,
+                device_format: false,
                 output_dir: output_dir.into(),
                 profile: AbrProfile::standard(),
                 hw_device: None,
@@ -115,9 +125,15 @@ impl StreamConfig {
         &self.id
     }
 
-    /// The source as given, secrets included: this is what is opened. Show it with
-    /// [`redact_url`](crate::redact_url).
+    /// The source URL as given, secrets included: this is what is opened. Show it with
+    /// [`redact_url`](crate::redact_url). For a reader source, the label `<reader>` (see
+    /// [`StreamConfig::input`]).
     pub fn source(&self) -> &str {
+        self.source.as_url().unwrap_or(READER_LABEL)
+    }
+
+    /// The source as given: a URL or a reader, and its forced format.
+    pub fn input(&self) -> &Source {
         &self.source
     }
 
@@ -130,6 +146,11 @@ impl StreamConfig {
     /// True when the config opted in to generated (`lavfi:`) sources.
     pub fn allows_generated_sources(&self) -> bool {
         self.allow_generated
+    }
+
+    /// True when the config opted in to device input formats.
+    pub fn allows_device_sources(&self) -> bool {
+        self.allow_devices
     }
 
     /// The output directory.
@@ -184,14 +205,24 @@ impl StreamConfig {
     }
 
     /// True when the source is reached over a network (anything with a `scheme://` other
-    /// than `file:`), as opposed to a local file or a `lavfi:` graph.
+    /// than `file:`), as opposed to a local file, a `lavfi:` graph, a device or a reader.
     pub fn is_network_source(&self) -> bool {
         matches!(self.source_kind(), SourceKind::Network { .. })
     }
 
-    /// What the source string names (generated graph, file, network URL).
+    /// True when a [`Reconnect::Auto`] policy reconnects the source: a network source, or a
+    /// reader factory (a one-shot reader never is).
+    pub(crate) fn reconnects_by_default(&self) -> bool {
+        self.is_network_source() || (self.source.is_reader() && self.source.can_reopen())
+    }
+
+    /// What the source is (generated graph, file, network URL, device, reader).
     pub(crate) fn source_kind(&self) -> SourceKind<'_> {
-        SourceKind::of(&self.source)
+        match self.source.as_url() {
+            None => SourceKind::Reader,
+            Some(_) if self.device_format => SourceKind::Device,
+            Some(url) => SourceKind::of(url),
+        }
     }
 
     #[cfg(feature = "fault-injection")]
@@ -220,8 +251,9 @@ impl std::fmt::Debug for StreamConfig {
             .collect();
         let mut d = f.debug_struct("StreamConfig");
         d.field("id", &self.id)
-            .field("source", &crate::redact::redact_url(&self.source))
+            .field("source", &self.source)
             .field("allow_generated", &self.allow_generated)
+            .field("allow_devices", &self.allow_devices)
             .field("output_dir", &self.output_dir)
             .field("profile", &self.profile)
             .field("hw_device", &self.hw_device)
@@ -265,6 +297,16 @@ impl StreamConfigBuilder {
     /// [`GeneratedGraph`]) and FFmpeg gets a graph rendered from the parsed form.
     pub fn allow_generated_sources(mut self, allow: bool) -> Self {
         self.config.allow_generated = allow;
+        self
+    }
+
+    /// Accepts device input formats forced on a URL source with [`Source::format`]
+    /// (default: refused): `v4l2` cameras, `alsa` sound cards, `x11grab` screens, `fbdev`,
+    /// ... A device reads this machine's hardware, so only an application's own
+    /// configuration should name one, never a tenant's. (`lavfi` is refused even then: use
+    /// a `lavfi:` source.)
+    pub fn allow_device_sources(mut self, allow: bool) -> Self {
+        self.config.allow_devices = allow;
         self
     }
 
@@ -326,15 +368,7 @@ impl StreamConfigBuilder {
     pub fn build(self) -> Result<StreamConfig> {
         let mut c = self.config;
         validate_name("id", &c.id)?;
-        if c.source.trim().is_empty() {
-            return Err(Error::config("source", "empty"));
-        }
-        if c.source.contains('\0') {
-            return Err(Error::config("source", "contains a NUL byte"));
-        }
-        if c.source.len() > 8192 {
-            return Err(Error::config("source", "longer than 8192 bytes"));
-        }
+        c.device_format = c.source.validate(c.allow_devices)?;
         c.generated = match c.source_kind() {
             SourceKind::Generated { .. } if !c.allow_generated => {
                 return Err(Error::config(

@@ -98,11 +98,13 @@ impl BackoffTimer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Reconnect {
-    /// Network sources reconnect (an unexpected end of a live source included); files and
-    /// `lavfi:` sources do not: a file that ends is simply finished.
+    /// Network sources and reader factories ([`Source::reader_factory`](crate::Source::reader_factory))
+    /// reconnect (an unexpected end of a live source included); files, devices and `lavfi:`
+    /// sources do not: a file that ends is simply finished.
     #[default]
     Auto,
-    /// Reconnect on every recoverable source error.
+    /// Reconnect on every recoverable source error (a one-shot reader never: it cannot be
+    /// read again).
     Always,
     /// Never reconnect: the first source error fails the stream.
     Never,
@@ -190,7 +192,8 @@ impl RecoveryPolicy {
     }
 }
 
-/// Restarting managed streams that end `Failed` (off by default).
+/// Restarting managed streams that end `Failed` (off by default). A stream whose source is
+/// a one-shot reader ([`Source::reader`](crate::Source::reader)) is never restarted.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct RestartPolicy {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ffmpeg_sys_next as sys;
 
+use super::avio::CustomIo;
 use super::{check, cstring, step, AvError, CodecContext, Dictionary, Packet, Rational, Step};
 
 /// Cancels blocking FFmpeg I/O: FFmpeg polls it through `AVIOInterruptCB` while it waits.
@@ -72,7 +73,7 @@ impl Interrupt {
         self.timed_out.load(Ordering::Relaxed)
     }
 
-    fn should_abort(&self) -> bool {
+    pub(super) fn should_abort(&self) -> bool {
         if self.is_interrupted() {
             return true;
         }
@@ -121,61 +122,92 @@ pub struct InputContext {
     ptr: NonNull<sys::AVFormatContext>,
     /// Keeps the callback's opaque pointer valid for the context's whole life.
     _interrupt: Arc<Interrupt>,
+    /// The custom input the context reads from (its `pb`), freed after the context.
+    custom_io: Option<CustomIo>,
 }
 
-// SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the interrupt it points at is Sync (atomics only).
+// SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the interrupt it points at is Sync (atomics only); the custom input is Send.
 unsafe impl Send for InputContext {}
+
+/// A failed [`InputContext::open_custom`]: the error, and the custom input handed back (to
+/// read what its source reported).
+pub type CustomOpenError = (AvError, CustomIo);
 
 impl InputContext {
     /// Opens `url` (with an optional forced input format such as `lavfi`) and reads its
-    /// header; [`InputContext::find_stream_info`] reads further. `options` go to the demuxer and protocol; keys they
-    /// did not recognise are returned alongside.
+    /// header; [`InputContext::find_stream_info`] reads further. `options` go to the
+    /// demuxer and protocol; keys they did not recognise are returned alongside.
     pub fn open(
         url: &str,
         format: Option<&str>,
-        mut options: Dictionary,
+        options: Dictionary,
         interrupt: Arc<Interrupt>,
     ) -> Result<(Self, Vec<String>), AvError> {
-        super::init();
         let c_url = cstring(url, "avformat_open_input")?;
-        let fmt = match format {
-            Some(name) => {
-                let c_name = cstring(name, "av_find_input_format")?;
-                // SAFETY: c_name is a valid C string; the result is a static descriptor.
-                let f = unsafe { sys::av_find_input_format(c_name.as_ptr()) };
-                if f.is_null() {
-                    return Err(AvError::new(
-                        sys::AVERROR_DEMUXER_NOT_FOUND,
-                        "av_find_input_format",
-                    ));
-                }
-                f
-            }
+        Self::open_with(Some(&c_url), None, format, options, interrupt).map_err(|(e, _)| e)
+    }
+
+    /// Opens a custom input (its bytes come from `io`'s source), like [`InputContext::open`]
+    /// otherwise. The context is told its I/O is custom (`AVFMT_FLAG_CUSTOM_IO`): closing
+    /// it leaves `io` alone, which this owner frees after the context.
+    pub fn open_custom(
+        io: CustomIo,
+        format: Option<&str>,
+        options: Dictionary,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(Self, Vec<String>), CustomOpenError> {
+        Self::open_with(None, Some(io), format, options, interrupt)
+            .map_err(|(e, io)| (e, io.expect("the custom input is handed back")))
+    }
+
+    fn open_with(
+        url: Option<&CStr>,
+        custom_io: Option<CustomIo>,
+        format: Option<&str>,
+        mut options: Dictionary,
+        interrupt: Arc<Interrupt>,
+    ) -> Result<(Self, Vec<String>), (AvError, Option<CustomIo>)> {
+        super::init();
+        let fmt = match format.map(find_input_format) {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => return Err((e, custom_io)),
             None => ptr::null(),
         };
         // SAFETY: avformat_alloc_context has no preconditions.
         let mut raw = unsafe { sys::avformat_alloc_context() };
         if raw.is_null() {
-            return Err(AvError::new(
-                sys::AVERROR(libc::ENOMEM),
-                "avformat_alloc_context",
-            ));
+            let e = AvError::new(sys::AVERROR(libc::ENOMEM), "avformat_alloc_context");
+            return Err((e, custom_io));
         }
-        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure).
+        let pb = custom_io.as_ref().map_or(ptr::null_mut(), CustomIo::as_ptr);
+        let c_url = url.map_or(ptr::null(), CStr::as_ptr);
+        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input).
         let ret = unsafe {
             (*raw).interrupt_callback = sys::AVIOInterruptCB {
                 callback: Some(interrupt_callback),
                 opaque: Arc::as_ptr(&interrupt) as *mut c_void,
             };
-            sys::avformat_open_input(&mut raw, c_url.as_ptr(), fmt, options.as_mut_ptr())
+            if !pb.is_null() {
+                (*raw).pb = pb;
+                (*raw).flags |= sys::AVFMT_FLAG_CUSTOM_IO;
+            }
+            sys::avformat_open_input(&mut raw, c_url, fmt, options.as_mut_ptr())
         };
         // On failure avformat_open_input frees the context and sets raw to NULL.
-        check(ret, "avformat_open_input")?;
+        if let Err(e) = check(ret, "avformat_open_input") {
+            return Err((e, custom_io));
+        }
         let ctx = Self {
             ptr: NonNull::new(raw).expect("avformat_open_input succeeded with NULL"),
             _interrupt: interrupt,
+            custom_io,
         };
         Ok((ctx, options.keys()))
+    }
+
+    /// The custom input this context reads from, if it is one.
+    pub fn custom_io(&mut self) -> Option<&mut CustomIo> {
+        self.custom_io.as_mut()
     }
 
     /// Reads (and decodes) the start of the input until every stream's parameters are known.
@@ -346,7 +378,7 @@ impl InputContext {
 impl Drop for InputContext {
     fn drop(&mut self) {
         let mut p = self.ptr.as_ptr();
-        // SAFETY: we own the opened context; avformat_close_input closes its I/O and frees it.
+        // SAFETY: we own the opened context; avformat_close_input closes its I/O (a custom one excepted, flagged AVFMT_FLAG_CUSTOM_IO: the custom_io field frees it after) and frees the context.
         unsafe { sys::avformat_close_input(&mut p) }
     }
 }
@@ -527,5 +559,20 @@ impl Drop for OutputContext {
             }
             sys::avformat_free_context(self.ptr.as_ptr());
         }
+    }
+}
+
+/// The input format FFmpeg knows by the short name `name`.
+fn find_input_format(name: &str) -> Result<*const sys::AVInputFormat, AvError> {
+    let c_name = cstring(name, "av_find_input_format")?;
+    // SAFETY: c_name is a valid C string; the result is NULL or a static descriptor.
+    let f = unsafe { sys::av_find_input_format(c_name.as_ptr()) };
+    if f.is_null() {
+        Err(AvError::new(
+            sys::AVERROR_DEMUXER_NOT_FOUND,
+            "av_find_input_format",
+        ))
+    } else {
+        Ok(f)
     }
 }

@@ -5,6 +5,7 @@
 //! the call: [`Step::Again`] ("feed more"), [`Step::Eof`] ("drained"), or an [`AvError`]
 //! carrying the AVERROR code and the operation that produced it.
 
+mod avio;
 mod codec;
 mod filter;
 mod format;
@@ -13,6 +14,7 @@ mod hw;
 mod resample;
 mod scale;
 
+pub use avio::{input_format_kind, ByteSource, CustomIo, InputFormatKind, IoFailure};
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
 pub use filter::instantiated_filters;
 pub use format::{InputContext, Interrupt, OutputContext, StreamInfo};
@@ -72,6 +74,9 @@ impl Rational {
 
 /// `AVERROR_EOF`.
 pub const AVERROR_EOF: i32 = sys::AVERROR_EOF;
+
+/// `AVERROR_EXIT`: an interrupt callback cut the call.
+pub const AVERROR_EXIT: i32 = sys::AVERROR_EXIT;
 
 /// `AV_NOPTS_VALUE`: a timestamp FFmpeg does not know.
 pub const NO_PTS: i64 = sys::AV_NOPTS_VALUE;

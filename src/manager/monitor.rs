@@ -113,6 +113,13 @@ fn schedule_restart(core: &ManagerCore, config: StreamConfig, restarts: u32) {
     if !policy.enabled || restarts >= policy.max_restarts {
         return;
     }
+    if !config.input().can_reopen() {
+        log::warn!(
+            "stream {}: failed; not restarted: its source is a one-shot reader, already read",
+            config.id()
+        );
+        return;
+    }
     let next = restarts + 1;
     let wait = BackoffTimer::new(policy.backoff, config.id()).wait(next);
     log::info!(

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use super::session::{Session, SourceOpener};
 use crate::error::Error;
 use crate::ffi::Interrupt;
@@ -22,6 +24,26 @@ pub(crate) struct Signals {
     stop: AtomicBool,
     abort: AtomicBool,
     stall: AtomicBool,
+    /// Threads the pipeline started outside the stream's own, running application code
+    /// (an application's reader): the report names those still running when it is made.
+    helpers: Mutex<Vec<Helper>>,
+}
+
+/// A helper thread, running while its flag is up.
+#[derive(Debug)]
+struct Helper {
+    name: String,
+    running: Arc<AtomicBool>,
+}
+
+/// Held by a helper thread for its whole body: lowers its flag when dropped.
+#[derive(Debug)]
+pub(crate) struct HelperRunning(Arc<AtomicBool>);
+
+impl Drop for HelperRunning {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl Signals {
@@ -32,7 +54,30 @@ impl Signals {
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             stall: AtomicBool::new(false),
+            helpers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Registers a helper thread by name, before it is spawned; it holds the returned guard
+    /// for its whole body.
+    pub fn track_helper(&self, name: String) -> HelperRunning {
+        let running = Arc::new(AtomicBool::new(true));
+        // Short: drops the entries of helpers that ended, one push.
+        let mut helpers = self.helpers.lock();
+        helpers.retain(|h| h.running.load(Ordering::SeqCst));
+        helpers.push(Helper {
+            name,
+            running: running.clone(),
+        });
+        HelperRunning(running)
+    }
+
+    /// The names of the helper threads still running.
+    pub fn helpers_running(&self) -> Vec<String> {
+        // Short: one pass over a short list.
+        let helpers = self.helpers.lock();
+        let running = helpers.iter().filter(|h| h.running.load(Ordering::SeqCst));
+        running.map(|h| h.name.clone()).collect()
     }
 
     /// The interrupt installed on the stream's inputs (checks these signals and the I/O

@@ -190,7 +190,7 @@ impl<'a> DecodeLoop<'a> {
                     continue;
                 }
                 Ok(Step::Eof) => return self.end_of_source(session, interrupt.timed_out()),
-                Err(e) => match self.read_failure(e, interrupt.timed_out()) {
+                Err(e) => match self.read_failure(session, e, interrupt.timed_out()) {
                     Some(end) => return end,
                     None => continue,
                 },
@@ -211,9 +211,12 @@ impl<'a> DecodeLoop<'a> {
 
     /// The demuxer reported the end. Some (MPEG-TS) report a read cut by a stop, an abort,
     /// a timeout or the watchdog as an end of file: the cut wins over the "end".
-    fn end_of_source(&self, session: &Session, timed_out: bool) -> Result<Ending, Error> {
+    fn end_of_source(&self, session: &mut Session, timed_out: bool) -> Result<Ending, Error> {
         if let Some(end) = self.signalled() {
             return end;
+        }
+        if let Some(e) = session.reader_error(self.config) {
+            return Err(e); // an application's reader failed: that is no end
         }
         if timed_out {
             return Err(stalled(self.config));
@@ -234,12 +237,20 @@ impl<'a> DecodeLoop<'a> {
 
     /// A read failed: the run ends (stop, abort, stall, I/O error), or `None` to skip a
     /// damaged packet and go on.
-    fn read_failure(&self, e: AvError, timed_out: bool) -> Option<Result<Ending, Error>> {
+    fn read_failure(
+        &self,
+        session: &mut Session,
+        e: AvError,
+        timed_out: bool,
+    ) -> Option<Result<Ending, Error>> {
         if self.signals.abort_requested() {
             return Some(Err(Error::aborted()));
         }
         if self.signals.stop_requested() {
             return Some(Ok(Ending::Stopped));
+        }
+        if let Some(e) = session.reader_error(self.config) {
+            return Some(Err(e));
         }
         if timed_out {
             self.signals.take_stall();

@@ -9,6 +9,7 @@ mod decode;
 mod errors;
 mod hls;
 mod plan;
+mod reader;
 mod session;
 mod timeline;
 mod variant;
@@ -24,7 +25,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use crate::config::{SourceHint, StreamConfig};
 use crate::error::{Error, ErrorKind};
-use crate::ffi::{CodecContext, Interrupt, Rational};
+use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use decode::DecodeLoop;
@@ -37,6 +38,13 @@ use variant::{Rung, VariantMsg, VariantWorker};
 /// Opens the source on the calling thread (bounded by the config's I/O timeout), reads what
 /// it is, and closes it: its picture size and frame rate, as a [`SourceHint`].
 pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
+    if !config.input().can_reopen() {
+        return Err(Error::config(
+            "source",
+            "probing would consume the one-shot reader: declare the source with \
+             StreamConfigBuilder::source_hint, or use Source::reader_factory",
+        ));
+    }
     let signals = Signals::new();
     let session = SourceOpener::new(config, &signals)
         .open()
@@ -121,7 +129,10 @@ pub(crate) fn run(
         };
         drop(decode);
         drop(senders);
-        let variants = handles.into_iter().map(join_variant).collect();
+        let joined = handles.into_iter().map(join_variant);
+        let variants = joined
+            .map(|r| r.map_err(|e| cut_by_abort(e, signals)))
+            .collect();
         overall_result(told, variants)
     });
     drop(audio);
@@ -280,6 +291,18 @@ fn join_variant(h: VariantHandle<'_>) -> Result<MeasuredBitrate, Error> {
     })
 }
 
+/// An output write cut by the abort's interrupt is the abort, not a failure of its own (a
+/// variant may be cutting a segment when the abort lands: the demuxer hands over what it
+/// buffered when its read is interrupted).
+fn cut_by_abort(e: Error, signals: &Signals) -> Error {
+    let cut = e.kind() == ErrorKind::Output && e.code() == Some(AVERROR_EXIT);
+    if cut && signals.abort_requested() {
+        Error::aborted()
+    } else {
+        e
+    }
+}
+
 /// The run's result from the decode loop's and every variant's: the root cause wins over
 /// the `Aborted` that other threads report when they are torn down because of it, and a run
 /// is only finished when every variant finished (an abort that overtook a graceful end
@@ -329,5 +352,25 @@ mod tests {
         ));
         let ok = overall_result(Ok(Ending::SourceEnded), vec![Ok(m(1, 2)), Ok(m(3, 4))]);
         assert_eq!(ok.unwrap(), (Ending::SourceEnded, vec![m(1, 2), m(3, 4)]));
+    }
+
+    #[test]
+    fn an_output_write_cut_by_the_abort_is_the_abort() {
+        let cut = || {
+            let e = crate::ffi::AvError::new(AVERROR_EXIT, "avio_close");
+            Error::output_av("seg_00000.ts", &e)
+        };
+        let signals = Signals::new();
+        assert!(matches!(
+            cut_by_abort(cut(), &signals),
+            Error::Output { .. }
+        ));
+        signals.request_abort();
+        assert!(matches!(
+            cut_by_abort(cut(), &signals),
+            Error::Aborted { .. }
+        ));
+        let full = Error::output("seg_00000.ts", &std::io::Error::other("disk full"));
+        assert!(matches!(cut_by_abort(full, &signals), Error::Output { .. }));
     }
 }

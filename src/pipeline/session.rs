@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::control::Signals;
 use super::errors::{decoder_error, hardware_error, invalid_input, open_error};
+use super::reader::{open_reader, reader_failure};
 use crate::config::{is_allowed_filter, GeneratedGraph, PlaylistMode, SourceKind, StreamConfig};
 use crate::error::Error;
 use crate::ffi::{
@@ -45,6 +46,12 @@ impl Session {
         } else {
             config.io_timeout()
         }
+    }
+
+    /// What an application's reader reported (its error, its panic, a seek it could not
+    /// make), as the error that ends the session; `None` for other sources.
+    pub fn reader_error(&mut self, config: &StreamConfig) -> Option<Error> {
+        reader_failure(config, self.input.custom_io()?)
     }
 
     /// The source's audio stream, for the audio chain to decode.
@@ -108,7 +115,7 @@ impl<'a> SourceOpener<'a> {
         let live = match config.playlist_mode() {
             PlaylistMode::Vod => false,
             PlaylistMode::Live => true,
-            _ if kind.is_live_scheme() => true,
+            _ if kind.is_live_by_nature() => true,
             _ => kind.is_http() && !input.has_duration(),
         };
         let hls = input.format_name().split(',').any(|n| n == "hls");
@@ -130,20 +137,9 @@ fn open_input(
     signals: &Signals,
 ) -> Result<(InputContext, StreamInfo, Option<StreamInfo>), Error> {
     let interrupt = signals.interrupt();
-    let kind = config.source_kind();
-    let (url, format) = match config.generated_graph() {
-        Some(graph) => {
-            check_instantiated(config, graph)?;
-            (graph.ffmpeg_graph(), Some("lavfi"))
-        }
-        None => {
-            refuse_special_file(config)?;
-            (config.source(), None)
-        }
-    };
-    let mut opts = Dictionary::new();
     let av = |e: AvError| open_error(config, interrupt, e);
-    if let Some(list) = kind.protocol_whitelist() {
+    let mut opts = Dictionary::new();
+    if let Some(list) = config.source_kind().protocol_whitelist() {
         opts.set("protocol_whitelist", list).map_err(av)?;
     }
     for (k, v) in config.input_options() {
@@ -151,10 +147,9 @@ fn open_input(
     }
     interrupt.arm(config.io_timeout());
     let _ = take_refused_picture(); // forget an earlier session's
-    let opened = InputContext::open(url, format, opts, interrupt.clone());
-    let (mut input, unused) = opened.map_err(|e| {
+    let (mut input, unused) = open_demuxer(config, signals, opts).map_err(|e| {
         interrupt.disarm();
-        refused_picture(config).unwrap_or_else(|| av(e))
+        refused_picture(config).unwrap_or(e)
     })?;
     if !unused.is_empty() {
         log::warn!(
@@ -171,7 +166,15 @@ fn open_input(
     })?;
     let probed = input.find_stream_info(MAX_PIXELS);
     interrupt.disarm();
-    probed.map_err(|e| refused_picture(config).unwrap_or_else(|| av(e)))?;
+    probed.map_err(|e| {
+        let reader = || match input.custom_io() {
+            Some(io) if !interrupt.is_interrupted() => reader_failure(config, io),
+            _ => None,
+        };
+        refused_picture(config)
+            .or_else(reader)
+            .unwrap_or_else(|| av(e))
+    })?;
     let Some(vi) = input.best_video() else {
         let what = if input.best_audio().is_some() {
             "audio only"
@@ -192,6 +195,31 @@ fn open_input(
     check_picture("declared", (video.width, video.height)).map_err(invalid)?;
     let audio = input.best_audio().map(|i| input.stream_info(i));
     Ok((input, video, audio))
+}
+
+/// Opens the demuxer on the source: a generated graph, a URL (with its forced format, if
+/// any), or an application's reader.
+fn open_demuxer(
+    config: &StreamConfig,
+    signals: &Signals,
+    opts: Dictionary,
+) -> Result<(InputContext, Vec<String>), Error> {
+    if let Some(reader) = config.input().reader_source() {
+        return open_reader(config, signals, reader, opts);
+    }
+    let (url, format) = match config.generated_graph() {
+        Some(graph) => {
+            check_instantiated(config, graph)?;
+            (graph.ffmpeg_graph(), Some("lavfi"))
+        }
+        None => {
+            refuse_special_file(config)?;
+            (config.source(), config.input().forced_format())
+        }
+    };
+    let interrupt = signals.interrupt();
+    InputContext::open(url, format, opts, interrupt.clone())
+        .map_err(|e| open_error(config, interrupt, e))
 }
 
 /// Defence in depth behind the grammar: libavfilter parses the rendered graph into a

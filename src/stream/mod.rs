@@ -64,7 +64,8 @@ pub struct StreamReport {
     /// True when a graceful stop missed its deadline and the stream was aborted instead.
     pub stop_deadline_exceeded: bool,
     /// Threads of the stream that had not ended by the call's bound and were left running
-    /// (detached), by name: a thread stuck in a user hook (`sv-<id>-hooks`) or in a call
+    /// (detached), by name: a thread stuck in a user hook (`sv-<id>-hooks`), in an
+    /// application's reader (`sv-<id>-reader`, see [`Source`](crate::Source)) or in a call
     /// nothing can interrupt (`sv-<id>`). Each frees its resources when it returns.
     pub threads_left_behind: Vec<String>,
 }
@@ -311,7 +312,8 @@ impl Stream<Running> {
         if abort {
             lifecycle.signals.request_abort();
         }
-        let threads_left_behind = threads.join_by(deadline);
+        let mut threads_left_behind = threads.join_by(deadline);
+        threads_left_behind.extend(lifecycle.signals.helpers_running());
         if threads.worker_left_behind() {
             // The run is over for the caller: it ends aborted, whatever the thread left
             // behind reports when it returns (a terminal state is never left).

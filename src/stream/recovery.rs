@@ -39,10 +39,11 @@ impl<'a> Recovery<'a> {
         let config = self.config();
         let policy = config.recovery();
         policy.max_attempts > 0
+            && config.input().can_reopen() // a one-shot reader cannot be read again
             && match policy.reconnect {
                 Reconnect::Always => true,
                 Reconnect::Never => false,
-                _ => config.is_network_source(),
+                _ => config.reconnects_by_default(),
             }
     }
 

@@ -257,6 +257,31 @@ pub fn thread_count() -> usize {
         .unwrap_or(0)
 }
 
+/// Threads of this process with this name (Linux keeps the first 15 bytes of it).
+pub fn threads_named(name: &str) -> usize {
+    let short: String = name.chars().take(15).collect();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|comm| comm.trim_end() == short)
+        .count()
+}
+
+/// Waits up to 5 s for every thread with this name to end.
+pub fn no_thread_named(name: &str) -> bool {
+    let t = std::time::Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if threads_named(name) == 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
 /// Thread and descriptor counts once they stop moving (threads that are ending, e.g. a
 /// reaper thread right after its retirement, are given up to 2 s to be gone).
 pub fn settled_counts() -> (usize, usize) {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use streamvisor::{AbrProfile, Hooks, StateEvent, Stream, StreamConfig, StreamState, GRACE};
 
-use crate::common::wait_running;
+use crate::common::{no_thread_named, threads_named, wait_running};
 
 /// One small rung from `source` to `out`.
 fn tiny(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
@@ -42,30 +42,6 @@ fn blocking_hook(blocking_state: StreamState) -> (Hooks, Sender<()>, Arc<Mutex<V
         }
     });
     (hooks, release_tx, seen)
-}
-
-/// Threads of this process with this name (Linux keeps the first 15 bytes).
-fn threads_named(name: &str) -> usize {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .filter(|comm| comm.trim_end() == name)
-        .count()
-}
-
-/// Waits up to 5 s for every thread with this name to end.
-fn no_thread_named(name: &str) -> bool {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(5) {
-        if threads_named(name) == 0 {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
 }
 
 #[test]

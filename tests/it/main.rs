@@ -11,6 +11,7 @@ mod lifecycle;
 mod liveness;
 mod manager;
 mod output;
+mod reader;
 mod recovery;
 mod security;
 mod servers;

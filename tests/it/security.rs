@@ -17,7 +17,7 @@ use streamvisor::{
 use crate::common::*;
 
 /// A FIFO in `dir`: opening it for reading blocks until a writer comes.
-fn canary_fifo(dir: &Path, name: &str) -> PathBuf {
+pub fn canary_fifo(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     let c = CString::new(path.to_str().unwrap()).unwrap();
     // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system entry.
@@ -28,7 +28,7 @@ fn canary_fifo(dir: &Path, name: &str) -> PathBuf {
 
 /// Panics if anything has the FIFO open for reading: a non-blocking open for writing
 /// fails with ENXIO exactly when no reader has it open (and would unblock one that had).
-fn assert_never_opened(fifo: &Path) {
+pub fn assert_never_opened(fifo: &Path) {
     let c = CString::new(fifo.to_str().unwrap()).unwrap();
     // SAFETY: a valid path; the descriptor, if any, is closed right away.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK) };
@@ -258,7 +258,7 @@ fn a_picture_size_change_past_the_limit_fails_the_stream_naming_the_size() {
 
 /// The `transcode` example, built beside this test binary (`cargo test --all-targets` and
 /// `make test` build the examples).
-fn example(name: &str) -> PathBuf {
+pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let bin = exe
         .parent()
