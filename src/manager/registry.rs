@@ -79,12 +79,15 @@ pub(super) struct Registry {
 }
 
 impl Registry {
+    /// True when a stream in any phase, queued included, holds this id.
     pub(super) fn claims_id(&self, id: &str) -> bool {
         self.map.contains_key(id)
             || self.starting.contains_key(id)
             || self.stopping.contains_key(id)
+            || self.queued.iter().any(|q| q.config.id() == id)
     }
 
+    /// True when a stream in any phase, queued included, holds this output directory.
     pub(super) fn claims_dir(&self, dir: &Path) -> bool {
         self.map.values().any(|e| e.config.output_dir() == dir)
             || self
@@ -92,6 +95,7 @@ impl Registry {
                 .values()
                 .chain(self.stopping.values())
                 .any(|r| r.dir == dir)
+            || self.queued.iter().any(|q| q.config.output_dir() == dir)
     }
 
     /// Streams counted against `max_concurrent`.
@@ -160,5 +164,15 @@ mod tests {
         r.release("a", 2);
         assert!(!r.claims_id("a"));
         assert!(r.is_idle());
+    }
+
+    #[test]
+    fn a_queued_stream_holds_its_id_and_output_directory() {
+        let mut r = Registry::default();
+        let config = StreamConfig::builder("q", "in.mp4", "out").build().unwrap();
+        r.queued.push_back(QueuedStream { config });
+        assert!(r.claims_id("q"));
+        assert!(r.claims_dir(Path::new("out")));
+        assert!(!r.claims_id("other"));
     }
 }

@@ -649,6 +649,42 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
 }
 
 #[test]
+fn a_queued_stream_holds_its_id_and_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, false);
+    let file = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
+    let one = streamvisor::price(&file("x")).compute;
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one * 1.5, 64 << 30))
+        .build()
+        .unwrap();
+    assert_eq!(
+        m.create_stream(small("running", dir.path(), None)).unwrap(),
+        Admitted::Started
+    );
+    assert_eq!(
+        m.create_stream(file("q")).unwrap(),
+        Admitted::Queued { position: 0 }
+    );
+    // The same id, writing elsewhere: refused, not queued a second time.
+    let same_id = one_rung("q", src.to_str().unwrap(), &dir.path().join("elsewhere"));
+    assert_eq!(m.can_admit(&same_id), Err(Refusal::DuplicateId));
+    assert_eq!(refusal(m.create_stream(same_id)), Refusal::DuplicateId);
+    // Another id, writing to the queued stream's directory: refused.
+    let same_dir = StreamConfig::builder("other", src.to_str().unwrap(), dir.path().join("q"))
+        .build()
+        .unwrap();
+    assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
+    let queued: Vec<_> = m
+        .list()
+        .into_iter()
+        .filter(|s| s.queue_position.is_some())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    m.shutdown(Duration::from_secs(5));
+}
+
+#[test]
 fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     // The case: three 640x360 files, the default 1080p..240p ladder, the pool of a
     // 2-core machine. Priced from the config alone none fit; probed, all three do.
