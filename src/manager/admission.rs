@@ -316,7 +316,7 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
 }
 
 /// Tells the admission hooks, outside any lock.
-fn report(
+pub(super) fn report(
     core: &ManagerCore,
     id: &str,
     refusal: Result<(), &Refusal>,

@@ -115,6 +115,8 @@ fn retire(
             },
         );
     }
+    // Counted done before the queue moves on: an admission hook run below may wait for
+    // idleness. The registry is not idle meanwhile (the queue counts).
     core.retired_one();
     // Capacity came back: the queue goes first.
     admission::start_queued(core);
@@ -262,8 +264,9 @@ impl Manager {
         self.core.pool.usage()
     }
 
-    /// Waits until no stream is managed, starting or being retired — every allocation
-    /// released and every finished hook run — or `timeout` passes; true when idle.
+    /// Waits until no stream is queued, starting, managed or being retired — every queued
+    /// stream run, every allocation released and every finished hook run — or `timeout`
+    /// passes; true when idle.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut g = self.core.registry.lock();
@@ -278,18 +281,27 @@ impl Manager {
 
     /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,
     /// and stops the monitor; returns within `deadline` + [`GRACE`] with the final reports.
-    /// Idempotent.
+    /// Streams still waiting in the queue never run: each is reported to the admission
+    /// hooks as refused ([`Refusal::ShuttingDown`]). Idempotent.
     pub fn shutdown(&self, deadline: Duration) -> Vec<StreamReport> {
         let started = Instant::now();
-        let entries: Vec<ManagedStream> = {
-            // Short: moves every entry out of the map.
+        let (entries, dropped): (Vec<ManagedStream>, Vec<admission::QueuedStream>) = {
+            // Short: moves every entry out of the map and the queue.
             let mut g = self.core.registry.lock();
             g.shutting_down = true;
-            g.queued.clear();
+            let dropped = g.queued.drain(..).collect();
             let ids: Vec<String> = g.map.keys().cloned().collect();
-            ids.iter().filter_map(|id| g.take(id)).collect()
+            (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
         };
         self.core.changed.notify_all();
+        for q in dropped {
+            log::warn!(
+                "stream {}: dropped from the queue: shutting down",
+                q.config.id()
+            );
+            let refusal = Refusal::ShuttingDown;
+            admission::report(&self.core, q.config.id(), Err(&refusal), false, false);
+        }
         let from_hook = on_hook_thread();
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries

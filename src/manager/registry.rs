@@ -133,11 +133,15 @@ impl Registry {
         }
     }
 
+    /// Nothing queued, starting, running, stopping or being retired. A queued stream goes
+    /// from `queued` to `starting` under one lock, so the registry is never seen idle
+    /// between the two.
     pub(super) fn is_idle(&self) -> bool {
         self.map.is_empty()
             && self.starting.is_empty()
             && self.stopping.is_empty()
             && self.retiring == 0
+            && self.queued.is_empty()
     }
 }
 
@@ -174,5 +178,9 @@ mod tests {
         assert!(r.claims_id("q"));
         assert!(r.claims_dir(Path::new("out")));
         assert!(!r.claims_id("other"));
+        assert!(
+            !r.is_idle(),
+            "work is left while a stream waits in the queue"
+        );
     }
 }

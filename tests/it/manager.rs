@@ -34,6 +34,14 @@ fn one_rung(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
         .unwrap()
 }
 
+/// A one-second 320x180 file in `dir`, and the price of a [`one_rung`] stream of it.
+fn one_second_file(dir: &std::path::Path) -> (String, f64) {
+    let src = crate::common::make_mp4(dir, "in.mp4", "320x180", 15, 1, false);
+    let src = src.to_str().unwrap().to_owned();
+    let price = streamvisor::price(&one_rung("x", &src, dir)).compute;
+    (src, price)
+}
+
 fn refusal<T: std::fmt::Debug>(r: Result<T, Error>) -> Refusal {
     match r {
         Err(Error::Refused { reason, .. }) => reason,
@@ -651,9 +659,8 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
 #[test]
 fn a_queued_stream_holds_its_id_and_output_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, false);
-    let file = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
-    let one = streamvisor::price(&file("x")).compute;
+    let (src, one) = one_second_file(dir.path());
+    let file = |id: &str| one_rung(id, &src, dir.path());
     let m = Manager::builder()
         .capacity(ResourceCapacity::new(one * 1.5, 64 << 30))
         .build()
@@ -667,11 +674,11 @@ fn a_queued_stream_holds_its_id_and_output_directory() {
         Admitted::Queued { position: 0 }
     );
     // The same id, writing elsewhere: refused, not queued a second time.
-    let same_id = one_rung("q", src.to_str().unwrap(), &dir.path().join("elsewhere"));
+    let same_id = one_rung("q", &src, &dir.path().join("elsewhere"));
     assert_eq!(m.can_admit(&same_id), Err(Refusal::DuplicateId));
     assert_eq!(refusal(m.create_stream(same_id)), Refusal::DuplicateId);
     // Another id, writing to the queued stream's directory: refused.
-    let same_dir = StreamConfig::builder("other", src.to_str().unwrap(), dir.path().join("q"))
+    let same_dir = StreamConfig::builder("other", &src, dir.path().join("q"))
         .build()
         .unwrap();
     assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
@@ -682,6 +689,61 @@ fn a_queued_stream_holds_its_id_and_output_directory() {
         .collect();
     assert_eq!(queued.len(), 1, "{queued:?}");
     m.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn wait_idle_waits_for_the_queue_and_shutdown_reports_the_streams_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, one) = one_second_file(dir.path());
+    let file = |id: &str| one_rung(id, &src, dir.path());
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let (f, r) = (finished.clone(), refused.clone());
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one * 1.5, 64 << 30))
+        .on_finished(move |rep| f.lock().unwrap().push(rep.id.clone()))
+        .on_admission(move |ev| {
+            if !ev.admitted && !ev.queued {
+                r.lock()
+                    .unwrap()
+                    .push((ev.stream.clone(), ev.reason.clone()));
+            }
+        })
+        .build()
+        .unwrap();
+    // One at a time through the pool: a single wait_idle sees them all through, though the
+    // registry is empty for a moment each time one ends and the next has not started.
+    for i in 0..6 {
+        m.create_stream(file(&format!("f{i}"))).unwrap();
+    }
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    assert_eq!(
+        finished.lock().unwrap().len(),
+        6,
+        "idle only once the queue ran"
+    );
+    assert!(refused.lock().unwrap().is_empty());
+
+    // A shutdown drops what still waits, and says so.
+    m.create_stream(small("endless", dir.path(), None)).unwrap();
+    for id in ["w0", "w1"] {
+        assert!(matches!(
+            m.create_stream(file(id)).unwrap(),
+            Admitted::Queued { .. }
+        ));
+    }
+    assert!(!m.wait_idle(Duration::from_millis(100)));
+    let reports = m.shutdown(Duration::from_secs(5));
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        *refused.lock().unwrap(),
+        [
+            ("w0".to_owned(), Some(Refusal::ShuttingDown)),
+            ("w1".to_owned(), Some(Refusal::ShuttingDown))
+        ]
+    );
+    assert!(m.list().is_empty());
+    assert!(m.wait_idle(Duration::ZERO));
 }
 
 #[test]
