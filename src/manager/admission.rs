@@ -277,26 +277,36 @@ fn start_reserved(
         .with_hooks(core.hooks.clone())
         .with_hooks(reaper_hook(core, &id, gen))
         .start();
-    // Short: moves the reservation into the map, or drops it.
-    let mut g = core.registry.lock();
-    g.starting.remove(&id);
-    match started {
-        Ok(stream) => {
-            let entry = ManagedStream {
-                gen,
-                stream,
-                allocation,
-                config,
-                restarts,
-                repriced: false,
-            };
-            g.map.insert(id, entry);
-            Ok(())
-        }
+    let stream = match started {
+        Ok(stream) => stream,
         Err(e) => {
-            drop(g);
+            // Short: drops the reservation.
+            core.registry.lock().starting.remove(&id);
             core.changed.notify_all();
-            Err(e.error)
+            return Err(e.error);
+        }
+    };
+    let entry = ManagedStream {
+        gen,
+        stream,
+        allocation,
+        config,
+        restarts,
+        repriced: false,
+    };
+    // Short: moves the reservation into the map (a shutdown waits for this).
+    let late = core.registry.lock().enter(id.clone(), entry);
+    core.changed.notify_all();
+    match late {
+        None => Ok(()),
+        Some(entry) => {
+            // Admitted before a shutdown that has already swept the map: end it here.
+            log::warn!("stream {id}: started after the shutdown's sweep; stopped");
+            let _ = super::retire(core, entry, Stream::abort);
+            Err(Error::Refused {
+                stream: id,
+                reason: Refusal::ShuttingDown,
+            })
         }
     }
 }

@@ -290,6 +290,16 @@ impl Manager {
             let mut g = self.core.registry.lock();
             g.shutting_down = true;
             let dropped = g.queued.drain(..).collect();
+            // Streams admitted before the flag and being started now enter the map in a
+            // moment (a start only spawns threads): wait for them, bounded (the condvar
+            // releases the lock while it waits). One later than that ends by itself.
+            let until = started + deadline;
+            while !g.starting.is_empty() {
+                if self.core.changed.wait_until(&mut g, until).timed_out() {
+                    break;
+                }
+            }
+            g.swept = true;
             let ids: Vec<String> = g.map.keys().cloned().collect();
             (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
         };

@@ -72,7 +72,11 @@ pub(super) struct Registry {
     /// Waiting for capacity, in order (their ids and directories are claimed).
     pub(super) queued: VecDeque<QueuedStream>,
     pub(super) next_gen: u64,
+    /// Set by `shutdown`: nothing new is admitted.
     pub(super) shutting_down: bool,
+    /// Set by `shutdown` once it has taken the map: a stream that starts later (admitted
+    /// before the flag, its start slower than shutdown's wait) is not entered but ended.
+    pub(super) swept: bool,
     /// A live stream running below real time (and its speed), from the monitor's last
     /// look: new live work is refused while there is one.
     pub(super) lagging_live: Option<(String, f64)>,
@@ -111,6 +115,18 @@ impl Registry {
         self.starting
             .insert(config.id().to_owned(), Reservation { gen, dir });
         gen
+    }
+
+    /// Moves a started stream from `starting` into the map; after a shutdown's sweep it is
+    /// instead taken for retirement at once and handed back.
+    pub(super) fn enter(&mut self, id: String, entry: ManagedStream) -> Option<ManagedStream> {
+        self.starting.remove(&id);
+        if self.swept {
+            self.map.insert(id.clone(), entry);
+            return self.take(&id);
+        }
+        self.map.insert(id, entry);
+        None
     }
 
     /// Takes a stream out of the map for retirement; it stays reserved until released.

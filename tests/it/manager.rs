@@ -53,6 +53,12 @@ fn roomy() -> ResourceCapacity {
     ResourceCapacity::new(10_000.0, 64 << 30)
 }
 
+/// A shared manager with room for 64 streams.
+fn many_streams_manager() -> Arc<Manager> {
+    let m = Manager::builder().max_concurrent(64).capacity(roomy());
+    Arc::new(m.build().unwrap())
+}
+
 #[test]
 fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     let dir = tempfile::tempdir().unwrap();
@@ -409,6 +415,50 @@ fn shutdown_stops_streams_in_parallel() {
     assert_eq!(m.pool_usage().allocations, 0);
 }
 
+/// Streams admitted just before a shutdown and still starting when it begins are stopped
+/// with the rest: when it returns nothing runs and the pool is empty.
+#[test]
+fn a_shutdown_racing_many_create_stream_calls_leaves_nothing_running() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let m = many_streams_manager();
+    let created = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (m, created, dir) = (m.clone(), created.clone(), dir.path());
+            s.spawn(move || {
+                for n in 0..5 {
+                    match m.create_stream(small(&format!("r{t}-{n}"), dir, None)) {
+                        Ok(_) => created.fetch_add(1, Ordering::SeqCst),
+                        Err(Error::Refused {
+                            reason: Refusal::ShuttingDown,
+                            ..
+                        }) => return,
+                        Err(e) => panic!("{e}"),
+                    };
+                }
+            });
+        }
+        // Shut down while the creating threads are in full flow.
+        while created.load(Ordering::SeqCst) < 8 {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        m.shutdown(Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(5) + streamvisor::GRACE * 2);
+        assert!(
+            m.list().is_empty(),
+            "running after shutdown: {:?}",
+            m.list()
+        );
+        assert_eq!(m.pool_usage().allocations, 0, "{:?}", m.pool_usage());
+    });
+    // Every stream the threads got in was stopped.
+    assert!(m.list().is_empty(), "{:?}", m.list());
+    assert_eq!(m.pool_usage().allocations, 0);
+    assert!(m.wait_idle(Duration::ZERO));
+}
+
 #[test]
 fn thirty_two_streams_from_many_threads_leak_nothing() {
     crate::lifecycle::in_child_process("manager::thirty_two_streams_child");
@@ -429,13 +479,7 @@ fn thirty_two_streams_child() {
     }
     // The warm-up stream's reaper thread ends just after its retirement: let it go.
     let (threads, fds) = settled_counts();
-    let m = Arc::new(
-        Manager::builder()
-            .max_concurrent(64)
-            .capacity(roomy())
-            .build()
-            .unwrap(),
-    );
+    let m = many_streams_manager();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
             .map(|t| {
