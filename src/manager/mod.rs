@@ -106,6 +106,12 @@ fn retire(
     drop(allocation);
     core.registry.lock().release(&report.id, gen);
     core.changed.notify_all();
+    // A finished hook may stop streams or shut the manager down: while it runs this thread
+    // acts for a hook thread (it joins no hook thread and waits for no retirement). Only
+    // while it runs: the stream's own hook thread was joined above, so its last events
+    // have been delivered when the retirement ends.
+    let was = on_hook_thread();
+    crate::stream::act_for_hook_thread(true);
     for h in &core.on_finished {
         guarded(
             format_args!("stream {}", report.id),
@@ -115,6 +121,7 @@ fn retire(
             },
         );
     }
+    crate::stream::act_for_hook_thread(was);
     // Counted done before the queue moves on: an admission hook run below may wait for
     // idleness. The registry is not idle meanwhile (the queue counts).
     core.retired_one();

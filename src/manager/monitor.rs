@@ -90,9 +90,8 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
     let spawned = std::thread::Builder::new()
         .name(format!("sv-reap-{id}"))
         .spawn(move || {
-            // Finished hooks run here: a hook that shuts the manager down must not join
-            // hook threads or wait for this very retirement.
-            crate::stream::act_for_hook_thread(true);
+            // The stream's hook thread is joined (bounded) like its worker; the finished
+            // hooks that run here run as on a hook thread (see `retire`).
             let report = retire(&core2, entry, Stream::wait);
             if report.state == StreamState::Failed {
                 schedule_restart(&core2, config, restarts);

@@ -304,6 +304,41 @@ fn hooks_may_call_back_into_the_manager() {
     assert_eq!(m.pool_usage().allocations, 0);
 }
 
+/// A stream that ends by itself is reaped with its hook thread joined (within the grace):
+/// once `wait_idle` returns, its terminal state event and last stats have been delivered.
+#[test]
+fn wait_idle_returns_once_the_last_hooks_of_a_stream_have_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let hooks = Hooks::new()
+        .on_state_change(move |ev| {
+            if ev.to.is_terminal() {
+                std::thread::sleep(Duration::from_millis(300)); // a hook taking its time
+                s1.lock().unwrap().push(format!("state {}", ev.to));
+            }
+        })
+        .on_stats(Duration::from_millis(50), move |ev| {
+            if ev.state.is_terminal() {
+                s2.lock().unwrap().push("last stats".to_owned());
+            }
+        });
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(20))
+        .hooks(hooks)
+        .build()
+        .unwrap();
+    m.create_stream(small("short", dir.path(), Some(1)))
+        .unwrap();
+    assert!(m.wait_idle(Duration::from_secs(30)));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["state Stopped", "last stats"],
+        "delivered before wait_idle returned"
+    );
+}
+
 #[test]
 fn the_stall_watchdog_sends_a_stalled_stream_through_recovery() {
     use std::io::Write;
