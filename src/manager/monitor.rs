@@ -157,9 +157,11 @@ fn scan(
                 ended.push((id.clone(), e.gen));
                 continue;
             }
-            if e.config.is_network_source() && state == StreamState::Running {
+            if e.config.is_network_source() {
                 let key = (id.clone(), e.gen);
-                let speed = speeds.observe(key, now, e.stream.media_us(), core.realtime_window);
+                let running = state == StreamState::Running;
+                let media_us = e.stream.media_us();
+                let speed = speeds.observe(key, now, media_us, core.realtime_window, running);
                 if let Some(speed) = speed.filter(|&s| s < REAL_TIME) {
                     if lagging.as_ref().is_none_or(|(_, s)| speed < *s) {
                         lagging = Some((id.clone(), speed));
@@ -198,15 +200,22 @@ const REAL_TIME: f64 = 0.95;
 struct SpeedWindows(HashMap<(String, u64), std::collections::VecDeque<(Instant, u64)>>);
 
 impl SpeedWindows {
-    /// Adds a sample; the speed (media time per wall time) over the window once the samples
-    /// span most of it.
+    /// Adds a sample of a stream that is `running`; the speed (media time per wall time)
+    /// over the window once the samples span most of it. A stream that is not running (an
+    /// outage, a reconnect) is not slow, it is down: its samples are dropped, and it is
+    /// measured afresh once it runs again.
     fn observe(
         &mut self,
         key: (String, u64),
         now: Instant,
         media_us: u64,
         window: Duration,
+        running: bool,
     ) -> Option<f64> {
+        if !running {
+            self.0.remove(&key);
+            return None;
+        }
         let samples = self.0.entry(key).or_default();
         samples.push_back((now, media_us));
         while samples.len() > 2 && now.duration_since(samples[1].0) >= window {
@@ -244,4 +253,42 @@ fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
         }
     }
     *pending = later;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_is_not_taken_for_running_below_real_time() {
+        let mut w = SpeedWindows::default();
+        let window = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let mut observe = |ms: u64, media_ms: u64, running: bool| {
+            let at = t0 + Duration::from_millis(ms);
+            w.observe(("live".into(), 1), at, media_ms * 1000, window, running)
+        };
+        // 3 s at real time.
+        let mut speed = None;
+        for ms in (0..=3000).step_by(250) {
+            speed = observe(ms, ms, true);
+        }
+        assert!((speed.unwrap() - 1.0).abs() < 1e-9, "{speed:?}");
+        // A 2 s outage: the media stands still, the stream is not running.
+        for ms in (3250..5000).step_by(250) {
+            assert_eq!(observe(ms, 3000, false), None);
+        }
+        // Back at real time: measured afresh, never below real time for the outage.
+        for ms in (5000..=8000).step_by(250) {
+            let speed = observe(ms, 3000 + (ms - 5000), true);
+            if ms < 5000 + 1600 {
+                assert_eq!(speed, None, "at {ms} ms: not a full window yet");
+            } else {
+                assert!(
+                    speed.is_some_and(|s| s >= REAL_TIME),
+                    "at {ms} ms: {speed:?}"
+                );
+            }
+        }
+    }
 }
