@@ -1,6 +1,6 @@
-//! The `Manager`: many streams under admission control ([`admission`]), monitored, reaped
-//! when they end and optionally restarted ([`monitor`]), priced against a resource pool
-//! ([`pool`]), and shut down in parallel.
+//! The `Manager`: many streams under admission control ([`admission`]), monitored and
+//! reaped when they end ([`monitor`]), queued and optionally restarted ([`admitter`]),
+//! priced against a resource pool ([`pool`]), and shut down in parallel.
 //!
 //! One short lock guards the registry of streams; it is never held while starting,
 //! stopping or waiting on a stream, calling a hook, or doing I/O, so hooks may call back
@@ -8,6 +8,7 @@
 //! stream that holds them, so an old stream's retirement never frees a newer one's.
 
 mod admission;
+mod admitter;
 mod builder;
 mod degrade;
 mod monitor;
@@ -23,7 +24,6 @@ pub use pool::{
 };
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -35,7 +35,7 @@ use crate::hooks::Hooks;
 use crate::panic::guarded;
 use crate::state::StreamState;
 use crate::stats::StreamStats;
-use crate::stream::{on_hook_thread, Running, Stream, StreamReport, GRACE};
+use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
 use builder::{AdmissionHook, FinishedHook};
 use monitor::MonitorMsg;
 use registry::{ManagedStream, Registry};
@@ -73,8 +73,10 @@ struct ManagerCore {
     /// Notified whenever a stream leaves the map, a reservation is released, or a
     /// retirement ends.
     changed: Condvar,
-    /// To the monitor: streams that ended, restarts that are due.
+    /// To the monitor: streams that ended or opened their source.
     monitor_tx: Sender<MonitorMsg>,
+    /// To the admission thread: restarts to admit when due.
+    admit_tx: Sender<admitter::AdmitMsg>,
 }
 
 impl ManagerCore {
@@ -146,7 +148,14 @@ fn retire(
 /// ```
 pub struct Manager {
     core: Arc<ManagerCore>,
-    monitor: Mutex<Option<(JoinHandle<()>, Sender<()>)>>,
+    threads: Mutex<Option<ManagerThreads>>,
+}
+
+/// The manager's own threads, and the sender whose drop tells them to quit.
+struct ManagerThreads {
+    monitor: TrackedThread,
+    admitter: TrackedThread,
+    quit: Sender<()>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -287,39 +296,28 @@ impl Manager {
     }
 
     /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,
-    /// and stops the monitor; returns within `deadline` + [`GRACE`] with the final reports.
-    /// Streams still waiting in the queue never run: each is reported to the admission
-    /// hooks as refused ([`Refusal::ShuttingDown`]). Idempotent.
+    /// and stops the manager's threads; returns within `deadline` + [`GRACE`] with the final
+    /// reports (a manager thread still busy then, in an admission hook that never returns,
+    /// is left behind and logged). Streams still waiting in the queue never run: each is
+    /// reported to the admission hooks as refused ([`Refusal::ShuttingDown`]). Idempotent.
     pub fn shutdown(&self, deadline: Duration) -> Vec<StreamReport> {
         let started = Instant::now();
-        let (entries, dropped): (Vec<ManagedStream>, Vec<admission::QueuedStream>) = {
-            // Short: moves every entry out of the map and the queue.
-            let mut g = self.core.registry.lock();
-            g.shutting_down = true;
-            let dropped = g.queued.drain(..).collect();
-            // Streams admitted before the flag and being started now enter the map in a
-            // moment (a start only spawns threads): wait for them, bounded (the condvar
-            // releases the lock while it waits). One later than that ends by itself.
-            let until = started + deadline;
-            while !g.starting.is_empty() {
-                if self.core.changed.wait_until(&mut g, until).timed_out() {
-                    break;
-                }
-            }
-            g.swept = true;
-            let ids: Vec<String> = g.map.keys().cloned().collect();
-            (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
-        };
-        self.core.changed.notify_all();
-        for q in dropped {
-            log::warn!(
-                "stream {}: dropped from the queue: shutting down",
-                q.config.id()
-            );
-            let refusal = Refusal::ShuttingDown;
-            admission::report(&self.core, q.config.id(), Err(&refusal), false, false);
-        }
+        let bound = started + deadline + GRACE;
         let from_hook = on_hook_thread();
+        let (entries, dropped) = self.sweep(started + deadline);
+        // Nothing is left for the monitor and the admission thread to reap, start or
+        // restart: dropping the sender tells both to quit. Taken in its own statement: the
+        // lock is not held across the joins below.
+        let threads = self.threads.lock().take();
+        let threads = threads.map(|t| {
+            drop(t.quit);
+            [t.monitor, t.admitter]
+        });
+        for q in dropped {
+            let id = q.config.id();
+            log::warn!("stream {id}: dropped from the queue: shutting down");
+            admission::report(&self.core, id, Err(&Refusal::ShuttingDown), false, false);
+        }
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries
                 .into_iter()
@@ -334,23 +332,43 @@ impl Manager {
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
-        // Taken in its own statement: the lock is not held across the join.
-        let monitor = self.monitor.lock().take();
-        if let Some((handle, quit)) = monitor {
-            let _ = quit.send(());
-            // Not from the monitor itself, nor from a hook or reaper thread (the monitor
-            // never waits on those, but they may be what holds the last reference).
-            if handle.thread().id() != std::thread::current().id() && !from_hook {
-                let _ = handle.join();
-            }
-        }
+        // Not from a hook: the threads quit by themselves, and the retirements they
+        // started finish by themselves too.
         if !from_hook {
+            for t in threads.into_iter().flatten().filter(|t| !t.is_current()) {
+                if let Err(name) = t.join_by(bound) {
+                    log::warn!("manager thread {name} did not quit in time (busy in a hook?)");
+                }
+            }
             // Retirements the monitor started (streams that ended by themselves) finish
             // within the same bound.
-            let bound = (started + deadline + GRACE).saturating_duration_since(Instant::now());
-            self.wait_idle(bound);
+            self.wait_idle(bound.saturating_duration_since(Instant::now()));
         }
         reports
+    }
+
+    /// Refuses new streams, empties the queue and takes every running stream out of the
+    /// map, once the streams being started (admitted before) have entered it, waiting for
+    /// them until `until` at most.
+    fn sweep(&self, until: Instant) -> (Vec<ManagedStream>, Vec<admission::QueuedStream>) {
+        let swept = {
+            // Short: moves every entry out of the map and the queue (the condvar releases
+            // the lock while it waits: a start only spawns threads, then enters the map).
+            let mut g = self.core.registry.lock();
+            g.shutting_down = true;
+            let dropped = g.queued.drain(..).collect();
+            while !g.starting.is_empty() {
+                if self.core.changed.wait_until(&mut g, until).timed_out() {
+                    break;
+                }
+            }
+            // A stream that starts later than that ends by itself (see `Registry::enter`).
+            g.swept = true;
+            let ids: Vec<String> = g.map.keys().cloned().collect();
+            (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
+        };
+        self.core.changed.notify_all();
+        swept
     }
 }
 

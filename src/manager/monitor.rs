@@ -1,38 +1,28 @@
 //! The manager's monitor thread (`sv-manager`): reaps streams that ended by themselves,
-//! reports stalls to streams that make no progress, and restarts failed streams when the
-//! policy asks. It never waits on a stream: each reaped stream is retired (its threads
-//! joined, its allocation released, the finished hooks run) on its own short-lived thread,
-//! so one stuck hook delays only its own stream.
+//! reports stalls to streams that make no progress, and measures live streams' speed. It
+//! never waits on a stream and never runs a user hook: each reaped stream is retired (its
+//! threads joined, its allocation released, the finished hooks run) on its own short-lived
+//! thread, so one stuck hook delays only its own stream; restarts and queued starts, with
+//! their admission hooks, are the admission thread's (`admitter`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, tick, Receiver, Sender};
+use crossbeam_channel::{select, tick, Receiver};
 
-use super::admission::{self, admit};
-use super::{retire, ManagerCore};
-use crate::config::{BackoffTimer, StreamConfig};
-use crate::error::{Error, Refusal};
+use super::{admitter, retire, ManagerCore};
 use crate::state::StreamState;
 use crate::stream::Stream;
 
-/// A failed stream waiting to be admitted again.
-pub(super) struct PendingRestart {
-    config: StreamConfig,
-    restarts: u32,
-    due: Instant,
-}
-
-/// What the monitor is told: a stream reached a terminal state, or a retired stream is
-/// due for a restart.
+/// What the monitor is told: a stream reached a terminal state, or its source is open and
+/// its ladder planned.
 pub(super) enum MonitorMsg {
     Ended { id: String, gen: u64 },
     Planned { id: String, gen: u64 },
-    Restart(Box<PendingRestart>),
 }
 
-/// The monitor loop, until `quit`.
+/// The monitor loop, until `quit` is dropped.
 pub(super) fn run(
     core: &Arc<ManagerCore>,
     inbox: &Receiver<MonitorMsg>,
@@ -42,7 +32,6 @@ pub(super) fn run(
     let ticker = tick(interval);
     let mut progress: HashMap<(String, u64), (u64, Instant)> = HashMap::new();
     let mut speeds = SpeedWindows::default();
-    let mut pending: Vec<PendingRestart> = Vec::new();
     loop {
         select! {
             recv(inbox) -> msg => match msg {
@@ -54,14 +43,9 @@ pub(super) fn run(
                         e.reprice_from_plan();
                     }
                 }
-                Ok(MonitorMsg::Restart(p)) => pending.push(*p),
                 Err(_) => return,
             },
-            recv(ticker) -> _ => {
-                scan(core, &mut progress, &mut speeds);
-                restart_due(core, &mut pending);
-                admission::start_queued(core);
-            }
+            recv(ticker) -> _ => scan(core, &mut progress, &mut speeds),
             recv(quit) -> _ => return,
         }
     }
@@ -94,7 +78,7 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
             // hooks that run here run as on a hook thread (see `retire`).
             let report = retire(&core2, entry, Stream::wait);
             if report.state == StreamState::Failed {
-                schedule_restart(&core2, config, restarts);
+                admitter::schedule_restart(&core2, config, restarts);
             }
         });
     if let Err(e) = spawned {
@@ -103,33 +87,6 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
         log::error!("stream {id}: spawning a reaper thread: {e}");
         core.registry.lock().release(id, gen);
         core.retired_one();
-    }
-}
-
-/// Queues a restart of a failed stream when the policy asks for one.
-fn schedule_restart(core: &ManagerCore, config: StreamConfig, restarts: u32) {
-    let policy = &core.restart;
-    if !policy.enabled || restarts >= policy.max_restarts {
-        return;
-    }
-    let next = restarts + 1;
-    let wait = BackoffTimer::new(policy.backoff, config.id()).wait(next);
-    log::info!(
-        "stream {}: failed; restart {next}/{} in {wait:?}",
-        config.id(),
-        policy.max_restarts
-    );
-    let msg = MonitorMsg::Restart(Box::new(PendingRestart {
-        config,
-        restarts: next,
-        due: Instant::now() + wait,
-    }));
-    send_or_log(&core.monitor_tx, msg);
-}
-
-fn send_or_log(tx: &Sender<MonitorMsg>, msg: MonitorMsg) {
-    if tx.try_send(msg).is_err() {
-        log::warn!("manager monitor queue full or closed; a restart was dropped");
     }
 }
 
@@ -228,31 +185,6 @@ impl SpeedWindows {
         }
         Some(media_us.saturating_sub(m0) as f64 / 1e6 / wall.as_secs_f64())
     }
-}
-
-/// Admits the restarts that are due; those that do not fit yet wait for a later tick.
-fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
-    let now = Instant::now();
-    let mut later = Vec::new();
-    for p in pending.drain(..) {
-        if p.due > now {
-            later.push(p);
-            continue;
-        }
-        match admit(core, p.config.clone(), p.restarts) {
-            Ok(_) => {}
-            // No room yet: try again on a later tick.
-            Err(Error::Refused {
-                reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. },
-                ..
-            }) => later.push(PendingRestart {
-                due: now + Duration::from_millis(500),
-                ..p
-            }),
-            Err(e) => log::warn!("restart of {} abandoned: {e}", p.config.id()),
-        }
-    }
-    *pending = later;
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod recovery;
 mod threads;
 
 pub(crate) use hook_thread::{act_for_hook_thread, on_hook_thread};
+pub(crate) use threads::TrackedThread;
 pub use threads::GRACE;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,7 +22,7 @@ use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
 use crate::stats::{PlannedLadder, StreamStats};
 use lifecycle::Lifecycle;
-use threads::{StreamThreads, TrackedThread};
+use threads::StreamThreads;
 
 mod sealed {
     pub trait Sealed {}

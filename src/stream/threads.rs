@@ -44,9 +44,9 @@ impl Drop for ExitGuard {
     }
 }
 
-/// A named thread that can be joined with a deadline.
+/// A named thread that can be joined with a deadline (the manager's threads are too).
 #[derive(Debug)]
-pub(super) struct TrackedThread {
+pub(crate) struct TrackedThread {
     name: String,
     handle: JoinHandle<()>,
     exit: Arc<ExitFlag>,
@@ -64,6 +64,11 @@ impl TrackedThread {
                 body();
             })?;
         Ok(Self { name, handle, exit })
+    }
+
+    /// True when called on this very thread (which must not wait for itself).
+    pub fn is_current(&self) -> bool {
+        self.handle.thread().id() == std::thread::current().id()
     }
 
     /// Joins the thread if it ends by `deadline`; otherwise leaves it running (detached) and

@@ -53,6 +53,14 @@ fn roomy() -> ResourceCapacity {
     ResourceCapacity::new(10_000.0, 64 << 30)
 }
 
+/// A stream whose source file does not exist: it fails once started.
+fn missing_file(id: &str, dir: &std::path::Path) -> StreamConfig {
+    let source = dir.join(format!("{id}-missing.mp4"));
+    StreamConfig::builder(id, source.to_str().unwrap(), dir.join(id))
+        .build()
+        .unwrap()
+}
+
 /// A shared manager with room for 64 streams.
 fn many_streams_manager() -> Arc<Manager> {
     let m = Manager::builder().max_concurrent(64).capacity(roomy());
@@ -240,14 +248,7 @@ fn failed_streams_restart_up_to_the_limit_when_asked() {
         .on_admission(move |ev| a.lock().unwrap().push((ev.admitted, ev.restart)))
         .build()
         .unwrap();
-    let missing = StreamConfig::builder(
-        "flaky",
-        dir.path().join("none.mp4").to_str().unwrap(),
-        dir.path().join("o"),
-    )
-    .build()
-    .unwrap();
-    m.create_stream(missing).unwrap();
+    m.create_stream(missing_file("flaky", dir.path())).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while admissions.lock().unwrap().len() < 3 || !m.list().is_empty() {
         assert!(
@@ -262,6 +263,70 @@ fn failed_streams_restart_up_to_the_limit_when_asked() {
         *admissions.lock().unwrap(),
         vec![(true, false), (true, true), (true, true)]
     );
+}
+
+/// An admission hook that never returns (here, on a restart) delays neither the reaping of
+/// other streams nor a shutdown past its bound.
+#[test]
+fn an_admission_hook_that_blocks_stalls_neither_reaping_nor_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (release, blocked) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let f = finished.clone();
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .monitor_interval(Duration::from_millis(20))
+            .restart(RestartPolicy::restart(
+                1,
+                Duration::from_millis(10),
+                Duration::from_millis(10),
+            ))
+            .on_admission(move |ev| {
+                if ev.restart {
+                    let _ = entered_tx.try_send(());
+                    let _ = blocked.recv(); // until the test drops `release`
+                }
+            })
+            .on_finished(move |r| f.lock().unwrap().push(r.id.clone()))
+            .build()
+            .unwrap(),
+    );
+    // Declared after the manager, so dropped before it should an assertion fail.
+    let release = release;
+    m.create_stream(missing_file("fails", dir.path())).unwrap();
+    entered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the restart's admission hook ran");
+    // A stream that ends by itself is still reaped.
+    m.create_stream(small("other", dir.path(), Some(1)))
+        .unwrap();
+    let t = Instant::now();
+    while !finished.lock().unwrap().contains(&"other".to_owned()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "not reaped while an admission hook blocks: {:?}",
+            m.list()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And a shutdown keeps its bound (checked from another thread, so that a hang fails).
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let m2 = m.clone();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        m2.shutdown(Duration::from_secs(1));
+        let _ = done_tx.send(t.elapsed());
+    });
+    let took = done
+        .recv_timeout(Duration::from_secs(15))
+        .expect("shutdown returned");
+    assert!(
+        took < Duration::from_secs(2) + streamvisor::GRACE,
+        "shutdown took {took:?}"
+    );
+    drop(release);
 }
 
 #[test]
