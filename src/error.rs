@@ -45,6 +45,11 @@ pub enum Refusal {
     /// Another managed stream writes to the same output directory.
     #[error("another stream writes to the same output directory")]
     OutputInUse,
+    /// An earlier stream on the same output directory ended with its worker left behind
+    /// (stuck in a call nothing could interrupt), which may still write there: the
+    /// directory is refused until that thread ends.
+    #[error("a thread left behind by an earlier stream may still write to the output directory")]
+    OutputBusy,
     /// `max_concurrent` streams are running.
     #[error("max_concurrent ({limit}) reached")]
     MaxConcurrent {

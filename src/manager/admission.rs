@@ -88,6 +88,9 @@ pub(super) fn check_admission(
     if g.claims_dir(config.output_dir()) {
         return Err(Refusal::OutputInUse);
     }
+    if g.dir_left_behind(config.output_dir()) {
+        return Err(Refusal::OutputBusy);
+    }
     if config.is_network_source() {
         if let Some((stream, speed)) = &g.lagging_live {
             return Err(Refusal::Overloaded {

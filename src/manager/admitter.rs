@@ -84,9 +84,10 @@ fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
         }
         match admit(core, p.config.clone(), p.restarts) {
             Ok(_) => {}
-            // No room yet: try again on a later tick.
+            // No room yet, or the last run's worker still writes its output: try again on
+            // a later tick.
             Err(Error::Refused {
-                reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. },
+                reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. } | Refusal::OutputBusy,
                 ..
             }) => later.push(PendingRestart {
                 due: now + Duration::from_millis(500),

@@ -102,11 +102,22 @@ fn retire(
         gen,
         stream,
         allocation,
+        config,
         ..
     } = entry;
+    let worker = stream.worker_exit();
     let report = end(stream);
     drop(allocation);
-    core.registry.lock().release(&report.id, gen);
+    {
+        // Short: map edits. A worker left behind may still write to the output directory
+        // (a variant returning from a stuck write): the directory stays refused until it
+        // ends, though the id is free.
+        let mut g = core.registry.lock();
+        g.release(&report.id, gen);
+        if let Some(worker) = worker.filter(|w| !w.ended()) {
+            g.keep_dir_until(config.output_dir().to_path_buf(), worker);
+        }
+    }
     core.changed.notify_all();
     // A finished hook may stop streams or shut the manager down: while it runs this thread
     // acts for a hook thread (it joins no hook thread and waits for no retirement). Only

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use super::admission::QueuedStream;
 use super::pool::{self, Allocation};
 use crate::config::StreamConfig;
-use crate::stream::{Running, Stream};
+use crate::stream::{Running, Stream, ThreadExit};
 
 /// A stream in the registry, with what it holds.
 pub(super) struct ManagedStream {
@@ -80,6 +80,10 @@ pub(super) struct Registry {
     /// A live stream running below real time (and its speed), from the monitor's last
     /// look: new live work is refused while there is one.
     pub(super) lagging_live: Option<(String, f64)>,
+    /// Output directories of retired streams whose worker was left behind (stuck in a call
+    /// nothing could interrupt): it may still write there, so they stay refused until it
+    /// ends. Pruned as entries are added and streams reserved.
+    pub(super) left_behind: Vec<(PathBuf, ThreadExit)>,
 }
 
 impl Registry {
@@ -102,6 +106,17 @@ impl Registry {
             || self.queued.iter().any(|q| q.config.output_dir() == dir)
     }
 
+    /// True when a worker left behind by an earlier stream may still write to `dir`.
+    pub(super) fn dir_left_behind(&self, dir: &Path) -> bool {
+        self.left_behind.iter().any(|(d, w)| d == dir && !w.ended())
+    }
+
+    /// Keeps `dir` refused while `worker`, left behind, runs.
+    pub(super) fn keep_dir_until(&mut self, dir: PathBuf, worker: ThreadExit) {
+        self.left_behind.retain(|(_, w)| !w.ended());
+        self.left_behind.push((dir, worker));
+    }
+
     /// Streams counted against `max_concurrent`.
     pub(super) fn counted(&self) -> usize {
         self.map.len() + self.starting.len() + self.stopping.len()
@@ -109,6 +124,7 @@ impl Registry {
 
     /// Reserves the config's id and output directory for a stream being started.
     pub(super) fn reserve(&mut self, config: &StreamConfig) -> u64 {
+        self.left_behind.retain(|(_, w)| !w.ended());
         self.next_gen += 1;
         let gen = self.next_gen;
         let dir = config.output_dir().to_path_buf();
@@ -198,5 +214,26 @@ mod tests {
             !r.is_idle(),
             "work is left while a stream waits in the queue"
         );
+    }
+
+    #[test]
+    fn a_directory_stays_refused_while_a_worker_left_behind_runs() {
+        let (release, wait) = crossbeam_channel::bounded::<()>(0);
+        let worker = crate::stream::TrackedThread::spawn("left".into(), move || {
+            let _ = wait.recv();
+        })
+        .unwrap();
+        let mut r = Registry::default();
+        r.keep_dir_until(PathBuf::from("out"), worker.exit());
+        assert!(r.dir_left_behind(Path::new("out")));
+        assert!(!r.dir_left_behind(Path::new("other")));
+        assert!(
+            !r.claims_dir(Path::new("out")),
+            "not a stream's: no OutputInUse"
+        );
+        drop(release);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        assert_eq!(worker.join_by(deadline), Ok(()));
+        assert!(!r.dir_left_behind(Path::new("out")));
     }
 }

@@ -9,8 +9,8 @@ mod recovery;
 mod threads;
 
 pub(crate) use hook_thread::{act_for_hook_thread, on_hook_thread};
-pub(crate) use threads::TrackedThread;
 pub use threads::GRACE;
+pub(crate) use threads::{ThreadExit, TrackedThread};
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -253,6 +253,12 @@ impl Stream<Running> {
     /// Media time decoded so far, microseconds (cheap: one atomic load).
     pub(crate) fn media_us(&self) -> u64 {
         self.lifecycle.stats.media_us.load(Relaxed)
+    }
+
+    /// Whether the worker thread (and so every thread that writes the output) has ended:
+    /// to know when a worker left behind by `stop`/`abort` is gone.
+    pub(crate) fn worker_exit(&self) -> Option<ThreadExit> {
+        self.stage.threads.worker_exit()
     }
 
     /// A watchdog saw no progress: cut the current read; the stream recovers as from a stall.

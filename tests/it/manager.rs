@@ -890,6 +890,96 @@ fn wait_idle_waits_for_the_queue_and_shutdown_reports_the_streams_it_drops() {
     assert!(m.wait_idle(Duration::ZERO));
 }
 
+/// Threads of this process by name.
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+    let comm = |t: std::fs::DirEntry| std::fs::read_to_string(t.path().join("comm")).ok();
+    tasks
+        .filter_map(comm)
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// A stream whose worker is left behind (its variant thread stuck in a write nothing can
+/// interrupt: the playlist's temporary file is a FIFO nobody reads) may still write to its
+/// output directory: the directory is refused to new streams until that thread ends, while
+/// the id is free at once.
+#[test]
+fn an_output_dir_stays_reserved_while_a_worker_left_behind_may_write_to_it() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trap");
+    // An earlier live run's playlist, carried on: its temporary file is a FIFO.
+    std::fs::create_dir_all(out.join("240p")).unwrap();
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+        #EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.000000,\nseg_00000.ts\n";
+    std::fs::write(out.join("240p/index.m3u8"), playlist).unwrap();
+    std::fs::write(out.join("240p/seg_00000.ts"), b"").unwrap();
+    let fifo = out.join("240p/index.m3u8.tmp");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system entry.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let cfg = |id: &str| {
+        StreamConfig::builder(id, "lavfi:testsrc2=size=320x180:rate=15", &out)
+            .allow_generated_sources(true)
+            .profile(
+                AbrProfile::from_rungs(&["240p"])
+                    .unwrap()
+                    .with_preset("ultrafast"),
+            )
+            .playlist_mode(streamvisor::PlaylistMode::Live)
+            .build()
+            .unwrap()
+    };
+    let m = Manager::builder().capacity(roomy()).build().unwrap();
+    m.create_stream(cfg("trap")).unwrap();
+    // Stuck once the first segment's playlist write blocks: nothing decodes any more.
+    let t = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        let frames = m.stats("trap").map_or(0, |s| s.frames_in);
+        if frames != last.0 {
+            last = (frames, Instant::now());
+        } else if frames > 0 && last.1.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never stuck");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = m.abort_stream("trap").unwrap();
+    assert!(
+        report.threads_left_behind.contains(&"sv-trap".to_owned()),
+        "{:?}",
+        report.threads_left_behind
+    );
+    // The id is free; the directory is not, while the worker may still write there.
+    let again = cfg("again");
+    assert_eq!(m.can_admit(&again), Err(Refusal::OutputBusy));
+    assert_eq!(refusal(m.create_stream(again)), Refusal::OutputBusy);
+    let elsewhere = small("trap", &dir.path().join("elsewhere"), None);
+    assert_eq!(m.create_stream(elsewhere).unwrap(), Admitted::Started);
+    let _ = m.terminate_stream("trap", Duration::from_secs(5)).unwrap();
+    // A reader on the FIFO lets the stuck write through; the worker ends, and with it the
+    // reservation.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let t = Instant::now();
+    while m.can_admit(&cfg("again")) == Err(Refusal::OutputBusy) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still refused: {:?}",
+            thread_names()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.can_admit(&cfg("again")), Ok(()));
+    drop(reader);
+    m.shutdown(Duration::from_secs(5));
+}
+
 #[test]
 fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     // The issue's case: three 640x360 files, the default 1080p..240p ladder, the pool of a
