@@ -260,9 +260,9 @@ impl Manager {
 
     /// The statistics of a managed stream.
     pub fn stats(&self, id: &str) -> Option<StreamStats> {
-        // Short: a lookup and a snapshot of atomics.
-        let g = self.core.registry.lock();
-        g.map.get(id).map(|e| e.stream.stats())
+        // Short: a lookup. The snapshot (which reads /proc) is taken after the unlock.
+        let reader = self.core.registry.lock().map.get(id)?.stream.stats_reader();
+        Some(reader.stats())
     }
 
     /// Every managed stream and its state, sorted by id.

@@ -116,6 +116,18 @@ impl std::error::Error for StartError {
     }
 }
 
+/// Reads a stream's statistics without holding the stream: taken under a caller's lock,
+/// read after it (a snapshot reads `/proc`).
+#[derive(Debug, Clone)]
+pub(crate) struct StatsReader(Arc<Lifecycle>);
+
+impl StatsReader {
+    /// Statistics now, as [`Stream::stats`].
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.0.snapshot()
+    }
+}
+
 impl<S: Stage> Stream<S> {
     /// The stream id.
     pub fn id(&self) -> &str {
@@ -135,6 +147,11 @@ impl<S: Stage> Stream<S> {
     /// Statistics now (cheap; safe to call at any rate).
     pub fn stats(&self) -> StreamStats {
         self.lifecycle.snapshot()
+    }
+
+    /// A handle to read this stream's statistics later, without the stream.
+    pub(crate) fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.lifecycle.clone())
     }
 
     /// The last error, if any.
