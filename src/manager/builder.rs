@@ -105,7 +105,7 @@ impl ManagerBuilder {
         self
     }
 
-    /// Restarting failed streams (default: off).
+    /// Restarting failed streams (default: off). Validated by [`build`](Self::build).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
         self
@@ -131,7 +131,11 @@ impl ManagerBuilder {
 
     /// Starts the manager, with its monitor thread (`sv-manager`: reaping, the stall
     /// watchdog) and its admission thread (`sv-admit`: queued starts and restarts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a restart policy out of range (`restart.*`).
     pub fn build(self) -> Result<Manager, Error> {
+        self.restart.validate()?;
         let (monitor_tx, inbox) = bounded(4096);
         let (admit_tx, admit_inbox) = bounded(4096);
         // Never sent on: dropping the sender tells both threads to quit.

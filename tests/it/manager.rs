@@ -330,6 +330,15 @@ fn an_admission_hook_that_blocks_stalls_neither_reaping_nor_shutdown() {
 }
 
 #[test]
+fn a_restart_policy_out_of_range_is_refused_when_the_manager_is_built() {
+    let huge = RestartPolicy::restart(1, Duration::from_secs(1), Duration::MAX);
+    match Manager::builder().restart(huge).build() {
+        Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, "restart.backoff.max"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn hooks_may_call_back_into_the_manager() {
     let dir = tempfile::tempdir().unwrap();
     let cell: Arc<OnceLock<Weak<Manager>>> = Arc::new(OnceLock::new());
