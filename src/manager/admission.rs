@@ -55,16 +55,42 @@ pub enum Admitted {
 pub struct AdmissionEvent {
     /// Stream id.
     pub stream: String,
-    /// Admitted (started) or not.
+    /// Admitted and started, or not.
     pub admitted: bool,
     /// Not started yet: it waits in the queue (`reason` says what it waits for).
     pub queued: bool,
-    /// Why it was refused, or what a queued stream waits for.
+    /// Why it was refused, or what a queued stream waits for. `None` with neither
+    /// `admitted` nor `queued`: it was admitted but its threads could not be started (the
+    /// error is what `create_stream` returned, and is logged).
     pub reason: Option<Refusal>,
     /// Admitted with less than asked for ([`OverCapacity::Degrade`]): what was left out.
     pub degraded: Option<Degradation>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
+}
+
+/// What an admission event says happened to a stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Decision<'a> {
+    /// Started.
+    Started,
+    /// Put in the queue, waiting for this.
+    Queued(&'a Refusal),
+    /// Refused, for this.
+    Refused(&'a Refusal),
+    /// Admitted, but its threads could not be started.
+    NotStarted,
+}
+
+impl<'a> Decision<'a> {
+    /// What the outcome of a start says.
+    fn of_start(started: &'a Result<(), Error>) -> Self {
+        match started {
+            Ok(()) => Decision::Started,
+            Err(Error::Refused { reason, .. }) => Decision::Refused(reason),
+            Err(_) => Decision::NotStarted,
+        }
+    }
 }
 
 /// A stream waiting in the queue.
@@ -164,7 +190,7 @@ pub(super) fn admit(
                     g.queued.push_back(QueuedStream { config });
                     let position = g.queued.len() - 1;
                     drop(g);
-                    report(core, &id, Err(&r), true, false);
+                    report(core, &id, Decision::Queued(&r), false);
                     return Ok(Admitted::Queued { position });
                 }
             }
@@ -201,11 +227,7 @@ pub(super) fn admit(
         }),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
-    let refusal = match &decision {
-        Err(Error::Refused { reason, .. }) => Err(reason),
-        _ => Ok(()),
-    };
-    report(core, &id, refusal, false, restarts > 0);
+    report(core, &id, Decision::of_start(&decision), restarts > 0);
     decision.map(|()| Admitted::Started)
 }
 
@@ -229,6 +251,8 @@ fn start_degraded(
             restart: false,
         };
         tell(core, &event);
+    } else {
+        report(core, &id, Decision::of_start(&started), false);
     }
     started.map(|()| Admitted::Started)
 }
@@ -251,17 +275,18 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
                 Err(r) => {
                     drop(g);
                     log::warn!("stream {}: dropped from the queue: {r}", q.config.id());
-                    report(core, q.config.id(), Err(&r), false, false);
+                    report(core, q.config.id(), Decision::Refused(&r), false);
                     continue;
                 }
             }
         };
         let (config, gen, allocation) = next;
         let id = config.id().to_owned();
-        match start_reserved(core, config, gen, allocation, 0) {
-            Ok(()) => report(core, &id, Ok(()), false, false),
-            Err(e) => log::warn!("stream {id}: a queued stream could not start: {e}"),
+        let started = start_reserved(core, config, gen, allocation, 0);
+        if let Err(e) = &started {
+            log::warn!("stream {id}: a queued stream could not start: {e}");
         }
+        report(core, &id, Decision::of_start(&started), false);
     }
 }
 
@@ -329,18 +354,18 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
 }
 
 /// Tells the admission hooks, outside any lock.
-pub(super) fn report(
-    core: &ManagerCore,
-    id: &str,
-    refusal: Result<(), &Refusal>,
-    queued: bool,
-    restart: bool,
-) {
+pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, restart: bool) {
+    let (admitted, queued, reason) = match decision {
+        Decision::Started => (true, false, None),
+        Decision::Queued(r) => (false, true, Some(r.clone())),
+        Decision::Refused(r) => (false, false, Some(r.clone())),
+        Decision::NotStarted => (false, false, None),
+    };
     let event = AdmissionEvent {
         stream: id.to_owned(),
-        admitted: refusal.is_ok() && !queued,
+        admitted,
         queued,
-        reason: refusal.err().cloned(),
+        reason,
         degraded: None,
         restart,
     };

@@ -327,7 +327,8 @@ impl Manager {
         for q in dropped {
             let id = q.config.id();
             log::warn!("stream {id}: dropped from the queue: shutting down");
-            admission::report(&self.core, id, Err(&Refusal::ShuttingDown), false, false);
+            let refused = admission::Decision::Refused(&Refusal::ShuttingDown);
+            admission::report(&self.core, id, refused, false);
         }
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries
