@@ -59,6 +59,13 @@ pub enum Refusal {
     /// The resource pool cannot cover the stream.
     #[error("resource pool short of {0}")]
     Capacity(Shortage),
+    /// Streams queued before it wait for capacity: it waits behind them (first come, first
+    /// served), though it would fit now.
+    #[error("{ahead} stream(s) queued before it wait for capacity")]
+    BehindQueue {
+        /// Streams ahead of it in the queue.
+        ahead: usize,
+    },
     /// The stream did not fit and the admission queue is full.
     #[error("the admission queue is full ({limit} streams wait)")]
     QueueFull {

@@ -24,7 +24,9 @@ pub enum OverCapacity {
     /// Refuse it ([`Error::Refused`]).
     Refuse,
     /// Keep it in a FIFO queue (reserving its id and output directory) and start it as soon
-    /// as capacity frees; past the queue's length it is refused.
+    /// as capacity frees; past the queue's length it is refused. First come, first served:
+    /// while the queue is not empty a new stream queues behind it even if it would fit now
+    /// ([`Refusal::BehindQueue`]).
     Queue,
     /// Run less of it when the pool is short: drop the tallest rungs one by one (down to
     /// `min_rungs`), then cap the frame rate (30, 25, 20, 15, 12, 10 fps, down to
@@ -155,9 +157,50 @@ fn reserve(
     Ok((g.reserve(config), allocation))
 }
 
+/// True for what a queued stream may wait for: capacity, or the streams queued before it.
+fn waits(r: &Refusal) -> bool {
+    is_capacity(r) || matches!(r, Refusal::BehindQueue { .. })
+}
+
 /// True for refusals that capacity freeing up would lift.
 fn is_capacity(r: &Refusal) -> bool {
     matches!(r, Refusal::Capacity(_) | Refusal::MaxConcurrent { .. })
+}
+
+/// First come, first served: while streams wait in the queue, a new one that would queue
+/// too (its policy queues; not a restart) waits behind them even if it would fit now, so
+/// that small newcomers never starve a large stream at the queue's head.
+pub(super) fn behind_queue(g: &Registry, policy: OverCapacity, restarts: u32) -> Option<Refusal> {
+    let queues = policy == OverCapacity::Queue && restarts == 0;
+    let ahead = g.queued.len();
+    (queues && ahead > 0).then_some(Refusal::BehindQueue { ahead })
+}
+
+/// The over-capacity policy for a config's kind of source.
+pub(super) fn policy_for(core: &ManagerCore, config: &StreamConfig) -> OverCapacity {
+    if config.is_network_source() {
+        core.live_over_capacity
+    } else {
+        core.files_over_capacity
+    }
+}
+
+/// Puts a stream at the back of the queue and returns its position; refuses it when it
+/// could never run here (even alone) or the queue is full.
+fn enqueue(core: &ManagerCore, g: &mut Registry, config: &StreamConfig) -> Result<usize, Refusal> {
+    if let Err(short) = core.pool.fits_when_empty(&price_floor(config)) {
+        // It would wait for ever: refuse it now.
+        return Err(Refusal::Capacity(short));
+    }
+    if g.queued.len() >= core.max_queue {
+        return Err(Refusal::QueueFull {
+            limit: core.max_queue,
+        });
+    }
+    g.queued.push_back(QueuedStream {
+        config: config.clone(),
+    });
+    Ok(g.queued.len() - 1)
 }
 
 /// The admission path, for new streams and restarts alike: check and reserve under the
@@ -168,30 +211,24 @@ pub(super) fn admit(
     restarts: u32,
 ) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
-    let policy = if config.is_network_source() {
-        core.live_over_capacity
-    } else {
-        core.files_over_capacity
-    };
+    let policy = policy_for(core, &config);
     let reserved = {
         // Short: checks, a pool allocation (arithmetic), a map insert.
         let mut g = core.registry.lock();
         let lone_at_floor = !matches!(policy, OverCapacity::Degrade { .. });
-        match reserve(core, &mut g, &config, lone_at_floor) {
-            Err(r) if is_capacity(&r) && policy == OverCapacity::Queue && restarts == 0 => {
-                if let Err(short) = core.pool.fits_when_empty(&price_floor(&config)) {
-                    // It would wait for ever: refuse it now.
-                    Err(Refusal::Capacity(short))
-                } else if g.queued.len() >= core.max_queue {
-                    Err(Refusal::QueueFull {
-                        limit: core.max_queue,
-                    })
-                } else {
-                    g.queued.push_back(QueuedStream { config });
-                    let position = g.queued.len() - 1;
-                    drop(g);
-                    report(core, &id, Decision::Queued(&r), false);
-                    return Ok(Admitted::Queued { position });
+        let attempt = match behind_queue(&g, policy, restarts) {
+            Some(wait) => check_admission(core, &g, &config).and(Err(wait)),
+            None => reserve(core, &mut g, &config, lone_at_floor),
+        };
+        match attempt {
+            Err(r) if policy == OverCapacity::Queue && restarts == 0 && waits(&r) => {
+                match enqueue(core, &mut g, &config) {
+                    Ok(position) => {
+                        drop(g);
+                        report(core, &id, Decision::Queued(&r), false);
+                        return Ok(Admitted::Queued { position });
+                    }
+                    Err(refused) => Err(refused),
                 }
             }
             Err(Refusal::Capacity(short)) if restarts == 0 => match policy {

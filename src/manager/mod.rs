@@ -217,12 +217,17 @@ impl Manager {
         removed
     }
 
-    /// Would this config be admitted now? Answers without allocating or starting.
+    /// Would this config be started now? Answers without allocating or starting (a stream
+    /// that would be queued gets what it would wait for, e.g. [`Refusal::BehindQueue`]).
     pub fn can_admit(&self, config: &StreamConfig) -> Result<(), Refusal> {
         {
             // Short: checks only.
             let g = self.core.registry.lock();
             admission::check_admission(&self.core, &g, config)?;
+            let policy = admission::policy_for(&self.core, config);
+            if let Some(wait) = admission::behind_queue(&g, policy, 0) {
+                return Err(wait);
+            }
         }
         self.core
             .pool

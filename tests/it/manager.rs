@@ -61,6 +61,23 @@ fn missing_file(id: &str, dir: &std::path::Path) -> StreamConfig {
         .unwrap()
 }
 
+/// A manager with this many compute units that records the streams it starts, in order.
+fn recording_starts(compute: f64) -> (Manager, Arc<Mutex<Vec<String>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(compute, 64 << 30))
+        .monitor_interval(Duration::from_millis(20))
+        .on_admission(move |ev| {
+            if ev.admitted {
+                s.lock().unwrap().push(ev.stream.clone());
+            }
+        })
+        .build()
+        .unwrap();
+    (m, started)
+}
+
 /// A shared manager with room for 64 streams.
 fn many_streams_manager() -> Arc<Manager> {
     let m = Manager::builder().max_concurrent(64).capacity(roomy());
@@ -758,18 +775,7 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, true);
     let cfg = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
     let one = streamvisor::price(&cfg("x")).compute;
-    let started = Arc::new(Mutex::new(Vec::new()));
-    let s = started.clone();
-    let m = Manager::builder()
-        .capacity(ResourceCapacity::new(one * 2.5, 64 << 30))
-        .monitor_interval(Duration::from_millis(20))
-        .on_admission(move |ev| {
-            if ev.admitted {
-                s.lock().unwrap().push(ev.stream.clone());
-            }
-        })
-        .build()
-        .unwrap();
+    let (m, started) = recording_starts(one * 2.5);
     let mut outcomes = Vec::new();
     for i in 0..6 {
         outcomes.push(m.create_stream(cfg(&format!("q{i}"))).unwrap());
@@ -987,6 +993,47 @@ fn an_output_dir_stays_reserved_while_a_worker_left_behind_may_write_to_it() {
     assert_eq!(m.can_admit(&cfg("again")), Ok(()));
     drop(reader);
     m.shutdown(Duration::from_secs(5));
+}
+
+/// First come, first served: a small stream that would fit now waits behind a larger one
+/// at the queue's head instead of starting ahead of it (which could starve it for ever).
+#[test]
+fn a_new_stream_queues_behind_a_waiting_one_even_when_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, one) = one_second_file(dir.path());
+    let large = StreamConfig::builder("large", &src, dir.path().join("large"))
+        .profile(
+            AbrProfile::from_rungs(&["360p"])
+                .unwrap()
+                .with_preset("ultrafast")
+                .with_keep_taller_rungs(true),
+        )
+        .build()
+        .unwrap();
+    let big = streamvisor::price(&large).compute;
+    assert!(big > one && big <= 3.0 * one, "{big} vs {one}");
+    // Room for two small streams, or the large one alone.
+    let (m, started) = recording_starts(one + (one + big) / 2.0);
+    m.create_stream(small("running", dir.path(), None)).unwrap();
+    assert_eq!(
+        m.create_stream(large).unwrap(),
+        Admitted::Queued { position: 0 }
+    );
+    let newcomer = one_rung("small", &src, dir.path());
+    assert_eq!(
+        m.can_admit(&newcomer),
+        Err(Refusal::BehindQueue { ahead: 1 })
+    );
+    assert_eq!(
+        m.create_stream(newcomer).unwrap(),
+        Admitted::Queued { position: 1 },
+        "it would fit, but the large one came first"
+    );
+    let _ = m
+        .terminate_stream("running", Duration::from_secs(5))
+        .unwrap();
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    assert_eq!(*started.lock().unwrap(), ["running", "large", "small"]);
 }
 
 #[test]
