@@ -90,6 +90,43 @@ impl ManagerCore {
     }
 }
 
+thread_local! {
+    /// The managers (by address) whose retirements run their finished hooks on this thread
+    /// now: a hook that waits for its manager to be idle does not wait for its own
+    /// retirement.
+    static RETIRING_HERE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Retirements of `core`'s whose finished hooks run on this thread now.
+fn retiring_here(core: &ManagerCore) -> usize {
+    let me = std::ptr::from_ref(core) as usize;
+    RETIRING_HERE.with(|r| r.borrow().iter().filter(|&&c| c == me).count())
+}
+
+/// Runs the finished hooks for `report`, as on a hook thread and as `core`'s retirement.
+fn run_finished_hooks(core: &ManagerCore, report: &StreamReport) {
+    let me = std::ptr::from_ref(core) as usize;
+    let was = on_hook_thread();
+    crate::stream::act_for_hook_thread(true);
+    RETIRING_HERE.with(|r| r.borrow_mut().push(me));
+    for h in &core.on_finished {
+        guarded(
+            format_args!("stream {}", report.id),
+            "finished hook",
+            || {
+                h(report);
+            },
+        );
+    }
+    RETIRING_HERE.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some(i) = r.iter().rposition(|&c| c == me) {
+            r.remove(i);
+        }
+    });
+    crate::stream::act_for_hook_thread(was);
+}
+
 /// Ends a stream that has left the map: `end` stops it (or waits for it, bounded), then its
 /// allocation drops (the one place resources return), its reservation is released, and the
 /// finished hooks run.
@@ -123,18 +160,7 @@ fn retire(
     // acts for a hook thread (it joins no hook thread and waits for no retirement). Only
     // while it runs: the stream's own hook thread was joined above, so its last events
     // have been delivered when the retirement ends.
-    let was = on_hook_thread();
-    crate::stream::act_for_hook_thread(true);
-    for h in &core.on_finished {
-        guarded(
-            format_args!("stream {}", report.id),
-            "finished hook",
-            || {
-                h(&report);
-            },
-        );
-    }
-    crate::stream::act_for_hook_thread(was);
+    run_finished_hooks(core, &report);
     // Counted done before the queue moves on: an admission hook run below may wait for
     // idleness. The registry is not idle meanwhile (the queue counts).
     core.retired_one();
@@ -299,16 +325,19 @@ impl Manager {
     /// Waits until no stream is queued, starting, managed or being retired — every queued
     /// stream run, every allocation released and every finished hook run — or `timeout`
     /// passes; true when idle.
+    ///
+    /// From a finished hook, the retirement that runs it does not count.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let mine = retiring_here(&self.core);
         let mut g = self.core.registry.lock();
-        while !g.is_idle() {
+        while !g.is_idle(mine) {
             // The condvar releases the lock while it waits.
             if self.core.changed.wait_until(&mut g, deadline).timed_out() {
                 break;
             }
         }
-        g.is_idle()
+        g.is_idle(mine)
     }
 
     /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,

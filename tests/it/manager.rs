@@ -430,6 +430,35 @@ fn wait_idle_returns_once_the_last_hooks_of_a_stream_have_run() {
     );
 }
 
+/// A finished hook that waits for its manager to be idle does not wait for the very
+/// retirement that runs it (it used to wait its whole timeout and get `false`).
+#[test]
+fn a_finished_hook_may_wait_for_idleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let cell: Arc<OnceLock<Weak<Manager>>> = Arc::new(OnceLock::new());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let c = cell.clone();
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .on_finished(move |_| {
+                let m = c.get().and_then(Weak::upgrade).expect("manager alive");
+                let t = Instant::now();
+                let idle = m.wait_idle(Duration::from_secs(10));
+                let _ = tx.try_send((idle, t.elapsed()));
+            })
+            .build()
+            .unwrap(),
+    );
+    cell.set(Arc::downgrade(&m)).unwrap();
+    m.create_stream(small("short", dir.path(), Some(1)))
+        .unwrap();
+    let (idle, took) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(idle, "idle but for the hook's own retirement");
+    assert!(took < Duration::from_secs(2), "waited {took:?}");
+    assert!(m.wait_idle(Duration::from_secs(10)));
+}
+
 #[test]
 fn the_stall_watchdog_sends_a_stalled_stream_through_recovery() {
     use std::io::Write;
