@@ -23,6 +23,7 @@ pub use pool::{
     ResourcePool, UNITS_PER_CORE,
 };
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ pub struct StreamSummary {
     pub queue_position: Option<usize>,
 }
 
-/// What the manager's handle, its monitor and its reaper threads share.
+/// What the manager's handle, its monitor, admission and reaper threads share.
 struct ManagerCore {
     max_concurrent: usize,
     /// What happens to file and generated sources that do not fit now.
@@ -70,8 +71,8 @@ struct ManagerCore {
     on_admission: Vec<AdmissionHook>,
     on_finished: Vec<FinishedHook>,
     registry: Mutex<Registry>,
-    /// Notified whenever a stream leaves the map, a reservation is released, or a
-    /// retirement ends.
+    /// Notified whenever a started stream enters the map or one leaves it, a reservation is
+    /// released, or a retirement ends.
     changed: Condvar,
     /// To the monitor: streams that ended or opened their source.
     monitor_tx: Sender<MonitorMsg>,
@@ -94,7 +95,7 @@ thread_local! {
     /// The managers (by address) whose retirements run their finished hooks on this thread
     /// now: a hook that waits for its manager to be idle does not wait for its own
     /// retirement.
-    static RETIRING_HERE: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+    static RETIRING_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Retirements of `core`'s whose finished hooks run on this thread now.
