@@ -14,7 +14,8 @@
 //! default), `queue` (the manager's queue starts it as capacity frees; `--retry` is the
 //! same), or `degrade` (tallest rungs dropped, then the frame rate capped down to 15 fps; the
 //! admission event lists what was dropped). A stream that could not fit even on an empty machine is refused either way. Exit
-//! 0 only when every stream ran and ended `Stopped`; a refused stream makes it exit 1.
+//! 0 only when every stream ran and ended `Stopped`; a refused stream (at once, or dropped
+//! from the queue by a shutdown) makes it exit 1.
 //! SIGINT/SIGTERM shut the manager down gracefully.
 
 use std::process::ExitCode;
@@ -122,6 +123,10 @@ fn run(args: Args) -> Result<bool, String> {
     let json = args.json;
     let reports: Arc<Mutex<Vec<StreamReport>>> = Arc::default();
     let sink = reports.clone();
+    // Streams refused, at admission or later (dropped from the queue by a shutdown): they
+    // never run.
+    let never_ran: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    let never = never_ran.clone();
     let mut builder = Manager::builder()
         .max_concurrent(args.max_concurrent)
         .capacity(match args.compute {
@@ -135,6 +140,9 @@ fn run(args: Args) -> Result<bool, String> {
                 (false, true) => "queued",
                 (false, false) => "refused",
             };
+            if outcome == "refused" && !ev.restart {
+                never.lock().unwrap().insert(ev.stream.clone());
+            }
             if json {
                 let line = j!({
                     "event": "admission",
@@ -204,7 +212,8 @@ fn run(args: Args) -> Result<bool, String> {
             refused += 1;
         }
     }
-    // The manager starts queued streams itself as capacity frees.
+    // The manager starts queued streams itself as capacity frees; idle means the queue is
+    // empty too.
     while !stop.load(Ordering::SeqCst) && !manager.wait_idle(Duration::from_millis(200)) {}
     if stop.load(Ordering::SeqCst) {
         eprintln!("shutting down");
@@ -227,8 +236,13 @@ fn run(args: Args) -> Result<bool, String> {
             );
         }
     }
+    let never_ran = never_ran.lock().unwrap();
+    if !never_ran.is_empty() && !json {
+        let ids: Vec<&str> = never_ran.iter().map(String::as_str).collect();
+        eprintln!("never ran (refused): {}", ids.join(", "));
+    }
     let all_stopped = reports.iter().all(|r| r.state == StreamState::Stopped);
-    Ok(refused == 0 && reports.len() == asked && all_stopped)
+    Ok(refused == 0 && never_ran.is_empty() && reports.len() == asked && all_stopped)
 }
 
 fn main() -> ExitCode {

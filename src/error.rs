@@ -45,6 +45,11 @@ pub enum Refusal {
     /// Another managed stream writes to the same output directory.
     #[error("another stream writes to the same output directory")]
     OutputInUse,
+    /// An earlier stream on the same output directory ended with its worker left behind
+    /// (stuck in a call nothing could interrupt), which may still write there: the
+    /// directory is refused until that thread ends.
+    #[error("a thread left behind by an earlier stream may still write to the output directory")]
+    OutputBusy,
     /// `max_concurrent` streams are running.
     #[error("max_concurrent ({limit}) reached")]
     MaxConcurrent {
@@ -54,6 +59,13 @@ pub enum Refusal {
     /// The resource pool cannot cover the stream.
     #[error("resource pool short of {0}")]
     Capacity(Shortage),
+    /// Streams queued before it wait for capacity: it waits behind them (first come, first
+    /// served), though it would fit now.
+    #[error("{ahead} stream(s) queued before it wait for capacity")]
+    BehindQueue {
+        /// Streams ahead of it in the queue.
+        ahead: usize,
+    },
     /// The stream did not fit and the admission queue is full.
     #[error("the admission queue is full ({limit} streams wait)")]
     QueueFull {

@@ -106,9 +106,9 @@ pub(crate) fn redact_text(text: &str) -> Cow<'_, str> {
     let mut rest = text;
     let mut changed = false;
     while let Some(sep) = rest.find("://") {
-        let start = rest[..sep]
-            .rfind(|c: char| !is_scheme_char(c))
-            .map_or(0, |i| i + 1);
+        // The scheme is the run of (ASCII) scheme characters right before `://`; trimming
+        // them off keeps `start` on a char boundary whatever precedes them (`€http://`).
+        let start = rest[..sep].trim_end_matches(is_scheme_char).len();
         let end = rest[sep..]
             .find(|c: char| c.is_whitespace() || "'\"<>`".contains(c))
             .map_or(rest.len(), |i| sep + i);
@@ -276,5 +276,75 @@ mod tests {
             "Opening 'http://h/seg.ts?token=***' for reading; tried rtmp://***@h/a/*** ok"
         );
         assert!(matches!(redact_text("no url here"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn multibyte_text_around_urls_is_handled_on_char_boundaries() {
+        let cases = [
+            ("€http://u:p@h/x", "€http://***@h/x"),
+            (
+                "prix 5€http://h/x?token=T€ fin",
+                "prix 5€http://h/x?token=*** fin",
+            ),
+            ("→rtmp://h/app/KEY←", "→rtmp://h/app/***"),
+            (
+                "日本語https://h/p?sig=S 日本語",
+                "日本語https://h/p?sig=*** 日本語",
+            ),
+            ("é://x@y", "é://x@y"),
+            ("😀://u:p@h/", "😀://u:p@h/"),
+            ("a😀b://u:p@h/ ok", "a😀b://***@h/ ok"),
+        ];
+        for (line, shown) in cases {
+            assert_eq!(redact_text(line), shown, "{line}");
+        }
+    }
+
+    /// Pieces for random log lines: URL parts with secrets, separators, and multibyte text.
+    const PIECES: &[&str] = &[
+        "://",
+        "http",
+        "rtmp",
+        "srt",
+        "€",
+        "é",
+        "😀",
+        "日本",
+        " ",
+        "'",
+        "\"",
+        "<",
+        ">",
+        "@",
+        "?",
+        "&",
+        "=",
+        "/",
+        "#",
+        ":",
+        "token=",
+        "passphrase=",
+        "u:",
+        "x",
+        "h",
+        "app",
+        "-",
+        "+",
+        ".",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn redact_text_never_panics_and_never_shows_the_secret(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES), 0..40),
+            cut in 0usize..40,
+        ) {
+            let mut line = pieces.concat();
+            // Whatever surrounds it, a URL with a secret in it comes out masked.
+            let at = line.char_indices().map(|(i, _)| i).nth(cut).unwrap_or(line.len());
+            line.insert_str(at, " http://user:SECRETPW@h/p?token=SECRETTK ");
+            let shown = redact_text(&line);
+            proptest::prop_assert!(!shown.contains("SECRET"), "{line:?} -> {shown:?}");
+        }
     }
 }

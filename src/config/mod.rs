@@ -6,6 +6,7 @@ use std::time::Duration;
 
 mod generated;
 mod hw;
+mod input_options;
 mod ladder;
 mod reader;
 mod recovery;
@@ -310,7 +311,11 @@ impl StreamConfigBuilder {
         self
     }
 
-    /// Adds an option for the demuxer/protocol (e.g. `("rtsp_transport", "tcp")`).
+    /// Adds an option for the demuxer/protocol (e.g. `("rtsp_transport", "tcp")`). Keys that
+    /// would widen what the source may reach are refused by [`build`](Self::build):
+    /// `protocol_whitelist`, `protocol_blacklist`, `format_whitelist`, `codec_whitelist`,
+    /// `allowed_extensions`, `allowed_segment_extensions`, `extension_picky`,
+    /// `seg_format_options`, `safe`, `use_absolute_path`, `enable_drefs`, `graph`, `graph_file`.
     pub fn input_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.input_options.push((key.into(), value.into()));
         self
@@ -393,6 +398,12 @@ impl StreamConfigBuilder {
                 return Err(Error::config(
                     format!("input_options[{i}]"),
                     "empty key or NUL byte",
+                ));
+            }
+            if let Some(why) = input_options::refused(k) {
+                return Err(Error::config(
+                    format!("input_options[{i}]"),
+                    format!("{k:?} may not be set: {why}"),
                 ));
             }
         }

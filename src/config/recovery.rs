@@ -224,6 +224,16 @@ impl RestartPolicy {
             backoff: Backoff::new(initial_backoff, max_backoff),
         }
     }
+
+    /// Refuses what a manager could not use: a backoff out of range (a huge wait would
+    /// overflow the clock) or more than 10 000 restarts.
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.backoff.validate("restart.backoff")?;
+        if self.max_restarts > 10_000 {
+            return Err(Error::config("restart.max_restarts", "at most 10000"));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -244,6 +254,23 @@ mod tests {
         }
         let mut flat = BackoffTimer::new(b.with_jitter(0.0), "s");
         assert_eq!(flat.wait(2), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn invalid_restart_policies_name_the_field() {
+        let huge = RestartPolicy::restart(1, Duration::from_secs(1), Duration::MAX);
+        let mut jitter = RestartPolicy::default();
+        jitter.backoff.jitter = 1e300;
+        for (p, field) in [
+            (huge, "restart.backoff.max"),
+            (jitter, "restart.backoff.jitter"),
+        ] {
+            match p.validate() {
+                Err(Error::InvalidConfig { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(RestartPolicy::default().validate().is_ok());
     }
 
     #[test]

@@ -347,7 +347,7 @@ impl<'a> SourceKind<'a> {
                 "tcp" => "tcp",
                 "tls" => "tls,tcp",
                 "rist" => "rist,udp",
-                // Another scheme gets only itself; input_options can widen it deliberately.
+                // Another scheme gets only itself (input options may not widen it).
                 other => other,
             },
         };

@@ -24,7 +24,9 @@ pub enum OverCapacity {
     /// Refuse it ([`Error::Refused`]).
     Refuse,
     /// Keep it in a FIFO queue (reserving its id and output directory) and start it as soon
-    /// as capacity frees; past the queue's length it is refused.
+    /// as capacity frees; past the queue's length it is refused. First come, first served:
+    /// while the queue is not empty a new stream queues behind it even if it would fit now
+    /// ([`Refusal::BehindQueue`]).
     Queue,
     /// Run less of it when the pool is short: drop the tallest rungs one by one (down to
     /// `min_rungs`), then cap the frame rate (30, 25, 20, 15, 12, 10 fps, down to
@@ -55,16 +57,42 @@ pub enum Admitted {
 pub struct AdmissionEvent {
     /// Stream id.
     pub stream: String,
-    /// Admitted (started) or not.
+    /// Admitted and started, or not.
     pub admitted: bool,
     /// Not started yet: it waits in the queue (`reason` says what it waits for).
     pub queued: bool,
-    /// Why it was refused, or what a queued stream waits for.
+    /// Why it was refused, or what a queued stream waits for. `None` with neither
+    /// `admitted` nor `queued`: it was admitted but its threads could not be started (the
+    /// error is what `create_stream` returned, and is logged).
     pub reason: Option<Refusal>,
     /// Admitted with less than asked for ([`OverCapacity::Degrade`]): what was left out.
     pub degraded: Option<Degradation>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
+}
+
+/// What an admission event says happened to a stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Decision<'a> {
+    /// Started.
+    Started,
+    /// Put in the queue, waiting for this.
+    Queued(&'a Refusal),
+    /// Refused, for this.
+    Refused(&'a Refusal),
+    /// Admitted, but its threads could not be started.
+    NotStarted,
+}
+
+impl<'a> Decision<'a> {
+    /// What the outcome of a start says.
+    fn of_start(started: &'a Result<(), Error>) -> Self {
+        match started {
+            Ok(()) => Decision::Started,
+            Err(Error::Refused { reason, .. }) => Decision::Refused(reason),
+            Err(_) => Decision::NotStarted,
+        }
+    }
 }
 
 /// A stream waiting in the queue.
@@ -87,6 +115,9 @@ pub(super) fn check_admission(
     }
     if g.claims_dir(config.output_dir()) {
         return Err(Refusal::OutputInUse);
+    }
+    if g.dir_left_behind(config.output_dir()) {
+        return Err(Refusal::OutputBusy);
     }
     if config.is_network_source() {
         if let Some((stream, speed)) = &g.lagging_live {
@@ -126,9 +157,50 @@ fn reserve(
     Ok((g.reserve(config), allocation))
 }
 
+/// True for what a queued stream may wait for: capacity, or the streams queued before it.
+fn waits(r: &Refusal) -> bool {
+    is_capacity(r) || matches!(r, Refusal::BehindQueue { .. })
+}
+
 /// True for refusals that capacity freeing up would lift.
 fn is_capacity(r: &Refusal) -> bool {
     matches!(r, Refusal::Capacity(_) | Refusal::MaxConcurrent { .. })
+}
+
+/// First come, first served: while streams wait in the queue, a new one that would queue
+/// too (its policy queues; not a restart) waits behind them even if it would fit now, so
+/// that small newcomers never starve a large stream at the queue's head.
+pub(super) fn behind_queue(g: &Registry, policy: OverCapacity, restarts: u32) -> Option<Refusal> {
+    let queues = policy == OverCapacity::Queue && restarts == 0;
+    let ahead = g.queued.len();
+    (queues && ahead > 0).then_some(Refusal::BehindQueue { ahead })
+}
+
+/// The over-capacity policy for a config's kind of source.
+pub(super) fn policy_for(core: &ManagerCore, config: &StreamConfig) -> OverCapacity {
+    if config.is_network_source() {
+        core.live_over_capacity
+    } else {
+        core.files_over_capacity
+    }
+}
+
+/// Puts a stream at the back of the queue and returns its position; refuses it when it
+/// could never run here (even alone) or the queue is full.
+fn enqueue(core: &ManagerCore, g: &mut Registry, config: &StreamConfig) -> Result<usize, Refusal> {
+    if let Err(short) = core.pool.fits_when_empty(&price_floor(config)) {
+        // It would wait for ever: refuse it now.
+        return Err(Refusal::Capacity(short));
+    }
+    if g.queued.len() >= core.max_queue {
+        return Err(Refusal::QueueFull {
+            limit: core.max_queue,
+        });
+    }
+    g.queued.push_back(QueuedStream {
+        config: config.clone(),
+    });
+    Ok(g.queued.len() - 1)
 }
 
 /// The admission path, for new streams and restarts alike: check and reserve under the
@@ -139,30 +211,24 @@ pub(super) fn admit(
     restarts: u32,
 ) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
-    let policy = if config.is_network_source() {
-        core.live_over_capacity
-    } else {
-        core.files_over_capacity
-    };
+    let policy = policy_for(core, &config);
     let reserved = {
         // Short: checks, a pool allocation (arithmetic), a map insert.
         let mut g = core.registry.lock();
         let lone_at_floor = !matches!(policy, OverCapacity::Degrade { .. });
-        match reserve(core, &mut g, &config, lone_at_floor) {
-            Err(r) if is_capacity(&r) && policy == OverCapacity::Queue && restarts == 0 => {
-                if let Err(short) = core.pool.fits_when_empty(&price_floor(&config)) {
-                    // It would wait for ever: refuse it now.
-                    Err(Refusal::Capacity(short))
-                } else if g.queued.len() >= core.max_queue {
-                    Err(Refusal::QueueFull {
-                        limit: core.max_queue,
-                    })
-                } else {
-                    g.queued.push_back(QueuedStream { config });
-                    let position = g.queued.len() - 1;
-                    drop(g);
-                    report(core, &id, Err(&r), true, false);
-                    return Ok(Admitted::Queued { position });
+        let attempt = match behind_queue(&g, policy, restarts) {
+            Some(wait) => check_admission(core, &g, &config).and(Err(wait)),
+            None => reserve(core, &mut g, &config, lone_at_floor),
+        };
+        match attempt {
+            Err(r) if policy == OverCapacity::Queue && restarts == 0 && waits(&r) => {
+                match enqueue(core, &mut g, &config) {
+                    Ok(position) => {
+                        drop(g);
+                        report(core, &id, Decision::Queued(&r), false);
+                        return Ok(Admitted::Queued { position });
+                    }
+                    Err(refused) => Err(refused),
                 }
             }
             Err(Refusal::Capacity(short)) if restarts == 0 => match policy {
@@ -198,11 +264,7 @@ pub(super) fn admit(
         }),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
-    let refusal = match &decision {
-        Err(Error::Refused { reason, .. }) => Err(reason),
-        _ => Ok(()),
-    };
-    report(core, &id, refusal, false, restarts > 0);
+    report(core, &id, Decision::of_start(&decision), restarts > 0);
     decision.map(|()| Admitted::Started)
 }
 
@@ -226,6 +288,8 @@ fn start_degraded(
             restart: false,
         };
         tell(core, &event);
+    } else {
+        report(core, &id, Decision::of_start(&started), false);
     }
     started.map(|()| Admitted::Started)
 }
@@ -248,17 +312,18 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
                 Err(r) => {
                     drop(g);
                     log::warn!("stream {}: dropped from the queue: {r}", q.config.id());
-                    report(core, q.config.id(), Err(&r), false, false);
+                    report(core, q.config.id(), Decision::Refused(&r), false);
                     continue;
                 }
             }
         };
         let (config, gen, allocation) = next;
         let id = config.id().to_owned();
-        match start_reserved(core, config, gen, allocation, 0) {
-            Ok(()) => report(core, &id, Ok(()), false, false),
-            Err(e) => log::warn!("stream {id}: a queued stream could not start: {e}"),
+        let started = start_reserved(core, config, gen, allocation, 0);
+        if let Err(e) = &started {
+            log::warn!("stream {id}: a queued stream could not start: {e}");
         }
+        report(core, &id, Decision::of_start(&started), false);
     }
 }
 
@@ -277,26 +342,36 @@ fn start_reserved(
         .with_hooks(core.hooks.clone())
         .with_hooks(reaper_hook(core, &id, gen))
         .start();
-    // Short: moves the reservation into the map, or drops it.
-    let mut g = core.registry.lock();
-    g.starting.remove(&id);
-    match started {
-        Ok(stream) => {
-            let entry = ManagedStream {
-                gen,
-                stream,
-                allocation,
-                config,
-                restarts,
-                repriced: false,
-            };
-            g.map.insert(id, entry);
-            Ok(())
-        }
+    let stream = match started {
+        Ok(stream) => stream,
         Err(e) => {
-            drop(g);
+            // Short: drops the reservation.
+            core.registry.lock().starting.remove(&id);
             core.changed.notify_all();
-            Err(e.error)
+            return Err(e.error);
+        }
+    };
+    let entry = ManagedStream {
+        gen,
+        stream,
+        allocation,
+        config,
+        restarts,
+        repriced: false,
+    };
+    // Short: moves the reservation into the map (a shutdown waits for this).
+    let late = core.registry.lock().enter(id.clone(), entry);
+    core.changed.notify_all();
+    match late {
+        None => Ok(()),
+        Some(entry) => {
+            // Admitted before a shutdown that has already swept the map: end it here.
+            log::warn!("stream {id}: started after the shutdown's sweep; stopped");
+            let _ = super::retire(core, entry, Stream::abort);
+            Err(Error::Refused {
+                stream: id,
+                reason: Refusal::ShuttingDown,
+            })
         }
     }
 }
@@ -316,18 +391,18 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
 }
 
 /// Tells the admission hooks, outside any lock.
-fn report(
-    core: &ManagerCore,
-    id: &str,
-    refusal: Result<(), &Refusal>,
-    queued: bool,
-    restart: bool,
-) {
+pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, restart: bool) {
+    let (admitted, queued, reason) = match decision {
+        Decision::Started => (true, false, None),
+        Decision::Queued(r) => (false, true, Some(r.clone())),
+        Decision::Refused(r) => (false, false, Some(r.clone())),
+        Decision::NotStarted => (false, false, None),
+    };
     let event = AdmissionEvent {
         stream: id.to_owned(),
-        admitted: refusal.is_ok() && !queued,
+        admitted,
         queued,
-        reason: refusal.err().cloned(),
+        reason,
         degraded: None,
         restart,
     };

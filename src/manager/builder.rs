@@ -6,12 +6,14 @@ use std::time::Duration;
 use crossbeam_channel::bounded;
 use parking_lot::{Condvar, Mutex};
 
-use super::{monitor, AdmissionEvent, Manager, ManagerCore, OverCapacity, Registry};
+use super::{
+    admitter, monitor, AdmissionEvent, Manager, ManagerCore, ManagerThreads, OverCapacity, Registry,
+};
 use crate::config::RestartPolicy;
 use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::manager::pool::{ResourceCapacity, ResourcePool};
-use crate::stream::StreamReport;
+use crate::stream::{StreamReport, TrackedThread};
 
 pub(super) type AdmissionHook = Arc<dyn Fn(&AdmissionEvent) + Send + Sync>;
 pub(super) type FinishedHook = Arc<dyn Fn(&StreamReport) + Send + Sync>;
@@ -103,7 +105,7 @@ impl ManagerBuilder {
         self
     }
 
-    /// Restarting failed streams (default: off).
+    /// Restarting failed streams (default: off). Validated by [`build`](Self::build).
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.restart = policy;
         self
@@ -127,10 +129,17 @@ impl ManagerBuilder {
         self
     }
 
-    /// Starts the manager (and its monitor thread, `sv-manager`).
+    /// Starts the manager, with its monitor thread (`sv-manager`: reaping, the stall
+    /// watchdog) and its admission thread (`sv-admit`: queued starts and restarts).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a restart policy out of range (`restart.*`).
     pub fn build(self) -> Result<Manager, Error> {
+        self.restart.validate()?;
         let (monitor_tx, inbox) = bounded(4096);
-        let (quit_tx, quit_rx) = bounded(1);
+        let (admit_tx, admit_inbox) = bounded(4096);
+        // Never sent on: dropping the sender tells both threads to quit.
+        let (quit, quit_rx) = bounded::<()>(0);
         let capacity = self.capacity.unwrap_or_else(ResourceCapacity::from_machine);
         let core = Arc::new(ManagerCore {
             max_concurrent: self.max_concurrent,
@@ -147,21 +156,32 @@ impl ManagerBuilder {
             registry: Mutex::new(Registry::default()),
             changed: Condvar::new(),
             monitor_tx,
+            admit_tx,
         });
-        let monitor = {
-            let core = core.clone();
-            let interval = self.monitor_interval;
-            std::thread::Builder::new()
-                .name("sv-manager".into())
-                .spawn(move || monitor::run(&core, &inbox, &quit_rx, interval))
-                .map_err(|e| Error::Internal {
-                    stream: String::new(),
-                    message: format!("spawning the manager thread: {e}"),
-                })?
+        let interval = self.monitor_interval;
+        let spawn_error = |e: std::io::Error| Error::Internal {
+            stream: String::new(),
+            message: format!("spawning a manager thread: {e}"),
+        };
+        let (c, q) = (core.clone(), quit_rx.clone());
+        let monitor = TrackedThread::spawn("sv-manager".into(), move || {
+            monitor::run(&c, &inbox, &q, interval);
+        })
+        .map_err(spawn_error)?;
+        // Should this spawn fail, `quit` drops on return and the monitor quits.
+        let c = core.clone();
+        let admitter = TrackedThread::spawn("sv-admit".into(), move || {
+            admitter::run(&c, &admit_inbox, &quit_rx, interval);
+        })
+        .map_err(spawn_error)?;
+        let threads = ManagerThreads {
+            monitor,
+            admitter,
+            quit,
         };
         Ok(Manager {
             core,
-            monitor: Mutex::new(Some((monitor, quit_tx))),
+            threads: Mutex::new(Some(threads)),
         })
     }
 }

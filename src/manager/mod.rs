@@ -1,6 +1,6 @@
-//! The `Manager`: many streams under admission control ([`admission`]), monitored, reaped
-//! when they end and optionally restarted ([`monitor`]), priced against a resource pool
-//! ([`pool`]), and shut down in parallel.
+//! The `Manager`: many streams under admission control ([`admission`]), monitored and
+//! reaped when they end ([`monitor`]), queued and optionally restarted ([`admitter`]),
+//! priced against a resource pool ([`pool`]), and shut down in parallel.
 //!
 //! One short lock guards the registry of streams; it is never held while starting,
 //! stopping or waiting on a stream, calling a hook, or doing I/O, so hooks may call back
@@ -8,10 +8,12 @@
 //! stream that holds them, so an old stream's retirement never frees a newer one's.
 
 mod admission;
+mod admitter;
 mod builder;
 mod degrade;
 mod monitor;
 mod pool;
+mod registry;
 
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
@@ -21,10 +23,8 @@ pub use pool::{
     ResourcePool, UNITS_PER_CORE,
 };
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::cell::RefCell;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
@@ -36,9 +36,10 @@ use crate::hooks::Hooks;
 use crate::panic::guarded;
 use crate::state::StreamState;
 use crate::stats::StreamStats;
-use crate::stream::{on_hook_thread, Running, Stream, StreamReport, GRACE};
+use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
 use builder::{AdmissionHook, FinishedHook};
 use monitor::MonitorMsg;
+use registry::{ManagedStream, Registry};
 
 /// A managed stream at a glance.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,134 +53,7 @@ pub struct StreamSummary {
     pub queue_position: Option<usize>,
 }
 
-/// A stream in the registry, with what it holds.
-struct ManagedStream {
-    /// Tells this stream from a later one with the same id.
-    gen: u64,
-    stream: Stream<Running>,
-    allocation: Allocation,
-    config: StreamConfig,
-    restarts: u32,
-    /// The allocation was re-priced from the ladder as it runs.
-    repriced: bool,
-}
-
-impl ManagedStream {
-    /// Once the source is open, re-prices the allocation from the ladder that really runs
-    /// (rungs taller than the source dropped, real aspect and rate): shrinking always
-    /// succeeds and frees capacity at once; growing succeeds if the difference fits.
-    fn reprice_from_plan(&mut self) {
-        if self.repriced {
-            return;
-        }
-        let Some(ladder) = self.stream.planned_ladder() else {
-            return;
-        };
-        self.repriced = true;
-        let cost = pool::price_planned(&self.config, &ladder);
-        let before = self.allocation.cost().compute;
-        match self.allocation.reprice(cost) {
-            Ok(()) => log::debug!(
-                "stream {}: re-priced from {before:.1} to {:.1} compute units",
-                self.config.id(),
-                self.allocation.cost().compute
-            ),
-            Err(short) => log::warn!(
-                "stream {}: runs heavier than admitted and the pool cannot cover it ({short})",
-                self.config.id()
-            ),
-        }
-    }
-}
-
-/// A reservation of an id and an output directory by one generation of a stream.
-#[derive(Debug, Clone)]
-struct Reservation {
-    gen: u64,
-    dir: PathBuf,
-}
-
-/// Every stream the manager knows, by the phase of its life.
-#[derive(Default)]
-struct Registry {
-    /// Running streams.
-    map: HashMap<String, ManagedStream>,
-    /// Admitted and being started (no lock is held while a stream starts).
-    starting: HashMap<String, Reservation>,
-    /// Taken out of the map and being stopped or retired: still reserved (and counted
-    /// against `max_concurrent`) until their stream has ended and released its resources.
-    stopping: HashMap<String, Reservation>,
-    /// Retirements under way (stop or wait, allocation release, finished hooks).
-    retiring: usize,
-    /// Waiting for capacity, in order (their ids and directories are claimed).
-    queued: std::collections::VecDeque<admission::QueuedStream>,
-    next_gen: u64,
-    shutting_down: bool,
-    /// A live stream running below real time (and its speed), from the monitor's last
-    /// look: new live work is refused while there is one.
-    lagging_live: Option<(String, f64)>,
-}
-
-impl Registry {
-    fn claims_id(&self, id: &str) -> bool {
-        self.map.contains_key(id)
-            || self.starting.contains_key(id)
-            || self.stopping.contains_key(id)
-    }
-
-    fn claims_dir(&self, dir: &Path) -> bool {
-        self.map.values().any(|e| e.config.output_dir() == dir)
-            || self
-                .starting
-                .values()
-                .chain(self.stopping.values())
-                .any(|r| r.dir == dir)
-    }
-
-    /// Streams counted against `max_concurrent`.
-    fn counted(&self) -> usize {
-        self.map.len() + self.starting.len() + self.stopping.len()
-    }
-
-    /// Reserves the config's id and output directory for a stream being started.
-    fn reserve(&mut self, config: &StreamConfig) -> u64 {
-        self.next_gen += 1;
-        let gen = self.next_gen;
-        let dir = config.output_dir().to_path_buf();
-        self.starting
-            .insert(config.id().to_owned(), Reservation { gen, dir });
-        gen
-    }
-
-    /// Takes a stream out of the map for retirement; it stays reserved until released.
-    fn take(&mut self, id: &str) -> Option<ManagedStream> {
-        let entry = self.map.remove(id)?;
-        let dir = entry.config.output_dir().to_path_buf();
-        let reservation = Reservation {
-            gen: entry.gen,
-            dir,
-        };
-        self.stopping.insert(id.to_owned(), reservation);
-        self.retiring += 1;
-        Some(entry)
-    }
-
-    /// Releases the reservation of generation `gen` of `id` (not a later one's).
-    fn release(&mut self, id: &str, gen: u64) {
-        if self.stopping.get(id).is_some_and(|r| r.gen == gen) {
-            self.stopping.remove(id);
-        }
-    }
-
-    fn is_idle(&self) -> bool {
-        self.map.is_empty()
-            && self.starting.is_empty()
-            && self.stopping.is_empty()
-            && self.retiring == 0
-    }
-}
-
-/// What the manager's handle, its monitor and its reaper threads share.
+/// What the manager's handle, its monitor, admission and reaper threads share.
 struct ManagerCore {
     max_concurrent: usize,
     /// What happens to file and generated sources that do not fit now.
@@ -197,11 +71,13 @@ struct ManagerCore {
     on_admission: Vec<AdmissionHook>,
     on_finished: Vec<FinishedHook>,
     registry: Mutex<Registry>,
-    /// Notified whenever a stream leaves the map, a reservation is released, or a
-    /// retirement ends.
+    /// Notified whenever a started stream enters the map or one leaves it, a reservation is
+    /// released, or a retirement ends.
     changed: Condvar,
-    /// To the monitor: streams that ended, restarts that are due.
+    /// To the monitor: streams that ended or opened their source.
     monitor_tx: Sender<MonitorMsg>,
+    /// To the admission thread: restarts to admit when due.
+    admit_tx: Sender<admitter::AdmitMsg>,
 }
 
 impl ManagerCore {
@@ -213,6 +89,43 @@ impl ManagerCore {
         drop(g);
         self.changed.notify_all();
     }
+}
+
+thread_local! {
+    /// The managers (by address) whose retirements run their finished hooks on this thread
+    /// now: a hook that waits for its manager to be idle does not wait for its own
+    /// retirement.
+    static RETIRING_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Retirements of `core`'s whose finished hooks run on this thread now.
+fn retiring_here(core: &ManagerCore) -> usize {
+    let me = std::ptr::from_ref(core) as usize;
+    RETIRING_HERE.with(|r| r.borrow().iter().filter(|&&c| c == me).count())
+}
+
+/// Runs the finished hooks for `report`, as on a hook thread and as `core`'s retirement.
+fn run_finished_hooks(core: &ManagerCore, report: &StreamReport) {
+    let me = std::ptr::from_ref(core) as usize;
+    let was = on_hook_thread();
+    crate::stream::act_for_hook_thread(true);
+    RETIRING_HERE.with(|r| r.borrow_mut().push(me));
+    for h in &core.on_finished {
+        guarded(
+            format_args!("stream {}", report.id),
+            "finished hook",
+            || {
+                h(report);
+            },
+        );
+    }
+    RETIRING_HERE.with(|r| {
+        let mut r = r.borrow_mut();
+        if let Some(i) = r.iter().rposition(|&c| c == me) {
+            r.remove(i);
+        }
+    });
+    crate::stream::act_for_hook_thread(was);
 }
 
 /// Ends a stream that has left the map: `end` stops it (or waits for it, bounded), then its
@@ -227,21 +140,30 @@ fn retire(
         gen,
         stream,
         allocation,
+        config,
         ..
     } = entry;
+    let worker = stream.worker_exit();
     let report = end(stream);
     drop(allocation);
-    core.registry.lock().release(&report.id, gen);
-    core.changed.notify_all();
-    for h in &core.on_finished {
-        guarded(
-            format_args!("stream {}", report.id),
-            "finished hook",
-            || {
-                h(&report);
-            },
-        );
+    {
+        // Short: map edits. A worker left behind may still write to the output directory
+        // (a variant returning from a stuck write): the directory stays refused until it
+        // ends, though the id is free.
+        let mut g = core.registry.lock();
+        g.release(&report.id, gen);
+        if let Some(worker) = worker.filter(|w| !w.ended()) {
+            g.keep_dir_until(config.output_dir().to_path_buf(), worker);
+        }
     }
+    core.changed.notify_all();
+    // A finished hook may stop streams or shut the manager down: while it runs this thread
+    // acts for a hook thread (it joins no hook thread and waits for no retirement). Only
+    // while it runs: the stream's own hook thread was joined above, so its last events
+    // have been delivered when the retirement ends.
+    run_finished_hooks(core, &report);
+    // Counted done before the queue moves on: an admission hook run below may wait for
+    // idleness. The registry is not idle meanwhile (the queue counts).
     core.retired_one();
     // Capacity came back: the queue goes first.
     admission::start_queued(core);
@@ -264,7 +186,14 @@ fn retire(
 /// ```
 pub struct Manager {
     core: Arc<ManagerCore>,
-    monitor: Mutex<Option<(JoinHandle<()>, Sender<()>)>>,
+    threads: Mutex<Option<ManagerThreads>>,
+}
+
+/// The manager's own threads, and the sender whose drop tells them to quit.
+struct ManagerThreads {
+    monitor: TrackedThread,
+    admitter: TrackedThread,
+    quit: Sender<()>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -315,12 +244,17 @@ impl Manager {
         removed
     }
 
-    /// Would this config be admitted now? Answers without allocating or starting.
+    /// Would this config be started now? Answers without allocating or starting (a stream
+    /// that would be queued gets what it would wait for, e.g. [`Refusal::BehindQueue`]).
     pub fn can_admit(&self, config: &StreamConfig) -> Result<(), Refusal> {
         {
             // Short: checks only.
             let g = self.core.registry.lock();
             admission::check_admission(&self.core, &g, config)?;
+            let policy = admission::policy_for(&self.core, config);
+            if let Some(wait) = admission::behind_queue(&g, policy, 0) {
+                return Err(wait);
+            }
         }
         self.core
             .pool
@@ -358,9 +292,9 @@ impl Manager {
 
     /// The statistics of a managed stream.
     pub fn stats(&self, id: &str) -> Option<StreamStats> {
-        // Short: a lookup and a snapshot of atomics.
-        let g = self.core.registry.lock();
-        g.map.get(id).map(|e| e.stream.stats())
+        // Short: a lookup. The snapshot (which reads /proc) is taken after the unlock.
+        let reader = self.core.registry.lock().map.get(id)?.stream.stats_reader();
+        Some(reader.stats())
     }
 
     /// Every managed stream and its state, sorted by id.
@@ -389,35 +323,48 @@ impl Manager {
         self.core.pool.usage()
     }
 
-    /// Waits until no stream is managed, starting or being retired — every allocation
-    /// released and every finished hook run — or `timeout` passes; true when idle.
+    /// Waits until no stream is queued, starting, managed or being retired — every queued
+    /// stream run, every allocation released and every finished hook run — or `timeout`
+    /// passes; true when idle.
+    ///
+    /// From a finished hook, the retirement that runs it does not count.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let mine = retiring_here(&self.core);
         let mut g = self.core.registry.lock();
-        while !g.is_idle() {
+        while !g.is_idle(mine) {
             // The condvar releases the lock while it waits.
             if self.core.changed.wait_until(&mut g, deadline).timed_out() {
                 break;
             }
         }
-        g.is_idle()
+        g.is_idle(mine)
     }
 
     /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,
-    /// and stops the monitor; returns within `deadline` + [`GRACE`] with the final reports.
-    /// Idempotent.
+    /// and stops the manager's threads; returns within `deadline` + [`GRACE`] with the final
+    /// reports (a manager thread still busy then, in an admission hook that never returns,
+    /// is left behind and logged). Streams still waiting in the queue never run: each is
+    /// reported to the admission hooks as refused ([`Refusal::ShuttingDown`]). Idempotent.
     pub fn shutdown(&self, deadline: Duration) -> Vec<StreamReport> {
         let started = Instant::now();
-        let entries: Vec<ManagedStream> = {
-            // Short: moves every entry out of the map.
-            let mut g = self.core.registry.lock();
-            g.shutting_down = true;
-            g.queued.clear();
-            let ids: Vec<String> = g.map.keys().cloned().collect();
-            ids.iter().filter_map(|id| g.take(id)).collect()
-        };
-        self.core.changed.notify_all();
+        let bound = started + deadline + GRACE;
         let from_hook = on_hook_thread();
+        let (entries, dropped) = self.sweep(started + deadline);
+        // Nothing is left for the monitor and the admission thread to reap, start or
+        // restart: dropping the sender tells both to quit. Taken in its own statement: the
+        // lock is not held across the joins below.
+        let threads = self.threads.lock().take();
+        let threads = threads.map(|t| {
+            drop(t.quit);
+            [t.monitor, t.admitter]
+        });
+        for q in dropped {
+            let id = q.config.id();
+            log::warn!("stream {id}: dropped from the queue: shutting down");
+            let refused = admission::Decision::Refused(&Refusal::ShuttingDown);
+            admission::report(&self.core, id, refused, false);
+        }
         let reports = std::thread::scope(|s| {
             let handles: Vec<_> = entries
                 .into_iter()
@@ -432,54 +379,48 @@ impl Manager {
                 .collect();
             handles.into_iter().filter_map(|h| h.join().ok()).collect()
         });
-        // Taken in its own statement: the lock is not held across the join.
-        let monitor = self.monitor.lock().take();
-        if let Some((handle, quit)) = monitor {
-            let _ = quit.send(());
-            // Not from the monitor itself, nor from a hook or reaper thread (the monitor
-            // never waits on those, but they may be what holds the last reference).
-            if handle.thread().id() != std::thread::current().id() && !from_hook {
-                let _ = handle.join();
-            }
-        }
+        // Not from a hook: the threads quit by themselves, and the retirements they
+        // started finish by themselves too.
         if !from_hook {
+            for t in threads.into_iter().flatten().filter(|t| !t.is_current()) {
+                if let Err(name) = t.join_by(bound) {
+                    log::warn!("manager thread {name} did not quit in time (busy in a hook?)");
+                }
+            }
             // Retirements the monitor started (streams that ended by themselves) finish
             // within the same bound.
-            let bound = (started + deadline + GRACE).saturating_duration_since(Instant::now());
-            self.wait_idle(bound);
+            self.wait_idle(bound.saturating_duration_since(Instant::now()));
         }
         reports
+    }
+
+    /// Refuses new streams, empties the queue and takes every running stream out of the
+    /// map, once the streams being started (admitted before) have entered it, waiting for
+    /// them until `until` at most.
+    fn sweep(&self, until: Instant) -> (Vec<ManagedStream>, Vec<admission::QueuedStream>) {
+        let swept = {
+            // Short: moves every entry out of the map and the queue (the condvar releases
+            // the lock while it waits: a start only spawns threads, then enters the map).
+            let mut g = self.core.registry.lock();
+            g.shutting_down = true;
+            let dropped = g.queued.drain(..).collect();
+            while !g.starting.is_empty() {
+                if self.core.changed.wait_until(&mut g, until).timed_out() {
+                    break;
+                }
+            }
+            // A stream that starts later than that ends by itself (see `Registry::enter`).
+            g.swept = true;
+            let ids: Vec<String> = g.map.keys().cloned().collect();
+            (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
+        };
+        self.core.changed.notify_all();
+        swept
     }
 }
 
 impl Drop for Manager {
     fn drop(&mut self) {
         let _ = self.shutdown(Duration::from_secs(5));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn reservation(gen: u64) -> Reservation {
-        Reservation {
-            gen,
-            dir: PathBuf::from("out"),
-        }
-    }
-
-    #[test]
-    fn an_old_generation_never_releases_a_newer_reservation() {
-        let mut r = Registry::default();
-        // Generation 2 of stream "a" is stopping, while generation 1's retirement, late,
-        // releases what it believes is its own reservation.
-        r.stopping.insert("a".into(), reservation(2));
-        r.release("a", 1);
-        assert!(r.claims_id("a"), "generation 2 keeps its id");
-        assert!(r.claims_dir(Path::new("out")), "and its output directory");
-        r.release("a", 2);
-        assert!(!r.claims_id("a"));
-        assert!(r.is_idle());
     }
 }

@@ -1,38 +1,28 @@
 //! The manager's monitor thread (`sv-manager`): reaps streams that ended by themselves,
-//! reports stalls to streams that make no progress, and restarts failed streams when the
-//! policy asks. It never waits on a stream: each reaped stream is retired (its threads
-//! joined, its allocation released, the finished hooks run) on its own short-lived thread,
-//! so one stuck hook delays only its own stream.
+//! reports stalls to streams that make no progress, and measures live streams' speed. It
+//! never waits on a stream and never runs a user hook: each reaped stream is retired (its
+//! threads joined, its allocation released, the finished hooks run) on its own short-lived
+//! thread, so one stuck hook delays only its own stream; restarts and queued starts, with
+//! their admission hooks, are the admission thread's (`admitter`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, tick, Receiver, Sender};
+use crossbeam_channel::{select, tick, Receiver};
 
-use super::admission::{self, admit};
-use super::{retire, ManagerCore};
-use crate::config::{BackoffTimer, StreamConfig};
-use crate::error::{Error, Refusal};
+use super::{admitter, retire, ManagerCore};
 use crate::state::StreamState;
 use crate::stream::Stream;
 
-/// A failed stream waiting to be admitted again.
-pub(super) struct PendingRestart {
-    config: StreamConfig,
-    restarts: u32,
-    due: Instant,
-}
-
-/// What the monitor is told: a stream reached a terminal state, or a retired stream is
-/// due for a restart.
+/// What the monitor is told: a stream reached a terminal state, or its source is open and
+/// its ladder planned.
 pub(super) enum MonitorMsg {
     Ended { id: String, gen: u64 },
     Planned { id: String, gen: u64 },
-    Restart(Box<PendingRestart>),
 }
 
-/// The monitor loop, until `quit`.
+/// The monitor loop, until `quit` is dropped.
 pub(super) fn run(
     core: &Arc<ManagerCore>,
     inbox: &Receiver<MonitorMsg>,
@@ -42,7 +32,6 @@ pub(super) fn run(
     let ticker = tick(interval);
     let mut progress: HashMap<(String, u64), (u64, Instant)> = HashMap::new();
     let mut speeds = SpeedWindows::default();
-    let mut pending: Vec<PendingRestart> = Vec::new();
     loop {
         select! {
             recv(inbox) -> msg => match msg {
@@ -54,14 +43,9 @@ pub(super) fn run(
                         e.reprice_from_plan();
                     }
                 }
-                Ok(MonitorMsg::Restart(p)) => pending.push(*p),
                 Err(_) => return,
             },
-            recv(ticker) -> _ => {
-                scan(core, &mut progress, &mut speeds);
-                restart_due(core, &mut pending);
-                admission::start_queued(core);
-            }
+            recv(ticker) -> _ => scan(core, &mut progress, &mut speeds),
             recv(quit) -> _ => return,
         }
     }
@@ -90,12 +74,11 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
     let spawned = std::thread::Builder::new()
         .name(format!("sv-reap-{id}"))
         .spawn(move || {
-            // Finished hooks run here: a hook that shuts the manager down must not join
-            // hook threads or wait for this very retirement.
-            crate::stream::act_for_hook_thread(true);
+            // The stream's hook thread is joined (bounded) like its worker; the finished
+            // hooks that run here run as on a hook thread (see `retire`).
             let report = retire(&core2, entry, Stream::wait);
             if report.state == StreamState::Failed {
-                schedule_restart(&core2, config, restarts);
+                admitter::schedule_restart(&core2, config, restarts);
             }
         });
     if let Err(e) = spawned {
@@ -104,40 +87,6 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
         log::error!("stream {id}: spawning a reaper thread: {e}");
         core.registry.lock().release(id, gen);
         core.retired_one();
-    }
-}
-
-/// Queues a restart of a failed stream when the policy asks for one.
-fn schedule_restart(core: &ManagerCore, config: StreamConfig, restarts: u32) {
-    let policy = &core.restart;
-    if !policy.enabled || restarts >= policy.max_restarts {
-        return;
-    }
-    if !config.input().can_reopen() {
-        log::warn!(
-            "stream {}: failed; not restarted: its source is a one-shot reader, already read",
-            config.id()
-        );
-        return;
-    }
-    let next = restarts + 1;
-    let wait = BackoffTimer::new(policy.backoff, config.id()).wait(next);
-    log::info!(
-        "stream {}: failed; restart {next}/{} in {wait:?}",
-        config.id(),
-        policy.max_restarts
-    );
-    let msg = MonitorMsg::Restart(Box::new(PendingRestart {
-        config,
-        restarts: next,
-        due: Instant::now() + wait,
-    }));
-    send_or_log(&core.monitor_tx, msg);
-}
-
-fn send_or_log(tx: &Sender<MonitorMsg>, msg: MonitorMsg) {
-    if tx.try_send(msg).is_err() {
-        log::warn!("manager monitor queue full or closed; a restart was dropped");
     }
 }
 
@@ -165,9 +114,11 @@ fn scan(
                 ended.push((id.clone(), e.gen));
                 continue;
             }
-            if e.config.is_network_source() && state == StreamState::Running {
+            if e.config.is_network_source() {
                 let key = (id.clone(), e.gen);
-                let speed = speeds.observe(key, now, e.stream.media_us(), core.realtime_window);
+                let running = state == StreamState::Running;
+                let media_us = e.stream.media_us();
+                let speed = speeds.observe(key, now, media_us, core.realtime_window, running);
                 if let Some(speed) = speed.filter(|&s| s < REAL_TIME) {
                     if lagging.as_ref().is_none_or(|(_, s)| speed < *s) {
                         lagging = Some((id.clone(), speed));
@@ -206,15 +157,22 @@ const REAL_TIME: f64 = 0.95;
 struct SpeedWindows(HashMap<(String, u64), std::collections::VecDeque<(Instant, u64)>>);
 
 impl SpeedWindows {
-    /// Adds a sample; the speed (media time per wall time) over the window once the samples
-    /// span most of it.
+    /// Adds a sample of a stream that is `running`; the speed (media time per wall time)
+    /// over the window once the samples span most of it. A stream that is not running (an
+    /// outage, a reconnect) is not slow, it is down: its samples are dropped, and it is
+    /// measured afresh once it runs again.
     fn observe(
         &mut self,
         key: (String, u64),
         now: Instant,
         media_us: u64,
         window: Duration,
+        running: bool,
     ) -> Option<f64> {
+        if !running {
+            self.0.remove(&key);
+            return None;
+        }
         let samples = self.0.entry(key).or_default();
         samples.push_back((now, media_us));
         while samples.len() > 2 && now.duration_since(samples[1].0) >= window {
@@ -229,27 +187,40 @@ impl SpeedWindows {
     }
 }
 
-/// Admits the restarts that are due; those that do not fit yet wait for a later tick.
-fn restart_due(core: &Arc<ManagerCore>, pending: &mut Vec<PendingRestart>) {
-    let now = Instant::now();
-    let mut later = Vec::new();
-    for p in pending.drain(..) {
-        if p.due > now {
-            later.push(p);
-            continue;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_is_not_taken_for_running_below_real_time() {
+        let mut w = SpeedWindows::default();
+        let window = Duration::from_secs(2);
+        let t0 = Instant::now();
+        let mut observe = |ms: u64, media_ms: u64, running: bool| {
+            let at = t0 + Duration::from_millis(ms);
+            w.observe(("live".into(), 1), at, media_ms * 1000, window, running)
+        };
+        // 3 s at real time.
+        let mut speed = None;
+        for ms in (0..=3000).step_by(250) {
+            speed = observe(ms, ms, true);
         }
-        match admit(core, p.config.clone(), p.restarts) {
-            Ok(_) => {}
-            // No room yet: try again on a later tick.
-            Err(Error::Refused {
-                reason: Refusal::Capacity(_) | Refusal::MaxConcurrent { .. },
-                ..
-            }) => later.push(PendingRestart {
-                due: now + Duration::from_millis(500),
-                ..p
-            }),
-            Err(e) => log::warn!("restart of {} abandoned: {e}", p.config.id()),
+        assert!((speed.unwrap() - 1.0).abs() < 1e-9, "{speed:?}");
+        // A 2 s outage: the media stands still, the stream is not running.
+        for ms in (3250..5000).step_by(250) {
+            assert_eq!(observe(ms, 3000, false), None);
+        }
+        // Back at real time: measured afresh, never below real time for the outage.
+        for ms in (5000..=8000).step_by(250) {
+            let speed = observe(ms, 3000 + (ms - 5000), true);
+            if ms < 5000 + 1600 {
+                assert_eq!(speed, None, "at {ms} ms: not a full window yet");
+            } else {
+                assert!(
+                    speed.is_some_and(|s| s >= REAL_TIME),
+                    "at {ms} ms: {speed:?}"
+                );
+            }
         }
     }
-    *pending = later;
 }

@@ -138,12 +138,15 @@ fn open_input(
 ) -> Result<(InputContext, StreamInfo, Option<StreamInfo>), Error> {
     let interrupt = signals.interrupt();
     let av = |e: AvError| open_error(config, interrupt, e);
+    let kind = config.source_kind();
     let mut opts = Dictionary::new();
-    if let Some(list) = config.source_kind().protocol_whitelist() {
-        opts.set("protocol_whitelist", list).map_err(av)?;
-    }
     for (k, v) in config.input_options() {
         opts.set(k, v).map_err(av)?;
+    }
+    // Set last, so it replaces whatever the options said (the config refuses that key
+    // already: defence in depth).
+    if let Some(list) = kind.protocol_whitelist() {
+        opts.set("protocol_whitelist", list).map_err(av)?;
     }
     interrupt.arm(config.io_timeout());
     let _ = take_refused_picture(); // forget an earlier session's

@@ -10,6 +10,7 @@ mod threads;
 
 pub(crate) use hook_thread::{act_for_hook_thread, on_hook_thread};
 pub use threads::GRACE;
+pub(crate) use threads::{ThreadExit, TrackedThread};
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
 use crate::stats::{PlannedLadder, StreamStats};
 use lifecycle::Lifecycle;
-use threads::{StreamThreads, TrackedThread};
+use threads::StreamThreads;
 
 mod sealed {
     pub trait Sealed {}
@@ -116,6 +117,18 @@ impl std::error::Error for StartError {
     }
 }
 
+/// Reads a stream's statistics without holding the stream: taken under a caller's lock,
+/// read after it (a snapshot reads `/proc`).
+#[derive(Debug, Clone)]
+pub(crate) struct StatsReader(Arc<Lifecycle>);
+
+impl StatsReader {
+    /// Statistics now, as [`Stream::stats`].
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.0.snapshot()
+    }
+}
+
 impl<S: Stage> Stream<S> {
     /// The stream id.
     pub fn id(&self) -> &str {
@@ -135,6 +148,11 @@ impl<S: Stage> Stream<S> {
     /// Statistics now (cheap; safe to call at any rate).
     pub fn stats(&self) -> StreamStats {
         self.lifecycle.snapshot()
+    }
+
+    /// A handle to read this stream's statistics later, without the stream.
+    pub(crate) fn stats_reader(&self) -> StatsReader {
+        StatsReader(self.lifecycle.clone())
     }
 
     /// The last error, if any.
@@ -253,6 +271,12 @@ impl Stream<Running> {
     /// Media time decoded so far, microseconds (cheap: one atomic load).
     pub(crate) fn media_us(&self) -> u64 {
         self.lifecycle.stats.media_us.load(Relaxed)
+    }
+
+    /// Whether the worker thread (and so every thread that writes the output) has ended:
+    /// to know when a worker left behind by `stop`/`abort` is gone.
+    pub(crate) fn worker_exit(&self) -> Option<ThreadExit> {
+        self.stage.threads.worker_exit()
     }
 
     /// A watchdog saw no progress: cut the current read; the stream recovers as from a stall.

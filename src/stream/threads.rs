@@ -44,9 +44,21 @@ impl Drop for ExitGuard {
     }
 }
 
-/// A named thread that can be joined with a deadline.
+/// Tells whether a thread has ended (its body returned or unwound), without joining it: a
+/// thread left behind may be watched this way until it ends.
+#[derive(Debug, Clone)]
+pub(crate) struct ThreadExit(Arc<ExitFlag>);
+
+impl ThreadExit {
+    /// True once the thread's body has returned.
+    pub fn ended(&self) -> bool {
+        *self.0.done.lock()
+    }
+}
+
+/// A named thread that can be joined with a deadline (the manager's threads are too).
 #[derive(Debug)]
-pub(super) struct TrackedThread {
+pub(crate) struct TrackedThread {
     name: String,
     handle: JoinHandle<()>,
     exit: Arc<ExitFlag>,
@@ -64,6 +76,16 @@ impl TrackedThread {
                 body();
             })?;
         Ok(Self { name, handle, exit })
+    }
+
+    /// Whether the thread has ended, to watch it past a join that left it behind.
+    pub fn exit(&self) -> ThreadExit {
+        ThreadExit(self.exit.clone())
+    }
+
+    /// True when called on this very thread (which must not wait for itself).
+    pub fn is_current(&self) -> bool {
+        self.handle.thread().id() == std::thread::current().id()
     }
 
     /// Joins the thread if it ends by `deadline`; otherwise leaves it running (detached) and
@@ -109,6 +131,11 @@ impl StreamThreads {
             hook_thread,
             worker_left: false,
         }
+    }
+
+    /// Whether the worker has ended, once it is no longer joined (`None` once joined).
+    pub fn worker_exit(&self) -> Option<ThreadExit> {
+        self.worker.as_ref().map(TrackedThread::exit)
     }
 
     /// True when the worker was left behind by [`StreamThreads::join_by`].

@@ -315,19 +315,27 @@ fn remote_hls_playlist_pointing_at_etc_passwd_reads_nothing() {
 
 /// The same, with a segment that *is* real media on this machine (a `.ts` file, which
 /// FFmpeg's HLS demuxer would otherwise accept by extension): refused, zero bytes read.
-/// Control: with `file` deliberately added to the allow-list through `input_option`, the
-/// very same playlist does transcode, so the refusal is the allow-list's doing.
+/// Control: the very same media served over HTTP does transcode, so the refusal is the
+/// allow-list's doing; and the allow-list cannot be widened through `input_option`.
 #[test]
-fn remote_hls_playlist_cannot_reach_local_media_unless_file_is_allowed() {
+fn remote_hls_playlist_cannot_reach_local_media_even_through_input_options() {
     let dir = tempfile::tempdir().unwrap();
     let local = dir.path().join("local.ts");
     make_av(&local, 2, &["-f", "mpegts"]);
     let uri = format!("file://{}", local.display());
-    let server = HttpServer::start(vec![(
-        "/x.m3u8",
-        "application/vnd.apple.mpegurl",
-        media_playlist(&[&uri]),
-    )]);
+    let server = HttpServer::start(vec![
+        (
+            "/x.m3u8",
+            "application/vnd.apple.mpegurl",
+            media_playlist(&[&uri]),
+        ),
+        (
+            "/served.m3u8",
+            "application/vnd.apple.mpegurl",
+            media_playlist(&["local.ts"]),
+        ),
+        ("/local.ts", "video/mp2t", std::fs::read(&local).unwrap()),
+    ]);
 
     let out = dir.path().join("refused");
     let report = run_to_end(config_with(
@@ -350,30 +358,31 @@ fn remote_hls_playlist_cannot_reach_local_media_unless_file_is_allowed() {
     assert_eq!(report.stats.frames_in, 0, "no frames; error: {e}");
     assert!(!out.join("master.m3u8").exists(), "no master; error: {e}");
 
-    // Control: the caller widens the allow-list on purpose.
-    let out = dir.path().join("allowed");
-    let cfg = StreamConfig::builder("localts-ok", server.url("/x.m3u8"), &out)
-        .profile(
-            AbrProfile::from_rungs(&["360p"])
-                .unwrap()
-                .with_preset("ultrafast"),
-        )
+    // Widening the allow-list through an input option is refused with the config.
+    let widened = StreamConfig::builder("localts-widened", server.url("/x.m3u8"), &out)
         .input_option("protocol_whitelist", "http,tcp,file")
-        .io_timeout(Duration::from_secs(5))
-        .recovery(RecoveryPolicy::none())
-        .build()
-        .unwrap();
-    let report = run_to_end(cfg);
+        .build();
+    assert!(
+        matches!(&widened, Err(streamvisor::Error::InvalidConfig { field, .. }) if field == "input_options[0]"),
+        "{widened:?}"
+    );
+
+    // Control: the same media, served over HTTP, transcodes.
+    let out = dir.path().join("served");
+    let report = run_to_end(config_with(
+        "localts-served",
+        &server.url("/served.m3u8"),
+        &out,
+        &["360p"],
+        RecoveryPolicy::none(),
+    ));
     assert_eq!(
         report.state,
         StreamState::Stopped,
-        "control run with file allowed: {:?}",
+        "control run over HTTP: {:?}",
         report.error
     );
-    assert!(
-        report.stats.frames_in > 0,
-        "control run decoded the local file"
-    );
+    assert!(report.stats.frames_in > 0, "control run decoded the media");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -34,6 +34,14 @@ fn one_rung(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
         .unwrap()
 }
 
+/// A one-second 320x180 file in `dir`, and the price of a [`one_rung`] stream of it.
+fn one_second_file(dir: &std::path::Path) -> (String, f64) {
+    let src = crate::common::make_mp4(dir, "in.mp4", "320x180", 15, 1, false);
+    let src = src.to_str().unwrap().to_owned();
+    let price = streamvisor::price(&one_rung("x", &src, dir)).compute;
+    (src, price)
+}
+
 fn refusal<T: std::fmt::Debug>(r: Result<T, Error>) -> Refusal {
     match r {
         Err(Error::Refused { reason, .. }) => reason,
@@ -43,6 +51,37 @@ fn refusal<T: std::fmt::Debug>(r: Result<T, Error>) -> Refusal {
 
 fn roomy() -> ResourceCapacity {
     ResourceCapacity::new(10_000.0, 64 << 30)
+}
+
+/// A stream whose source file does not exist: it fails once started.
+fn missing_file(id: &str, dir: &std::path::Path) -> StreamConfig {
+    let source = dir.join(format!("{id}-missing.mp4"));
+    StreamConfig::builder(id, source.to_str().unwrap(), dir.join(id))
+        .build()
+        .unwrap()
+}
+
+/// A manager with this many compute units that records the streams it starts, in order.
+fn recording_starts(compute: f64) -> (Manager, Arc<Mutex<Vec<String>>>) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(compute, 64 << 30))
+        .monitor_interval(Duration::from_millis(20))
+        .on_admission(move |ev| {
+            if ev.admitted {
+                s.lock().unwrap().push(ev.stream.clone());
+            }
+        })
+        .build()
+        .unwrap();
+    (m, started)
+}
+
+/// A shared manager with room for 64 streams.
+fn many_streams_manager() -> Arc<Manager> {
+    let m = Manager::builder().max_concurrent(64).capacity(roomy());
+    Arc::new(m.build().unwrap())
 }
 
 #[test]
@@ -226,14 +265,7 @@ fn failed_streams_restart_up_to_the_limit_when_asked() {
         .on_admission(move |ev| a.lock().unwrap().push((ev.admitted, ev.restart)))
         .build()
         .unwrap();
-    let missing = StreamConfig::builder(
-        "flaky",
-        dir.path().join("none.mp4").to_str().unwrap(),
-        dir.path().join("o"),
-    )
-    .build()
-    .unwrap();
-    m.create_stream(missing).unwrap();
+    m.create_stream(missing_file("flaky", dir.path())).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while admissions.lock().unwrap().len() < 3 || !m.list().is_empty() {
         assert!(
@@ -248,6 +280,79 @@ fn failed_streams_restart_up_to_the_limit_when_asked() {
         *admissions.lock().unwrap(),
         vec![(true, false), (true, true), (true, true)]
     );
+}
+
+/// An admission hook that never returns (here, on a restart) delays neither the reaping of
+/// other streams nor a shutdown past its bound.
+#[test]
+fn an_admission_hook_that_blocks_stalls_neither_reaping_nor_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let (release, blocked) = crossbeam_channel::bounded::<()>(0);
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let f = finished.clone();
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .monitor_interval(Duration::from_millis(20))
+            .restart(RestartPolicy::restart(
+                1,
+                Duration::from_millis(10),
+                Duration::from_millis(10),
+            ))
+            .on_admission(move |ev| {
+                if ev.restart {
+                    let _ = entered_tx.try_send(());
+                    let _ = blocked.recv(); // until the test drops `release`
+                }
+            })
+            .on_finished(move |r| f.lock().unwrap().push(r.id.clone()))
+            .build()
+            .unwrap(),
+    );
+    // Declared after the manager, so dropped before it should an assertion fail.
+    let release = release;
+    m.create_stream(missing_file("fails", dir.path())).unwrap();
+    entered
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the restart's admission hook ran");
+    // A stream that ends by itself is still reaped.
+    m.create_stream(small("other", dir.path(), Some(1)))
+        .unwrap();
+    let t = Instant::now();
+    while !finished.lock().unwrap().contains(&"other".to_owned()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "not reaped while an admission hook blocks: {:?}",
+            m.list()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // And a shutdown keeps its bound (checked from another thread, so that a hang fails).
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let m2 = m.clone();
+    std::thread::spawn(move || {
+        let t = Instant::now();
+        m2.shutdown(Duration::from_secs(1));
+        let _ = done_tx.send(t.elapsed());
+    });
+    let took = done
+        .recv_timeout(Duration::from_secs(15))
+        .expect("shutdown returned");
+    assert!(
+        took < Duration::from_secs(2) + streamvisor::GRACE,
+        "shutdown took {took:?}"
+    );
+    drop(release);
+}
+
+#[test]
+fn a_restart_policy_out_of_range_is_refused_when_the_manager_is_built() {
+    let huge = RestartPolicy::restart(1, Duration::from_secs(1), Duration::MAX);
+    match Manager::builder().restart(huge).build() {
+        Err(Error::InvalidConfig { field, .. }) => assert_eq!(field, "restart.backoff.max"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -288,6 +393,70 @@ fn hooks_may_call_back_into_the_manager() {
     assert_eq!(seen[0].0, 1);
     assert_eq!(seen[0].1.as_ref().ok(), Some(&StreamState::Stopped));
     assert_eq!(m.pool_usage().allocations, 0);
+}
+
+/// A stream that ends by itself is reaped with its hook thread joined (within the grace):
+/// once `wait_idle` returns, its terminal state event and last stats have been delivered.
+#[test]
+fn wait_idle_returns_once_the_last_hooks_of_a_stream_have_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (s1, s2) = (seen.clone(), seen.clone());
+    let hooks = Hooks::new()
+        .on_state_change(move |ev| {
+            if ev.to.is_terminal() {
+                std::thread::sleep(Duration::from_millis(300)); // a hook taking its time
+                s1.lock().unwrap().push(format!("state {}", ev.to));
+            }
+        })
+        .on_stats(Duration::from_millis(50), move |ev| {
+            if ev.state.is_terminal() {
+                s2.lock().unwrap().push("last stats".to_owned());
+            }
+        });
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(20))
+        .hooks(hooks)
+        .build()
+        .unwrap();
+    m.create_stream(small("short", dir.path(), Some(1)))
+        .unwrap();
+    assert!(m.wait_idle(Duration::from_secs(30)));
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["state Stopped", "last stats"],
+        "delivered before wait_idle returned"
+    );
+}
+
+/// A finished hook that waits for its manager to be idle does not wait for the very
+/// retirement that runs it (it used to wait its whole timeout and get `false`).
+#[test]
+fn a_finished_hook_may_wait_for_idleness() {
+    let dir = tempfile::tempdir().unwrap();
+    let cell: Arc<OnceLock<Weak<Manager>>> = Arc::new(OnceLock::new());
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let c = cell.clone();
+    let m = Arc::new(
+        Manager::builder()
+            .capacity(roomy())
+            .on_finished(move |_| {
+                let m = c.get().and_then(Weak::upgrade).expect("manager alive");
+                let t = Instant::now();
+                let idle = m.wait_idle(Duration::from_secs(10));
+                let _ = tx.try_send((idle, t.elapsed()));
+            })
+            .build()
+            .unwrap(),
+    );
+    cell.set(Arc::downgrade(&m)).unwrap();
+    m.create_stream(small("short", dir.path(), Some(1)))
+        .unwrap();
+    let (idle, took) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert!(idle, "idle but for the hook's own retirement");
+    assert!(took < Duration::from_secs(2), "waited {took:?}");
+    assert!(m.wait_idle(Duration::from_secs(10)));
 }
 
 #[test]
@@ -401,6 +570,50 @@ fn shutdown_stops_streams_in_parallel() {
     assert_eq!(m.pool_usage().allocations, 0);
 }
 
+/// Streams admitted just before a shutdown and still starting when it begins are stopped
+/// with the rest: when it returns nothing runs and the pool is empty.
+#[test]
+fn a_shutdown_racing_many_create_stream_calls_leaves_nothing_running() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let m = many_streams_manager();
+    let created = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for t in 0..6 {
+            let (m, created, dir) = (m.clone(), created.clone(), dir.path());
+            s.spawn(move || {
+                for n in 0..5 {
+                    match m.create_stream(small(&format!("r{t}-{n}"), dir, None)) {
+                        Ok(_) => created.fetch_add(1, Ordering::SeqCst),
+                        Err(Error::Refused {
+                            reason: Refusal::ShuttingDown,
+                            ..
+                        }) => return,
+                        Err(e) => panic!("{e}"),
+                    };
+                }
+            });
+        }
+        // Shut down while the creating threads are in full flow.
+        while created.load(Ordering::SeqCst) < 8 {
+            std::thread::yield_now();
+        }
+        let t = Instant::now();
+        m.shutdown(Duration::from_secs(5));
+        assert!(t.elapsed() < Duration::from_secs(5) + streamvisor::GRACE * 2);
+        assert!(
+            m.list().is_empty(),
+            "running after shutdown: {:?}",
+            m.list()
+        );
+        assert_eq!(m.pool_usage().allocations, 0, "{:?}", m.pool_usage());
+    });
+    // Every stream the threads got in was stopped.
+    assert!(m.list().is_empty(), "{:?}", m.list());
+    assert_eq!(m.pool_usage().allocations, 0);
+    assert!(m.wait_idle(Duration::ZERO));
+}
+
 #[test]
 fn thirty_two_streams_from_many_threads_leak_nothing() {
     crate::lifecycle::in_child_process("manager::thirty_two_streams_child");
@@ -421,13 +634,7 @@ fn thirty_two_streams_child() {
     }
     // The warm-up stream's reaper thread ends just after its retirement: let it go.
     let (threads, fds) = settled_counts();
-    let m = Arc::new(
-        Manager::builder()
-            .max_concurrent(64)
-            .capacity(roomy())
-            .build()
-            .unwrap(),
-    );
+    let m = many_streams_manager();
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..4)
             .map(|t| {
@@ -597,18 +804,7 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, true);
     let cfg = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
     let one = streamvisor::price(&cfg("x")).compute;
-    let started = Arc::new(Mutex::new(Vec::new()));
-    let s = started.clone();
-    let m = Manager::builder()
-        .capacity(ResourceCapacity::new(one * 2.5, 64 << 30))
-        .monitor_interval(Duration::from_millis(20))
-        .on_admission(move |ev| {
-            if ev.admitted {
-                s.lock().unwrap().push(ev.stream.clone());
-            }
-        })
-        .build()
-        .unwrap();
+    let (m, started) = recording_starts(one * 2.5);
     let mut outcomes = Vec::new();
     for i in 0..6 {
         outcomes.push(m.create_stream(cfg(&format!("q{i}"))).unwrap());
@@ -646,6 +842,227 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
         refusal(m.create_stream(huge)),
         Refusal::Capacity(_)
     ));
+}
+
+#[test]
+fn a_queued_stream_holds_its_id_and_output_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, one) = one_second_file(dir.path());
+    let file = |id: &str| one_rung(id, &src, dir.path());
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one * 1.5, 64 << 30))
+        .build()
+        .unwrap();
+    assert_eq!(
+        m.create_stream(small("running", dir.path(), None)).unwrap(),
+        Admitted::Started
+    );
+    assert_eq!(
+        m.create_stream(file("q")).unwrap(),
+        Admitted::Queued { position: 0 }
+    );
+    // The same id, writing elsewhere: refused, not queued a second time.
+    let same_id = one_rung("q", &src, &dir.path().join("elsewhere"));
+    assert_eq!(m.can_admit(&same_id), Err(Refusal::DuplicateId));
+    assert_eq!(refusal(m.create_stream(same_id)), Refusal::DuplicateId);
+    // Another id, writing to the queued stream's directory: refused.
+    let same_dir = StreamConfig::builder("other", &src, dir.path().join("q"))
+        .build()
+        .unwrap();
+    assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
+    let queued: Vec<_> = m
+        .list()
+        .into_iter()
+        .filter(|s| s.queue_position.is_some())
+        .collect();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    m.shutdown(Duration::from_secs(5));
+}
+
+#[test]
+fn wait_idle_waits_for_the_queue_and_shutdown_reports_the_streams_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, one) = one_second_file(dir.path());
+    let file = |id: &str| one_rung(id, &src, dir.path());
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let (f, r) = (finished.clone(), refused.clone());
+    let m = Manager::builder()
+        .capacity(ResourceCapacity::new(one * 1.5, 64 << 30))
+        .on_finished(move |rep| f.lock().unwrap().push(rep.id.clone()))
+        .on_admission(move |ev| {
+            if !ev.admitted && !ev.queued {
+                r.lock()
+                    .unwrap()
+                    .push((ev.stream.clone(), ev.reason.clone()));
+            }
+        })
+        .build()
+        .unwrap();
+    // One at a time through the pool: a single wait_idle sees them all through, though the
+    // registry is empty for a moment each time one ends and the next has not started.
+    for i in 0..6 {
+        m.create_stream(file(&format!("f{i}"))).unwrap();
+    }
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    assert_eq!(
+        finished.lock().unwrap().len(),
+        6,
+        "idle only once the queue ran"
+    );
+    assert!(refused.lock().unwrap().is_empty());
+
+    // A shutdown drops what still waits, and says so.
+    m.create_stream(small("endless", dir.path(), None)).unwrap();
+    for id in ["w0", "w1"] {
+        assert!(matches!(
+            m.create_stream(file(id)).unwrap(),
+            Admitted::Queued { .. }
+        ));
+    }
+    assert!(!m.wait_idle(Duration::from_millis(100)));
+    let reports = m.shutdown(Duration::from_secs(5));
+    assert_eq!(reports.len(), 1);
+    assert_eq!(
+        *refused.lock().unwrap(),
+        [
+            ("w0".to_owned(), Some(Refusal::ShuttingDown)),
+            ("w1".to_owned(), Some(Refusal::ShuttingDown))
+        ]
+    );
+    assert!(m.list().is_empty());
+    assert!(m.wait_idle(Duration::ZERO));
+}
+
+/// Threads of this process by name.
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").unwrap().flatten();
+    let comm = |t: std::fs::DirEntry| std::fs::read_to_string(t.path().join("comm")).ok();
+    tasks
+        .filter_map(comm)
+        .map(|c| c.trim().to_owned())
+        .collect()
+}
+
+/// A stream whose worker is left behind (its variant thread stuck in a write nothing can
+/// interrupt: the playlist's temporary file is a FIFO nobody reads) may still write to its
+/// output directory: the directory is refused to new streams until that thread ends, while
+/// the id is free at once.
+#[test]
+fn an_output_dir_stays_reserved_while_a_worker_left_behind_may_write_to_it() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trap");
+    // An earlier live run's playlist, carried on: its temporary file is a FIFO.
+    std::fs::create_dir_all(out.join("240p")).unwrap();
+    let playlist = "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:2\n\
+        #EXT-X-MEDIA-SEQUENCE:0\n#EXTINF:2.000000,\nseg_00000.ts\n";
+    std::fs::write(out.join("240p/index.m3u8"), playlist).unwrap();
+    std::fs::write(out.join("240p/seg_00000.ts"), b"").unwrap();
+    let fifo = out.join("240p/index.m3u8.tmp");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file system entry.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let cfg = |id: &str| {
+        StreamConfig::builder(id, "lavfi:testsrc2=size=320x180:rate=15", &out)
+            .allow_generated_sources(true)
+            .profile(
+                AbrProfile::from_rungs(&["240p"])
+                    .unwrap()
+                    .with_preset("ultrafast"),
+            )
+            .playlist_mode(streamvisor::PlaylistMode::Live)
+            .build()
+            .unwrap()
+    };
+    let m = Manager::builder().capacity(roomy()).build().unwrap();
+    m.create_stream(cfg("trap")).unwrap();
+    // Stuck once the first segment's playlist write blocks: nothing decodes any more.
+    let t = Instant::now();
+    let mut last = (0, Instant::now());
+    loop {
+        let frames = m.stats("trap").map_or(0, |s| s.frames_in);
+        if frames != last.0 {
+            last = (frames, Instant::now());
+        } else if frames > 0 && last.1.elapsed() > Duration::from_millis(1500) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "never stuck");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let report = m.abort_stream("trap").unwrap();
+    assert!(
+        report.threads_left_behind.contains(&"sv-trap".to_owned()),
+        "{:?}",
+        report.threads_left_behind
+    );
+    // The id is free; the directory is not, while the worker may still write there.
+    let again = cfg("again");
+    assert_eq!(m.can_admit(&again), Err(Refusal::OutputBusy));
+    assert_eq!(refusal(m.create_stream(again)), Refusal::OutputBusy);
+    let elsewhere = small("trap", &dir.path().join("elsewhere"), None);
+    assert_eq!(m.create_stream(elsewhere).unwrap(), Admitted::Started);
+    let _ = m.terminate_stream("trap", Duration::from_secs(5)).unwrap();
+    // A reader on the FIFO lets the stuck write through; the worker ends, and with it the
+    // reservation.
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let t = Instant::now();
+    while m.can_admit(&cfg("again")) == Err(Refusal::OutputBusy) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still refused: {:?}",
+            thread_names()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(m.can_admit(&cfg("again")), Ok(()));
+    drop(reader);
+    m.shutdown(Duration::from_secs(5));
+}
+
+/// First come, first served: a small stream that would fit now waits behind a larger one
+/// at the queue's head instead of starting ahead of it (which could starve it for ever).
+#[test]
+fn a_new_stream_queues_behind_a_waiting_one_even_when_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, one) = one_second_file(dir.path());
+    let large = StreamConfig::builder("large", &src, dir.path().join("large"))
+        .profile(
+            AbrProfile::from_rungs(&["360p"])
+                .unwrap()
+                .with_preset("ultrafast")
+                .with_keep_taller_rungs(true),
+        )
+        .build()
+        .unwrap();
+    let big = streamvisor::price(&large).compute;
+    assert!(big > one && big <= 3.0 * one, "{big} vs {one}");
+    // Room for two small streams, or the large one alone.
+    let (m, started) = recording_starts(one + (one + big) / 2.0);
+    m.create_stream(small("running", dir.path(), None)).unwrap();
+    assert_eq!(
+        m.create_stream(large).unwrap(),
+        Admitted::Queued { position: 0 }
+    );
+    let newcomer = one_rung("small", &src, dir.path());
+    assert_eq!(
+        m.can_admit(&newcomer),
+        Err(Refusal::BehindQueue { ahead: 1 })
+    );
+    assert_eq!(
+        m.create_stream(newcomer).unwrap(),
+        Admitted::Queued { position: 1 },
+        "it would fit, but the large one came first"
+    );
+    let _ = m
+        .terminate_stream("running", Duration::from_secs(5))
+        .unwrap();
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    assert_eq!(*started.lock().unwrap(), ["running", "large", "small"]);
 }
 
 #[test]

@@ -201,3 +201,69 @@ fn a_restarted_live_stream_continues_its_playlist() {
     }
     assert!(out.join("master.m3u8").exists());
 }
+
+/// A crash can leave a segment written but never listed. The next run carries the
+/// playlist on with the sequence right after its last listed segment, in files past every
+/// one on disk: each sequence number names one URI across both runs (RFC 8216 §6.2.1).
+#[test]
+fn a_segment_left_unlisted_by_a_crash_shifts_no_sequence_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("crash");
+    let cfg = |source: &str| {
+        StreamConfig::builder("crash", source, &out)
+            .allow_generated_sources(true)
+            .profile(
+                AbrProfile::from_rungs(&["240p"])
+                    .unwrap()
+                    .with_preset("ultrafast")
+                    .with_segment_duration(Duration::from_secs(1))
+                    .with_live_window(3),
+            )
+            .playlist_mode(PlaylistMode::Live)
+            .build()
+            .unwrap()
+    };
+    let watcher = PlaylistWatcher::start(out.join("240p/index.m3u8"));
+    // First run: ends without ENDLIST (aborted, as a crash would leave it).
+    let first = streamvisor::Stream::new(cfg("lavfi:testsrc2=size=426x240:rate=30"))
+        .start()
+        .unwrap();
+    wait_for_segments(&out, 2);
+    let _ = first.abort();
+    let before = read_media(&out.join("240p/index.m3u8"));
+    assert!(!before.end_list);
+    let last_listed = before.media_sequence + before.segments.len() as u64 - 1;
+    // ... and the segment it was writing when it "crashed", on disk but never listed.
+    let highest_on_disk = std::fs::read_dir(out.join("240p"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".ts").then(|| seg_number(&name))
+        })
+        .max()
+        .unwrap();
+    let stray = out.join(format!("240p/seg_{:05}.ts", highest_on_disk + 1));
+    std::fs::write(&stray, b"partial").unwrap();
+
+    let report = run_to_end(cfg("lavfi:testsrc2=size=426x240:rate=30:duration=6"));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert!(watcher.finish() > 2);
+    let written = report.stats.variants[0].segments;
+    let after = read_media(&out.join("240p/index.m3u8"));
+    let last = after.media_sequence + after.segments.len() as u64 - 1;
+    assert_eq!(
+        last,
+        last_listed + written,
+        "the new run's segments follow the last listed one ({last_listed}) without a gap"
+    );
+    for s in &after.segments {
+        assert!(
+            seg_number(&s.uri) > highest_on_disk + 1,
+            "{} reuses a file",
+            s.uri
+        );
+        assert!(out.join("240p").join(&s.uri).exists());
+    }
+    assert!(!stray.exists(), "the unlisted file is deleted");
+}

@@ -160,6 +160,54 @@ fn a_fifo_as_an_option_value_is_refused() {
     ]);
 }
 
+/// Input options cannot widen what a source may reach: the protocol allow-list (a remote
+/// HLS playlist listing `file:///...` segments), the demuxers' own gates, or a generated
+/// source's checked graph (replaced, or read from a file). The config refuses each key, in
+/// any case, naming the option; nothing is opened.
+#[test]
+fn input_options_that_widen_what_a_source_reaches_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = canary_fifo(dir.path(), "graph.txt");
+    let playlist = "http://127.0.0.1:9/x.m3u8";
+    let attacks = [
+        (playlist, "protocol_whitelist", "http,tcp,file"),
+        (playlist, "PROTOCOL_WHITELIST", "file"),
+        (playlist, "protocol_blacklist", ""),
+        (playlist, "format_whitelist", "hls,mpegts,concat"),
+        (playlist, "codec_whitelist", "h264"),
+        (playlist, "allowed_extensions", "ALL"),
+        (playlist, "allowed_segment_extensions", "ALL"),
+        (playlist, "extension_picky", "0"),
+        (playlist, "seg_format_options", "protocol_whitelist=file"),
+        ("/srv/list.ffconcat", "safe", "0"),
+        ("/srv/in.mp4", "use_absolute_path", "1"),
+        ("/srv/in.mp4", "enable_drefs", "1"),
+        ("lavfi:testsrc2", "graph", "movie=/etc/passwd"),
+        ("lavfi:testsrc2", "graph_file", fifo.to_str().unwrap()),
+    ];
+    for (source, key, value) in attacks {
+        let r = StreamConfig::builder("widen", source, dir.path().join("o"))
+            .allow_generated_sources(true)
+            .input_option("rw_timeout", "1000000")
+            .input_option(key, value)
+            .build();
+        match r {
+            Err(Error::InvalidConfig { field, reason }) => {
+                assert_eq!(field, "input_options[1]", "{key}");
+                assert!(reason.contains(key), "{key}: {reason}");
+            }
+            other => panic!("{key}={value} on {source} was not refused: {other:?}"),
+        }
+    }
+    assert_never_opened(&fifo);
+    // Options that reach nothing new are kept.
+    let ok = StreamConfig::builder("ok", "rtsp://127.0.0.1/cam", dir.path().join("o"))
+        .input_option("rtsp_transport", "tcp")
+        .build()
+        .unwrap();
+    assert_eq!(ok.input_options().len(), 1);
+}
+
 /// A config for `source` with a recovery policy that gives up at once.
 fn one_try(id: &str, source: &str, out: &Path) -> StreamConfig {
     StreamConfig::builder(id, source, out)

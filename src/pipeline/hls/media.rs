@@ -14,7 +14,10 @@ use crate::ffi::{CodecContext, Interrupt, OutputContext, Packet, Rational};
 
 #[derive(Debug, Clone)]
 struct Segment {
+    /// Its media sequence number.
     sequence: u64,
+    /// The number in its file name (not always its sequence number: see `resume`).
+    file: u64,
     duration: f64,
     bytes: u64,
     /// Preceded by `#EXT-X-DISCONTINUITY` (the source restarted before it).
@@ -33,7 +36,10 @@ pub struct SegmentWriter {
     target_duration: f64,
     live_window: Option<usize>,
     segments: VecDeque<Segment>,
+    /// Media sequence number of the open segment.
     next_sequence: u64,
+    /// File number of the open segment.
+    next_file: u64,
     /// pts (seconds) where the open segment began, set by its first video packet.
     open_start: Option<f64>,
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
@@ -41,8 +47,8 @@ pub struct SegmentWriter {
     /// `#EXT-X-TARGETDURATION`: the configured duration rounded up, fixed for the life of
     /// the playlist (RFC 8216 does not let it change); every EXTINF rounds to at most it.
     target: u64,
-    /// Segments no longer listed, with the media time they left the playlist, waiting
-    /// to be deleted.
+    /// Files of segments no longer listed, with the media time they left the playlist,
+    /// waiting to be deleted.
     unlisted: VecDeque<(u64, f64)>,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
@@ -126,12 +132,14 @@ impl SegmentWriter {
                 .into_iter()
                 .map(|c| Segment {
                     sequence: c.sequence,
+                    file: c.file,
                     duration: c.duration,
                     bytes: 0,
                     discontinuity: c.discontinuity,
                 })
                 .collect(),
             next_sequence: start.next_sequence,
+            next_file: start.next_file,
             open_start: None,
             open_end: 0.0,
             unlisted: VecDeque::new(),
@@ -140,7 +148,7 @@ impl SegmentWriter {
             final_endlist: true,
             sync,
         };
-        let first = w.segment_path(w.next_sequence);
+        let first = w.segment_path(w.next_file);
         w.muxer
             .open_file(&first)
             .map_err(|e| OutputError::Mux(first.clone(), e))?;
@@ -150,8 +158,8 @@ impl SegmentWriter {
         Ok(w)
     }
 
-    fn segment_path(&self, sequence: u64) -> PathBuf {
-        self.dir.join(segment_name(sequence))
+    fn segment_path(&self, file: u64) -> PathBuf {
+        self.dir.join(segment_name(file))
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
@@ -192,16 +200,16 @@ impl SegmentWriter {
     fn write(&mut self, mut pkt: Packet, from: Rational) -> Result<(), OutputError> {
         let to = self.muxer.stream_time_base(pkt.stream_index());
         pkt.rescale_ts(from, to);
-        let seq = self.next_sequence;
+        let file = self.next_file;
         self.muxer
             .write_packet(&mut pkt)
-            .map_err(|e| OutputError::Mux(self.segment_path(seq), e))
+            .map_err(|e| OutputError::Mux(self.segment_path(file), e))
     }
 
     /// Closes the open segment at `at` seconds, lists it, and opens the next one.
     fn cut(&mut self, at: f64) -> Result<SegmentDone, OutputError> {
         let done = self.close_open_segment(at, false)?;
-        let next = self.segment_path(self.next_sequence);
+        let next = self.segment_path(self.next_file);
         self.muxer
             .open_file(&next)
             .map_err(|e| OutputError::Mux(next.clone(), e))?;
@@ -215,8 +223,8 @@ impl SegmentWriter {
     /// Closes the open segment ending at `end` seconds and lists it. `last`: the stream is
     /// over (the trailer already flushed the muxer) and the playlist is final.
     fn close_open_segment(&mut self, end: f64, last: bool) -> Result<SegmentDone, OutputError> {
-        let seq = self.next_sequence;
-        let path = self.segment_path(seq);
+        let (sequence, file) = (self.next_sequence, self.next_file);
+        let path = self.segment_path(file);
         if !last {
             self.muxer
                 .flush()
@@ -236,12 +244,14 @@ impl SegmentWriter {
             self.pending_discontinuity = true;
         }
         self.segments.push_back(Segment {
-            sequence: seq,
+            sequence,
+            file,
             duration,
             bytes,
             discontinuity: std::mem::take(&mut self.open_discontinuity),
         });
         self.next_sequence += 1;
+        self.next_file += 1;
         self.open_start = None;
         self.open_end = 0.0;
         self.expire_old_segments(end)?;
@@ -265,15 +275,15 @@ impl SegmentWriter {
             if old.discontinuity {
                 self.discontinuity_sequence += 1;
             }
-            self.unlisted.push_back((old.sequence, now));
+            self.unlisted.push_back((old.file, now));
         }
         let keep = window as f64 * self.target_duration + self.target as f64;
-        while let Some(&(seq, unlisted_at)) = self.unlisted.front() {
+        while let Some(&(file, unlisted_at)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
             }
             self.unlisted.pop_front();
-            let p = self.segment_path(seq);
+            let p = self.segment_path(file);
             match std::fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -288,8 +298,7 @@ impl SegmentWriter {
     /// made without it). Returns the last segment's figures, if it had any media.
     pub fn end_stream(&mut self, endlist: bool) -> Result<Option<SegmentDone>, OutputError> {
         self.final_endlist = endlist;
-        let seq = self.next_sequence;
-        let path = self.segment_path(seq);
+        let path = self.segment_path(self.next_file);
         self.muxer
             .write_trailer()
             .map_err(|e| OutputError::Mux(path.clone(), e))?;
@@ -336,12 +345,7 @@ impl SegmentWriter {
             if s.discontinuity {
                 text.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = writeln!(
-                text,
-                "#EXTINF:{:.6},\n{}",
-                s.duration,
-                segment_name(s.sequence)
-            );
+            let _ = writeln!(text, "#EXTINF:{:.6},\n{}", s.duration, segment_name(s.file));
         }
         if ended {
             text.push_str("#EXT-X-ENDLIST\n");
@@ -368,7 +372,7 @@ impl Drop for SegmentWriter {
         // nowhere; remove it rather than leave a torn file beside the playlist.
         if self.muxer.has_file() {
             let _ = self.muxer.close_file();
-            let _ = std::fs::remove_file(self.segment_path(self.next_sequence));
+            let _ = std::fs::remove_file(self.segment_path(self.next_file));
         }
     }
 }

@@ -1,8 +1,13 @@
 //! Where a variant's output starts when its directory already holds an earlier run's: a
 //! live playlist is carried on (same URIs, MEDIA-SEQUENCE and DISCONTINUITY-SEQUENCE go on
 //! increasing, the first new segment starts a discontinuity), a finished one is replaced;
-//! either way segment numbers continue past every one on disk, so no URI is ever reused for
-//! different content in a stream's output directory.
+//! either way segment file numbers continue past every one on disk, so no URI is ever
+//! reused for different content in a stream's output directory.
+//!
+//! A segment's media sequence number and its file number are two things: a carried
+//! playlist goes on with the sequence right after its last listed segment (RFC 8216
+//! §6.2.1: a sequence number always names the same URI), while the next file number skips
+//! every file on disk, such as one a crash left written but never listed (which is deleted).
 
 use std::io;
 use std::path::Path;
@@ -12,7 +17,10 @@ use super::MEDIA_PLAYLIST;
 /// A segment an earlier run listed in a live playlist, carried into this run's.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct CarriedSegment {
+    /// Its media sequence number, as the earlier playlist listed it.
     pub sequence: u64,
+    /// The number in its file name ([`segment_name`]).
+    pub file: u64,
     pub duration: f64,
     pub discontinuity: bool,
 }
@@ -20,20 +28,22 @@ pub(crate) struct CarriedSegment {
 /// How a variant's playlist starts.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub(crate) struct OutputStart {
-    /// The first segment number this run writes.
+    /// The media sequence number of the first segment this run writes.
     pub next_sequence: u64,
+    /// The file number of that segment: past every segment file on disk or listed.
+    pub next_file: u64,
     /// Segments carried on from an earlier live run, oldest first.
     pub carried: Vec<CarriedSegment>,
     /// `#EXT-X-DISCONTINUITY-SEQUENCE` carried on.
     pub discontinuity_sequence: u64,
 }
 
-/// The file name of segment `sequence`.
-pub(crate) fn segment_name(sequence: u64) -> String {
-    format!("seg_{sequence:05}.ts")
+/// The file name of the segment with file number `file`.
+pub(crate) fn segment_name(file: u64) -> String {
+    format!("seg_{file:05}.ts")
 }
 
-/// The sequence number in a segment file name we wrote, if it is one.
+/// The file number in a segment file name we wrote, if it is one.
 fn segment_number(name: &str) -> Option<u64> {
     let digits = name.strip_prefix("seg_")?.strip_suffix(".ts")?;
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
@@ -54,8 +64,11 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
     let mut p = EarlierPlaylist::default();
     let mut duration = None;
     let mut discontinuity = false;
+    let mut first_sequence = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-        if let Some(v) = line.strip_prefix("#EXTINF:") {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            first_sequence = v.parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
             duration = Some(v.trim_end_matches(',').parse::<f64>().ok()?);
         } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
             p.discontinuity_sequence = v.parse().ok()?;
@@ -65,7 +78,8 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
             p.ended = true;
         } else if !line.starts_with('#') {
             p.segments.push(CarriedSegment {
-                sequence: segment_number(line)?,
+                sequence: first_sequence + p.segments.len() as u64,
+                file: segment_number(line)?,
                 duration: duration.take()?,
                 discontinuity: std::mem::take(&mut discontinuity),
             });
@@ -92,8 +106,13 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
         .and_then(|t| parse(&t));
     let listed_max = earlier
         .as_ref()
-        .and_then(|p| p.segments.iter().map(|s| s.sequence).max());
-    let next_sequence = on_disk
+        .and_then(|p| p.segments.iter().map(|s| s.file).max());
+    // The sequence right after the earlier playlist's last segment.
+    let listed_next = earlier
+        .as_ref()
+        .and_then(|p| p.segments.last())
+        .map_or(0, |s| s.sequence + 1);
+    let next_file = on_disk
         .iter()
         .copied()
         .chain(listed_max)
@@ -102,8 +121,10 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
     let carry = earlier.filter(|p| live && !p.ended && !p.segments.is_empty());
     let keep: Vec<u64> = carry
         .as_ref()
-        .map(|p| p.segments.iter().map(|s| s.sequence).collect())
+        .map(|p| p.segments.iter().map(|s| s.file).collect())
         .unwrap_or_default();
+    // Files no playlist will list: earlier runs' expired segments, and any a crash left
+    // written but unlisted.
     for n in on_disk.into_iter().filter(|n| !keep.contains(n)) {
         remove_if_exists(&dir.join(segment_name(n)))?;
     }
@@ -114,12 +135,17 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
     }
     Ok(match carry {
         Some(p) => OutputStart {
-            next_sequence,
+            // Right after the last listed segment, whatever its file is called.
+            next_sequence: listed_next,
+            next_file,
             carried: p.segments,
             discontinuity_sequence: p.discontinuity_sequence,
         },
+        // A new playlist: its sequence goes on past the earlier one's (a client reloading
+        // never sees it go back).
         None => OutputStart {
-            next_sequence,
+            next_sequence: next_file.max(listed_next),
+            next_file,
             ..OutputStart::default()
         },
     })
@@ -159,17 +185,47 @@ mod tests {
             ("seg_00009.ts", ""),
         ]);
         let start = start_in(d.path(), true).unwrap();
-        assert_eq!(start.next_sequence, 10, "past every segment on disk");
         assert_eq!(start.discontinuity_sequence, 1);
         let carried: Vec<_> = start
             .carried
             .iter()
-            .map(|s| (s.sequence, s.discontinuity))
+            .map(|s| (s.sequence, s.file, s.discontinuity))
             .collect();
-        assert_eq!(carried, [(7, false), (8, true)]);
+        assert_eq!(carried, [(7, 7, false), (8, 8, true)]);
+        // seg_00009.ts is what a crash leaves: written, never listed. The next segment
+        // is sequence 9 (right after the last listed), in a file past every one on disk.
+        assert_eq!(
+            start.next_sequence, 9,
+            "right after the last listed segment"
+        );
+        assert_eq!(start.next_file, 10, "past every segment file on disk");
         assert!(d.path().join("seg_00007.ts").exists());
         assert!(!d.path().join("seg_00005.ts").exists(), "unlisted: removed");
+        assert!(!d.path().join("seg_00009.ts").exists(), "stray: removed");
         assert!(d.path().join(MEDIA_PLAYLIST).exists());
+    }
+
+    #[test]
+    fn sequence_numbers_follow_the_listing_not_the_file_names() {
+        // What the run after a crash writes: seg_00010.ts listed as sequence 9. Carried
+        // again, every segment keeps the sequence number it was listed with.
+        let after_crash = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:7\n\
+            #EXTINF:2.0,\nseg_00007.ts\n#EXTINF:2.0,\nseg_00008.ts\n\
+            #EXT-X-DISCONTINUITY\n#EXTINF:2.0,\nseg_00010.ts\n";
+        let d = dir_with(&[
+            (MEDIA_PLAYLIST, after_crash),
+            ("seg_00007.ts", ""),
+            ("seg_00008.ts", ""),
+            ("seg_00010.ts", ""),
+        ]);
+        let start = start_in(d.path(), true).unwrap();
+        let numbers: Vec<_> = start.carried.iter().map(|s| (s.sequence, s.file)).collect();
+        assert_eq!(numbers, [(7, 7), (8, 8), (9, 10)]);
+        assert_eq!((start.next_sequence, start.next_file), (10, 11));
+        // Started over (a VOD run), the sequence still never goes back.
+        let start = start_in(d.path(), false).unwrap();
+        assert!(start.carried.is_empty());
+        assert_eq!((start.next_sequence, start.next_file), (11, 11));
     }
 
     #[test]
@@ -183,7 +239,7 @@ mod tests {
             let d = dir_with(&[(MEDIA_PLAYLIST, text), ("seg_00008.ts", "")]);
             let start = start_in(d.path(), live).unwrap();
             assert!(start.carried.is_empty());
-            assert_eq!(start.next_sequence, 9);
+            assert_eq!((start.next_sequence, start.next_file), (9, 9));
             assert!(!d.path().join(MEDIA_PLAYLIST).exists());
             assert!(!d.path().join("seg_00008.ts").exists());
         }
