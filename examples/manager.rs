@@ -170,7 +170,7 @@ fn run(args: Args) -> Result<bool, String> {
             let err = ev
                 .error
                 .as_ref()
-                .map(|e| format!(" ({e})"))
+                .map(|e| format!(" ({})", e.full_message()))
                 .unwrap_or_default();
             eprintln!("{}: {} -> {}{err}", ev.stream, ev.from, ev.to);
         }))
@@ -225,7 +225,7 @@ fn run(args: Args) -> Result<bool, String> {
             let err = r
                 .error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", e.full_message()))
                 .unwrap_or_default();
             eprintln!(
                 "{}: {} {} frames, {:.1} MB{err}",

@@ -150,7 +150,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.json {
         stream = stream.with_hooks(json::hooks());
     }
-    let running = stream.start().map_err(|e| e.to_string())?;
+    let running = stream.start().map_err(|e| e.error.full_message())?;
     let mut stderr = std::io::stderr();
     let mut stop_sent = false;
     let mut last_draw = std::time::Instant::now();
@@ -222,7 +222,7 @@ fn run(args: Args) -> Result<(), String> {
         StreamState::Stopped => Ok(()),
         _ => Err(report
             .error
-            .map_or_else(|| "stream failed".to_owned(), |e| e.to_string())),
+            .map_or_else(|| "stream failed".to_owned(), |e| e.full_message())),
     }
 }
 

@@ -18,7 +18,7 @@
 //! .allow_generated_sources(true) // our own test media: trusted input
 //! .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
 //! .build()?;
-//! let running = Stream::new(config).start().map_err(|e| e.error)?;
+//! let running = Stream::new(config).start()?;
 //! let report = running.wait();
 //! assert_eq!(report.state, StreamState::Stopped);
 //! println!("{} frames decoded", report.stats.frames_in);

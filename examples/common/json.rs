@@ -25,7 +25,7 @@ pub fn state(ev: &StateEvent) -> Value {
         "stream": ev.stream,
         "from": ev.from.name(),
         "to": ev.to.name(),
-        "error": ev.error.as_ref().map(|e| e.to_string()),
+        "error": ev.error.as_ref().map(|e| e.full_message()),
     })
 }
 
@@ -42,7 +42,7 @@ pub fn summary(r: &StreamReport) -> Value {
         "event": "summary",
         "stream": r.id,
         "state": r.state.name(),
-        "error": r.error.as_ref().map(|e| e.to_string()),
+        "error": r.error.as_ref().map(|e| e.full_message()),
         "aborted": r.aborted,
     });
     merge(&mut v, figures(&r.stats));
