@@ -14,6 +14,7 @@ use crate::stats::StreamStats;
 
 /// A state change of one stream.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StateEvent {
     /// Stream id.
     pub stream: String,
@@ -29,6 +30,7 @@ pub struct StateEvent {
 
 /// A periodic statistics snapshot of one stream.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StatsEvent {
     /// Stream id.
     pub stream: String,

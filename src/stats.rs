@@ -251,6 +251,7 @@ impl RateWindow {
 
 /// Statistics of one variant.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct VariantStats {
     /// The variant's name.
     pub name: String,
@@ -301,6 +302,7 @@ pub struct PlannedRung {
 
 /// Statistics of one stream at a moment.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamStats {
     /// Video frames decoded from the source.
     pub frames_in: u64,
@@ -352,6 +354,7 @@ pub const OUTAGES_KEPT: usize = 16;
 /// One time the source was lost: from the error that began it (a stall, a dropped
 /// connection, a publisher that went away) to the first video frame decoded again.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outage {
     /// When it began.
     pub started_at: SystemTime,

@@ -35,6 +35,13 @@ pub enum VideoCodec {
     H264,
 }
 
+crate::error::enum_names!(VideoCodec, "video codec",
+    /// The codec's name in config files and messages (`h264`).
+    {
+        H264 => "h264",
+    }
+);
+
 impl VideoCodec {
     /// The FFmpeg encoder that implements it on the CPU.
     pub fn encoder_name(self) -> &'static str {
@@ -370,3 +377,12 @@ pub enum PlaylistMode {
     /// A sliding window of `live_window` segments; old segments are deleted.
     Live,
 }
+
+crate::error::enum_names!(PlaylistMode, "playlist mode",
+    /// The mode's name in config files and messages (`auto`, `vod`, `live`).
+    {
+        Auto => "auto",
+        Vod => "vod",
+        Live => "live",
+    }
+);

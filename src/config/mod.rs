@@ -61,6 +61,7 @@ pub struct StreamConfig {
 /// frame rate. A manager prices the stream from it at admission (the rungs that will run, at
 /// the real aspect and rate) instead of from the config's upper bound.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct SourceHint {
     /// Picture width.
     pub width: u32,

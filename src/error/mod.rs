@@ -6,7 +6,6 @@
 //! [`std::error::Error::source`] returns it, so an error reporter prints each text once.
 //! [`Error::full_message`] joins the whole chain for a log line.
 
-use std::fmt;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +14,11 @@ use crate::ffi::AvError;
 use crate::redact::redact_url;
 
 mod display;
+mod parse;
 mod refusal;
 
+pub use parse::ParseError;
+pub(crate) use parse::{enum_names, parse_name};
 pub use refusal::{Refusal, Shortage};
 
 /// Shorthand for results of this crate.
@@ -50,31 +52,23 @@ pub enum ErrorKind {
     UnknownStream,
 }
 
-impl ErrorKind {
+enum_names!(ErrorKind, "error kind",
     /// The kind's name, as its variant is spelled (`"SourceIo"`, `"InvalidConfig"`, ...):
-    /// what `Display` prints and what the `serde` feature serializes.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorKind::SourceIo => "SourceIo",
-            ErrorKind::InvalidInput => "InvalidInput",
-            ErrorKind::InvalidConfig => "InvalidConfig",
-            ErrorKind::UnsupportedCodec => "UnsupportedCodec",
-            ErrorKind::Hardware => "Hardware",
-            ErrorKind::Output => "Output",
-            ErrorKind::Codec => "Codec",
-            ErrorKind::Internal => "Internal",
-            ErrorKind::Aborted => "Aborted",
-            ErrorKind::Refused => "Refused",
-            ErrorKind::UnknownStream => "UnknownStream",
-        }
+    /// what `Display` writes, `FromStr` reads and the `serde` feature serializes.
+    {
+        SourceIo => "SourceIo",
+        InvalidInput => "InvalidInput",
+        InvalidConfig => "InvalidConfig",
+        UnsupportedCodec => "UnsupportedCodec",
+        Hardware => "Hardware",
+        Output => "Output",
+        Codec => "Codec",
+        Internal => "Internal",
+        Aborted => "Aborted",
+        Refused => "Refused",
+        UnknownStream => "UnknownStream",
     }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+);
 
 /// Everything that can go wrong in a stream, with the AVERROR code where FFmpeg gave one.
 ///

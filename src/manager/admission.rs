@@ -54,6 +54,7 @@ pub enum Admitted {
 
 /// An admission decision, reported to admission hooks.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AdmissionEvent {
     /// Stream id.
     pub stream: String,

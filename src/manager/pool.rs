@@ -25,6 +25,7 @@ pub const UNITS_PER_CORE: f64 = 60.0;
 
 /// What a stream needs.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct ResourceCost {
     /// Compute units (see [`UNITS_PER_CORE`]).
     pub compute: f64,
@@ -34,8 +35,26 @@ pub struct ResourceCost {
     pub hw_sessions: BTreeMap<String, u32>,
 }
 
+impl ResourceCost {
+    /// A cost in compute units and bytes of memory, no hardware sessions.
+    pub fn new(compute: f64, memory: u64) -> Self {
+        Self {
+            compute,
+            memory,
+            hw_sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `sessions` sessions on a hardware device (e.g. `"cuda:0"`).
+    pub fn with_hw_sessions(mut self, device: impl Into<String>, sessions: u32) -> Self {
+        self.hw_sessions.insert(device.into(), sessions);
+        self
+    }
+}
+
 /// What the pool can carry.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ResourceCapacity {
     /// Compute units.
     pub compute: f64,
@@ -68,6 +87,12 @@ impl ResourceCapacity {
     /// Sets the compute units (e.g. to over-commit on purpose, or to keep a reserve).
     pub fn with_compute(mut self, units: f64) -> Self {
         self.compute = units;
+        self
+    }
+
+    /// Sets the bytes of memory.
+    pub fn with_memory(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
         self
     }
 
@@ -197,6 +222,7 @@ fn priced<'a>(
 
 /// Current use of the pool.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PoolUsage {
     /// What is allocated.
     pub used: ResourceCost,

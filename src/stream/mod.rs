@@ -51,6 +51,7 @@ impl Stage for Running {}
 /// How a stream ended: final state, error, figures and timings.
 #[derive(Debug, Clone)]
 #[must_use = "the report says how the stream ended (state, error, figures)"]
+#[non_exhaustive]
 pub struct StreamReport {
     /// Stream id.
     pub id: String,
