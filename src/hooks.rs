@@ -13,6 +13,7 @@ use crate::state::StreamState;
 use crate::stats::StreamStats;
 
 /// A state change of one stream.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StateEvent {
@@ -25,10 +26,15 @@ pub struct StateEvent {
     /// The error behind a move to `Error` or `Failed`.
     pub error: Option<Error>,
     /// When it happened.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs")
+    )]
     pub at: SystemTime,
 }
 
 /// A periodic statistics snapshot of one stream.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StatsEvent {

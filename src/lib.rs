@@ -73,6 +73,8 @@ mod manager;
 mod panic;
 mod pipeline;
 mod redact;
+#[cfg(feature = "serde")]
+mod serde_support;
 mod state;
 mod stats;
 mod stream;

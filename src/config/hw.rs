@@ -94,6 +94,14 @@ impl fmt::Display for HwDevice {
     }
 }
 
+/// As `kind:device`, the form `Display` writes (feature `serde`).
+#[cfg(feature = "serde")]
+impl serde::Serialize for HwDevice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// Reads `kind:device` (`cuda:0`, `vaapi:/dev/dri/renderD128`); the device is checked when
 /// a config holding it is built.
 impl std::str::FromStr for HwDevice {

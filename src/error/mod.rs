@@ -16,6 +16,8 @@ use crate::redact::redact_url;
 mod display;
 mod parse;
 mod refusal;
+#[cfg(feature = "serde")]
+mod serialize;
 
 pub use parse::ParseError;
 pub(crate) use parse::{enum_names, parse_name};

@@ -57,8 +57,9 @@ pub(crate) fn parse_name<T: Copy>(
         })
 }
 
-/// For a fieldless enum: `name()` (the one name of each variant), `Display` (that name) and
-/// `FromStr` (that name, ASCII case ignored, or a [`ParseError`]), from one list.
+/// For a fieldless enum: `name()` (the one name of each variant), `Display` (that name),
+/// `FromStr` (that name, ASCII case ignored, or a [`ParseError`]) and, with the `serde`
+/// feature, `Serialize`/`Deserialize` as that name, from one list.
 macro_rules! enum_names {
     ($ty:ident, $what:literal, $(#[$doc:meta])* { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
@@ -82,6 +83,23 @@ macro_rules! enum_names {
 
             fn from_str(text: &str) -> Result<Self, Self::Err> {
                 $crate::error::parse_name($what, text, &[$($name),+], &[$($ty::$variant),+])
+            }
+        }
+
+        /// Its name, as `Display` writes it (feature `serde`).
+        #[cfg(feature = "serde")]
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+
+        /// From its name, as `FromStr` reads it (feature `serde`).
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(d)?;
+                text.parse().map_err(<D::Error as serde::de::Error>::custom)
             }
         }
     };

@@ -55,8 +55,14 @@ pub enum Refusal {
     ShuttingDown,
 }
 
-/// What ran short when a stream was refused.
+/// What ran short when a stream was refused. With the `serde` feature it is written as
+/// `{"resource": "compute" | "memory" | "hw_sessions", ...its fields}`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(tag = "resource", rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Shortage {
     /// Not enough compute units.

@@ -53,6 +53,7 @@ pub enum Admitted {
 }
 
 /// An admission decision, reported to admission hooks.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AdmissionEvent {

@@ -42,6 +42,7 @@ use monitor::MonitorMsg;
 use registry::{ManagedStream, Registry};
 
 /// A managed stream at a glance.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct StreamSummary {

@@ -24,6 +24,7 @@ use crate::stats::PlannedLadder;
 pub const UNITS_PER_CORE: f64 = 60.0;
 
 /// What a stream needs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct ResourceCost {
@@ -53,6 +54,7 @@ impl ResourceCost {
 }
 
 /// What the pool can carry.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ResourceCapacity {
@@ -221,6 +223,7 @@ fn priced<'a>(
 }
 
 /// Current use of the pool.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PoolUsage {

@@ -49,6 +49,7 @@ impl Stage for New {}
 impl Stage for Running {}
 
 /// How a stream ended: final state, error, figures and timings.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 #[must_use = "the report says how the stream ended (state, error, figures)"]
 #[non_exhaustive]
