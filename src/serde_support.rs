@@ -9,6 +9,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::de::{Deserialize, Deserializer, Error as _};
 use serde::ser::{SerializeMap, Serializer};
 
 use crate::state::StreamState;
@@ -37,6 +38,24 @@ pub(crate) fn time_in_state<S: Serializer>(
         map.serialize_entry(state.name(), &d.as_secs_f64())?;
     }
     map.end()
+}
+
+/// A duration from its human form (`"5s"`, `"250ms"`, `"1m 30s"`).
+pub(crate) fn human<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        D::Error::custom(format!(
+            "{text:?} is not a duration such as \"5s\" or \"250ms\": {e}"
+        ))
+    })
+}
+
+/// An optional duration in its human form; `null` is `None` (with `#[serde(default)]`, so
+/// is a key left out).
+pub(crate) fn human_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Human(#[serde(deserialize_with = "human")] Duration);
+    Ok(Option::<Human>::deserialize(d)?.map(|h| h.0))
 }
 
 #[cfg(test)]

@@ -246,21 +246,15 @@ impl AbrProfile {
     }
 
     /// The standard rungs named in `names` (e.g. `["1080p", "720p"]`), in that order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `profile.variants[i]` for a name that is not a
+    /// standard rung.
     pub fn from_rungs<S: AsRef<str>>(names: &[S]) -> Result<Self> {
         let variants = names
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                VariantProfile::standard(n.as_ref()).ok_or_else(|| {
-                    Error::config(
-                        format!("profile.variants[{i}]"),
-                        format!(
-                            "unknown rung {:?}; standard rungs are 1080p, 720p, 480p, 360p, 240p",
-                            n.as_ref()
-                        ),
-                    )
-                })
-            })
+            .map(|(i, n)| standard_rung(&format!("profile.variants[{i}]"), n.as_ref()))
             .collect::<Result<_>>()?;
         Ok(Self::new(variants))
     }
@@ -362,6 +356,16 @@ impl Default for AbrProfile {
     fn default() -> Self {
         Self::standard()
     }
+}
+
+/// The standard rung `name`, or the error naming `field` (the rung's place).
+pub(crate) fn standard_rung(field: &str, name: &str) -> Result<VariantProfile> {
+    VariantProfile::standard(name).ok_or_else(|| {
+        Error::config(
+            field,
+            format!("unknown rung {name:?}; standard rungs are 1080p, 720p, 480p, 360p, 240p"),
+        )
+    })
 }
 
 /// Whether the outputs are a finished (VOD/event) playlist or a live sliding window.

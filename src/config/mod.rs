@@ -11,6 +11,8 @@ mod ladder;
 mod reader;
 mod recovery;
 pub(crate) mod source;
+#[cfg(feature = "serde")]
+mod spec;
 
 pub(crate) use generated::is_allowed_filter;
 pub use generated::{FilterRole, GeneratedFilter, GeneratedGraph, GENERATED_FILTERS};

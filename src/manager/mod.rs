@@ -14,6 +14,8 @@ mod degrade;
 mod monitor;
 mod pool;
 mod registry;
+#[cfg(feature = "serde")]
+mod spec;
 
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
