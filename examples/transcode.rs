@@ -13,8 +13,10 @@
 //! the stream ended normally; non-zero, with the error on stderr, when it failed.
 //!
 //! `--json` prints one JSON object per line on stdout for every state change
-//! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":MSG|null}`) and every
-//! stats snapshot (`{"event":"stats","stream":ID,...}`).
+//! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":ERROR|null,"at":SECS}`),
+//! every stats snapshot (`{"event":"stats","stream":ID,"state":STATE,"stats":{...}}`) and a
+//! final `{"event":"summary",...}` (the `StreamReport`): the crate's own serialization
+//! (feature `serde`), every field of `StreamStats` included; durations in seconds.
 //!
 //! SIGINT / SIGTERM stop gracefully (the output is finished, exit 0); a second one aborts.
 
@@ -197,6 +199,9 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let report = running.wait();
+    if args.json {
+        println!("{}", json::summary(&report));
+    }
     let s = &report.stats;
     eprintln!(
         "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB written to {}",

@@ -4,6 +4,7 @@
 mod bad_input;
 mod chaos;
 mod common;
+mod examples;
 mod hardening;
 mod ingest;
 mod ladder;
