@@ -135,6 +135,9 @@ type GraphError = String;
 
 impl GeneratedGraph {
     /// Parses the text after `lavfi:` with the grammar above.
+    ///
+    /// # Errors
+    /// A sentence naming the filter, option or character refused.
     pub fn parse(text: &str) -> Result<Self, String> {
         if let Some((at, c)) = text.char_indices().find(|&(_, c)| !is_graph_char(c)) {
             return Err(format!(

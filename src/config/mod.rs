@@ -374,6 +374,28 @@ impl StreamConfigBuilder {
     }
 
     /// Validates and returns the configuration.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamvisor::{AbrProfile, PlaylistMode, RecoveryPolicy, StreamConfig};
+    ///
+    /// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/srv/hls/cam1")
+    ///     .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
+    ///     .playlist_mode(PlaylistMode::Live)
+    ///     .recovery(RecoveryPolicy::default().with_max_outage(Duration::from_secs(30)))
+    ///     .build()?;
+    /// assert_eq!(config.profile().variants.len(), 2);
+    ///
+    /// let refused = StreamConfig::builder("cam/1", "rtmp://127.0.0.1/live/cam1", "out").build();
+    /// assert!(matches!(refused, Err(streamvisor::Error::InvalidConfig { field, .. }) if field == "id"));
+    /// # Ok::<(), streamvisor::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first field refused, e.g. `id`, `source`
+    /// (empty, a NUL byte, a `lavfi:` graph without the opt-in or outside the grammar),
+    /// `source.format`, `output_dir`, `profile.variants[1].height`, `recovery.backoff.max`,
+    /// `hw_device.device`, `input_options[0]`, `source_hint`, `io_timeout`.
     pub fn build(self) -> Result<StreamConfig> {
         let mut c = self.config;
         validate_name("id", &c.id)?;

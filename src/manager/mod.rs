@@ -218,6 +218,10 @@ impl Manager {
     /// source says (default: files and generated sources queue, network sources are
     /// refused); or refuses it with [`Error::Refused`] saying why (id or output directory in
     /// use, hardware sessions, queue full, shutting down). Never blocks on I/O.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] with the [`Refusal`] (what ran short, or why it cannot queue);
+    /// [`Error::Internal`] when the stream's threads could not be started.
     pub fn create_stream(&self, config: StreamConfig) -> Result<Admitted, Error> {
         admission::admit(&self.core, config, 0)
     }
@@ -249,6 +253,9 @@ impl Manager {
 
     /// Would this config be started now? Answers without allocating or starting (a stream
     /// that would be queued gets what it would wait for, e.g. [`Refusal::BehindQueue`]).
+    ///
+    /// # Errors
+    /// The [`Refusal`] `create_stream` would refuse or queue it for now.
     pub fn can_admit(&self, config: &StreamConfig) -> Result<(), Refusal> {
         {
             // Short: checks only.
@@ -267,12 +274,18 @@ impl Manager {
 
     /// Graceful stop of one stream (then abort at the deadline); returns within `deadline`
     /// + [`GRACE`], with its resources and id free.
+    ///
+    /// # Errors
+    /// [`Error::UnknownStream`] when no running stream has this id.
     pub fn terminate_stream(&self, id: &str, deadline: Duration) -> Result<StreamReport, Error> {
         let entry = self.take(id)?;
         Ok(retire(&self.core, entry, |s| s.stop(deadline)))
     }
 
     /// Immediate stop of one stream; returns within [`GRACE`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownStream`] when no running stream has this id.
     pub fn abort_stream(&self, id: &str) -> Result<StreamReport, Error> {
         let entry = self.take(id)?;
         Ok(retire(&self.core, entry, Stream::abort))

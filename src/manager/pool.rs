@@ -273,11 +273,17 @@ impl ResourcePool {
     }
 
     /// Would `cost` fit with nothing else allocated (could it ever run here)?
+    ///
+    /// # Errors
+    /// The first [`Shortage`] (compute, memory, hardware sessions).
     pub fn fits_when_empty(&self, cost: &ResourceCost) -> Result<(), Shortage> {
         self.fits(&ResourceCost::default(), cost)
     }
 
     /// Would `cost` fit now? Answers without allocating.
+    ///
+    /// # Errors
+    /// The first [`Shortage`] (compute, memory, hardware sessions).
     pub fn can_allocate(&self, cost: &ResourceCost) -> Result<(), Shortage> {
         self.fits(&self.used.lock().cost, cost)
     }
@@ -313,6 +319,9 @@ impl ResourcePool {
     }
 
     /// Allocates `cost` if it fits, all or nothing.
+    ///
+    /// # Errors
+    /// The first [`Shortage`]; nothing is allocated then.
     pub fn try_allocate(self: &Arc<Self>, cost: ResourceCost) -> Result<Allocation, Shortage> {
         let mut used = self.used.lock();
         self.fits(&used.cost, &cost)?;
@@ -396,6 +405,9 @@ impl Allocation {
     /// Changes what this allocation holds to `cost`, all or nothing: a smaller cost always
     /// succeeds and frees the difference for others at once; a larger one succeeds only if
     /// the difference fits (otherwise nothing changes).
+    ///
+    /// # Errors
+    /// The [`Shortage`] of a larger cost that does not fit; the allocation is unchanged.
     pub fn reprice(&mut self, cost: ResourceCost) -> Result<(), Shortage> {
         self.pool.reprice(&self.cost, &cost)?;
         self.cost = cost;

@@ -200,6 +200,31 @@ impl Stream<New> {
     /// Launches the worker and returns at once, in `Starting`; the source is opened on the
     /// worker thread, never on the caller's. A failure hands the stream back, `New` again
     /// (hooks saw `New → Starting`, then `Starting → New` with the error).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use streamvisor::{AbrProfile, StateSet, Stream, StreamConfig, StreamState};
+    ///
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let out = dir.path().join("doc");
+    /// let source = "lavfi:testsrc2=size=320x180:duration=1;sine=duration=1";
+    /// let config = StreamConfig::builder("doc", source, out)
+    ///     .allow_generated_sources(true)
+    ///     .profile(AbrProfile::from_rungs(&["240p"])?)
+    ///     .build()?;
+    /// let running = Stream::new(config).start()?; // a StartError converts into its Error
+    /// running.wait_for(StateSet::TERMINAL, Duration::from_secs(30));
+    /// let report = running.stop(Duration::from_secs(5)); // bounded, ended or not
+    /// assert_eq!(report.state, StreamState::Stopped);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// A [`StartError`] holding the stream and [`Error::Internal`] when a thread could not
+    /// be spawned. Everything else (an unreachable source, bad media) is reported by the
+    /// running stream: its state goes to `Error` or `Failed`, see [`Stream::last_error`].
     pub fn start(self) -> Result<Stream<Running>, StartError> {
         let hook_thread = match self.spawn_hook_thread() {
             Ok(h) => h,
@@ -312,6 +337,21 @@ impl Stream<Running> {
     ///
     /// Returns by `timeout` + [`GRACE`] whatever FFmpeg or a hook does: a thread still
     /// busy then is left behind and named in [`StreamReport::threads_left_behind`].
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use streamvisor::{StateSet, Stream, StreamConfig};
+    ///
+    /// let config = StreamConfig::builder("cam1", "srt://0.0.0.0:9000?mode=listener", "/srv/hls/cam1")
+    ///     .build()?;
+    /// let running = Stream::new(config).start()?;
+    /// running.wait_for(StateSet::RUNNING | StateSet::TERMINAL, Duration::from_secs(10));
+    /// // ... later: finish the playlists (#EXT-X-ENDLIST) within 5 s, or abort.
+    /// let report = running.stop(Duration::from_secs(5));
+    /// println!("{:?} after {:?}, deadline missed: {}", report.state, report.stats.uptime,
+    ///          report.stop_deadline_exceeded);
+    /// # Ok::<(), streamvisor::Error>(())
+    /// ```
     pub fn stop(self, timeout: Duration) -> StreamReport {
         let deadline = Instant::now() + timeout;
         self.request_stop();
