@@ -5,7 +5,7 @@ APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
 	nginx-light libnginx-mod-rtmp
 
-.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean
+.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what is missing (quick when nothing is).
 deps:
@@ -46,6 +46,16 @@ bench: deps
 # Side-by-side with the FFmpeg CLI on the same input, same run.
 compare: deps
 	bash benches/compare_cli.sh
+
+# The declared rust-version against the dependencies (and a compile check where that
+# toolchain is installed); see tools/msrv.sh.
+msrv:
+	bash tools/msrv.sh
+
+# What `cargo publish` would upload, and the package built on its own.
+package:
+	$(CARGO) package --list
+	$(CARGO) package
 
 lint:
 	$(CARGO) fmt --all -- --check
