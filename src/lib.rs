@@ -66,6 +66,7 @@
 
 mod config;
 mod error;
+mod events;
 mod ffi;
 mod hooks;
 mod manager;
@@ -83,6 +84,7 @@ pub use config::{
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
+pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
 pub use ffi::AvError;
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{

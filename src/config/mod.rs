@@ -26,6 +26,7 @@ pub use source::Source;
 pub(crate) use source::{SourceKind, READER_LABEL};
 
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
 ///
@@ -53,6 +54,9 @@ pub struct StreamConfig {
     /// Cores this stream's encoders may use (set by a manager from the stream's share of
     /// the pool); `None`: the whole machine.
     core_share: Option<usize>,
+    /// Hooks a manager attaches to the stream it starts from this config (every run,
+    /// restarts too): [`Manager::create_stream_with`](crate::Manager::create_stream_with).
+    attached_hooks: Hooks,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -107,6 +111,7 @@ impl StreamConfig {
                 recovery: RecoveryPolicy::default(),
                 source_hint: None,
                 core_share: None,
+                attached_hooks: Hooks::new(),
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -187,6 +192,17 @@ impl StreamConfig {
     /// Cores the stream's encoders share, when a manager gave it a share of the machine.
     pub(crate) fn core_share(&self) -> Option<usize> {
         self.core_share
+    }
+
+    /// The same config with `hooks` added to those a manager attaches to its streams.
+    pub(crate) fn with_attached_hooks(mut self, hooks: &Hooks) -> Self {
+        self.attached_hooks = std::mem::take(&mut self.attached_hooks).merge(hooks);
+        self
+    }
+
+    /// The hooks a manager attaches to the streams it starts from this config.
+    pub(crate) fn attached_hooks(&self) -> &Hooks {
+        &self.attached_hooks
     }
 
     /// The same config with its encoders held to `cores` cores.

@@ -340,6 +340,7 @@ fn start_reserved(
     let share = core_share(core, &allocation);
     let started = Stream::new(config.clone().with_core_share(share))
         .with_hooks(core.hooks.clone())
+        .with_hooks(config.attached_hooks().clone())
         .with_hooks(reaper_hook(core, &id, gen))
         .start();
     let stream = match started {

@@ -34,7 +34,7 @@ use crate::config::{RestartPolicy, StreamConfig};
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
 use crate::panic::guarded;
-use crate::state::StreamState;
+use crate::state::{StateSet, StreamState};
 use crate::stats::StreamStats;
 use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
 use builder::{AdmissionHook, FinishedHook};
@@ -217,6 +217,66 @@ impl Manager {
     /// use, hardware sessions, queue full, shutting down). Never blocks on I/O.
     pub fn create_stream(&self, config: StreamConfig) -> Result<Admitted, Error> {
         admission::admit(&self.core, config, 0)
+    }
+
+    /// [`create_stream`](Self::create_stream) with this stream's own hooks, beside the
+    /// manager's: attached to every run of it (a restart too). For a channel instead of
+    /// callbacks, pass the hooks of an [`event_channel`](crate::event_channel).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use streamvisor::{event_channel, Manager, StreamConfig, StreamEvent};
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// let manager = Manager::builder().build()?;
+    /// let config = StreamConfig::builder("vod1", "/media/in.mp4", "/srv/hls/vod1").build()?;
+    /// let (hooks, events) = event_channel(256, Duration::from_secs(1));
+    /// manager.create_stream_with(config, hooks)?;
+    /// for event in events {
+    ///     if let StreamEvent::Stats(s) = event {
+    ///         println!("{:?} done", s.stats.progress);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_stream`](Self::create_stream).
+    pub fn create_stream_with(
+        &self,
+        config: StreamConfig,
+        hooks: Hooks,
+    ) -> Result<Admitted, Error> {
+        admission::admit(&self.core, config.with_attached_hooks(&hooks), 0)
+    }
+
+    /// Waits until the stream `id` is in one of `states`, or `timeout` passes; returns the
+    /// state it is in then. A queued stream is waited for until it starts (and then in its
+    /// states). `None` when no stream with this id is running or queued (never created,
+    /// refused, cancelled, or already retired). For the end of a stream, wait for
+    /// [`StateSet::TERMINAL`](crate::StateSet::TERMINAL): a stream that ends leaves the
+    /// manager soon after.
+    pub fn wait_for(&self, id: &str, states: StateSet, timeout: Duration) -> Option<StreamState> {
+        let deadline = Instant::now() + timeout;
+        let watch = {
+            let mut g = self.core.registry.lock();
+            loop {
+                if let Some(e) = g.map.get(id) {
+                    break e.stream.stats_reader();
+                }
+                let waiting =
+                    g.queued.iter().any(|q| q.config.id() == id) || g.starting.contains_key(id);
+                if !waiting {
+                    return None;
+                }
+                // The condvar releases the lock while it waits.
+                if self.core.changed.wait_until(&mut g, deadline).timed_out() {
+                    return None;
+                }
+            }
+        };
+        // No lock held while waiting on the stream itself.
+        Some(watch.wait_for(states, deadline))
     }
 
     /// What a config's source is (picture size, frame rate), read by opening it on the

@@ -79,6 +79,12 @@ pub(crate) fn run(
     let Some((session, _)) = connected? else {
         return Ok(Ending::Stopped);
     };
+    if !session.live {
+        let known = session.input.duration_us().unwrap_or(0).max(0) as u64;
+        stats
+            .source_duration_us
+            .store(known, std::sync::atomic::Ordering::Relaxed);
+    }
     let plan = plan::plan(config, &session.video);
     let planned = plan::summary(&session.video, session.audio.is_some(), &plan);
     supervisor.report(PipelineEvent::Planned(planned));
