@@ -212,6 +212,7 @@ impl StatsCell {
             cpu_time: self.cpu_time(),
             uptime,
             time_in_state: Vec::new(),
+            memory_estimate: 0,
             outages: Vec::new(),
             outage_count: 0,
             outage_time: Duration::ZERO,
@@ -299,6 +300,10 @@ pub struct PlannedLadder {
     pub audio: bool,
     /// The rungs that run, in ladder order.
     pub rungs: Vec<PlannedRung>,
+    /// Bytes the stream's frames in flight take (decoder and queues, each rung's x264
+    /// lookahead, references and threads): the model a manager's pool prices memory with,
+    /// calibrated against measured peak RSS.
+    pub memory_estimate: u64,
 }
 
 /// One rung as it runs.
@@ -351,6 +356,9 @@ pub struct StreamStats {
     pub recoveries: u64,
     /// Times a hardware device failed and the stream went on on the CPU.
     pub hardware_fallbacks: u64,
+    /// Memory the stream's frames in flight take, estimated from the ladder that runs
+    /// ([`PlannedLadder::memory_estimate`]); 0 until the source is open.
+    pub memory_estimate: u64,
     /// CPU time (user + system) used by the stream's threads: its decoder thread and every
     /// variant thread, those that ended included (Linux `/proc`; zero elsewhere).
     pub cpu_time: Duration,

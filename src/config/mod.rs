@@ -51,6 +51,8 @@ pub struct StreamConfig {
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
     source_hint: Option<SourceHint>,
+    /// Place in a manager's admission queue: higher first, equal ones first come first.
+    priority: i32,
     /// Cores this stream's encoders may use (set by a manager from the stream's share of
     /// the pool); `None`: the whole machine.
     core_share: Option<usize>,
@@ -110,6 +112,7 @@ impl StreamConfig {
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 source_hint: None,
+                priority: 0,
                 core_share: None,
                 attached_hooks: Hooks::new(),
                 #[cfg(feature = "fault-injection")]
@@ -209,6 +212,11 @@ impl StreamConfig {
     pub(crate) fn with_core_share(mut self, cores: usize) -> Self {
         self.core_share = Some(cores.max(1));
         self
+    }
+
+    /// The stream's priority in a manager's admission queue (default 0).
+    pub fn priority(&self) -> i32 {
+        self.priority
     }
 
     /// What the config declares of the source, if anything.
@@ -352,6 +360,15 @@ impl StreamConfigBuilder {
     /// Sets the recovery policy (default: reconnect network sources, allow CPU fallback).
     pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
         self.config.recovery = policy;
+        self
+    }
+
+    /// The stream's place in a manager's admission queue when it has to wait: streams of a
+    /// higher priority start before those of a lower one, streams of the same priority in
+    /// the order they came (default 0; negative for background work). A stream of a higher
+    /// priority than every waiting one may start at once if it fits.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.config.priority = priority;
         self
     }
 

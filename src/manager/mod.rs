@@ -312,7 +312,7 @@ impl Manager {
             let g = self.core.registry.lock();
             admission::check_admission(&self.core, &g, config)?;
             let policy = admission::policy_for(&self.core, config);
-            if let Some(wait) = admission::behind_queue(&g, policy, 0) {
+            if let Some(wait) = admission::behind_queue(&g, config, policy, 0) {
                 return Err(wait);
             }
         }

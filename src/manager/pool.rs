@@ -112,8 +112,6 @@ fn codec_weight(codec: VideoCodec) -> f64 {
     }
 }
 
-/// Frames one variant keeps in flight: its queue and x264's lookahead and threads.
-const FRAMES_IN_FLIGHT: u64 = 40;
 /// Assumed frame rate for pricing (the source's is unknown until it is opened).
 const PRICING_FPS: f64 = 30.0;
 
@@ -177,13 +175,13 @@ fn priced<'a>(
     decode_fps: f64,
 ) -> ResourceCost {
     let mut compute = 0.0;
-    let mut memory = 0u64;
+    let mut encoded = Vec::new();
     for (v, w, h, fps) in rungs {
         compute += w * h * fps / 1e6 * preset_weight(&v.preset) * codec_weight(v.codec);
-        memory += (w * h * 1.5) as u64 * FRAMES_IN_FLIGHT;
+        encoded.push((w * h, v.preset.as_str()));
     }
     compute += decode_pixels * decode_fps / 1e6 / 6.0 + 0.5;
-    memory += (decode_pixels * 1.5) as u64 * 16;
+    let memory = crate::pipeline::stream_memory(decode_pixels, encoded);
     let mut hw_sessions = BTreeMap::new();
     if let Some(hw) = config.hw_device() {
         hw_sessions.insert(hw.to_string(), 1);

@@ -8,6 +8,7 @@ mod control;
 mod decode;
 mod errors;
 mod hls;
+mod memory;
 mod plan;
 mod reader;
 mod session;
@@ -15,6 +16,7 @@ mod timeline;
 mod variant;
 
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
+pub(crate) use memory::stream_memory;
 pub(crate) use plan::planned_from_hint;
 pub(crate) use session::{Session, SourceOpener};
 
