@@ -10,6 +10,7 @@
 mod admission;
 mod admitter;
 mod builder;
+mod cgroup;
 mod degrade;
 mod monitor;
 mod pool;
