@@ -4,6 +4,7 @@
 mod bad_input;
 mod chaos;
 mod common;
+mod ffmpeg_log;
 mod hardening;
 mod ingest;
 mod ladder;
