@@ -11,6 +11,7 @@ mod ladder;
 mod lifecycle;
 mod liveness;
 mod manager;
+mod metrics;
 mod output;
 mod reader;
 mod recovery;
