@@ -395,13 +395,15 @@ fn render_metrics_parses_and_agrees_with_stats_list_and_the_pool() {
 
 /// An HTTP/1.1 GET of `path` on `addr`: (status line, headers, body).
 fn get(addr: &str, path: &str) -> (String, String, String) {
+    request(addr, "GET", path)
+}
+
+/// An HTTP/1.1 request without a body: (status line, headers, body).
+fn request(addr: &str, method: &str, path: &str) -> (String, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
-    )
-    .unwrap();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").expect("a header block");
@@ -486,6 +488,8 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     // Other paths and methods.
     let (status, _, _) = get(&addr, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _, _) = request(&addr, "POST", "/metrics");
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
     let (status, _, body) = get(&addr, "/metrics?x=1");
     assert_eq!(status, "HTTP/1.1 200 OK", "a query string is ignored");
     parse(&body);
