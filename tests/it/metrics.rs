@@ -200,8 +200,10 @@ fn check_stream(page: &Page, id: &str, before: &StreamStats, after: &StreamStats
         assert_eq!(page.value(name, &s), get as f64, "{name}");
     }
     let speed = page.value("streamvisor_stream_speed_ratio", &s);
+    // Paced to real time: never faster (the start counts in the wall time, so under load
+    // it may be well below 1).
     assert!(
-        speed > 0.2 && speed < 3.0,
+        speed > 0.0 && speed < 1.5,
         "a real-time stream's speed: {speed}"
     );
     let names: HashSet<String> = after.variants.iter().map(|v| v.name.clone()).collect();
@@ -419,7 +421,9 @@ fn request(addr: &str, method: &str, path: &str) -> (String, String, String) {
 #[test]
 fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let source = "lavfi:testsrc2=size=320x180:rate=15:duration=8,realtime";
+    // Long enough not to end before it is scraped, however loaded the machine: the test
+    // ends it with SIGTERM.
+    let source = "lavfi:testsrc2=size=320x180:rate=15:duration=120,realtime";
     let mut child = Command::new(crate::security::example("manager"))
         .args([
             "--metrics",
@@ -493,14 +497,18 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     let (status, _, body) = get(&addr, "/metrics?x=1");
     assert_eq!(status, "HTTP/1.1 200 OK", "a query string is ignored");
     parse(&body);
-    // The streams end by themselves; the example exits 0 once they have.
+    // SIGTERM: the example shuts the manager down gracefully (every stream Stopped) and
+    // exits 0.
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: signals our own child, not yet waited for (so its pid is still its own).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     let t = Instant::now();
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         assert!(
-            t.elapsed() < Duration::from_secs(60),
+            t.elapsed() < Duration::from_secs(30),
             "the example did not exit"
         );
         std::thread::sleep(Duration::from_millis(100));
