@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
-	nginx-light libnginx-mod-rtmp
+	nginx-light libnginx-mod-rtmp python3-prometheus-client
 
 .PHONY: deps demo test soak valgrind asan bench compare lint fmt clean msrv package
 
@@ -16,6 +16,10 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+	@# The metrics tests parse with prometheus_client: Debian's package serves the system
+	@# python3; another python3 first on PATH (pyenv, a venv) gets it from PyPI.
+	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client \
+		|| { echo "could not install the Python package prometheus-client (python3 -m pip install prometheus-client)"; exit 1; }
 
 # Transcodes the embedded default source (10 s 1080p30 test pattern + tone) to out/demo.
 demo: deps

@@ -429,8 +429,10 @@ pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, resta
     tell(core, &event);
 }
 
-/// Calls every admission hook, each inside the panic net.
+/// Counts the decision for the metrics and calls every admission hook, each inside the
+/// panic net.
 fn tell(core: &ManagerCore, event: &AdmissionEvent) {
+    core.admissions.count(event);
     for h in &core.on_admission {
         guarded(
             format_args!("stream {}", event.stream),

@@ -10,7 +10,10 @@
 mod admission;
 mod admitter;
 mod builder;
+mod cgroup;
 mod degrade;
+mod exposition;
+mod metrics;
 mod monitor;
 mod pool;
 mod registry;
@@ -78,6 +81,8 @@ struct ManagerCore {
     monitor_tx: Sender<MonitorMsg>,
     /// To the admission thread: restarts to admit when due.
     admit_tx: Sender<admitter::AdmitMsg>,
+    /// Admission decisions counted for the metrics.
+    admissions: metrics::AdmissionCounts,
 }
 
 impl ManagerCore {
@@ -381,6 +386,28 @@ impl Manager {
     /// The pool's usage and free capacity.
     pub fn pool_usage(&self) -> PoolUsage {
         self.core.pool.usage()
+    }
+
+    /// The manager's metrics in the Prometheus text exposition format (version 0.0.4), for
+    /// a `/metrics` endpoint: every managed stream's state (`streamvisor_stream_state`, one
+    /// sample per state, 1 for the current one; queued streams are `New`) and figures
+    /// (frames, bytes, bitrate, speed, errors, recoveries, outages, CPU time: label
+    /// `stream`), every rung's (labels `stream`, `variant`), the pool's capacity, use and
+    /// free room per resource, and the admission decisions by outcome and reason since the
+    /// manager was built. The README lists every metric. A stream's counters start again
+    /// from zero when it is restarted (Prometheus treats that as a counter reset).
+    ///
+    /// Takes the registry lock only to copy ids, states and handles; the statistics are
+    /// read after it is released.
+    ///
+    /// ```
+    /// let manager = streamvisor::Manager::builder().build()?;
+    /// let page = manager.render_metrics();
+    /// assert!(page.contains("# TYPE streamvisor_admissions_total counter"));
+    /// # Ok::<(), streamvisor::Error>(())
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        metrics::render(&self.core)
     }
 
     /// Waits until no stream is queued, starting, managed or being retired — every queued

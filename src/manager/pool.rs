@@ -3,10 +3,12 @@
 //! exactly once, however the stream ended.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::cgroup;
 use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::error::Shortage;
 use crate::stats::PlannedLadder;
@@ -46,12 +48,31 @@ pub struct ResourceCapacity {
 }
 
 impl ResourceCapacity {
-    /// From this machine: its cores × [`UNITS_PER_CORE`], half its memory, no device limits.
+    /// From this machine, or from its container: the CPU cores this process may use ×
+    /// [`UNITS_PER_CORE`], half the memory it may use, no device limits. Inside a Linux
+    /// control group (a container, a systemd unit, a Kubernetes pod) its CPU quota and
+    /// memory limit count where they are smaller than the machine's (cgroup v2 `cpu.max`
+    /// and `memory.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` and
+    /// `memory.limit_in_bytes`, of the process's group and its parents). A quota may give
+    /// a fractional number of cores (150000/100000 µs is 1.5 cores, 90 units).
     pub fn from_machine() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::from_paths(Path::new("/proc"), Path::new("/sys/fs/cgroup"))
+    }
+
+    /// [`from_machine`](Self::from_machine) with `/proc` and `/sys/fs/cgroup` elsewhere
+    /// (tests give it a fake cgroup tree).
+    pub(crate) fn from_paths(proc_root: &Path, cgroup_root: &Path) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let limits = cgroup::limits(proc_root, cgroup_root);
+        let machine = machine_memory(proc_root);
+        if limits != cgroup::CgroupLimits::default() {
+            log::debug!("cgroup limits: {limits:?} (machine: {cores} cores, {machine} bytes)");
+        }
+        let cores = limits.cpus.map_or(cores, |q| q.min(cores));
+        let memory = limits.memory.map_or(machine, |m| m.min(machine));
         Self {
-            compute: cores as f64 * UNITS_PER_CORE,
-            memory: machine_memory() / 2,
+            compute: cores * UNITS_PER_CORE,
+            memory: memory / 2,
             hw_sessions: BTreeMap::new(),
         }
     }
@@ -78,8 +99,9 @@ impl ResourceCapacity {
     }
 }
 
-fn machine_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// `MemTotal` from `meminfo` under `proc_root` (4 GiB when it cannot be read).
+fn machine_memory(proc_root: &Path) -> u64 {
+    std::fs::read_to_string(proc_root.join("meminfo"))
         .ok()
         .and_then(|m| {
             m.lines()
