@@ -207,11 +207,14 @@ fn capacity_and_ids_come_back_however_streams_end() {
     m.create_stream(panics).unwrap();
     m.create_stream(small("live", dir.path(), None)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while m.list().len() > 1 {
+    // A stream leaves the list when its retirement starts and frees its allocation when
+    // its threads are done: wait for both.
+    while m.list().len() > 1 || m.pool_usage().allocations > 1 {
         assert!(
             Instant::now() < deadline,
-            "streams were not reaped: {:?}",
-            m.list()
+            "streams were not reaped: {:?} {:?}",
+            m.list(),
+            m.pool_usage()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
