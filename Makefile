@@ -30,6 +30,7 @@ test: deps
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items --features serde
 
 # 1000 start/stop cycles with thread, fd and RSS counts (about a minute; not in `make test`).
 soak: deps
@@ -61,9 +62,12 @@ package:
 	$(CARGO) package --list
 	$(CARGO) package
 
+# The tests, examples and benches build with the `serde` feature (the dev-dependency on the
+# crate turns it on); `clippy --lib` checks the library without it.
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --lib -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

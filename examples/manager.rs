@@ -11,9 +11,11 @@
 //! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
 //! trusted input).
 //! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
-//! `--json`, one JSON object per line on stdout: `{"event":"admission","stream":ID,
-//! "outcome":"admitted"|"queued"|"refused","reason":MSG|null}`, the `transcode` example's
-//! state and stats events, and a final `{"event":"summary",...}` per stream. `--policy`
+//! `--json`, one JSON object per line on stdout, each the crate's serialization (feature
+//! `serde`) of an event with an `"event"` key first: `{"event":"admission","stream":ID,
+//! "admitted":BOOL,"queued":BOOL,"reason":{"kind":...,"message":...}|null,"degraded":...,
+//! "restart":BOOL}`, the `transcode` example's state and stats events, and a final
+//! `{"event":"summary",...}` per stream (its `StreamReport`). `--policy`
 //! says what happens to a stream that does not fit now, for every source: `refuse` (the
 //! default), `queue` (the manager's queue starts it as capacity frees; `--retry` is the
 //! same), or `degrade` (tallest rungs dropped, then the frame rate capped down to 15 fps; the
@@ -32,7 +34,6 @@ mod json;
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
 
-use serde_json::json as j;
 use streamvisor::{
     AbrProfile, Error, Hooks, Manager, OverCapacity, StreamConfig, StreamReport, StreamState,
 };
@@ -154,15 +155,7 @@ fn run(args: Args) -> Result<bool, String> {
                 never.lock().unwrap().insert(ev.stream.clone());
             }
             if json {
-                let line = j!({
-                    "event": "admission",
-                    "stream": ev.stream,
-                    "outcome": outcome,
-                    "reason": ev.reason.as_ref().map(|r| r.to_string()),
-                    "dropped_rungs": ev.degraded.as_ref().map(|d| d.dropped_rungs.clone()),
-                    "frame_rate_cap": ev.degraded.as_ref().and_then(|d| d.frame_rate_cap),
-                });
-                println!("{line}");
+                println!("{}", json::admission(ev));
             } else if let Some(r) = &ev.reason {
                 eprintln!("{}: {outcome}: {r}", ev.stream);
             }
@@ -180,7 +173,7 @@ fn run(args: Args) -> Result<bool, String> {
             let err = ev
                 .error
                 .as_ref()
-                .map(|e| format!(" ({e})"))
+                .map(|e| format!(" ({})", e.full_message()))
                 .unwrap_or_default();
             eprintln!("{}: {} -> {}{err}", ev.stream, ev.from, ev.to);
         }))
@@ -240,7 +233,7 @@ fn run(args: Args) -> Result<bool, String> {
             let err = r
                 .error
                 .as_ref()
-                .map(|e| format!(": {e}"))
+                .map(|e| format!(": {}", e.full_message()))
                 .unwrap_or_default();
             eprintln!(
                 "{}: {} {} frames, {:.1} MB{err}",

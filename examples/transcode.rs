@@ -13,8 +13,10 @@
 //! the stream ended normally; non-zero, with the error on stderr, when it failed.
 //!
 //! `--json` prints one JSON object per line on stdout for every state change
-//! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":MSG|null}`) and every
-//! stats snapshot (`{"event":"stats","stream":ID,...}`).
+//! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":ERROR|null,"at":SECS}`),
+//! every stats snapshot (`{"event":"stats","stream":ID,"state":STATE,"stats":{...}}`) and a
+//! final `{"event":"summary",...}` (the `StreamReport`): the crate's own serialization
+//! (feature `serde`), every field of `StreamStats` included; durations in seconds.
 //!
 //! SIGINT / SIGTERM stop gracefully (the output is finished, exit 0); a second one aborts.
 
@@ -150,7 +152,7 @@ fn run(args: Args) -> Result<(), String> {
     if args.json {
         stream = stream.with_hooks(json::hooks());
     }
-    let running = stream.start().map_err(|e| e.to_string())?;
+    let running = stream.start().map_err(|e| e.error.full_message())?;
     let mut stderr = std::io::stderr();
     let mut stop_sent = false;
     let mut last_draw = std::time::Instant::now();
@@ -197,6 +199,9 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     let report = running.wait();
+    if args.json {
+        println!("{}", json::summary(&report));
+    }
     let s = &report.stats;
     eprintln!(
         "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB written to {}",
@@ -222,7 +227,7 @@ fn run(args: Args) -> Result<(), String> {
         StreamState::Stopped => Ok(()),
         _ => Err(report
             .error
-            .map_or_else(|| "stream failed".to_owned(), |e| e.to_string())),
+            .map_or_else(|| "stream failed".to_owned(), |e| e.full_message())),
     }
 }
 

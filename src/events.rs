@@ -25,6 +25,11 @@ pub const DEFAULT_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// Something that happened to a stream.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(
+    feature = "serde",
+    serde(tag = "event", content = "data", rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum StreamEvent {
     /// The stream changed state.

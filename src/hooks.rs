@@ -13,7 +13,9 @@ use crate::state::StreamState;
 use crate::stats::StreamStats;
 
 /// A state change of one stream.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StateEvent {
     /// Stream id.
     pub stream: String,
@@ -24,11 +26,17 @@ pub struct StateEvent {
     /// The error behind a move to `Error` or `Failed`.
     pub error: Option<Error>,
     /// When it happened.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs")
+    )]
     pub at: SystemTime,
 }
 
 /// A periodic statistics snapshot of one stream.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StatsEvent {
     /// Stream id.
     pub stream: String,

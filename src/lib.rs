@@ -18,7 +18,7 @@
 //! .allow_generated_sources(true) // our own test media: trusted input
 //! .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
 //! .build()?;
-//! let running = Stream::new(config).start().map_err(|e| e.error)?;
+//! let running = Stream::new(config).start()?;
 //! let report = running.wait();
 //! assert_eq!(report.state, StreamState::Stopped);
 //! println!("{} frames decoded", report.stats.frames_in);
@@ -69,6 +69,7 @@
 //! Nothing outlives the [`Stream`] value: dropping a running stream aborts and joins it.
 
 #![deny(missing_docs)]
+#![deny(missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod config;
@@ -80,6 +81,8 @@ mod manager;
 mod panic;
 mod pipeline;
 mod redact;
+#[cfg(feature = "serde")]
+mod serde_support;
 mod state;
 mod stats;
 mod stream;
@@ -90,7 +93,7 @@ pub use config::{
     StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };
-pub use error::{Error, ErrorKind, Refusal, Result, Shortage};
+pub use error::{Error, ErrorKind, ParseError, Refusal, Result, Shortage};
 pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
 pub use ffi::{route_ffmpeg_logs, AvError};
 pub use hooks::{Hooks, StateEvent, StatsEvent};
@@ -112,6 +115,44 @@ pub struct ReadmeDoctests;
 #[cfg(test)]
 mod tests {
     fn send_sync<T: Send + Sync>() {}
+
+    /// Every small enum a config file names reads back what it writes, any case.
+    #[test]
+    fn names_round_trip() {
+        use crate::{ErrorKind, HwKind, PlaylistMode, Reconnect, StreamState, VideoCodec};
+        use std::fmt::Display;
+        use std::str::FromStr;
+        fn round_trip<T: Display + FromStr + PartialEq + std::fmt::Debug>(all: &[T])
+        where
+            T::Err: std::fmt::Debug,
+        {
+            for v in all {
+                let name = v.to_string();
+                assert_eq!(&name.parse::<T>().unwrap(), v);
+                assert_eq!(&name.to_uppercase().parse::<T>().unwrap(), v);
+            }
+            assert!("no-such-name".parse::<T>().is_err());
+        }
+        round_trip(&[HwKind::Cuda, HwKind::Vaapi, HwKind::Qsv]);
+        round_trip(&[VideoCodec::H264]);
+        round_trip(&[PlaylistMode::Auto, PlaylistMode::Vod, PlaylistMode::Live]);
+        round_trip(&[Reconnect::Auto, Reconnect::Always, Reconnect::Never]);
+        round_trip(&StreamState::ALL);
+        round_trip(&[ErrorKind::SourceIo, ErrorKind::UnknownStream]);
+        assert_eq!(PlaylistMode::Vod.to_string(), "vod");
+        assert_eq!(StreamState::Running.to_string(), "Running");
+        let e = "cuda2".parse::<HwKind>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            r#"unknown hardware kind "cuda2": one of cuda, vaapi, qsv"#
+        );
+        let dev: crate::HwDevice = "cuda:0".parse().unwrap();
+        assert_eq!(
+            (dev.kind, dev.to_string()),
+            (HwKind::Cuda, "cuda:0".to_owned())
+        );
+        assert!("gpu:0".parse::<crate::HwDevice>().is_err());
+    }
 
     #[test]
     fn handles_are_send_and_sync() {

@@ -1,14 +1,17 @@
 //! The runtime state of a stream and sets of states to wait for.
 
-use std::fmt;
-
 /// Where a stream is in its life. `Stopped` and `Failed` are terminal.
 ///
 /// ```text
 /// New → Starting → Running → Stopping → Stopped
 ///          └─────────┴──→ Error (recovering) → Running | Failed
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// `StreamState` has no order (`Ord`): `Error` comes after `Running` and may lead back to
+/// it, so no total order is both true and useful. Compare with `==`, [`StateSet`] or
+/// [`StreamState::is_terminal`]; [`StreamState::ALL`] lists every state, in the order of
+/// [`StreamStats::time_in_state`](crate::StreamStats::time_in_state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StreamState {
     /// Configured, not started.
     New,
@@ -43,19 +46,6 @@ impl StreamState {
         matches!(self, StreamState::Stopped | StreamState::Failed)
     }
 
-    /// The name used in logs and JSON events (`"Running"`, ...).
-    pub fn name(self) -> &'static str {
-        match self {
-            StreamState::New => "New",
-            StreamState::Starting => "Starting",
-            StreamState::Running => "Running",
-            StreamState::Stopping => "Stopping",
-            StreamState::Stopped => "Stopped",
-            StreamState::Error => "Error",
-            StreamState::Failed => "Failed",
-        }
-    }
-
     /// This state as a one-element [`StateSet`].
     pub fn as_set(self) -> StateSet {
         match self {
@@ -74,11 +64,19 @@ impl StreamState {
     }
 }
 
-impl fmt::Display for StreamState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+crate::error::enum_names!(StreamState, "stream state",
+    /// The name used in logs and JSON events (`"Running"`, ...): what `Display` writes and
+    /// `FromStr` reads (ASCII case ignored).
+    {
+        New => "New",
+        Starting => "Starting",
+        Running => "Running",
+        Stopping => "Stopping",
+        Stopped => "Stopped",
+        Error => "Error",
+        Failed => "Failed",
     }
-}
+);
 
 bitflags::bitflags! {
     /// A set of [`StreamState`]s, for waiting until a stream reaches any of them.

@@ -267,7 +267,9 @@ impl RateWindow {
 }
 
 /// Statistics of one variant.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct VariantStats {
     /// The variant's name.
     pub name: String,
@@ -280,6 +282,10 @@ pub struct VariantStats {
     /// Segments completed.
     pub segments: u64,
     /// Media time encoded.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub media_time: Duration,
     /// Average output bitrate over the media time, bits/s.
     pub average_bitrate: f64,
@@ -287,6 +293,7 @@ pub struct VariantStats {
 
 /// The ladder as it runs on the source, known once the source is opened: rungs taller than
 /// the source left out, widths from its display aspect, frame rates from its own.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlannedLadder {
@@ -307,6 +314,7 @@ pub struct PlannedLadder {
 }
 
 /// One rung as it runs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlannedRung {
@@ -321,7 +329,9 @@ pub struct PlannedRung {
 }
 
 /// Statistics of one stream at a moment.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamStats {
     /// Video frames decoded from the source.
     pub frames_in: u64,
@@ -336,15 +346,27 @@ pub struct StreamStats {
     /// Bytes written: every segment and playlist.
     pub bytes_out: u64,
     /// Media time decoded.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub media_time: Duration,
     /// Media time per wall-clock time (1.0 = real time).
     pub speed: f64,
     /// The source's duration, when it has one (a file; `None` for live sources).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs_opt")
+    )]
     pub source_duration: Option<Duration>,
     /// Share of the source done (media time over its duration, 0.0 to 1.0), when it has a
     /// duration.
     pub progress: Option<f64>,
     /// Time left at the current speed, when the source has a duration and media moves.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs_opt")
+    )]
     pub eta: Option<Duration>,
     /// Output bits per second of media.
     pub average_bitrate: f64,
@@ -361,10 +383,22 @@ pub struct StreamStats {
     pub memory_estimate: u64,
     /// CPU time (user + system) used by the stream's threads: its decoder thread and every
     /// variant thread, those that ended included (Linux `/proc`; zero elsewhere).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub cpu_time: Duration,
     /// Time since the stream was started (frozen when it ends).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub uptime: Duration,
     /// Time spent in each state so far, in [`crate::state::StreamState::ALL`] order.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::time_in_state")
+    )]
     pub time_in_state: Vec<(crate::state::StreamState, Duration)>,
     /// The most recent source outages ([`OUTAGES_KEPT`] at most), oldest first: each from
     /// the error that began it to media flowing again.
@@ -372,6 +406,10 @@ pub struct StreamStats {
     /// Outages since the stream started (including those no longer in `outages`).
     pub outage_count: u64,
     /// Time spent in outages since the stream started (the current one so far included).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub outage_time: Duration,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
@@ -382,11 +420,21 @@ pub const OUTAGES_KEPT: usize = 16;
 
 /// One time the source was lost: from the error that began it (a stall, a dropped
 /// connection, a publisher that went away) to the first video frame decoded again.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Outage {
     /// When it began.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs")
+    )]
     pub started_at: SystemTime,
     /// How long it lasted (so far, while it goes on; frozen when the stream ended in it).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
     pub duration: Duration,
     /// The error that began it, secrets redacted like every error.
     pub cause: String,

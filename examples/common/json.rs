@@ -1,13 +1,16 @@
 //! JSON lines shared by the examples: one object per line on stdout, for state changes,
-//! stats snapshots and final summaries. Printed from hook threads; each line is written
-//! whole (one `println!`), so lines from different streams never interleave mid-line.
+//! stats snapshots, admission decisions and final summaries. Each object is the crate's own
+//! serialization (its `serde` feature) of the event with an `"event"` key put first: no
+//! field is mapped by hand here, so every field the crate adds shows up. Durations are
+//! seconds, times of day seconds since the Unix epoch. Printed from hook threads; each line
+//! is written whole (one `println!`), so lines from different streams never interleave.
 
 #![allow(dead_code)] // each example uses the part it needs
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
-use streamvisor::{Hooks, StateEvent, StatsEvent, StreamReport, StreamStats};
+use serde_json::{Map, Value};
+use streamvisor::{AdmissionEvent, Hooks, StateEvent, StatsEvent, StreamReport};
 
 /// Hooks printing `{"event":"state",...}` and `{"event":"stats",...}` lines.
 pub fn hooks() -> Hooks {
@@ -18,66 +21,35 @@ pub fn hooks() -> Hooks {
         })
 }
 
-/// `{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":MSG|null}`
+/// `{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":ERROR|null,"at":SECS}`
 pub fn state(ev: &StateEvent) -> Value {
-    json!({
-        "event": "state",
-        "stream": ev.stream,
-        "from": ev.from.name(),
-        "to": ev.to.name(),
-        "error": ev.error.as_ref().map(|e| e.to_string()),
-    })
+    line("state", serde_json::to_value(ev))
 }
 
-/// `{"event":"stats","stream":ID,"state":STATE,...figures}`
+/// `{"event":"stats","stream":ID,"state":STATE,"stats":{...}}`
 pub fn stats(ev: &StatsEvent) -> Value {
-    let mut v = json!({ "event": "stats", "stream": ev.stream, "state": ev.state.name() });
-    merge(&mut v, figures(&ev.stats));
-    v
+    line("stats", serde_json::to_value(ev))
 }
 
-/// `{"event":"summary","stream":ID,"state":STATE,"error":MSG|null,...figures}`
+/// `{"event":"admission","stream":ID,"admitted":BOOL,"queued":BOOL,"reason":REFUSAL|null,...}`
+pub fn admission(ev: &AdmissionEvent) -> Value {
+    line("admission", serde_json::to_value(ev))
+}
+
+/// `{"event":"summary","id":ID,"state":STATE,"error":ERROR|null,"stats":{...},...}`
 pub fn summary(r: &StreamReport) -> Value {
-    let mut v = json!({
-        "event": "summary",
-        "stream": r.id,
-        "state": r.state.name(),
-        "error": r.error.as_ref().map(|e| e.to_string()),
-        "aborted": r.aborted,
-    });
-    merge(&mut v, figures(&r.stats));
-    v
+    line("summary", serde_json::to_value(r))
 }
 
-fn merge(into: &mut Value, from: Value) {
-    if let (Value::Object(a), Value::Object(b)) = (into, from) {
-        a.extend(b);
+/// The object with `"event": event` first.
+fn line(event: &str, body: serde_json::Result<Value>) -> Value {
+    let mut out = Map::new();
+    out.insert("event".into(), event.into());
+    match body.expect("the crate's events serialize") {
+        Value::Object(fields) => out.extend(fields),
+        other => {
+            out.insert("value".into(), other);
+        }
     }
-}
-
-fn figures(s: &StreamStats) -> Value {
-    json!({
-        "frames_in": s.frames_in,
-        "packets_in": s.packets_in,
-        "corrupt_packets": s.corrupt_packets,
-        "bytes_in": s.bytes_in,
-        "bytes_out": s.bytes_out,
-        "media_time_s": s.media_time.as_secs_f64(),
-        "speed": s.speed,
-        "average_bitrate": s.average_bitrate,
-        "recent_bitrate": s.recent_bitrate,
-        "errors": s.errors,
-        "recoveries": s.recoveries,
-        "hardware_fallbacks": s.hardware_fallbacks,
-        "uptime_s": s.uptime.as_secs_f64(),
-        "variants": s.variants.iter().map(|v| json!({
-            "name": v.name,
-            "frames_out": v.frames_out,
-            "frames_dropped": v.frames_dropped,
-            "bytes_out": v.bytes_out,
-            "segments": v.segments,
-            "media_time_s": v.media_time.as_secs_f64(),
-            "average_bitrate": v.average_bitrate,
-        })).collect::<Vec<_>>(),
-    })
+    Value::Object(out)
 }

@@ -16,23 +16,15 @@ pub enum HwKind {
     Qsv,
 }
 
-impl HwKind {
-    /// FFmpeg's name for the device type (`cuda`, `vaapi`, `qsv`), also used in device keys
-    /// and messages.
-    pub fn name(self) -> &'static str {
-        match self {
-            HwKind::Cuda => "cuda",
-            HwKind::Vaapi => "vaapi",
-            HwKind::Qsv => "qsv",
-        }
+crate::error::enum_names!(HwKind, "hardware kind",
+    /// FFmpeg's name for the device type (`cuda`, `vaapi`, `qsv`), also used in device keys,
+    /// messages and config files (`Display` writes it, `FromStr` reads it).
+    {
+        Cuda => "cuda",
+        Vaapi => "vaapi",
+        Qsv => "qsv",
     }
-}
-
-impl fmt::Display for HwKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+);
 
 /// The key a device is known by in messages and session limits: `kind:device`, e.g.
 /// `cuda:0` or `vaapi:/dev/dri/renderD128`.
@@ -41,7 +33,18 @@ pub fn device_key(kind: HwKind, device: &str) -> String {
 }
 
 /// A hardware device for decoding/encoding (validated now; used by the hardware path).
+///
+/// Written `kind:device` (`Display`, and [`device_key`]); `FromStr` reads that form:
+///
+/// ```
+/// use streamvisor::{HwDevice, HwKind};
+/// let d: HwDevice = "vaapi:/dev/dri/renderD128".parse()?;
+/// assert_eq!((d.kind, d.device.as_str()), (HwKind::Vaapi, "/dev/dri/renderD128"));
+/// assert_eq!(d.to_string(), "vaapi:/dev/dri/renderD128");
+/// # Ok::<(), streamvisor::ParseError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct HwDevice {
     /// The kind of device.
     pub kind: HwKind,
@@ -50,6 +53,14 @@ pub struct HwDevice {
 }
 
 impl HwDevice {
+    /// A device of this kind (checked when a config holding it is built).
+    pub fn new(kind: HwKind, device: impl Into<String>) -> Self {
+        Self {
+            kind,
+            device: device.into(),
+        }
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         let ok = match self.kind {
             HwKind::Cuda => {
@@ -80,5 +91,24 @@ impl HwDevice {
 impl fmt::Display for HwDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.kind, self.device)
+    }
+}
+
+/// As `kind:device`, the form `Display` writes (feature `serde`).
+#[cfg(feature = "serde")]
+impl serde::Serialize for HwDevice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Reads `kind:device` (`cuda:0`, `vaapi:/dev/dri/renderD128`); the device is checked when
+/// a config holding it is built.
+impl std::str::FromStr for HwDevice {
+    type Err = crate::error::ParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (kind, device) = text.split_once(':').unwrap_or((text, ""));
+        Ok(Self::new(kind.parse()?, device))
     }
 }

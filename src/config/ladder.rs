@@ -35,6 +35,13 @@ pub enum VideoCodec {
     H264,
 }
 
+crate::error::enum_names!(VideoCodec, "video codec",
+    /// The codec's name in config files and messages (`h264`).
+    {
+        H264 => "h264",
+    }
+);
+
 impl VideoCodec {
     /// The FFmpeg encoder that implements it on the CPU.
     pub fn encoder_name(self) -> &'static str {
@@ -239,21 +246,15 @@ impl AbrProfile {
     }
 
     /// The standard rungs named in `names` (e.g. `["1080p", "720p"]`), in that order.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming `profile.variants[i]` for a name that is not a
+    /// standard rung.
     pub fn from_rungs<S: AsRef<str>>(names: &[S]) -> Result<Self> {
         let variants = names
             .iter()
             .enumerate()
-            .map(|(i, n)| {
-                VariantProfile::standard(n.as_ref()).ok_or_else(|| {
-                    Error::config(
-                        format!("profile.variants[{i}]"),
-                        format!(
-                            "unknown rung {:?}; standard rungs are 1080p, 720p, 480p, 360p, 240p",
-                            n.as_ref()
-                        ),
-                    )
-                })
-            })
+            .map(|(i, n)| standard_rung(&format!("profile.variants[{i}]"), n.as_ref()))
             .collect::<Result<_>>()?;
         Ok(Self::new(variants))
     }
@@ -357,6 +358,16 @@ impl Default for AbrProfile {
     }
 }
 
+/// The standard rung `name`, or the error naming `field` (the rung's place).
+pub(crate) fn standard_rung(field: &str, name: &str) -> Result<VariantProfile> {
+    VariantProfile::standard(name).ok_or_else(|| {
+        Error::config(
+            field,
+            format!("unknown rung {name:?}; standard rungs are 1080p, 720p, 480p, 360p, 240p"),
+        )
+    })
+}
+
 /// Whether the outputs are a finished (VOD/event) playlist or a live sliding window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -370,3 +381,12 @@ pub enum PlaylistMode {
     /// A sliding window of `live_window` segments; old segments are deleted.
     Live,
 }
+
+crate::error::enum_names!(PlaylistMode, "playlist mode",
+    /// The mode's name in config files and messages (`auto`, `vod`, `live`).
+    {
+        Auto => "auto",
+        Vod => "vod",
+        Live => "live",
+    }
+);

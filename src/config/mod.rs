@@ -11,6 +11,8 @@ mod ladder;
 mod reader;
 mod recovery;
 pub(crate) mod source;
+#[cfg(feature = "serde")]
+mod spec;
 
 pub(crate) use generated::is_allowed_filter;
 pub use generated::{FilterRole, GeneratedFilter, GeneratedGraph, GENERATED_FILTERS};
@@ -66,7 +68,9 @@ pub struct StreamConfig {
 /// What an application knows of its source before it is opened: its picture size and
 /// frame rate. A manager prices the stream from it at admission (the rungs that will run, at
 /// the real aspect and rate) instead of from the config's upper bound.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct SourceHint {
     /// Picture width.
     pub width: u32,

@@ -110,6 +110,15 @@ pub enum Reconnect {
     Never,
 }
 
+crate::error::enum_names!(Reconnect, "reconnect policy",
+    /// The policy's name in config files and messages (`auto`, `always`, `never`).
+    {
+        Auto => "auto",
+        Always => "always",
+        Never => "never",
+    }
+);
+
 /// How a stream recovers from recoverable errors.
 ///
 /// Reconnects back off exponentially ([`Backoff`]: 500 ms doubling to 8 s, 20 % jitter by

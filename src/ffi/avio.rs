@@ -18,18 +18,12 @@ use super::{cstring, AvError};
 const BUFFER_SIZE: usize = 32 * 1024;
 
 /// Why a [`ByteSource`] call failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum IoFailure {
-    /// An I/O error, as the source reported it. [`io::ErrorKind::Interrupted`] means "nothing
-    /// yet": the call is made again once the interrupt has been checked.
-    Io {
-        /// The error's kind.
-        kind: io::ErrorKind,
-        /// The OS error number, when there is one.
-        errno: Option<i32>,
-        /// The error's text.
-        message: String,
-    },
+    /// An I/O error, as the source reported it (kept whole, shared: it becomes the source
+    /// of the stream's error). [`io::ErrorKind::Interrupted`] means "nothing yet": the call
+    /// is made again once the interrupt has been checked.
+    Io(Arc<io::Error>),
     /// The source panicked; the payload's text.
     Panicked(String),
 }
@@ -39,27 +33,22 @@ impl IoFailure {
     /// `AVERROR_EXTERNAL` for a panic).
     pub fn code(&self) -> c_int {
         match self {
-            IoFailure::Io {
-                errno: Some(e @ 1..=4095),
-                ..
-            } => sys::AVERROR(*e),
-            IoFailure::Io { .. } => sys::AVERROR(libc::EIO),
+            IoFailure::Io(e) => match e.raw_os_error() {
+                Some(errno @ 1..=4095) => sys::AVERROR(errno),
+                _ => sys::AVERROR(libc::EIO),
+            },
             IoFailure::Panicked(_) => sys::AVERROR_EXTERNAL,
         }
     }
 
     fn is_retry(&self) -> bool {
-        matches!(self, IoFailure::Io { kind, .. } if *kind == io::ErrorKind::Interrupted)
+        matches!(self, IoFailure::Io(e) if e.kind() == io::ErrorKind::Interrupted)
     }
 }
 
 impl From<io::Error> for IoFailure {
     fn from(e: io::Error) -> Self {
-        IoFailure::Io {
-            kind: e.kind(),
-            errno: e.raw_os_error(),
-            message: e.to_string(),
-        }
+        IoFailure::Io(Arc::new(e))
     }
 }
 
@@ -451,7 +440,7 @@ mod tests {
         for seekable in [true, false] {
             let (bytes, failure, seek_refused) = read_all(Memory::new(wav(8000)), seekable);
             assert_eq!(bytes, 16000, "seekable: {seekable}");
-            assert_eq!(failure, None);
+            assert!(failure.is_none(), "{failure:?}");
             assert!(!seek_refused);
         }
     }
@@ -463,18 +452,18 @@ mod tests {
         let (bytes, failure, _) = read_all(failing, false);
         assert!(bytes < 16000, "{bytes}");
         match failure {
-            Some(IoFailure::Io { kind, message, .. }) => {
-                assert_eq!(kind, io::ErrorKind::ConnectionReset);
-                assert_eq!(message, "gone");
+            Some(IoFailure::Io(e)) => {
+                assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+                assert_eq!(e.to_string(), "gone");
             }
             other => panic!("{other:?}"),
         }
         let mut panicking = Memory::new(wav(8000));
         panicking.panic_after = Some(5000);
         let (_, failure, _) = read_all(panicking, true);
-        assert_eq!(
-            failure,
-            Some(IoFailure::Panicked("the source's own bug".into()))
+        assert!(
+            matches!(&failure, Some(IoFailure::Panicked(m)) if m == "the source's own bug"),
+            "{failure:?}"
         );
     }
 
@@ -488,7 +477,7 @@ mod tests {
             panic!("opened although interrupted");
         };
         assert!(e.is_interrupted(), "{e}");
-        assert_eq!(io.take_failure(), None, "the source was never called");
+        assert!(io.take_failure().is_none(), "the source was never called");
         let forced = InputContext::open_custom(
             CustomIo::new(Box::new(Memory::new(Vec::new())), false, Interrupt::new()).unwrap(),
             Some("nosuchformat"),

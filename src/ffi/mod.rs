@@ -94,6 +94,7 @@ pub fn rescale(ts: i64, from: Rational, to: Rational) -> i64 {
 
 /// An FFmpeg return code that is an error, with the operation that produced it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AvError {
     /// The (negative) AVERROR code.
     pub code: i32,

@@ -18,7 +18,15 @@ use crate::stream::Stream;
 
 /// What the manager does with a stream that does not fit now (the limit of concurrent
 /// streams, or the pool).
+///
+/// With the `serde` feature it is written `"refuse"`, `"queue"` or
+/// `{"degrade": {"min_rungs": 1, "min_frame_rate": 15.0}}`.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case", deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub enum OverCapacity {
     /// Refuse it ([`Error::Refused`]).
@@ -53,7 +61,9 @@ pub enum Admitted {
 }
 
 /// An admission decision, reported to admission hooks.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct AdmissionEvent {
     /// Stream id.
     pub stream: String,

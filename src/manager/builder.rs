@@ -72,6 +72,12 @@ impl ManagerBuilder {
         self
     }
 
+    /// The policies for files and for network sources, as set now.
+    #[cfg(feature = "serde")]
+    pub(super) fn over_capacity_policies(&self) -> (OverCapacity, OverCapacity) {
+        (self.files_over_capacity, self.live_over_capacity)
+    }
+
     /// The wall time over which live streams' speed is measured (default 10 s): while a
     /// live stream runs below real time over it, new live work is refused
     /// ([`Refusal::Overloaded`](crate::Refusal::Overloaded)).

@@ -4,6 +4,7 @@
 use crate::config::{StreamConfig, VariantProfile};
 
 /// What a degraded admission left out.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
 #[non_exhaustive]
 pub struct Degradation {

@@ -17,6 +17,8 @@ mod metrics;
 mod monitor;
 mod pool;
 mod registry;
+#[cfg(feature = "serde")]
+mod spec;
 
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
@@ -45,6 +47,7 @@ use monitor::MonitorMsg;
 use registry::{ManagedStream, Registry};
 
 /// A managed stream at a glance.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct StreamSummary {

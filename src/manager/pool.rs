@@ -26,7 +26,9 @@ use crate::stats::PlannedLadder;
 pub const UNITS_PER_CORE: f64 = 60.0;
 
 /// What a stream needs.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub struct ResourceCost {
     /// Compute units (see [`UNITS_PER_CORE`]).
     pub compute: f64,
@@ -36,8 +38,27 @@ pub struct ResourceCost {
     pub hw_sessions: BTreeMap<String, u32>,
 }
 
+impl ResourceCost {
+    /// A cost in compute units and bytes of memory, no hardware sessions.
+    pub fn new(compute: f64, memory: u64) -> Self {
+        Self {
+            compute,
+            memory,
+            hw_sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Adds `sessions` sessions on a hardware device (e.g. `"cuda:0"`).
+    pub fn with_hw_sessions(mut self, device: impl Into<String>, sessions: u32) -> Self {
+        self.hw_sessions.insert(device.into(), sessions);
+        self
+    }
+}
+
 /// What the pool can carry.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct ResourceCapacity {
     /// Compute units.
     pub compute: f64,
@@ -89,6 +110,12 @@ impl ResourceCapacity {
     /// Sets the compute units (e.g. to over-commit on purpose, or to keep a reserve).
     pub fn with_compute(mut self, units: f64) -> Self {
         self.compute = units;
+        self
+    }
+
+    /// Sets the bytes of memory.
+    pub fn with_memory(mut self, bytes: u64) -> Self {
+        self.memory = bytes;
         self
     }
 
@@ -216,7 +243,9 @@ fn priced<'a>(
 }
 
 /// Current use of the pool.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct PoolUsage {
     /// What is allocated.
     pub used: ResourceCost,

@@ -41,7 +41,7 @@ pub(crate) fn encoder_error(codec: &str, role: &str, e: AvError) -> Error {
 pub(crate) fn output_error(e: OutputError) -> Error {
     match e {
         OutputError::Mux(path, e) => Error::output_av(path, &e),
-        OutputError::Io(path, e) => Error::output(path, &e),
+        OutputError::Io(path, e) => Error::output(path, e),
     }
 }
 

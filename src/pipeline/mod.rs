@@ -346,7 +346,7 @@ mod tests {
     #[test]
     fn the_root_cause_wins_and_a_partial_finish_is_never_reported() {
         let m = |peak, average| MeasuredBitrate { peak, average };
-        let disk = || Error::output("x", &std::io::Error::other("full"));
+        let disk = || Error::output("x", std::io::Error::other("full"));
         assert!(matches!(
             overall_result(Err(Error::aborted()), vec![Ok(m(1, 1)), Err(disk())]),
             Err(Error::Output { .. })
@@ -378,7 +378,7 @@ mod tests {
             cut_by_abort(cut(), &signals),
             Error::Aborted { .. }
         ));
-        let full = Error::output("seg_00000.ts", &std::io::Error::other("disk full"));
+        let full = Error::output("seg_00000.ts", std::io::Error::other("disk full"));
         assert!(matches!(cut_by_abort(full, &signals), Error::Output { .. }));
     }
 }

@@ -97,9 +97,7 @@ pub(super) fn reader_failure(config: &StreamConfig, io: &mut CustomIo) -> Option
     };
     let code = failure.code();
     Some(match failure {
-        IoFailure::Io { kind, message, .. } => {
-            Error::reader_io(READER_LABEL, "reading", code, message, kind)
-        }
+        IoFailure::Io(e) => Error::reader_io(READER_LABEL, "reading", code, e),
         IoFailure::Panicked(message) => Error::Panicked {
             stream: String::new(),
             message: format!("the source reader panicked: {message}"),

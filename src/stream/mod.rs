@@ -52,8 +52,10 @@ impl Stage for New {}
 impl Stage for Running {}
 
 /// How a stream ended: final state, error, figures and timings.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone)]
 #[must_use = "the report says how the stream ended (state, error, figures)"]
+#[non_exhaustive]
 pub struct StreamReport {
     /// Stream id.
     pub id: String,
@@ -99,6 +101,10 @@ pub struct Stream<S: Stage> {
 }
 
 /// A failed [`Stream::start`]: the error and the stream, handed back unstarted.
+///
+/// It converts into its [`Error`] (`From`), so `start()?` works in a function returning
+/// `Result<_, streamvisor::Error>` when the stream is not to be retried. Its `Display` and
+/// `source` are the error's own (a transparent wrapper: nothing is printed twice).
 #[derive(Debug)]
 #[must_use = "the stream is handed back inside the error"]
 pub struct StartError {
@@ -116,7 +122,14 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.error)
+        std::error::Error::source(&self.error)
+    }
+}
+
+/// Keeps the error, drops the stream (it was never started: nothing to release).
+impl From<StartError> for Error {
+    fn from(e: StartError) -> Self {
+        e.error
     }
 }
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod chaos;
 mod common;
 mod events;
+mod examples;
 mod ffmpeg_log;
 mod hardening;
 mod ingest;

@@ -254,10 +254,21 @@ fn a_read_error_fails_the_stream_with_its_kind() {
     assert_eq!(error.kind(), ErrorKind::SourceIo, "{error}");
     assert_eq!(error.io_kind(), Some(io::ErrorKind::ConnectionReset));
     assert!(matches!(error, Error::SourceIo { .. }));
+    // The reader's io::Error is the source, whole (not flattened to text), and its text is
+    // not repeated in the error's own message.
+    let source = std::error::Error::source(&error).and_then(|s| s.downcast_ref::<io::Error>());
+    assert_eq!(
+        source.map(|e| (e.kind(), e.to_string())),
+        Some((io::ErrorKind::ConnectionReset, "the peer went away".into()))
+    );
     let text = error.to_string();
     assert!(
-        text.contains("the peer went away") && text.contains("<reader>"),
+        !text.contains("the peer went away") && text.contains("<reader>"),
         "{text}"
+    );
+    assert!(
+        error.full_message().ends_with(": the peer went away"),
+        "{error:?}"
     );
     assert!(
         report.stats.frames_in > 0,

@@ -72,7 +72,7 @@ pub(crate) fn prepare_output<'a>(
     variants: impl IntoIterator<Item = &'a str>,
     live: bool,
 ) -> Result<Vec<OutputStart>, Error> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, &e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
     if !live {
         remove_master(dir)?;
     }
@@ -80,8 +80,8 @@ pub(crate) fn prepare_output<'a>(
         .into_iter()
         .map(|name| {
             let vdir = dir.join(name);
-            std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, &e))?;
-            resume::start_in(&vdir, live).map_err(|e| Error::output(&vdir, &e))
+            std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, e))?;
+            resume::start_in(&vdir, live).map_err(|e| Error::output(&vdir, e))
         })
         .collect()
 }
@@ -92,9 +92,9 @@ fn remove_if_exists(path: &Path) -> Result<(), Error> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         // Something on the way is a file, not a directory: name the directory.
         Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
-            Err(Error::output(path.parent().unwrap_or(path), &e))
+            Err(Error::output(path.parent().unwrap_or(path), e))
         }
-        Err(e) => Err(Error::output(path, &e)),
+        Err(e) => Err(Error::output(path, e)),
     }
 }
 

@@ -1,10 +1,27 @@
 //! The crate's one error type and its classification.
+//!
+//! Error chains: an error's `Display` is its own message only. Where a failure has an
+//! underlying error value (an [`io::Error`] from the OS or from an application's reader, an
+//! FFmpeg call as an [`AvError`]), `Display` leaves that cause's text out and
+//! [`std::error::Error::source`] returns it, so an error reporter prints each text once.
+//! [`Error::full_message`] joins the whole chain for a log line.
 
-use std::fmt;
+use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::ffi::AvError;
 use crate::redact::redact_url;
+
+mod display;
+mod parse;
+mod refusal;
+#[cfg(feature = "serde")]
+mod serialize;
+
+pub use parse::ParseError;
+pub(crate) use parse::{enum_names, parse_name};
+pub use refusal::{Refusal, Shortage};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,67 +50,41 @@ pub enum ErrorKind {
     Aborted,
     /// The manager refused to admit the stream (see [`Refusal`]).
     Refused,
+    /// No stream with this id is managed ([`Error::UnknownStream`]).
+    UnknownStream,
 }
 
-/// Why a manager refused a stream: what ran short.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// A stream with this id is already running.
-    #[error("the id is already in use")]
-    DuplicateId,
-    /// Another managed stream writes to the same output directory.
-    #[error("another stream writes to the same output directory")]
-    OutputInUse,
-    /// An earlier stream on the same output directory ended with its worker left behind
-    /// (stuck in a call nothing could interrupt), which may still write there: the
-    /// directory is refused until that thread ends.
-    #[error("a thread left behind by an earlier stream may still write to the output directory")]
-    OutputBusy,
-    /// `max_concurrent` streams are running.
-    #[error("max_concurrent ({limit}) reached")]
-    MaxConcurrent {
-        /// The limit.
-        limit: usize,
-    },
-    /// The resource pool cannot cover the stream.
-    #[error("resource pool short of {0}")]
-    Capacity(Shortage),
-    /// Streams queued before it wait for capacity: it waits behind them (first come, first
-    /// served), though it would fit now.
-    #[error("{ahead} stream(s) queued before it wait for capacity")]
-    BehindQueue {
-        /// Streams ahead of it in the queue.
-        ahead: usize,
-    },
-    /// The stream did not fit and the admission queue is full.
-    #[error("the admission queue is full ({limit} streams wait)")]
-    QueueFull {
-        /// The queue's length.
-        limit: usize,
-    },
-    /// A live stream runs below real time: the machine is over-committed whatever the
-    /// prices say, so new live work is refused until it catches up.
-    #[error(
-        "live stream {stream} runs at {speed:.2}x real time: no new live work until it catches up"
-    )]
-    Overloaded {
-        /// The stream that is behind.
-        stream: String,
-        /// Its speed over the manager's real-time window (media time per wall time).
-        speed: f64,
-    },
-    /// The manager is shutting down.
-    #[error("the manager is shutting down")]
-    ShuttingDown,
-}
+enum_names!(ErrorKind, "error kind",
+    /// The kind's name, as its variant is spelled (`"SourceIo"`, `"InvalidConfig"`, ...):
+    /// what `Display` writes, `FromStr` reads and the `serde` feature serializes.
+    {
+        SourceIo => "SourceIo",
+        InvalidInput => "InvalidInput",
+        InvalidConfig => "InvalidConfig",
+        UnsupportedCodec => "UnsupportedCodec",
+        Hardware => "Hardware",
+        Output => "Output",
+        Codec => "Codec",
+        Internal => "Internal",
+        Aborted => "Aborted",
+        Refused => "Refused",
+        UnknownStream => "UnknownStream",
+    }
+);
 
 /// Everything that can go wrong in a stream, with the AVERROR code where FFmpeg gave one.
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// `Display` is this error's own message; an underlying error (the [`io::Error`] of a
+/// reader or of the OS, the [`AvError`] of a codec) is its [`source`](std::error::Error::source),
+/// not repeated in the message. [`Error::full_message`] gives the whole chain on one line.
+/// Every text is safe to log: sources are shown with their secrets masked ([`redact_url`]).
+///
+/// Matching: the enum is `#[non_exhaustive]` (new failures may be added in a minor
+/// release), so a `match` needs a `_` arm; [`Error::kind`] is the stable way to branch.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is invalid; `field` names it (e.g. `profile.variants[1].name`).
-    #[error("invalid config: {field}: {reason}")]
     InvalidConfig {
         /// The offending field.
         field: String,
@@ -101,11 +92,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The source could not be opened or read.
-    #[error(
-        "stream {stream}: source {}: {message} (while {op}, AVERROR {code})",
-        redact_url(url)
-    )]
+    /// The source could not be opened or read. For an application's reader the reader's
+    /// [`io::Error`] is the [`source`](std::error::Error::source) (and `Display` leaves its
+    /// text out); for FFmpeg's own I/O, `Display` includes FFmpeg's message.
     SourceIo {
         /// Stream id.
         stream: String,
@@ -115,18 +104,14 @@ pub enum Error {
         op: &'static str,
         /// FFmpeg's error code.
         code: i32,
-        /// FFmpeg's message for the code (for a reader source, the reader's error).
+        /// FFmpeg's message for the code (for a reader source, the reader's error's text).
         message: String,
-        /// The kind of the I/O error an application's reader returned (a reader source);
-        /// `None` for FFmpeg's own I/O. Also [`Error::io_kind`].
-        io_kind: Option<std::io::ErrorKind>,
+        /// The I/O error an application's reader returned (a reader source); `None` for
+        /// FFmpeg's own I/O. Its kind is [`Error::io_kind`].
+        source: Option<Arc<io::Error>>,
     },
 
     /// No data arrived from the source within the read timeout.
-    #[error(
-        "stream {stream}: source {} stalled: no data for {timeout_ms} ms",
-        redact_url(url)
-    )]
     SourceStalled {
         /// Stream id.
         stream: String,
@@ -137,7 +122,6 @@ pub enum Error {
     },
 
     /// The source's content cannot be used (not media, no video, corrupt headers).
-    #[error("stream {stream}: invalid input {}: {reason}", redact_url(url))]
     InvalidInput {
         /// Stream id.
         stream: String,
@@ -150,7 +134,6 @@ pub enum Error {
     },
 
     /// A codec is missing from this FFmpeg build.
-    #[error("stream {stream}: unsupported codec {codec}: {reason}")]
     UnsupportedCodec {
         /// Stream id.
         stream: String,
@@ -161,7 +144,6 @@ pub enum Error {
     },
 
     /// A hardware device failed.
-    #[error("stream {stream}: hardware device {device}: {reason}")]
     Hardware {
         /// Stream id.
         stream: String,
@@ -173,21 +155,25 @@ pub enum Error {
         code: Option<i32>,
     },
 
-    /// Writing output failed; `path` names the file or directory.
-    #[error("stream {stream}: output {}: {message}", path.display())]
+    /// Writing output failed; `path` names the file or directory. When the OS refused
+    /// (permissions, disk full), its [`io::Error`] is the
+    /// [`source`](std::error::Error::source) and `Display` leaves its text out; a muxer's
+    /// failure inside FFmpeg is shown in `Display`.
     Output {
         /// Stream id.
         stream: String,
         /// The file or directory that could not be written.
         path: PathBuf,
-        /// What failed.
+        /// What failed (the OS error's text, when there is one).
         message: String,
         /// The OS errno or AVERROR, if known.
         code: Option<i32>,
+        /// The OS error, when the OS refused the write. Its kind is [`Error::io_kind`].
+        source: Option<Arc<io::Error>>,
     },
 
-    /// FFmpeg failed while decoding, scaling or encoding.
-    #[error("stream {stream}: {what}: {source}")]
+    /// FFmpeg failed while decoding, scaling or encoding. The FFmpeg call and its code are
+    /// the [`source`](std::error::Error::source), not repeated in `Display`.
     Codec {
         /// Stream id.
         stream: String,
@@ -198,7 +184,6 @@ pub enum Error {
     },
 
     /// A panic was caught inside a stream's thread.
-    #[error("stream {stream}: internal error (panic): {message}")]
     Panicked {
         /// Stream id.
         stream: String,
@@ -207,7 +192,6 @@ pub enum Error {
     },
 
     /// Something the library relies on failed (e.g. a thread could not be spawned).
-    #[error("stream {stream}: internal error: {message}")]
     Internal {
         /// Stream id.
         stream: String,
@@ -216,14 +200,12 @@ pub enum Error {
     },
 
     /// The stream was aborted before it finished.
-    #[error("stream {stream}: aborted")]
     Aborted {
         /// Stream id.
         stream: String,
     },
 
     /// A manager refused to admit the stream.
-    #[error("stream {stream}: refused: {reason}")]
     Refused {
         /// Stream id.
         stream: String,
@@ -232,7 +214,6 @@ pub enum Error {
     },
 
     /// No stream with this id is managed.
-    #[error("stream {stream}: no such stream")]
     UnknownStream {
         /// Stream id.
         stream: String,
@@ -275,7 +256,7 @@ impl Error {
             Error::Panicked { .. } | Error::Internal { .. } => ErrorKind::Internal,
             Error::Aborted { .. } => ErrorKind::Aborted,
             Error::Refused { .. } => ErrorKind::Refused,
-            Error::UnknownStream { .. } => ErrorKind::InvalidConfig,
+            Error::UnknownStream { .. } => ErrorKind::UnknownStream,
         }
     }
 
@@ -296,13 +277,39 @@ impl Error {
         }
     }
 
-    /// The kind of the I/O error behind a [`Error::SourceIo`] when an application's reader
-    /// returned it (see [`Source::reader`](crate::Source::reader)).
-    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+    /// The kind of the I/O error behind the error: an application's reader's failure
+    /// ([`Error::SourceIo`], see [`Source::reader`](crate::Source::reader)) or the OS's
+    /// refusal of an output write ([`Error::Output`]). `None` otherwise.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        self.io_error().map(io::Error::kind)
+    }
+
+    /// The I/O error behind the error, as [`Error::io_kind`] describes; also its
+    /// [`source`](std::error::Error::source).
+    pub fn io_error(&self) -> Option<&io::Error> {
         match self {
-            Error::SourceIo { io_kind, .. } => *io_kind,
+            Error::SourceIo { source, .. } | Error::Output { source, .. } => source.as_deref(),
             _ => None,
         }
+    }
+
+    /// This error's message followed by each of its sources', joined by `": "`: the whole
+    /// chain on one line, for a log that does not walk [`source`](std::error::Error::source)
+    /// itself.
+    ///
+    /// ```
+    /// let e = streamvisor::StreamConfig::builder("a/b", "in.mp4", "out").build().unwrap_err();
+    /// assert_eq!(e.full_message(), e.to_string()); // a config error has no source
+    /// ```
+    pub fn full_message(&self) -> String {
+        let mut text = self.to_string();
+        let mut next = std::error::Error::source(self);
+        while let Some(cause) = next {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            next = cause.source();
+        }
+        text
     }
 
     /// The stream the error belongs to, if any.
@@ -319,12 +326,13 @@ impl Error {
 
     /// An output error from the OS. Errors are built without their stream id inside the
     /// media code; the stream fills it in where the error leaves it ([`Error::with_stream`]).
-    pub(crate) fn output(path: impl Into<PathBuf>, err: &std::io::Error) -> Self {
+    pub(crate) fn output(path: impl Into<PathBuf>, err: io::Error) -> Self {
         Error::Output {
             stream: String::new(),
             path: path.into(),
             message: err.to_string(),
             code: err.raw_os_error(),
+            source: Some(Arc::new(err)),
         }
     }
 
@@ -335,6 +343,7 @@ impl Error {
             path: path.into(),
             message: err.to_string(),
             code: Some(err.code),
+            source: None,
         }
     }
 
@@ -366,25 +375,19 @@ impl Error {
             op,
             code,
             message,
-            io_kind: None,
+            source: None,
         }
     }
 
-    /// An application's reader (shown as `label`) failed with an I/O error of this kind.
-    pub(crate) fn reader_io(
-        label: &str,
-        op: &'static str,
-        code: i32,
-        message: String,
-        kind: std::io::ErrorKind,
-    ) -> Self {
+    /// An application's reader (shown as `label`) failed with this I/O error.
+    pub(crate) fn reader_io(label: &str, op: &'static str, code: i32, err: Arc<io::Error>) -> Self {
         Error::SourceIo {
             stream: String::new(),
             url: label.to_owned(),
             op,
             code,
-            message,
-            io_kind: Some(kind),
+            message: err.to_string(),
+            source: Some(err),
         }
     }
 
@@ -410,50 +413,5 @@ impl Error {
     }
 }
 
-/// What ran short when a stream was refused.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Shortage {
-    /// Not enough compute units.
-    Compute {
-        /// Units the stream needs.
-        needed: f64,
-        /// Units free.
-        free: f64,
-    },
-    /// Not enough memory.
-    Memory {
-        /// Bytes the stream needs.
-        needed: u64,
-        /// Bytes free.
-        free: u64,
-    },
-    /// A hardware device is at its session limit.
-    HwSessions {
-        /// The device key.
-        device: String,
-        /// Its session limit.
-        limit: u32,
-    },
-}
-
-impl fmt::Display for Shortage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Shortage::Compute { needed, free } => {
-                write!(f, "compute: needs {needed:.1} units, {free:.1} free")
-            }
-            Shortage::Memory { needed, free } => {
-                write!(
-                    f,
-                    "memory: needs {} MiB, {} MiB free",
-                    needed >> 20,
-                    free >> 20
-                )
-            }
-            Shortage::HwSessions { device, limit } => {
-                write!(f, "hardware sessions: {device} is at its limit of {limit}")
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
