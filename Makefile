@@ -3,9 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
-	nginx-light libnginx-mod-rtmp
+	nginx-light libnginx-mod-rtmp python3-prometheus-client
 
-.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean
+.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what is missing (quick when nothing is).
 deps:
@@ -16,6 +16,10 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+	@# The metrics tests parse with prometheus_client: Debian's package serves the system
+	@# python3; another python3 first on PATH (pyenv, a venv) gets it from PyPI.
+	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client \
+		|| { echo "could not install the Python package prometheus-client (python3 -m pip install prometheus-client)"; exit 1; }
 
 # Transcodes the embedded default source (10 s 1080p30 test pattern + tone) to out/demo.
 demo: deps
@@ -47,6 +51,16 @@ bench: deps
 # Side-by-side with the FFmpeg CLI on the same input, same run.
 compare: deps
 	bash benches/compare_cli.sh
+
+# The declared rust-version against the dependencies (and a compile check where that
+# toolchain is installed); see tools/msrv.sh.
+msrv:
+	bash tools/msrv.sh
+
+# What `cargo publish` would upload, and the package built on its own.
+package:
+	$(CARGO) package --list
+	$(CARGO) package
 
 # The tests, examples and benches build with the `serde` feature (the dev-dependency on the
 # crate turns it on); `clippy --lib` checks the library without it.

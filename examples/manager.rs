@@ -2,8 +2,12 @@
 //!
 //! ```text
 //! cargo run --release --example manager -- [--max-concurrent N] [--policy refuse|queue|degrade]
-//!     [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE...
+//!     [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi]
+//!     [--metrics ADDR] SOURCE...
 //! ```
+//! `--metrics 127.0.0.1:9464` serves the manager's Prometheus metrics at
+//! `http://127.0.0.1:9464/metrics` while it runs (port 0: any free port; the address is
+//! printed on stderr as `metrics: http://ADDR/metrics`).
 //! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
 //! trusted input).
 //! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
@@ -27,6 +31,8 @@ use std::time::Duration;
 
 #[path = "common/json.rs"]
 mod json;
+#[path = "common/metrics_http.rs"]
+mod metrics_http;
 
 use streamvisor::{
     AbrProfile, Error, Hooks, Manager, OverCapacity, StreamConfig, StreamReport, StreamState,
@@ -41,11 +47,13 @@ struct Args {
     json: bool,
     ladder: Option<Vec<String>>,
     allow_lavfi: bool,
+    /// Where to serve `/metrics`.
+    metrics: Option<String>,
     sources: Vec<String>,
 }
 
 fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--compute UNITS] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] SOURCE..."
+    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--compute UNITS] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] [--metrics ADDR] SOURCE..."
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         ladder: None,
         allow_lavfi: false,
+        metrics: None,
         sources: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -94,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
                 args.ladder = Some(v.split(',').map(str::to_owned).collect());
             }
             "--allow-lavfi" => args.allow_lavfi = true,
+            "--metrics" => args.metrics = Some(it.next().ok_or("--metrics needs an address")?),
             "-h" | "--help" => return Err(usage().into()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s => args.sources.push(s.to_owned()),
@@ -168,7 +178,12 @@ fn run(args: Args) -> Result<bool, String> {
             eprintln!("{}: {} -> {}{err}", ev.stream, ev.from, ev.to);
         }))
     };
-    let manager = builder.build().map_err(|e| e.to_string())?;
+    let manager = Arc::new(builder.build().map_err(|e| e.to_string())?);
+    if let Some(addr) = &args.metrics {
+        let local = metrics_http::serve(addr, Arc::downgrade(&manager))
+            .map_err(|e| format!("--metrics {addr}: {e}"))?;
+        eprintln!("metrics: http://{local}/metrics");
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

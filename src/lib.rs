@@ -56,6 +56,13 @@
 //! (`seg_00000.ts`, ...). Every variant has a keyframe at every segment boundary, on the
 //! same timestamps, so players can switch between them.
 //!
+//! ## FFmpeg's log
+//! FFmpeg's own log lines go to the [`log`](https://docs.rs/log) crate, target `ffmpeg`,
+//! with URLs redacted: `streamvisor` installs FFmpeg's one, process-wide log callback when
+//! the first stream opens its source. An application that routes FFmpeg's log itself calls
+//! [`route_ffmpeg_logs(false)`](route_ffmpeg_logs) before its first stream, and
+//! `streamvisor` leaves the callback alone.
+//!
 //! ## Threads
 //! Each stream runs on its own named threads (`sv-<id>` decodes, `sv-<id>-<variant>`
 //! scales and encodes one rung); every FFmpeg handle is owned by exactly one of them.
@@ -67,6 +74,7 @@
 
 mod config;
 mod error;
+mod events;
 mod ffi;
 mod hooks;
 mod manager;
@@ -86,7 +94,8 @@ pub use config::{
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, ParseError, Refusal, Result, Shortage};
-pub use ffi::AvError;
+pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
+pub use ffi::{route_ffmpeg_logs, AvError};
 pub use hooks::{Hooks, StateEvent, StatsEvent};
 pub use manager::{
     price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Degradation, Manager,

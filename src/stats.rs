@@ -28,6 +28,8 @@ pub(crate) struct StatsCell {
     /// Playlists (master and variant) written, bytes.
     pub playlist_bytes: AtomicU64,
     pub media_us: AtomicU64,
+    /// The source's duration (a file's), microseconds; 0 when unknown or live.
+    pub source_duration_us: AtomicU64,
     pub errors: AtomicU64,
     pub recoveries: AtomicU64,
     pub hardware_fallbacks: AtomicU64,
@@ -86,6 +88,7 @@ impl Default for StatsCell {
             bytes_in: AtomicU64::new(0),
             playlist_bytes: AtomicU64::new(0),
             media_us: AtomicU64::new(0),
+            source_duration_us: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
             hardware_fallbacks: AtomicU64::new(0),
@@ -175,6 +178,20 @@ impl StatsCell {
         let playlist_bytes = self.playlist_bytes.load(Relaxed);
         let bytes_out = playlist_bytes + variants.iter().map(|v| v.bytes_out).sum::<u64>();
         let recent_bitrate = self.bitrate_window.lock().rate();
+        let speed = if secs > 0.0 {
+            media.as_secs_f64() / secs
+        } else {
+            0.0
+        };
+        let source_duration = match self.source_duration_us.load(Relaxed) {
+            0 => None,
+            us => Some(Duration::from_micros(us)),
+        };
+        let progress = source_duration
+            .map(|d| (media.as_secs_f64() / d.as_secs_f64().max(1e-6)).clamp(0.0, 1.0));
+        let eta = source_duration
+            .filter(|_| speed > 0.0)
+            .map(|d| Duration::from_secs_f64(d.saturating_sub(media).as_secs_f64() / speed));
         StreamStats {
             frames_in: self.frames_in.load(Relaxed),
             audio_frames_in: self.audio_frames_in.load(Relaxed),
@@ -183,11 +200,10 @@ impl StatsCell {
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out,
             media_time: media,
-            speed: if secs > 0.0 {
-                media.as_secs_f64() / secs
-            } else {
-                0.0
-            },
+            speed,
+            source_duration,
+            progress,
+            eta,
             average_bitrate: bits_per_second(bytes_out, media.as_secs_f64()),
             recent_bitrate,
             errors: self.errors.load(Relaxed),
@@ -196,6 +212,7 @@ impl StatsCell {
             cpu_time: self.cpu_time(),
             uptime,
             time_in_state: Vec::new(),
+            memory_estimate: 0,
             outages: Vec::new(),
             outage_count: 0,
             outage_time: Duration::ZERO,
@@ -290,6 +307,10 @@ pub struct PlannedLadder {
     pub audio: bool,
     /// The rungs that run, in ladder order.
     pub rungs: Vec<PlannedRung>,
+    /// Bytes the stream's frames in flight take (decoder and queues, each rung's x264
+    /// lookahead, references and threads): the model a manager's pool prices memory with,
+    /// calibrated against measured peak RSS.
+    pub memory_estimate: u64,
 }
 
 /// One rung as it runs.
@@ -332,6 +353,21 @@ pub struct StreamStats {
     pub media_time: Duration,
     /// Media time per wall-clock time (1.0 = real time).
     pub speed: f64,
+    /// The source's duration, when it has one (a file; `None` for live sources).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs_opt")
+    )]
+    pub source_duration: Option<Duration>,
+    /// Share of the source done (media time over its duration, 0.0 to 1.0), when it has a
+    /// duration.
+    pub progress: Option<f64>,
+    /// Time left at the current speed, when the source has a duration and media moves.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs_opt")
+    )]
+    pub eta: Option<Duration>,
     /// Output bits per second of media.
     pub average_bitrate: f64,
     /// Output bits per second of media over roughly the last five seconds of media.
@@ -342,6 +378,9 @@ pub struct StreamStats {
     pub recoveries: u64,
     /// Times a hardware device failed and the stream went on on the CPU.
     pub hardware_fallbacks: u64,
+    /// Memory the stream's frames in flight take, estimated from the ladder that runs
+    /// ([`PlannedLadder::memory_estimate`]); 0 until the source is open.
+    pub memory_estimate: u64,
     /// CPU time (user + system) used by the stream's threads: its decoder thread and every
     /// variant thread, those that ended included (Linux `/proc`; zero elsewhere).
     #[cfg_attr(
@@ -494,6 +533,16 @@ mod tests {
         assert_eq!((s.frames_in, s.variants[0].frames_out), (10, 7));
         assert_eq!(s.bytes_out, 1100, "segments and playlists");
         assert_eq!(s.speed, 2.0);
+        assert_eq!((s.source_duration, s.progress, s.eta), (None, None, None));
+        cell.source_duration_us.store(8_000_000, Relaxed);
+        let s = cell.snapshot(Duration::from_secs(1));
+        assert_eq!(s.source_duration, Some(Duration::from_secs(8)));
+        assert_eq!(s.progress, Some(0.25));
+        assert_eq!(
+            s.eta,
+            Some(Duration::from_secs(3)),
+            "6 s of media left at 2x"
+        );
         assert_eq!(s.average_bitrate, 1100.0 * 8.0 / 2.0);
     }
 

@@ -28,6 +28,7 @@ pub use source::Source;
 pub(crate) use source::{SourceKind, READER_LABEL};
 
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
 ///
@@ -52,9 +53,14 @@ pub struct StreamConfig {
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
     source_hint: Option<SourceHint>,
+    /// Place in a manager's admission queue: higher first, equal ones first come first.
+    priority: i32,
     /// Cores this stream's encoders may use (set by a manager from the stream's share of
     /// the pool); `None`: the whole machine.
     core_share: Option<usize>,
+    /// Hooks a manager attaches to the stream it starts from this config (every run,
+    /// restarts too): [`Manager::create_stream_with`](crate::Manager::create_stream_with).
+    attached_hooks: Hooks,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -110,7 +116,9 @@ impl StreamConfig {
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 source_hint: None,
+                priority: 0,
                 core_share: None,
+                attached_hooks: Hooks::new(),
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -193,10 +201,26 @@ impl StreamConfig {
         self.core_share
     }
 
+    /// The same config with `hooks` added to those a manager attaches to its streams.
+    pub(crate) fn with_attached_hooks(mut self, hooks: &Hooks) -> Self {
+        self.attached_hooks = std::mem::take(&mut self.attached_hooks).merge(hooks);
+        self
+    }
+
+    /// The hooks a manager attaches to the streams it starts from this config.
+    pub(crate) fn attached_hooks(&self) -> &Hooks {
+        &self.attached_hooks
+    }
+
     /// The same config with its encoders held to `cores` cores.
     pub(crate) fn with_core_share(mut self, cores: usize) -> Self {
         self.core_share = Some(cores.max(1));
         self
+    }
+
+    /// The stream's priority in a manager's admission queue (default 0).
+    pub fn priority(&self) -> i32 {
+        self.priority
     }
 
     /// What the config declares of the source, if anything.
@@ -340,6 +364,15 @@ impl StreamConfigBuilder {
     /// Sets the recovery policy (default: reconnect network sources, allow CPU fallback).
     pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
         self.config.recovery = policy;
+        self
+    }
+
+    /// The stream's place in a manager's admission queue when it has to wait: streams of a
+    /// higher priority start before those of a lower one, streams of the same priority in
+    /// the order they came (default 0; negative for background work). A stream of a higher
+    /// priority than every waiting one may start at once if it fits.
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.config.priority = priority;
         self
     }
 

@@ -369,9 +369,14 @@ impl InputContext {
 
     /// True when the container knows its duration (a file, not a live feed).
     pub fn has_duration(&self) -> bool {
+        self.duration_us().is_some()
+    }
+
+    /// The input's duration in microseconds (`AV_TIME_BASE`), when the demuxer knows it.
+    pub fn duration_us(&self) -> Option<i64> {
         // SAFETY: reading a plain field of an open context.
         let d = unsafe { self.ptr.as_ref().duration };
-        d != super::NO_PTS && d > 0
+        (d != super::NO_PTS && d > 0).then_some(d)
     }
 }
 

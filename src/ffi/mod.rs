@@ -5,6 +5,7 @@
 //! the call: [`Step::Again`] ("feed more"), [`Step::Eof`] ("drained"), or an [`AvError`]
 //! carrying the AVERROR code and the operation that produced it.
 
+mod av_log;
 mod avio;
 mod codec;
 mod filter;
@@ -14,6 +15,7 @@ mod hw;
 mod resample;
 mod scale;
 
+pub use av_log::{route_ffmpeg_logs, take_refused_picture};
 pub use avio::{input_format_kind, ByteSource, CustomIo, InputFormatKind, IoFailure};
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
 pub use filter::instantiated_filters;
@@ -25,7 +27,7 @@ pub use scale::Scaler;
 
 use std::ffi::{CStr, CString};
 use std::fmt;
-use std::os::raw::{c_char, c_int, c_void};
+use std::os::raw::{c_char, c_int};
 use std::ptr::{self, NonNull};
 use std::sync::Once;
 
@@ -220,85 +222,16 @@ fn cstring(s: &str, op: &'static str) -> Result<CString, AvError> {
     CString::new(s).map_err(|_| AvError::new(sys::AVERROR(libc::EINVAL), op))
 }
 
-/// Registers devices (the `lavfi` input) and routes FFmpeg's log to the `log` crate.
-/// Idempotent and cheap after the first call.
+/// Registers devices (the `lavfi` input) and, unless the application opted out with
+/// [`route_ffmpeg_logs`], routes FFmpeg's log to the `log` crate. Idempotent and cheap
+/// after the first call.
 pub fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
-        // SAFETY: both calls only mutate FFmpeg's global registries/callback, once.
-        unsafe {
-            sys::avdevice_register_all();
-            sys::av_log_set_callback(Some(log_callback));
-        }
+        // SAFETY: registers the device formats in FFmpeg's global registry, once.
+        unsafe { sys::avdevice_register_all() };
     });
-}
-
-thread_local! {
-    /// The last picture size an FFmpeg size check refused on this thread (see
-    /// [`take_refused_picture`]).
-    static REFUSED_PICTURE: std::cell::Cell<Option<(u32, u32)>> = const { std::cell::Cell::new(None) };
-}
-
-/// The picture size that FFmpeg's own size check (`av_image_check_size`) last refused on
-/// this thread, if any, and forgets it. FFmpeg reports such a refusal only in its log (a
-/// demuxer then fails with an unrelated code): this is how the error can name the size.
-pub fn take_refused_picture() -> Option<(u32, u32)> {
-    REFUSED_PICTURE.with(std::cell::Cell::take)
-}
-
-/// `Picture size 65535x65535 is invalid` (libavutil/imgutils.c) → (65535, 65535).
-fn refused_picture(line: &str) -> Option<(u32, u32)> {
-    let rest = line.split("Picture size ").nth(1)?;
-    let (size, _) = rest.split_once(" is invalid")?;
-    let (w, h) = size.split_once('x')?;
-    Some((w.trim().parse().ok()?, h.trim().parse().ok()?))
-}
-
-/// FFmpeg log lines to the `log` facade (target `ffmpeg`), with every URL in them redacted
-/// (FFmpeg echoes URLs, e.g. `Opening 'https://...?token=...' for reading`). Never unwinds
-/// into C: everything that runs Rust code (the logger's `enabled` check, formatting, the
-/// logger itself) is inside `catch_unwind`, so a panicking logger loses a line, not the
-/// process.
-unsafe extern "C" fn log_callback(
-    avcl: *mut c_void,
-    level: c_int,
-    fmt: *const c_char,
-    vl: *mut sys::__va_list_tag,
-) {
-    let lvl = match level {
-        l if l <= sys::AV_LOG_ERROR as c_int => log::Level::Error,
-        l if l <= sys::AV_LOG_WARNING as c_int => log::Level::Warn,
-        l if l <= sys::AV_LOG_INFO as c_int => log::Level::Debug,
-        _ => return,
-    };
-    let forward = move || {
-        let is_error = lvl == log::Level::Error;
-        if !is_error && !log::log_enabled!(target: "ffmpeg", lvl) {
-            return;
-        }
-        let mut line = [0 as c_char; 1024];
-        let mut prefix: c_int = 1;
-        // SAFETY: FFmpeg passes a valid format string and va_list for this call, used once here; the buffer is valid for its length and av_log_format_line2 NUL-terminates it.
-        let text = unsafe {
-            sys::av_log_format_line2(
-                avcl,
-                level,
-                fmt,
-                vl,
-                line.as_mut_ptr(),
-                line.len() as c_int,
-                &mut prefix,
-            );
-            CStr::from_ptr(line.as_ptr()).to_string_lossy()
-        };
-        if is_error {
-            if let Some(size) = refused_picture(&text) {
-                REFUSED_PICTURE.with(|r| r.set(Some(size)));
-            }
-        }
-        log::log!(target: "ffmpeg", lvl, "{}", crate::redact::redact_text(text.trim_end()));
-    };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward));
+    av_log::install_if_routed();
 }
 
 /// An owned `AVDictionary` of options, freed on drop.

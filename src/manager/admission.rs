@@ -180,10 +180,24 @@ fn is_capacity(r: &Refusal) -> bool {
 /// First come, first served: while streams wait in the queue, a new one that would queue
 /// too (its policy queues; not a restart) waits behind them even if it would fit now, so
 /// that small newcomers never starve a large stream at the queue's head.
-pub(super) fn behind_queue(g: &Registry, policy: OverCapacity, restarts: u32) -> Option<Refusal> {
+pub(super) fn behind_queue(
+    g: &Registry,
+    config: &StreamConfig,
+    policy: OverCapacity,
+    restarts: u32,
+) -> Option<Refusal> {
     let queues = policy == OverCapacity::Queue && restarts == 0;
-    let ahead = g.queued.len();
+    let ahead = queue_place(g, config.priority());
     (queues && ahead > 0).then_some(Refusal::BehindQueue { ahead })
+}
+
+/// Where a stream of `priority` joins the queue: after every waiting stream of the same or
+/// a higher priority.
+fn queue_place(g: &Registry, priority: i32) -> usize {
+    g.queued
+        .iter()
+        .position(|q| q.config.priority() < priority)
+        .unwrap_or(g.queued.len())
 }
 
 /// The over-capacity policy for a config's kind of source.
@@ -195,7 +209,8 @@ pub(super) fn policy_for(core: &ManagerCore, config: &StreamConfig) -> OverCapac
     }
 }
 
-/// Puts a stream at the back of the queue and returns its position; refuses it when it
+/// Puts a stream in the queue (behind those of its priority or higher) and returns its
+/// position; refuses it when it
 /// could never run here (even alone) or the queue is full.
 fn enqueue(core: &ManagerCore, g: &mut Registry, config: &StreamConfig) -> Result<usize, Refusal> {
     if let Err(short) = core.pool.fits_when_empty(&price_floor(config)) {
@@ -207,10 +222,14 @@ fn enqueue(core: &ManagerCore, g: &mut Registry, config: &StreamConfig) -> Resul
             limit: core.max_queue,
         });
     }
-    g.queued.push_back(QueuedStream {
-        config: config.clone(),
-    });
-    Ok(g.queued.len() - 1)
+    let place = queue_place(g, config.priority());
+    g.queued.insert(
+        place,
+        QueuedStream {
+            config: config.clone(),
+        },
+    );
+    Ok(place)
 }
 
 /// The admission path, for new streams and restarts alike: check and reserve under the
@@ -226,7 +245,7 @@ pub(super) fn admit(
         // Short: checks, a pool allocation (arithmetic), a map insert.
         let mut g = core.registry.lock();
         let lone_at_floor = !matches!(policy, OverCapacity::Degrade { .. });
-        let attempt = match behind_queue(&g, policy, restarts) {
+        let attempt = match behind_queue(&g, &config, policy, restarts) {
             Some(wait) => check_admission(core, &g, &config).and(Err(wait)),
             None => reserve(core, &mut g, &config, lone_at_floor),
         };
@@ -350,6 +369,7 @@ fn start_reserved(
     let share = core_share(core, &allocation);
     let started = Stream::new(config.clone().with_core_share(share))
         .with_hooks(core.hooks.clone())
+        .with_hooks(config.attached_hooks().clone())
         .with_hooks(reaper_hook(core, &id, gen))
         .start();
     let stream = match started {
@@ -419,8 +439,10 @@ pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, resta
     tell(core, &event);
 }
 
-/// Calls every admission hook, each inside the panic net.
+/// Counts the decision for the metrics and calls every admission hook, each inside the
+/// panic net.
 fn tell(core: &ManagerCore, event: &AdmissionEvent) {
+    core.admissions.count(event);
     for h in &core.on_admission {
         guarded(
             format_args!("stream {}", event.stream),

@@ -163,6 +163,7 @@ impl ManagerBuilder {
             changed: Condvar::new(),
             monitor_tx,
             admit_tx,
+            admissions: Default::default(),
         });
         let interval = self.monitor_interval;
         let spawn_error = |e: std::io::Error| Error::Internal {

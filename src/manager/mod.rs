@@ -10,7 +10,10 @@
 mod admission;
 mod admitter;
 mod builder;
+mod cgroup;
 mod degrade;
+mod exposition;
+mod metrics;
 mod monitor;
 mod pool;
 mod registry;
@@ -36,7 +39,7 @@ use crate::config::{RestartPolicy, StreamConfig};
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
 use crate::panic::guarded;
-use crate::state::StreamState;
+use crate::state::{StateSet, StreamState};
 use crate::stats::StreamStats;
 use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
 use builder::{AdmissionHook, FinishedHook};
@@ -81,6 +84,8 @@ struct ManagerCore {
     monitor_tx: Sender<MonitorMsg>,
     /// To the admission thread: restarts to admit when due.
     admit_tx: Sender<admitter::AdmitMsg>,
+    /// Admission decisions counted for the metrics.
+    admissions: metrics::AdmissionCounts,
 }
 
 impl ManagerCore {
@@ -226,6 +231,66 @@ impl Manager {
         admission::admit(&self.core, config, 0)
     }
 
+    /// [`create_stream`](Self::create_stream) with this stream's own hooks, beside the
+    /// manager's: attached to every run of it (a restart too). For a channel instead of
+    /// callbacks, pass the hooks of an [`event_channel`](crate::event_channel).
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use streamvisor::{event_channel, Manager, StreamConfig, StreamEvent};
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// let manager = Manager::builder().build()?;
+    /// let config = StreamConfig::builder("vod1", "/media/in.mp4", "/srv/hls/vod1").build()?;
+    /// let (hooks, events) = event_channel(256, Duration::from_secs(1));
+    /// manager.create_stream_with(config, hooks)?;
+    /// for event in events {
+    ///     if let StreamEvent::Stats(s) = event {
+    ///         println!("{:?} done", s.stats.progress);
+    ///     }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`create_stream`](Self::create_stream).
+    pub fn create_stream_with(
+        &self,
+        config: StreamConfig,
+        hooks: Hooks,
+    ) -> Result<Admitted, Error> {
+        admission::admit(&self.core, config.with_attached_hooks(&hooks), 0)
+    }
+
+    /// Waits until the stream `id` is in one of `states`, or `timeout` passes; returns the
+    /// state it is in then. A queued stream is waited for until it starts (and then in its
+    /// states). `None` when no stream with this id is running or queued (never created,
+    /// refused, cancelled, or already retired). For the end of a stream, wait for
+    /// [`StateSet::TERMINAL`](crate::StateSet::TERMINAL): a stream that ends leaves the
+    /// manager soon after.
+    pub fn wait_for(&self, id: &str, states: StateSet, timeout: Duration) -> Option<StreamState> {
+        let deadline = Instant::now() + timeout;
+        let watch = {
+            let mut g = self.core.registry.lock();
+            loop {
+                if let Some(e) = g.map.get(id) {
+                    break e.stream.stats_reader();
+                }
+                let waiting =
+                    g.queued.iter().any(|q| q.config.id() == id) || g.starting.contains_key(id);
+                if !waiting {
+                    return None;
+                }
+                // The condvar releases the lock while it waits.
+                if self.core.changed.wait_until(&mut g, deadline).timed_out() {
+                    return None;
+                }
+            }
+        };
+        // No lock held while waiting on the stream itself.
+        Some(watch.wait_for(states, deadline))
+    }
+
     /// What a config's source is (picture size, frame rate), read by opening it on the
     /// calling thread, bounded by the config's I/O timeout. Feed it back with
     /// [`StreamConfigBuilder::source_hint`](crate::StreamConfigBuilder::source_hint) so that
@@ -262,7 +327,7 @@ impl Manager {
             let g = self.core.registry.lock();
             admission::check_admission(&self.core, &g, config)?;
             let policy = admission::policy_for(&self.core, config);
-            if let Some(wait) = admission::behind_queue(&g, policy, 0) {
+            if let Some(wait) = admission::behind_queue(&g, config, policy, 0) {
                 return Err(wait);
             }
         }
@@ -337,6 +402,28 @@ impl Manager {
     /// The pool's usage and free capacity.
     pub fn pool_usage(&self) -> PoolUsage {
         self.core.pool.usage()
+    }
+
+    /// The manager's metrics in the Prometheus text exposition format (version 0.0.4), for
+    /// a `/metrics` endpoint: every managed stream's state (`streamvisor_stream_state`, one
+    /// sample per state, 1 for the current one; queued streams are `New`) and figures
+    /// (frames, bytes, bitrate, speed, errors, recoveries, outages, CPU time: label
+    /// `stream`), every rung's (labels `stream`, `variant`), the pool's capacity, use and
+    /// free room per resource, and the admission decisions by outcome and reason since the
+    /// manager was built. The README lists every metric. A stream's counters start again
+    /// from zero when it is restarted (Prometheus treats that as a counter reset).
+    ///
+    /// Takes the registry lock only to copy ids, states and handles; the statistics are
+    /// read after it is released.
+    ///
+    /// ```
+    /// let manager = streamvisor::Manager::builder().build()?;
+    /// let page = manager.render_metrics();
+    /// assert!(page.contains("# TYPE streamvisor_admissions_total counter"));
+    /// # Ok::<(), streamvisor::Error>(())
+    /// ```
+    pub fn render_metrics(&self) -> String {
+        metrics::render(&self.core)
     }
 
     /// Waits until no stream is queued, starting, managed or being retired — every queued

@@ -3,10 +3,12 @@
 //! exactly once, however the stream ended.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::cgroup;
 use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::error::Shortage;
 use crate::stats::PlannedLadder;
@@ -67,12 +69,31 @@ pub struct ResourceCapacity {
 }
 
 impl ResourceCapacity {
-    /// From this machine: its cores × [`UNITS_PER_CORE`], half its memory, no device limits.
+    /// From this machine, or from its container: the CPU cores this process may use ×
+    /// [`UNITS_PER_CORE`], half the memory it may use, no device limits. Inside a Linux
+    /// control group (a container, a systemd unit, a Kubernetes pod) its CPU quota and
+    /// memory limit count where they are smaller than the machine's (cgroup v2 `cpu.max`
+    /// and `memory.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us` and
+    /// `memory.limit_in_bytes`, of the process's group and its parents). A quota may give
+    /// a fractional number of cores (150000/100000 µs is 1.5 cores, 90 units).
     pub fn from_machine() -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::from_paths(Path::new("/proc"), Path::new("/sys/fs/cgroup"))
+    }
+
+    /// [`from_machine`](Self::from_machine) with `/proc` and `/sys/fs/cgroup` elsewhere
+    /// (tests give it a fake cgroup tree).
+    pub(crate) fn from_paths(proc_root: &Path, cgroup_root: &Path) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let limits = cgroup::limits(proc_root, cgroup_root);
+        let machine = machine_memory(proc_root);
+        if limits != cgroup::CgroupLimits::default() {
+            log::debug!("cgroup limits: {limits:?} (machine: {cores} cores, {machine} bytes)");
+        }
+        let cores = limits.cpus.map_or(cores, |q| q.min(cores));
+        let memory = limits.memory.map_or(machine, |m| m.min(machine));
         Self {
-            compute: cores as f64 * UNITS_PER_CORE,
-            memory: machine_memory() / 2,
+            compute: cores * UNITS_PER_CORE,
+            memory: memory / 2,
             hw_sessions: BTreeMap::new(),
         }
     }
@@ -105,8 +126,9 @@ impl ResourceCapacity {
     }
 }
 
-fn machine_memory() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
+/// `MemTotal` from `meminfo` under `proc_root` (4 GiB when it cannot be read).
+fn machine_memory(proc_root: &Path) -> u64 {
+    std::fs::read_to_string(proc_root.join("meminfo"))
         .ok()
         .and_then(|m| {
             m.lines()
@@ -139,8 +161,6 @@ fn codec_weight(codec: VideoCodec) -> f64 {
     }
 }
 
-/// Frames one variant keeps in flight: its queue and x264's lookahead and threads.
-const FRAMES_IN_FLIGHT: u64 = 40;
 /// Assumed frame rate for pricing (the source's is unknown until it is opened).
 const PRICING_FPS: f64 = 30.0;
 
@@ -204,13 +224,13 @@ fn priced<'a>(
     decode_fps: f64,
 ) -> ResourceCost {
     let mut compute = 0.0;
-    let mut memory = 0u64;
+    let mut encoded = Vec::new();
     for (v, w, h, fps) in rungs {
         compute += w * h * fps / 1e6 * preset_weight(&v.preset) * codec_weight(v.codec);
-        memory += (w * h * 1.5) as u64 * FRAMES_IN_FLIGHT;
+        encoded.push((w * h, v.preset.as_str()));
     }
     compute += decode_pixels * decode_fps / 1e6 / 6.0 + 0.5;
-    memory += (decode_pixels * 1.5) as u64 * 16;
+    let memory = crate::pipeline::stream_memory(decode_pixels, encoded);
     let mut hw_sessions = BTreeMap::new();
     if let Some(hw) = config.hw_device() {
         hw_sessions.insert(hw.to_string(), 1);

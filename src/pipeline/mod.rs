@@ -8,6 +8,7 @@ mod control;
 mod decode;
 mod errors;
 mod hls;
+mod memory;
 mod plan;
 mod reader;
 mod session;
@@ -15,6 +16,7 @@ mod timeline;
 mod variant;
 
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
+pub(crate) use memory::stream_memory;
 pub(crate) use plan::planned_from_hint;
 pub(crate) use session::{Session, SourceOpener};
 
@@ -79,6 +81,12 @@ pub(crate) fn run(
     let Some((session, _)) = connected? else {
         return Ok(Ending::Stopped);
     };
+    if !session.live {
+        let known = session.input.duration_us().unwrap_or(0).max(0) as u64;
+        stats
+            .source_duration_us
+            .store(known, std::sync::atomic::Ordering::Relaxed);
+    }
     let plan = plan::plan(config, &session.video);
     let planned = plan::summary(&session.video, session.audio.is_some(), &plan);
     supervisor.report(PipelineEvent::Planned(planned));

@@ -71,7 +71,19 @@ pub(crate) fn summary(video: &StreamInfo, audio: bool, rungs: &[RungPlan]) -> Pl
         source_fps: source_fps(video),
         audio,
         rungs: rungs.iter().map(planned_rung).collect(),
+        memory_estimate: memory_of(f64::from(video.width) * f64::from(video.height), rungs),
     }
+}
+
+/// The memory model ([`stream_memory`](super::stream_memory)) for these rungs.
+fn memory_of(decode_pixels: f64, rungs: &[RungPlan]) -> u64 {
+    let each = rungs.iter().map(|r| {
+        (
+            f64::from(r.width) * f64::from(r.height),
+            r.profile.preset.as_str(),
+        )
+    });
+    super::stream_memory(decode_pixels, each)
 }
 
 fn planned_rung(r: &RungPlan) -> PlannedRung {
@@ -111,6 +123,7 @@ pub(crate) fn planned_from_hint(config: &StreamConfig) -> Option<PlannedLadder> 
         source_fps: hint.frame_rate,
         audio: true,
         rungs: rungs.iter().map(planned_rung).collect(),
+        memory_estimate: memory_of(f64::from(hint.width) * f64::from(hint.height), &rungs),
     })
 }
 

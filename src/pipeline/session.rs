@@ -102,6 +102,12 @@ impl<'a> SourceOpener<'a> {
         let mut opts = Dictionary::new();
         opts.set("max_pixels", &MAX_PIXELS.to_string())
             .map_err(|e| Error::codec("video decoder options", e))?;
+        if let Some(cores) = config.core_share() {
+            // A managed stream decodes on its share of the cores too (plus one thread, as
+            // frame threads wait on each other), not on as many threads as the machine has.
+            opts.set("threads", &(cores + 1).to_string())
+                .map_err(|e| Error::codec("video decoder options", e))?;
+        }
         let video_decoder = input
             .open_decoder(video.index, opts, self.device.as_ref())
             .map_err(|e| decoder_error(&video, e))?;

@@ -169,6 +169,11 @@ impl Lifecycle {
         };
         let mut stats = self.stats.snapshot(uptime);
         stats.time_in_state = time_in_state;
+        stats.memory_estimate = self
+            .planned
+            .lock()
+            .as_ref()
+            .map_or(0, |p| p.memory_estimate);
         (stats.outages, stats.outage_count, stats.outage_time) = outages;
         stats
     }

@@ -16,8 +16,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
 use crate::config::StreamConfig;
 use crate::error::Error;
+use crate::events::{StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
 use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
 use crate::stats::{PlannedLadder, StreamStats};
@@ -140,6 +143,11 @@ impl StatsReader {
     pub(crate) fn stats(&self) -> StreamStats {
         self.0.snapshot()
     }
+
+    /// Waits for one of `states` until `deadline`, as [`Stream::wait_for`].
+    pub(crate) fn wait_for(&self, states: StateSet, deadline: Instant) -> StreamState {
+        self.0.wait_for(states, deadline)
+    }
 }
 
 impl<S: Stage> Stream<S> {
@@ -195,6 +203,41 @@ impl Stream<New> {
     pub fn with_hooks(mut self, hooks: Hooks) -> Self {
         self.stage.hooks = std::mem::take(&mut self.stage.hooks).merge(&hooks);
         self
+    }
+
+    /// The stream's events as a channel (state changes, and statistics every second),
+    /// beside any hooks: bounded to [`DEFAULT_EVENT_CAPACITY`]
+    /// events, the oldest dropped when the receiver falls behind (see [`StreamEvent`]). The
+    /// channel disconnects after the stream's last events, so iterating it ends with the
+    /// stream. Call it more than once for more receivers, each with every event.
+    ///
+    /// ```no_run
+    /// # use streamvisor::{Stream, StreamConfig, StreamEvent};
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/tmp/hls").build()?;
+    /// let mut stream = Stream::new(config);
+    /// let events = stream.events();
+    /// let running = stream.start().map_err(|e| e.error)?;
+    /// for event in events {
+    ///     if let StreamEvent::State(change) = event {
+    ///         println!("{} -> {}", change.from, change.to);
+    ///     }
+    /// }
+    /// let report = running.wait();
+    /// # let _ = report;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn events(&mut self) -> Receiver<StreamEvent> {
+        self.events_with(DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY)
+    }
+
+    /// [`events`](Self::events) with a channel of `capacity` events and statistics every
+    /// `stats_every` (at least 10 ms).
+    pub fn events_with(&mut self, capacity: usize, stats_every: Duration) -> Receiver<StreamEvent> {
+        let (hooks, rx) = crate::events::event_channel(capacity, stats_every);
+        self.stage.hooks = std::mem::take(&mut self.stage.hooks).merge(&hooks);
+        rx
     }
 
     /// Launches the worker and returns at once, in `Starting`; the source is opened on the

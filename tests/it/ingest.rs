@@ -354,7 +354,7 @@ fn srt_listener_follows_a_caller_that_goes_and_comes_back() {
     std::thread::sleep(Duration::from_secs(2));
     drop(peer);
     expect_state(&running, StreamState::Error, &seen, Duration::from_secs(10));
-    let _peer = peer_until_running(&running, &seen, || Peer::srt(&peer_url));
+    let peer = peer_until_running(&running, &seen, || Peer::srt(&peer_url));
     std::thread::sleep(Duration::from_secs(2));
     let report = stop_bounded(running, "playing");
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
@@ -364,6 +364,15 @@ fn srt_listener_follows_a_caller_that_goes_and_comes_back() {
         report.stats.outages
     );
     assert_eq!(report.stats.recoveries, report.stats.outage_count);
+    check_ladder(&out, &report);
+    // Our side restarts too: a new stream listens on the same port and output, and the
+    // caller (which lost its listener) comes back to it.
+    drop(peer);
+    let (running, seen) = start("srt-listener", &url, &out, policy());
+    let _peer = peer_until_running(&running, &seen, || Peer::srt(&peer_url));
+    std::thread::sleep(Duration::from_secs(2));
+    let report = stop_bounded(running, "playing after a restart");
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     check_ladder(&out, &report);
 }
 

@@ -4,13 +4,16 @@
 mod bad_input;
 mod chaos;
 mod common;
+mod events;
 mod examples;
+mod ffmpeg_log;
 mod hardening;
 mod ingest;
 mod ladder;
 mod lifecycle;
 mod liveness;
 mod manager;
+mod metrics;
 mod output;
 mod reader;
 mod recovery;

@@ -207,11 +207,14 @@ fn capacity_and_ids_come_back_however_streams_end() {
     m.create_stream(panics).unwrap();
     m.create_stream(small("live", dir.path(), None)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while m.list().len() > 1 {
+    // A stream leaves the list when its retirement starts and frees its allocation when
+    // its threads are done: wait for both.
+    while m.list().len() > 1 || m.pool_usage().allocations > 1 {
         assert!(
             Instant::now() < deadline,
-            "streams were not reaped: {:?}",
-            m.list()
+            "streams were not reaped: {:?} {:?}",
+            m.list(),
+            m.pool_usage()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -745,10 +748,19 @@ fn a_hook_may_shut_the_manager_down_and_streams_may_end_each_other() {
     assert_eq!(m.pool_usage().allocations, 0);
 }
 
+/// The default ladder on `src` (a 640x360 30 fps file), declared up front.
+fn hinted_again(src: &str, dir: &std::path::Path) -> StreamConfig {
+    StreamConfig::builder("h", src, dir.join("h"))
+        .source_hint(640, 360, 30.0)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a_hint() {
     let dir = tempfile::tempdir().unwrap();
-    let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 3, true);
+    // Long enough to be still running when its stats are read below.
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 8, true);
     let src = src.to_str().unwrap();
     // The default ladder (1080p..240p) on a 360p source runs 360p and 240p only.
     let default_ladder = |id: &str| StreamConfig::builder(id, src, dir.path().join(id));
@@ -793,9 +805,55 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
         (repriced - exact).abs() < 1e-6,
         "re-priced to {repriced}, expected {exact}"
     );
+    // Memory is priced with the model the stream reports: what runs, not the upper bound.
+    let held_memory = roomy.pool_usage().used.memory;
+    assert_eq!(
+        held_memory,
+        streamvisor::price(&hinted_again(src, dir.path())).memory
+    );
+    let reported = roomy.stats("c").map_or(0, |s| s.memory_estimate);
+    assert_eq!(reported, held_memory, "the stream's estimate is its price");
+    let upper_memory = streamvisor::price(&default_ladder("a").build().unwrap()).memory;
+    assert!(
+        held_memory < upper_memory / 5,
+        "{held_memory} vs {upper_memory}"
+    );
     assert!(roomy.wait_idle(Duration::from_secs(30)));
     assert!(m.wait_idle(Duration::from_secs(30)));
     assert_eq!(roomy.pool_usage().allocations, 0);
+}
+
+#[test]
+fn a_higher_priority_stream_jumps_the_queue_and_equal_ones_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 2, false);
+    let cfg = |id: &str, priority: i32| {
+        one_rung(id, src.to_str().unwrap(), dir.path())
+            .to_builder()
+            .priority(priority)
+            .build()
+            .unwrap()
+    };
+    let one = streamvisor::price(&cfg("x", 0)).compute;
+    let (m, started) = recording_starts(one * 1.5);
+    let mut outcomes = Vec::new();
+    for (id, priority) in [("a", 0), ("b", 0), ("c", -1), ("d", 0), ("e", 5)] {
+        outcomes.push(m.create_stream(cfg(id, priority)).unwrap());
+    }
+    let position = |p| Admitted::Queued { position: p };
+    assert_eq!(
+        outcomes,
+        [
+            Admitted::Started,
+            position(0),
+            position(1),
+            position(1),
+            position(0)
+        ]
+    );
+    assert!(m.wait_idle(Duration::from_secs(60)));
+    let order = started.lock().unwrap().clone();
+    assert_eq!(order, ["a", "e", "b", "d", "c"]);
 }
 
 #[test]
@@ -1195,7 +1253,8 @@ fn a_live_stream_below_real_time_stops_new_live_work_but_not_files() {
     match &refused {
         Refusal::Overloaded { stream, speed } => {
             assert_eq!(stream, "slow");
-            assert!((0.3..0.8).contains(speed), "{speed}");
+            // About 0.5 (lower when the machine is loaded as well), never real time.
+            assert!(*speed > 0.0 && *speed < 0.8, "{speed}");
         }
         other => panic!("expected Overloaded, got {other:?}"),
     }
