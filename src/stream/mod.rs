@@ -107,6 +107,7 @@ pub struct Stream<S: Stage> {
 /// `source` are the error's own (a transparent wrapper: nothing is printed twice).
 #[derive(Debug)]
 #[must_use = "the stream is handed back inside the error"]
+#[non_exhaustive]
 pub struct StartError {
     /// Why it did not start.
     pub error: Error,
