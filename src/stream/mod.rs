@@ -218,7 +218,7 @@ impl Stream<New> {
     /// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/tmp/hls").build()?;
     /// let mut stream = Stream::new(config);
     /// let events = stream.events();
-    /// let running = stream.start().map_err(|e| e.error)?;
+    /// let running = stream.start()?;
     /// for event in events {
     ///     if let StreamEvent::State(change) = event {
     ///         println!("{} -> {}", change.from, change.to);
