@@ -99,7 +99,14 @@ fn a_manager_delivers_per_stream_events_and_waits_for_states() {
         .build()
         .unwrap();
     let src = input.to_str().unwrap();
-    let first = config("first", src, &dir.path().join("a"), &["240p"]);
+    // The first runs long enough that the second is still queued when it is waited for.
+    let long = make_mp4(dir.path(), "long.mp4", "426x240", 30, 8, false);
+    let first = config(
+        "first",
+        long.to_str().unwrap(),
+        &dir.path().join("a"),
+        &["240p"],
+    );
     let second = config("second", src, &dir.path().join("b"), &["240p"]);
     let (hooks, events) = event_channel(256, Duration::from_millis(100));
     manager.create_stream(first).unwrap();
