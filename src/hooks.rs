@@ -49,7 +49,23 @@ pub struct StatsEvent {
 type StateHook = Arc<dyn Fn(&StateEvent) + Send + Sync>;
 type StatsHook = Arc<dyn Fn(&StatsEvent) + Send + Sync>;
 
-/// The callbacks attached to a stream. Cheap to clone (shared closures).
+/// The callbacks attached to a stream. Cheap to clone (shared closures). They run on the
+/// stream's own hook thread, in order, inside a panic net; a hook that blocks holds up only
+/// that stream's later hooks, never the stream or its `stop`.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use streamvisor::{Hooks, Stream, StreamConfig};
+/// # fn main() -> Result<(), streamvisor::Error> {
+/// let hooks = Hooks::new()
+///     .on_state_change(|ev| eprintln!("{}: {} -> {}", ev.stream, ev.from, ev.to))
+///     .on_stats(Duration::from_secs(5), |ev| eprintln!("{:.2}x", ev.stats.speed));
+/// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/tmp/hls").build()?;
+/// let running = Stream::new(config).with_hooks(hooks).start()?;
+/// # let _ = running;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Default)]
 #[must_use = "hooks do nothing until attached to a stream or a manager"]
 pub struct Hooks {

@@ -95,6 +95,21 @@ impl StreamConfig {
     /// Starts a configuration: a stream id (`[A-Za-z0-9_-]{1,64}`), a source (a path, URL
     /// or `lavfi:<graph>` as a string, or any [`Source`], e.g. an application's reader),
     /// and the directory the ladder is written to.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use streamvisor::{AbrProfile, StreamConfig};
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/srv/hls/cam1")
+    ///     .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
+    ///     .io_timeout(Duration::from_secs(5))
+    ///     .build()?;
+    /// assert_eq!(config.id(), "cam1");
+    /// // Invalid input is refused when the config is built, naming the field.
+    /// assert!(StreamConfig::builder("bad id!", "in.mp4", "/tmp/o").build().is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder(
         id: impl Into<String>,
         source: impl Into<Source>,

@@ -224,6 +224,24 @@ impl Manager {
     /// refused); or refuses it with [`Error::Refused`] saying why (id or output directory in
     /// use, hardware sessions, queue full, shutting down). Never blocks on I/O.
     ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// # use streamvisor::{Admitted, Manager, StreamConfig};
+    /// # fn main() -> Result<(), streamvisor::Error> {
+    /// let manager = Manager::builder().max_concurrent(8).build()?;
+    /// let config = StreamConfig::builder("cam1", "srt://0.0.0.0:9000?mode=listener", "/srv/hls/cam1")
+    ///     .build()?;
+    /// if let Admitted::Queued { position } = manager.create_stream(config)? {
+    ///     println!("waiting, {position} ahead");
+    /// }
+    /// // Later: finish its playlists within 5 s (then abort), its resources and id free.
+    /// let report = manager.terminate_stream("cam1", Duration::from_secs(5))?;
+    /// println!("{} frames", report.stats.frames_in);
+    /// manager.shutdown(Duration::from_secs(10));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// [`Error::Refused`] with the [`Refusal`] (what ran short, or why it cannot queue);
     /// [`Error::Internal`] when the stream's threads could not be started.
