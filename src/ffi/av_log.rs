@@ -72,8 +72,8 @@ pub(super) fn install_if_routed() {
     if !ROUTING.load(Ordering::SeqCst) || INSTALLED.swap(true, Ordering::SeqCst) {
         return;
     }
-    // SAFETY: sets FFmpeg's global log callback to a function that stays valid for the
-    // process's life and never unwinds; only the first caller with routing on gets here.
+    // Only the first caller with routing on gets here.
+    // SAFETY: sets FFmpeg's global log callback to a function valid for the process's life that never unwinds.
     unsafe { sys::av_log_set_callback(Some(log_callback)) };
 }
 
@@ -105,8 +105,7 @@ fn refused_picture(line: &str) -> Option<(u32, u32)> {
 /// inside `catch_unwind`, so a panicking logger loses a line, not the process.
 unsafe extern "C" fn log_callback(avcl: *mut c_void, level: c_int, fmt: *const c_char, vl: VaList) {
     if !ROUTING.load(Ordering::Relaxed) {
-        // SAFETY: FFmpeg's own callback, with the arguments FFmpeg gave this call, unused
-        // here.
+        // SAFETY: FFmpeg's own callback, with the arguments FFmpeg gave this call, unused here.
         unsafe { sys::av_log_default_callback(avcl, level, fmt, vl) };
         return;
     }

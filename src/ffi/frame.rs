@@ -236,8 +236,8 @@ impl Packet {
     /// header: a new encoder behind the same connection, e.g. an RTMP publisher restart).
     pub fn has_new_extradata(&self) -> bool {
         let mut size: usize = 0;
-        // SAFETY: the packet is valid; the call only looks its side data up and writes the
-        // size through a pointer to a live local. The returned pointer is not kept.
+        // The returned pointer is not kept: only whether there is one.
+        // SAFETY: the packet is valid; the call looks its side data up and writes the size through a pointer to a live local.
         let data = unsafe {
             sys::av_packet_get_side_data(
                 self.ptr.as_ptr(),
