@@ -37,8 +37,10 @@
 //! ## Errors and recovery
 //! One [`Error`] enum with [`Error::kind`] and [`Error::is_recoverable`]. A
 //! [`RecoveryPolicy`] reconnects network sources (refused, reset, stalled, ended) with
-//! jittered exponential backoff, continuing the same playlists after an
-//! `#EXT-X-DISCONTINUITY`, and falls back from a hardware device to the CPU.
+//! jittered exponential backoff, continuing the same playlists on one continuous timeline
+//! (the encoders never stop, so no `#EXT-X-DISCONTINUITY` is needed), and falls back from
+//! a hardware device to the CPU. The state is `Running` whenever media flows and `Error`
+//! while it does not; each outage is in the stats.
 //!
 //! ## Many streams
 //! A [`Manager`] admits streams against `max_concurrent` and a [`ResourcePool`] priced

@@ -531,3 +531,21 @@ pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Runs a stream on a local port nobody listens on (FFmpeg logs the refused connection)
+/// until it fails, without recovery; returns the port (it names the run in FFmpeg's lines).
+pub fn run_refused(id: &str, dir: &Path) -> u16 {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = StreamConfig::builder(id, format!("tcp://127.0.0.1:{port}"), dir)
+        .recovery(RecoveryPolicy::none())
+        .io_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let report = Stream::new(cfg).start().unwrap().wait();
+    assert_eq!(report.state, StreamState::Failed, "{report:?}");
+    port
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use streamvisor::{
-    event_channel, Manager, ResourceCapacity, StateSet, Stream, StreamEvent, StreamState,
+    event_channel, Manager, New, ResourceCapacity, StateSet, Stream, StreamEvent, StreamState,
 };
 
 use crate::common::*;
@@ -19,17 +19,17 @@ fn states_in(events: &[StreamEvent]) -> Vec<StreamState> {
         .collect()
 }
 
+/// A new stream transcoding a fresh `secs`-second 426x240 30 fps file to 240p.
+fn file_stream(dir: &std::path::Path, id: &str, secs: u32, audio: bool) -> Stream<New> {
+    let input = make_mp4(dir, &format!("{id}.mp4"), "426x240", 30, secs, audio);
+    let out = dir.join(id);
+    Stream::new(config(id, input.to_str().unwrap(), &out, &["240p"]))
+}
+
 #[test]
 fn a_streams_events_arrive_in_order_and_the_channel_ends_with_it() {
     let dir = tempfile::tempdir().unwrap();
-    let input = make_mp4(dir.path(), "in.mp4", "426x240", 30, 3, true);
-    let cfg = config(
-        "ev",
-        input.to_str().unwrap(),
-        &dir.path().join("o"),
-        &["240p"],
-    );
-    let mut stream = Stream::new(cfg);
+    let mut stream = file_stream(dir.path(), "ev", 3, true);
     let events = stream.events_with(1024, Duration::from_millis(50));
     let running = stream.start().unwrap();
     // Iterating ends by itself once the stream is over: no polling, no timeout.
@@ -68,14 +68,7 @@ fn a_streams_events_arrive_in_order_and_the_channel_ends_with_it() {
 #[test]
 fn a_receiver_that_falls_behind_loses_the_oldest_events_never_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let input = make_mp4(dir.path(), "in.mp4", "426x240", 30, 2, false);
-    let cfg = config(
-        "lag",
-        input.to_str().unwrap(),
-        &dir.path().join("o"),
-        &["240p"],
-    );
-    let mut stream = Stream::new(cfg);
+    let mut stream = file_stream(dir.path(), "lag", 2, false);
     // Room for 4 events, stats every 10 ms, and nobody reading until the end.
     let events = stream.events_with(4, Duration::from_millis(10));
     let report = stream.start().unwrap().wait();

@@ -5,9 +5,6 @@
 //! printed itself (its stderr).
 
 use std::sync::Mutex;
-use std::time::Duration;
-
-use streamvisor::{RecoveryPolicy, Stream, StreamConfig, StreamState};
 
 /// FFmpeg's records that reached the `log` crate in this process.
 static ROUTED: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -29,19 +26,7 @@ impl log::Log for Capture {
 /// Marks a run in FFmpeg's own output: the refused port differs per run.
 fn refused_run(tag: &str) -> u16 {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = StreamConfig::builder(tag, format!("tcp://127.0.0.1:{port}"), dir.path())
-        .recovery(RecoveryPolicy::none())
-        .io_timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let report = Stream::new(cfg).start().unwrap().wait();
-    assert_eq!(report.state, StreamState::Failed, "{report:?}");
-    port
+    crate::common::run_refused(tag, dir.path())
 }
 
 /// Lines naming `port` that reached the logger so far.

@@ -38,15 +38,18 @@ fn expect_state(running: &Stream<Running>, state: StreamState, seen: &Seen, limi
     assert_eq!(got, state, "states so far: {:?}", states(seen));
 }
 
-/// Frames decoded stop moving (the peer finished and everything sent was read).
-fn settled_frames(running: &Stream<Running>) -> u64 {
+/// Waits until frames decoded stop moving (the peer finished and everything it sent was
+/// read), within 30 s.
+fn wait_frames_settled(running: &Stream<Running>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = running.stats().frames_in;
     loop {
         std::thread::sleep(Duration::from_millis(700));
         let now = running.stats().frames_in;
         if now == last {
-            return now;
+            return;
         }
+        assert!(Instant::now() < deadline, "frames never stopped coming");
         last = now;
     }
 }
@@ -128,7 +131,7 @@ fn rtmp_a_short_publisher_gap_resumes_on_the_same_connection_with_every_frame() 
     Peer::publish_rtmp(&url, Some(90)).wait(Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500)); // below the 3 s read timeout
     Peer::publish_rtmp(&url, Some(90)).wait(Duration::from_secs(20));
-    settled_frames(&running);
+    wait_frames_settled(&running);
     let report = stop_bounded(running, "playing");
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     // (The last frames leave the decoder when the stop drains it.)

@@ -352,17 +352,7 @@ fn panicking_logger_child() {
     log::set_max_level(log::LevelFilter::Trace);
     let dir = tempfile::tempdir().unwrap();
     // A refused connection: FFmpeg logs errors (and warnings) through the callback.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let cfg = StreamConfig::builder("logs", format!("tcp://127.0.0.1:{port}"), dir.path())
-        .recovery(streamvisor::RecoveryPolicy::none())
-        .build()
-        .unwrap();
-    let report = Stream::new(cfg).start().unwrap().wait();
-    assert_eq!(report.state, StreamState::Failed, "{report:?}");
+    crate::common::run_refused("logs", dir.path());
     // And a source FFmpeg complains about while decoding.
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "160x90", 15, 1, false);
     let mut bytes = std::fs::read(&src).unwrap();
