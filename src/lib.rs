@@ -85,6 +85,7 @@ mod pipeline;
 mod redact;
 #[cfg(feature = "serde")]
 mod serde_support;
+pub mod sink;
 mod state;
 mod stats;
 mod stream;

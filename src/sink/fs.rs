@@ -1,0 +1,157 @@
+//! The default sink: files under a local directory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::{SegmentSink, SinkFile};
+
+/// Files under a local directory: segments written in place, playlists replaced through a
+/// temporary file and a rename (with an fsync of the file and its directory when `sync`).
+#[derive(Debug, Clone)]
+pub struct FsSink {
+    root: PathBuf,
+    sync: bool,
+}
+
+impl FsSink {
+    /// A sink writing under `root`; `sync` fsyncs each replaced file and its directory.
+    pub fn new(root: impl Into<PathBuf>, sync: bool) -> Self {
+        Self {
+            root: root.into(),
+            sync,
+        }
+    }
+
+    /// The directory files are written under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+}
+
+impl SegmentSink for FsSink {
+    fn create(&self, path: &str) -> io::Result<Box<dyn SinkFile>> {
+        let path = self.path(path);
+        let file = File::create(&path)?;
+        Ok(Box::new(FsFile {
+            out: Some(BufWriter::with_capacity(256 * 1024, file)),
+            path,
+            written: 0,
+        }))
+    }
+
+    fn replace(&self, path: &str, contents: &[u8]) -> io::Result<()> {
+        write_atomic(&self.path(path), contents, self.sync)
+    }
+
+    fn delete(&self, path: &str) -> io::Result<()> {
+        match std::fs::remove_file(self.path(path)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    fn location(&self, path: &str) -> String {
+        self.path(path).display().to_string()
+    }
+}
+
+/// A segment being written in place; removed if dropped unfinished.
+struct FsFile {
+    out: Option<BufWriter<File>>,
+    path: PathBuf,
+    written: u64,
+}
+
+impl Write for FsFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let out = self.out.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+        let n = out.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl SinkFile for FsFile {
+    fn finish(mut self: Box<Self>) -> io::Result<u64> {
+        let out = self.out.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        Ok(self.written)
+    }
+}
+
+impl Drop for FsFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Replaces `path` with `contents` atomically and (with `sync`) durably: write a sibling
+/// temporary file, fsync it, rename it into place, fsync the directory. A reader never sees
+/// half a file, and after a crash it is the old or the new one. A failed write leaves no
+/// temporary file behind.
+pub(crate) fn write_atomic(path: &Path, contents: &[u8], sync: bool) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(contents)?;
+        if sync {
+            f.sync_data()?;
+        }
+        Ok(())
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Some(dir) = path.parent().filter(|d| sync && !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_is_visible_when_finished_and_gone_when_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = FsSink::new(d.path(), false);
+        let mut f = sink.create("a.m4s").unwrap();
+        f.write_all(b"abc").unwrap();
+        assert_eq!(f.finish().unwrap(), 3);
+        assert_eq!(std::fs::read(d.path().join("a.m4s")).unwrap(), b"abc");
+        let mut torn = sink.create("b.m4s").unwrap();
+        torn.write_all(b"x").unwrap();
+        drop(torn);
+        assert!(!d.path().join("b.m4s").exists());
+        sink.delete("a.m4s").unwrap();
+        sink.delete("a.m4s").unwrap();
+        assert!(!d.path().join("a.m4s").exists());
+    }
+
+    #[test]
+    fn replace_is_atomic_and_leaves_no_temporary_file() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = FsSink::new(d.path(), true);
+        sink.replace("x.m3u8", b"a").unwrap();
+        sink.replace("x.m3u8", b"bb").unwrap();
+        assert_eq!(std::fs::read(d.path().join("x.m3u8")).unwrap(), b"bb");
+        assert!(!d.path().join("x.m3u8.tmp").exists());
+        std::fs::create_dir(d.path().join("dir.m3u8")).unwrap();
+        assert!(sink.replace("dir.m3u8", b"c").is_err());
+        assert!(!d.path().join("dir.m3u8.tmp").exists());
+    }
+}
