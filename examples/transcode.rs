@@ -3,8 +3,12 @@
 //! ```text
 //! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
 //!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]
-//!     [--format NAME]
+//!     [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash]
 //! ```
+//! `--container fmp4` writes CMAF segments (fragmented MP4, audio as its own rendition);
+//! `--codec` sets every rung's video codec (HEVC and AV1 need fmp4, which they then imply);
+//! a rung in `--ladder` may name its own, after a colon: `--ladder 720p:av1,360p:h264`.
+//! `--dash` also writes `manifest.mpd` over the same segments (implies fmp4).
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
 //! tone. A `lavfi:` INPUT is refused unless `--allow-lavfi` is given (generated sources
 //! are trusted input). INPUT `-` reads stdin through a Rust `Read` (`Source::reader`), e.g.
@@ -30,7 +34,8 @@ use std::time::Duration;
 mod json;
 
 use streamvisor::{
-    AbrProfile, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
+    AbrProfile, Container, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
+    VideoCodec,
 };
 
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
@@ -48,10 +53,13 @@ struct Args {
     allow_lavfi: bool,
     /// The input format, forced by name.
     format: Option<String>,
+    container: Option<Container>,
+    codec: Option<VideoCodec>,
+    dash: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p,720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p[:CODEC],720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -65,6 +73,9 @@ fn parse_args() -> Result<Args, String> {
         max_reconnects: None,
         allow_lavfi: false,
         format: None,
+        container: None,
+        codec: None,
+        dash: false,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -96,6 +107,15 @@ fn parse_args() -> Result<Args, String> {
             }
             "--allow-lavfi" => args.allow_lavfi = true,
             "--format" => args.format = Some(value("--format")?),
+            "--container" => {
+                let v = value("--container")?;
+                args.container = Some(v.parse().map_err(|e| format!("--container: {e}"))?);
+            }
+            "--codec" => {
+                let v = value("--codec")?;
+                args.codec = Some(v.parse().map_err(|e| format!("--codec: {e}"))?);
+            }
+            "--dash" => args.dash = true,
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
@@ -112,11 +132,48 @@ fn parse_args() -> Result<Args, String> {
     Ok(args)
 }
 
+/// `--ladder`: standard rung names, each with an optional `:codec`.
+fn ladder(rungs: &[String]) -> Result<AbrProfile, String> {
+    let mut names = Vec::new();
+    let mut codecs = Vec::new();
+    for r in rungs {
+        let (name, codec) = match r.split_once(':') {
+            Some((n, c)) => (
+                n,
+                Some(
+                    c.parse::<VideoCodec>()
+                        .map_err(|e| format!("--ladder {r}: {e}"))?,
+                ),
+            ),
+            None => (r.as_str(), None),
+        };
+        names.push(name);
+        codecs.push(codec);
+    }
+    let mut profile = AbrProfile::from_rungs(&names).map_err(|e| e.to_string())?;
+    for (v, c) in profile.variants.iter_mut().zip(codecs) {
+        if let Some(c) = c {
+            v.codec = c;
+        }
+    }
+    Ok(profile)
+}
+
 fn run(args: Args) -> Result<(), String> {
     let mut profile = match &args.ladder {
-        Some(rungs) => AbrProfile::from_rungs(rungs).map_err(|e| e.to_string())?,
+        Some(rungs) => ladder(rungs)?,
         None => AbrProfile::standard(),
     };
+    if let Some(codec) = args.codec {
+        profile = profile.with_codec(codec);
+    }
+    let needs_fmp4 = args.dash || profile.variants.iter().any(|v| v.codec != VideoCodec::H264);
+    let container = args.container.unwrap_or(if needs_fmp4 {
+        Container::Fmp4
+    } else {
+        Container::MpegTs
+    });
+    profile = profile.with_container(container).with_dash(args.dash);
     if let Some(p) = &args.preset {
         profile = profile.with_preset(p);
     }

@@ -91,10 +91,10 @@ mod stats;
 mod stream;
 
 pub use config::{
-    device_key, AbrProfile, Backoff, FilterRole, GeneratedFilter, GeneratedGraph, HwDevice, HwKind,
-    PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, Source, SourceHint, StreamConfig,
-    StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT, MAX_VARIANTS,
-    MAX_VIDEO_BITRATE, X264_PRESETS,
+    device_key, AbrProfile, Backoff, Container, FilterRole, GeneratedFilter, GeneratedGraph,
+    HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, Source, SourceHint,
+    StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT,
+    MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub use error::{Error, ErrorKind, ParseError, Refusal, Result, Shortage};
 pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
@@ -137,7 +137,8 @@ mod tests {
             assert!("no-such-name".parse::<T>().is_err());
         }
         round_trip(&[HwKind::Cuda, HwKind::Vaapi, HwKind::Qsv]);
-        round_trip(&[VideoCodec::H264]);
+        round_trip(&[VideoCodec::H264, VideoCodec::Hevc, VideoCodec::Av1]);
+        round_trip(&[crate::Container::MpegTs, crate::Container::Fmp4]);
         round_trip(&[PlaylistMode::Auto, PlaylistMode::Vod, PlaylistMode::Live]);
         round_trip(&[Reconnect::Auto, Reconnect::Always, Reconnect::Never]);
         round_trip(&StreamState::ALL);

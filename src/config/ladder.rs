@@ -26,19 +26,31 @@ pub const X264_PRESETS: [&str; 10] = [
     "placebo",
 ];
 
-/// Video codec of a variant.
+/// Video codec of a variant. HEVC and AV1 need [`Container::Fmp4`].
+///
+/// The [`VariantProfile::preset`] names a speed on x264's scale for every codec: x265
+/// takes the same names; SVT-AV1's numeric presets are mapped (ultrafast 12, superfast 11,
+/// veryfast 10, faster 9, fast 8, medium 7, slow 5, slower 4, veryslow 2, placebo 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum VideoCodec {
-    /// H.264 / AVC through libx264.
+    /// H.264 / AVC through libx264 (`avc1`).
     #[default]
     H264,
+    /// H.265 / HEVC through libx265, tagged `hvc1` (what Apple's players require).
+    Hevc,
+    /// AV1 through SVT-AV1. SVT-AV1 cannot place a keyframe on request, so its GOP is
+    /// exactly one segment of frames: it stays aligned with the other rungs when the
+    /// segment duration is a whole number of frames at the rung's frame rate.
+    Av1,
 }
 
 crate::error::enum_names!(VideoCodec, "video codec",
-    /// The codec's name in config files and messages (`h264`).
+    /// The codec's name in config files and messages (`h264`, `hevc`, `av1`).
     {
         H264 => "h264",
+        Hevc => "hevc",
+        Av1 => "av1",
     }
 );
 
@@ -47,9 +59,47 @@ impl VideoCodec {
     pub fn encoder_name(self) -> &'static str {
         match self {
             VideoCodec::H264 => "libx264",
+            VideoCodec::Hevc => "libx265",
+            VideoCodec::Av1 => "libsvtav1",
+        }
+    }
+
+    /// The encoder's own preset for a speed named on x264's scale (see the type's docs).
+    pub fn encoder_preset(self, preset: &str) -> String {
+        match self {
+            VideoCodec::H264 | VideoCodec::Hevc => preset.to_owned(),
+            VideoCodec::Av1 => {
+                const SVT: [u8; 10] = [12, 11, 10, 9, 8, 7, 5, 4, 2, 1];
+                let at = X264_PRESETS.iter().position(|p| *p == preset);
+                SVT[at.unwrap_or(2)].to_string()
+            }
         }
     }
 }
+
+/// How segments are packaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Container {
+    /// MPEG-TS segments (`seg_NNNNN.ts`), HLS version 3, audio muxed into every variant.
+    /// H.264 only.
+    #[default]
+    MpegTs,
+    /// CMAF: fragmented MP4 segments (`seg_NNNNN.m4s`, each one fragment starting with a
+    /// keyframe) after one init segment per rendition (`init.mp4`, `#EXT-X-MAP`), HLS
+    /// version 7. One track per file: the audio is its own rendition (`audio-<kbps>k/`),
+    /// stored once and shared by every video rung. Any [`VideoCodec`]; the segments can
+    /// also be described by a DASH manifest ([`AbrProfile::dash`]).
+    Fmp4,
+}
+
+crate::error::enum_names!(Container, "container",
+    /// The container's name in config files and messages (`ts`, `fmp4`).
+    {
+        MpegTs => "ts",
+        Fmp4 => "fmp4",
+    }
+);
 
 /// One rung of the ladder.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,7 +117,8 @@ pub struct VariantProfile {
     pub buf_size: u64,
     /// Video codec.
     pub codec: VideoCodec,
-    /// x264 preset (default `veryfast`).
+    /// Speed preset on x264's scale (default `veryfast`), mapped for other codecs (see
+    /// [`VideoCodec`]).
     pub preset: String,
     /// Frame-rate cap: frames above it are dropped evenly. `None` keeps the source's rate.
     pub max_frame_rate: Option<f64>,
@@ -108,7 +159,13 @@ impl VariantProfile {
             .map(|&(n, h, kbps)| Self::new(n, h, kbps * 1000))
     }
 
-    /// Sets the x264 preset.
+    /// Sets the video codec.
+    pub fn with_codec(mut self, codec: VideoCodec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the speed preset (x264's names; see [`VideoCodec`] for other codecs).
     pub fn with_preset(mut self, preset: impl Into<String>) -> Self {
         self.preset = preset.into();
         self
@@ -220,6 +277,11 @@ pub struct AbrProfile {
     pub timestamp_jump: Duration,
     /// fsync playlists (file and directory) at each write (default true; off suits tmpfs).
     pub sync_playlists: bool,
+    /// How segments are packaged (default MPEG-TS).
+    pub container: Container,
+    /// Also write a DASH manifest (`manifest.mpd`) over the same segments (needs
+    /// [`Container::Fmp4`]; default false).
+    pub dash: bool,
 }
 
 impl AbrProfile {
@@ -232,6 +294,8 @@ impl AbrProfile {
             keep_taller_rungs: false,
             timestamp_jump: Duration::from_secs(10),
             sync_playlists: true,
+            container: Container::MpegTs,
+            dash: false,
         }
     }
 
@@ -289,6 +353,26 @@ impl AbrProfile {
         self
     }
 
+    /// Sets how segments are packaged.
+    pub fn with_container(mut self, container: Container) -> Self {
+        self.container = container;
+        self
+    }
+
+    /// Writes a DASH manifest beside the HLS playlists (needs [`Container::Fmp4`]).
+    pub fn with_dash(mut self, dash: bool) -> Self {
+        self.dash = dash;
+        self
+    }
+
+    /// Sets the video codec of every variant.
+    pub fn with_codec(mut self, codec: VideoCodec) -> Self {
+        for v in &mut self.variants {
+            v.codec = codec;
+        }
+        self
+    }
+
     /// Sets the preset of every variant.
     pub fn with_preset(mut self, preset: &str) -> Self {
         for v in &mut self.variants {
@@ -316,6 +400,7 @@ impl AbrProfile {
                 ));
             }
         }
+        self.validate_packaging()?;
         let seg = self.segment_duration.as_secs_f64();
         if !(0.5..=60.0).contains(&seg) {
             return Err(Error::config(
@@ -346,6 +431,43 @@ impl AbrProfile {
                     self.live_window,
                     3.0 * target
                 ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl AbrProfile {
+    /// Codecs and manifests the container can carry, and no rung named like the audio.
+    fn validate_packaging(&self) -> Result<()> {
+        if self.container == Container::MpegTs {
+            let other = self
+                .variants
+                .iter()
+                .position(|v| v.codec != VideoCodec::H264);
+            if let Some(i) = other {
+                return Err(Error::config(
+                    format!("profile.variants[{i}].codec"),
+                    format!(
+                        "{} is written in fMP4 (CMAF) segments only: set the container to fmp4",
+                        self.variants[i].codec
+                    ),
+                ));
+            }
+            if self.dash {
+                return Err(Error::config(
+                    "profile.dash",
+                    "a DASH manifest needs fMP4 (CMAF) segments: set the container to fmp4",
+                ));
+            }
+        } else if let Some(i) = self
+            .variants
+            .iter()
+            .position(|v| v.name.starts_with("audio"))
+        {
+            return Err(Error::config(
+                format!("profile.variants[{i}].name"),
+                "names starting with \"audio\" are kept for the audio renditions in fmp4",
             ));
         }
         Ok(())

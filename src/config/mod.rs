@@ -18,7 +18,7 @@ pub(crate) use generated::is_allowed_filter;
 pub use generated::{FilterRole, GeneratedFilter, GeneratedGraph, GENERATED_FILTERS};
 pub use hw::{device_key, HwDevice, HwKind};
 pub use ladder::{
-    AbrProfile, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
+    AbrProfile, Container, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE, X264_PRESETS,
 };
 pub(crate) use reader::{AppReader, Opening, ReaderSource};

@@ -22,8 +22,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::ladder::standard_rung;
 use super::{
-    AbrProfile, Backoff, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy,
-    Source, StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec,
+    AbrProfile, Backoff, Container, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy,
+    RestartPolicy, Source, StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec,
 };
 use crate::error::{Error, Result};
 use crate::serde_support::human_opt;
@@ -102,6 +102,8 @@ struct ProfileSpec {
     #[serde(default, deserialize_with = "human_opt")]
     timestamp_jump: Option<Duration>,
     sync_playlists: Option<bool>,
+    container: Option<Container>,
+    dash: Option<bool>,
 }
 
 impl ProfileSpec {
@@ -121,6 +123,8 @@ impl ProfileSpec {
         p.keep_taller_rungs = self.keep_taller_rungs.unwrap_or(p.keep_taller_rungs);
         p.timestamp_jump = self.timestamp_jump.unwrap_or(p.timestamp_jump);
         p.sync_playlists = self.sync_playlists.unwrap_or(p.sync_playlists);
+        p.container = self.container.unwrap_or(p.container);
+        p.dash = self.dash.unwrap_or(p.dash);
         Ok(p)
     }
 }

@@ -32,6 +32,8 @@ pub struct VideoEncoderSettings {
     pub gop_size: i32,
     /// Encoder threads (0 = the codec's automatic choice).
     pub threads: i32,
+    /// Parameter sets in the extradata, not in the bitstream (MP4 wants them there).
+    pub global_header: bool,
     /// Codec private options (`preset`, `x264-params`, ...).
     pub options: Vec<(String, String)>,
 }
@@ -47,6 +49,8 @@ pub struct AudioEncoderSettings {
     pub channels: i32,
     /// Target bitrate, bits/s.
     pub bit_rate: i64,
+    /// Codec configuration in the extradata (MP4 wants it there; MPEG-TS takes ADTS).
+    pub global_header: bool,
 }
 
 /// An opened `AVCodecContext` (decoder or encoder), freed with `avcodec_free_context`.
@@ -141,6 +145,9 @@ impl CodecContext {
             (*raw).rc_buffer_size = i32::try_from(s.buf_size).unwrap_or(i32::MAX);
             (*raw).gop_size = s.gop_size;
             (*raw).thread_count = s.threads;
+            if s.global_header {
+                (*raw).flags |= sys::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+            }
             check(
                 sys::avcodec_open2(raw, codec, opts.as_mut_ptr()),
                 "avcodec_open2",
@@ -169,6 +176,9 @@ impl CodecContext {
                 num: 1,
                 den: s.sample_rate,
             };
+            if s.global_header {
+                (*raw).flags |= sys::AV_CODEC_FLAG_GLOBAL_HEADER as i32;
+            }
             check(
                 sys::avcodec_open2(raw, codec, ptr::null_mut()),
                 "avcodec_open2",
@@ -241,6 +251,32 @@ impl CodecContext {
     pub fn sample_rate(&self) -> i32 {
         // SAFETY: reading a plain field of a valid context.
         unsafe { self.ptr.as_ref().sample_rate }
+    }
+
+    /// The codec's short name (`h264`, `hevc`, `av1`, `aac`).
+    pub fn codec_name(&self) -> String {
+        // SAFETY: avcodec_get_name returns a static string for any codec id.
+        let name =
+            unsafe { std::ffi::CStr::from_ptr(sys::avcodec_get_name(self.ptr.as_ref().codec_id)) };
+        name.to_string_lossy().into_owned()
+    }
+
+    /// Channels (audio).
+    pub fn channels(&self) -> i32 {
+        // SAFETY: reading a plain field of a valid context.
+        unsafe { self.ptr.as_ref().ch_layout.nb_channels }
+    }
+
+    /// The codec's global header (parameter sets, decoder configuration), empty if none.
+    pub fn extradata(&self) -> &[u8] {
+        // SAFETY: extradata is NULL or extradata_size bytes owned by the context, which outlives the returned borrow.
+        unsafe {
+            let c = self.ptr.as_ref();
+            match (c.extradata.is_null(), usize::try_from(c.extradata_size)) {
+                (false, Ok(n)) => std::slice::from_raw_parts(c.extradata, n),
+                _ => &[],
+            }
+        }
     }
 
     pub(super) fn as_ptr(&self) -> *const sys::AVCodecContext {

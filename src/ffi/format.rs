@@ -446,6 +446,18 @@ impl OutputContext {
         }
     }
 
+    /// Sets the four-character code a stream is written with (e.g. `hvc1`), before the
+    /// header.
+    pub fn set_codec_tag(&mut self, index: i32, tag: [u8; 4]) {
+        let code = u32::from_le_bytes(tag);
+        // SAFETY: callers pass indices returned by add_stream, all < nb_streams; codecpar is the stream's own.
+        unsafe {
+            let ctx = self.ptr.as_ref();
+            assert!((index as u32) < ctx.nb_streams);
+            (*(**ctx.streams.add(index as usize)).codecpar).codec_tag = code;
+        }
+    }
+
     /// The time base the muxer chose for a stream (valid after the header is written).
     pub fn stream_time_base(&self, index: i32) -> Rational {
         // SAFETY: callers pass indices returned by add_stream, all < nb_streams.
@@ -463,6 +475,17 @@ impl OutputContext {
         let ctx = self.ptr.as_ptr();
         // SAFETY: priv_data is the muxer's AVClass-enabled private context (or NULL, which av_opt_set rejects with an error code); the strings are valid C strings.
         let ret = unsafe { sys::av_opt_set((*ctx).priv_data, k.as_ptr(), v.as_ptr(), 0) };
+        check(ret, "av_opt_set")?;
+        Ok(())
+    }
+
+    /// Sets an option of the format context itself (e.g. `output_ts_offset`).
+    pub fn set_format_option(&mut self, key: &str, value: &str) -> Result<(), AvError> {
+        let k = cstring(key, "av_opt_set")?;
+        let v = cstring(value, "av_opt_set")?;
+        let ctx = self.ptr.as_ptr();
+        // SAFETY: an AVFormatContext starts with its AVClass, as av_opt_set requires; the strings are valid C strings.
+        let ret = unsafe { sys::av_opt_set(ctx.cast(), k.as_ptr(), v.as_ptr(), 0) };
         check(ret, "av_opt_set")?;
         Ok(())
     }

@@ -158,6 +158,8 @@ fn preset_weight(preset: &str) -> f64 {
 fn codec_weight(codec: VideoCodec) -> f64 {
     match codec {
         VideoCodec::H264 => 1.0,
+        VideoCodec::Hevc => 3.0,
+        VideoCodec::Av1 => 2.0,
     }
 }
 

@@ -41,7 +41,13 @@ pub(crate) struct AudioChain {
 impl AudioChain {
     /// Opens one AAC encoder per distinct bitrate in `bit_rates`, at the source's sample
     /// rate when AAC carries it.
-    pub fn new(info: &StreamInfo, bit_rates: &[u64], jump: Duration) -> Result<Self, Error> {
+    /// `global_header`: the encoders' configuration goes in their extradata (fMP4).
+    pub fn new(
+        info: &StreamInfo,
+        bit_rates: &[u64],
+        jump: Duration,
+        global_header: bool,
+    ) -> Result<Self, Error> {
         let sample_rate = if AAC_RATES.contains(&info.sample_rate) {
             info.sample_rate
         } else {
@@ -58,6 +64,7 @@ impl AudioChain {
                     sample_rate,
                     channels: 2,
                     bit_rate: bit_rate as i64,
+                    global_header,
                 })
                 .map_err(|e| encoder_error("aac", "audio", e))?;
                 Ok(AudioEncoder { bit_rate, ctx })

@@ -32,6 +32,8 @@ pub(crate) struct DecodeLoop<'a> {
     signals: &'a Signals,
     stats: &'a StatsCell,
     senders: &'a [Sender<VariantMsg>],
+    /// The senders of the video rungs (the first ones); the rest are audio renditions.
+    video_senders: &'a [Sender<VariantMsg>],
     /// Variants fed by each audio encoder, by encoder index.
     audio_targets: Vec<Vec<usize>>,
     timeline: Timeline,
@@ -64,6 +66,7 @@ impl<'a> DecodeLoop<'a> {
         signals: &'a Signals,
         stats: &'a StatsCell,
         senders: &'a [Sender<VariantMsg>],
+        video_count: usize,
         audio_route: &[Option<usize>],
         timeline: Timeline,
         live_end_is_outage: bool,
@@ -81,6 +84,7 @@ impl<'a> DecodeLoop<'a> {
             signals,
             stats,
             senders,
+            video_senders: &senders[..video_count.min(senders.len())],
             audio_targets,
             timeline,
             live_end_is_outage,
@@ -398,7 +402,7 @@ impl<'a> DecodeLoop<'a> {
         }
         frame.set_pts(stamp.pts);
         frame.set_force_keyframe(stamp.starts_segment);
-        for tx in self.senders {
+        for tx in self.video_senders {
             let shared = frame
                 .share()
                 .map_err(|e| Error::codec("frame reference", e))?;

@@ -11,6 +11,7 @@ mod hls;
 mod memory;
 mod plan;
 mod reader;
+mod rendition;
 mod session;
 mod timeline;
 mod variant;
@@ -25,15 +26,16 @@ use std::thread::{Scope, ScopedJoinHandle};
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::config::{SourceHint, StreamConfig};
+use crate::config::{Container, SourceHint, StreamConfig};
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use decode::DecodeLoop;
 use errors::{encoder_error, output_error};
-use hls::{MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
+use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
+use rendition::AudioRendition;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
 
@@ -90,18 +92,62 @@ pub(crate) fn run(
     let plan = plan::plan(config, &session.video);
     let planned = plan::summary(&session.video, session.audio.is_some(), &plan);
     supervisor.report(PipelineEvent::Planned(planned));
+    let fmp4 = config.profile().container == Container::Fmp4;
+    let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump, fmp4)?;
+    // fMP4: one track per file, so the audio is a rendition of its own per encoder.
+    let audio_names: Vec<String> = match audio.as_ref().filter(|_| fmp4) {
+        Some(a) => a
+            .encoders
+            .iter()
+            .map(|e| AudioRendition::name_for(e.bit_rate))
+            .collect(),
+        None => Vec::new(),
+    };
     let names = plan.iter().map(|r| r.profile.name.as_str());
+    let names = names.chain(audio_names.iter().map(String::as_str));
     let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
-    let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump)?;
     let outputs = Outputs {
         starts,
         interrupt: signals.output_interrupt(),
     };
-    let (rungs, audio_route) = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
-    let entries = plan.iter().zip(&audio_route);
-    let entries = entries.map(|(r, route)| r.master_entry(route.is_some()));
+    let opened = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
+    let Opened {
+        rungs,
+        renditions,
+        routes: audio_route,
+    } = opened;
+    let groups: Vec<AudioGroup> = renditions
+        .iter()
+        .zip(audio.iter().flat_map(|a| &a.encoders))
+        .map(|(r, e)| AudioGroup {
+            name: r.name.clone(),
+            channels: e.ctx.channels().max(1) as u32,
+            bandwidth: e.bit_rate,
+            average_bandwidth: e.bit_rate,
+        })
+        .collect();
+    let entries = plan.iter().zip(&audio_route).map(|(r, route)| {
+        let group = audio
+            .as_ref()
+            .filter(|_| fmp4)
+            .map(|a| a.encoder_for(r.profile.audio_bitrate));
+        r.master_entry(route.is_some(), group)
+    });
     let sync = config.profile().sync_playlists;
-    let master = MasterPlaylist::new(config.output_dir(), entries.collect(), sync);
+    let version = if fmp4 { 7 } else { 3 };
+    let master = MasterPlaylist::new(
+        config.output_dir(),
+        entries.collect(),
+        groups,
+        version,
+        sync,
+    );
+    // The decode loop feeds the video rungs first, then the audio renditions.
+    let video_count = rungs.len();
+    let audio_route: Vec<Option<usize>> = audio_route
+        .into_iter()
+        .chain((0..renditions.len()).map(Some))
+        .collect();
 
     let timeline = Timeline::new(
         session.video.time_base,
@@ -110,13 +156,15 @@ pub(crate) fn run(
         config.profile().timestamp_jump,
     );
     let outcome = std::thread::scope(|scope| {
-        let (senders, handles) = spawn_variants(scope, config, rungs, signals, stats, &master)?;
+        let workers = Workers { rungs, renditions };
+        let (senders, handles) = spawn_variants(scope, config, workers, signals, stats, &master)?;
         let live_end_is_outage = supervisor.reconnects_live_end();
         let mut decode = DecodeLoop::new(
             config,
             signals,
             stats,
             &senders,
+            video_count,
             &audio_route,
             timeline,
             live_end_is_outage,
@@ -154,24 +202,33 @@ fn open_audio(
     session: &Session,
     plan: &[RungPlan],
     jump: std::time::Duration,
+    global_header: bool,
 ) -> Result<Option<AudioChain>, Error> {
     let Some(info) = &session.audio else {
         return Ok(None);
     };
     let rates: Vec<u64> = plan.iter().map(|p| p.profile.audio_bitrate).collect();
-    let mut chain = AudioChain::new(info, &rates, jump)?;
+    let mut chain = AudioChain::new(info, &rates, jump, global_header)?;
     chain.attach(session.audio_source())?;
     Ok(Some(chain))
 }
 
-/// Opens every rung's video encoder and segment writer; returns them with each rung's
-/// audio encoder (`None` without audio).
-/// Where each rung's output starts, and the interrupt its muxer polls.
+/// Where each rendition's output starts (video rungs, then audio renditions), and the
+/// interrupt its muxer polls.
 struct Outputs<'a> {
     starts: Vec<hls::OutputStart>,
     interrupt: &'a Arc<Interrupt>,
 }
 
+/// The opened renditions, and which audio encoder each video rung muxes (`None`: none).
+struct Opened {
+    rungs: Vec<Rung>,
+    renditions: Vec<AudioRendition>,
+    routes: Vec<Option<usize>>,
+}
+
+/// Opens every rung's video encoder and segment writer (with the rung's audio muxed in
+/// MPEG-TS), and in fMP4 one audio-only rendition per audio encoder.
 fn open_rungs(
     config: &StreamConfig,
     plan: &[RungPlan],
@@ -179,29 +236,37 @@ fn open_rungs(
     session: &Session,
     audio: Option<&AudioChain>,
     stats: &StatsCell,
-) -> Result<(Vec<Rung>, Vec<Option<usize>>), Error> {
-    let seg = config.profile().segment_duration.as_secs_f64();
-    let live_window = session.live.then_some(config.profile().live_window);
+) -> Result<Opened, Error> {
+    let profile = config.profile();
+    let fmp4 = profile.container == Container::Fmp4;
+    let seg = profile.segment_duration.as_secs_f64();
+    let output = |start| MediaOutput {
+        target_duration: seg,
+        live_window: session.live.then_some(profile.live_window),
+        start,
+        interrupt: outputs.interrupt.clone(),
+        sync: profile.sync_playlists,
+        container: profile.container,
+    };
+    let mut starts = outputs.starts.into_iter();
     let mut rungs = Vec::with_capacity(plan.len());
     let mut routes = Vec::with_capacity(plan.len());
-    for ((index, p), start) in plan.iter().enumerate().zip(outputs.starts) {
+    for ((index, p), start) in plan.iter().enumerate().zip(starts.by_ref()) {
         let vp = p.profile;
         let codec = vp.codec.encoder_name();
-        let settings = p.encoder_settings(session.video.time_base, seg);
+        let settings = p.encoder_settings(session.video.time_base, seg, fmp4);
         let encoder = CodecContext::open_video_encoder(&settings)
             .map_err(|e| encoder_error(codec, &format!("variant {}", vp.name), e))?;
-        let route = audio.map(|a| a.encoder_for(vp.audio_bitrate));
+        let route = audio
+            .filter(|_| !fmp4)
+            .map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
         let dir = config.output_dir().join(&vp.name);
-        let output = MediaOutput {
-            target_duration: seg,
-            live_window,
-            start,
-            interrupt: outputs.interrupt.clone(),
-            sync: config.profile().sync_playlists,
-        };
-        let writer =
-            SegmentWriter::create(&dir, &encoder, audio_enc, output).map_err(output_error)?;
+        let writer = SegmentWriter::create(&dir, Some(&encoder), audio_enc, output(start))
+            .map_err(output_error)?;
+        let codecs = fmp4
+            .then(|| hls::video_codec_string(vp.codec, encoder.extradata()))
+            .flatten();
         rungs.push(Rung {
             index,
             name: vp.name.clone(),
@@ -213,35 +278,80 @@ fn open_rungs(
             encoder,
             writer,
             audio_tb: audio_enc.map_or(Rational::new(0, 1), CodecContext::time_base),
+            codecs,
             counters: stats.add_variant(&vp.name),
             #[cfg(feature = "fault-injection")]
             panic_after_frames: config.faults().panic_after_frames.filter(|_| index == 0),
         });
         routes.push(route);
     }
-    Ok((rungs, routes))
+    let mut renditions = Vec::new();
+    for (enc, start) in audio
+        .filter(|_| fmp4)
+        .iter()
+        .flat_map(|a| &a.encoders)
+        .zip(starts)
+    {
+        let name = AudioRendition::name_for(enc.bit_rate);
+        let dir = config.output_dir().join(&name);
+        let writer = SegmentWriter::create(&dir, None, Some(&enc.ctx), output(start))
+            .map_err(output_error)?;
+        renditions.push(AudioRendition {
+            index: plan.len() + renditions.len(),
+            counters: Arc::new(crate::stats::VariantCounters::default()),
+            name,
+            writer,
+            first: None,
+        });
+    }
+    Ok(Opened {
+        rungs,
+        renditions,
+        routes,
+    })
+}
+
+/// What runs on the variant threads.
+struct Workers {
+    rungs: Vec<Rung>,
+    renditions: Vec<AudioRendition>,
 }
 
 type VariantHandle<'scope> = ScopedJoinHandle<'scope, Result<MeasuredBitrate, Error>>;
 
-/// Starts one thread per rung (`sv-<stream>-<variant>`), each fed by a bounded queue.
+/// Starts one thread per rung and audio rendition (`sv-<stream>-<name>`), each fed by a
+/// bounded queue; senders and handles in that order (video rungs first).
 fn spawn_variants<'scope, 'env>(
     scope: &'scope Scope<'scope, 'env>,
     config: &StreamConfig,
-    rungs: Vec<Rung>,
+    workers: Workers,
     signals: &'env Signals,
     stats: &'env StatsCell,
     master: &'env MasterPlaylist,
 ) -> Result<(Vec<Sender<VariantMsg>>, Vec<VariantHandle<'scope>>), Error> {
-    let mut senders = Vec::with_capacity(rungs.len());
-    let mut handles = Vec::with_capacity(rungs.len());
-    for rung in rungs {
+    type Job<'env> = Box<
+        dyn FnOnce(crossbeam_channel::Receiver<VariantMsg>) -> Result<MeasuredBitrate, Error>
+            + Send
+            + 'env,
+    >;
+    let video = workers.rungs.into_iter().map(|rung| {
         let worker = VariantWorker::new(rung);
+        let name = worker.name().to_owned();
+        let job: Job<'env> = Box::new(move |rx| worker.run(rx, signals, stats, master));
+        (name, job)
+    });
+    let audio = workers.renditions.into_iter().map(|r| {
+        let name = r.name.clone();
+        let job: Job<'env> = Box::new(move |rx| r.run(rx, signals, stats, master));
+        (name, job)
+    });
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for (name, job) in video.chain(audio) {
         let (tx, rx) = bounded(VARIANT_QUEUE);
-        let name = format!("sv-{}-{}", config.id(), worker.name());
         let spawned = std::thread::Builder::new()
-            .name(name)
-            .spawn_scoped(scope, move || worker.run(rx, signals, stats, master));
+            .name(format!("sv-{}-{name}", config.id()))
+            .spawn_scoped(scope, move || job(rx));
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {

@@ -1,7 +1,7 @@
 //! The ladder as it will run on this source: which rungs (taller ones left out), their
 //! picture sizes (the source's display aspect), frame rates, x264 settings and threads.
 
-use crate::config::{StreamConfig, VariantProfile};
+use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::ffi::{Rational, StreamInfo, VideoEncoderSettings, PIX_FMT_YUV420P};
 use crate::stats::{PlannedLadder, PlannedRung};
 
@@ -22,11 +22,52 @@ pub(crate) struct RungPlan<'a> {
 }
 
 impl RungPlan<'_> {
-    /// The video encoder's settings: forced keyframes only (segment boundaries), never
-    /// x264's own GOP logic or scene cuts, which would break alignment across variants.
-    pub fn encoder_settings(&self, time_base: Rational, segment_secs: f64) -> VideoEncoderSettings {
+    /// The video encoder's settings. Keyframes come from the timeline's forced frames
+    /// (segment boundaries), never from the encoder's own GOP logic or scene cuts, which
+    /// would break alignment across variants; SVT-AV1, which cannot force one, gets a GOP of
+    /// exactly one segment instead (see [`VideoCodec::Av1`]).
+    pub fn encoder_settings(
+        &self,
+        time_base: Rational,
+        segment_secs: f64,
+        global_header: bool,
+    ) -> VideoEncoderSettings {
         let vp = self.profile;
-        let frames_per_segment = (segment_secs * self.frame_rate).ceil().max(1.0) as i32;
+        let frames_per_segment = (segment_secs * self.frame_rate).round().max(1.0) as i32;
+        let preset = vp.codec.encoder_preset(&vp.preset);
+        let (gop_size, options) = match vp.codec {
+            VideoCodec::H264 => (
+                frames_per_segment * 4,
+                vec![
+                    ("preset".into(), preset),
+                    ("forced-idr".into(), "1".into()),
+                    ("x264-params".into(), "scenecut=0:open-gop=0".into()),
+                ],
+            ),
+            // x265 logs to stderr itself: only errors.
+            VideoCodec::Hevc => (
+                frames_per_segment * 4,
+                vec![
+                    ("preset".into(), preset),
+                    ("forced-idr".into(), "1".into()),
+                    (
+                        "x265-params".into(),
+                        format!(
+                            "scenecut=0:open-gop=0:log-level=error:pools={}:frame-threads={}",
+                            self.threads,
+                            self.threads.clamp(1, 4)
+                        ),
+                    ),
+                ],
+            ),
+            VideoCodec::Av1 => (
+                frames_per_segment,
+                vec![
+                    ("preset".into(), preset),
+                    ("svtav1-params".into(), format!("scd=0:lp={}", self.threads)),
+                ],
+            ),
+        };
         VideoEncoderSettings {
             codec: vp.codec.encoder_name().to_owned(),
             width: self.width,
@@ -37,20 +78,19 @@ impl RungPlan<'_> {
             bit_rate: vp.video_bitrate as i64,
             max_rate: vp.max_rate as i64,
             buf_size: vp.buf_size as i64,
-            gop_size: frames_per_segment * 4,
+            gop_size,
             threads: self.threads,
-            options: vec![
-                ("preset".into(), vp.preset.clone()),
-                ("forced-idr".into(), "1".into()),
-                ("x264-params".into(), "scenecut=0:open-gop=0".into()),
-            ],
+            global_header,
+            options,
         }
     }
 
-    /// The rung's master playlist entry, priced from its configured rates until measured.
-    pub fn master_entry(&self, with_audio: bool) -> MasterEntry {
+    /// The rung's master playlist entry, priced from its configured rates until measured:
+    /// with its muxed audio (MPEG-TS), or playing with an audio group (fMP4), whose rate
+    /// the master adds itself.
+    pub fn master_entry(&self, muxed_audio: bool, audio_group: Option<usize>) -> MasterEntry {
         let vp = self.profile;
-        let audio_bps = if with_audio { vp.audio_bitrate } else { 0 };
+        let audio_bps = if muxed_audio { vp.audio_bitrate } else { 0 };
         MasterEntry {
             uri: format!("{}/{MEDIA_PLAYLIST}", vp.name),
             bandwidth: vp.max_rate + audio_bps,
@@ -59,6 +99,8 @@ impl RungPlan<'_> {
             height: self.height as u32,
             codecs: String::new(),
             frame_rate: self.frame_rate,
+            muxed_audio,
+            audio_group,
         }
     }
 }

@@ -44,6 +44,9 @@ pub(crate) struct Rung {
     pub writer: SegmentWriter,
     /// The audio encoder's time base; `0/1` without audio.
     pub audio_tb: Rational,
+    /// The video's RFC 6381 codec string when the encoder's global header told it (fMP4);
+    /// otherwise read from the first keyframe's parameter sets.
+    pub codecs: Option<String>,
     pub counters: Arc<VariantCounters>,
     /// Test-only fault injection: panic after this many frames (see the config).
     #[cfg(feature = "fault-injection")]
@@ -69,7 +72,8 @@ pub(crate) struct VariantWorker {
 }
 
 impl VariantWorker {
-    pub fn new(rung: Rung) -> Self {
+    pub fn new(mut rung: Rung) -> Self {
+        let codecs = rung.codecs.take();
         let video_tb = rung.encoder.time_base();
         let frame_ticks = ((1.0 / rung.frame_rate.max(1.0))
             / video_tb.as_f64().max(f64::MIN_POSITIVE))
@@ -85,7 +89,7 @@ impl VariantWorker {
             last_sent_pts: None,
             forced: VecDeque::new(),
             audio_queue: VecDeque::new(),
-            codecs: None,
+            codecs,
             first_pts: None,
             packet: Packet::new(),
         }
@@ -275,14 +279,7 @@ impl VariantWorker {
             self.forced.pop_front();
         }
         if self.codecs.is_none() {
-            if let Some(avc) = h264_codec_string(pkt.data()) {
-                let audio = if self.rung.audio_tb.den > 1 {
-                    ",mp4a.40.2"
-                } else {
-                    ""
-                };
-                self.codecs = Some(format!("{avc}{audio}"));
-            }
+            self.codecs = h264_codec_string(pkt.data());
         }
         // Audio that belongs before this packet: before the cut point for a segment start,
         // otherwise up to the packet's decode time.
@@ -320,7 +317,7 @@ impl VariantWorker {
             - self.audio_queue.front().map_or(0.0, |f| f.0);
         if lead > MAX_AUDIO_LEAD {
             let (_, p) = self.audio_queue.pop_front().expect("non-empty");
-            return self.rung.writer.write_audio(p).map_err(output_error);
+            self.rung.writer.write_audio(p).map_err(output_error)?;
         }
         Ok(())
     }
@@ -335,7 +332,7 @@ impl VariantWorker {
 }
 
 /// Adds a finished segment to the counters.
-fn count_segment(counters: &VariantCounters, stats: &StatsCell, done: SegmentDone) {
+pub(crate) fn count_segment(counters: &VariantCounters, stats: &StatsCell, done: SegmentDone) {
     if done.bytes > 0 || done.duration > 0.0 {
         counters.segments.fetch_add(1, Relaxed);
     }

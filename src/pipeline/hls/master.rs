@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use parking_lot::Mutex;
 
-use super::{write_atomic, MASTER_PLAYLIST};
+use super::{write_atomic, AAC_LC, MASTER_PLAYLIST, MEDIA_PLAYLIST};
 use crate::stats::StatsCell;
 
 /// One `#EXT-X-STREAM-INF` entry.
@@ -25,10 +25,27 @@ pub(crate) struct MasterEntry {
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
-    /// RFC 6381 codecs, e.g. `avc1.640028,mp4a.40.2`.
+    /// The video's RFC 6381 codec, e.g. `avc1.640028` (the audio's is added when written).
     pub codecs: String,
     /// Frames per second.
     pub frame_rate: f64,
+    /// Audio muxed into the variant's own segments (MPEG-TS).
+    pub muxed_audio: bool,
+    /// The audio rendition group it plays with (fMP4), an index into the audio groups.
+    pub audio_group: Option<usize>,
+}
+
+/// An audio-only rendition (fMP4): an `#EXT-X-MEDIA` group of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AudioGroup {
+    /// Its directory and `GROUP-ID`, e.g. `audio-128k`.
+    pub name: String,
+    /// Channels.
+    pub channels: u32,
+    /// Configured bits/s, until measured.
+    pub bandwidth: u64,
+    /// Average bits/s, until measured.
+    pub average_bandwidth: u64,
 }
 
 /// Bitrates a variant measured from its segments, bits/s.
@@ -54,44 +71,61 @@ pub(crate) struct MasterPlaylist {
     dir: PathBuf,
     /// fsync at each write.
     sync: bool,
+    /// `#EXT-X-VERSION` (7 with fMP4).
+    version: u8,
     state: Mutex<MasterState>,
 }
 
+#[derive(Clone)]
 struct MasterState {
     entries: Vec<MasterEntry>,
+    audio: Vec<AudioGroup>,
+    /// Per video entry, then per audio group: it has listed a segment.
     ready: Vec<bool>,
     written: Written,
 }
 
 impl MasterPlaylist {
-    /// A master over these entries, in ladder order; nothing is written yet.
-    pub fn new(dir: &Path, entries: Vec<MasterEntry>, sync: bool) -> Self {
+    /// A master over these entries, in ladder order, and audio groups; nothing is written
+    /// yet.
+    pub fn new(
+        dir: &Path,
+        entries: Vec<MasterEntry>,
+        audio: Vec<AudioGroup>,
+        version: u8,
+        sync: bool,
+    ) -> Self {
         Self {
             dir: dir.to_path_buf(),
             sync,
+            version,
             state: Mutex::new(MasterState {
-                ready: vec![false; entries.len()],
+                ready: vec![false; entries.len() + audio.len()],
                 entries,
+                audio,
                 written: Written::No,
             }),
         }
     }
 
-    /// Variant `index` listed a segment (its `codecs` known from its bitstream). Once every
-    /// variant has, the master is written; a failed write is retried at the next segment.
+    /// Rendition `index` (video rungs first, then the audio groups) listed a segment (a
+    /// video's `codecs` known from its bitstream). Once every rendition has, the master is
+    /// written; a failed write is retried at the next segment.
     pub fn segment_done(&self, index: usize, codecs: &str, stats: &StatsCell) {
         // Short critical section: flags and a clone of a few entries, no I/O.
         let snapshot = {
             let mut g = self.state.lock();
             if !g.ready[index] {
                 g.ready[index] = true;
-                codecs.clone_into(&mut g.entries[index].codecs);
+                if let Some(e) = g.entries.get_mut(index) {
+                    codecs.clone_into(&mut e.codecs);
+                }
             }
             if g.written != Written::No || g.ready.iter().any(|r| !r) {
                 return;
             }
             g.written = Written::InProgress;
-            g.entries.clone()
+            g.clone()
         };
         let ok = self.write(&snapshot, stats);
         self.state.lock().written = if ok { Written::Yes } else { Written::No };
@@ -105,21 +139,28 @@ impl MasterPlaylist {
             if g.ready.iter().any(|r| !r) {
                 return;
             }
-            for (e, m) in g.entries.iter_mut().zip(measured) {
+            let (video, audio) = measured.split_at(g.entries.len().min(measured.len()));
+            for (e, m) in g.entries.iter_mut().zip(video) {
                 if m.peak > 0 && m.average > 0 {
                     e.bandwidth = m.peak.max(m.average);
                     e.average_bandwidth = m.average;
                 }
             }
-            g.entries.clone()
+            for (a, m) in g.audio.iter_mut().zip(audio) {
+                if m.peak > 0 && m.average > 0 {
+                    a.bandwidth = m.peak.max(m.average);
+                    a.average_bandwidth = m.average;
+                }
+            }
+            g.clone()
         };
         if self.write(&entries, stats) {
             self.state.lock().written = Written::Yes;
         }
     }
 
-    fn write(&self, entries: &[MasterEntry], stats: &StatsCell) -> bool {
-        match write_master(&self.dir, entries, self.sync) {
+    fn write(&self, state: &MasterState, stats: &StatsCell) -> bool {
+        match write_master(&self.dir, &render(state, self.version), self.sync) {
             Ok(n) => {
                 stats.playlist_bytes.fetch_add(n, Relaxed);
                 true
@@ -133,15 +174,46 @@ impl MasterPlaylist {
     }
 }
 
-/// Renders and atomically writes the master playlist.
-fn write_master(dir: &Path, entries: &[MasterEntry], sync: bool) -> io::Result<u64> {
-    let mut text = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for e in entries {
+/// The master playlist's text: the audio groups (`#EXT-X-MEDIA`), then one
+/// `#EXT-X-STREAM-INF` per video rung, whose BANDWIDTH and CODECS include its audio's.
+fn render(state: &MasterState, version: u8) -> String {
+    let mut text = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for (i, a) in state.audio.iter().enumerate() {
         let _ = writeln!(
             text,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}\",FRAME-RATE={:.3}\n{}",
-            e.bandwidth, e.average_bandwidth, e.width, e.height, e.codecs, e.frame_rate, e.uri
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT={1},AUTOSELECT=YES,CHANNELS=\"{2}\",URI=\"{0}/{MEDIA_PLAYLIST}\"",
+            a.name,
+            if i == 0 { "YES" } else { "NO" },
+            a.channels,
         );
     }
-    write_atomic(&dir.join(MASTER_PLAYLIST), &text, sync)
+    for e in &state.entries {
+        let group = e.audio_group.and_then(|g| state.audio.get(g));
+        let (audio_peak, audio_avg) = group.map_or((0, 0), |a| (a.bandwidth, a.average_bandwidth));
+        let audio_codec = if e.muxed_audio || group.is_some() {
+            format!(",{AAC_LC}")
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            text,
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}{audio_codec}\",FRAME-RATE={:.3}",
+            e.bandwidth + audio_peak,
+            e.average_bandwidth + audio_avg,
+            e.width,
+            e.height,
+            e.codecs,
+            e.frame_rate
+        );
+        if let Some(a) = group {
+            let _ = write!(text, ",AUDIO=\"{}\"", a.name);
+        }
+        let _ = writeln!(text, "\n{}", e.uri);
+    }
+    text
+}
+
+/// Atomically writes the master playlist.
+fn write_master(dir: &Path, text: &str, sync: bool) -> io::Result<u64> {
+    write_atomic(&dir.join(MASTER_PLAYLIST), text, sync)
 }

@@ -1,4 +1,5 @@
-//! One variant's HLS output: MPEG-TS segments cut at the aligned keyframes, and its media
+//! One rendition's HLS output: segments (MPEG-TS, or fMP4 after an init segment) cut at the
+//! aligned keyframes (or, for an audio-only rendition, on the segment grid), and its media
 //! playlist.
 
 use std::collections::VecDeque;
@@ -6,11 +7,17 @@ use std::fmt::Write as _;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::resume::{segment_name, OutputStart};
+use super::resume::{init_name, segment_name, OutputStart};
 use super::{write_atomic, OutputError, MEDIA_PLAYLIST};
+use crate::config::Container;
 use std::sync::Arc;
 
 use crate::ffi::{CodecContext, Interrupt, OutputContext, Packet, Rational};
+
+/// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
+/// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
+/// (`presentationTimeOffset`).
+pub(crate) const FMP4_TIME_OFFSET: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 struct Segment {
@@ -22,14 +29,18 @@ struct Segment {
     bytes: u64,
     /// Preceded by `#EXT-X-DISCONTINUITY` (the source restarted before it).
     discontinuity: bool,
+    /// File number of its init segment (fMP4).
+    init: Option<u64>,
 }
 
-/// One variant's HLS writer: a single MPEG-TS muxer whose file is swapped at each cut (so
+/// One rendition's HLS writer: a single muxer whose file is swapped at each cut (so
 /// timestamps and continuity stay one stream), plus its media playlist.
 pub struct SegmentWriter {
     dir: PathBuf,
+    container: Container,
     muxer: OutputContext,
-    video_index: i32,
+    /// `None` for an audio-only rendition, which cuts on the segment grid by itself.
+    video_index: Option<i32>,
     audio_index: Option<i32>,
     video_tb: Rational,
     audio_tb: Rational,
@@ -61,6 +72,10 @@ pub struct SegmentWriter {
     /// The final playlist gets `#EXT-X-ENDLIST` (not when the stream failed: a restart may
     /// continue it).
     final_endlist: bool,
+    /// File number of this run's init segment (fMP4).
+    init: Option<u64>,
+    /// Audio-only: where the open segment ends on the grid, seconds.
+    audio_boundary: Option<f64>,
 }
 
 /// How a variant's output is written.
@@ -75,6 +90,8 @@ pub(crate) struct MediaOutput {
     pub interrupt: Arc<Interrupt>,
     /// fsync playlists.
     pub sync: bool,
+    /// How segments are packaged.
+    pub container: Container,
 }
 
 /// What a finished or cut segment adds to the counters.
@@ -89,11 +106,12 @@ pub struct SegmentDone {
 }
 
 impl SegmentWriter {
-    /// Creates the muxer for a video encoder and an optional audio encoder, and opens the
-    /// first segment.
+    /// Creates the muxer for a video encoder and an optional audio encoder (or, without
+    /// video, an audio-only rendition), writes the init segment (fMP4), and opens the first
+    /// segment.
     pub fn create(
         dir: &Path,
-        video: &CodecContext,
+        video: Option<&CodecContext>,
         audio: Option<&CodecContext>,
         output: MediaOutput,
     ) -> Result<Self, OutputError> {
@@ -103,20 +121,56 @@ impl SegmentWriter {
             start,
             interrupt,
             sync,
+            container,
         } = output;
         let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
-        let mut muxer = OutputContext::new("mpegts", interrupt).map_err(mux_err)?;
-        let video_index = muxer.add_stream(video).map_err(mux_err)?;
+        let format = match container {
+            Container::Fmp4 => "mp4",
+            _ => "mpegts",
+        };
+        let mut muxer = OutputContext::new(format, interrupt).map_err(mux_err)?;
+        let video_index = video
+            .map(|v| muxer.add_stream(v))
+            .transpose()
+            .map_err(mux_err)?;
         let audio_index = audio
             .map(|a| muxer.add_stream(a))
             .transpose()
             .map_err(mux_err)?;
+        if container == Container::Fmp4 {
+            // One fragment per segment, flushed at each cut; the init segment is the header.
+            let flags =
+                "+frag_custom+empty_moov+default_base_moof+skip_sidx+skip_trailer+frag_discont";
+            muxer.set_muxer_option("movflags", flags).map_err(mux_err)?;
+            // Without an edit list the first fragment starts at its first decode time (with
+            // frag_discont: the packet's own, not zero), so presentation times stay ours.
+            muxer
+                .set_muxer_option("use_editlist", "0")
+                .map_err(mux_err)?;
+            // Each rendition is its own file, so the muxer's own shift of negative times
+            // (B-frame decode times, AAC priming) would differ per file and put audio and
+            // video apart: every rendition is shifted by the same offset instead.
+            // (Without an edit list the mp4 muxer would shift each file to zero by itself.)
+            let offset = format!("{}us", FMP4_TIME_OFFSET.as_micros());
+            muxer
+                .set_format_option("output_ts_offset", &offset)
+                .and_then(|()| muxer.set_format_option("avoid_negative_ts", "disabled"))
+                .map_err(mux_err)?;
+            if let (Some(i), Some(v)) = (video_index, video) {
+                if v.codec_name() == "hevc" {
+                    // Apple's players take HEVC in MP4 as hvc1 only (parameter sets in the
+                    // sample entry).
+                    muxer.set_codec_tag(i, *b"hvc1");
+                }
+            }
+        }
         let mut w = Self {
             dir: dir.to_path_buf(),
+            container,
             muxer,
             video_index,
             audio_index,
-            video_tb: video.time_base(),
+            video_tb: video.map_or(Rational::new(1, 1), CodecContext::time_base),
             audio_tb: audio.map_or(Rational::new(1, 1), CodecContext::time_base),
             target_duration,
             live_window,
@@ -136,6 +190,7 @@ impl SegmentWriter {
                     duration: c.duration,
                     bytes: 0,
                     discontinuity: c.discontinuity,
+                    init: c.init,
                 })
                 .collect(),
             next_sequence: start.next_sequence,
@@ -147,19 +202,38 @@ impl SegmentWriter {
             discontinuity_sequence: start.discontinuity_sequence,
             final_endlist: true,
             sync,
+            init: None,
+            audio_boundary: None,
         };
-        let first = w.segment_path(w.next_file);
-        w.muxer
-            .open_file(&first)
-            .map_err(|e| OutputError::Mux(first.clone(), e))?;
-        w.muxer
-            .write_header()
-            .map_err(|e| OutputError::Mux(first, e))?;
+        w.write_header()?;
         Ok(w)
     }
 
+    /// Writes the container header: into the init segment (fMP4), or at the start of the
+    /// first segment (MPEG-TS); then opens the first segment.
+    fn write_header(&mut self) -> Result<(), OutputError> {
+        if self.container == Container::Fmp4 {
+            let init = self.dir.join(init_name(self.next_file));
+            let err = |e| OutputError::Mux(init.clone(), e);
+            self.muxer.open_file(&init).map_err(err)?;
+            self.muxer.write_header().map_err(err)?;
+            self.muxer.close_file().map_err(err)?;
+            self.init = Some(self.next_file);
+        }
+        let first = self.segment_path(self.next_file);
+        self.muxer
+            .open_file(&first)
+            .map_err(|e| OutputError::Mux(first.clone(), e))?;
+        if self.container != Container::Fmp4 {
+            self.muxer
+                .write_header()
+                .map_err(|e| OutputError::Mux(first, e))?;
+        }
+        Ok(())
+    }
+
     fn segment_path(&self, file: u64) -> PathBuf {
-        self.dir.join(segment_name(file))
+        self.dir.join(segment_name(file, self.container))
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
@@ -183,18 +257,38 @@ impl SegmentWriter {
         }
         let end = pts + pkt.duration().max(0) as f64 * tb.as_f64();
         self.open_end = self.open_end.max(end);
-        pkt.set_stream_index(self.video_index);
+        pkt.set_stream_index(self.video_index.unwrap_or(0));
         self.write(pkt, tb)?;
         Ok(done)
     }
 
-    /// Writes an encoded audio packet (in the audio encoder's time base).
-    pub fn write_audio(&mut self, mut pkt: Packet) -> Result<(), OutputError> {
+    /// Writes an encoded audio packet (in the audio encoder's time base). An audio-only
+    /// rendition cuts its segments here, on a grid of the segment duration from its first
+    /// packet, and returns the segment it closed.
+    pub fn write_audio(&mut self, mut pkt: Packet) -> Result<Option<SegmentDone>, OutputError> {
         let Some(index) = self.audio_index else {
-            return Ok(());
+            return Ok(None);
         };
+        let mut done = None;
+        if self.video_index.is_none() {
+            let tb = self.audio_tb.as_f64();
+            let pts = pkt.pts() as f64 * tb;
+            // Half a millisecond of slack: AAC frames do not divide most durations exactly.
+            if self.audio_boundary.is_some_and(|b| pts >= b - 5e-4) && self.open_start.is_some() {
+                done = Some(self.cut(pts)?);
+            }
+            if self.open_start.is_none() {
+                self.open_start = Some(pts);
+                self.open_discontinuity = std::mem::take(&mut self.pending_discontinuity);
+                let next = self.audio_boundary.map_or(pts, |b| b) + self.target_duration;
+                self.audio_boundary = Some(next);
+            }
+            let end = pts + pkt.duration().max(0) as f64 * tb;
+            self.open_end = self.open_end.max(end);
+        }
         pkt.set_stream_index(index);
-        self.write(pkt, self.audio_tb)
+        self.write(pkt, self.audio_tb)?;
+        Ok(done)
     }
 
     fn write(&mut self, mut pkt: Packet, from: Rational) -> Result<(), OutputError> {
@@ -213,10 +307,12 @@ impl SegmentWriter {
         self.muxer
             .open_file(&next)
             .map_err(|e| OutputError::Mux(next.clone(), e))?;
-        // The next file must start with PAT/PMT so it decodes on its own.
-        self.muxer
-            .set_muxer_option("mpegts_flags", "+resend_headers")
-            .map_err(|e| OutputError::Mux(next, e))?;
+        if self.container != Container::Fmp4 {
+            // The next file must start with PAT/PMT so it decodes on its own.
+            self.muxer
+                .set_muxer_option("mpegts_flags", "+resend_headers")
+                .map_err(|e| OutputError::Mux(next, e))?;
+        }
         Ok(done)
     }
 
@@ -249,6 +345,7 @@ impl SegmentWriter {
             duration,
             bytes,
             discontinuity: std::mem::take(&mut self.open_discontinuity),
+            init: self.init,
         });
         self.next_sequence += 1;
         self.next_file += 1;
@@ -327,7 +424,12 @@ impl SegmentWriter {
         let target = self.target;
         let first_seq = self.segments.front().map_or(0, |s| s.sequence);
         let mut text = String::with_capacity(128 + self.segments.len() * 40);
-        text.push_str("#EXTM3U\n#EXT-X-VERSION:3\n");
+        let version = if self.container == Container::Fmp4 {
+            7
+        } else {
+            3
+        };
+        let _ = write!(text, "#EXTM3U\n#EXT-X-VERSION:{version}\n");
         let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target}");
         let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
         if self.discontinuity_sequence > 0 {
@@ -341,11 +443,19 @@ impl SegmentWriter {
             text.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
         }
         text.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let mut map = None;
         for s in &self.segments {
             if s.discontinuity {
                 text.push_str("#EXT-X-DISCONTINUITY\n");
             }
-            let _ = writeln!(text, "#EXTINF:{:.6},\n{}", s.duration, segment_name(s.file));
+            if s.init != map {
+                map = s.init;
+                if let Some(init) = s.init {
+                    let _ = writeln!(text, "#EXT-X-MAP:URI=\"{}\"", init_name(init));
+                }
+            }
+            let name = segment_name(s.file, self.container);
+            let _ = writeln!(text, "#EXTINF:{:.6},\n{name}", s.duration);
         }
         if ended {
             text.push_str("#EXT-X-ENDLIST\n");
@@ -353,6 +463,11 @@ impl SegmentWriter {
         let path = self.dir.join(MEDIA_PLAYLIST);
         let n = write_atomic(&path, &text, self.sync).map_err(|e| OutputError::Io(path, e))?;
         Ok(n)
+    }
+
+    /// The time base audio packets are given in.
+    pub fn audio_time_base(&self) -> Rational {
+        self.audio_tb
     }
 
     /// Peak bitrate of the listed segments, bits/s (0 before the first segment).
@@ -374,43 +489,5 @@ impl Drop for SegmentWriter {
             let _ = self.muxer.close_file();
             let _ = std::fs::remove_file(self.segment_path(self.next_file));
         }
-    }
-}
-
-/// The RFC 6381 `avc1.PPCCLL` string from the SPS in an H.264 Annex B packet, if present.
-pub fn h264_codec_string(annexb: &[u8]) -> Option<String> {
-    let mut i = 0;
-    while i + 3 < annexb.len() {
-        if annexb[i] == 0 && annexb[i + 1] == 0 && annexb[i + 2] == 1 {
-            let nal = i + 3;
-            if annexb[nal] & 0x1f == 7 && nal + 3 < annexb.len() {
-                return Some(format!(
-                    "avc1.{:02X}{:02X}{:02X}",
-                    annexb[nal + 1],
-                    annexb[nal + 2],
-                    annexb[nal + 3]
-                ));
-            }
-            i = nal;
-        } else {
-            i += 1;
-        }
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codec_string_from_sps() {
-        // start code, SPS header 0x67, profile 100 (High), constraints 0, level 40.
-        let pkt = [
-            0, 0, 0, 1, 0x09, 0xf0, 0, 0, 1, 0x67, 0x64, 0x00, 0x28, 0xac,
-        ];
-        assert_eq!(h264_codec_string(&pkt).as_deref(), Some("avc1.640028"));
-        assert_eq!(h264_codec_string(&[0, 0, 1, 0x65, 1, 2, 3]), None);
-        assert_eq!(h264_codec_string(&[]), None);
     }
 }

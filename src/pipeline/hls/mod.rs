@@ -3,19 +3,32 @@
 //! written to a temporary file and renamed into place, so a reader never sees one
 //! half-written.
 
+mod codecs;
 mod master;
 mod media;
 mod resume;
 
-pub(crate) use master::{MasterEntry, MasterPlaylist, MeasuredBitrate};
-pub(crate) use media::{h264_codec_string, MediaOutput, SegmentDone, SegmentWriter};
+pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
+pub(crate) use codecs::{h264 as h264_codec_string, AAC_LC};
+pub(crate) use media::{MediaOutput, SegmentDone, SegmentWriter, FMP4_TIME_OFFSET};
 pub(crate) use resume::OutputStart;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::config::VideoCodec;
 use crate::error::Error;
 use crate::ffi::AvError;
+
+/// The RFC 6381 codec string of a video encoder's output, from its global header; `None`
+/// when the header does not say.
+pub(crate) fn video_codec_string(codec: VideoCodec, extradata: &[u8]) -> Option<String> {
+    match codec {
+        VideoCodec::H264 => codecs::h264(extradata),
+        VideoCodec::Hevc => codecs::hevc(extradata),
+        VideoCodec::Av1 => codecs::av1(extradata),
+    }
+}
 
 /// Name of the master playlist in the output directory.
 pub(crate) const MASTER_PLAYLIST: &str = "master.m3u8";

@@ -13,6 +13,7 @@ use std::io;
 use std::path::Path;
 
 use super::MEDIA_PLAYLIST;
+use crate::config::Container;
 
 /// A segment an earlier run listed in a live playlist, carried into this run's.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +24,8 @@ pub(crate) struct CarriedSegment {
     pub file: u64,
     pub duration: f64,
     pub discontinuity: bool,
+    /// The file number of its init segment (`#EXT-X-MAP`), in fMP4.
+    pub init: Option<u64>,
 }
 
 /// How a variant's playlist starts.
@@ -39,13 +42,34 @@ pub(crate) struct OutputStart {
 }
 
 /// The file name of the segment with file number `file`.
-pub(crate) fn segment_name(file: u64) -> String {
-    format!("seg_{file:05}.ts")
+pub(crate) fn segment_name(file: u64, container: Container) -> String {
+    match container {
+        Container::Fmp4 => format!("seg_{file:05}.m4s"),
+        _ => format!("seg_{file:05}.ts"),
+    }
+}
+
+/// The file name of the fMP4 init segment written with the segment `file` (each run of
+/// the encoders has its own: a live playlist carried on lists both).
+pub(crate) fn init_name(file: u64) -> String {
+    format!("init_{file:05}.mp4")
 }
 
 /// The file number in a segment file name we wrote, if it is one.
 fn segment_number(name: &str) -> Option<u64> {
-    let digits = name.strip_prefix("seg_")?.strip_suffix(".ts")?;
+    let stem = name.strip_prefix("seg_")?;
+    let digits = stem
+        .strip_suffix(".ts")
+        .or_else(|| stem.strip_suffix(".m4s"))?;
+    number(digits)
+}
+
+/// The file number in an init segment name we wrote, if it is one.
+fn init_number(name: &str) -> Option<u64> {
+    number(name.strip_prefix("init_")?.strip_suffix(".mp4")?)
+}
+
+fn number(digits: &str) -> Option<u64> {
     (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
@@ -64,6 +88,7 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
     let mut p = EarlierPlaylist::default();
     let mut duration = None;
     let mut discontinuity = false;
+    let mut init = None;
     let mut first_sequence = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
@@ -72,6 +97,8 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
             duration = Some(v.trim_end_matches(',').parse::<f64>().ok()?);
         } else if let Some(v) = line.strip_prefix("#EXT-X-DISCONTINUITY-SEQUENCE:") {
             p.discontinuity_sequence = v.parse().ok()?;
+        } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:URI=") {
+            init = Some(init_number(v.trim_matches('"'))?);
         } else if line == "#EXT-X-DISCONTINUITY" {
             discontinuity = true;
         } else if line == "#EXT-X-ENDLIST" {
@@ -82,6 +109,7 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
                 file: segment_number(line)?,
                 duration: duration.take()?,
                 discontinuity: std::mem::take(&mut discontinuity),
+                init,
             });
         }
     }
@@ -92,11 +120,14 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
 /// fresh start, removes the earlier run's playlist and segments.
 pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
     let mut on_disk = Vec::new();
+    let mut inits = Vec::new();
     let mut playlists = Vec::new();
     for entry in std::fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(n) = segment_number(&name) {
-            on_disk.push(n);
+            on_disk.push((n, name));
+        } else if init_number(&name).is_some() {
+            inits.push(name);
         } else if name.starts_with(MEDIA_PLAYLIST) {
             playlists.push(entry.path());
         }
@@ -114,7 +145,7 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
         .map_or(0, |s| s.sequence + 1);
     let next_file = on_disk
         .iter()
-        .copied()
+        .map(|(n, _)| *n)
         .chain(listed_max)
         .max()
         .map_or(0, |m| m + 1);
@@ -125,8 +156,17 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
         .unwrap_or_default();
     // Files no playlist will list: earlier runs' expired segments, and any a crash left
     // written but unlisted.
-    for n in on_disk.into_iter().filter(|n| !keep.contains(n)) {
-        remove_if_exists(&dir.join(segment_name(n)))?;
+    for (_, name) in on_disk.into_iter().filter(|(n, _)| !keep.contains(n)) {
+        remove_if_exists(&dir.join(name))?;
+    }
+    let kept_inits: Vec<u64> = carry
+        .as_ref()
+        .map(|p| p.segments.iter().filter_map(|s| s.init).collect())
+        .unwrap_or_default();
+    for name in inits {
+        if !init_number(&name).is_some_and(|n| kept_inits.contains(&n)) {
+            remove_if_exists(&dir.join(name))?;
+        }
     }
     if carry.is_none() {
         for p in playlists {

@@ -1,0 +1,88 @@
+//! An audio-only rendition on its own thread (fMP4/CMAF: one track per file): the shared
+//! AAC packets of one encoder, segmented on the segment grid, with their own media
+//! playlist, listed in the master as an `#EXT-X-MEDIA` group every video rung refers to.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+
+use super::control::Signals;
+use super::errors::output_error;
+use super::hls::{MasterPlaylist, MeasuredBitrate, SegmentDone, SegmentWriter, AAC_LC};
+use super::variant::{count_segment, VariantMsg};
+use crate::error::Error;
+use crate::stats::{StatsCell, VariantCounters};
+
+/// One audio rendition: its place in the master, directory name and writer.
+pub(crate) struct AudioRendition {
+    /// Its place among the master's renditions (after the video rungs).
+    pub index: usize,
+    pub name: String,
+    pub writer: SegmentWriter,
+    pub counters: Arc<VariantCounters>,
+    /// Time of the first packet, seconds.
+    pub first: Option<f64>,
+}
+
+impl AudioRendition {
+    /// The directory (and group) name of the rendition of the AAC encoder at `bit_rate`.
+    pub fn name_for(bit_rate: u64) -> String {
+        format!("audio-{}k", bit_rate / 1000)
+    }
+
+    /// Writes packets until `End` (graceful) or an abort / hang-up (partial work dropped).
+    pub fn run(
+        mut self,
+        rx: Receiver<VariantMsg>,
+        signals: &Signals,
+        stats: &StatsCell,
+        master: &MasterPlaylist,
+    ) -> Result<MeasuredBitrate, Error> {
+        let _cpu = stats.track_this_thread();
+        let endlist = loop {
+            if signals.abort_requested() {
+                return Err(Error::aborted());
+            }
+            match rx.recv() {
+                Ok(VariantMsg::Audio(pkt)) => {
+                    let end = pkt.pts() + pkt.duration().max(0);
+                    let done = self.writer.write_audio(pkt).map_err(output_error)?;
+                    self.media_until(end);
+                    if let Some(done) = done {
+                        self.segment_done(done, stats, master);
+                    }
+                }
+                Ok(VariantMsg::Video { .. }) => {}
+                Ok(VariantMsg::End { endlist }) => break endlist,
+                Err(_) => return Err(Error::aborted()),
+            }
+        };
+        if let Some(done) = self.writer.end_stream(endlist).map_err(output_error)? {
+            self.segment_done(done, stats, master);
+        }
+        let media = self.counters.media_us.load(Relaxed) as f64 / 1e6;
+        let bytes = self.counters.bytes_out.load(Relaxed) as f64;
+        Ok(MeasuredBitrate {
+            peak: self.writer.peak_bitrate(),
+            average: if media > 0.0 {
+                (bytes * 8.0 / media) as u64
+            } else {
+                0
+            },
+        })
+    }
+
+    /// Media time written so far, from the end of the last packet (audio time base ticks).
+    fn media_until(&mut self, end_ticks: i64) {
+        let secs = end_ticks as f64 * self.writer.audio_time_base().as_f64();
+        let first = *self.first.get_or_insert(secs);
+        let us = ((secs - first).max(0.0) * 1e6) as u64;
+        self.counters.media_us.fetch_max(us, Relaxed);
+    }
+
+    fn segment_done(&self, done: SegmentDone, stats: &StatsCell, master: &MasterPlaylist) {
+        count_segment(&self.counters, stats, done);
+        master.segment_done(self.index, AAC_LC, stats);
+    }
+}
