@@ -3,13 +3,19 @@ SHELL := /bin/bash
 CARGO ?= cargo
 APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
-	nginx-light libnginx-mod-rtmp python3-prometheus-client
+	nginx-light libnginx-mod-rtmp python3-prometheus-client chromium
+# The browser playback tests run tools/browser/play.mjs with Node.js: Debian's nodejs and npm
+# are installed when no `node` or `npm` is on PATH (NodeSource's nodejs brings its own npm
+# and conflicts with Debian's npm package).
+NODE_PACKAGES := nodejs:node npm:npm
+BROWSER_DIR := tools/browser
 
 .PHONY: deps demo test soak valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what is missing (quick when nothing is).
 deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done; \
+		for pc in $(NODE_PACKAGES); do command -v $${pc#*:} >/dev/null || echo $${pc%%:*}; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -20,6 +26,11 @@ deps:
 	@# python3; another python3 first on PATH (pyenv, a venv) gets it from PyPI.
 	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client \
 		|| { echo "could not install the Python package prometheus-client (python3 -m pip install prometheus-client)"; exit 1; }
+	@# playwright-core, hls.js and dash.js at the versions package-lock.json pins (no browser
+	@# download: play.mjs drives Debian's /usr/bin/chromium), again when the lock file changed.
+	@[ $(BROWSER_DIR)/node_modules/.package-lock.json -nt $(BROWSER_DIR)/package-lock.json ] \
+		|| { echo "installing: the npm packages of $(BROWSER_DIR)"; npm ci --prefix $(BROWSER_DIR) --no-audit --no-fund --loglevel=error; } \
+		|| { echo "could not install the npm packages of $(BROWSER_DIR) (npm ci --prefix $(BROWSER_DIR))"; exit 1; }
 
 # Transcodes the embedded default source (10 s 1080p30 test pattern + tone) to out/demo.
 demo: deps

@@ -2,6 +2,7 @@
 //! real media through the real FFmpeg libraries and checks outputs with ffprobe.
 
 mod bad_input;
+mod browser;
 mod chaos;
 mod common;
 mod events;
