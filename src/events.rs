@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::hooks::{Hooks, StateEvent, StatsEvent};
+use crate::hooks::{Hooks, OutputEvent, StateEvent, StatsEvent};
 
 /// Events an event channel holds before the oldest are dropped
 /// ([`Stream::events`](crate::Stream::events)).
@@ -36,6 +36,8 @@ pub enum StreamEvent {
     State(StateEvent),
     /// A statistics snapshot (periodic, and one after the end).
     Stats(StatsEvent),
+    /// A segment or playlist was written, or a segment deleted.
+    Output(OutputEvent),
     /// The receiver fell behind: this many older events were dropped since the last note.
     Lagged(u64),
 }
@@ -92,8 +94,10 @@ pub fn event_channel(capacity: usize, stats_every: Duration) -> (Hooks, Receiver
         dropped: AtomicU64::new(0),
     });
     let state_sink = sink.clone();
+    let output_sink = sink.clone();
     let hooks = Hooks::new()
         .on_state_change(move |ev| state_sink.push(StreamEvent::State(ev.clone())))
+        .on_output(move |ev| output_sink.push(StreamEvent::Output(ev.clone())))
         .on_stats(stats_every, move |ev| {
             sink.push(StreamEvent::Stats(ev.clone()))
         });

@@ -4,6 +4,7 @@
 //! stream carries on; a hook that blocks delays only later hook calls, never decoding or
 //! encoding.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -46,8 +47,66 @@ pub struct StatsEvent {
     pub stats: StreamStats,
 }
 
+/// A segment finished and listed: what an application uploads, indexes or announces.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SegmentEvent {
+    /// Stream id.
+    pub stream: String,
+    /// The rendition: a variant's name, or an audio rendition's (`audio-128k`).
+    pub variant: String,
+    /// The segment file.
+    pub path: PathBuf,
+    /// Its init segment (fMP4), which a player loads first.
+    pub init: Option<PathBuf>,
+    /// Its media sequence number in the HLS playlist.
+    pub sequence: u64,
+    /// Media duration, seconds.
+    pub duration: f64,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// The playlist lists it after `#EXT-X-DISCONTINUITY`.
+    pub discontinuity: bool,
+}
+
+/// Something written to (or removed from) a stream's output.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", serde(tag = "kind", rename_all = "snake_case"))]
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum OutputEvent {
+    /// A segment was finished, and its playlist rewritten to list it.
+    Segment(SegmentEvent),
+    /// A playlist or manifest was replaced (a media playlist, the master, the MPD).
+    PlaylistWritten {
+        /// Stream id.
+        stream: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// A segment that had left the live window was deleted.
+    SegmentDeleted {
+        /// Stream id.
+        stream: String,
+        /// The rendition.
+        variant: String,
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+/// What a stream's hook thread is sent: state changes (from the lifecycle) and output
+/// events (from the media threads, which never wait for it).
+#[derive(Debug)]
+pub(crate) enum HookMsg {
+    State(StateEvent),
+    Output(OutputEvent),
+}
+
 type StateHook = Arc<dyn Fn(&StateEvent) + Send + Sync>;
 type StatsHook = Arc<dyn Fn(&StatsEvent) + Send + Sync>;
+type OutputHook = Arc<dyn Fn(&OutputEvent) + Send + Sync>;
 
 /// The callbacks attached to a stream. Cheap to clone (shared closures). They run on the
 /// stream's own hook thread, in order, inside a panic net; a hook that blocks holds up only
@@ -71,6 +130,7 @@ type StatsHook = Arc<dyn Fn(&StatsEvent) + Send + Sync>;
 pub struct Hooks {
     on_state: Vec<StateHook>,
     on_stats: Vec<StatsHook>,
+    on_output: Vec<OutputHook>,
     stats_interval: Option<Duration>,
 }
 
@@ -79,6 +139,7 @@ impl std::fmt::Debug for Hooks {
         f.debug_struct("Hooks")
             .field("on_state", &self.on_state.len())
             .field("on_stats", &self.on_stats.len())
+            .field("on_output", &self.on_output.len())
             .field("stats_interval", &self.stats_interval)
             .finish()
     }
@@ -109,8 +170,27 @@ impl Hooks {
         self
     }
 
+    /// Calls `f` for every segment finished and listed (see [`SegmentEvent`]). Called on
+    /// the hook thread: a slow upload here delays later hooks, never the stream; when the
+    /// hook thread falls more than a queue behind, events are dropped (and logged).
+    pub fn on_segment(self, f: impl Fn(&SegmentEvent) + Send + Sync + 'static) -> Self {
+        self.on_output(move |ev| {
+            if let OutputEvent::Segment(s) = ev {
+                f(s);
+            }
+        })
+    }
+
+    /// Calls `f` for every output event: segments written, playlists written, segments
+    /// deleted.
+    pub fn on_output(mut self, f: impl Fn(&OutputEvent) + Send + Sync + 'static) -> Self {
+        self.on_output.push(Arc::new(f));
+        self
+    }
+
     /// Adds every hook of `other`.
     pub fn merge(mut self, other: &Hooks) -> Self {
+        self.on_output.extend(other.on_output.iter().cloned());
         self.on_state.extend(other.on_state.iter().cloned());
         self.on_stats.extend(other.on_stats.iter().cloned());
         if let Some(i) = other.stats_interval {
@@ -121,7 +201,19 @@ impl Hooks {
 
     /// True when no hook is set.
     pub fn is_empty(&self) -> bool {
-        self.on_state.is_empty() && self.on_stats.is_empty()
+        self.on_state.is_empty() && self.on_stats.is_empty() && self.on_output.is_empty()
+    }
+
+    /// True when an output hook is set (output events are only made then).
+    pub(crate) fn wants_output(&self) -> bool {
+        !self.on_output.is_empty()
+    }
+
+    /// Calls every output hook, each inside the panic net.
+    pub(crate) fn call_output(&self, stream: &str, ev: &OutputEvent) {
+        for h in &self.on_output {
+            guarded(format_args!("stream {stream}"), "output hook", || h(ev));
+        }
     }
 
     /// The stats interval, when a stats hook is set.

@@ -13,7 +13,9 @@ use std::fmt::{Display, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `MPD@profiles`: the live profile (SegmentTemplate) and DASH-CMAF.
-const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011,urn:mpeg:dash:profile:cmaf:2019";
+/// The live profile only: the segments are CMAF-shaped (one track, one fragment each) but
+/// carry no `cmfc` brand, so the CMAF profile is not claimed.
+const PROFILES: &str = "urn:mpeg:dash:profile:isoff-live:2011";
 /// `AudioChannelConfiguration` scheme whose value is the channel count.
 const CHANNELS: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
 /// `UTCTiming` scheme whose value is the server's clock itself: the player fetches nothing.
@@ -285,7 +287,6 @@ fn write_set(o: &mut String, id: usize, set: &AdaptationSet) {
     attr(o, "id", id);
     attr(o, "contentType", kind);
     attr(o, "mimeType", format!("{kind}/mp4"));
-    attr(o, "containerProfiles", "cmfc");
     attr(o, "segmentAlignment", "true");
     attr(o, "startWithSAP", 1);
     if let Some(lang) = &set.lang {
@@ -712,9 +713,7 @@ mod tests {
             "suggestedPresentationDelay",
         ];
         assert_eq!(durations.map(mpd), ["PT2S", "PT30S", "PT6S"]);
-        assert!(
-            mpd("profiles").contains("isoff-live:2011") && mpd("profiles").contains("cmaf:2019")
-        );
+        assert!(mpd("profiles").contains("isoff-live:2011"));
         assert_eq!(
             all(&tags, "Period", "id") + &all(&tags, "Period", "start"),
             "0PT0S"

@@ -5,11 +5,13 @@
 
 mod audio;
 mod control;
+mod dash;
 mod decode;
 mod errors;
 mod hls;
 mod memory;
 mod plan;
+mod publish;
 mod reader;
 mod rendition;
 mod session;
@@ -31,10 +33,12 @@ use crate::error::{Error, ErrorKind};
 use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
 use crate::stats::StatsCell;
 use audio::AudioChain;
+use dash::Media;
 use decode::DecodeLoop;
 use errors::{encoder_error, output_error};
 use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
+use publish::{DashOutput, Publisher};
 use rendition::AudioRendition;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
@@ -73,6 +77,7 @@ pub(crate) fn run(
     signals: &Signals,
     stats: &StatsCell,
     supervisor: &mut dyn Supervisor,
+    output_events: Option<crossbeam_channel::Sender<crate::hooks::HookMsg>>,
 ) -> Result<Ending, Error> {
     let mut opener = SourceOpener::new(config, signals);
     let connected = supervisor.connect(&mut opener, None).inspect_err(|_| {
@@ -116,32 +121,14 @@ pub(crate) fn run(
         renditions,
         routes: audio_route,
     } = opened;
-    let groups: Vec<AudioGroup> = renditions
-        .iter()
-        .zip(audio.iter().flat_map(|a| &a.encoders))
-        .map(|(r, e)| AudioGroup {
-            name: r.name.clone(),
-            channels: e.ctx.channels().max(1) as u32,
-            bandwidth: e.bit_rate,
-            average_bandwidth: e.bit_rate,
-        })
-        .collect();
-    let entries = plan.iter().zip(&audio_route).map(|(r, route)| {
-        let group = audio
-            .as_ref()
-            .filter(|_| fmp4)
-            .map(|a| a.encoder_for(r.profile.audio_bitrate));
-        r.master_entry(route.is_some(), group)
-    });
-    let sync = config.profile().sync_playlists;
-    let version = if fmp4 { 7 } else { 3 };
-    let master = MasterPlaylist::new(
-        config.output_dir(),
-        entries.collect(),
-        groups,
-        version,
-        sync,
-    );
+    let shape = Shape {
+        plan: &plan,
+        renditions: &renditions,
+        audio: audio.as_ref(),
+        routes: &audio_route,
+        live: session.live,
+    };
+    let master = publisher(config, &shape, output_events);
     // The decode loop feeds the video rungs first, then the audio renditions.
     let video_count = rungs.len();
     let audio_route: Vec<Option<usize>> = audio_route
@@ -193,7 +180,7 @@ pub(crate) fn run(
     });
     drop(audio);
     let (ending, measured) = outcome?;
-    master.write_measured(&measured, stats);
+    master.finish(&measured, stats);
     Ok(ending)
 }
 
@@ -311,6 +298,82 @@ fn open_rungs(
     })
 }
 
+/// The ladder's shape, for the master and the DASH manifest.
+struct Shape<'a> {
+    plan: &'a [RungPlan<'a>],
+    renditions: &'a [AudioRendition],
+    audio: Option<&'a AudioChain>,
+    /// Which audio encoder each video rung muxes (MPEG-TS).
+    routes: &'a [Option<usize>],
+    live: bool,
+}
+
+/// The master playlist (video rungs, then audio groups), and in fMP4 with `dash` the DASH
+/// manifest, behind one publisher that also sends the output events.
+fn publisher(
+    config: &StreamConfig,
+    shape: &Shape,
+    events: Option<crossbeam_channel::Sender<crate::hooks::HookMsg>>,
+) -> Publisher {
+    let profile = config.profile();
+    let fmp4 = profile.container == Container::Fmp4;
+    let encoders = || shape.audio.iter().flat_map(|a| &a.encoders);
+    let groups: Vec<AudioGroup> = shape
+        .renditions
+        .iter()
+        .zip(encoders())
+        .map(|(r, e)| AudioGroup {
+            name: r.name.clone(),
+            channels: e.ctx.channels().max(1) as u32,
+            bandwidth: e.bit_rate,
+            average_bandwidth: e.bit_rate,
+        })
+        .collect();
+    let entries = shape.plan.iter().zip(shape.routes).map(|(r, route)| {
+        let group = shape
+            .audio
+            .filter(|_| fmp4)
+            .map(|a| a.encoder_for(r.profile.audio_bitrate));
+        r.master_entry(route.is_some(), group)
+    });
+    let dir = config.output_dir();
+    let version = if fmp4 { 7 } else { 3 };
+    let master = MasterPlaylist::new(
+        dir,
+        entries.collect(),
+        groups,
+        version,
+        profile.sync_playlists,
+    );
+    let dash = (fmp4 && profile.dash).then(|| {
+        let video = shape.plan.iter().map(|r| {
+            let media = Media::Video {
+                width: r.width as u32,
+                height: r.height as u32,
+                frame_rate: r.frame_rate,
+            };
+            DashOutput::representation(&r.profile.name, media, r.profile.max_rate)
+        });
+        let audio = shape.renditions.iter().zip(encoders()).map(|(r, e)| {
+            let media = Media::Audio {
+                sample_rate: e.ctx.sample_rate().max(0) as u32,
+                channels: e.ctx.channels().max(1) as u32,
+            };
+            DashOutput::representation(&r.name, media, e.bit_rate)
+        });
+        let window = shape.live.then_some(profile.live_window);
+        let seg = profile.segment_duration.as_secs_f64();
+        DashOutput::new(
+            dir,
+            video.chain(audio).collect(),
+            window,
+            seg,
+            profile.sync_playlists,
+        )
+    });
+    Publisher::new(config.id(), dir, master, dash, events)
+}
+
 /// What runs on the variant threads.
 struct Workers {
     rungs: Vec<Rung>,
@@ -327,7 +390,7 @@ fn spawn_variants<'scope, 'env>(
     workers: Workers,
     signals: &'env Signals,
     stats: &'env StatsCell,
-    master: &'env MasterPlaylist,
+    master: &'env Publisher,
 ) -> Result<(Vec<Sender<VariantMsg>>, Vec<VariantHandle<'scope>>), Error> {
     type Job<'env> = Box<
         dyn FnOnce(crossbeam_channel::Receiver<VariantMsg>) -> Result<MeasuredBitrate, Error>

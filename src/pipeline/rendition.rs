@@ -9,7 +9,8 @@ use crossbeam_channel::Receiver;
 
 use super::control::Signals;
 use super::errors::output_error;
-use super::hls::{MasterPlaylist, MeasuredBitrate, SegmentDone, SegmentWriter, AAC_LC};
+use super::hls::{MeasuredBitrate, SegmentDone, SegmentWriter, AAC_LC};
+use super::publish::Publisher;
 use super::variant::{count_segment, VariantMsg};
 use crate::error::Error;
 use crate::stats::{StatsCell, VariantCounters};
@@ -37,7 +38,7 @@ impl AudioRendition {
         rx: Receiver<VariantMsg>,
         signals: &Signals,
         stats: &StatsCell,
-        master: &MasterPlaylist,
+        master: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
@@ -81,8 +82,9 @@ impl AudioRendition {
         self.counters.media_us.fetch_max(us, Relaxed);
     }
 
-    fn segment_done(&self, done: SegmentDone, stats: &StatsCell, master: &MasterPlaylist) {
+    fn segment_done(&self, done: SegmentDone, stats: &StatsCell, master: &Publisher) {
+        let timescale = self.writer.timescale();
+        master.segment_done(self.index, &self.name, AAC_LC, &done, timescale, stats);
         count_segment(&self.counters, stats, done);
-        master.segment_done(self.index, AAC_LC, stats);
     }
 }

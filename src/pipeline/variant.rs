@@ -9,7 +9,8 @@ use crossbeam_channel::Receiver;
 
 use super::control::Signals;
 use super::errors::{encoder_error, output_error};
-use super::hls::{h264_codec_string, MasterPlaylist, MeasuredBitrate, SegmentDone, SegmentWriter};
+use super::hls::{h264_codec_string, MeasuredBitrate, SegmentDone, SegmentWriter};
+use super::publish::Publisher;
 use crate::error::Error;
 use crate::ffi::{CodecContext, Frame, Packet, Rational, Scaler, Step, PIX_FMT_YUV420P};
 use crate::stats::{StatsCell, VariantCounters};
@@ -108,7 +109,7 @@ impl VariantWorker {
         rx: Receiver<VariantMsg>,
         signals: &Signals,
         stats: &StatsCell,
-        master: &MasterPlaylist,
+        master: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
@@ -137,7 +138,7 @@ impl VariantWorker {
         endlist: bool,
         signals: &Signals,
         stats: &StatsCell,
-        master: &MasterPlaylist,
+        master: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         self.rung
             .encoder
@@ -151,10 +152,8 @@ impl VariantWorker {
             self.rung.writer.write_audio(pkt).map_err(output_error)?;
         }
         if let Some(done) = self.rung.writer.end_stream(endlist).map_err(output_error)? {
+            self.publish(&done, stats, master);
             count_segment(&self.rung.counters, stats, done);
-        }
-        if let Some(codecs) = &self.codecs {
-            master.segment_done(self.rung.index, codecs, stats);
         }
         let counters = &self.rung.counters;
         let media = counters.media_us.load(Relaxed) as f64 / 1e6;
@@ -179,7 +178,7 @@ impl VariantWorker {
         frame: Frame,
         force_key: bool,
         stats: &StatsCell,
-        master: &MasterPlaylist,
+        master: &Publisher,
     ) -> Result<(), Error> {
         #[cfg(feature = "fault-injection")]
         if let Some(n) = self.rung.panic_after_frames {
@@ -251,7 +250,7 @@ impl VariantWorker {
         self.scaler.as_mut().expect("created above").scale(src, dst)
     }
 
-    fn drain_packets(&mut self, stats: &StatsCell, master: &MasterPlaylist) -> Result<(), Error> {
+    fn drain_packets(&mut self, stats: &StatsCell, master: &Publisher) -> Result<(), Error> {
         loop {
             match self.rung.encoder.receive_packet(&mut self.packet) {
                 Ok(Step::Ready(())) => {}
@@ -267,7 +266,7 @@ impl VariantWorker {
         &mut self,
         mut pkt: Packet,
         stats: &StatsCell,
-        master: &MasterPlaylist,
+        master: &Publisher,
     ) -> Result<(), Error> {
         let tb = self.video_tb.as_f64();
         let pts = pkt.pts();
@@ -301,12 +300,18 @@ impl VariantWorker {
         let media_us = ((end - start).max(0.0) * 1e6) as u64;
         counters.media_us.fetch_max(media_us, Relaxed);
         if let Some(done) = done {
-            count_segment(counters, stats, done);
-            if let Some(codecs) = &self.codecs {
-                master.segment_done(self.rung.index, codecs, stats);
-            }
+            self.publish(&done, stats, master);
+            count_segment(&self.rung.counters, stats, done);
         }
         Ok(())
+    }
+
+    /// Tells the master, the DASH manifest and the hooks about a finished segment.
+    fn publish(&self, done: &SegmentDone, stats: &StatsCell, master: &Publisher) {
+        let codecs = self.codecs.as_deref().unwrap_or_default();
+        let (index, name) = (self.rung.index, &self.rung.name);
+        let timescale = self.rung.writer.timescale();
+        master.segment_done(index, name, codecs, done, timescale, stats);
     }
 
     fn queue_audio(&mut self, pkt: Packet) -> Result<(), Error> {

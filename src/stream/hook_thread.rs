@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use crate::hooks::{Hooks, StateEvent, StatsEvent};
+pub(crate) use crate::hooks::HookMsg;
+use crate::hooks::{Hooks, StatsEvent};
 use crate::state::StreamState;
 use crate::stats::StreamStats;
 
@@ -37,7 +38,7 @@ const HOOK_POLL: Duration = Duration::from_millis(100);
 /// to deliver, should the terminal event not have fitted); then one last stats snapshot.
 pub(crate) fn run_hook_thread(
     hooks: &Hooks,
-    rx: &Receiver<StateEvent>,
+    rx: &Receiver<HookMsg>,
     stream: &str,
     snapshot: &dyn Fn() -> (StreamState, StreamStats),
     finished: &dyn Fn() -> bool,
@@ -62,7 +63,8 @@ pub(crate) fn run_hook_thread(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         match ev {
-            Some(ev) => {
+            Some(HookMsg::Output(ev)) => hooks.call_output(stream, &ev),
+            Some(HookMsg::State(ev)) => {
                 hooks.call_state(&ev);
                 if ev.to.is_terminal() {
                     break;

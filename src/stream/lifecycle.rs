@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
+use super::hook_thread::HookMsg;
 use super::recovery::Recovery;
 use crate::config::StreamConfig;
 use crate::error::Error;
@@ -44,9 +45,11 @@ pub(super) struct Lifecycle {
     pub record: Mutex<StateRecord>,
     changed: Condvar,
     /// Where state events go when the stream has hooks (set at start).
-    pub hook_tx: Mutex<Option<Sender<StateEvent>>>,
+    pub hook_tx: Mutex<Option<Sender<HookMsg>>>,
     /// The ladder as it runs, once the source is open.
     pub planned: Mutex<Option<PlannedLadder>>,
+    /// A hook wants output events (set at start).
+    pub wants_output_events: std::sync::atomic::AtomicBool,
 }
 
 impl Lifecycle {
@@ -68,6 +71,7 @@ impl Lifecycle {
             changed: Condvar::new(),
             hook_tx: Mutex::new(None),
             planned: Mutex::new(None),
+            wants_output_events: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -118,7 +122,9 @@ impl Lifecycle {
             let terminal_event = match ev {
                 Some((tx, ev)) if to.is_terminal() => Some((tx, ev)),
                 Some((tx, ev)) => {
-                    if let Err(TrySendError::Full(ev)) = tx.try_send(ev) {
+                    if let Err(TrySendError::Full(HookMsg::State(ev))) =
+                        tx.try_send(HookMsg::State(ev))
+                    {
                         log::warn!(
                             "stream {}: hooks are not keeping up; dropped {} -> {}",
                             ev.stream,
@@ -137,7 +143,7 @@ impl Lifecycle {
         if let Some((tx, ev)) = terminal_event {
             // The hook thread exits after this event; give a busy hook a moment to make
             // room, and past that the hook thread still exits once it sees the end.
-            let _ = tx.send_timeout(ev, Duration::from_secs(1));
+            let _ = tx.send_timeout(HookMsg::State(ev), Duration::from_secs(1));
         }
     }
 
@@ -194,11 +200,17 @@ pub(super) fn run_worker(lifecycle: &Lifecycle) {
     let _cpu = lifecycle.stats.track_this_thread();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let mut recovery = Recovery::new(lifecycle);
+        let output_events = lifecycle
+            .hook_tx
+            .lock()
+            .clone()
+            .filter(|_| lifecycle.wants_output_events.load(Relaxed));
         pipeline::run(
             &lifecycle.config,
             &lifecycle.signals,
             &lifecycle.stats,
             &mut recovery,
+            output_events,
         )
     }));
     let id = lifecycle.config.id();

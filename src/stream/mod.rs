@@ -335,6 +335,10 @@ impl Stream<New> {
             message: format!("spawning the hook thread: {e}"),
         })?;
         *self.lifecycle.hook_tx.lock() = Some(tx);
+        self.lifecycle.wants_output_events.store(
+            self.stage.hooks.wants_output(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(Some(handle))
     }
 }

@@ -111,7 +111,8 @@ impl MasterPlaylist {
     /// Rendition `index` (video rungs first, then the audio groups) listed a segment (a
     /// video's `codecs` known from its bitstream). Once every rendition has, the master is
     /// written; a failed write is retried at the next segment.
-    pub fn segment_done(&self, index: usize, codecs: &str, stats: &StatsCell) {
+    /// Returns whether the master was written now.
+    pub fn segment_done(&self, index: usize, codecs: &str, stats: &StatsCell) -> bool {
         // Short critical section: flags and a clone of a few entries, no I/O.
         let snapshot = {
             let mut g = self.state.lock();
@@ -122,22 +123,24 @@ impl MasterPlaylist {
                 }
             }
             if g.written != Written::No || g.ready.iter().any(|r| !r) {
-                return;
+                return false;
             }
             g.written = Written::InProgress;
             g.clone()
         };
         let ok = self.write(&snapshot, stats);
         self.state.lock().written = if ok { Written::Yes } else { Written::No };
+        ok
     }
 
     /// Rewrites the master with the measured bandwidth once the ladder is finished (only if
     /// it was written: a master never lists a variant without segments).
-    pub fn write_measured(&self, measured: &[MeasuredBitrate], stats: &StatsCell) {
+    /// Returns whether it was written.
+    pub fn write_measured(&self, measured: &[MeasuredBitrate], stats: &StatsCell) -> bool {
         let entries = {
             let mut g = self.state.lock();
             if g.ready.iter().any(|r| !r) {
-                return;
+                return false;
             }
             let (video, audio) = measured.split_at(g.entries.len().min(measured.len()));
             for (e, m) in g.entries.iter_mut().zip(video) {
@@ -154,9 +157,11 @@ impl MasterPlaylist {
             }
             g.clone()
         };
-        if self.write(&entries, stats) {
+        let ok = self.write(&entries, stats);
+        if ok {
             self.state.lock().written = Written::Yes;
         }
+        ok
     }
 
     fn write(&self, state: &MasterState, stats: &StatsCell) -> bool {

@@ -94,8 +94,8 @@ pub(crate) struct MediaOutput {
     pub container: Container,
 }
 
-/// What a finished or cut segment adds to the counters.
-#[derive(Debug, Clone, Copy, Default)]
+/// A finished or cut segment: what it adds to the counters, and where it lies.
+#[derive(Debug, Clone, Default)]
 pub struct SegmentDone {
     /// Bytes of the segment file.
     pub bytes: u64,
@@ -103,6 +103,20 @@ pub struct SegmentDone {
     pub playlist_bytes: u64,
     /// Duration of the segment, seconds.
     pub duration: f64,
+    /// Its start on the output timeline, seconds.
+    pub start: f64,
+    /// Its media sequence number.
+    pub sequence: u64,
+    /// The number in its file name.
+    pub file: u64,
+    /// Its file, relative to the output directory's rendition directory.
+    pub name: String,
+    /// Preceded by a discontinuity.
+    pub discontinuity: bool,
+    /// File number of its init segment (fMP4).
+    pub init: Option<u64>,
+    /// Segment files deleted from disk for it (they had left the live window).
+    pub deleted: Vec<String>,
 }
 
 impl SegmentWriter {
@@ -339,33 +353,42 @@ impl SegmentWriter {
             duration = (self.open_end - start).max(0.0);
             self.pending_discontinuity = true;
         }
+        let discontinuity = std::mem::take(&mut self.open_discontinuity);
         self.segments.push_back(Segment {
             sequence,
             file,
             duration,
             bytes,
-            discontinuity: std::mem::take(&mut self.open_discontinuity),
+            discontinuity,
             init: self.init,
         });
         self.next_sequence += 1;
         self.next_file += 1;
         self.open_start = None;
         self.open_end = 0.0;
-        self.expire_old_segments(end)?;
+        let deleted = self.expire_old_segments(end)?;
         let playlist_bytes = self.write_playlist(last && self.final_endlist)?;
         Ok(SegmentDone {
             bytes,
             playlist_bytes,
             duration,
+            start,
+            sequence,
+            file,
+            name: segment_name(file, self.container),
+            discontinuity,
+            init: self.init,
+            deleted,
         })
     }
 
     /// Drops segments that left the live window from the playlist; their files stay on disk
     /// for one playlist duration plus a target duration more (RFC 8216 §6.2.2: a client
     /// may still be fetching what the last playlist it loaded listed), then are deleted.
-    fn expire_old_segments(&mut self, now: f64) -> Result<(), OutputError> {
+    fn expire_old_segments(&mut self, now: f64) -> Result<Vec<String>, OutputError> {
+        let mut deleted = Vec::new();
         let Some(window) = self.live_window else {
-            return Ok(());
+            return Ok(deleted);
         };
         while self.segments.len() > window {
             let old = self.segments.pop_front().expect("len > window >= 1");
@@ -382,12 +405,12 @@ impl SegmentWriter {
             self.unlisted.pop_front();
             let p = self.segment_path(file);
             match std::fs::remove_file(&p) {
-                Ok(()) => {}
+                Ok(()) => deleted.push(segment_name(file, self.container)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(OutputError::Io(p, e)),
             }
         }
-        Ok(())
+        Ok(deleted)
     }
 
     /// The stream is over: flushes the muxer, closes the last segment and writes the final
@@ -463,6 +486,13 @@ impl SegmentWriter {
         let path = self.dir.join(MEDIA_PLAYLIST);
         let n = write_atomic(&path, &text, self.sync).map_err(|e| OutputError::Io(path, e))?;
         Ok(n)
+    }
+
+    /// Ticks per second of its track's media time in the file (fMP4: the `mdhd`
+    /// timescale).
+    pub fn timescale(&self) -> u32 {
+        let index = self.video_index.or(self.audio_index).unwrap_or(0);
+        u32::try_from(self.muxer.stream_time_base(index).den).unwrap_or(1)
     }
 
     /// The time base audio packets are given in.

@@ -8,10 +8,10 @@ mod master;
 mod media;
 mod resume;
 
-pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
 pub(crate) use codecs::{h264 as h264_codec_string, AAC_LC};
+pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
 pub(crate) use media::{MediaOutput, SegmentDone, SegmentWriter, FMP4_TIME_OFFSET};
-pub(crate) use resume::OutputStart;
+pub(crate) use resume::{init_name, OutputStart};
 
 use std::io;
 use std::path::{Path, PathBuf};
