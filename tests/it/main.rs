@@ -4,6 +4,7 @@
 mod bad_input;
 mod browser;
 mod chaos;
+mod cmaf;
 mod common;
 mod events;
 mod examples;
