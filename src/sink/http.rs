@@ -52,7 +52,7 @@ const RESPONSE_DRAIN_LIMIT: u64 = 64 * 1024;
 /// `https://o/live/720p/seg_1.m4s?token=T`. Userinfo (`http://user:pass@host/`) is sent as
 /// HTTP Basic authorization. Path elements are percent-encoded (unreserved characters are
 /// kept); empty, `.` and `..` elements are refused. [`location`](SegmentSink::location), and
-/// every error, shows the URL through [`redact_url`](crate::redact_url): the userinfo and
+/// every error, shows the URL through [`redact_url`]: the userinfo and
 /// secret-looking query values (`token`, `sig`, ...) are masked.
 ///
 /// **Retries.** A request that fails to connect, times out, breaks off, or gets a `5xx`,
