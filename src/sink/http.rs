@@ -376,6 +376,8 @@ impl Inner {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .user_agent(concat!("streamvisor/", env!("CARGO_PKG_VERSION")))
+            // One idle connection per variant uploading at once (ureq keeps 3 per host).
+            .max_idle_connections(64)
             .max_idle_connections_per_host(16)
             .timeout_global(Some(self.timeout))
             .timeout_connect(Some(self.connect_timeout.min(self.timeout)))
