@@ -12,8 +12,10 @@
 //! concurrently, so a sink is `Send + Sync`.
 
 mod fs;
+mod http;
 
 pub use fs::FsSink;
+pub use http::{content_type, HttpError, HttpSink};
 
 use std::fmt;
 use std::io;

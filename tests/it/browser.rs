@@ -318,3 +318,59 @@ fn an_fmp4_h264_hls_ladder_from_the_ffmpeg_cli_plays_every_level_in_chromium() {
         assert!(p.heights_seen.contains(&h), "no picture at {h}p: {report}");
     }
 }
+
+/// The crate's own fMP4 ladder of `codec` (720p and 360p, 8 s, with a tone) in `dir`,
+/// with a DASH manifest beside the HLS playlists.
+fn our_ladder(dir: &Path, codec: streamvisor::VideoCodec) {
+    use streamvisor::{AbrProfile, Container, StreamConfig, StreamState};
+    let source = "lavfi:testsrc2=size=1280x720:rate=30:duration=8;\
+                  sine=frequency=440:sample_rate=48000:duration=8";
+    let profile = AbrProfile::from_rungs(&["720p", "360p"])
+        .unwrap()
+        .with_codec(codec)
+        .with_preset("ultrafast")
+        .with_container(Container::Fmp4)
+        .with_dash(true);
+    let config = StreamConfig::builder("browser", source, dir)
+        .allow_generated_sources(true)
+        .profile(profile)
+        .build()
+        .unwrap();
+    let report = crate::common::run_to_end(config);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+}
+
+#[test]
+fn our_fmp4_h264_ladder_plays_every_level_in_hls_js_and_dash_js() {
+    let d = tempfile::tempdir().unwrap();
+    our_ladder(d.path(), streamvisor::VideoCodec::H264);
+    let hls = play(Kind::Hls, d.path(), "master.m3u8");
+    hls.assert_played(3.0);
+    assert_eq!(hls.levels.len(), 2, "both rungs offered: {:?}", hls.levels);
+    let dash = play(Kind::Dash, d.path(), "manifest.mpd");
+    dash.assert_played(3.0);
+    assert_eq!(
+        dash.levels.len(),
+        2,
+        "both rungs offered: {:?}",
+        dash.levels
+    );
+}
+
+#[test]
+fn our_fmp4_av1_ladder_plays_every_level_in_hls_js_and_dash_js() {
+    let d = tempfile::tempdir().unwrap();
+    our_ladder(d.path(), streamvisor::VideoCodec::Av1);
+    let hls = play(Kind::Hls, d.path(), "master.m3u8");
+    assert!(hls.supports("av01.0.04M.08"), "this Chromium plays AV1");
+    hls.assert_played(3.0);
+    assert_eq!(hls.levels.len(), 2, "both rungs offered: {:?}", hls.levels);
+    let dash = play(Kind::Dash, d.path(), "manifest.mpd");
+    dash.assert_played(3.0);
+    assert_eq!(
+        dash.levels.len(),
+        2,
+        "both rungs offered: {:?}",
+        dash.levels
+    );
+}

@@ -1,5 +1,6 @@
 //! Real ingest servers for the tests, started on 127.0.0.1 and stopped on drop: nginx with
-//! the RTMP module, nginx serving HTTP (an HLS origin that can be told to fail), and
+//! the RTMP module, nginx serving HTTP (an HLS origin that can be told to fail), nginx as
+//! a WebDAV upload origin (stopped and started again at will), and
 //! `ffmpeg` CLI peers that publish RTMP, serve or call SRT, and write a live HLS playlist.
 //! A missing package fails the test with its name (`make deps` installs them all).
 
@@ -64,18 +65,24 @@ impl Nginx {
         );
         std::fs::create_dir_all(dir.path().join("root")).unwrap();
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let child = Self::spawn(dir.path(), port);
+        Self { child, dir, port }
+    }
+
+    /// Runs nginx on the configuration in `dir` and waits until it listens on `port`.
+    fn spawn(dir: &Path, port: u16) -> Child {
         let mut child = Command::new(NGINX)
             .arg("-p")
-            .arg(dir.path())
+            .arg(dir)
             .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
+            .arg(dir.join("nginx.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("starting nginx");
         wait_listening(port, "nginx", &mut child);
-        Self { child, dir, port }
+        child
     }
 
     /// nginx with the RTMP module: application `live` (players wait for a publisher) and
@@ -102,6 +109,36 @@ impl Nginx {
                    add_header Cache-Control no-cache; } } }",
             false,
         )
+    }
+
+    /// nginx as a WebDAV upload origin on `root()`: `PUT` (creating directories as
+    /// needed, no body size limit) and `DELETE` through its dav module, `GET` to read back.
+    /// Everything gets 500 while [`Nginx::fail`] says so; paths under `/always500/` always
+    /// get 500 and under `/forbidden/` 403.
+    pub fn webdav() -> Self {
+        Self::start(
+            "http { access_log off; client_body_temp_path {DIR}/body; \
+               proxy_temp_path {DIR}/proxy;\n\
+               server { listen 127.0.0.1:{PORT}; root {DIR}/root;\n\
+                 location /always500/ { return 500; }\n\
+                 location /forbidden/ { return 403; }\n\
+                 location / { if (-f {DIR}/fail500) { return 500; }\n\
+                   dav_methods PUT DELETE; create_full_put_path on;\n\
+                   client_max_body_size 0; dav_access user:rw group:r all:r; } } }",
+            false,
+        )
+    }
+
+    /// Stops nginx (nothing listens on its port until [`Nginx::start_again`]).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the stopped nginx again, same port and configuration, and waits until it
+    /// listens.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.port);
     }
 
     /// The directory an HTTP server serves.
