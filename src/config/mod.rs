@@ -29,6 +29,8 @@ pub(crate) use source::{SourceKind, READER_LABEL};
 
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
+use crate::sink::SegmentSink;
+use std::sync::Arc;
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
 ///
@@ -61,6 +63,8 @@ pub struct StreamConfig {
     /// Hooks a manager attaches to the stream it starts from this config (every run,
     /// restarts too): [`Manager::create_stream_with`](crate::Manager::create_stream_with).
     attached_hooks: Hooks,
+    /// Where the files go; `None`: the filesystem under `output_dir`.
+    sink: Option<Arc<dyn SegmentSink>>,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -134,6 +138,7 @@ impl StreamConfig {
                 priority: 0,
                 core_share: None,
                 attached_hooks: Hooks::new(),
+                sink: None,
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -243,6 +248,11 @@ impl StreamConfig {
         self.source_hint
     }
 
+    /// The sink the output goes to, when not the filesystem under the output directory.
+    pub fn sink(&self) -> Option<&Arc<dyn SegmentSink>> {
+        self.sink.as_ref()
+    }
+
     /// The recovery policy.
     pub fn recovery(&self) -> &RecoveryPolicy {
         &self.recovery
@@ -304,7 +314,8 @@ impl std::fmt::Debug for StreamConfig {
             .field("input_options", &options)
             .field("io_timeout", &self.io_timeout)
             .field("playlist_mode", &self.playlist_mode)
-            .field("recovery", &self.recovery);
+            .field("recovery", &self.recovery)
+            .field("sink", &self.sink);
         #[cfg(feature = "fault-injection")]
         d.field("faults", &self.faults);
         d.finish()
@@ -400,6 +411,15 @@ impl StreamConfigBuilder {
             height,
             frame_rate,
         });
+        self
+    }
+
+    /// Writes the output through `sink` (e.g. [`HttpSink`](crate::sink::HttpSink)) instead of
+    /// to files under the output directory, which then only names the output (a manager
+    /// refuses two streams with the same one). A live playlist is not carried on across
+    /// runs through a sink: each run starts its numbering again.
+    pub fn sink(mut self, sink: Arc<dyn SegmentSink>) -> Self {
+        self.config.sink = Some(sink);
         self
     }
 

@@ -7,11 +7,13 @@
 
 mod av_log;
 mod avio;
+mod avio_write;
 mod codec;
 mod filter;
 mod format;
 mod frame;
 mod hw;
+mod output;
 mod resample;
 mod scale;
 
@@ -19,9 +21,10 @@ pub use av_log::{route_ffmpeg_logs, take_refused_picture};
 pub use avio::{input_format_kind, ByteSource, CustomIo, InputFormatKind, IoFailure};
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
 pub use filter::instantiated_filters;
-pub use format::{InputContext, Interrupt, OutputContext, StreamInfo};
+pub use format::{InputContext, Interrupt, StreamInfo};
 pub use frame::{Frame, Packet};
 pub use hw::HwDeviceContext;
+pub use output::OutputContext;
 pub use resample::Resampler;
 pub use scale::Scaler;
 

@@ -39,6 +39,8 @@ use errors::{encoder_error, output_error};
 use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
 use publish::{DashOutput, Publisher};
+
+use crate::sink::{FsSink, SegmentSink};
 use rendition::AudioRendition;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
@@ -83,7 +85,9 @@ pub(crate) fn run(
     let connected = supervisor.connect(&mut opener, None).inspect_err(|_| {
         // Nothing of this run reached the output: an earlier run's master must not go on
         // claiming a ladder nobody writes. (A live restart that connects carries it on.)
-        let _ = hls::remove_master(config.output_dir());
+        if config.sink().is_none() {
+            let _ = hls::remove_master(config.output_dir());
+        }
     });
     let Some((session, _)) = connected? else {
         return Ok(Ending::Stopped);
@@ -110,10 +114,11 @@ pub(crate) fn run(
     };
     let names = plan.iter().map(|r| r.profile.name.as_str());
     let names = names.chain(audio_names.iter().map(String::as_str));
-    let starts = hls::prepare_output(config.output_dir(), names, session.live)?;
+    let (sink, starts) = prepare_output(config, names, session.live)?;
     let outputs = Outputs {
         starts,
         interrupt: signals.output_interrupt(),
+        sink: sink.clone(),
     };
     let opened = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
     let Opened {
@@ -128,7 +133,7 @@ pub(crate) fn run(
         routes: &audio_route,
         live: session.live,
     };
-    let master = publisher(config, &shape, output_events);
+    let master = publisher(config, sink, &shape, output_events);
     // The decode loop feeds the video rungs first, then the audio renditions.
     let video_count = rungs.len();
     let audio_route: Vec<Option<usize>> = audio_route
@@ -205,6 +210,7 @@ fn open_audio(
 struct Outputs<'a> {
     starts: Vec<hls::OutputStart>,
     interrupt: &'a Arc<Interrupt>,
+    sink: Arc<dyn SegmentSink>,
 }
 
 /// The opened renditions, and which audio encoder each video rung muxes (`None`: none).
@@ -232,7 +238,7 @@ fn open_rungs(
         live_window: session.live.then_some(profile.live_window),
         start,
         interrupt: outputs.interrupt.clone(),
-        sync: profile.sync_playlists,
+        sink: outputs.sink.clone(),
         container: profile.container,
     };
     let mut starts = outputs.starts.into_iter();
@@ -248,8 +254,7 @@ fn open_rungs(
             .filter(|_| !fmp4)
             .map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
-        let dir = config.output_dir().join(&vp.name);
-        let writer = SegmentWriter::create(&dir, Some(&encoder), audio_enc, output(start))
+        let writer = SegmentWriter::create(&vp.name, Some(&encoder), audio_enc, output(start))
             .map_err(output_error)?;
         let codecs = fmp4
             .then(|| hls::video_codec_string(vp.codec, encoder.extradata()))
@@ -280,8 +285,7 @@ fn open_rungs(
         .zip(starts)
     {
         let name = AudioRendition::name_for(enc.bit_rate);
-        let dir = config.output_dir().join(&name);
-        let writer = SegmentWriter::create(&dir, None, Some(&enc.ctx), output(start))
+        let writer = SegmentWriter::create(&name, None, Some(&enc.ctx), output(start))
             .map_err(output_error)?;
         renditions.push(AudioRendition {
             index: plan.len() + renditions.len(),
@@ -298,6 +302,23 @@ fn open_rungs(
     })
 }
 
+/// The sink the output goes to, and where each rendition's numbering starts: on the
+/// filesystem (the default), an earlier live run's playlists are carried on and stray files
+/// removed; through an application's sink, every run starts afresh.
+fn prepare_output<'a>(
+    config: &StreamConfig,
+    names: impl Iterator<Item = &'a str>,
+    live: bool,
+) -> Result<(Arc<dyn SegmentSink>, Vec<hls::OutputStart>), Error> {
+    if let Some(sink) = config.sink() {
+        return Ok((sink.clone(), names.map(|_| Default::default()).collect()));
+    }
+    let dir = config.output_dir();
+    let starts = hls::prepare_output(dir, names, live)?;
+    let sink = FsSink::new(dir, config.profile().sync_playlists);
+    Ok((Arc::new(sink), starts))
+}
+
 /// The ladder's shape, for the master and the DASH manifest.
 struct Shape<'a> {
     plan: &'a [RungPlan<'a>],
@@ -312,6 +333,7 @@ struct Shape<'a> {
 /// manifest, behind one publisher that also sends the output events.
 fn publisher(
     config: &StreamConfig,
+    sink: Arc<dyn SegmentSink>,
     shape: &Shape,
     events: Option<crossbeam_channel::Sender<crate::hooks::HookMsg>>,
 ) -> Publisher {
@@ -336,15 +358,8 @@ fn publisher(
             .map(|a| a.encoder_for(r.profile.audio_bitrate));
         r.master_entry(route.is_some(), group)
     });
-    let dir = config.output_dir();
     let version = if fmp4 { 7 } else { 3 };
-    let master = MasterPlaylist::new(
-        dir,
-        entries.collect(),
-        groups,
-        version,
-        profile.sync_playlists,
-    );
+    let master = MasterPlaylist::new(sink.clone(), entries.collect(), groups, version);
     let dash = (fmp4 && profile.dash).then(|| {
         let video = shape.plan.iter().map(|r| {
             let media = Media::Video {
@@ -363,15 +378,9 @@ fn publisher(
         });
         let window = shape.live.then_some(profile.live_window);
         let seg = profile.segment_duration.as_secs_f64();
-        DashOutput::new(
-            dir,
-            video.chain(audio).collect(),
-            window,
-            seg,
-            profile.sync_playlists,
-        )
+        DashOutput::new(sink.clone(), video.chain(audio).collect(), window, seg)
     });
-    Publisher::new(config.id(), dir, master, dash, events)
+    Publisher::new(config.id(), sink, master, dash, events)
 }
 
 /// What runs on the variant threads.

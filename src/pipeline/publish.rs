@@ -2,18 +2,18 @@
 //! master playlist, the DASH manifest over the same segments (fMP4), and the output events
 //! for the application's hooks. Shared by every rendition thread.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
 use super::dash::{self, AdaptationSet, Content, Kind, Manifest, Media, Representation};
-use super::hls::{
-    write_atomic, MasterPlaylist, MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET, MEDIA_PLAYLIST,
-};
+use super::hls::{MasterPlaylist, MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET, MEDIA_PLAYLIST};
 use crate::hooks::{HookMsg, OutputEvent, SegmentEvent};
+use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 
 /// Name of the DASH manifest in the output directory.
@@ -22,7 +22,7 @@ pub(crate) const DASH_MANIFEST: &str = "manifest.mpd";
 /// The master, the DASH manifest and the output events of one stream's output.
 pub(crate) struct Publisher {
     stream: String,
-    dir: PathBuf,
+    sink: Arc<dyn SegmentSink>,
     master: MasterPlaylist,
     dash: Option<DashOutput>,
     events: Option<Sender<HookMsg>>,
@@ -31,14 +31,14 @@ pub(crate) struct Publisher {
 impl Publisher {
     pub fn new(
         stream: &str,
-        dir: &Path,
+        sink: Arc<dyn SegmentSink>,
         master: MasterPlaylist,
         dash: Option<DashOutput>,
         events: Option<Sender<HookMsg>>,
     ) -> Self {
         Self {
             stream: stream.to_owned(),
-            dir: dir.to_path_buf(),
+            sink,
             master,
             dash,
             events,
@@ -56,16 +56,16 @@ impl Publisher {
         timescale: u32,
         stats: &StatsCell,
     ) {
-        let vdir = self.dir.join(name);
+        let at = |file: &str| self.location(&format!("{name}/{file}"));
         if self.master.segment_done(index, codecs, stats) {
-            self.emit_playlist(self.dir.join(super::hls::MASTER_PLAYLIST));
+            self.emit_playlist(self.location(super::hls::MASTER_PLAYLIST));
         }
         if done.bytes > 0 || done.duration > 0.0 {
             self.emit(OutputEvent::Segment(SegmentEvent {
                 stream: self.stream.clone(),
                 variant: name.to_owned(),
-                path: vdir.join(&done.name),
-                init: done.init.map(|n| vdir.join(super::hls::init_name(n))),
+                path: at(&done.name),
+                init: done.init.map(|n| at(&super::hls::init_name(n))),
                 sequence: done.sequence,
                 duration: done.duration,
                 bytes: done.bytes,
@@ -73,18 +73,18 @@ impl Publisher {
             }));
             if let Some(d) = &self.dash {
                 if d.segment_done(index, codecs, done, timescale, stats) {
-                    self.emit_playlist(self.dir.join(DASH_MANIFEST));
+                    self.emit_playlist(self.location(DASH_MANIFEST));
                 }
             }
         }
         if done.playlist_bytes > 0 {
-            self.emit_playlist(vdir.join(MEDIA_PLAYLIST));
+            self.emit_playlist(at(MEDIA_PLAYLIST));
         }
         for gone in &done.deleted {
             self.emit(OutputEvent::SegmentDeleted {
                 stream: self.stream.clone(),
                 variant: name.to_owned(),
-                path: vdir.join(gone),
+                path: at(gone),
             });
         }
     }
@@ -93,13 +93,18 @@ impl Publisher {
     /// its final form.
     pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) {
         if self.master.write_measured(measured, stats) {
-            self.emit_playlist(self.dir.join(super::hls::MASTER_PLAYLIST));
+            self.emit_playlist(self.location(super::hls::MASTER_PLAYLIST));
         }
         if let Some(d) = &self.dash {
             if d.finish(measured, stats) {
-                self.emit_playlist(self.dir.join(DASH_MANIFEST));
+                self.emit_playlist(self.location(DASH_MANIFEST));
             }
         }
+    }
+
+    /// Where a file of the output is: a path, or a URL with its secrets redacted.
+    fn location(&self, rel: &str) -> PathBuf {
+        PathBuf::from(self.sink.location(rel))
     }
 
     fn emit_playlist(&self, path: PathBuf) {
@@ -125,8 +130,7 @@ impl Publisher {
 /// (dynamic, a sliding window, rewritten at every segment once every rendition has one) or
 /// on demand (static, written once at the end with the full duration).
 pub(crate) struct DashOutput {
-    path: PathBuf,
-    sync: bool,
+    sink: Arc<dyn SegmentSink>,
     /// `Some(segments)` for a live sliding window.
     live_window: Option<usize>,
     segment_secs: f64,
@@ -146,15 +150,13 @@ impl DashOutput {
     /// A manifest over these representations (segments empty; codecs filled in as they
     /// become known), in `dir`.
     pub fn new(
-        dir: &Path,
+        sink: Arc<dyn SegmentSink>,
         reps: Vec<Representation>,
         live_window: Option<usize>,
         segment_secs: f64,
-        sync: bool,
     ) -> Self {
         Self {
-            path: dir.join(DASH_MANIFEST),
-            sync,
+            sink,
             live_window,
             segment_secs,
             state: Mutex::new(DashState {
@@ -275,14 +277,14 @@ impl DashOutput {
     }
 
     fn write(&self, text: &str, stats: &StatsCell) -> bool {
-        match write_atomic(&self.path, text, self.sync) {
-            Ok(n) => {
-                stats.playlist_bytes.fetch_add(n, Relaxed);
+        match self.sink.replace(DASH_MANIFEST, text.as_bytes()) {
+            Ok(()) => {
+                stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
                 true
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Relaxed);
-                log::error!("writing {}: {e}", self.path.display());
+                log::error!("writing {}: {e}", self.sink.location(DASH_MANIFEST));
                 false
             }
         }

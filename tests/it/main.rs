@@ -18,6 +18,7 @@ mod manager;
 mod metrics;
 mod origin;
 mod output;
+mod put_ladder;
 mod put_sink;
 mod reader;
 mod recovery;

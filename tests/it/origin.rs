@@ -24,6 +24,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body's length.
     pub body_len: usize,
+    /// The body of a playlist or manifest PUT (`.m3u8`, `.mpd`), kept to check each version.
+    pub text: Option<String>,
     /// The status the origin answered.
     pub status: u16,
     /// When the request had arrived in full.
@@ -306,6 +308,8 @@ fn one_request(
         query,
         headers,
         body_len: body.len(),
+        text: (path.ends_with(".m3u8") || path.ends_with(".mpd"))
+            .then(|| String::from_utf8_lossy(&body).into_owned()),
         status,
         at: Instant::now(),
         connection,

@@ -3,13 +3,13 @@
 //! with the bandwidth measured from the segments.
 
 use std::fmt::Write as _;
-use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{write_atomic, AAC_LC, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use super::{AAC_LC, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 
 /// One `#EXT-X-STREAM-INF` entry.
@@ -68,9 +68,7 @@ enum Written {
 
 /// The master playlist of one output directory, shared by the variant threads.
 pub(crate) struct MasterPlaylist {
-    dir: PathBuf,
-    /// fsync at each write.
-    sync: bool,
+    sink: Arc<dyn SegmentSink>,
     /// `#EXT-X-VERSION` (7 with fMP4).
     version: u8,
     state: Mutex<MasterState>,
@@ -89,15 +87,13 @@ impl MasterPlaylist {
     /// A master over these entries, in ladder order, and audio groups; nothing is written
     /// yet.
     pub fn new(
-        dir: &Path,
+        sink: Arc<dyn SegmentSink>,
         entries: Vec<MasterEntry>,
         audio: Vec<AudioGroup>,
         version: u8,
-        sync: bool,
     ) -> Self {
         Self {
-            dir: dir.to_path_buf(),
-            sync,
+            sink,
             version,
             state: Mutex::new(MasterState {
                 ready: vec![false; entries.len() + audio.len()],
@@ -165,14 +161,15 @@ impl MasterPlaylist {
     }
 
     fn write(&self, state: &MasterState, stats: &StatsCell) -> bool {
-        match write_master(&self.dir, &render(state, self.version), self.sync) {
-            Ok(n) => {
-                stats.playlist_bytes.fetch_add(n, Relaxed);
+        let text = render(state, self.version);
+        match self.sink.replace(MASTER_PLAYLIST, text.as_bytes()) {
+            Ok(()) => {
+                stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
                 true
             }
             Err(e) => {
                 stats.errors.fetch_add(1, Relaxed);
-                log::error!("writing {}: {e}", self.dir.join(MASTER_PLAYLIST).display());
+                log::error!("writing {}: {e}", self.sink.location(MASTER_PLAYLIST));
                 false
             }
         }
@@ -216,9 +213,4 @@ fn render(state: &MasterState, version: u8) -> String {
         let _ = writeln!(text, "\n{}", e.uri);
     }
     text
-}
-
-/// Atomically writes the master playlist.
-fn write_master(dir: &Path, text: &str, sync: bool) -> io::Result<u64> {
-    write_atomic(&dir.join(MASTER_PLAYLIST), text, sync)
 }

@@ -4,12 +4,13 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::output_file::OutputFile;
 use super::resume::{init_name, segment_name, OutputStart};
-use super::{write_atomic, OutputError, MEDIA_PLAYLIST};
+use super::{OutputError, MEDIA_PLAYLIST};
 use crate::config::Container;
+use crate::sink::SegmentSink;
 use std::sync::Arc;
 
 use crate::ffi::{CodecContext, Interrupt, OutputContext, Packet, Rational};
@@ -36,7 +37,11 @@ struct Segment {
 /// One rendition's HLS writer: a single muxer whose file is swapped at each cut (so
 /// timestamps and continuity stay one stream), plus its media playlist.
 pub struct SegmentWriter {
-    dir: PathBuf,
+    /// Where its files go, and its directory there (the rendition's name).
+    sink: Arc<dyn SegmentSink>,
+    name: String,
+    /// The segment (or init segment) the muxer is writing.
+    open: Option<OutputFile>,
     container: Container,
     muxer: OutputContext,
     /// `None` for an audio-only rendition, which cuts on the segment grid by itself.
@@ -67,8 +72,6 @@ pub struct SegmentWriter {
     open_discontinuity: bool,
     /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left a live window.
     discontinuity_sequence: u64,
-    /// fsync the playlist at each write.
-    sync: bool,
     /// The final playlist gets `#EXT-X-ENDLIST` (not when the stream failed: a restart may
     /// continue it).
     final_endlist: bool,
@@ -88,8 +91,8 @@ pub(crate) struct MediaOutput {
     pub start: OutputStart,
     /// Polled by the muxer's I/O (trips on abort).
     pub interrupt: Arc<Interrupt>,
-    /// fsync playlists.
-    pub sync: bool,
+    /// Where the files go.
+    pub sink: Arc<dyn SegmentSink>,
     /// How segments are packaged.
     pub container: Container,
 }
@@ -124,7 +127,7 @@ impl SegmentWriter {
     /// video, an audio-only rendition), writes the init segment (fMP4), and opens the first
     /// segment.
     pub fn create(
-        dir: &Path,
+        name: &str,
         video: Option<&CodecContext>,
         audio: Option<&CodecContext>,
         output: MediaOutput,
@@ -134,10 +137,11 @@ impl SegmentWriter {
             live_window,
             start,
             interrupt,
-            sync,
+            sink,
             container,
         } = output;
-        let mux_err = |e| OutputError::Mux(dir.to_path_buf(), e);
+        let here = PathBuf::from(sink.location(name));
+        let mux_err = |e| OutputError::Mux(here.clone(), e);
         let format = match container {
             Container::Fmp4 => "mp4",
             _ => "mpegts",
@@ -179,7 +183,9 @@ impl SegmentWriter {
             }
         }
         let mut w = Self {
-            dir: dir.to_path_buf(),
+            sink,
+            name: name.to_owned(),
+            open: None,
             container,
             muxer,
             video_index,
@@ -215,7 +221,6 @@ impl SegmentWriter {
             open_discontinuity: false,
             discontinuity_sequence: start.discontinuity_sequence,
             final_endlist: true,
-            sync,
             init: None,
             audio_boundary: None,
         };
@@ -227,27 +232,44 @@ impl SegmentWriter {
     /// first segment (MPEG-TS); then opens the first segment.
     fn write_header(&mut self) -> Result<(), OutputError> {
         if self.container == Container::Fmp4 {
-            let init = self.dir.join(init_name(self.next_file));
-            let err = |e| OutputError::Mux(init.clone(), e);
-            self.muxer.open_file(&init).map_err(err)?;
-            self.muxer.write_header().map_err(err)?;
-            self.muxer.close_file().map_err(err)?;
+            let rel = self.rel(&init_name(self.next_file));
+            let init = OutputFile::open(&*self.sink, &mut self.muxer, rel)?;
+            if let Err(e) = self.muxer.write_header() {
+                let at = init.location.clone();
+                init.discard(&mut self.muxer);
+                return Err(OutputError::Mux(at, e));
+            }
+            init.finish(&mut self.muxer)?;
             self.init = Some(self.next_file);
         }
-        let first = self.segment_path(self.next_file);
-        self.muxer
-            .open_file(&first)
-            .map_err(|e| OutputError::Mux(first.clone(), e))?;
+        self.open_segment()?;
         if self.container != Container::Fmp4 {
+            let at = self.open_location();
             self.muxer
                 .write_header()
-                .map_err(|e| OutputError::Mux(first, e))?;
+                .map_err(|e| OutputError::Mux(at, e))?;
         }
         Ok(())
     }
 
-    fn segment_path(&self, file: u64) -> PathBuf {
-        self.dir.join(segment_name(file, self.container))
+    /// `name` in this rendition's directory, as the sink names it.
+    fn rel(&self, name: &str) -> String {
+        format!("{}/{name}", self.name)
+    }
+
+    /// Opens the segment file numbered `next_file` as the muxer's output.
+    fn open_segment(&mut self) -> Result<(), OutputError> {
+        let rel = self.rel(&segment_name(self.next_file, self.container));
+        self.open = Some(OutputFile::open(&*self.sink, &mut self.muxer, rel)?);
+        Ok(())
+    }
+
+    /// Where the open segment is, for messages.
+    fn open_location(&self) -> PathBuf {
+        self.open.as_ref().map_or_else(
+            || PathBuf::from(self.sink.location(&self.name)),
+            |f| f.location.clone(),
+        )
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
@@ -308,19 +330,16 @@ impl SegmentWriter {
     fn write(&mut self, mut pkt: Packet, from: Rational) -> Result<(), OutputError> {
         let to = self.muxer.stream_time_base(pkt.stream_index());
         pkt.rescale_ts(from, to);
-        let file = self.next_file;
         self.muxer
             .write_packet(&mut pkt)
-            .map_err(|e| OutputError::Mux(self.segment_path(file), e))
+            .map_err(|e| OutputError::Mux(self.open_location(), e))
     }
 
     /// Closes the open segment at `at` seconds, lists it, and opens the next one.
     fn cut(&mut self, at: f64) -> Result<SegmentDone, OutputError> {
         let done = self.close_open_segment(at, false)?;
-        let next = self.segment_path(self.next_file);
-        self.muxer
-            .open_file(&next)
-            .map_err(|e| OutputError::Mux(next.clone(), e))?;
+        self.open_segment()?;
+        let next = self.open_location();
         if self.container != Container::Fmp4 {
             // The next file must start with PAT/PMT so it decodes on its own.
             self.muxer
@@ -334,16 +353,13 @@ impl SegmentWriter {
     /// over (the trailer already flushed the muxer) and the playlist is final.
     fn close_open_segment(&mut self, end: f64, last: bool) -> Result<SegmentDone, OutputError> {
         let (sequence, file) = (self.next_sequence, self.next_file);
-        let path = self.segment_path(file);
         if !last {
             self.muxer
                 .flush()
-                .map_err(|e| OutputError::Mux(path.clone(), e))?;
+                .map_err(|e| OutputError::Mux(self.open_location(), e))?;
         }
-        let bytes = self
-            .muxer
-            .close_file()
-            .map_err(|e| OutputError::Mux(path, e))?;
+        let open = self.open.take().expect("a segment is open until the end");
+        let bytes = open.finish(&mut self.muxer)?;
         let start = self.open_start.unwrap_or(end);
         let mut duration = (end - start).max(0.0);
         if (duration.round() as u64) > self.target {
@@ -403,12 +419,12 @@ impl SegmentWriter {
                 break;
             }
             self.unlisted.pop_front();
-            let p = self.segment_path(file);
-            match std::fs::remove_file(&p) {
-                Ok(()) => deleted.push(segment_name(file, self.container)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(OutputError::Io(p, e)),
-            }
+            let name = segment_name(file, self.container);
+            let rel = self.rel(&name);
+            self.sink
+                .delete(&rel)
+                .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))?;
+            deleted.push(name);
         }
         Ok(deleted)
     }
@@ -418,17 +434,17 @@ impl SegmentWriter {
     /// made without it). Returns the last segment's figures, if it had any media.
     pub fn end_stream(&mut self, endlist: bool) -> Result<Option<SegmentDone>, OutputError> {
         self.final_endlist = endlist;
-        let path = self.segment_path(self.next_file);
         self.muxer
             .write_trailer()
-            .map_err(|e| OutputError::Mux(path.clone(), e))?;
+            .map_err(|e| OutputError::Mux(self.open_location(), e))?;
         if self.open_start.is_some() {
             let end = self.open_end;
             Ok(Some(self.close_open_segment(end, true)?))
         } else {
-            // Nothing was written into the open file: remove it rather than list it.
-            let _ = self.muxer.close_file();
-            let _ = std::fs::remove_file(&path);
+            // Nothing was written into the open file: discard it rather than list it.
+            if let Some(open) = self.open.take() {
+                open.discard(&mut self.muxer);
+            }
             let playlist_bytes = if self.segments.is_empty() {
                 0
             } else {
@@ -483,8 +499,11 @@ impl SegmentWriter {
         if ended {
             text.push_str("#EXT-X-ENDLIST\n");
         }
-        let path = self.dir.join(MEDIA_PLAYLIST);
-        let n = write_atomic(&path, &text, self.sync).map_err(|e| OutputError::Io(path, e))?;
+        let rel = self.rel(MEDIA_PLAYLIST);
+        self.sink
+            .replace(&rel, text.as_bytes())
+            .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))?;
+        let n = text.len() as u64;
         Ok(n)
     }
 
@@ -515,9 +534,8 @@ impl Drop for SegmentWriter {
     fn drop(&mut self) {
         // Dropped without `end_stream` (abort, failure): the open segment is partial and listed
         // nowhere; remove it rather than leave a torn file beside the playlist.
-        if self.muxer.has_file() {
-            let _ = self.muxer.close_file();
-            let _ = std::fs::remove_file(self.segment_path(self.next_file));
+        if let Some(open) = self.open.take() {
+            open.discard(&mut self.muxer);
         }
     }
 }

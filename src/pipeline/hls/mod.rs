@@ -6,6 +6,7 @@
 mod codecs;
 mod master;
 mod media;
+mod output_file;
 mod resume;
 
 pub(crate) use codecs::{h264 as h264_codec_string, AAC_LC};
@@ -34,33 +35,6 @@ pub(crate) fn video_codec_string(codec: VideoCodec, extradata: &[u8]) -> Option<
 pub(crate) const MASTER_PLAYLIST: &str = "master.m3u8";
 /// Name of each variant's media playlist inside its directory.
 pub(crate) const MEDIA_PLAYLIST: &str = "index.m3u8";
-
-/// Replaces `path` with `contents` atomically and (with `sync`) durably: write a sibling
-/// temporary file, fsync it, rename it into place, fsync the directory. A reader never sees half a
-/// playlist, and after a crash the playlist is the old or the new one. A failed write
-/// leaves no temporary file behind.
-pub(crate) fn write_atomic(path: &Path, contents: &str, sync: bool) -> io::Result<u64> {
-    use std::io::Write as _;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let written = std::fs::File::create(&tmp).and_then(|mut f| {
-        f.write_all(contents.as_bytes())?;
-        if sync {
-            f.sync_data()?;
-        }
-        Ok(())
-    });
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = renamed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
-    if let Some(dir) = path.parent().filter(|d| sync && !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(contents.len() as u64)
-}
 
 /// Why a segment writer failed: the muxer (FFmpeg) or the playlist (the OS).
 #[derive(Debug)]
@@ -108,24 +82,5 @@ fn remove_if_exists(path: &Path) -> Result<(), Error> {
             Err(Error::output(path.parent().unwrap_or(path), e))
         }
         Err(e) => Err(Error::output(path, e)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn atomic_write_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("x.m3u8");
-        write_atomic(&p, "a", true).unwrap();
-        write_atomic(&p, "bb", false).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "bb");
-        assert!(!d.path().join("x.m3u8.tmp").exists());
-        // A failed write (the target is a directory) leaves no temporary file.
-        std::fs::create_dir(d.path().join("dir.m3u8")).unwrap();
-        assert!(write_atomic(&d.path().join("dir.m3u8"), "c", true).is_err());
-        assert!(!d.path().join("dir.m3u8.tmp").exists());
     }
 }

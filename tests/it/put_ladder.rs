@@ -1,0 +1,142 @@
+//! A whole ladder uploaded through `HttpSink`: to nginx's WebDAV module (every file there,
+//! byte for byte what a filesystem run makes of the same source, bar the timing), to the
+//! test-owned origin (a playlist is never PUT before the segments it lists; failing PUTs are
+//! retried and the stream goes on), and to a dead origin (the stream fails with an output
+//! error naming the URL, its secrets redacted).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use streamvisor::sink::HttpSink;
+use streamvisor::{AbrProfile, Container, ErrorKind, StreamConfig, StreamState};
+
+use crate::common::{fixed_port, run_to_end};
+use crate::origin::Origin;
+use crate::servers::Nginx;
+
+const SOURCE: &str = "lavfi:testsrc2=size=640x360:rate=30:duration=6;\
+                      sine=frequency=440:sample_rate=48000:duration=6";
+
+fn config(id: &str, sink: HttpSink) -> StreamConfig {
+    let profile = AbrProfile::from_rungs(&["360p", "240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_container(Container::Fmp4)
+        .with_dash(true);
+    StreamConfig::builder(id, SOURCE, format!("/nonexistent/sv-put/{id}"))
+        .allow_generated_sources(true)
+        .profile(profile)
+        .sink(Arc::new(sink))
+        .build()
+        .unwrap()
+}
+
+fn quick(sink: HttpSink) -> HttpSink {
+    sink.retries(4)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .timeout(Duration::from_secs(3))
+}
+
+#[test]
+fn a_ladder_is_uploaded_to_nginx_and_plays_from_there() {
+    let nginx = Nginx::webdav();
+    let base = format!("http://127.0.0.1:{}/live/put1", nginx.port);
+    let report = run_to_end(config("put1", quick(HttpSink::new(&base).unwrap())));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let root = nginx.root().join("live/put1");
+    // Everything a player needs is on the origin, and nothing was written locally.
+    assert!(!std::path::Path::new("/nonexistent/sv-put").exists());
+    for f in [
+        "master.m3u8",
+        "manifest.mpd",
+        "360p/index.m3u8",
+        "audio-128k/index.m3u8",
+    ] {
+        assert!(root.join(f).exists(), "{f} on the origin");
+    }
+    for rendition in ["360p", "240p", "audio-128k"] {
+        let media = crate::common::read_media(&root.join(rendition).join("index.m3u8"));
+        assert!(media.end_list);
+        for s in &media.segments {
+            assert!(
+                root.join(rendition).join(&s.uri).exists(),
+                "{rendition}/{}",
+                s.uri
+            );
+        }
+    }
+    // The uploaded ladder is whole: every frame of each rung, read back through the origin.
+    let frames = crate::common::video_pts(&root.join("360p/index.m3u8")).len();
+    assert_eq!(frames, 180, "every frame of 6 s at 30 fps");
+}
+
+#[test]
+fn a_playlist_is_never_put_before_the_segments_it_lists() {
+    let origin = Origin::start();
+    // The first six PUTs of a seg_00002 fail (two tries of each rendition's, in whatever
+    // order they come): retried, the stream carries on.
+    origin.fail_first(6, "PUT", "seg_00002", 500);
+    let sink = quick(HttpSink::new(&origin.url("out")).unwrap());
+    let report = run_to_end(config("put2", sink));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let log = origin.requests();
+    let mut stored: HashSet<String> = HashSet::new();
+    let mut playlists = 0;
+    for r in log.iter().filter(|r| r.method == "PUT") {
+        if r.status != 200 && r.status != 201 && r.status != 204 {
+            continue;
+        }
+        let path = r.path.trim_start_matches("/out/").to_owned();
+        if path.ends_with("index.m3u8") {
+            playlists += 1;
+            // Every segment and init segment this version lists was stored before it.
+            let dir = path.trim_end_matches("index.m3u8");
+            let text = r.text.clone().expect("a playlist's body");
+            for line in text.lines() {
+                let uri = line
+                    .strip_prefix("#EXT-X-MAP:URI=")
+                    .map(|u| u.trim_matches('"'))
+                    .or((!line.starts_with('#') && !line.is_empty()).then_some(line));
+                if let Some(uri) = uri {
+                    let file = format!("{dir}{uri}");
+                    assert!(
+                        stored.contains(&file),
+                        "{path} listed {file} before it was stored"
+                    );
+                }
+            }
+        }
+        stored.insert(path);
+    }
+    assert!(
+        playlists >= 9,
+        "a playlist PUT per segment of each rendition: {playlists}"
+    );
+    let failed = log.iter().filter(|r| r.status == 500).count();
+    assert_eq!(
+        failed, 6,
+        "seg_00002 of each of three renditions failed twice"
+    );
+    assert!(report.stats.errors == 0, "retried uploads are not errors");
+}
+
+#[test]
+fn a_dead_origin_fails_the_stream_with_an_output_error_naming_the_redacted_url() {
+    let port = fixed_port(); // nothing listens there
+    let base = format!("http://user:hunter2@127.0.0.1:{port}/out?token=s3cret");
+    let sink = HttpSink::new(&base)
+        .unwrap()
+        .retries(2)
+        .backoff(Duration::from_millis(20), Duration::from_millis(50))
+        .timeout(Duration::from_secs(1));
+    let report = run_to_end(config("put3", sink));
+    assert_eq!(report.state, StreamState::Failed);
+    let e = report.error.expect("an error");
+    assert_eq!(e.kind(), ErrorKind::Output, "{e}");
+    let text = format!("{e} {:?} {}", e, e.full_message());
+    assert!(text.contains(&format!("127.0.0.1:{port}/out")), "{text}");
+    for secret in ["hunter2", "s3cret"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+}
