@@ -302,14 +302,15 @@ fn one_request(
         },
         _ => (405, Vec::new()),
     };
+    let text = (path.ends_with(".m3u8") || path.ends_with(".mpd"))
+        .then(|| String::from_utf8_lossy(&body).into_owned());
     state.log.push(Request {
         method: method.clone(),
         path,
         query,
         headers,
         body_len: body.len(),
-        text: (path.ends_with(".m3u8") || path.ends_with(".mpd"))
-            .then(|| String::from_utf8_lossy(&body).into_owned()),
+        text,
         status,
         at: Instant::now(),
         connection,

@@ -39,7 +39,7 @@ fn quick(sink: HttpSink) -> HttpSink {
 }
 
 #[test]
-fn a_ladder_is_uploaded_to_nginx_and_plays_from_there() {
+fn a_whole_ladder_is_uploaded_to_nginx_and_reads_back_whole() {
     let nginx = Nginx::webdav();
     let base = format!("http://127.0.0.1:{}/live/put1", nginx.port);
     let report = run_to_end(config("put1", quick(HttpSink::new(&base).unwrap())));
