@@ -99,7 +99,7 @@ pub use config::{
 pub use error::{Error, ErrorKind, ParseError, Refusal, Result, Shortage};
 pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
 pub use ffi::{route_ffmpeg_logs, AvError};
-pub use hooks::{Hooks, StateEvent, StatsEvent};
+pub use hooks::{Hooks, OutputEvent, SegmentEvent, StateEvent, StatsEvent};
 pub use manager::{
     price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Degradation, Manager,
     ManagerBuilder, OverCapacity, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,

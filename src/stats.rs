@@ -34,6 +34,8 @@ pub(crate) struct StatsCell {
     pub recoveries: AtomicU64,
     pub hardware_fallbacks: AtomicU64,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
+    /// The audio-only renditions (fMP4); `frames_out` counts AAC frames.
+    audio_renditions: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     bitrate_window: Mutex<RateWindow>,
     /// CPU time of the stream's threads: those running (their `/proc` stat files), and
     /// what the ended ones used.
@@ -93,6 +95,7 @@ impl Default for StatsCell {
             recoveries: AtomicU64::new(0),
             hardware_fallbacks: AtomicU64::new(0),
             variants: Mutex::new(Vec::new()),
+            audio_renditions: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
             cpu: Mutex::new(ThreadCpu::default()),
         }
@@ -104,6 +107,15 @@ impl StatsCell {
     pub fn add_variant(&self, name: &str) -> std::sync::Arc<VariantCounters> {
         let c = std::sync::Arc::new(VariantCounters::default());
         self.variants.lock().push((name.to_owned(), c.clone()));
+        c
+    }
+
+    /// Registers an audio-only rendition and returns its counters.
+    pub fn add_audio_rendition(&self, name: &str) -> std::sync::Arc<VariantCounters> {
+        let c = std::sync::Arc::new(VariantCounters::default());
+        self.audio_renditions
+            .lock()
+            .push((name.to_owned(), c.clone()));
         c
     }
 
@@ -135,13 +147,13 @@ impl StatsCell {
 
     /// Bytes written so far: every segment and playlist.
     fn bytes_out(&self) -> u64 {
-        let segments: u64 = self
-            .variants
-            .lock()
-            .iter()
-            .map(|(_, c)| c.bytes_out.load(Relaxed))
-            .sum();
-        self.playlist_bytes.load(Relaxed) + segments
+        let sum = |list: &Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>| -> u64 {
+            list.lock()
+                .iter()
+                .map(|(_, c)| c.bytes_out.load(Relaxed))
+                .sum()
+        };
+        self.playlist_bytes.load(Relaxed) + sum(&self.variants) + sum(&self.audio_renditions)
     }
 
     /// Records the output so far against the media time, for the recent bitrate. Called by
@@ -157,26 +169,15 @@ impl StatsCell {
     pub fn snapshot(&self, uptime: Duration) -> StreamStats {
         let secs = uptime.as_secs_f64();
         let media = Duration::from_micros(self.media_us.load(Relaxed));
-        let variants: Vec<VariantStats> = self
-            .variants
-            .lock()
-            .iter()
-            .map(|(name, c)| {
-                let bytes = c.bytes_out.load(Relaxed);
-                let media = Duration::from_micros(c.media_us.load(Relaxed));
-                VariantStats {
-                    name: name.clone(),
-                    frames_out: c.frames_out.load(Relaxed),
-                    frames_dropped: c.frames_dropped.load(Relaxed),
-                    bytes_out: bytes,
-                    segments: c.segments.load(Relaxed),
-                    media_time: media,
-                    average_bitrate: bits_per_second(bytes, media.as_secs_f64()),
-                }
-            })
-            .collect();
+        let variants = variant_stats(&self.variants);
+        let audio_renditions = variant_stats(&self.audio_renditions);
         let playlist_bytes = self.playlist_bytes.load(Relaxed);
-        let bytes_out = playlist_bytes + variants.iter().map(|v| v.bytes_out).sum::<u64>();
+        let bytes_out = playlist_bytes
+            + variants
+                .iter()
+                .chain(&audio_renditions)
+                .map(|v| v.bytes_out)
+                .sum::<u64>();
         let recent_bitrate = self.bitrate_window.lock().rate();
         let speed = if secs > 0.0 {
             media.as_secs_f64() / secs
@@ -217,8 +218,31 @@ impl StatsCell {
             outage_count: 0,
             outage_time: Duration::ZERO,
             variants,
+            audio_renditions,
         }
     }
+}
+
+/// The figures of each rendition in `list`, in order.
+fn variant_stats(
+    list: &Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
+) -> Vec<VariantStats> {
+    list.lock()
+        .iter()
+        .map(|(name, c)| {
+            let bytes = c.bytes_out.load(Relaxed);
+            let media = Duration::from_micros(c.media_us.load(Relaxed));
+            VariantStats {
+                name: name.clone(),
+                frames_out: c.frames_out.load(Relaxed),
+                frames_dropped: c.frames_dropped.load(Relaxed),
+                bytes_out: bytes,
+                segments: c.segments.load(Relaxed),
+                media_time: media,
+                average_bitrate: bits_per_second(bytes, media.as_secs_f64()),
+            }
+        })
+        .collect()
 }
 
 fn bits_per_second(bytes: u64, secs: f64) -> f64 {
@@ -413,6 +437,9 @@ pub struct StreamStats {
     pub outage_time: Duration,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
+    /// The audio-only renditions' figures (fMP4: `audio-<kbps>k`), `frames_out` counting
+    /// AAC frames; empty with MPEG-TS, whose variants carry their audio.
+    pub audio_renditions: Vec<VariantStats>,
 }
 
 /// How many outages a stream's statistics keep (the most recent ones).

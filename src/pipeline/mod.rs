@@ -289,7 +289,7 @@ fn open_rungs(
             .map_err(output_error)?;
         renditions.push(AudioRendition {
             index: plan.len() + renditions.len(),
-            counters: Arc::new(crate::stats::VariantCounters::default()),
+            counters: stats.add_audio_rendition(&name),
             name,
             writer,
             first: None,

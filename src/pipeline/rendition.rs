@@ -47,6 +47,7 @@ impl AudioRendition {
             }
             match rx.recv() {
                 Ok(VariantMsg::Audio(pkt)) => {
+                    self.counters.frames_out.fetch_add(1, Relaxed);
                     let end = pkt.pts() + pkt.duration().max(0);
                     let done = self.writer.write_audio(pkt).map_err(output_error)?;
                     self.media_until(end);

@@ -353,3 +353,96 @@ fn an_on_demand_dash_manifest_lists_the_hls_segments_with_their_media_times() {
         );
     }
 }
+
+#[test]
+fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
+    use std::sync::{Arc, Mutex};
+    use streamvisor::{Hooks, OutputEvent, PlaylistMode, Stream};
+    let server = crate::common::LiveServer::start();
+    let d = tempfile::tempdir().unwrap();
+    let profile = profile([VideoCodec::H264, VideoCodec::H264])
+        .with_dash(true)
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(3);
+    let config = StreamConfig::builder("dash-live", server.url(), d.path())
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .build()
+        .unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let hooks = Hooks::new().on_output(move |ev| seen.lock().unwrap().push(ev.clone()));
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
+    let mpd = d.path().join("manifest.mpd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(9);
+    let (mut versions, mut ast, mut last_start) = (0, None, 0);
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        let Ok(text) = std::fs::read_to_string(&mpd) else {
+            continue;
+        };
+        versions += 1;
+        let doc = roxmltree::Document::parse(&text).expect("every version is well-formed");
+        let root = doc.root_element();
+        assert_eq!(root.attribute("type"), Some("dynamic"));
+        let this_ast = root.attribute("availabilityStartTime").unwrap().to_owned();
+        assert_eq!(
+            ast.get_or_insert(this_ast.clone()),
+            &this_ast,
+            "availabilityStartTime moved"
+        );
+        let (_, _, reps) = parse_mpd(&text);
+        assert_eq!(reps.len(), 3);
+        for rep in &reps {
+            assert!(
+                (1..=3).contains(&rep.segments.len()),
+                "{}: window {:?}",
+                rep.id,
+                rep.segments
+            );
+            assert!(d.path().join(&rep.init).exists(), "{}", rep.init);
+            for i in 0..rep.segments.len() as u64 {
+                let file = media_file(&rep.media, rep.start_number + i);
+                assert!(
+                    d.path().join(&file).exists(),
+                    "listed but not there: {file}"
+                );
+            }
+        }
+        assert!(reps[0].start_number >= last_start, "startNumber went back");
+        last_start = reps[0].start_number;
+    }
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert!(versions >= 10, "the manifest was read {versions} times");
+    assert!(last_start >= 3, "the window slid: startNumber {last_start}");
+    // The hooks saw every segment, the deletions and the manifest being written.
+    let events = events.lock().unwrap();
+    let segments = |v: &str| {
+        events
+            .iter()
+            .filter(|e| matches!(e, OutputEvent::Segment(s) if s.variant == v))
+            .count()
+    };
+    for v in ["360p", "240p", "audio-128k"] {
+        let listed = read_media(&d.path().join(v).join("index.m3u8"));
+        let last = listed.segments.len() as u64 + listed.media_sequence;
+        assert_eq!(segments(v) as u64, last, "{v}: one event per segment");
+    }
+    let deleted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            OutputEvent::SegmentDeleted { path, .. } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(!deleted.is_empty(), "old segments were deleted");
+    assert!(
+        deleted.iter().all(|p| !p.exists()),
+        "a deleted segment is gone"
+    );
+    let wrote_mpd = events.iter().any(
+        |e| matches!(e, OutputEvent::PlaylistWritten { path, .. } if path.ends_with("manifest.mpd")),
+    );
+    assert!(wrote_mpd, "manifest.mpd writes are told");
+}
