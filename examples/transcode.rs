@@ -9,6 +9,9 @@
 //! `--codec` sets every rung's video codec (HEVC and AV1 need fmp4, which they then imply);
 //! a rung in `--ladder` may name its own, after a colon: `--ladder 720p:av1,360p:h264`.
 //! `--dash` also writes `manifest.mpd` over the same segments (implies fmp4).
+//! `--put URL` uploads everything to an HTTP origin with PUT (and DELETE for segments that
+//! leave a live window) instead of writing under `--out` (which then only names the
+//! output): `--put http://origin:8080/live/cam1`.
 //! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
 //! tone. A `lavfi:` INPUT is refused unless `--allow-lavfi` is given (generated sources
 //! are trusted input). INPUT `-` reads stdin through a Rust `Read` (`Source::reader`), e.g.
@@ -33,6 +36,7 @@ use std::time::Duration;
 #[path = "common/json.rs"]
 mod json;
 
+use streamvisor::sink::HttpSink;
 use streamvisor::{
     AbrProfile, Container, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
     VideoCodec,
@@ -56,10 +60,12 @@ struct Args {
     container: Option<Container>,
     codec: Option<VideoCodec>,
     dash: bool,
+    /// Upload to this origin instead of writing files.
+    put: Option<String>,
 }
 
 fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p[:CODEC],720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash]"
+    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p[:CODEC],720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash] [--put URL]"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -76,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
         container: None,
         codec: None,
         dash: false,
+        put: None,
     };
     let mut it = std::env::args().skip(1);
     let mut input = None;
@@ -116,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
                 args.codec = Some(v.parse().map_err(|e| format!("--codec: {e}"))?);
             }
             "--dash" => args.dash = true,
+            "--put" => args.put = Some(value("--put")?),
             "-h" | "--help" => return Err(usage().to_owned()),
             s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
             s if input.is_none() => input = Some(s.to_owned()),
@@ -197,12 +205,15 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(name) = &args.format {
         source = source.format(name);
     }
-    let config = StreamConfig::builder("transcode", source, &args.out)
+    let mut builder = StreamConfig::builder("transcode", source, &args.out)
         .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
-        .recovery(recovery)
-        .build()
-        .map_err(|e| e.to_string())?;
+        .recovery(recovery);
+    if let Some(url) = &args.put {
+        let sink = HttpSink::new(url).map_err(|e| format!("--put: {e}"))?;
+        builder = builder.sink(Arc::new(sink));
+    }
+    let config = builder.build().map_err(|e| e.to_string())?;
     let signals = Arc::new(AtomicUsize::new(0));
     watch_signals(signals.clone())?;
     let mut stream = Stream::new(config);

@@ -140,3 +140,37 @@ fn a_dead_origin_fails_the_stream_with_an_output_error_naming_the_redacted_url()
         assert!(!text.contains(secret), "{secret} leaked: {text}");
     }
 }
+
+#[test]
+fn transcode_put_uploads_an_av1_ladder_with_its_dash_manifest() {
+    let nginx = Nginx::webdav();
+    let url = format!("http://127.0.0.1:{}/vod/t1", nginx.port);
+    let out = std::process::Command::new(crate::security::example("transcode"))
+        .arg("lavfi:testsrc2=size=640x360:rate=30:duration=4;sine=duration=4")
+        .args([
+            "--allow-lavfi",
+            "--ladder",
+            "360p:av1,240p",
+            "--preset",
+            "ultrafast",
+        ])
+        .args(["--dash", "--put", &url, "--out", "/nonexistent/sv-put/t1"])
+        .env("SVT_LOG", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let root = nginx.root().join("vod/t1");
+    let master = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
+    assert!(master.contains("CODECS=\"av01."), "{master}");
+    assert!(master.contains("CODECS=\"avc1."), "{master}");
+    let mpd = std::fs::read_to_string(root.join("manifest.mpd")).unwrap();
+    let (kind, _, reps) = crate::cmaf::parse_mpd(&mpd);
+    assert_eq!((kind.as_str(), reps.len()), ("static", 3));
+    for rep in reps {
+        for i in 0..rep.segments.len() as u64 {
+            let file = crate::cmaf::media_file(&rep.media, rep.start_number + i);
+            assert!(root.join(&file).exists(), "{file} on the origin");
+        }
+    }
+}
