@@ -58,19 +58,30 @@ pub(crate) struct DecodeLoop<'a> {
     media_flowing: bool,
 }
 
+/// Where the decode loop sends: the renditions' queues, the video rungs' first.
+pub(crate) struct Targets<'a> {
+    pub senders: &'a [Sender<VariantMsg>],
+    /// How many of the senders are video rungs (the rest are audio renditions).
+    pub video_count: usize,
+    /// `audio_route[i]`: the audio encoder whose packets sender `i` takes, if any.
+    pub audio_route: &'a [Option<usize>],
+}
+
 impl<'a> DecodeLoop<'a> {
-    /// A decode loop feeding `senders`; `audio_route[v]` is the audio encoder variant `v`
-    /// takes its packets from.
+    /// A decode loop feeding `targets`.
     pub fn new(
         config: &'a StreamConfig,
         signals: &'a Signals,
         stats: &'a StatsCell,
-        senders: &'a [Sender<VariantMsg>],
-        video_count: usize,
-        audio_route: &[Option<usize>],
+        targets: Targets<'a>,
         timeline: Timeline,
         live_end_is_outage: bool,
     ) -> Self {
+        let Targets {
+            senders,
+            video_count,
+            audio_route,
+        } = targets;
         let encoders = audio_route.iter().flatten().max().map_or(0, |m| m + 1);
         let audio_targets = (0..encoders)
             .map(|enc| {

@@ -34,7 +34,7 @@ use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use dash::Media;
-use decode::DecodeLoop;
+use decode::{DecodeLoop, Targets};
 use errors::{encoder_error, output_error};
 use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
 use plan::RungPlan;
@@ -103,44 +103,14 @@ pub(crate) fn run(
     supervisor.report(PipelineEvent::Planned(planned));
     let fmp4 = config.profile().container == Container::Fmp4;
     let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump, fmp4)?;
-    // fMP4: one track per file, so the audio is a rendition of its own per encoder.
-    let audio_names: Vec<String> = match audio.as_ref().filter(|_| fmp4) {
-        Some(a) => a
-            .encoders
-            .iter()
-            .map(|e| AudioRendition::name_for(e.bit_rate))
-            .collect(),
-        None => Vec::new(),
-    };
-    let names = plan.iter().map(|r| r.profile.name.as_str());
-    let names = names.chain(audio_names.iter().map(String::as_str));
-    let (sink, starts) = prepare_output(config, names, session.live)?;
-    let outputs = Outputs {
-        starts,
-        interrupt: signals.output_interrupt(),
-        sink: sink.clone(),
-    };
-    let opened = open_rungs(config, &plan, outputs, &session, audio.as_ref(), stats)?;
+    let outputs = open_outputs(config, &session, &plan, audio.as_ref(), signals, stats);
+    let (opened, master) = outputs.map(|(o, p)| (o, p.with_events(output_events)))?;
     let Opened {
         rungs,
         renditions,
         routes: audio_route,
     } = opened;
-    let shape = Shape {
-        plan: &plan,
-        renditions: &renditions,
-        audio: audio.as_ref(),
-        routes: &audio_route,
-        live: session.live,
-    };
-    let master = publisher(config, sink, &shape, output_events);
-    // The decode loop feeds the video rungs first, then the audio renditions.
     let video_count = rungs.len();
-    let audio_route: Vec<Option<usize>> = audio_route
-        .into_iter()
-        .chain((0..renditions.len()).map(Some))
-        .collect();
-
     let timeline = Timeline::new(
         session.video.time_base,
         config.profile().segment_duration,
@@ -155,9 +125,11 @@ pub(crate) fn run(
             config,
             signals,
             stats,
-            &senders,
-            video_count,
-            &audio_route,
+            Targets {
+                senders: &senders,
+                video_count,
+                audio_route: &audio_route,
+            },
             timeline,
             live_end_is_outage,
         );
@@ -187,6 +159,49 @@ pub(crate) fn run(
     let (ending, measured) = outcome?;
     master.finish(&measured, stats);
     Ok(ending)
+}
+
+/// Opens every rendition (video rungs, then in fMP4 the audio renditions) where its output
+/// starts, and the publisher over them; the routes say which audio encoder feeds each
+/// (video rungs first, then the audio renditions, as the decode loop's senders).
+fn open_outputs(
+    config: &StreamConfig,
+    session: &Session,
+    plan: &[RungPlan],
+    audio: Option<&AudioChain>,
+    signals: &Signals,
+    stats: &StatsCell,
+) -> Result<(Opened, Publisher), Error> {
+    let fmp4 = config.profile().container == Container::Fmp4;
+    // fMP4: one track per file, so the audio is a rendition of its own per encoder.
+    let audio_names: Vec<String> = match audio.filter(|_| fmp4) {
+        Some(a) => a
+            .encoders
+            .iter()
+            .map(|e| AudioRendition::name_for(e.bit_rate))
+            .collect(),
+        None => Vec::new(),
+    };
+    let names = plan.iter().map(|r| r.profile.name.as_str());
+    let names = names.chain(audio_names.iter().map(String::as_str));
+    let (sink, starts) = prepare_output(config, names, session.live)?;
+    let outputs = Outputs {
+        starts,
+        interrupt: signals.output_interrupt(),
+        sink: sink.clone(),
+    };
+    let mut opened = open_rungs(config, plan, outputs, session, audio, stats)?;
+    let shape = Shape {
+        plan,
+        renditions: &opened.renditions,
+        audio,
+        routes: &opened.routes,
+        live: session.live,
+    };
+    let publisher = publisher(config, sink, &shape);
+    let audio_routes = (0..opened.renditions.len()).map(Some);
+    opened.routes.extend(audio_routes);
+    Ok((opened, publisher))
 }
 
 /// One AAC encoder per distinct audio bitrate of the ladder, when the source has audio.
@@ -331,12 +346,7 @@ struct Shape<'a> {
 
 /// The master playlist (video rungs, then audio groups), and in fMP4 with `dash` the DASH
 /// manifest, behind one publisher that also sends the output events.
-fn publisher(
-    config: &StreamConfig,
-    sink: Arc<dyn SegmentSink>,
-    shape: &Shape,
-    events: Option<crossbeam_channel::Sender<crate::hooks::HookMsg>>,
-) -> Publisher {
+fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -> Publisher {
     let profile = config.profile();
     let fmp4 = profile.container == Container::Fmp4;
     let encoders = || shape.audio.iter().flat_map(|a| &a.encoders);
@@ -380,7 +390,7 @@ fn publisher(
         let seg = profile.segment_duration.as_secs_f64();
         DashOutput::new(sink.clone(), video.chain(audio).collect(), window, seg)
     });
-    Publisher::new(config.id(), sink, master, dash, events)
+    Publisher::new(config.id(), sink, master, dash)
 }
 
 /// What runs on the variant threads.

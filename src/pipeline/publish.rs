@@ -34,15 +34,20 @@ impl Publisher {
         sink: Arc<dyn SegmentSink>,
         master: MasterPlaylist,
         dash: Option<DashOutput>,
-        events: Option<Sender<HookMsg>>,
     ) -> Self {
         Self {
             stream: stream.to_owned(),
             sink,
             master,
             dash,
-            events,
+            events: None,
         }
+    }
+
+    /// Sends output events to the hook thread too.
+    pub fn with_events(mut self, events: Option<Sender<HookMsg>>) -> Self {
+        self.events = events;
+        self
     }
 
     /// Rendition `index` (named `name`, `codecs` known) finished a segment and rewrote its

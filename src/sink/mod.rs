@@ -13,6 +13,7 @@
 
 mod fs;
 mod http;
+mod http_url;
 
 pub use fs::FsSink;
 pub use http::{content_type, HttpError, HttpSink};
