@@ -28,7 +28,8 @@
 # lists both variants, each finished and listing a segment.
 #
 # Run:   bash benches/compare_cli.sh        (or: make compare)
-# Env:   SECTIONS="file live"  the sections to run, in this order
+# Env:   SECTIONS="file live codecs"  the sections to run, in this order
+#        CODEC_RUNS=2      timed runs per tool and codec (codecs section)
 #        RUNS=3            timed runs per tool (file section)
 #        MANY_N="3 6"      stream counts for the many section (SECTIONS=many; not run by
 #                          default: it takes a few minutes)
@@ -46,7 +47,7 @@
 
 set -euo pipefail
 
-SECTIONS=${SECTIONS:-file live}
+SECTIONS=${SECTIONS:-file live codecs}
 RUNS=${RUNS:-3}
 LIVE_RUNS=${LIVE_RUNS:-2}
 LIVE_STOP_AFTER=${LIVE_STOP_AFTER:-6}
@@ -65,7 +66,8 @@ read -r -a SECTION_LIST <<<"$SECTIONS"
 ((${#SECTION_LIST[@]})) || die "SECTIONS is empty; use file, live or both"
 for s in "${SECTION_LIST[@]}"; do
     [[ $s == file || $s == live || $s == many ]] \
-        || die "SECTIONS: unknown section '$s' (use file, live, many)"
+        || [[ $s == codecs ]] \
+        || die "SECTIONS: unknown section '$s' (use file, live, many, codecs)"
 done
 want() { [[ " ${SECTION_LIST[*]} " == *" $1 "* ]]; }
 
@@ -81,7 +83,7 @@ if want live; then
     [[ -r /proc/net/tcp ]] || die "the live section needs /proc/net/tcp (Linux)"
 fi
 TOOLS=(ffmpeg "$CARGO")
-if want file || want many; then TOOLS+=(ffprobe); fi
+if want file || want many || want codecs; then TOOLS+=(ffprobe); fi
 for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || die "$tool not found on PATH"
 done
@@ -193,17 +195,21 @@ stats() {
     echo "$min $med $cpu"
 }
 
+# make_input: the reference input (10 s 1080p30 H.264 + AAC), made once and reused.
+make_input() {
+    [[ -s $INPUT ]] && return 0
+    echo "generating $INPUT ..." >&2
+    ffmpeg -y -hide_banner -v error \
+        -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DURATION" \
+        -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$DURATION" \
+        -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest \
+        "$WORK/input.tmp.mp4"
+    mv "$WORK/input.tmp.mp4" "$INPUT"
+}
+
 file_section() {
     # --- 1. Reference input, made once ---------------------------------------------------
-    if [[ ! -s $INPUT ]]; then
-        echo "generating $INPUT ..." >&2
-        ffmpeg -y -hide_banner -v error \
-            -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DURATION" \
-            -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$DURATION" \
-            -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest \
-            "$WORK/input.tmp.mp4"
-        mv "$WORK/input.tmp.mp4" "$INPUT"
-    fi
+    make_input
 
     # --- 2. Build the example once (not timed) -------------------------------------------
     build_example
@@ -539,13 +545,7 @@ many_run() {
 many_section() {
     [[ -x /usr/bin/time ]] || die "the many section needs GNU time (apt-get install time)"
 
-    if [[ ! -s $INPUT ]]; then
-        echo "generating $INPUT ..." >&2
-        ffmpeg -y -hide_banner -v error \
-            -f lavfi -i "testsrc2=size=1920x1080:rate=30:duration=$DURATION" \
-            -f lavfi -i "sine=frequency=440:sample_rate=48000:duration=$DURATION" \
-            -c:v libx264 -preset veryfast -pix_fmt yuv420p -c:a aac -b:a 128k -shortest "$INPUT"
-    fi
+    make_input
     build_example
     "$CARGO" build --release --quiet --example manager
     echo
@@ -562,6 +562,91 @@ many_section() {
         printf '| %d | crate (manager example) | %.2f | %.2f | %d | %.2fx |\n' "$n" "$cw" "$cc" "$cr" \
             "$(awk -v a="$lw" -v b="$cw" 'BEGIN { print a / b }')"
         printf '| %d | ffmpeg CLI x %d | %.2f | %.2f | %d | 1.00x |\n' "$n" "$n" "$lw" "$lc" "$lr"
+    done
+}
+
+# ==================================== Section: codecs ====================================
+# The same 10 s 1080p30 input to a 2-rung fMP4 HLS ladder (720p 2800k, 360p 800k) in HEVC
+# and in AV1, 2 s segments, AAC 128k encoded once and stored once as its own rendition in
+# both tools (the CLI's var_stream_map with an audio group). HEVC: libx265 veryfast in both,
+# keyframes forced every 2 s, no scene cuts; AV1: SVT-AV1 preset 10 (the crate's mapping of
+# veryfast) with a 60-frame GOP in both. Every run's output is checked: master, both
+# variant playlists finished, 300 frames in the 720p rung, read through its init segment.
+
+cmd_codec_crate() { # OUT CODEC
+    CMD=("$EXAMPLE" "$INPUT" --out "$1" --ladder 720p,360p --codec "$2" --preset veryfast --segment 2)
+}
+
+cmd_codec_cli() { # OUT CODEC
+    local -a enc
+    if [[ $2 == hevc ]]; then
+        enc=(-c:v libx265 -preset veryfast -tag:v hvc1 -x265-params "scenecut=0:open-gop=0:log-level=error"
+            -force_key_frames "expr:gte(t,n_forced*2)")
+    else
+        enc=(-c:v libsvtav1 -preset 10 -g 60)
+    fi
+    CMD=(ffmpeg -y -v error -i "$INPUT"
+        -filter_complex "[0:v]split=2[a][b];[a]scale=1280:720[v0];[b]scale=640:360[v1]"
+        -map "[v0]" -map "[v1]" -map 0:a "${enc[@]}"
+        -b:v:0 2800k -maxrate:v:0 3080k -bufsize:v:0 5600k -b:v:1 800k -maxrate:v:1 880k -bufsize:v:1 1600k
+        -c:a aac -b:a 128k -ac 2
+        -f hls -hls_time 2 -hls_playlist_type vod -hls_segment_type fmp4
+        -var_stream_map "a:0,agroup:aud v:0,agroup:aud v:1,agroup:aud"
+        -master_pl_name master.m3u8 "$1/v%v/index.m3u8")
+}
+
+# verify_codec OUT TOP: master, finished playlists, FRAMES frames in TOP (an fMP4 playlist).
+verify_codec() {
+    local out=$1 top=$2 frames
+    [[ -s $out/master.m3u8 ]] || { echo "no $out/master.m3u8"; return 1; }
+    grep -q '^#EXT-X-ENDLIST' "$out/$top" || { echo "$out/$top not finished"; return 1; }
+    frames=$(ffprobe -v error -count_frames -select_streams v:0 \
+        -show_entries stream=nb_read_frames -of csv=p=0 "$out/$top" | awk -F, 'NF { print $1; exit }')
+    [[ $frames == "$FRAMES" ]] || { echo "$out/$top has ${frames:-no} frames, expected $FRAMES"; return 1; }
+}
+
+# codec_run TOOL CODEC RUN: one timed, verified run; appends "wall cpu" to its times file.
+codec_run() {
+    local tool=$1 codec=$2 out=$WORK/$1-$2 tfile=$WORK/$1-$2.time t0 t1 cpu=nan why top
+    local -a CMD
+    rm -rf "$out" "$tfile"; mkdir -p "$out"
+    "cmd_codec_$tool" "$out" "$codec"
+    if ((${#TIME_CMD[@]})); then CMD=("${TIME_CMD[@]}" "$tfile" "${CMD[@]}"); fi
+    t0=$(date +%s.%N)
+    SVT_LOG=1 "${CMD[@]}" >"$WORK/$tool-$codec.log" 2>&1 \
+        || { tail -n 20 "$WORK/$tool-$codec.log" >&2; return 1; }
+    t1=$(date +%s.%N)
+    if [[ $tool == crate ]]; then top=720p/index.m3u8; else top=v1/index.m3u8; fi
+    why=$(verify_codec "$out" "$top") || { echo "FAIL: $tool $codec: $why" >&2; return 1; }
+    if [[ -s $tfile ]]; then cpu=$(tail -n 1 "$tfile" | awk '{ printf "%.2f", $1 + $2 }'); fi
+    awk -v a="$t0" -v b="$t1" -v c="$cpu" 'BEGIN { printf "%.3f %s\n", b - a, c }' >>"$WORK/$tool-$codec.times"
+    printf '  run %d %-5s %-4s %6.2f s wall, cpu %s s\n' "$3" "$tool" "$codec" \
+        "$(tail -n 1 "$WORK/$tool-$codec.times" | cut -d' ' -f1)" "$cpu" >&2
+}
+
+codecs_section() {
+    make_input
+    build_example
+    local codec i runs=${CODEC_RUNS:-2}
+    echo
+    echo "## HEVC and AV1: 10 s 1080p30 -> 720p + 360p fMP4 HLS, audio once"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); nproc: $(nproc); runs per tool: $runs (alternating)"
+    echo
+    echo "| codec | tool | median wall (s) | speed (x realtime) | median CPU user+sys (s) | wall vs CLI |"
+    echo "|---|---|---:|---:|---:|---:|"
+    for codec in hevc av1; do
+        rm -f "$WORK/crate-$codec.times" "$WORK/cli-$codec.times"
+        for ((i = 1; i <= runs; i++)); do
+            codec_run crate "$codec" "$i" || die "crate $codec run $i failed"
+            codec_run cli "$codec" "$i" || die "CLI $codec run $i failed"
+        done
+        local cm cc lm lc
+        read -r _ cm cc < <(stats "$WORK/crate-$codec.times")
+        read -r _ lm lc < <(stats "$WORK/cli-$codec.times")
+        awk -v c="$codec" -v cm="$cm" -v cc="$cc" -v lm="$lm" -v lc="$lc" -v d="$DURATION" 'BEGIN {
+            printf "| %s | crate (transcode example) | %.2f | %.2fx | %s | %.2f |\n", c, cm, d / cm, cc, cm / lm
+            printf "| %s | ffmpeg CLI | %.2f | %.2fx | %s | 1.00 |\n", c, lm, d / lm, lc }'
     done
 }
 

@@ -3,8 +3,10 @@
 //! Live and on-demand transcoding on FFmpeg's C libraries, embeddable and synchronous,
 //! with a supervised lifecycle. A [`Stream`] reads one source (a file, an http(s), rtmp,
 //! srt, udp/rtp or tcp URL, a `lavfi:` test graph, or the application's own bytes through
-//! a [`Source::reader`]), decodes it once, and writes an adaptive-bitrate ladder of H.264 +
-//! AAC variants as HLS with a master playlist.
+//! a [`Source::reader`]), decodes it once, and writes an adaptive-bitrate ladder (H.264,
+//! HEVC or AV1 rungs, AAC audio) as HLS with a master playlist: MPEG-TS segments, or CMAF
+//! fragmented MP4 that a DASH manifest can describe too. Files go to a directory, or through
+//! any [`sink::SegmentSink`] (an HTTP origin with [`sink::HttpSink`]).
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -56,7 +58,11 @@
 //! ## Layout on disk
 //! `<output_dir>/master.m3u8` and `<output_dir>/<variant>/index.m3u8` with its segments
 //! (`seg_00000.ts`, ...). Every variant has a keyframe at every segment boundary, on the
-//! same timestamps, so players can switch between them.
+//! same timestamps, so players can switch between them. With [`Container::Fmp4`] each
+//! variant directory holds `init_00000.mp4` and `seg_00000.m4s`, ...; the audio is its own
+//! rendition (`<output_dir>/audio-128k/`), and with [`AbrProfile::dash`]
+//! `<output_dir>/manifest.mpd` lists the same segments. [`Hooks::on_segment`] tells each
+//! segment as it is listed (to upload, index or purge).
 //!
 //! ## FFmpeg's log
 //! FFmpeg's own log lines go to the [`log`](https://docs.rs/log) crate, target `ffmpeg`,

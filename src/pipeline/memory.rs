@@ -8,8 +8,13 @@
 //! source with a 720p+360p ladder, over a 180p single-rung run as the baseline (libraries
 //! and code): ultrafast measured +47 MB (model 52), veryfast +128 MB (model 130), medium
 //! +247 MB (model 313). The model errs high, so admission errs on the safe side.
+//!
+//! Other encoders keep more per frame than x264 at the same speed: measured the same way
+//! (a 1080p30 source, 720p+360p at veryfast, fMP4), peak RSS was 248 MB with x264, 381 MB
+//! with x265 and 499 MB with SVT-AV1 (preset 10), so their frames count 2x and 3x.
 
 use super::VARIANT_QUEUE;
+use crate::config::VideoCodec;
 
 /// Reference frames a decoder may hold (H.264's maximum DPB).
 const DECODER_REFERENCES: u64 = 16;
@@ -41,19 +46,29 @@ fn x264_frame_bytes(pixels: f64, preset: &str) -> f64 {
     pixels * 1.5 * factor
 }
 
+/// How much more an encoder keeps in flight than x264 at the same preset (module docs).
+fn codec_factor(codec: VideoCodec) -> f64 {
+    match codec {
+        VideoCodec::Hevc => 2.0,
+        VideoCodec::Av1 => 3.0,
+        _ => 1.0,
+    }
+}
+
 /// The memory of a stream decoding `decode_pixels`-sized pictures into rungs of
-/// `(pixels, x264 preset)`, bytes.
+/// `(pixels, preset, codec)`, bytes.
 pub(crate) fn stream_memory<'a>(
     decode_pixels: f64,
-    rungs: impl IntoIterator<Item = (f64, &'a str)>,
+    rungs: impl IntoIterator<Item = (f64, &'a str, VideoCodec)>,
 ) -> u64 {
     let source_frames = DECODER_REFERENCES + THREADS + VARIANT_QUEUE as u64;
     let mut bytes = decode_pixels * 1.5 * source_frames as f64;
-    for (pixels, preset) in rungs {
+    for (pixels, preset, codec) in rungs {
         let (lookahead, refs) = x264_frames(preset);
         let frames = lookahead + refs + THREADS + 2;
-        // The scaled picture waiting for the encoder, then x264's frames.
-        bytes += pixels * 1.5 + x264_frame_bytes(pixels, preset) * frames as f64;
+        // The scaled picture waiting for the encoder, then the encoder's frames.
+        let encoder = x264_frame_bytes(pixels, preset) * frames as f64 * codec_factor(codec);
+        bytes += pixels * 1.5 + encoder;
     }
     bytes as u64
 }
@@ -69,7 +84,14 @@ mod tests {
     fn the_model_stays_near_what_was_measured_and_errs_high() {
         // Peak RSS growth measured for a 720p source with a 720p+360p ladder (module docs).
         for (preset, measured_mb) in [("ultrafast", 47.0), ("veryfast", 128.0), ("medium", 247.0)] {
-            let model = stream_memory(P720, [(P720, preset), (P360, preset)]) as f64 / 1e6;
+            let model = stream_memory(
+                P720,
+                [
+                    (P720, preset, VideoCodec::H264),
+                    (P360, preset, VideoCodec::H264),
+                ],
+            ) as f64
+                / 1e6;
             assert!(
                 model >= measured_mb && model <= measured_mb * 1.4,
                 "{preset}: model {model:.0} MB, measured {measured_mb} MB"
@@ -79,10 +101,14 @@ mod tests {
 
     #[test]
     fn slower_presets_and_bigger_pictures_cost_more() {
-        let fast = stream_memory(P720, [(P720, "veryfast")]);
-        let slow = stream_memory(P720, [(P720, "slower")]);
+        let h264 = VideoCodec::H264;
+        let fast = stream_memory(P720, [(P720, "veryfast", h264)]);
+        let slow = stream_memory(P720, [(P720, "slower", h264)]);
         assert!(slow > fast);
-        assert!(stream_memory(P720, [(P360, "veryfast")]) < fast);
+        assert!(stream_memory(P720, [(P360, "veryfast", h264)]) < fast);
+        let hevc = stream_memory(P720, [(P720, "veryfast", VideoCodec::Hevc)]);
+        let av1 = stream_memory(P720, [(P720, "veryfast", VideoCodec::Av1)]);
+        assert!(fast < hevc && hevc < av1, "{fast} {hevc} {av1}");
         assert!(stream_memory(P360, []) < stream_memory(P720, []));
     }
 }

@@ -123,6 +123,7 @@ fn memory_of(decode_pixels: f64, rungs: &[RungPlan]) -> u64 {
         (
             f64::from(r.width) * f64::from(r.height),
             r.profile.preset.as_str(),
+            r.profile.codec,
         )
     });
     super::stream_memory(decode_pixels, each)
