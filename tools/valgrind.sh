@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make valgrind`: memcheck over (1) a short transcode through the `transcode` example, from
-# a file (to MPEG-TS, and to fMP4 with an AV1 rung and a DASH manifest; every output goes
-# through the custom write AVIO context) and from stdin (`transcode -`: a Rust reader
-# through the custom read AVIO context), and
-# (2) the lifecycle, liveness, reader and put_ladder (HTTP sink) tests, each run alone. Fails on any invalid read/write or
-# definite leak outside the suppressions in tools/valgrind.supp (FFmpeg library leaks only).
+# a file (to MPEG-TS, and to fMP4 with an audio rendition and a DASH manifest; every output
+# goes through the custom write AVIO context) and from stdin (`transcode -`: a Rust reader
+# through the custom read AVIO context), and (2) the lifecycle, liveness, reader and
+# put_ladder (HTTP sink) tests, each run alone. Fails on any invalid read/write or definite
+# leak outside the suppressions in tools/valgrind.supp (FFmpeg library leaks only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind missing: apt-get install valgrind"; exit 1; }
