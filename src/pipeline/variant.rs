@@ -11,6 +11,7 @@ use super::control::Signals;
 use super::errors::{encoder_error, output_error};
 use super::hls::{h264_codec_string, MeasuredBitrate, SegmentDone, SegmentWriter};
 use super::publish::Publisher;
+use crate::config::VideoCodec;
 use crate::error::Error;
 use crate::ffi::{CodecContext, Frame, Packet, Rational, Scaler, Step, PIX_FMT_YUV420P};
 use crate::stats::{StatsCell, VariantCounters};
@@ -277,7 +278,8 @@ impl VariantWorker {
         if cut {
             self.forced.pop_front();
         }
-        if self.codecs.is_none() {
+        // MPEG-TS (H.264 only) carries the parameter sets in the keyframes themselves.
+        if self.codecs.is_none() && self.rung.codec == VideoCodec::H264.encoder_name() {
             self.codecs = h264_codec_string(pkt.data());
         }
         // Audio that belongs before this packet: before the cut point for a segment start,

@@ -446,3 +446,90 @@ fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
     );
     assert!(wrote_mpd, "manifest.mpd writes are told");
 }
+
+#[test]
+fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment() {
+    use crate::common::{is_listening, LiveServer};
+    use streamvisor::{PlaylistMode, RecoveryPolicy, Stream};
+    let d = tempfile::tempdir().unwrap();
+    let server = LiveServer::start();
+    let port = server.port;
+    let cfg = || {
+        let profile = AbrProfile::new(vec![
+            VariantProfile::new("240p", 240, 300_000).with_preset("ultrafast")
+        ])
+        .with_container(Container::Fmp4)
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(20);
+        StreamConfig::builder("fmp4-restart", format!("tcp://127.0.0.1:{port}"), d.path())
+            .profile(profile)
+            .playlist_mode(PlaylistMode::Live)
+            .recovery(RecoveryPolicy::default().with_max_attempts(1))
+            .build()
+            .unwrap()
+    };
+    let playlist = d.path().join("240p/index.m3u8");
+    let segments = || read_media(&playlist).segments.len();
+    let first = Stream::new(cfg()).start().unwrap();
+    crate::common::wait_until("two segments", Duration::from_secs(30), || {
+        playlist.exists() && segments() >= 2
+    });
+    drop(server);
+    assert_eq!(first.wait().state, StreamState::Failed);
+    let before = read_media(&playlist).segments.len();
+    let server = LiveServer::start_on(port);
+    crate::common::wait_until("the source", Duration::from_secs(10), || is_listening(port));
+    let second = Stream::new(cfg()).start().unwrap();
+    crate::common::wait_until("two more segments", Duration::from_secs(30), || {
+        segments() >= before + 2
+    });
+    let report = second.stop(Duration::from_secs(5));
+    drop(server);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let media = read_media(&playlist);
+    let maps: Vec<String> = media
+        .segments
+        .iter()
+        .filter_map(|s| s.map.as_ref().map(|m| m.uri.clone()))
+        .collect();
+    assert_eq!(maps.len(), 2, "one EXT-X-MAP per run: {maps:?}");
+    assert_ne!(maps[0], maps[1]);
+    assert!(
+        media.segments[before].discontinuity,
+        "the new run starts a discontinuity"
+    );
+    assert!(
+        media.segments[before].map.is_some(),
+        "and declares its init segment"
+    );
+    // Each run's segments decode after their own init segment.
+    let dir = d.path().join("240p");
+    for (run, init) in [
+        (&media.segments[..before], &maps[0]),
+        (&media.segments[before..], &maps[1]),
+    ] {
+        let mut bytes = std::fs::read(dir.join(init)).unwrap();
+        for s in run {
+            bytes.extend(std::fs::read(dir.join(&s.uri)).unwrap());
+        }
+        let joined = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(joined.path(), bytes).unwrap();
+        let v = ffprobe_json(
+            joined.path(),
+            &["-count_frames", "-show_entries", "stream=nb_read_frames"],
+        );
+        let frames: u64 = v["streams"][0]["nb_read_frames"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        // Every segment but the last of a run is a whole second (the first run's last was
+        // cut short when its source died).
+        let whole = 30 * (run.len() as u64 - 1);
+        assert!(
+            frames > whole,
+            "{init}: {frames} frames in {} segments",
+            run.len()
+        );
+    }
+}
