@@ -1,27 +1,38 @@
 # streamvisor: `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
 SHELL := /bin/bash
 CARGO ?= cargo
-APT_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
-	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev \
-	nginx-light libnginx-mod-rtmp python3-prometheus-client chromium
+# What building and running needs (`make demo`), then what the test suite adds: real
+# servers (nginx with rtmp and WebDAV), the metrics parser, a browser.
+BUILD_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
+TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client chromium
+
+# $(call apt_install,PACKAGES[,EXTRA]): installs with apt those of PACKAGES that are not
+# installed, and the packages EXTRA (a shell command) prints.
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done; $(2)); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
 # The browser playback tests run tools/browser/play.mjs with Node.js: Debian's nodejs and npm
 # are installed when no `node` or `npm` is on PATH (NodeSource's nodejs brings its own npm
 # and conflicts with Debian's npm package).
 NODE_PACKAGES := nodejs:node npm:npm
 BROWSER_DIR := tools/browser
 
-.PHONY: deps demo test soak valgrind asan bench compare lint fmt clean msrv package
+.PHONY: deps build-deps demo test soak valgrind asan bench compare lint fmt clean msrv package
 
-# Installs what is missing (quick when nothing is).
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done; \
-		for pc in $(NODE_PACKAGES); do command -v $${pc#*:} >/dev/null || echo $${pc%%:*}; done); \
-	if [ -n "$$missing" ]; then \
-		echo "installing:" $$missing; \
-		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+# Installs what building and running needs, if missing (quick when nothing is).
+build-deps:
+	$(call apt_install,$(BUILD_PACKAGES))
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+# Installs everything the test suite needs too, if missing (quick when nothing is).
+deps: build-deps
+	$(call apt_install,$(TEST_PACKAGES),for pc in $(NODE_PACKAGES); do command -v $${pc#*:} >/dev/null || echo $${pc%%:*}; done)
 	@# The metrics tests parse with prometheus_client: Debian's package serves the system
 	@# python3; another python3 first on PATH (pyenv, a venv) gets it from PyPI.
 	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client \
@@ -33,7 +44,7 @@ deps:
 		|| { echo "could not install the npm packages of $(BROWSER_DIR) (npm ci --prefix $(BROWSER_DIR))"; exit 1; }
 
 # Transcodes the embedded default source (10 s 1080p30 test pattern + tone) to out/demo.
-demo: deps
+demo: build-deps
 	$(CARGO) run --release --example transcode
 
 test: deps
