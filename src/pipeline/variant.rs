@@ -274,9 +274,11 @@ impl VariantWorker {
         if pkt.duration() <= 0 {
             pkt.set_duration(self.frame_ticks);
         }
-        let cut = pkt.is_key() && self.forced.front() == Some(&pts);
-        if cut {
-            self.forced.pop_front();
+        let cut = pkt.is_key() && self.is_cut(pts);
+        if pkt.is_key() {
+            while self.forced.front().is_some_and(|&f| f <= pts) {
+                self.forced.pop_front();
+            }
         }
         // MPEG-TS (H.264 only) carries the parameter sets in the keyframes themselves.
         if self.codecs.is_none() && self.rung.codec == VideoCodec::H264.encoder_name() {
@@ -306,6 +308,15 @@ impl VariantWorker {
             count_segment(&self.rung.counters, stats, done);
         }
         Ok(())
+    }
+
+    /// Whether a keyframe at `pts` starts a segment: at (or past) the next forced boundary;
+    /// with SVT-AV1, which places its own keyframes every segment of frames and cannot
+    /// force one, every keyframe (its GOP may drift a frame from the time grid at rates
+    /// such as 29.97: the segment is then cut where the keyframe is, never left to grow).
+    fn is_cut(&self, pts: i64) -> bool {
+        self.rung.codec == VideoCodec::Av1.encoder_name()
+            || self.forced.front().is_some_and(|&f| f <= pts)
     }
 
     /// Tells the master, the DASH manifest and the hooks about a finished segment.

@@ -533,3 +533,49 @@ fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment()
         );
     }
 }
+
+#[test]
+fn a_gap_in_the_source_stays_in_every_fmp4_rendition_alike() {
+    // 4 s of media, 5 s of nothing, 4 s of media (a gap under the 10 s jump threshold).
+    let d = tempfile::tempdir().unwrap();
+    let mut joined = crate::timeline::ts_piece(d.path(), "a.ts", 0);
+    joined.extend(crate::timeline::ts_piece(d.path(), "b.ts", 9));
+    let src = d.path().join("gap.ts");
+    std::fs::write(&src, joined).unwrap();
+    let out = d.path().join("out");
+    let p = profile([VideoCodec::H264, VideoCodec::H264]).with_dash(true);
+    let config = StreamConfig::builder("fmp4-gap", src.to_str().unwrap(), &out)
+        .profile(p)
+        .build()
+        .unwrap();
+    let report = run_to_end(config);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    // The largest step between consecutive presentation times, and where it is.
+    let jump = |dir: &Path| {
+        let mut pts: Vec<f64> = packets(dir, &segment_uris(dir))
+            .iter()
+            .map(|p| p.pts)
+            .collect();
+        pts.sort_by(f64::total_cmp);
+        pts.windows(2)
+            .map(|w| (w[1] - w[0], w[0]))
+            .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
+    };
+    let (v_gap, v_at) = jump(&out.join("360p"));
+    let (w_gap, w_at) = jump(&out.join("240p"));
+    let (a_gap, a_at) = jump(&out.join("audio-128k"));
+    for (what, gap, at) in [
+        ("360p", v_gap, v_at),
+        ("240p", w_gap, w_at),
+        ("audio", a_gap, a_at),
+    ] {
+        assert!(
+            (gap - 5.0).abs() < 0.2,
+            "{what}: the largest step is {gap} s at {at}"
+        );
+    }
+    assert!(
+        (v_at - a_at).abs() < 0.1 && (v_at - w_at).abs() < 0.01,
+        "{v_at} {w_at} {a_at}"
+    );
+}

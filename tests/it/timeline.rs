@@ -11,7 +11,7 @@ use m3u8_rs::MediaPlaylist;
 use crate::common::{config, ffmpeg, probe_video, read_media, run_to_end};
 
 /// A 4 s 640x360 15 fps H.264/AAC MPEG-TS piece whose timestamps start at `offset` s.
-fn ts_piece(dir: &Path, name: &str, offset: u32) -> Vec<u8> {
+pub fn ts_piece(dir: &Path, name: &str, offset: u32) -> Vec<u8> {
     ts_piece_with(dir, name, offset, "640x360", "yuv420p", 48000, 2)
 }
 

@@ -292,7 +292,12 @@ impl SegmentWriter {
             if self.open_start.is_none() {
                 self.open_start = Some(pts);
                 self.open_discontinuity = std::mem::take(&mut self.pending_discontinuity);
-                let next = self.audio_boundary.map_or(pts, |b| b) + self.target_duration;
+                // The next boundary on the grid past this packet (after a gap, the grid
+                // catches up rather than cutting a run of tiny segments).
+                let mut next = self.audio_boundary.unwrap_or(pts) + self.target_duration;
+                while next <= pts + 5e-4 {
+                    next += self.target_duration;
+                }
                 self.audio_boundary = Some(next);
             }
             let end = pts + pkt.duration().max(0) as f64 * tb;
@@ -316,7 +321,14 @@ impl SegmentWriter {
         let done = self.close_open_segment(at, false)?;
         self.open_segment()?;
         let next = self.open_location();
-        if self.container != Container::Fmp4 {
+        if self.container == Container::Fmp4 {
+            // The next fragment's decode time (tfdt) is its first packet's own, never one
+            // derived from the fragment before: a gap in the source that falls on the cut
+            // stays in every rendition alike (tests/it/cmaf.rs checks that it does).
+            self.muxer
+                .set_muxer_option("movflags", "+frag_discont")
+                .map_err(|e| OutputError::Mux(next.clone(), e))?;
+        } else {
             // The next file must start with PAT/PMT so it decodes on its own.
             self.muxer
                 .set_muxer_option("mpegts_flags", "+resend_headers")
