@@ -579,3 +579,58 @@ fn a_gap_in_the_source_stays_in_every_fmp4_rendition_alike() {
         "{v_at} {w_at} {a_at}"
     );
 }
+
+#[test]
+fn an_av1_rung_whose_gop_drifts_from_the_time_grid_still_cuts_every_segment() {
+    // 29.97 fps in 1 s segments on MPEG-TS's 90 kHz clock: the grid asks for a keyframe
+    // every 29.97 frames, SVT-AV1 places one every 30; 34 s in they first disagree (frame
+    // 1019 against 1020). The rung is cut at its own keyframes, never left to grow.
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("ntsc.ts");
+    crate::common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=426x240:rate=30000/1001:duration=40",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-f",
+        "mpegts",
+        src.to_str().unwrap(),
+    ]);
+    let source = src.to_str().unwrap();
+    let p = AbrProfile::new(vec![VariantProfile::new("240p", 240, 200_000)
+        .with_codec(VideoCodec::Av1)
+        .with_preset("ultrafast")])
+    .with_container(Container::Fmp4)
+    .with_segment_duration(Duration::from_secs(1));
+    let config = StreamConfig::builder("av1-drift", source, d.path())
+        .allow_generated_sources(true)
+        .profile(p)
+        .build()
+        .unwrap();
+    let report = run_to_end(config);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let dir = d.path().join("240p");
+    let media = read_media(&dir.join("index.m3u8"));
+    assert!(
+        media.segments.len() >= 39,
+        "{} segments",
+        media.segments.len()
+    );
+    let longest = media
+        .segments
+        .iter()
+        .map(|s| s.duration)
+        .fold(0.0, f32::max);
+    assert!(longest < 1.1, "a segment of {longest} s");
+    let first = packets(&dir, &segment_uris(&dir)[36..37]);
+    assert!(first[0].key, "segment 36 opens with a keyframe");
+    assert_eq!(
+        packets(&dir, &segment_uris(&dir)).len(),
+        1199,
+        "every frame"
+    );
+}
