@@ -56,9 +56,11 @@ pub struct SegmentEvent {
     pub stream: String,
     /// The rendition: a variant's name, or an audio rendition's (`audio-128k`).
     pub variant: String,
-    /// The segment file.
+    /// Where the segment is: its path with the filesystem sink, otherwise what the sink
+    /// calls its location (for [`HttpSink`](crate::sink::HttpSink), the URL with its
+    /// secrets redacted).
     pub path: PathBuf,
-    /// Its init segment (fMP4), which a player loads first.
+    /// Its init segment (fMP4), which a player loads first; located the same way.
     pub init: Option<PathBuf>,
     /// Its media sequence number in the HLS playlist.
     pub sequence: u64,

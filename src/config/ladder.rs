@@ -86,8 +86,8 @@ pub enum Container {
     #[default]
     MpegTs,
     /// CMAF: fragmented MP4 segments (`seg_NNNNN.m4s`, each one fragment starting with a
-    /// keyframe) after one init segment per rendition (`init.mp4`, `#EXT-X-MAP`), HLS
-    /// version 7. One track per file: the audio is its own rendition (`audio-<kbps>k/`),
+    /// keyframe) after one init segment per rendition and run (`init_NNNNN.mp4`,
+    /// `#EXT-X-MAP`), HLS version 7. One track per file: the audio is its own rendition (`audio-<kbps>k/`),
     /// stored once and shared by every video rung. Any [`VideoCodec`]; the segments can
     /// also be described by a DASH manifest ([`AbrProfile::dash`]).
     Fmp4,

@@ -106,7 +106,8 @@ impl Drop for WriteIo {
 }
 
 /// The `write_packet` callback: all of FFmpeg's bytes to the writer, or `EIO` (the writer
-/// keeps its own error for the caller). Never unwinds into C.
+/// keeps its own error for the caller), or `AVERROR_EXIT` when the writer says
+/// `Interrupted`. Never unwinds into C.
 unsafe extern "C" fn write_callback(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
     let Ok(len) = usize::try_from(size) else {
         return sys::AVERROR(libc::EINVAL);
@@ -122,7 +123,7 @@ unsafe extern "C" fn write_callback(opaque: *mut c_void, buf: *mut u8, size: c_i
         // SAFETY: FFmpeg hands us its buffer, valid for `size` bytes, for the duration of the call.
         unsafe { std::slice::from_raw_parts(buf, len) }
     };
-    let wrote = std::panic::catch_unwind(AssertUnwindSafe(|| state.out.write_all(data)));
+    let wrote = std::panic::catch_unwind(AssertUnwindSafe(|| write_whole(&mut *state.out, data)));
     match wrote {
         Ok(Ok(())) => {
             state.written += len as u64;
@@ -131,4 +132,16 @@ unsafe extern "C" fn write_callback(opaque: *mut c_void, buf: *mut u8, size: c_i
         Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => sys::AVERROR_EXIT,
         _ => sys::AVERROR(libc::EIO),
     }
+}
+
+/// `write_all`, except that `Interrupted` is an answer (the writer was cancelled), not a
+/// reason to try again for ever.
+fn write_whole(out: &mut dyn Write, mut data: &[u8]) -> io::Result<()> {
+    while !data.is_empty() {
+        match out.write(data)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => data = &data[n..],
+        }
+    }
+    Ok(())
 }

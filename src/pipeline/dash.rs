@@ -150,7 +150,7 @@ pub(crate) struct Representation {
 pub(crate) struct Segment {
     /// The `NNNNN` in its name.
     pub(crate) number: u64,
-    /// Earliest presentation time, ticks (its `tfdt`).
+    /// Earliest presentation time of the segment, ticks (with no B-frames its `tfdt`).
     pub(crate) start: u64,
     /// Ticks.
     pub(crate) duration: u64,

@@ -10,6 +10,7 @@ mod decode;
 mod errors;
 mod hls;
 mod memory;
+mod mpd;
 mod plan;
 mod publish;
 mod reader;
@@ -329,7 +330,7 @@ fn prepare_output<'a>(
         return Ok((sink.clone(), names.map(|_| Default::default()).collect()));
     }
     let dir = config.output_dir();
-    let starts = hls::prepare_output(dir, names, live)?;
+    let starts = hls::prepare_output(dir, names, live, config.profile().container)?;
     let sink = FsSink::new(dir, config.profile().sync_playlists);
     Ok((Arc::new(sink), starts))
 }

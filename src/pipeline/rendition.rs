@@ -27,9 +27,15 @@ pub(crate) struct AudioRendition {
 }
 
 impl AudioRendition {
-    /// The directory (and group) name of the rendition of the AAC encoder at `bit_rate`.
+    /// The directory (and group) name of the rendition of the AAC encoder at `bit_rate`:
+    /// `audio-128k`, or `audio-96500` for a rate that is not a whole kb/s (two encoders
+    /// never share a name).
     pub fn name_for(bit_rate: u64) -> String {
-        format!("audio-{}k", bit_rate / 1000)
+        if bit_rate % 1000 == 0 {
+            format!("audio-{}k", bit_rate / 1000)
+        } else {
+            format!("audio-{bit_rate}")
+        }
     }
 
     /// Writes packets until `End` (graceful) or an abort / hang-up (partial work dropped).

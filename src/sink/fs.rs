@@ -28,14 +28,33 @@ impl FsSink {
         &self.root
     }
 
-    fn path(&self, relative: &str) -> PathBuf {
-        self.root.join(relative)
+    /// `relative` under the root: refused (`InvalidInput`) when it is absolute or has an
+    /// empty, `.` or `..` element, so nothing is written outside the root.
+    fn path(&self, relative: &str) -> io::Result<PathBuf> {
+        let escapes =
+            relative.starts_with('/') || relative.split('/').any(|e| matches!(e, "" | "." | ".."));
+        if escapes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{relative:?} is not a relative path under the output directory"),
+            ));
+        }
+        Ok(self.root.join(relative))
+    }
+
+    /// The path for a new file, its directory created if needed.
+    fn new_file(&self, relative: &str) -> io::Result<PathBuf> {
+        let path = self.path(relative)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        Ok(path)
     }
 }
 
 impl SegmentSink for FsSink {
     fn create(&self, path: &str) -> io::Result<Box<dyn SinkFile>> {
-        let path = self.path(path);
+        let path = self.new_file(path)?;
         let file = File::create(&path)?;
         Ok(Box::new(FsFile {
             out: Some(BufWriter::with_capacity(256 * 1024, file)),
@@ -45,18 +64,18 @@ impl SegmentSink for FsSink {
     }
 
     fn replace(&self, path: &str, contents: &[u8]) -> io::Result<()> {
-        write_atomic(&self.path(path), contents, self.sync)
+        write_atomic(&self.new_file(path)?, contents, self.sync)
     }
 
     fn delete(&self, path: &str) -> io::Result<()> {
-        match std::fs::remove_file(self.path(path)) {
+        match std::fs::remove_file(self.path(path)?) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
     }
 
     fn location(&self, path: &str) -> String {
-        self.path(path).display().to_string()
+        self.root.join(path).display().to_string()
     }
 }
 
@@ -140,6 +159,22 @@ mod tests {
         sink.delete("a.m4s").unwrap();
         sink.delete("a.m4s").unwrap();
         assert!(!d.path().join("a.m4s").exists());
+    }
+
+    #[test]
+    fn directories_are_made_and_paths_cannot_leave_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let sink = FsSink::new(d.path().join("out"), false);
+        sink.create("720p/seg_00000.m4s").unwrap().finish().unwrap();
+        sink.replace("audio-128k/index.m3u8", b"x").unwrap();
+        assert!(d.path().join("out/720p/seg_00000.m4s").exists());
+        assert!(d.path().join("out/audio-128k/index.m3u8").exists());
+        for bad in ["../x", "/etc/x", "a//b", "./a", "a/../../b", ""] {
+            assert!(sink.create(bad).is_err(), "{bad}");
+            assert!(sink.replace(bad, b"x").is_err(), "{bad}");
+            assert!(sink.delete(bad).is_err(), "{bad}");
+        }
+        assert!(!d.path().join("x").exists());
     }
 
     #[test]

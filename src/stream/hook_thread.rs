@@ -10,9 +10,10 @@ use crate::hooks::{Hooks, StatsEvent};
 use crate::state::StreamState;
 use crate::stats::StreamStats;
 
-/// Capacity of the queue of state events waiting for the hook thread. State changes are
-/// few; if a hook stalls long enough to fill it, further events are dropped (and logged)
-/// rather than stalling the stream.
+/// Capacity of the queue of events waiting for the hook thread: state changes, and output
+/// events (segments, playlists), which leave its last places to state changes. If a hook
+/// stalls long enough to fill it, further events are dropped (and logged) rather than
+/// stalling the stream.
 pub(crate) const HOOK_QUEUE: usize = 256;
 
 thread_local! {

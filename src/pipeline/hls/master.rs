@@ -180,33 +180,36 @@ impl MasterPlaylist {
 /// `#EXT-X-STREAM-INF` per video rung, whose BANDWIDTH and CODECS include its audio's.
 fn render(state: &MasterState, version: u8) -> String {
     let mut text = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n#EXT-X-INDEPENDENT-SEGMENTS\n");
-    for (i, a) in state.audio.iter().enumerate() {
+    // Each group holds one rendition, so each is its group's default.
+    for a in &state.audio {
         let _ = writeln!(
             text,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT={1},AUTOSELECT=YES,CHANNELS=\"{2}\",URI=\"{0}/{MEDIA_PLAYLIST}\"",
-            a.name,
-            if i == 0 { "YES" } else { "NO" },
-            a.channels,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{1}\",URI=\"{0}/{MEDIA_PLAYLIST}\"",
+            a.name, a.channels,
         );
     }
     for e in &state.entries {
         let group = e.audio_group.and_then(|g| state.audio.get(g));
         let (audio_peak, audio_avg) = group.map_or((0, 0), |a| (a.bandwidth, a.average_bandwidth));
-        let audio_codec = if e.muxed_audio || group.is_some() {
-            format!(",{AAC_LC}")
-        } else {
-            String::new()
-        };
         let _ = write!(
             text,
-            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{},CODECS=\"{}{audio_codec}\",FRAME-RATE={:.3}",
+            "#EXT-X-STREAM-INF:BANDWIDTH={},AVERAGE-BANDWIDTH={},RESOLUTION={}x{}",
             e.bandwidth + audio_peak,
             e.average_bandwidth + audio_avg,
             e.width,
             e.height,
-            e.codecs,
-            e.frame_rate
         );
+        // CODECS only when the video's is known: a partial list would mislead a player
+        // more than none.
+        if !e.codecs.is_empty() {
+            let audio = if e.muxed_audio || group.is_some() {
+                format!(",{AAC_LC}")
+            } else {
+                String::new()
+            };
+            let _ = write!(text, ",CODECS=\"{}{audio}\"", e.codecs);
+        }
+        let _ = write!(text, ",FRAME-RATE={:.3}", e.frame_rate);
         if let Some(a) = group {
             let _ = write!(text, ",AUDIO=\"{}\"", a.name);
         }

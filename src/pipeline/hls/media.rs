@@ -13,7 +13,7 @@ use crate::config::Container;
 use crate::sink::SegmentSink;
 use std::sync::Arc;
 
-use crate::ffi::{CodecContext, Interrupt, OutputContext, Packet, Rational};
+use crate::ffi::{AvError, CodecContext, Interrupt, OutputContext, Packet, Rational, AVERROR_EXIT};
 
 /// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
 /// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
@@ -42,6 +42,8 @@ pub struct SegmentWriter {
     name: String,
     /// The segment (or init segment) the muxer is writing.
     open: Option<OutputFile>,
+    /// Trips on abort (see [`MediaOutput::interrupt`]).
+    interrupt: Arc<Interrupt>,
     container: Container,
     muxer: OutputContext,
     /// `None` for an audio-only rendition, which cuts on the segment grid by itself.
@@ -89,7 +91,7 @@ pub(crate) struct MediaOutput {
     pub live_window: Option<usize>,
     /// Where numbering starts and what an earlier live run left listed.
     pub start: OutputStart,
-    /// Polled by the muxer's I/O (trips on abort).
+    /// Trips on abort: no new file, upload, playlist or deletion is started after it.
     pub interrupt: Arc<Interrupt>,
     /// Where the files go.
     pub sink: Arc<dyn SegmentSink>,
@@ -146,7 +148,7 @@ impl SegmentWriter {
             Container::Fmp4 => "mp4",
             _ => "mpegts",
         };
-        let mut muxer = OutputContext::new(format, interrupt).map_err(mux_err)?;
+        let mut muxer = OutputContext::new(format, interrupt.clone()).map_err(mux_err)?;
         let video_index = video
             .map(|v| muxer.add_stream(v))
             .transpose()
@@ -162,6 +164,7 @@ impl SegmentWriter {
             sink,
             name: name.to_owned(),
             open: None,
+            interrupt,
             container,
             muxer,
             video_index,
@@ -233,9 +236,20 @@ impl SegmentWriter {
         format!("{}/{name}", self.name)
     }
 
+    /// Refuses to start anything in the sink once the stream is aborting (an upload would
+    /// outlive the abort's bound, and could land after a new run's files).
+    fn refuse_after_abort(&self, rel: &str) -> Result<(), OutputError> {
+        if self.interrupt.is_interrupted() {
+            let at = PathBuf::from(self.sink.location(rel));
+            return Err(OutputError::Mux(at, AvError::new(AVERROR_EXIT, "aborted")));
+        }
+        Ok(())
+    }
+
     /// Opens the segment file numbered `next_file` as the muxer's output.
     fn open_segment(&mut self) -> Result<(), OutputError> {
         let rel = self.rel(&segment_name(self.next_file, self.container));
+        self.refuse_after_abort(&rel)?;
         self.open = Some(OutputFile::open(&*self.sink, &mut self.muxer, rel)?);
         Ok(())
     }
@@ -347,6 +361,10 @@ impl SegmentWriter {
                 .map_err(|e| OutputError::Mux(self.open_location(), e))?;
         }
         let open = self.open.take().expect("a segment is open until the end");
+        if let Err(e) = self.refuse_after_abort(&self.name) {
+            open.discard(&mut self.muxer);
+            return Err(e);
+        }
         let bytes = open.finish(&mut self.muxer)?;
         let start = self.open_start.unwrap_or(end);
         let mut duration = (end - start).max(0.0);
@@ -409,6 +427,7 @@ impl SegmentWriter {
             self.unlisted.pop_front();
             let name = segment_name(file, self.container);
             let rel = self.rel(&name);
+            self.refuse_after_abort(&rel)?;
             self.sink
                 .delete(&rel)
                 .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))?;
@@ -488,6 +507,7 @@ impl SegmentWriter {
             text.push_str("#EXT-X-ENDLIST\n");
         }
         let rel = self.rel(MEDIA_PLAYLIST);
+        self.refuse_after_abort(&rel)?;
         self.sink
             .replace(&rel, text.as_bytes())
             .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))?;

@@ -58,6 +58,7 @@ pub(crate) fn prepare_output<'a>(
     dir: &Path,
     variants: impl IntoIterator<Item = &'a str>,
     live: bool,
+    container: crate::config::Container,
 ) -> Result<Vec<OutputStart>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::output(dir, e))?;
     if !live {
@@ -68,7 +69,7 @@ pub(crate) fn prepare_output<'a>(
         .map(|name| {
             let vdir = dir.join(name);
             std::fs::create_dir_all(&vdir).map_err(|e| Error::output(&vdir, e))?;
-            resume::start_in(&vdir, live).map_err(|e| Error::output(&vdir, e))
+            resume::start_in(&vdir, live, container).map_err(|e| Error::output(&vdir, e))
         })
         .collect()
 }

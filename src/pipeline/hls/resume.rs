@@ -118,7 +118,7 @@ fn parse(text: &str) -> Option<EarlierPlaylist> {
 
 /// Looks at a variant directory (which exists) and decides where its output starts; for a
 /// fresh start, removes the earlier run's playlist and segments.
-pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
+pub(crate) fn start_in(dir: &Path, live: bool, container: Container) -> io::Result<OutputStart> {
     let mut on_disk = Vec::new();
     let mut inits = Vec::new();
     let mut playlists = Vec::new();
@@ -149,7 +149,18 @@ pub(crate) fn start_in(dir: &Path, live: bool) -> io::Result<OutputStart> {
         .chain(listed_max)
         .max()
         .map_or(0, |m| m + 1);
-    let carry = earlier.filter(|p| live && !p.ended && !p.segments.is_empty());
+    // Only a playlist of the same container is carried on (its segments' names and init
+    // segments are this run's kind).
+    let same_kind = |p: &EarlierPlaylist| {
+        let fmp4 = p.segments.iter().all(|s| s.init.is_some());
+        let ts = p.segments.iter().all(|s| s.init.is_none());
+        if container == Container::Fmp4 {
+            fmp4
+        } else {
+            ts
+        }
+    };
+    let carry = earlier.filter(|p| live && !p.ended && !p.segments.is_empty() && same_kind(p));
     let keep: Vec<u64> = carry
         .as_ref()
         .map(|p| p.segments.iter().map(|s| s.file).collect())
@@ -224,7 +235,7 @@ mod tests {
             ("seg_00008.ts", ""),
             ("seg_00009.ts", ""),
         ]);
-        let start = start_in(d.path(), true).unwrap();
+        let start = start_in(d.path(), true, Container::MpegTs).unwrap();
         assert_eq!(start.discontinuity_sequence, 1);
         let carried: Vec<_> = start
             .carried
@@ -258,12 +269,12 @@ mod tests {
             ("seg_00008.ts", ""),
             ("seg_00010.ts", ""),
         ]);
-        let start = start_in(d.path(), true).unwrap();
+        let start = start_in(d.path(), true, Container::MpegTs).unwrap();
         let numbers: Vec<_> = start.carried.iter().map(|s| (s.sequence, s.file)).collect();
         assert_eq!(numbers, [(7, 7), (8, 8), (9, 10)]);
         assert_eq!((start.next_sequence, start.next_file), (10, 11));
         // Started over (a VOD run), the sequence still never goes back.
-        let start = start_in(d.path(), false).unwrap();
+        let start = start_in(d.path(), false, Container::MpegTs).unwrap();
         assert!(start.carried.is_empty());
         assert_eq!((start.next_sequence, start.next_file), (11, 11));
     }
@@ -277,15 +288,21 @@ mod tests {
             ("#EXTM3U\nhttp://x/y.ts\n", true),
         ] {
             let d = dir_with(&[(MEDIA_PLAYLIST, text), ("seg_00008.ts", "")]);
-            let start = start_in(d.path(), live).unwrap();
+            let start = start_in(d.path(), live, Container::MpegTs).unwrap();
             assert!(start.carried.is_empty());
             assert_eq!((start.next_sequence, start.next_file), (9, 9));
             assert!(!d.path().join(MEDIA_PLAYLIST).exists());
             assert!(!d.path().join("seg_00008.ts").exists());
         }
+        // A live MPEG-TS playlist is not carried into an fMP4 run (nor the other way).
+        let d = dir_with(&[(MEDIA_PLAYLIST, LIVE), ("seg_00008.ts", "")]);
+        let start = start_in(d.path(), true, Container::Fmp4).unwrap();
+        assert!(start.carried.is_empty());
+        assert_eq!(start.next_file, 9);
+        assert!(!d.path().join("seg_00008.ts").exists());
         let empty = tempfile::tempdir().unwrap();
         assert_eq!(
-            start_in(empty.path(), true).unwrap(),
+            start_in(empty.path(), true, Container::MpegTs).unwrap(),
             OutputStart::default()
         );
     }
