@@ -7,14 +7,13 @@
 //! not start at zero: an MPEG-TS source's first timestamp carries over), which every
 //! representation's `presentationTimeOffset` names in its own timescale.
 
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
 use super::dash::{self, AdaptationSet, Content, Kind, Manifest, Media, Representation};
-use super::hls::{MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET};
+use super::hls::{replace_counted, MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET};
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 
@@ -205,17 +204,7 @@ impl DashOutput {
     /// write succeeded. No lock is held across a write.
     fn write(&self, mut text: String, stats: &StatsCell) -> bool {
         loop {
-            let ok = match self.sink.replace(DASH_MANIFEST, text.as_bytes()) {
-                Ok(()) => {
-                    stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
-                    true
-                }
-                Err(e) => {
-                    stats.errors.fetch_add(1, Relaxed);
-                    log::error!("writing {}: {e}", self.sink.location(DASH_MANIFEST));
-                    false
-                }
-            };
+            let ok = replace_counted(&*self.sink, DASH_MANIFEST, &text, stats);
             let mut g = self.state.lock();
             match g.pending.take() {
                 Some(next) => text = next,

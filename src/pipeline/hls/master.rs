@@ -162,16 +162,27 @@ impl MasterPlaylist {
 
     fn write(&self, state: &MasterState, stats: &StatsCell) -> bool {
         let text = render(state, self.version);
-        match self.sink.replace(MASTER_PLAYLIST, text.as_bytes()) {
-            Ok(()) => {
-                stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
-                true
-            }
-            Err(e) => {
-                stats.errors.fetch_add(1, Relaxed);
-                log::error!("writing {}: {e}", self.sink.location(MASTER_PLAYLIST));
-                false
-            }
+        replace_counted(&*self.sink, MASTER_PLAYLIST, &text, stats)
+    }
+}
+
+/// Replaces a playlist or manifest in the sink, counting its bytes, or the error (logged:
+/// a master or manifest that could not be written is retried at the next change).
+pub(crate) fn replace_counted(
+    sink: &dyn SegmentSink,
+    rel: &str,
+    text: &str,
+    stats: &StatsCell,
+) -> bool {
+    match sink.replace(rel, text.as_bytes()) {
+        Ok(()) => {
+            stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
+            true
+        }
+        Err(e) => {
+            stats.errors.fetch_add(1, Relaxed);
+            log::error!("writing {}: {e}", sink.location(rel));
+            false
         }
     }
 }

@@ -10,7 +10,9 @@ mod output_file;
 mod resume;
 
 pub(crate) use codecs::{h264 as h264_codec_string, AAC_LC};
-pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
+pub(crate) use master::{
+    replace_counted, AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate,
+};
 pub(crate) use media::{MediaOutput, SegmentDone, SegmentWriter, FMP4_TIME_OFFSET};
 pub(crate) use resume::{init_name, OutputStart};
 
