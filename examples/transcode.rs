@@ -282,9 +282,10 @@ fn run(args: Args) -> Result<(), String> {
         s.bytes_out as f64 / 1e6,
         args.out
     );
-    for v in &s.variants {
+    // Video rungs, then (fMP4) the audio renditions, whose frames are AAC frames.
+    for v in s.variants.iter().chain(&s.audio_renditions) {
         eprintln!(
-            "  {:<8} {:>6} frames  {:>3} segments  {:>8.1} kb/s",
+            "  {:<10} {:>6} frames  {:>3} segments  {:>8.1} kb/s",
             v.name,
             v.frames_out,
             v.segments,

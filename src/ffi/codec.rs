@@ -261,6 +261,13 @@ impl CodecContext {
         name.to_string_lossy().into_owned()
     }
 
+    /// Samples an audio encoder puts before the first input sample (AAC's priming), which
+    /// its first packet's timestamp starts that much earlier for.
+    pub fn initial_padding(&self) -> i32 {
+        // SAFETY: reading a plain field of a valid context.
+        unsafe { self.ptr.as_ref().initial_padding }
+    }
+
     /// Channels (audio).
     pub fn channels(&self) -> i32 {
         // SAFETY: reading a plain field of a valid context.

@@ -81,6 +81,9 @@ pub struct SegmentWriter {
     init: Option<u64>,
     /// Audio-only: where the open segment ends on the grid, seconds.
     audio_boundary: Option<f64>,
+    /// Audio-only: the encoder's priming, seconds: the grid starts where the media does,
+    /// after it, on the same boundaries as the video.
+    audio_priming: f64,
 }
 
 /// How a variant's output is written.
@@ -202,6 +205,9 @@ impl SegmentWriter {
             final_endlist: true,
             init: None,
             audio_boundary: None,
+            audio_priming: audio.map_or(0.0, |a| {
+                f64::from(a.initial_padding().max(0)) / f64::from(a.sample_rate().max(1))
+            }),
         };
         w.write_header()?;
         Ok(w)
@@ -308,7 +314,8 @@ impl SegmentWriter {
                 self.open_discontinuity = std::mem::take(&mut self.pending_discontinuity);
                 // The next boundary on the grid past this packet (after a gap, the grid
                 // catches up rather than cutting a run of tiny segments).
-                let mut next = self.audio_boundary.unwrap_or(pts) + self.target_duration;
+                let first = || pts + self.audio_priming;
+                let mut next = self.audio_boundary.unwrap_or_else(first) + self.target_duration;
                 while next <= pts + 5e-4 {
                     next += self.target_duration;
                 }
