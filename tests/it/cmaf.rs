@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use streamvisor::{AbrProfile, Container, StreamConfig, StreamState, VariantProfile, VideoCodec};
+use streamvisor::{
+    AbrProfile, Container, OutputEvent, StreamConfig, StreamState, VariantProfile, VideoCodec,
+};
 
 use crate::common::{ffprobe_json, read_master, read_media, run_to_end};
 
@@ -447,11 +449,14 @@ fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
     assert!(wrote_mpd, "manifest.mpd writes are told");
 }
 
-#[test]
-fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment() {
+/// Two live fMP4 runs into one directory (a 240p rung, 1 s segments, a window of
+/// `window`): the first fails after two segments (its source dies), the second carries its
+/// playlist on until it lists `more` segments of its own. Returns how many segments the
+/// first run's playlist listed, and the second run's output events.
+fn two_live_fmp4_runs(out: &Path, window: usize, more: usize) -> (usize, Vec<OutputEvent>) {
     use crate::common::{is_listening, LiveServer};
-    use streamvisor::{PlaylistMode, RecoveryPolicy, Stream};
-    let d = tempfile::tempdir().unwrap();
+    use std::sync::{Arc, Mutex};
+    use streamvisor::{Hooks, PlaylistMode, RecoveryPolicy, Stream};
     let server = LiveServer::start();
     let port = server.port;
     let cfg = || {
@@ -460,32 +465,74 @@ fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment()
         ])
         .with_container(Container::Fmp4)
         .with_segment_duration(Duration::from_secs(1))
-        .with_live_window(20);
-        StreamConfig::builder("fmp4-restart", format!("tcp://127.0.0.1:{port}"), d.path())
+        .with_live_window(window);
+        StreamConfig::builder("fmp4-restart", format!("tcp://127.0.0.1:{port}"), out)
             .profile(profile)
             .playlist_mode(PlaylistMode::Live)
             .recovery(RecoveryPolicy::default().with_max_attempts(1))
             .build()
             .unwrap()
     };
-    let playlist = d.path().join("240p/index.m3u8");
-    let segments = || read_media(&playlist).segments.len();
+    let playlist = out.join("240p/index.m3u8");
+    let last_sequence = || {
+        let m = read_media(&playlist);
+        m.media_sequence as usize + m.segments.len()
+    };
     let first = Stream::new(cfg()).start().unwrap();
     crate::common::wait_until("two segments", Duration::from_secs(30), || {
-        playlist.exists() && segments() >= 2
+        playlist.exists() && last_sequence() >= 2
     });
     drop(server);
     assert_eq!(first.wait().state, StreamState::Failed);
-    let before = read_media(&playlist).segments.len();
+    let before = last_sequence();
     let server = LiveServer::start_on(port);
     crate::common::wait_until("the source", Duration::from_secs(10), || is_listening(port));
-    let second = Stream::new(cfg()).start().unwrap();
-    crate::common::wait_until("two more segments", Duration::from_secs(30), || {
-        segments() >= before + 2
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let hooks = Hooks::new().on_output(move |ev| seen.lock().unwrap().push(ev.clone()));
+    let second = Stream::new(cfg()).with_hooks(hooks).start().unwrap();
+    crate::common::wait_until("more segments", Duration::from_secs(60), || {
+        last_sequence() >= before + more
     });
     let report = second.stop(Duration::from_secs(5));
     drop(server);
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let events = events.lock().unwrap().clone();
+    (before, events)
+}
+
+#[test]
+fn an_earlier_runs_init_segment_is_deleted_with_its_last_segment() {
+    let d = tempfile::tempdir().unwrap();
+    // A window of 3: the first run's segments leave it, and are deleted 4 s later.
+    let (_, events) = two_live_fmp4_runs(d.path(), 3, 10);
+    let dir = d.path().join("240p");
+    assert!(
+        !dir.join("init_00000.mp4").exists(),
+        "the first run's init is gone"
+    );
+    let media = read_media(&dir.join("index.m3u8"));
+    let map = media.segments[0]
+        .map
+        .as_ref()
+        .expect("the current init")
+        .uri
+        .clone();
+    assert!(
+        dir.join(&map).exists(),
+        "{map}: the current run's init stays"
+    );
+    let told = events.iter().any(|e| {
+        matches!(e, OutputEvent::SegmentDeleted { path, .. } if path.ends_with("init_00000.mp4"))
+    });
+    assert!(told, "its deletion is told");
+}
+
+#[test]
+fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let playlist = d.path().join("240p/index.m3u8");
+    let (before, _) = two_live_fmp4_runs(d.path(), 20, 2);
     let media = read_media(&playlist);
     let maps: Vec<String> = media
         .segments

@@ -67,7 +67,7 @@ pub struct SegmentWriter {
     target: u64,
     /// Files of segments no longer listed, with the media time they left the playlist,
     /// waiting to be deleted.
-    unlisted: VecDeque<(u64, f64)>,
+    unlisted: VecDeque<(u64, f64, Option<u64>)>,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -424,23 +424,39 @@ impl SegmentWriter {
             if old.discontinuity {
                 self.discontinuity_sequence += 1;
             }
-            self.unlisted.push_back((old.file, now));
+            self.unlisted.push_back((old.file, now, old.init));
         }
         let keep = window as f64 * self.target_duration + self.target as f64;
-        while let Some(&(file, unlisted_at)) = self.unlisted.front() {
+        while let Some(&(file, unlisted_at, init)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
             }
             self.unlisted.pop_front();
             let name = segment_name(file, self.container);
-            let rel = self.rel(&name);
-            self.refuse_after_abort(&rel)?;
-            self.sink
-                .delete(&rel)
-                .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))?;
+            self.delete(&name)?;
             deleted.push(name);
+            // An earlier run's init segment goes with the last segment that needed it.
+            let needed = |n: Option<u64>| {
+                n == self.init
+                    || self.segments.iter().any(|s| s.init == n)
+                    || self.unlisted.iter().any(|u| u.2 == n)
+            };
+            if let Some(n) = init.filter(|&n| !needed(Some(n))) {
+                let name = init_name(n);
+                self.delete(&name)?;
+                deleted.push(name);
+            }
         }
         Ok(deleted)
+    }
+
+    /// Deletes `name` from this rendition's directory in the sink.
+    fn delete(&self, name: &str) -> Result<(), OutputError> {
+        let rel = self.rel(name);
+        self.refuse_after_abort(&rel)?;
+        self.sink
+            .delete(&rel)
+            .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))
     }
 
     /// The stream is over: flushes the muxer, closes the last segment and writes the final
