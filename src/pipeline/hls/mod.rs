@@ -4,16 +4,18 @@
 //! half-written.
 
 mod codecs;
+mod fmp4;
 mod master;
 mod media;
 mod output_file;
 mod resume;
 
 pub(crate) use codecs::{h264 as h264_codec_string, AAC_LC};
+pub(crate) use fmp4::FMP4_TIME_OFFSET;
 pub(crate) use master::{
     replace_counted, AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate,
 };
-pub(crate) use media::{MediaOutput, SegmentDone, SegmentWriter, FMP4_TIME_OFFSET};
+pub(crate) use media::{MediaOutput, SegmentDone, SegmentWriter};
 pub(crate) use resume::{init_name, OutputStart};
 
 use std::io;
