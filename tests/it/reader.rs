@@ -440,7 +440,9 @@ fn abort_and_drop_keep_their_bound_while_the_reader_blocks() {
             assert_eq!(report.threads_left_behind, ["sv-rabort-reader"]);
         }
         assert!(t.elapsed() <= GRACE, "{how} took {:?}", t.elapsed());
-        assert_eq!(threads_named(&format!("sv-{how}")), 0, "the worker ended");
+        // The worker is not stuck with the reader: it ends by itself (under a loaded CI
+        // machine possibly just after the bound, left behind for that moment).
+        assert!(no_thread_named(&format!("sv-{how}")), "the worker ended");
     }
     drop(releases);
     assert!(no_reader_thread("rabort") && no_reader_thread("rdrop"));
