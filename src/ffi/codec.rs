@@ -1,6 +1,7 @@
 //! `AVCodecContext` owner: decoders opened from a stream's parameters and encoders opened
 //! from settings, driven with the send/receive API and classified results.
 
+use std::ffi::CStr;
 use std::ptr::{self, NonNull};
 
 use ffmpeg_sys_next as sys;
@@ -255,9 +256,8 @@ impl CodecContext {
 
     /// The codec's short name (`h264`, `hevc`, `av1`, `aac`).
     pub fn codec_name(&self) -> String {
-        // SAFETY: avcodec_get_name returns a static string for any codec id.
-        let name =
-            unsafe { std::ffi::CStr::from_ptr(sys::avcodec_get_name(self.ptr.as_ref().codec_id)) };
+        // SAFETY: reading a plain field of a valid context; avcodec_get_name returns a static string for any codec id.
+        let name = unsafe { CStr::from_ptr(sys::avcodec_get_name(self.ptr.as_ref().codec_id)) };
         name.to_string_lossy().into_owned()
     }
 
