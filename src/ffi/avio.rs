@@ -6,16 +6,13 @@
 use std::io::{self, SeekFrom};
 use std::os::raw::{c_int, c_void};
 use std::panic::AssertUnwindSafe;
-use std::ptr::NonNull;
 use std::sync::Arc;
 
 use ffmpeg_sys_next as sys;
 
+use super::avio_owner::{AvioOwner, Callbacks};
 use super::format::Interrupt;
 use super::{cstring, AvError};
-
-/// The size of the buffer FFmpeg reads into (libavformat's own `IO_BUFFER_SIZE`).
-const BUFFER_SIZE: usize = 32 * 1024;
 
 /// Why a [`ByteSource`] call failed.
 #[derive(Debug, Clone)]
@@ -148,16 +145,10 @@ impl IoState {
 }
 
 /// An `AVIOContext` reading from a [`ByteSource`]: the context, its `av_malloc`ed buffer
-/// and the state its callbacks use, freed together (the context and the buffer exactly
-/// once, the state after them).
+/// and the state its callbacks use, freed together ([`AvioOwner`]).
 pub struct CustomIo {
-    ctx: NonNull<sys::AVIOContext>,
-    /// `Box::into_raw` of the state; `opaque` points here until `Drop`.
-    state: NonNull<IoState>,
+    io: AvioOwner<IoState>,
 }
-
-// SAFETY: the context and the state are reached only through this owner (or, inside FFmpeg calls made through its owner, by the callbacks on the same thread); the source is Send and the interrupt is Sync.
-unsafe impl Send for CustomIo {}
 
 impl CustomIo {
     /// A context reading from `source`; with `seekable`, FFmpeg may seek it. Every read
@@ -167,64 +158,35 @@ impl CustomIo {
         seekable: bool,
         interrupt: Arc<Interrupt>,
     ) -> Result<Self, AvError> {
-        let enomem = || AvError::new(sys::AVERROR(libc::ENOMEM), "avio_alloc_context");
-        let state = Box::into_raw(Box::new(IoState {
+        let state = IoState {
             source,
             seekable,
             interrupt,
             failure: None,
             seek_refused: false,
             timed_out: false,
-        }));
-        // SAFETY: Box::into_raw never returns NULL.
-        let state = unsafe { NonNull::new_unchecked(state) };
-        let free_state = || {
-            // SAFETY: the state came from Box::into_raw above and nothing else holds it.
-            drop(unsafe { Box::from_raw(state.as_ptr()) })
         };
-        // SAFETY: av_malloc has no preconditions; NULL is handled below.
-        let buffer = unsafe { sys::av_malloc(BUFFER_SIZE) }.cast::<u8>();
-        if buffer.is_null() {
-            free_state();
-            return Err(enomem());
-        }
-        // SAFETY: the buffer is av_malloc'ed with BUFFER_SIZE bytes (the context takes it over); the opaque is the state, which lives until Drop, after the context is freed; the callbacks match the signatures FFmpeg calls. A seek callback is installed even for a source that cannot seek, so that FFmpeg's need of one is known (the context is marked non-seekable below).
-        let ctx = unsafe {
-            sys::avio_alloc_context(
-                buffer,
-                BUFFER_SIZE as c_int,
-                0,
-                state.as_ptr().cast::<c_void>(),
-                Some(read_callback),
-                None,
-                Some(seek_callback),
-            )
-        };
-        let Some(ctx) = NonNull::new(ctx) else {
-            // SAFETY: the context was not created, so the buffer is still ours alone.
-            unsafe { sys::av_free(buffer.cast::<c_void>()) };
-            free_state();
-            return Err(enomem());
-        };
+        // A seek callback is installed even for a source that cannot seek, so that FFmpeg's
+        // need of one is known (the context is marked non-seekable below).
+        let io = AvioOwner::new(state, Callbacks::Read(read_callback, seek_callback))?;
         // SAFETY: the context was just allocated and is ours; `seekable` is a plain field.
         unsafe {
-            (*ctx.as_ptr()).seekable = if seekable {
+            (*io.as_ptr()).seekable = if seekable {
                 sys::AVIO_SEEKABLE_NORMAL
             } else {
                 0
             }
         };
-        Ok(Self { ctx, state })
+        Ok(Self { io })
     }
 
     /// The context, for an `AVFormatContext`'s `pb`.
     pub(super) fn as_ptr(&self) -> *mut sys::AVIOContext {
-        self.ctx.as_ptr()
+        self.io.as_ptr()
     }
 
     fn state(&mut self) -> &mut IoState {
-        // SAFETY: the state is valid until Drop; `&mut self` means no FFmpeg call through this context (so no callback) is under way.
-        unsafe { self.state.as_mut() }
+        self.io.state()
     }
 
     /// The first failure the source reported, taken.
@@ -240,18 +202,6 @@ impl CustomIo {
     /// True once a read or seek was cut by the interrupt's deadline.
     pub fn timed_out(&mut self) -> bool {
         self.state().timed_out
-    }
-}
-
-impl Drop for CustomIo {
-    fn drop(&mut self) {
-        let mut ctx = self.ctx.as_ptr();
-        // SAFETY: we own the context; FFmpeg may have replaced its buffer, so the one it holds now is freed (av_freep NULLs it), then the context itself, exactly once. The state is freed last: no callback can run once the context is gone.
-        unsafe {
-            sys::av_freep(std::ptr::addr_of_mut!((*ctx).buffer).cast::<c_void>());
-            sys::avio_context_free(&mut ctx);
-            drop(Box::from_raw(self.state.as_ptr()));
-        }
     }
 }
 

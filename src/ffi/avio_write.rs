@@ -6,14 +6,11 @@
 use std::io::{self, Write};
 use std::os::raw::{c_int, c_void};
 use std::panic::AssertUnwindSafe;
-use std::ptr::NonNull;
 
 use ffmpeg_sys_next as sys;
 
+use super::avio_owner::{AvioOwner, Callbacks};
 use super::AvError;
-
-/// The size of the buffer FFmpeg writes through (libavformat's own `IO_BUFFER_SIZE`).
-const BUFFER_SIZE: usize = 32 * 1024;
 
 /// What the callback reaches through `opaque`.
 struct WriteState {
@@ -22,86 +19,41 @@ struct WriteState {
 }
 
 /// An `AVIOContext` writing to a `Box<dyn Write>`: the context, its `av_malloc`ed buffer
-/// and the writer, freed together (context and buffer exactly once, the writer after them).
-/// Not seekable: muxers that need to seek back (a non-fragmented MP4) refuse it.
+/// and the writer, freed together ([`AvioOwner`]). Not seekable: muxers that need to seek
+/// back (a non-fragmented MP4) refuse it.
 pub struct WriteIo {
-    ctx: NonNull<sys::AVIOContext>,
-    /// `Box::into_raw` of the state; `opaque` points here until `Drop`.
-    state: NonNull<WriteState>,
+    io: AvioOwner<WriteState>,
 }
-
-// SAFETY: the context and the state are reached only through this owner (or, inside FFmpeg calls made through its owner, by the callback on the same thread); the writer is Send.
-unsafe impl Send for WriteIo {}
 
 impl WriteIo {
     /// A context writing to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Result<Self, AvError> {
-        let enomem = || AvError::new(sys::AVERROR(libc::ENOMEM), "avio_alloc_context");
-        let state = Box::into_raw(Box::new(WriteState { out, written: 0 }));
-        // SAFETY: Box::into_raw never returns NULL.
-        let state = unsafe { NonNull::new_unchecked(state) };
-        // SAFETY: the state came from Box::into_raw above and nothing else holds it.
-        let free_state = || drop(unsafe { Box::from_raw(state.as_ptr()) });
-        // SAFETY: av_malloc has no preconditions; NULL is handled below.
-        let buffer = unsafe { sys::av_malloc(BUFFER_SIZE) }.cast::<u8>();
-        if buffer.is_null() {
-            free_state();
-            return Err(enomem());
-        }
-        // SAFETY: the buffer is av_malloc'ed with BUFFER_SIZE bytes (the context takes it over); the opaque is the state, which lives until Drop, after the context is freed; the callback matches the signature FFmpeg calls.
-        let ctx = unsafe {
-            sys::avio_alloc_context(
-                buffer,
-                BUFFER_SIZE as c_int,
-                1,
-                state.as_ptr().cast::<c_void>(),
-                None,
-                Some(write_callback),
-                None,
-            )
-        };
-        let Some(ctx) = NonNull::new(ctx) else {
-            // SAFETY: the context was not created, so the buffer is still ours alone.
-            unsafe { sys::av_free(buffer.cast::<c_void>()) };
-            free_state();
-            return Err(enomem());
-        };
-        Ok(Self { ctx, state })
+        let state = WriteState { out, written: 0 };
+        let io = AvioOwner::new(state, Callbacks::Write(write_callback))?;
+        Ok(Self { io })
     }
 
     /// The context, for an `AVFormatContext`'s `pb`.
     pub(super) fn as_ptr(&self) -> *mut sys::AVIOContext {
-        self.ctx.as_ptr()
+        self.io.as_ptr()
     }
 
     /// Flushes FFmpeg's buffer into the writer and the writer itself; returns the bytes
     /// written in all.
     pub(super) fn flush(&mut self) -> Result<u64, AvError> {
+        let ctx = self.io.as_ptr();
         // SAFETY: the context is ours and valid; avio_flush calls back on this thread only.
         let error = unsafe {
-            sys::avio_flush(self.ctx.as_ptr());
-            (*self.ctx.as_ptr()).error
+            sys::avio_flush(ctx);
+            (*ctx).error
         };
         super::check(error, "avio_write")?;
-        // SAFETY: the state is valid until Drop; `&mut self` means no callback is under way.
-        let state = unsafe { self.state.as_mut() };
+        let state = self.io.state();
         state
             .out
             .flush()
             .map_err(|_| AvError::new(sys::AVERROR(libc::EIO), "avio_flush"))?;
         Ok(state.written)
-    }
-}
-
-impl Drop for WriteIo {
-    fn drop(&mut self) {
-        let mut ctx = self.ctx.as_ptr();
-        // SAFETY: we own the context; FFmpeg may have replaced its buffer, so the one it holds now is freed (av_freep NULLs it), then the context itself, exactly once. The state is freed last: no callback can run once the context is gone.
-        unsafe {
-            sys::av_freep(std::ptr::addr_of_mut!((*ctx).buffer).cast::<c_void>());
-            sys::avio_context_free(&mut ctx);
-            drop(Box::from_raw(self.state.as_ptr()));
-        }
     }
 }
 

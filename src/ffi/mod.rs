@@ -7,6 +7,7 @@
 
 mod av_log;
 mod avio;
+mod avio_owner;
 mod avio_write;
 mod codec;
 mod filter;
