@@ -278,7 +278,7 @@ fn open_rungs(
         rungs.push(Rung {
             index,
             name: vp.name.clone(),
-            codec,
+            codec: vp.codec,
             width: p.width,
             height: p.height,
             max_frame_rate: vp.max_frame_rate,

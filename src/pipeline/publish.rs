@@ -60,30 +60,32 @@ impl Publisher {
     ) {
         let at = |file: &str| self.location(&format!("{name}/{file}"));
         if self.master.segment_done(index, codecs, stats) {
-            self.emit_playlist(self.location(super::hls::MASTER_PLAYLIST));
+            self.emit_playlist(|| self.location(super::hls::MASTER_PLAYLIST));
         }
         if done.bytes > 0 || done.duration > 0.0 {
-            self.emit(OutputEvent::Segment(SegmentEvent {
-                stream: self.stream.clone(),
-                variant: name.to_owned(),
-                path: at(&done.name),
-                init: done.init.map(|n| at(&super::hls::init_name(n))),
-                sequence: done.sequence,
-                duration: done.duration,
-                bytes: done.bytes,
-                discontinuity: done.discontinuity,
-            }));
+            self.emit(|| {
+                OutputEvent::Segment(SegmentEvent {
+                    stream: self.stream.clone(),
+                    variant: name.to_owned(),
+                    path: at(&done.name),
+                    init: done.init.map(|n| at(&super::hls::init_name(n))),
+                    sequence: done.sequence,
+                    duration: done.duration,
+                    bytes: done.bytes,
+                    discontinuity: done.discontinuity,
+                })
+            });
             if let Some(d) = &self.dash {
                 if d.segment_done(index, codecs, done, timescale, stats) {
-                    self.emit_playlist(self.location(DASH_MANIFEST));
+                    self.emit_playlist(|| self.location(DASH_MANIFEST));
                 }
             }
         }
         if done.playlist_bytes > 0 {
-            self.emit_playlist(at(MEDIA_PLAYLIST));
+            self.emit_playlist(|| at(MEDIA_PLAYLIST));
         }
         for gone in &done.deleted {
-            self.emit(OutputEvent::SegmentDeleted {
+            self.emit(|| OutputEvent::SegmentDeleted {
                 stream: self.stream.clone(),
                 variant: name.to_owned(),
                 path: at(gone),
@@ -95,11 +97,11 @@ impl Publisher {
     /// its final form.
     pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) {
         if self.master.write_measured(measured, stats) {
-            self.emit_playlist(self.location(super::hls::MASTER_PLAYLIST));
+            self.emit_playlist(|| self.location(super::hls::MASTER_PLAYLIST));
         }
         if let Some(d) = &self.dash {
             if d.finish(measured, stats) {
-                self.emit_playlist(self.location(DASH_MANIFEST));
+                self.emit_playlist(|| self.location(DASH_MANIFEST));
             }
         }
     }
@@ -109,18 +111,20 @@ impl Publisher {
         PathBuf::from(self.sink.location(rel))
     }
 
-    fn emit_playlist(&self, path: PathBuf) {
-        self.emit(OutputEvent::PlaylistWritten {
+    fn emit_playlist(&self, path: impl FnOnce() -> PathBuf) {
+        self.emit(|| OutputEvent::PlaylistWritten {
             stream: self.stream.clone(),
-            path,
+            path: path(),
         });
     }
 
     /// Queues an event for the hook thread; never waits. The last [`STATE_RESERVE`] places
     /// of the queue are kept for state changes: output events that would take them are
     /// dropped (and logged), so a slow upload hook never crowds out a state event.
-    fn emit(&self, ev: OutputEvent) {
+    /// The event is only made when a hook listens.
+    fn emit(&self, make: impl FnOnce() -> OutputEvent) {
         let Some(tx) = &self.events else { return };
+        let ev = make();
         let room = tx
             .capacity()
             .map_or(usize::MAX, |c| c.saturating_sub(tx.len()));

@@ -11,7 +11,7 @@ use super::control::Signals;
 use super::errors::output_error;
 use super::hls::{MeasuredBitrate, SegmentDone, SegmentWriter, AAC_LC};
 use super::publish::Publisher;
-use super::variant::{count_segment, VariantMsg};
+use super::variant::{count_segment, measured, next_msg, VariantMsg};
 use crate::error::Error;
 use crate::stats::{StatsCell, VariantCounters};
 
@@ -48,11 +48,8 @@ impl AudioRendition {
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
-            if signals.abort_requested() {
-                return Err(Error::aborted());
-            }
-            match rx.recv() {
-                Ok(VariantMsg::Audio(pkt)) => {
+            match next_msg(&rx, signals)? {
+                VariantMsg::Audio(pkt) => {
                     self.counters.frames_out.fetch_add(1, Relaxed);
                     let end = pkt.pts() + pkt.duration().max(0);
                     let done = self.writer.write_audio(pkt).map_err(output_error)?;
@@ -61,24 +58,14 @@ impl AudioRendition {
                         self.segment_done(done, stats, master);
                     }
                 }
-                Ok(VariantMsg::Video { .. }) => {}
-                Ok(VariantMsg::End { endlist }) => break endlist,
-                Err(_) => return Err(Error::aborted()),
+                VariantMsg::Video { .. } => {}
+                VariantMsg::End { endlist } => break endlist,
             }
         };
         if let Some(done) = self.writer.end_stream(endlist).map_err(output_error)? {
             self.segment_done(done, stats, master);
         }
-        let media = self.counters.media_us.load(Relaxed) as f64 / 1e6;
-        let bytes = self.counters.bytes_out.load(Relaxed) as f64;
-        Ok(MeasuredBitrate {
-            peak: self.writer.peak_bitrate(),
-            average: if media > 0.0 {
-                (bytes * 8.0 / media) as u64
-            } else {
-                0
-            },
-        })
+        Ok(measured(&self.counters, &self.writer))
     }
 
     /// Media time written so far, from the end of the last packet (audio time base ticks).

@@ -36,8 +36,8 @@ pub(crate) struct Rung {
     /// Position in the ladder (and in the master playlist).
     pub index: usize,
     pub name: String,
-    /// The encoder's FFmpeg name, for error messages.
-    pub codec: &'static str,
+    /// The rung's video codec (its encoder's FFmpeg name names it in errors).
+    pub codec: VideoCodec,
     pub width: i32,
     pub height: i32,
     pub max_frame_rate: Option<f64>,
@@ -114,14 +114,7 @@ impl VariantWorker {
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
-            if signals.abort_requested() {
-                return Err(Error::aborted());
-            }
-            let Ok(msg) = rx.recv() else {
-                // The decode thread dropped us without End: it is aborting or failing.
-                return Err(Error::aborted());
-            };
-            match msg {
+            match next_msg(&rx, signals)? {
                 VariantMsg::Video { frame, force_key } => {
                     self.video(frame, force_key, stats, master)?
                 }
@@ -156,22 +149,13 @@ impl VariantWorker {
             self.publish(&done, stats, master);
             count_segment(&self.rung.counters, stats, done);
         }
-        let counters = &self.rung.counters;
-        let media = counters.media_us.load(Relaxed) as f64 / 1e6;
-        let average = if media > 0.0 {
-            (counters.bytes_out.load(Relaxed) as f64 * 8.0 / media) as u64
-        } else {
-            0
-        };
         log::debug!("variant {} finished", self.rung.name);
-        Ok(MeasuredBitrate {
-            peak: self.rung.writer.peak_bitrate(),
-            average,
-        })
+        Ok(measured(&self.rung.counters, &self.rung.writer))
     }
 
     fn encoder_error(&self, e: crate::ffi::AvError) -> Error {
-        encoder_error(self.rung.codec, &format!("variant {}", self.rung.name), e)
+        let codec = self.rung.codec.encoder_name();
+        encoder_error(codec, &format!("variant {}", self.rung.name), e)
     }
 
     fn video(
@@ -281,7 +265,7 @@ impl VariantWorker {
             }
         }
         // MPEG-TS (H.264 only) carries the parameter sets in the keyframes themselves.
-        if self.codecs.is_none() && self.rung.codec == VideoCodec::H264.encoder_name() {
+        if self.codecs.is_none() && self.rung.codec == VideoCodec::H264 {
             self.codecs = h264_codec_string(pkt.data());
         }
         // Audio that belongs before this packet: before the cut point for a segment start,
@@ -315,8 +299,7 @@ impl VariantWorker {
     /// force one, every keyframe (its GOP may drift a frame from the time grid at rates
     /// such as 29.97: the segment is then cut where the keyframe is, never left to grow).
     fn is_cut(&self, pts: i64) -> bool {
-        self.rung.codec == VideoCodec::Av1.encoder_name()
-            || self.forced.front().is_some_and(|&f| f <= pts)
+        self.rung.codec == VideoCodec::Av1 || self.forced.front().is_some_and(|&f| f <= pts)
     }
 
     /// Tells the master, the DASH manifest and the hooks about a finished segment.
@@ -346,6 +329,30 @@ impl VariantWorker {
             self.rung.writer.write_audio(p).map_err(output_error)?;
         }
         Ok(())
+    }
+}
+
+/// The next message for a rendition thread; `Aborted` once an abort is requested, or when
+/// the decode thread dropped the queue without `End` (it is aborting or failing).
+pub(crate) fn next_msg(rx: &Receiver<VariantMsg>, signals: &Signals) -> Result<VariantMsg, Error> {
+    if signals.abort_requested() {
+        return Err(Error::aborted());
+    }
+    rx.recv().map_err(|_| Error::aborted())
+}
+
+/// The bitrates a finished rendition measured: the peak segment's, and bytes over media
+/// time.
+pub(crate) fn measured(counters: &VariantCounters, writer: &SegmentWriter) -> MeasuredBitrate {
+    let media = counters.media_us.load(Relaxed) as f64 / 1e6;
+    let bytes = counters.bytes_out.load(Relaxed) as f64;
+    MeasuredBitrate {
+        peak: writer.peak_bitrate(),
+        average: if media > 0.0 {
+            (bytes * 8.0 / media) as u64
+        } else {
+            0
+        },
     }
 }
 

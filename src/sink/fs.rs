@@ -42,29 +42,33 @@ impl FsSink {
         Ok(self.root.join(relative))
     }
 
-    /// The path for a new file, its directory created if needed.
-    fn new_file(&self, relative: &str) -> io::Result<PathBuf> {
+    /// Runs `write` on the path of `relative`; when its directory is missing, creates it
+    /// and runs it again (the directories exist after the first file, so a segment costs no
+    /// extra system call).
+    fn in_dir<T>(&self, relative: &str, write: impl Fn(&Path) -> io::Result<T>) -> io::Result<T> {
         let path = self.path(relative)?;
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        match write(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(path.parent().unwrap_or(&self.root))?;
+                write(&path)
+            }
+            done => done,
         }
-        Ok(path)
     }
 }
 
 impl SegmentSink for FsSink {
     fn create(&self, path: &str) -> io::Result<Box<dyn SinkFile>> {
-        let path = self.new_file(path)?;
-        let file = File::create(&path)?;
+        let file = self.in_dir(path, |p| File::create(p))?;
         Ok(Box::new(FsFile {
             out: Some(BufWriter::with_capacity(256 * 1024, file)),
-            path,
+            path: self.path(path)?,
             written: 0,
         }))
     }
 
     fn replace(&self, path: &str, contents: &[u8]) -> io::Result<()> {
-        write_atomic(&self.new_file(path)?, contents, self.sync)
+        self.in_dir(path, |p| write_atomic(p, contents, self.sync))
     }
 
     fn delete(&self, path: &str) -> io::Result<()> {
