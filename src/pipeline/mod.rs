@@ -38,8 +38,9 @@ use dash::Media;
 use decode::{DecodeLoop, Targets};
 use errors::{encoder_error, output_error};
 use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
+use mpd::DashOutput;
 use plan::RungPlan;
-use publish::{DashOutput, Publisher};
+use publish::Publisher;
 
 use crate::sink::{FsSink, SegmentSink};
 use rendition::AudioRendition;

@@ -1,5 +1,5 @@
 //! The ladder as it will run on this source: which rungs (taller ones left out), their
-//! picture sizes (the source's display aspect), frame rates, x264 settings and threads.
+//! picture sizes (the source's display aspect), frame rates, encoder settings and threads.
 
 use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::ffi::{Rational, StreamInfo, VideoEncoderSettings, PIX_FMT_YUV420P};

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::{Sender, TrySendError};
 
 use super::hls::{MasterPlaylist, MeasuredBitrate, SegmentDone, MEDIA_PLAYLIST};
-pub(crate) use super::mpd::{DashOutput, DASH_MANIFEST};
+use super::mpd::{DashOutput, DASH_MANIFEST};
 use crate::hooks::{HookMsg, OutputEvent, SegmentEvent};
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;

@@ -549,3 +549,16 @@ pub fn run_refused(id: &str, dir: &Path) -> u16 {
     assert_eq!(report.state, StreamState::Failed, "{report:?}");
     port
 }
+
+/// Deterministic pseudo-random bytes (xorshift64).
+pub fn xorshift_bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}

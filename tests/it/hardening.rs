@@ -59,19 +59,6 @@ fn expect_failed(report: &StreamReport) -> &Error {
         .expect("a failed stream carries its error")
 }
 
-/// Deterministic pseudo-random bytes (xorshift64).
-fn xorshift_bytes(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// Every file under `dir` (recursively) whose name ends with `suffix`.
 fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();

@@ -7,22 +7,9 @@ use std::time::{Duration, Instant};
 
 use streamvisor::sink::{HttpError, HttpSink, SegmentSink};
 
-use crate::common::fixed_port;
+use crate::common::{fixed_port, xorshift_bytes};
 use crate::origin::Origin;
 use crate::servers::Nginx;
-
-/// `len` bytes that are not a repeating pattern (every byte value, in a scrambled order).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// The body at `url`, or `None` for a 404.
 fn get(url: &str) -> Option<Vec<u8>> {
@@ -58,13 +45,13 @@ fn http_error(e: &std::io::Error) -> &HttpError {
 fn files_are_put_and_read_back_byte_for_byte_from_nginx() {
     let nginx = Nginx::webdav();
     let sink = quick(HttpSink::new(&nginx.http_url("live/s1")).unwrap());
-    let segment = noise(1 << 20, 7);
+    let segment = xorshift_bytes(7, 1 << 20);
     let mut f = sink.create("720p/seg_00001.m4s").unwrap();
     for chunk in segment.chunks(4000) {
         f.write_all(chunk).unwrap();
     }
     assert_eq!(f.finish().unwrap(), segment.len() as u64);
-    let init = noise(1234, 9);
+    let init = xorshift_bytes(9, 1234);
     let mut f = sink.create("720p/init.mp4").unwrap();
     f.write_all(&init).unwrap();
     f.finish().unwrap();
@@ -89,8 +76,8 @@ fn replace_swaps_a_whole_file_and_readers_never_see_a_part() {
     let nginx = Nginx::webdav();
     let sink = quick(HttpSink::new(&nginx.http_url("")).unwrap());
     let url = nginx.http_url("index.m3u8");
-    let long = noise(200_000, 1);
-    let short = noise(3_000, 2);
+    let long = xorshift_bytes(1, 200_000);
+    let short = xorshift_bytes(2, 3_000);
     sink.replace("index.m3u8", &long).unwrap();
     assert!(get(&url).unwrap() == long);
     sink.replace("index.m3u8", &short).unwrap();
@@ -160,7 +147,7 @@ fn an_origin_that_goes_away_and_comes_back_gets_the_file() {
     let sink = quick(HttpSink::new(&nginx.http_url("")).unwrap());
     sink.replace("first.ts", b"1").unwrap(); // a pooled connection that will go stale
     nginx.stop();
-    let body = noise(100_000, 3);
+    let body = xorshift_bytes(3, 100_000);
     std::thread::scope(|s| {
         let put = s.spawn(|| {
             let mut f = sink.create("second.ts").unwrap();
@@ -284,7 +271,7 @@ fn the_test_origin_records_requests_and_fails_what_it_is_told() {
 
     for (name, len) in [("720p/seg_1.m4s", 1000), ("720p/seg_2.m4s", 2000)] {
         let mut f = sink.create(name).unwrap();
-        f.write_all(&noise(len, 5)).unwrap();
+        f.write_all(&xorshift_bytes(5, len)).unwrap();
         f.finish().unwrap();
     }
     sink.replace("720p/index.m3u8", b"#EXTM3U\n").unwrap();
@@ -333,7 +320,10 @@ fn the_test_origin_records_requests_and_fails_what_it_is_told() {
         origin.paths(),
         ["/live/720p/index.m3u8", "/live/720p/seg_2.m4s"]
     );
-    assert_eq!(origin.file("/live/720p/seg_2.m4s").unwrap(), noise(2000, 5));
+    assert_eq!(
+        origin.file("/live/720p/seg_2.m4s").unwrap(),
+        xorshift_bytes(5, 2000)
+    );
     assert_eq!(
         get(&origin.url("live/720p/index.m3u8")).unwrap(),
         b"#EXTM3U\n"
