@@ -86,6 +86,7 @@ mod events;
 mod ffi;
 mod hooks;
 mod manager;
+mod output;
 mod panic;
 mod pipeline;
 mod redact;

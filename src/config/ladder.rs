@@ -57,21 +57,16 @@ crate::error::enum_names!(VideoCodec, "video codec",
 impl VideoCodec {
     /// The FFmpeg encoder that implements it on the CPU.
     pub fn encoder_name(self) -> &'static str {
-        match self {
-            VideoCodec::H264 => "libx264",
-            VideoCodec::Hevc => "libx265",
-            VideoCodec::Av1 => "libsvtav1",
-        }
+        self.traits().encoder
     }
 
     /// The encoder's own preset for a speed named on x264's scale (see the type's docs).
     pub fn encoder_preset(self, preset: &str) -> String {
-        match self {
-            VideoCodec::H264 | VideoCodec::Hevc => preset.to_owned(),
-            VideoCodec::Av1 => {
-                const SVT: [u8; 10] = [12, 11, 10, 9, 8, 7, 5, 4, 2, 1];
+        match self.traits().presets {
+            None => preset.to_owned(),
+            Some(own) => {
                 let at = X264_PRESETS.iter().position(|p| *p == preset);
-                SVT[at.unwrap_or(2)].to_string()
+                own[at.unwrap_or(2)].to_owned()
             }
         }
     }
@@ -275,8 +270,6 @@ pub struct AbrProfile {
     /// splice, a restart) absorbed into the timeline, not a gap (default 10 s, like the
     /// FFmpeg CLI for discontinuous formats).
     pub timestamp_jump: Duration,
-    /// fsync playlists (file and directory) at each write (default true; off suits tmpfs).
-    pub sync_playlists: bool,
     /// How segments are packaged (default MPEG-TS).
     pub container: Container,
     /// Also write a DASH manifest (`manifest.mpd`) over the same segments (needs
@@ -293,7 +286,6 @@ impl AbrProfile {
             live_window: 6,
             keep_taller_rungs: false,
             timestamp_jump: Duration::from_secs(10),
-            sync_playlists: true,
             container: Container::MpegTs,
             dash: false,
         }
@@ -344,12 +336,6 @@ impl AbrProfile {
     /// Sets the timestamp jump threshold (see [`AbrProfile::timestamp_jump`]).
     pub fn with_timestamp_jump(mut self, threshold: Duration) -> Self {
         self.timestamp_jump = threshold;
-        self
-    }
-
-    /// Turns fsync of playlist writes on or off.
-    pub fn with_sync_playlists(mut self, sync: bool) -> Self {
-        self.sync_playlists = sync;
         self
     }
 
@@ -444,7 +430,7 @@ impl AbrProfile {
             let other = self
                 .variants
                 .iter()
-                .position(|v| v.codec != VideoCodec::H264);
+                .position(|v| !v.codec.traits().containers.contains(&self.container));
             if let Some(i) = other {
                 return Err(Error::config(
                     format!("profile.variants[{i}].codec"),

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod codec;
 mod generated;
 mod hw;
 mod input_options;
@@ -29,7 +30,7 @@ pub(crate) use source::{SourceKind, READER_LABEL};
 
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::sink::SegmentSink;
+use crate::sink::{FsSink, SegmentSink};
 use std::sync::Arc;
 
 /// A validated stream configuration. Build one with [`StreamConfig::builder`].
@@ -63,8 +64,10 @@ pub struct StreamConfig {
     /// Hooks a manager attaches to the stream it starts from this config (every run,
     /// restarts too): [`Manager::create_stream_with`](crate::Manager::create_stream_with).
     attached_hooks: Hooks,
-    /// Where the files go; `None`: the filesystem under `output_dir`.
-    sink: Option<Arc<dyn SegmentSink>>,
+    /// Where the files go: an [`FsSink`] under `output_dir` unless the application set one.
+    sink: Arc<dyn SegmentSink>,
+    /// The application set the sink (so `sync_output` leaves it alone).
+    own_sink: bool,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -119,6 +122,7 @@ impl StreamConfig {
         source: impl Into<Source>,
         output_dir: impl Into<PathBuf>,
     ) -> StreamConfigBuilder {
+        let output_dir = output_dir.into();
         StreamConfigBuilder {
             config: StreamConfig {
                 id: id.into(),
@@ -127,7 +131,9 @@ impl StreamConfig {
                 allow_generated: false,
                 allow_devices: false,
                 device_format: false,
-                output_dir: output_dir.into(),
+                sink: Arc::new(FsSink::new(&output_dir, true)),
+                own_sink: false,
+                output_dir,
                 profile: AbrProfile::standard(),
                 hw_device: None,
                 input_options: Vec::new(),
@@ -138,7 +144,6 @@ impl StreamConfig {
                 priority: 0,
                 core_share: None,
                 attached_hooks: Hooks::new(),
-                sink: None,
                 #[cfg(feature = "fault-injection")]
                 faults: Faults::default(),
             },
@@ -248,9 +253,10 @@ impl StreamConfig {
         self.source_hint
     }
 
-    /// The sink the output goes to, when not the filesystem under the output directory.
-    pub fn sink(&self) -> Option<&Arc<dyn SegmentSink>> {
-        self.sink.as_ref()
+    /// The sink the output goes to: the application's, or an [`FsSink`] writing under
+    /// the output directory.
+    pub fn sink(&self) -> &Arc<dyn SegmentSink> {
+        &self.sink
     }
 
     /// The recovery policy.
@@ -415,11 +421,24 @@ impl StreamConfigBuilder {
     }
 
     /// Writes the output through `sink` (e.g. [`HttpSink`](crate::sink::HttpSink)) instead of
-    /// to files under the output directory, which then only names the output (a manager
-    /// refuses two streams with the same one). A live playlist is not carried on across
-    /// runs through a sink: each run starts its numbering again.
+    /// to files under the output directory, which then only names the output in messages.
+    /// A manager runs one stream at a time into a sink of the same
+    /// [`identity`](SegmentSink::identity). A live playlist is carried on across runs
+    /// through a sink that can [`read`](SegmentSink::read) files back, as on the
+    /// filesystem; through one that cannot, each run starts its numbering again.
     pub fn sink(mut self, sink: Arc<dyn SegmentSink>) -> Self {
-        self.config.sink = Some(sink);
+        self.config.sink = sink;
+        self.config.own_sink = true;
+        self
+    }
+
+    /// Whether the default [`FsSink`] makes every segment and playlist durable (fsync of the
+    /// file and its directory) before a playlist lists it (default true; off suits tmpfs
+    /// and throwaway output). No effect on a sink set with [`sink`](Self::sink).
+    pub fn sync_output(mut self, sync: bool) -> Self {
+        if !self.config.own_sink {
+            self.config.sink = Arc::new(FsSink::new(&self.config.output_dir, sync));
+        }
         self
     }
 

@@ -101,7 +101,6 @@ struct ProfileSpec {
     keep_taller_rungs: Option<bool>,
     #[serde(default, deserialize_with = "human_opt")]
     timestamp_jump: Option<Duration>,
-    sync_playlists: Option<bool>,
     container: Option<Container>,
     dash: Option<bool>,
 }
@@ -122,7 +121,6 @@ impl ProfileSpec {
         p.live_window = self.live_window.unwrap_or(p.live_window);
         p.keep_taller_rungs = self.keep_taller_rungs.unwrap_or(p.keep_taller_rungs);
         p.timestamp_jump = self.timestamp_jump.unwrap_or(p.timestamp_jump);
-        p.sync_playlists = self.sync_playlists.unwrap_or(p.sync_playlists);
         p.container = self.container.unwrap_or(p.container);
         p.dash = self.dash.unwrap_or(p.dash);
         Ok(p)
@@ -240,6 +238,7 @@ struct ConfigSpec {
     playlist_mode: Option<PlaylistMode>,
     recovery: Option<RecoverySpec>,
     source_hint: Option<HintSpec>,
+    sync_output: Option<bool>,
 }
 
 impl ConfigSpec {
@@ -262,6 +261,9 @@ impl ConfigSpec {
         }
         for (k, v) in self.input_options {
             b = b.input_option(k, v);
+        }
+        if let Some(sync) = self.sync_output {
+            b = b.sync_output(sync);
         }
         if let Some(t) = self.io_timeout {
             b = b.io_timeout(t);

@@ -1,7 +1,6 @@
 //! `AVCodecContext` owner: decoders opened from a stream's parameters and encoders opened
 //! from settings, driven with the send/receive API and classified results.
 
-use std::ffi::CStr;
 use std::ptr::{self, NonNull};
 
 use ffmpeg_sys_next as sys;
@@ -252,13 +251,6 @@ impl CodecContext {
     pub fn sample_rate(&self) -> i32 {
         // SAFETY: reading a plain field of a valid context.
         unsafe { self.ptr.as_ref().sample_rate }
-    }
-
-    /// The codec's short name (`h264`, `hevc`, `av1`, `aac`).
-    pub fn codec_name(&self) -> String {
-        // SAFETY: reading a plain field of a valid context; avcodec_get_name returns a static string for any codec id.
-        let name = unsafe { CStr::from_ptr(sys::avcodec_get_name(self.ptr.as_ref().codec_id)) };
-        name.to_string_lossy().into_owned()
     }
 
     /// Samples an audio encoder puts before the first input sample (AAC's priming), which

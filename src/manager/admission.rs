@@ -123,10 +123,11 @@ pub(super) fn check_admission(
     if g.claims_id(config.id()) {
         return Err(Refusal::DuplicateId);
     }
-    if g.claims_dir(config.output_dir()) {
+    let output = config.sink().identity();
+    if g.claims_output(output.as_deref()) {
         return Err(Refusal::OutputInUse);
     }
-    if g.dir_left_behind(config.output_dir()) {
+    if g.output_left_behind(output.as_deref()) {
         return Err(Refusal::OutputBusy);
     }
     if config.is_network_source() {

@@ -161,7 +161,7 @@ fn retire(
         let mut g = core.registry.lock();
         g.release(&report.id, gen);
         if let Some(worker) = worker.filter(|w| !w.ended()) {
-            g.keep_dir_until(config.output_dir().to_path_buf(), worker);
+            g.keep_output_until(config.sink().identity(), worker);
         }
     }
     core.changed.notify_all();

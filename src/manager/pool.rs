@@ -156,13 +156,7 @@ fn preset_weight(preset: &str) -> f64 {
 }
 
 fn codec_weight(codec: VideoCodec) -> f64 {
-    match codec {
-        VideoCodec::H264 => 1.0,
-        // Measured beside x264 at the same speed (make compare: 720p+360p from 1080p30 at
-        // veryfast, CPU time per media second): x265 3.3x, SVT-AV1 preset 10 2.6x.
-        VideoCodec::Hevc => 3.3,
-        VideoCodec::Av1 => 2.6,
-    }
+    codec.traits().cpu_weight
 }
 
 /// Assumed frame rate for pricing (the source's is unknown until it is opened).

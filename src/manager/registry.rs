@@ -3,7 +3,6 @@
 //! Plain data under the manager's one lock: lookups and map edits only.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 
 use super::admission::QueuedStream;
 use super::pool::{self, Allocation};
@@ -50,11 +49,12 @@ impl ManagedStream {
     }
 }
 
-/// A reservation of an id and an output directory by one generation of a stream.
+/// A reservation of an id and an output (its sink's identity) by one generation of a
+/// stream.
 #[derive(Debug, Clone)]
 pub(super) struct Reservation {
     pub(super) gen: u64,
-    pub(super) dir: PathBuf,
+    pub(super) output: Option<String>,
 }
 
 /// Every stream the manager knows, by the phase of its life.
@@ -69,7 +69,7 @@ pub(super) struct Registry {
     pub(super) stopping: HashMap<String, Reservation>,
     /// Retirements under way (stop or wait, allocation release, finished hooks).
     pub(super) retiring: usize,
-    /// Waiting for capacity, in order (their ids and directories are claimed).
+    /// Waiting for capacity, in order (their ids and outputs are claimed).
     pub(super) queued: VecDeque<QueuedStream>,
     pub(super) next_gen: u64,
     /// Set by `shutdown`: nothing new is admitted.
@@ -80,10 +80,10 @@ pub(super) struct Registry {
     /// A live stream running below real time (and its speed), from the monitor's last
     /// look: new live work is refused while there is one.
     pub(super) lagging_live: Option<(String, f64)>,
-    /// Output directories of retired streams whose worker was left behind (stuck in a call
-    /// nothing could interrupt): it may still write there, so they stay refused until it
-    /// ends. Pruned as entries are added and streams reserved.
-    pub(super) left_behind: Vec<(PathBuf, ThreadExit)>,
+    /// Outputs (sink identities) of retired streams whose worker was left behind (stuck in
+    /// a call nothing could interrupt): it may still write there, so they stay refused
+    /// until it ends. Pruned as entries are added and streams reserved.
+    pub(super) left_behind: Vec<(String, ThreadExit)>,
 }
 
 impl Registry {
@@ -95,24 +95,34 @@ impl Registry {
             || self.queued.iter().any(|q| q.config.id() == id)
     }
 
-    /// True when a stream in any phase, queued included, holds this output directory.
-    pub(super) fn claims_dir(&self, dir: &Path) -> bool {
-        self.map.values().any(|e| e.config.output_dir() == dir)
+    /// True when a stream in any phase, queued included, writes to the output of this sink
+    /// identity (`None`: a sink without one is never busy).
+    pub(super) fn claims_output(&self, output: Option<&str>) -> bool {
+        let Some(output) = output else {
+            return false;
+        };
+        let same = |config: &StreamConfig| config.sink().identity().as_deref() == Some(output);
+        self.map.values().any(|e| same(&e.config))
             || self
                 .starting
                 .values()
                 .chain(self.stopping.values())
-                .any(|r| r.dir == dir)
-            || self.queued.iter().any(|q| q.config.output_dir() == dir)
+                .any(|r| r.output.as_deref() == Some(output))
+            || self.queued.iter().any(|q| same(&q.config))
     }
 
-    /// True when a worker left behind by an earlier stream may still write to `dir`.
-    pub(super) fn dir_left_behind(&self, dir: &Path) -> bool {
-        self.left_behind.iter().any(|(d, w)| d == dir && !w.ended())
+    /// True when a worker left behind by an earlier stream may still write to `output`.
+    pub(super) fn output_left_behind(&self, output: Option<&str>) -> bool {
+        output.is_some_and(|output| {
+            self.left_behind
+                .iter()
+                .any(|(d, w)| d == output && !w.ended())
+        })
     }
 
-    /// Keeps `dir` refused while `worker`, left behind, runs.
-    pub(super) fn keep_dir_until(&mut self, dir: PathBuf, worker: ThreadExit) {
+    /// Keeps the output of sink identity `output` refused while `worker`, left behind, runs.
+    pub(super) fn keep_output_until(&mut self, output: Option<String>, worker: ThreadExit) {
+        let Some(dir) = output else { return };
         self.left_behind.retain(|(_, w)| !w.ended());
         self.left_behind.push((dir, worker));
     }
@@ -127,9 +137,9 @@ impl Registry {
         self.left_behind.retain(|(_, w)| !w.ended());
         self.next_gen += 1;
         let gen = self.next_gen;
-        let dir = config.output_dir().to_path_buf();
+        let output = config.sink().identity();
         self.starting
-            .insert(config.id().to_owned(), Reservation { gen, dir });
+            .insert(config.id().to_owned(), Reservation { gen, output });
         gen
     }
 
@@ -148,10 +158,9 @@ impl Registry {
     /// Takes a stream out of the map for retirement; it stays reserved until released.
     pub(super) fn take(&mut self, id: &str) -> Option<ManagedStream> {
         let entry = self.map.remove(id)?;
-        let dir = entry.config.output_dir().to_path_buf();
         let reservation = Reservation {
             gen: entry.gen,
-            dir,
+            output: entry.config.sink().identity(),
         };
         self.stopping.insert(id.to_owned(), reservation);
         self.retiring += 1;
@@ -185,10 +194,12 @@ mod tests {
     use super::*;
 
     fn reservation(gen: u64) -> Reservation {
-        Reservation {
-            gen,
-            dir: PathBuf::from("out"),
-        }
+        Reservation { gen, output: out() }
+    }
+
+    /// The identity of the default sink of output directory `out`.
+    fn out() -> Option<String> {
+        crate::sink::SegmentSink::identity(&crate::sink::FsSink::new("out", false))
     }
 
     #[test]
@@ -199,7 +210,10 @@ mod tests {
         r.stopping.insert("a".into(), reservation(2));
         r.release("a", 1);
         assert!(r.claims_id("a"), "generation 2 keeps its id");
-        assert!(r.claims_dir(Path::new("out")), "and its output directory");
+        assert!(
+            r.claims_output(out().as_deref()),
+            "and its output directory"
+        );
         r.release("a", 2);
         assert!(!r.claims_id("a"));
         assert!(r.is_idle(0));
@@ -211,7 +225,7 @@ mod tests {
         let config = StreamConfig::builder("q", "in.mp4", "out").build().unwrap();
         r.queued.push_back(QueuedStream { config });
         assert!(r.claims_id("q"));
-        assert!(r.claims_dir(Path::new("out")));
+        assert!(r.claims_output(out().as_deref()));
         assert!(!r.claims_id("other"));
         assert!(
             !r.is_idle(0),
@@ -227,16 +241,17 @@ mod tests {
         })
         .unwrap();
         let mut r = Registry::default();
-        r.keep_dir_until(PathBuf::from("out"), worker.exit());
-        assert!(r.dir_left_behind(Path::new("out")));
-        assert!(!r.dir_left_behind(Path::new("other")));
+        r.keep_output_until(out(), worker.exit());
+        assert!(r.output_left_behind(out().as_deref()));
+        assert!(!r.output_left_behind(Some("other")));
+        assert!(!r.output_left_behind(None));
         assert!(
-            !r.claims_dir(Path::new("out")),
+            !r.claims_output(out().as_deref()),
             "not a stream's: no OutputInUse"
         );
         drop(release);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         assert_eq!(worker.join_by(deadline), Ok(()));
-        assert!(!r.dir_left_behind(Path::new("out")));
+        assert!(!r.output_left_behind(out().as_deref()));
     }
 }

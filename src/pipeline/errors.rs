@@ -7,8 +7,6 @@ use crate::error::Error;
 use crate::ffi::{AvError, Interrupt, StreamInfo};
 use crate::redact::redact_url;
 
-use super::hls::OutputError;
-
 /// A decoder that could not be opened or failed: missing from this FFmpeg build, or a
 /// codec error.
 pub(crate) fn decoder_error(info: &StreamInfo, e: AvError) -> Error {
@@ -34,14 +32,6 @@ pub(crate) fn encoder_error(codec: &str, role: &str, e: AvError) -> Error {
         }
     } else {
         Error::codec(format!("{role} encoder ({codec})"), e)
-    }
-}
-
-/// A segment or playlist that could not be written.
-pub(crate) fn output_error(e: OutputError) -> Error {
-    match e {
-        OutputError::Mux(path, e) => Error::output_av(path, &e),
-        OutputError::Io(path, e) => Error::output(path, e),
     }
 }
 

@@ -48,11 +48,7 @@ fn x264_frame_bytes(pixels: f64, preset: &str) -> f64 {
 
 /// How much more an encoder keeps in flight than x264 at the same preset (module docs).
 fn codec_factor(codec: VideoCodec) -> f64 {
-    match codec {
-        VideoCodec::Hevc => 2.0,
-        VideoCodec::Av1 => 3.0,
-        _ => 1.0,
-    }
+    codec.traits().memory_weight
 }
 
 /// The memory of a stream decoding `decode_pixels`-sized pictures into rungs of

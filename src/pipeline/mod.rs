@@ -5,14 +5,10 @@
 
 mod audio;
 mod control;
-mod dash;
 mod decode;
 mod errors;
-mod hls;
 mod memory;
-mod mpd;
 mod plan;
-mod publish;
 mod reader;
 mod rendition;
 mod session;
@@ -32,17 +28,16 @@ use crossbeam_channel::{bounded, Sender};
 use crate::config::{Container, SourceHint, StreamConfig};
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
+use crate::output::{
+    self, audio_rendition, AudioGroup, DashWriter, MasterPlaylist, MeasuredBitrate, Media,
+    MediaOutput, OutputStart, Publisher, Segmenter,
+};
+use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
-use dash::Media;
 use decode::{DecodeLoop, Targets};
-use errors::{encoder_error, output_error};
-use hls::{AudioGroup, MasterPlaylist, MeasuredBitrate, MediaOutput, SegmentWriter};
-use mpd::DashOutput;
+use errors::encoder_error;
 use plan::RungPlan;
-use publish::Publisher;
-
-use crate::sink::{FsSink, SegmentSink};
 use rendition::AudioRendition;
 use timeline::Timeline;
 use variant::{Rung, VariantMsg, VariantWorker};
@@ -87,9 +82,7 @@ pub(crate) fn run(
     let connected = supervisor.connect(&mut opener, None).inspect_err(|_| {
         // Nothing of this run reached the output: an earlier run's master must not go on
         // claiming a ladder nobody writes. (A live restart that connects carries it on.)
-        if config.sink().is_none() {
-            let _ = hls::remove_master(config.output_dir());
-        }
+        output::remove_master(config.sink().as_ref());
     });
     let Some((session, _)) = connected? else {
         return Ok(Ending::Stopped);
@@ -180,13 +173,14 @@ fn open_outputs(
         Some(a) => a
             .encoders
             .iter()
-            .map(|e| AudioRendition::name_for(e.bit_rate))
+            .map(|e| audio_rendition(e.bit_rate))
             .collect(),
         None => Vec::new(),
     };
     let names = plan.iter().map(|r| r.profile.name.as_str());
     let names = names.chain(audio_names.iter().map(String::as_str));
-    let (sink, starts) = prepare_output(config, names, session.live)?;
+    let sink = config.sink().clone();
+    let starts = output::prepare(&*sink, names, session.live, config.profile().container)?;
     let outputs = Outputs {
         starts,
         interrupt: signals.output_interrupt(),
@@ -225,7 +219,7 @@ fn open_audio(
 /// Where each rendition's output starts (video rungs, then audio renditions), and the
 /// interrupt its muxer polls.
 struct Outputs<'a> {
-    starts: Vec<hls::OutputStart>,
+    starts: Vec<OutputStart>,
     interrupt: &'a Arc<Interrupt>,
     sink: Arc<dyn SegmentSink>,
 }
@@ -237,7 +231,7 @@ struct Opened {
     routes: Vec<Option<usize>>,
 }
 
-/// Opens every rung's video encoder and segment writer (with the rung's audio muxed in
+/// Opens every rung's video encoder and segmenter (with the rung's audio muxed in
 /// MPEG-TS), and in fMP4 one audio-only rendition per audio encoder.
 fn open_rungs(
     config: &StreamConfig,
@@ -250,13 +244,14 @@ fn open_rungs(
     let profile = config.profile();
     let fmp4 = profile.container == Container::Fmp4;
     let seg = profile.segment_duration.as_secs_f64();
-    let output = |start| MediaOutput {
+    let output = |start, video_codec| MediaOutput {
         target_duration: seg,
         live_window: session.live.then_some(profile.live_window),
         start,
         interrupt: outputs.interrupt.clone(),
         sink: outputs.sink.clone(),
         container: profile.container,
+        video_codec,
     };
     let mut starts = outputs.starts.into_iter();
     let mut rungs = Vec::with_capacity(plan.len());
@@ -271,10 +266,15 @@ fn open_rungs(
             .filter(|_| !fmp4)
             .map(|a| a.encoder_for(vp.audio_bitrate));
         let audio_enc = audio.zip(route).map(|(a, r)| &a.encoders[r].ctx);
-        let writer = SegmentWriter::create(&vp.name, Some(&encoder), audio_enc, output(start))
-            .map_err(output_error)?;
+        let segmenter = Segmenter::create(
+            &vp.name,
+            Some(&encoder),
+            audio_enc,
+            output(start, Some(vp.codec)),
+        )
+        .map_err(Error::from)?;
         let codecs = fmp4
-            .then(|| hls::video_codec_string(vp.codec, encoder.extradata()))
+            .then(|| output::video_codec_string(vp.codec, encoder.extradata()))
             .flatten();
         rungs.push(Rung {
             index,
@@ -285,7 +285,7 @@ fn open_rungs(
             max_frame_rate: vp.max_frame_rate,
             frame_rate: p.frame_rate,
             encoder,
-            writer,
+            segmenter,
             audio_tb: audio_enc.map_or(Rational::new(0, 1), CodecContext::time_base),
             codecs,
             counters: stats.add_variant(&vp.name),
@@ -301,14 +301,14 @@ fn open_rungs(
         .flat_map(|a| &a.encoders)
         .zip(starts)
     {
-        let name = AudioRendition::name_for(enc.bit_rate);
-        let writer = SegmentWriter::create(&name, None, Some(&enc.ctx), output(start))
-            .map_err(output_error)?;
+        let name = audio_rendition(enc.bit_rate);
+        let segmenter = Segmenter::create(&name, None, Some(&enc.ctx), output(start, None))
+            .map_err(Error::from)?;
         renditions.push(AudioRendition {
             index: plan.len() + renditions.len(),
             counters: stats.add_audio_rendition(&name),
             name,
-            writer,
+            segmenter,
             first: None,
         });
     }
@@ -317,23 +317,6 @@ fn open_rungs(
         renditions,
         routes,
     })
-}
-
-/// The sink the output goes to, and where each rendition's numbering starts: on the
-/// filesystem (the default), an earlier live run's playlists are carried on and stray files
-/// removed; through an application's sink, every run starts afresh.
-fn prepare_output<'a>(
-    config: &StreamConfig,
-    names: impl Iterator<Item = &'a str>,
-    live: bool,
-) -> Result<(Arc<dyn SegmentSink>, Vec<hls::OutputStart>), Error> {
-    if let Some(sink) = config.sink() {
-        return Ok((sink.clone(), names.map(|_| Default::default()).collect()));
-    }
-    let dir = config.output_dir();
-    let starts = hls::prepare_output(dir, names, live, config.profile().container)?;
-    let sink = FsSink::new(dir, config.profile().sync_playlists);
-    Ok((Arc::new(sink), starts))
 }
 
 /// The ladder's shape, for the master and the DASH manifest.
@@ -379,18 +362,18 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
                 height: r.height as u32,
                 frame_rate: r.frame_rate,
             };
-            DashOutput::representation(&r.profile.name, media, r.profile.max_rate)
+            DashWriter::representation(&r.profile.name, media, r.profile.max_rate)
         });
         let audio = shape.renditions.iter().zip(encoders()).map(|(r, e)| {
             let media = Media::Audio {
                 sample_rate: e.ctx.sample_rate().max(0) as u32,
                 channels: e.ctx.channels().max(1) as u32,
             };
-            DashOutput::representation(&r.name, media, e.bit_rate)
+            DashWriter::representation(&r.name, media, e.bit_rate)
         });
         let window = shape.live.then_some(profile.live_window);
         let seg = profile.segment_duration.as_secs_f64();
-        DashOutput::new(sink.clone(), video.chain(audio).collect(), window, seg)
+        DashWriter::new(sink.clone(), video.chain(audio).collect(), window, seg)
     });
     Publisher::new(config.id(), sink, master, dash)
 }

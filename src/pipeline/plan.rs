@@ -5,7 +5,7 @@ use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::ffi::{Rational, StreamInfo, VideoEncoderSettings, PIX_FMT_YUV420P};
 use crate::stats::{PlannedLadder, PlannedRung};
 
-use super::hls::{MasterEntry, MEDIA_PLAYLIST};
+use crate::output::{MasterEntry, MEDIA_PLAYLIST};
 
 /// Frame rate assumed when the source does not say.
 const FALLBACK_FPS: f64 = 30.0;

@@ -8,36 +8,23 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::control::Signals;
-use super::errors::output_error;
-use super::hls::{MeasuredBitrate, SegmentDone, SegmentWriter, AAC_LC};
-use super::publish::Publisher;
 use super::variant::{count_segment, measured, next_msg, VariantMsg};
 use crate::error::Error;
+use crate::output::{MeasuredBitrate, Publisher, SegmentDone, Segmenter, AAC_LC};
 use crate::stats::{StatsCell, VariantCounters};
 
-/// One audio rendition: its place in the master, directory name and writer.
+/// One audio rendition: its place in the master, directory name and segmenter.
 pub(crate) struct AudioRendition {
     /// Its place among the master's renditions (after the video rungs).
     pub index: usize,
     pub name: String,
-    pub writer: SegmentWriter,
+    pub segmenter: Segmenter,
     pub counters: Arc<VariantCounters>,
     /// Time of the first packet, seconds.
     pub first: Option<f64>,
 }
 
 impl AudioRendition {
-    /// The directory (and group) name of the rendition of the AAC encoder at `bit_rate`:
-    /// `audio-128k`, or `audio-96500` for a rate that is not a whole kb/s (two encoders
-    /// never share a name).
-    pub fn name_for(bit_rate: u64) -> String {
-        if bit_rate % 1000 == 0 {
-            format!("audio-{}k", bit_rate / 1000)
-        } else {
-            format!("audio-{bit_rate}")
-        }
-    }
-
     /// Writes packets until `End` (graceful) or an abort / hang-up (partial work dropped).
     pub fn run(
         mut self,
@@ -52,7 +39,7 @@ impl AudioRendition {
                 VariantMsg::Audio(pkt) => {
                     self.counters.frames_out.fetch_add(1, Relaxed);
                     let end = pkt.pts() + pkt.duration().max(0);
-                    let done = self.writer.write_audio(pkt).map_err(output_error)?;
+                    let done = self.segmenter.write_audio(pkt).map_err(Error::from)?;
                     self.media_until(end);
                     if let Some(done) = done {
                         self.segment_done(done, stats, master);
@@ -62,22 +49,22 @@ impl AudioRendition {
                 VariantMsg::End { endlist } => break endlist,
             }
         };
-        if let Some(done) = self.writer.end_stream(endlist).map_err(output_error)? {
+        if let Some(done) = self.segmenter.end_stream(endlist).map_err(Error::from)? {
             self.segment_done(done, stats, master);
         }
-        Ok(measured(&self.counters, &self.writer))
+        Ok(measured(&self.counters, &self.segmenter))
     }
 
     /// Media time written so far, from the end of the last packet (audio time base ticks).
     fn media_until(&mut self, end_ticks: i64) {
-        let secs = end_ticks as f64 * self.writer.audio_time_base().as_f64();
+        let secs = end_ticks as f64 * self.segmenter.audio_time_base().as_f64();
         let first = *self.first.get_or_insert(secs);
         let us = ((secs - first).max(0.0) * 1e6) as u64;
         self.counters.media_us.fetch_max(us, Relaxed);
     }
 
     fn segment_done(&self, done: SegmentDone, stats: &StatsCell, master: &Publisher) {
-        let timescale = self.writer.timescale();
+        let timescale = self.segmenter.timescale();
         master.segment_done(self.index, &self.name, AAC_LC, &done, timescale, stats);
         count_segment(&self.counters, stats, done);
     }

@@ -8,12 +8,11 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::control::Signals;
-use super::errors::{encoder_error, output_error};
-use super::hls::{h264_codec_string, MeasuredBitrate, SegmentDone, SegmentWriter};
-use super::publish::Publisher;
+use super::errors::encoder_error;
 use crate::config::VideoCodec;
 use crate::error::Error;
 use crate::ffi::{CodecContext, Frame, Packet, Rational, Scaler, Step, PIX_FMT_YUV420P};
+use crate::output::{video_codec_string, MeasuredBitrate, Publisher, SegmentDone, Segmenter};
 use crate::stats::{StatsCell, VariantCounters};
 
 /// What the decode thread sends each variant.
@@ -31,7 +30,7 @@ pub(crate) enum VariantMsg {
 /// whose video paused), seconds.
 const MAX_AUDIO_LEAD: f64 = 3.0;
 
-/// What a variant thread is given: its rung, its opened encoder and segment writer.
+/// What a variant thread is given: its rung, its opened encoder and segmenter.
 pub(crate) struct Rung {
     /// Position in the ladder (and in the master playlist).
     pub index: usize,
@@ -43,7 +42,7 @@ pub(crate) struct Rung {
     pub max_frame_rate: Option<f64>,
     pub frame_rate: f64,
     pub encoder: CodecContext,
-    pub writer: SegmentWriter,
+    pub segmenter: Segmenter,
     /// The audio encoder's time base; `0/1` without audio.
     pub audio_tb: Rational,
     /// The video's RFC 6381 codec string when the encoder's global header told it (fMP4);
@@ -126,7 +125,7 @@ impl VariantWorker {
     }
 
     /// After `End`: drain the encoder, then the audio that is left, then the last segment.
-    /// An abort meanwhile drops the rest (the partial segment is removed with the writer).
+    /// An abort meanwhile drops the rest (the partial segment is removed with the segmenter).
     fn drain_and_end(
         mut self,
         endlist: bool,
@@ -143,14 +142,19 @@ impl VariantWorker {
             return Err(Error::aborted());
         }
         while let Some((_, pkt)) = self.audio_queue.pop_front() {
-            self.rung.writer.write_audio(pkt).map_err(output_error)?;
+            self.rung.segmenter.write_audio(pkt).map_err(Error::from)?;
         }
-        if let Some(done) = self.rung.writer.end_stream(endlist).map_err(output_error)? {
+        if let Some(done) = self
+            .rung
+            .segmenter
+            .end_stream(endlist)
+            .map_err(Error::from)?
+        {
             self.publish(&done, stats, master);
             count_segment(&self.rung.counters, stats, done);
         }
         log::debug!("variant {} finished", self.rung.name);
-        Ok(measured(&self.rung.counters, &self.rung.writer))
+        Ok(measured(&self.rung.counters, &self.rung.segmenter))
     }
 
     fn encoder_error(&self, e: crate::ffi::AvError) -> Error {
@@ -264,9 +268,9 @@ impl VariantWorker {
                 self.forced.pop_front();
             }
         }
-        // MPEG-TS (H.264 only) carries the parameter sets in the keyframes themselves.
-        if self.codecs.is_none() && self.rung.codec == VideoCodec::H264 {
-            self.codecs = h264_codec_string(pkt.data());
+        // Without a global header (MPEG-TS) the parameter sets are in the keyframes.
+        if self.codecs.is_none() && self.rung.codec.traits().in_band_parameter_sets {
+            self.codecs = video_codec_string(self.rung.codec, pkt.data());
         }
         // Audio that belongs before this packet: before the cut point for a segment start,
         // otherwise up to the packet's decode time.
@@ -280,9 +284,9 @@ impl VariantWorker {
         let end = (pts + pkt.duration().max(0)) as f64 * tb;
         let done = self
             .rung
-            .writer
+            .segmenter
             .write_video(pkt, cut)
-            .map_err(output_error)?;
+            .map_err(Error::from)?;
         let counters = &self.rung.counters;
         counters.frames_out.fetch_add(1, Relaxed);
         let media_us = ((end - start).max(0.0) * 1e6) as u64;
@@ -299,14 +303,14 @@ impl VariantWorker {
     /// force one, every keyframe (its GOP may drift a frame from the time grid at rates
     /// such as 29.97: the segment is then cut where the keyframe is, never left to grow).
     fn is_cut(&self, pts: i64) -> bool {
-        self.rung.codec == VideoCodec::Av1 || self.forced.front().is_some_and(|&f| f <= pts)
+        !self.rung.codec.traits().forced_keyframes || self.forced.front().is_some_and(|&f| f <= pts)
     }
 
     /// Tells the master, the DASH manifest and the hooks about a finished segment.
     fn publish(&self, done: &SegmentDone, stats: &StatsCell, master: &Publisher) {
         let codecs = self.codecs.as_deref().unwrap_or_default();
         let (index, name) = (self.rung.index, &self.rung.name);
-        let timescale = self.rung.writer.timescale();
+        let timescale = self.rung.segmenter.timescale();
         master.segment_done(index, name, codecs, done, timescale, stats);
     }
 
@@ -318,7 +322,7 @@ impl VariantWorker {
             - self.audio_queue.front().map_or(0.0, |f| f.0);
         if lead > MAX_AUDIO_LEAD {
             let (_, p) = self.audio_queue.pop_front().expect("non-empty");
-            self.rung.writer.write_audio(p).map_err(output_error)?;
+            self.rung.segmenter.write_audio(p).map_err(Error::from)?;
         }
         Ok(())
     }
@@ -326,7 +330,7 @@ impl VariantWorker {
     fn write_audio_until(&mut self, limit: f64) -> Result<(), Error> {
         while self.audio_queue.front().is_some_and(|(t, _)| *t < limit) {
             let (_, p) = self.audio_queue.pop_front().expect("checked");
-            self.rung.writer.write_audio(p).map_err(output_error)?;
+            self.rung.segmenter.write_audio(p).map_err(Error::from)?;
         }
         Ok(())
     }
@@ -343,11 +347,11 @@ pub(crate) fn next_msg(rx: &Receiver<VariantMsg>, signals: &Signals) -> Result<V
 
 /// The bitrates a finished rendition measured: the peak segment's, and bytes over media
 /// time.
-pub(crate) fn measured(counters: &VariantCounters, writer: &SegmentWriter) -> MeasuredBitrate {
+pub(crate) fn measured(counters: &VariantCounters, segmenter: &Segmenter) -> MeasuredBitrate {
     let media = counters.media_us.load(Relaxed) as f64 / 1e6;
     let bytes = counters.bytes_out.load(Relaxed) as f64;
     MeasuredBitrate {
-        peak: writer.peak_bitrate(),
+        peak: segmenter.peak_bitrate(),
         average: if media > 0.0 {
             (bytes * 8.0 / media) as u64
         } else {

@@ -81,6 +81,44 @@ impl SegmentSink for FsSink {
     fn location(&self, path: &str) -> String {
         self.root.join(path).display().to_string()
     }
+
+    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        std::fs::read(self.path(path)?)
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let at = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(dir)?
+        };
+        let entries = match std::fs::read_dir(at) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            entries => entries?,
+        };
+        let names = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()));
+        Ok(names
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect())
+    }
+
+    fn create_dir(&self, dir: &str) -> io::Result<()> {
+        let at = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            self.path(dir)?
+        };
+        std::fs::create_dir_all(at)
+    }
+
+    /// The root directory, made absolute (not resolved: two spellings through a symbolic
+    /// link are two identities).
+    fn identity(&self) -> Option<String> {
+        let root = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        Some(root.display().to_string())
+    }
 }
 
 /// A segment being written in place; removed if dropped unfinished.

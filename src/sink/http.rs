@@ -34,6 +34,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// At most this much of a response body is read (and dropped) so that the connection can be
 /// reused; a longer one closes the connection instead.
 const RESPONSE_DRAIN_LIMIT: u64 = 64 * 1024;
+/// The largest file [`SegmentSink::read`] takes back (playlists are kilobytes).
+const READ_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Uploads a stream's files to an HTTP origin under a base URL: `create(path)` buffers the
 /// file in memory and [`SinkFile::finish`] `PUT`s it to `base_url/path` with its
@@ -299,11 +301,12 @@ impl Inner {
 
     /// Sends `method` to `url` (with `body` for a `PUT`) until it succeeds, fails for good,
     /// or the retries are spent.
-    fn send(&self, method: Method, url: &str, body: &[u8], ctype: &str) -> io::Result<()> {
+    /// Returns the response body of a `GET` (empty for the other methods).
+    fn send(&self, method: Method, url: &str, body: &[u8], ctype: &str) -> io::Result<Vec<u8>> {
         let mut k = 0;
         loop {
             let failure = match self.attempt(&method, url, body, ctype) {
-                Ok(()) => return Ok(()),
+                Ok(got) => return Ok(got),
                 Err(failure) => failure,
             };
             if !failure.retryable || k >= self.retry.retries {
@@ -333,7 +336,13 @@ impl Inner {
     }
 
     /// One request.
-    fn attempt(&self, method: &Method, url: &str, body: &[u8], ctype: &str) -> Result<(), Failure> {
+    fn attempt(
+        &self,
+        method: &Method,
+        url: &str,
+        body: &[u8],
+        ctype: &str,
+    ) -> Result<Vec<u8>, Failure> {
         let mut request = Request::builder().method(method.clone()).uri(url);
         if *method == Method::PUT {
             request = request.header(http::header::CONTENT_TYPE, ctype);
@@ -349,6 +358,17 @@ impl Inner {
             kind: io::ErrorKind::InvalidInput,
         })?;
         let mut response = self.agent.run(request).map_err(Failure::from_ureq)?;
+        let status = response.status();
+        if *method == Method::GET && status.is_success() {
+            // A file read back (a playlist to carry on): bounded, and a body cut short is
+            // retried like any broken transfer.
+            return response
+                .body_mut()
+                .with_config()
+                .limit(READ_LIMIT)
+                .read_to_vec()
+                .map_err(Failure::from_ureq);
+        }
         // Read what little the origin says so the connection can be reused; an error here
         // only costs the connection (the status is in).
         let _ = response
@@ -356,12 +376,11 @@ impl Inner {
             .with_config()
             .limit(RESPONSE_DRAIN_LIMIT)
             .read_to_vec();
-        let status = response.status();
         if status.is_success()
             || (*method == Method::DELETE
                 && matches!(status, StatusCode::NOT_FOUND | StatusCode::GONE))
         {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let retry_after = response
             .headers()
@@ -493,11 +512,24 @@ impl SegmentSink for HttpSink {
         let url = self.inner.url(path)?;
         self.inner
             .send(Method::PUT, &url, contents, content_type(path))
+            .map(drop)
     }
 
     fn delete(&self, path: &str) -> io::Result<()> {
         let url = self.inner.url(path)?;
-        self.inner.send(Method::DELETE, &url, &[], "")
+        self.inner.send(Method::DELETE, &url, &[], "").map(drop)
+    }
+
+    /// `GET`, with the same retries and bound as a `PUT`; a `404` is `NotFound`.
+    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        let url = self.inner.url(path)?;
+        self.inner.send(Method::GET, &url, &[], "")
+    }
+
+    /// The base URL without its query (which may hold a credential) or userinfo: two
+    /// sinks with the same identity write the same files.
+    fn identity(&self) -> Option<String> {
+        Some(redact_url(&self.inner.base).into_owned())
     }
 
     fn location(&self, path: &str) -> String {

@@ -4,6 +4,12 @@
 //! a sink sees is relative to the stream's output root and `/`-separated
 //! (`720p/seg_00003.m4s`, `master.m3u8`); the sink decides what it is relative to.
 //!
+//! Beyond writing, a sink may read files back, list a directory and say who it is: a
+//! live stream restarted into a sink that can [`read`](SegmentSink::read) carries its
+//! playlists on (numbering continues after one discontinuity); one that cannot starts
+//! afresh. These methods have default implementations ("cannot"), so an application's
+//! sink needs only the four writing methods.
+//!
 //! The pipeline's promises to a sink: a segment is finished ([`SinkFile::finish`]) before
 //! any playlist or manifest that lists it is replaced; a playlist is only ever replaced
 //! whole ([`SegmentSink::replace`]); a segment is deleted only after the playlists stopped
@@ -45,6 +51,57 @@ pub trait SegmentSink: Send + Sync + fmt::Debug {
 
     /// Where `path` is, for messages: a local path, or a URL with its secrets redacted.
     fn location(&self, path: &str) -> String;
+
+    /// Reads back the whole file at `path`: a missing file is an error of kind
+    /// [`NotFound`](io::ErrorKind::NotFound). Used when a stream starts, to carry an
+    /// earlier live run's playlist on and to clean up after an earlier run.
+    ///
+    /// The default cannot read ([`Unsupported`](io::ErrorKind::Unsupported)): every run
+    /// into this sink then starts its playlists afresh, at sequence 0.
+    ///
+    /// # Errors
+    /// The file is missing, or the store could not read it.
+    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        Err(cannot("read files back", path))
+    }
+
+    /// The names of the files directly inside the directory `dir` (`""`: the root). Lets a
+    /// restart also remove files an earlier run wrote but never listed (a crash between a
+    /// segment and its playlist); without it (the default,
+    /// [`Unsupported`](io::ErrorKind::Unsupported)) such files are left, and the next file
+    /// numbers continue past every listed one. A missing directory lists nothing.
+    ///
+    /// # Errors
+    /// The store could not list it.
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        Err(cannot("list a directory", dir))
+    }
+
+    /// Makes sure the directory `dir` (`""`: the root) can hold files, where the store has
+    /// directories; called once per rendition before its first file, so an unwritable
+    /// output fails the start rather than the first segment. The default does nothing.
+    ///
+    /// # Errors
+    /// The directory cannot be made.
+    fn create_dir(&self, dir: &str) -> io::Result<()> {
+        let _ = dir;
+        Ok(())
+    }
+
+    /// Who this sink writes to, in a form that is safe to show (no secrets): two sinks with
+    /// the same identity write the same files, so a [`Manager`](crate::Manager) runs at most
+    /// one stream into it at a time. `None` (the default): no such check.
+    fn identity(&self) -> Option<String> {
+        None
+    }
+}
+
+/// The error of a sink that cannot do `what` (the trait's defaults).
+fn cannot(what: &str, path: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("this sink cannot {what} ({path:?})"),
+    )
 }
 
 /// A file being written to a [`SegmentSink`].

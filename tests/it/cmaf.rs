@@ -529,59 +529,6 @@ fn an_earlier_runs_init_segment_is_deleted_with_its_last_segment() {
 }
 
 #[test]
-fn a_restarted_live_fmp4_stream_continues_its_playlist_with_a_new_init_segment() {
-    let d = tempfile::tempdir().unwrap();
-    let playlist = d.path().join("240p/index.m3u8");
-    let (before, _) = two_live_fmp4_runs(d.path(), 20, 2);
-    let media = read_media(&playlist);
-    let maps: Vec<String> = media
-        .segments
-        .iter()
-        .filter_map(|s| s.map.as_ref().map(|m| m.uri.clone()))
-        .collect();
-    assert_eq!(maps.len(), 2, "one EXT-X-MAP per run: {maps:?}");
-    assert_ne!(maps[0], maps[1]);
-    assert!(
-        media.segments[before].discontinuity,
-        "the new run starts a discontinuity"
-    );
-    assert!(
-        media.segments[before].map.is_some(),
-        "and declares its init segment"
-    );
-    // Each run's segments decode after their own init segment.
-    let dir = d.path().join("240p");
-    for (run, init) in [
-        (&media.segments[..before], &maps[0]),
-        (&media.segments[before..], &maps[1]),
-    ] {
-        let mut bytes = std::fs::read(dir.join(init)).unwrap();
-        for s in run {
-            bytes.extend(std::fs::read(dir.join(&s.uri)).unwrap());
-        }
-        let joined = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(joined.path(), bytes).unwrap();
-        let v = ffprobe_json(
-            joined.path(),
-            &["-count_frames", "-show_entries", "stream=nb_read_frames"],
-        );
-        let frames: u64 = v["streams"][0]["nb_read_frames"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        // Every segment but the last of a run is a whole second (the first run's last was
-        // cut short when its source died).
-        let whole = 30 * (run.len() as u64 - 1);
-        assert!(
-            frames > whole,
-            "{init}: {frames} frames in {} segments",
-            run.len()
-        );
-    }
-}
-
-#[test]
 fn a_gap_in_the_source_stays_in_every_fmp4_rendition_alike() {
     // 4 s of media, 5 s of nothing, 4 s of media (a gap under the 10 s jump threshold).
     let d = tempfile::tempdir().unwrap();

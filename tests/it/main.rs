@@ -22,6 +22,7 @@ mod put_ladder;
 mod put_sink;
 mod reader;
 mod recovery;
+mod resume;
 mod security;
 mod servers;
 mod timeline;

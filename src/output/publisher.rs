@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::hls::{MasterPlaylist, MeasuredBitrate, SegmentDone, MEDIA_PLAYLIST};
-use super::mpd::{DashOutput, DASH_MANIFEST};
+use super::dash::DashWriter;
+use super::naming::{in_rendition, init_name, DASH_MANIFEST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use super::{MasterPlaylist, MeasuredBitrate, SegmentDone};
 use crate::hooks::{HookMsg, OutputEvent, SegmentEvent};
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
@@ -21,7 +22,7 @@ pub(crate) struct Publisher {
     stream: String,
     sink: Arc<dyn SegmentSink>,
     master: MasterPlaylist,
-    dash: Option<DashOutput>,
+    dash: Option<DashWriter>,
     events: Option<Sender<HookMsg>>,
 }
 
@@ -30,7 +31,7 @@ impl Publisher {
         stream: &str,
         sink: Arc<dyn SegmentSink>,
         master: MasterPlaylist,
-        dash: Option<DashOutput>,
+        dash: Option<DashWriter>,
     ) -> Self {
         Self {
             stream: stream.to_owned(),
@@ -58,9 +59,9 @@ impl Publisher {
         timescale: u32,
         stats: &StatsCell,
     ) {
-        let at = |file: &str| self.location(&format!("{name}/{file}"));
+        let at = |file: &str| self.location(&in_rendition(name, file));
         if self.master.segment_done(index, codecs, stats) {
-            self.emit_playlist(|| self.location(super::hls::MASTER_PLAYLIST));
+            self.emit_playlist(|| self.location(MASTER_PLAYLIST));
         }
         if done.bytes > 0 || done.duration > 0.0 {
             self.emit(|| {
@@ -68,7 +69,7 @@ impl Publisher {
                     stream: self.stream.clone(),
                     variant: name.to_owned(),
                     path: at(&done.name),
-                    init: done.init.map(|n| at(&super::hls::init_name(n))),
+                    init: done.init.map(|n| at(&init_name(n))),
                     sequence: done.sequence,
                     duration: done.duration,
                     bytes: done.bytes,
@@ -96,11 +97,11 @@ impl Publisher {
     /// Every rendition finished: the master gets the measured bandwidth, the DASH manifest
     /// its final form.
     pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) {
-        if self.master.write_measured(measured, stats) {
-            self.emit_playlist(|| self.location(super::hls::MASTER_PLAYLIST));
+        if let Some(Ok(())) = self.master.write_measured(measured, stats) {
+            self.emit_playlist(|| self.location(MASTER_PLAYLIST));
         }
         if let Some(d) = &self.dash {
-            if d.finish(measured, stats) {
+            if let Some(Ok(())) = d.finish(measured, stats) {
                 self.emit_playlist(|| self.location(DASH_MANIFEST));
             }
         }

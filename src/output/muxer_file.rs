@@ -12,7 +12,7 @@ use crate::ffi::OutputContext;
 use crate::sink::{SegmentSink, SinkFile};
 
 /// The sink's file and the first error it gave, shared between the muxer's writer and
-/// the [`OutputFile`] that finishes it (both on the rendition's thread: never contended).
+/// the [`MuxerFile`] that finishes it (both on the rendition's thread: never contended).
 #[derive(Default)]
 struct Shared {
     file: Option<Box<dyn SinkFile>>,
@@ -52,13 +52,13 @@ impl Write for SharedWriter {
 }
 
 /// A file open in a sink with a muxer writing into it.
-pub(crate) struct OutputFile {
+pub(crate) struct MuxerFile {
     shared: Arc<Mutex<Shared>>,
     /// Where it is, for messages.
     pub location: PathBuf,
 }
 
-impl OutputFile {
+impl MuxerFile {
     /// Creates `rel` in the sink and makes it the muxer's output.
     pub fn open(
         sink: &dyn SegmentSink,

@@ -5,6 +5,18 @@
 
 use std::fmt::Write as _;
 
+use crate::config::VideoCodec;
+
+/// The RFC 6381 codec string of a video encoder's output, from its global header; `None`
+/// when the header does not say.
+pub(crate) fn video_codec_string(codec: VideoCodec, extradata: &[u8]) -> Option<String> {
+    match codec {
+        VideoCodec::H264 => h264(extradata),
+        VideoCodec::Hevc => hevc(extradata),
+        VideoCodec::Av1 => av1(extradata),
+    }
+}
+
 /// AAC-LC: MPEG-4 audio (object type indication 0x40), audio object type 2 (RFC 6381 3.3).
 pub(crate) const AAC_LC: &str = "mp4a.40.2";
 

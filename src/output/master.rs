@@ -3,12 +3,14 @@
 //! with the bandwidth measured from the segments.
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering::Relaxed;
+use std::io;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::{AAC_LC, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use super::latest::LatestWriter;
+use super::naming::{in_rendition, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use super::AAC_LC;
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 
@@ -72,6 +74,7 @@ pub(crate) struct MasterPlaylist {
     /// `#EXT-X-VERSION` (7 with fMP4).
     version: u8,
     state: Mutex<MasterState>,
+    writer: LatestWriter,
 }
 
 #[derive(Clone)]
@@ -101,6 +104,7 @@ impl MasterPlaylist {
                 audio,
                 written: Written::No,
             }),
+            writer: LatestWriter::new(MASTER_PLAYLIST),
         }
     }
 
@@ -124,19 +128,23 @@ impl MasterPlaylist {
             g.written = Written::InProgress;
             g.clone()
         };
-        let ok = self.write(&snapshot, stats);
+        let ok = matches!(self.write(&snapshot, stats), Some(Ok(())));
         self.state.lock().written = if ok { Written::Yes } else { Written::No };
         ok
     }
 
     /// Rewrites the master with the measured bandwidth once the ladder is finished (only if
     /// it was written: a master never lists a variant without segments).
-    /// Returns whether it was written.
-    pub fn write_measured(&self, measured: &[MeasuredBitrate], stats: &StatsCell) -> bool {
+    /// Returns the write's result, `None` when there was nothing to write.
+    pub fn write_measured(
+        &self,
+        measured: &[MeasuredBitrate],
+        stats: &StatsCell,
+    ) -> Option<io::Result<()>> {
         let entries = {
             let mut g = self.state.lock();
             if g.ready.iter().any(|r| !r) {
-                return false;
+                return None;
             }
             let (video, audio) = measured.split_at(g.entries.len().min(measured.len()));
             for (e, m) in g.entries.iter_mut().zip(video) {
@@ -153,37 +161,18 @@ impl MasterPlaylist {
             }
             g.clone()
         };
-        let ok = self.write(&entries, stats);
-        if ok {
+        // Every rendition thread has ended: no other writer can hold the file.
+        let result = self.write(&entries, stats).unwrap_or(Ok(()));
+        if result.is_ok() {
             self.state.lock().written = Written::Yes;
         }
-        ok
+        Some(result)
     }
 
-    fn write(&self, state: &MasterState, stats: &StatsCell) -> bool {
-        let text = render(state, self.version);
-        replace_counted(&*self.sink, MASTER_PLAYLIST, &text, stats)
-    }
-}
-
-/// Replaces a playlist or manifest in the sink, counting its bytes, or the error (logged:
-/// a master or manifest that could not be written is retried at the next change).
-pub(crate) fn replace_counted(
-    sink: &dyn SegmentSink,
-    rel: &str,
-    text: &str,
-    stats: &StatsCell,
-) -> bool {
-    match sink.replace(rel, text.as_bytes()) {
-        Ok(()) => {
-            stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);
-            true
-        }
-        Err(e) => {
-            stats.errors.fetch_add(1, Relaxed);
-            log::error!("writing {}: {e}", sink.location(rel));
-            false
-        }
+    /// Writes the master (a failure is counted and logged, and retried at the next change).
+    fn write(&self, state: &MasterState, stats: &StatsCell) -> Option<io::Result<()>> {
+        self.writer
+            .write(&*self.sink, render(state, self.version), stats)
     }
 }
 
@@ -195,8 +184,8 @@ fn render(state: &MasterState, version: u8) -> String {
     for a in &state.audio {
         let _ = writeln!(
             text,
-            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{1}\",URI=\"{0}/{MEDIA_PLAYLIST}\"",
-            a.name, a.channels,
+            "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"{0}\",NAME=\"{0}\",DEFAULT=YES,AUTOSELECT=YES,CHANNELS=\"{1}\",URI=\"{2}\"",
+            a.name, a.channels, in_rendition(&a.name, MEDIA_PLAYLIST),
         );
     }
     for e in &state.entries {

@@ -3,41 +3,31 @@
 //! playlist.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::path::PathBuf;
-
-use super::fmp4::configure_fmp4;
-use super::output_file::OutputFile;
-use super::resume::{init_name, segment_name, OutputStart};
-use super::{OutputError, MEDIA_PLAYLIST};
-use crate::config::Container;
-use crate::sink::SegmentSink;
 use std::sync::Arc;
 
+use super::muxer_file::MuxerFile;
+use super::naming::{in_rendition, init_name, segment_name, MEDIA_PLAYLIST};
+use super::playlist::{ListedSegment, MediaPlaylist};
+use super::resume::OutputStart;
+use super::OutputError;
+use crate::config::{Container, VideoCodec};
 use crate::ffi::{AvError, CodecContext, Interrupt, OutputContext, Packet, Rational, AVERROR_EXIT};
+use crate::sink::SegmentSink;
 
-#[derive(Debug, Clone)]
-struct Segment {
-    /// Its media sequence number.
-    sequence: u64,
-    /// The number in its file name (not always its sequence number: see `resume`).
-    file: u64,
-    duration: f64,
-    bytes: u64,
-    /// Preceded by `#EXT-X-DISCONTINUITY` (the source restarted before it).
-    discontinuity: bool,
-    /// File number of its init segment (fMP4).
-    init: Option<u64>,
-}
+/// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
+/// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
+/// (`presentationTimeOffset`).
+pub(crate) const FMP4_TIME_OFFSET: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// One rendition's HLS writer: a single muxer whose file is swapped at each cut (so
-/// timestamps and continuity stay one stream), plus its media playlist.
-pub struct SegmentWriter {
+/// One rendition's segmenter: a single muxer whose file is swapped at each cut (so
+/// timestamps and continuity stay one stream), listing each segment in its media playlist.
+pub struct Segmenter {
     /// Where its files go, and its directory there (the rendition's name).
     sink: Arc<dyn SegmentSink>,
     name: String,
     /// The segment (or init segment) the muxer is writing.
-    open: Option<OutputFile>,
+    open: Option<MuxerFile>,
     /// Trips on abort (see [`MediaOutput::interrupt`]).
     interrupt: Arc<Interrupt>,
     container: Container,
@@ -49,7 +39,7 @@ pub struct SegmentWriter {
     audio_tb: Rational,
     target_duration: f64,
     live_window: Option<usize>,
-    segments: VecDeque<Segment>,
+    playlist: MediaPlaylist,
     /// Media sequence number of the open segment.
     next_sequence: u64,
     /// File number of the open segment.
@@ -58,9 +48,6 @@ pub struct SegmentWriter {
     open_start: Option<f64>,
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
     open_end: f64,
-    /// `#EXT-X-TARGETDURATION`: the configured duration rounded up, fixed for the life of
-    /// the playlist (RFC 8216 does not let it change); every EXTINF rounds to at most it.
-    target: u64,
     /// Files of segments no longer listed, with the media time they left the playlist,
     /// waiting to be deleted.
     unlisted: VecDeque<(u64, f64, Option<u64>)>,
@@ -68,8 +55,6 @@ pub struct SegmentWriter {
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
     open_discontinuity: bool,
-    /// `#EXT-X-DISCONTINUITY-SEQUENCE`: discontinuities that left a live window.
-    discontinuity_sequence: u64,
     /// The final playlist gets `#EXT-X-ENDLIST` (not when the stream failed: a restart may
     /// continue it).
     final_endlist: bool,
@@ -96,6 +81,8 @@ pub(crate) struct MediaOutput {
     pub sink: Arc<dyn SegmentSink>,
     /// How segments are packaged.
     pub container: Container,
+    /// The video's codec (`None`: an audio-only rendition).
+    pub video_codec: Option<VideoCodec>,
 }
 
 /// A finished or cut segment: what it adds to the counters, and where it lies.
@@ -123,7 +110,7 @@ pub struct SegmentDone {
     pub deleted: Vec<String>,
 }
 
-impl SegmentWriter {
+impl Segmenter {
     /// Creates the muxer for a video encoder and an optional audio encoder (or, without
     /// video, an audio-only rendition), writes the init segment (fMP4), and opens the first
     /// segment.
@@ -140,6 +127,7 @@ impl SegmentWriter {
             interrupt,
             sink,
             container,
+            video_codec,
         } = output;
         let here = PathBuf::from(sink.location(name));
         let mux_err = |e| OutputError::Mux(here.clone(), e);
@@ -157,7 +145,14 @@ impl SegmentWriter {
             .transpose()
             .map_err(mux_err)?;
         if container == Container::Fmp4 {
-            configure_fmp4(&mut muxer, video_index.zip(video)).map_err(mux_err)?;
+            let tagged = video_index.zip(video_codec);
+            configure_fmp4(&mut muxer, tagged).map_err(mux_err)?;
+        }
+        let mut playlist = MediaPlaylist::new(container, target_duration, live_window);
+        // The first segment after an earlier run's starts a new timeline.
+        let pending_discontinuity = start.carried.is_some();
+        if let Some(earlier) = start.carried {
+            playlist.carry_on(earlier);
         }
         let mut w = Self {
             sink,
@@ -172,32 +167,14 @@ impl SegmentWriter {
             audio_tb: audio.map_or(Rational::new(1, 1), CodecContext::time_base),
             target_duration,
             live_window,
-            target: start
-                .carried
-                .iter()
-                .map(|c| c.duration.round() as u64)
-                .fold((target_duration.ceil() as u64).max(1), u64::max),
-            // The first segment after an earlier run's starts a new timeline.
-            pending_discontinuity: !start.carried.is_empty(),
-            segments: start
-                .carried
-                .into_iter()
-                .map(|c| Segment {
-                    sequence: c.sequence,
-                    file: c.file,
-                    duration: c.duration,
-                    bytes: 0,
-                    discontinuity: c.discontinuity,
-                    init: c.init,
-                })
-                .collect(),
+            playlist,
+            pending_discontinuity,
             next_sequence: start.next_sequence,
             next_file: start.next_file,
             open_start: None,
             open_end: 0.0,
             unlisted: VecDeque::new(),
             open_discontinuity: false,
-            discontinuity_sequence: start.discontinuity_sequence,
             final_endlist: true,
             init: None,
             audio_boundary: None,
@@ -214,7 +191,7 @@ impl SegmentWriter {
     fn write_header(&mut self) -> Result<(), OutputError> {
         if self.container == Container::Fmp4 {
             let rel = self.rel(&init_name(self.next_file));
-            let init = OutputFile::open(&*self.sink, &mut self.muxer, rel)?;
+            let init = MuxerFile::open(&*self.sink, &mut self.muxer, rel)?;
             if let Err(e) = self.muxer.write_header() {
                 let at = init.location.clone();
                 init.discard(&mut self.muxer);
@@ -235,7 +212,7 @@ impl SegmentWriter {
 
     /// `name` in this rendition's directory, as the sink names it.
     fn rel(&self, name: &str) -> String {
-        format!("{}/{name}", self.name)
+        in_rendition(&self.name, name)
     }
 
     /// Refuses to start anything in the sink once the stream is aborting (an upload would
@@ -252,7 +229,7 @@ impl SegmentWriter {
     fn open_segment(&mut self) -> Result<(), OutputError> {
         let rel = self.rel(&segment_name(self.next_file, self.container));
         self.refuse_after_abort(&rel)?;
-        self.open = Some(OutputFile::open(&*self.sink, &mut self.muxer, rel)?);
+        self.open = Some(MuxerFile::open(&*self.sink, &mut self.muxer, rel)?);
         Ok(())
     }
 
@@ -371,7 +348,7 @@ impl SegmentWriter {
         let bytes = open.finish(&mut self.muxer)?;
         let start = self.open_start.unwrap_or(end);
         let mut duration = (end - start).max(0.0);
-        if (duration.round() as u64) > self.target {
+        if (duration.round() as u64) > self.playlist.target() {
             // A gap in the source (shorter than the timeline's jump threshold) lies between
             // this segment's last frame and the next cut: the segment lists what it holds,
             // and the next one, after the gap, starts a discontinuity.
@@ -379,7 +356,7 @@ impl SegmentWriter {
             self.pending_discontinuity = true;
         }
         let discontinuity = std::mem::take(&mut self.open_discontinuity);
-        self.segments.push_back(Segment {
+        self.playlist.push(ListedSegment {
             sequence,
             file,
             duration,
@@ -415,14 +392,10 @@ impl SegmentWriter {
         let Some(window) = self.live_window else {
             return Ok(deleted);
         };
-        while self.segments.len() > window {
-            let old = self.segments.pop_front().expect("len > window >= 1");
-            if old.discontinuity {
-                self.discontinuity_sequence += 1;
-            }
+        for old in self.playlist.expire() {
             self.unlisted.push_back((old.file, now, old.init));
         }
-        let keep = window as f64 * self.target_duration + self.target as f64;
+        let keep = window as f64 * self.target_duration + self.playlist.target() as f64;
         while let Some(&(file, unlisted_at, init)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
@@ -434,7 +407,7 @@ impl SegmentWriter {
             // An earlier run's init segment goes with the last segment that needed it.
             let needed = |n: Option<u64>| {
                 n == self.init
-                    || self.segments.iter().any(|s| s.init == n)
+                    || n.is_some_and(|n| self.playlist.uses_init(n))
                     || self.unlisted.iter().any(|u| u.2 == n)
             };
             if let Some(n) = init.filter(|&n| !needed(Some(n))) {
@@ -471,7 +444,7 @@ impl SegmentWriter {
             if let Some(open) = self.open.take() {
                 open.discard(&mut self.muxer);
             }
-            let playlist_bytes = if self.segments.is_empty() {
+            let playlist_bytes = if self.playlist.is_empty() {
                 0
             } else {
                 self.write_playlist(endlist)?
@@ -486,45 +459,8 @@ impl SegmentWriter {
 
     /// Renders and atomically writes the media playlist.
     fn write_playlist(&mut self, ended: bool) -> Result<u64, OutputError> {
-        let target = self.target;
-        let first_seq = self.segments.front().map_or(0, |s| s.sequence);
-        let mut text = String::with_capacity(128 + self.segments.len() * 40);
-        let version = if self.container == Container::Fmp4 {
-            7
-        } else {
-            3
-        };
-        let _ = write!(text, "#EXTM3U\n#EXT-X-VERSION:{version}\n");
-        let _ = writeln!(text, "#EXT-X-TARGETDURATION:{target}");
-        let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
-        if self.discontinuity_sequence > 0 {
-            let _ = writeln!(
-                text,
-                "#EXT-X-DISCONTINUITY-SEQUENCE:{}",
-                self.discontinuity_sequence
-            );
-        }
-        if self.live_window.is_none() {
-            text.push_str("#EXT-X-PLAYLIST-TYPE:EVENT\n");
-        }
-        text.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-        let mut map = None;
-        for s in &self.segments {
-            if s.discontinuity {
-                text.push_str("#EXT-X-DISCONTINUITY\n");
-            }
-            if s.init != map {
-                map = s.init;
-                if let Some(init) = s.init {
-                    let _ = writeln!(text, "#EXT-X-MAP:URI=\"{}\"", init_name(init));
-                }
-            }
-            let name = segment_name(s.file, self.container);
-            let _ = writeln!(text, "#EXTINF:{:.6},\n{name}", s.duration);
-        }
-        if ended {
-            text.push_str("#EXT-X-ENDLIST\n");
-        }
+        self.playlist.set_ended(ended);
+        let text = self.playlist.render();
         let rel = self.rel(MEDIA_PLAYLIST);
         self.refuse_after_abort(&rel)?;
         self.sink
@@ -548,16 +484,11 @@ impl SegmentWriter {
 
     /// Peak bitrate of the listed segments, bits/s (0 before the first segment).
     pub fn peak_bitrate(&self) -> u64 {
-        self.segments
-            .iter()
-            .filter(|s| s.duration > 0.0)
-            .map(|s| (s.bytes as f64 * 8.0 / s.duration) as u64)
-            .max()
-            .unwrap_or(0)
+        self.playlist.peak_bitrate()
     }
 }
 
-impl Drop for SegmentWriter {
+impl Drop for Segmenter {
     fn drop(&mut self) {
         // Dropped without `end_stream` (abort, failure): the open segment is partial and listed
         // nowhere; remove it rather than leave a torn file beside the playlist.
@@ -565,4 +496,29 @@ impl Drop for SegmentWriter {
             open.discard(&mut self.muxer);
         }
     }
+}
+
+/// The mp4 muxer set up for CMAF-style output: one fragment per segment, flushed at each
+/// cut, the header as the init segment, every rendition on one media-time offset; the
+/// video's sample entry tagged as its codec requires.
+fn configure_fmp4(
+    muxer: &mut OutputContext,
+    video: Option<(i32, VideoCodec)>,
+) -> Result<(), AvError> {
+    let flags = "+frag_custom+empty_moov+default_base_moof+skip_sidx+skip_trailer+frag_discont";
+    muxer.set_muxer_option("movflags", flags)?;
+    // Without an edit list the first fragment starts at its first decode time (with
+    // frag_discont: the packet's own, not zero), so presentation times stay ours.
+    muxer.set_muxer_option("use_editlist", "0")?;
+    // Each rendition is its own file, so the muxer's own shift of negative times
+    // (B-frame decode times, AAC priming) would differ per file and put audio and video
+    // apart: every rendition is shifted by the same offset instead.
+    let offset = format!("{}us", FMP4_TIME_OFFSET.as_micros());
+    muxer
+        .set_format_option("output_ts_offset", &offset)
+        .and_then(|()| muxer.set_format_option("avoid_negative_ts", "disabled"))?;
+    if let Some((index, tag)) = video.and_then(|(i, c)| c.traits().mp4_tag.map(|t| (i, t))) {
+        muxer.set_codec_tag(index, tag);
+    }
+    Ok(())
 }

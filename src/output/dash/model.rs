@@ -1,6 +1,6 @@
-//! The DASH manifest (`manifest.mpd`) over the very CMAF files the HLS playlists list
-//! (`<rung>/seg_NNNNN.m4s` after `<rung>/init.mp4` or, one per run of the encoders,
-//! `<rung>/init_NNNNN.mp4`; one track per file): no second copy. Plain
+//! The DASH manifest (`manifest.mpd`) as a model and its rendering, over the very CMAF
+//! files the HLS playlists list (`<rendition>/seg_NNNNN.m4s` after the init segment of its
+//! run, `<rendition>/init_NNNNN.mp4`; one track per file): no second copy. Plain
 //! string building: every attribute value goes through [`attr`], directories through
 //! [`url_path`].
 //!
@@ -11,6 +11,8 @@
 
 use std::fmt::{Display, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::output::naming::{init_name, DASH_SEGMENT_TEMPLATE};
 
 /// `MPD@profiles`: the live profile (SegmentTemplate) and DASH-CMAF.
 /// The live profile only: the segments are CMAF-shaped (one track, one fragment each) but
@@ -154,8 +156,7 @@ pub(crate) struct Segment {
     pub(crate) start: u64,
     /// Ticks.
     pub(crate) duration: u64,
-    /// File number of its init segment, `init_NNNNN.mp4` (the HLS `#EXT-X-MAP`); `None`
-    /// where the rendition has a single `init.mp4`.
+    /// File number of its init segment, `init_NNNNN.mp4` (the HLS `#EXT-X-MAP`).
     pub(crate) init: Option<u64>,
 }
 
@@ -350,11 +351,10 @@ fn write_representation(o: &mut String, rep: &Representation, timeline: &Timelin
     attr(o, "timescale", rep.timescale);
     attr(o, "presentationTimeOffset", rep.presentation_time_offset);
     attr(o, "startNumber", timeline.start_number);
-    let init = timeline
-        .init
-        .map_or("init.mp4".into(), |n| format!("init_{n:05}.mp4"));
+    // Every fMP4 segment has its run's init segment; the first run's is number 0.
+    let init = init_name(timeline.init.unwrap_or(0));
     attr(o, "initialization", format!("{dir}/{init}"));
-    attr(o, "media", format!("{dir}/seg_$Number%05d$.m4s"));
+    attr(o, "media", format!("{dir}/{DASH_SEGMENT_TEMPLATE}"));
     o.push_str(">\n          <SegmentTimeline>\n");
     for run in &timeline.runs {
         start(o, 6, "S");
@@ -672,7 +672,7 @@ mod tests {
         let init = all(&tags, "SegmentTemplate", "initialization");
         assert_eq!(
             init,
-            "720p/init.mp4 360p/init.mp4 540p/init.mp4 audio-128k/init.mp4"
+            "720p/init_00000.mp4 360p/init_00000.mp4 540p/init_00000.mp4 audio-128k/init_00000.mp4"
         );
         let media = all(&tags, "SegmentTemplate", "media");
         assert!(

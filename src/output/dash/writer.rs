@@ -7,22 +7,23 @@
 //! not start at zero: an MPEG-TS source's first timestamp carries over), which every
 //! representation's `presentationTimeOffset` names in its own timescale.
 
+use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::dash::{self, AdaptationSet, Content, Kind, Manifest, Media, Representation};
-use super::hls::{replace_counted, MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET};
+use super::model::{self, AdaptationSet, Content, Kind, Manifest, Media, Representation};
+use crate::output::latest::LatestWriter;
+use crate::output::naming::DASH_MANIFEST;
+use crate::output::{MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET};
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 
-/// Name of the DASH manifest in the output directory.
-pub(crate) const DASH_MANIFEST: &str = "manifest.mpd";
-
 /// The manifest of one stream's output, shared by its rendition threads.
-pub(crate) struct DashOutput {
+pub(crate) struct DashWriter {
     sink: Arc<dyn SegmentSink>,
+    writer: LatestWriter,
     /// `Some(segments)` for a live sliding window.
     live_window: Option<usize>,
     segment_secs: f64,
@@ -37,13 +38,9 @@ struct DashState {
     availability_start: Option<SystemTime>,
     /// End of the latest segment on the output timeline, seconds.
     end: f64,
-    /// A thread is writing the manifest (outside the lock).
-    writing: bool,
-    /// A newer manifest rendered while one was being written: the writer writes it next.
-    pending: Option<String>,
 }
 
-impl DashOutput {
+impl DashWriter {
     /// A manifest over these representations (segments empty; codecs filled in as they
     /// become known), written through `sink`.
     pub fn new(
@@ -54,6 +51,7 @@ impl DashOutput {
     ) -> Self {
         Self {
             sink,
+            writer: LatestWriter::new(DASH_MANIFEST),
             live_window,
             segment_secs,
             state: Mutex::new(DashState {
@@ -61,8 +59,6 @@ impl DashOutput {
                 reps,
                 availability_start: None,
                 end: 0.0,
-                writing: false,
-                pending: None,
             }),
         }
     }
@@ -101,7 +97,7 @@ impl DashOutput {
             let rep = &mut g.reps[index];
             codecs.clone_into(&mut rep.codecs);
             rep.timescale = timescale.max(1);
-            rep.segments.push(dash::Segment {
+            rep.segments.push(model::Segment {
                 number: done.file,
                 start,
                 duration: end.saturating_sub(start),
@@ -122,29 +118,35 @@ impl DashOutput {
             let ast = *g
                 .availability_start
                 .get_or_insert_with(|| SystemTime::now() - since);
-            let m = self.manifest(&mut g, origin, Some(ast));
-            self.claim(&mut g, dash::render(&m))
+            model::render(&self.manifest(&mut g, origin, Some(ast)))
         };
-        text.is_some_and(|t| self.write(t, stats))
+        matches!(self.writer.write(&*self.sink, text, stats), Some(Ok(())))
     }
 
     /// The stream is over: the final manifest, static with the whole duration (on demand,
     /// and a live stream that ended: its window, with no more updates to wait for).
-    pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) -> bool {
+    /// Returns the write's result, `None` when no segment was made.
+    pub fn finish(
+        &self,
+        measured: &[MeasuredBitrate],
+        stats: &StatsCell,
+    ) -> Option<io::Result<()>> {
         let text = {
             let mut g = self.state.lock();
-            let Some(origin) = origin(&g) else {
-                return false;
-            };
+            let origin = origin(&g)?;
             for (rep, m) in g.reps.iter_mut().zip(measured) {
                 if m.peak > 0 {
                     rep.bandwidth = m.peak.max(m.average);
                 }
             }
-            let m = self.manifest(&mut g, origin, None);
-            self.claim(&mut g, dash::render(&m))
+            model::render(&self.manifest(&mut g, origin, None))
         };
-        text.is_some_and(|t| self.write(t, stats))
+        // Every rendition thread has ended: no other writer can hold the file.
+        Some(
+            self.writer
+                .write(&*self.sink, text, stats)
+                .unwrap_or(Ok(())),
+        )
     }
 
     /// The manifest now: dynamic from `live_start`, else static; the period starts at
@@ -185,34 +187,6 @@ impl DashOutput {
             kind,
             adaptation_sets: sets,
             min_buffer_time: 2.0 * seg,
-        }
-    }
-
-    /// One writer at a time, the newest text last: while another thread writes, `text` is
-    /// left for it to write next (replacing an older pending one) and `None` comes back.
-    fn claim(&self, g: &mut DashState, text: String) -> Option<String> {
-        if g.writing {
-            g.pending = Some(text);
-            None
-        } else {
-            g.writing = true;
-            Some(text)
-        }
-    }
-
-    /// Writes `text`, then whatever newer text was left meanwhile; returns whether the last
-    /// write succeeded. No lock is held across a write.
-    fn write(&self, mut text: String, stats: &StatsCell) -> bool {
-        loop {
-            let ok = replace_counted(&*self.sink, DASH_MANIFEST, &text, stats);
-            let mut g = self.state.lock();
-            match g.pending.take() {
-                Some(next) => text = next,
-                None => {
-                    g.writing = false;
-                    return ok;
-                }
-            }
         }
     }
 }

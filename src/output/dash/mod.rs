@@ -1,0 +1,8 @@
+//! The DASH manifest over the fMP4 segments: [`model`] is the manifest as data and its
+//! rendering (no I/O); [`writer`] keeps one stream's manifest up to date as segments land.
+
+mod model;
+mod writer;
+
+pub(crate) use model::Media;
+pub(crate) use writer::DashWriter;
