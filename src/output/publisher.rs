@@ -10,6 +10,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use super::dash::DashWriter;
 use super::naming::{in_rendition, init_name, DASH_MANIFEST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
 use super::{MasterPlaylist, MeasuredBitrate, SegmentDone};
+use crate::error::Error;
 use crate::hooks::{HookMsg, OutputEvent, SegmentEvent};
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
@@ -95,16 +96,22 @@ impl Publisher {
     }
 
     /// Every rendition finished: the master gets the measured bandwidth, the DASH manifest
-    /// its final form.
-    pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) {
-        if let Some(Ok(())) = self.master.write_measured(measured, stats) {
-            self.emit_playlist(|| self.location(MASTER_PLAYLIST));
-        }
-        if let Some(d) = &self.dash {
-            if let Some(Ok(())) = d.finish(measured, stats) {
-                self.emit_playlist(|| self.location(DASH_MANIFEST));
+    /// its final form. A final file that cannot be written is the stream's output error
+    /// (never a silent success): the first such failure, after trying both.
+    pub fn finish(&self, measured: &[MeasuredBitrate], stats: &StatsCell) -> Result<(), Error> {
+        let mut first_failure = None;
+        let mut told = |rel: &str, result: Option<std::io::Result<()>>| match result {
+            Some(Ok(())) => self.emit_playlist(|| self.location(rel)),
+            Some(Err(e)) => {
+                first_failure.get_or_insert_with(|| Error::output(self.location(rel), e));
             }
+            None => {}
+        };
+        told(MASTER_PLAYLIST, self.master.write_measured(measured, stats));
+        if let Some(d) = &self.dash {
+            told(DASH_MANIFEST, d.finish(measured, stats));
         }
+        first_failure.map_or(Ok(()), Err)
     }
 
     /// Where a file of the output is: a path, or a URL with its secrets redacted.

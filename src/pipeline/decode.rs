@@ -6,14 +6,12 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{SendTimeoutError, Sender};
-
 use super::audio::AudioChain;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
 use super::errors::{hardware_error, invalid_input, stalled};
+use super::fanout::FanOut;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
-use super::variant::VariantMsg;
 use crate::config::StreamConfig;
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{AvError, CodecContext, Frame, Packet, Rational, Step, AVERROR_EOF, NO_PTS};
@@ -31,11 +29,8 @@ pub(crate) struct DecodeLoop<'a> {
     config: &'a StreamConfig,
     signals: &'a Signals,
     stats: &'a StatsCell,
-    senders: &'a [Sender<VariantMsg>],
-    /// The senders of the video rungs (the first ones); the rest are audio renditions.
-    video_senders: &'a [Sender<VariantMsg>],
-    /// Variants fed by each audio encoder, by encoder index.
-    audio_targets: Vec<Vec<usize>>,
+    /// The queues to the renditions.
+    fan: &'a FanOut,
     timeline: Timeline,
     /// The end of a live source is an outage (the recovery reconnects) rather than the end.
     live_end_is_outage: bool,
@@ -58,45 +53,21 @@ pub(crate) struct DecodeLoop<'a> {
     media_flowing: bool,
 }
 
-/// Where the decode loop sends: the renditions' queues, the video rungs' first.
-pub(crate) struct Targets<'a> {
-    pub senders: &'a [Sender<VariantMsg>],
-    /// How many of the senders are video rungs (the rest are audio renditions).
-    pub video_count: usize,
-    /// `audio_route[i]`: the audio encoder whose packets sender `i` takes, if any.
-    pub audio_route: &'a [Option<usize>],
-}
-
 impl<'a> DecodeLoop<'a> {
-    /// A decode loop feeding `targets`.
+    /// A decode loop feeding the renditions through `fan`.
     pub fn new(
         config: &'a StreamConfig,
         signals: &'a Signals,
         stats: &'a StatsCell,
-        targets: Targets<'a>,
+        fan: &'a FanOut,
         timeline: Timeline,
         live_end_is_outage: bool,
     ) -> Self {
-        let Targets {
-            senders,
-            video_count,
-            audio_route,
-        } = targets;
-        let encoders = audio_route.iter().flatten().max().map_or(0, |m| m + 1);
-        let audio_targets = (0..encoders)
-            .map(|enc| {
-                (0..audio_route.len())
-                    .filter(|&v| audio_route[v] == Some(enc))
-                    .collect()
-            })
-            .collect();
         Self {
             config,
             signals,
             stats,
-            senders,
-            video_senders: &senders[..video_count.min(senders.len())],
-            audio_targets,
+            fan,
             timeline,
             live_end_is_outage,
             last_src_video: None,
@@ -413,17 +384,7 @@ impl<'a> DecodeLoop<'a> {
         }
         frame.set_pts(stamp.pts);
         frame.set_force_keyframe(stamp.starts_segment);
-        for tx in self.video_senders {
-            let shared = frame
-                .share()
-                .map_err(|e| Error::codec("frame reference", e))?;
-            let msg = VariantMsg::Video {
-                frame: shared,
-                force_key: stamp.starts_segment,
-            };
-            self.send(tx, msg)?;
-        }
-        Ok(())
+        self.fan.picture(&frame, stamp.starts_segment, self.signals)
     }
 
     fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
@@ -443,52 +404,13 @@ impl<'a> DecodeLoop<'a> {
         audio.flush(&mut |enc, packet| self.route_audio(enc, packet))
     }
 
-    /// Hands an AAC packet to every variant that uses that encoder (shared references).
+    /// Hands an AAC packet to every rendition that carries that encoder's audio.
     fn route_audio(&self, encoder: usize, packet: Packet) -> Result<(), Error> {
-        let targets = &self.audio_targets[encoder];
-        let mut packet = Some(packet);
-        for (n, &i) in targets.iter().enumerate() {
-            let p = if n + 1 == targets.len() {
-                packet.take().expect("moved once, last")
-            } else {
-                packet
-                    .as_ref()
-                    .expect("present until last")
-                    .share()
-                    .map_err(|e| Error::codec("packet reference", e))?
-            };
-            self.send(&self.senders[i], VariantMsg::Audio(p))?;
-        }
-        Ok(())
+        self.fan.audio(encoder, packet, self.signals)
     }
 
-    /// Tells every variant the stream is over (they drain and write their last segment).
+    /// Tells every rendition the stream is over (they drain and write their last segment).
     pub fn end_variants(&self, endlist: bool) -> Result<(), Error> {
-        let mut all_told = Ok(());
-        for tx in self.senders {
-            // A variant that already failed has hung up: its own error is collected when
-            // it is joined; an abort meanwhile makes the whole run aborted.
-            if let Err(e) = self.send(tx, VariantMsg::End { endlist }) {
-                all_told = Err(e);
-            }
-        }
-        all_told
-    }
-
-    /// Blocking send with back-pressure, abandoned on abort or when the variant is gone.
-    fn send(&self, tx: &Sender<VariantMsg>, mut msg: VariantMsg) -> Result<(), Error> {
-        loop {
-            match tx.send_timeout(msg, Duration::from_millis(50)) {
-                Ok(()) => return Ok(()),
-                Err(SendTimeoutError::Timeout(m)) => {
-                    if self.signals.abort_requested() {
-                        return Err(Error::aborted());
-                    }
-                    msg = m;
-                }
-                // The variant failed; its own error explains why.
-                Err(SendTimeoutError::Disconnected(_)) => return Err(Error::aborted()),
-            }
-        }
+        self.fan.end(endlist, self.signals)
     }
 }

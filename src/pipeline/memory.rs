@@ -13,7 +13,7 @@
 //! (a 1080p30 source, 720p+360p at veryfast, fMP4), peak RSS was 248 MB with x264, 381 MB
 //! with x265 and 499 MB with SVT-AV1 (preset 10), so their frames count 2x and 3x.
 
-use super::VARIANT_QUEUE;
+use super::RENDITION_QUEUE;
 use crate::config::VideoCodec;
 
 /// Reference frames a decoder may hold (H.264's maximum DPB).
@@ -57,7 +57,7 @@ pub(crate) fn stream_memory<'a>(
     decode_pixels: f64,
     rungs: impl IntoIterator<Item = (f64, &'a str, VideoCodec)>,
 ) -> u64 {
-    let source_frames = DECODER_REFERENCES + THREADS + VARIANT_QUEUE as u64;
+    let source_frames = DECODER_REFERENCES + THREADS + RENDITION_QUEUE as u64;
     let mut bytes = decode_pixels * 1.5 * source_frames as f64;
     for (pixels, preset, codec) in rungs {
         let (lookahead, refs) = x264_frames(preset);

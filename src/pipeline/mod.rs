@@ -7,13 +7,14 @@ mod audio;
 mod control;
 mod decode;
 mod errors;
+mod fanout;
 mod memory;
 mod plan;
 mod reader;
 mod rendition;
+mod rung;
 mod session;
 mod timeline;
-mod variant;
 
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
 pub(crate) use memory::stream_memory;
@@ -22,8 +23,6 @@ pub(crate) use session::{Session, SourceOpener};
 
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
-
-use crossbeam_channel::{bounded, Sender};
 
 use crate::config::{Container, SourceHint, StreamConfig};
 use crate::error::{Error, ErrorKind};
@@ -35,12 +34,13 @@ use crate::output::{
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
-use decode::{DecodeLoop, Targets};
+use decode::DecodeLoop;
 use errors::encoder_error;
+use fanout::FanOut;
 use plan::RungPlan;
 use rendition::AudioRendition;
+use rung::{Rung, RungWorker};
 use timeline::Timeline;
-use variant::{Rung, VariantMsg, VariantWorker};
 
 /// Opens the source on the calling thread (bounded by the config's I/O timeout), reads what
 /// it is, and closes it: its picture size and frame rate, as a [`SourceHint`].
@@ -64,8 +64,8 @@ pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
     })
 }
 
-/// Frames queued per variant before the decoder waits (back-pressure, bounded memory).
-const VARIANT_QUEUE: usize = 8;
+/// Messages queued per rendition before the decoder waits (back-pressure, bounded memory).
+const RENDITION_QUEUE: usize = 8;
 
 /// Runs the whole pipeline on the calling thread (plus one scoped thread per variant):
 /// connect, plan the ladder, open the encoders and outputs, then decode and fan out until
@@ -99,13 +99,7 @@ pub(crate) fn run(
     let fmp4 = config.profile().container == Container::Fmp4;
     let mut audio = open_audio(&session, &plan, config.profile().timestamp_jump, fmp4)?;
     let outputs = open_outputs(config, &session, &plan, audio.as_ref(), signals, stats);
-    let (opened, master) = outputs.map(|(o, p)| (o, p.with_events(output_events)))?;
-    let Opened {
-        rungs,
-        renditions,
-        routes: audio_route,
-    } = opened;
-    let video_count = rungs.len();
+    let (opened, publisher) = outputs.map(|(o, p)| (o, p.with_events(output_events)))?;
     let timeline = Timeline::new(
         session.video.time_base,
         config.profile().segment_duration,
@@ -113,21 +107,10 @@ pub(crate) fn run(
         config.profile().timestamp_jump,
     );
     let outcome = std::thread::scope(|scope| {
-        let workers = Workers { rungs, renditions };
-        let (senders, handles) = spawn_variants(scope, config, workers, signals, stats, &master)?;
+        let (fan, handles) = spawn_renditions(scope, config, opened, signals, stats, &publisher)?;
         let live_end_is_outage = supervisor.reconnects_live_end();
-        let mut decode = DecodeLoop::new(
-            config,
-            signals,
-            stats,
-            Targets {
-                senders: &senders,
-                video_count,
-                audio_route: &audio_route,
-            },
-            timeline,
-            live_end_is_outage,
-        );
+        let mut decode =
+            DecodeLoop::new(config, signals, stats, &fan, timeline, live_end_is_outage);
         let read = decode_with_recovery(&mut decode, session, &mut opener, supervisor, &mut audio);
         let mut finish = |endlist: bool| {
             if let Some(a) = audio.as_mut() {
@@ -143,8 +126,8 @@ pub(crate) fn run(
             Err(e) => Err(e),
         };
         drop(decode);
-        drop(senders);
-        let joined = handles.into_iter().map(join_variant);
+        drop(fan);
+        let joined = handles.into_iter().map(join_rendition);
         let variants = joined
             .map(|r| r.map_err(|e| cut_by_abort(e, signals)))
             .collect();
@@ -152,13 +135,12 @@ pub(crate) fn run(
     });
     drop(audio);
     let (ending, measured) = outcome?;
-    master.finish(&measured, stats);
+    publisher.finish(&measured, stats)?;
     Ok(ending)
 }
 
 /// Opens every rendition (video rungs, then in fMP4 the audio renditions) where its output
-/// starts, and the publisher over them; the routes say which audio encoder feeds each
-/// (video rungs first, then the audio renditions, as the decode loop's senders).
+/// starts, and the publisher over them.
 fn open_outputs(
     config: &StreamConfig,
     session: &Session,
@@ -186,17 +168,14 @@ fn open_outputs(
         interrupt: signals.output_interrupt(),
         sink: sink.clone(),
     };
-    let mut opened = open_rungs(config, plan, outputs, session, audio, stats)?;
+    let opened = open_rungs(config, plan, outputs, session, audio, stats)?;
     let shape = Shape {
         plan,
-        renditions: &opened.renditions,
+        opened: &opened,
         audio,
-        routes: &opened.routes,
         live: session.live,
     };
     let publisher = publisher(config, sink, &shape);
-    let audio_routes = (0..opened.renditions.len()).map(Some);
-    opened.routes.extend(audio_routes);
     Ok((opened, publisher))
 }
 
@@ -224,11 +203,11 @@ struct Outputs<'a> {
     sink: Arc<dyn SegmentSink>,
 }
 
-/// The opened renditions, and which audio encoder each video rung muxes (`None`: none).
+/// The opened renditions: video rungs (each knowing the audio encoder it muxes, if any)
+/// and audio renditions (each knowing the encoder it carries).
 struct Opened {
     rungs: Vec<Rung>,
     renditions: Vec<AudioRendition>,
-    routes: Vec<Option<usize>>,
 }
 
 /// Opens every rung's video encoder and segmenter (with the rung's audio muxed in
@@ -255,7 +234,6 @@ fn open_rungs(
     };
     let mut starts = outputs.starts.into_iter();
     let mut rungs = Vec::with_capacity(plan.len());
-    let mut routes = Vec::with_capacity(plan.len());
     for ((index, p), start) in plan.iter().enumerate().zip(starts.by_ref()) {
         let vp = p.profile;
         let codec = vp.codec.encoder_name();
@@ -286,21 +264,17 @@ fn open_rungs(
             frame_rate: p.frame_rate,
             encoder,
             segmenter,
+            audio_encoder: route,
             audio_tb: audio_enc.map_or(Rational::new(0, 1), CodecContext::time_base),
             codecs,
             counters: stats.add_variant(&vp.name),
             #[cfg(feature = "fault-injection")]
             panic_after_frames: config.faults().panic_after_frames.filter(|_| index == 0),
         });
-        routes.push(route);
     }
     let mut renditions = Vec::new();
-    for (enc, start) in audio
-        .filter(|_| fmp4)
-        .iter()
-        .flat_map(|a| &a.encoders)
-        .zip(starts)
-    {
+    let encoders = audio.filter(|_| fmp4).into_iter().flat_map(|a| &a.encoders);
+    for ((encoder, enc), start) in encoders.enumerate().zip(starts) {
         let name = audio_rendition(enc.bit_rate);
         let segmenter = Segmenter::create(&name, None, Some(&enc.ctx), output(start, None))
             .map_err(Error::from)?;
@@ -308,24 +282,19 @@ fn open_rungs(
             index: plan.len() + renditions.len(),
             counters: stats.add_audio_rendition(&name),
             name,
+            encoder,
             segmenter,
             first: None,
         });
     }
-    Ok(Opened {
-        rungs,
-        renditions,
-        routes,
-    })
+    Ok(Opened { rungs, renditions })
 }
 
 /// The ladder's shape, for the master and the DASH manifest.
 struct Shape<'a> {
     plan: &'a [RungPlan<'a>],
-    renditions: &'a [AudioRendition],
+    opened: &'a Opened,
     audio: Option<&'a AudioChain>,
-    /// Which audio encoder each video rung muxes (MPEG-TS).
-    routes: &'a [Option<usize>],
     live: bool,
 }
 
@@ -334,11 +303,12 @@ struct Shape<'a> {
 fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -> Publisher {
     let profile = config.profile();
     let fmp4 = profile.container == Container::Fmp4;
-    let encoders = || shape.audio.iter().flat_map(|a| &a.encoders);
-    let groups: Vec<AudioGroup> = shape
-        .renditions
-        .iter()
-        .zip(encoders())
+    let renditions = || {
+        let encoders = shape.audio.map_or(&[][..], |a| &a.encoders[..]);
+        let renditions = shape.opened.renditions.iter();
+        renditions.filter_map(move |r| encoders.get(r.encoder).map(|e| (r, e)))
+    };
+    let groups: Vec<AudioGroup> = renditions()
         .map(|(r, e)| AudioGroup {
             name: r.name.clone(),
             channels: e.ctx.channels().max(1) as u32,
@@ -346,12 +316,12 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
             average_bandwidth: e.bit_rate,
         })
         .collect();
-    let entries = shape.plan.iter().zip(shape.routes).map(|(r, route)| {
+    let entries = shape.plan.iter().zip(&shape.opened.rungs).map(|(r, rung)| {
         let group = shape
             .audio
             .filter(|_| fmp4)
             .map(|a| a.encoder_for(r.profile.audio_bitrate));
-        r.master_entry(route.is_some(), group)
+        r.master_entry(rung.audio_encoder.is_some(), group)
     });
     let version = if fmp4 { 7 } else { 3 };
     let master = MasterPlaylist::new(sink.clone(), entries.collect(), groups, version);
@@ -364,7 +334,7 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
             };
             DashWriter::representation(&r.profile.name, media, r.profile.max_rate)
         });
-        let audio = shape.renditions.iter().zip(encoders()).map(|(r, e)| {
+        let audio = renditions().map(|(r, e)| {
             let media = Media::Audio {
                 sample_rate: e.ctx.sample_rate().max(0) as u32,
                 channels: e.ctx.channels().max(1) as u32,
@@ -378,47 +348,43 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
     Publisher::new(config.id(), sink, master, dash)
 }
 
-/// What runs on the variant threads.
-struct Workers {
-    rungs: Vec<Rung>,
-    renditions: Vec<AudioRendition>,
-}
+type RenditionHandle<'scope> = ScopedJoinHandle<'scope, Result<MeasuredBitrate, Error>>;
 
-type VariantHandle<'scope> = ScopedJoinHandle<'scope, Result<MeasuredBitrate, Error>>;
-
-/// Starts one thread per rung and audio rendition (`sv-<stream>-<name>`), each fed by a
-/// bounded queue; senders and handles in that order (video rungs first).
-fn spawn_variants<'scope, 'env>(
+/// Starts one thread per rung and audio rendition (`sv-<stream>-<name>`), each fed by its
+/// bounded, typed queue; the fan-out that feeds them, and the handles (rungs first).
+fn spawn_renditions<'scope, 'env>(
     scope: &'scope Scope<'scope, 'env>,
     config: &StreamConfig,
-    workers: Workers,
+    opened: Opened,
     signals: &'env Signals,
     stats: &'env StatsCell,
-    master: &'env Publisher,
-) -> Result<(Vec<Sender<VariantMsg>>, Vec<VariantHandle<'scope>>), Error> {
-    type Job<'env> = Box<
-        dyn FnOnce(crossbeam_channel::Receiver<VariantMsg>) -> Result<MeasuredBitrate, Error>
-            + Send
-            + 'env,
-    >;
-    let video = workers.rungs.into_iter().map(|rung| {
-        let worker = VariantWorker::new(rung);
-        let name = worker.name().to_owned();
-        let job: Job<'env> = Box::new(move |rx| worker.run(rx, signals, stats, master));
-        (name, job)
-    });
-    let audio = workers.renditions.into_iter().map(|r| {
+    publisher: &'env Publisher,
+) -> Result<(FanOut, Vec<RenditionHandle<'scope>>), Error> {
+    let rung_audio: Vec<_> = opened.rungs.iter().map(|r| r.audio_encoder).collect();
+    let rendition_audio: Vec<_> = opened.renditions.iter().map(|r| r.encoder).collect();
+    let (fan, inboxes) = FanOut::new(&rung_audio, &rendition_audio, RENDITION_QUEUE);
+    type Job<'env> = Box<dyn FnOnce() -> Result<MeasuredBitrate, Error> + Send + 'env>;
+    let rungs = opened
+        .rungs
+        .into_iter()
+        .zip(inboxes.rungs)
+        .map(|(rung, rx)| {
+            let worker = RungWorker::new(rung);
+            let name = worker.name().to_owned();
+            let job: Job<'env> = Box::new(move || worker.run(rx, signals, stats, publisher));
+            (name, job)
+        });
+    let renditions = opened.renditions.into_iter().zip(inboxes.renditions);
+    let renditions = renditions.map(|(r, rx)| {
         let name = r.name.clone();
-        let job: Job<'env> = Box::new(move |rx| r.run(rx, signals, stats, master));
+        let job: Job<'env> = Box::new(move || r.run(rx, signals, stats, publisher));
         (name, job)
     });
-    let mut senders = Vec::new();
     let mut handles = Vec::new();
-    for (name, job) in video.chain(audio) {
-        let (tx, rx) = bounded(VARIANT_QUEUE);
+    for (name, job) in rungs.chain(renditions) {
         let spawned = std::thread::Builder::new()
             .name(format!("sv-{}-{name}", config.id()))
-            .spawn_scoped(scope, move || job(rx));
+            .spawn_scoped(scope, job);
         match spawned {
             Ok(h) => handles.push(h),
             Err(e) => {
@@ -426,13 +392,12 @@ fn spawn_variants<'scope, 'env>(
                 signals.request_abort();
                 return Err(Error::Internal {
                     stream: String::new(),
-                    message: format!("spawning a variant thread: {e}"),
+                    message: format!("spawning a rendition thread: {e}"),
                 });
             }
         }
-        senders.push(tx);
     }
-    Ok((senders, handles))
+    Ok((fan, handles))
 }
 
 /// Decodes session after session: when one fails, the supervisor's policy connects the
@@ -467,7 +432,7 @@ fn decode_with_recovery(
     }
 }
 
-fn join_variant(h: VariantHandle<'_>) -> Result<MeasuredBitrate, Error> {
+fn join_rendition(h: RenditionHandle<'_>) -> Result<MeasuredBitrate, Error> {
     h.join().unwrap_or_else(|p| {
         Err(Error::Panicked {
             stream: String::new(),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 
 use super::control::Signals;
-use super::variant::{count_segment, measured, next_msg, VariantMsg};
+use super::fanout::{next, AudioMsg};
+use super::rung::{count_segment, measured};
 use crate::error::Error;
 use crate::output::{MeasuredBitrate, Publisher, SegmentDone, Segmenter, AAC_LC};
 use crate::stats::{StatsCell, VariantCounters};
@@ -18,6 +19,8 @@ pub(crate) struct AudioRendition {
     /// Its place among the master's renditions (after the video rungs).
     pub index: usize,
     pub name: String,
+    /// The audio encoder whose packets it carries.
+    pub encoder: usize,
     pub segmenter: Segmenter,
     pub counters: Arc<VariantCounters>,
     /// Time of the first packet, seconds.
@@ -28,29 +31,28 @@ impl AudioRendition {
     /// Writes packets until `End` (graceful) or an abort / hang-up (partial work dropped).
     pub fn run(
         mut self,
-        rx: Receiver<VariantMsg>,
+        rx: Receiver<AudioMsg>,
         signals: &Signals,
         stats: &StatsCell,
-        master: &Publisher,
+        publisher: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
-            match next_msg(&rx, signals)? {
-                VariantMsg::Audio(pkt) => {
+            match next(&rx, signals)? {
+                AudioMsg::Packet(pkt) => {
                     self.counters.frames_out.fetch_add(1, Relaxed);
                     let end = pkt.pts() + pkt.duration().max(0);
                     let done = self.segmenter.write_audio(pkt).map_err(Error::from)?;
                     self.media_until(end);
                     if let Some(done) = done {
-                        self.segment_done(done, stats, master);
+                        self.segment_done(done, stats, publisher);
                     }
                 }
-                VariantMsg::Video { .. } => {}
-                VariantMsg::End { endlist } => break endlist,
+                AudioMsg::End { endlist } => break endlist,
             }
         };
         if let Some(done) = self.segmenter.end_stream(endlist).map_err(Error::from)? {
-            self.segment_done(done, stats, master);
+            self.segment_done(done, stats, publisher);
         }
         Ok(measured(&self.counters, &self.segmenter))
     }
@@ -63,9 +65,9 @@ impl AudioRendition {
         self.counters.media_us.fetch_max(us, Relaxed);
     }
 
-    fn segment_done(&self, done: SegmentDone, stats: &StatsCell, master: &Publisher) {
+    fn segment_done(&self, done: SegmentDone, stats: &StatsCell, publisher: &Publisher) {
         let timescale = self.segmenter.timescale();
-        master.segment_done(self.index, &self.name, AAC_LC, &done, timescale, stats);
+        publisher.segment_done(self.index, &self.name, AAC_LC, &done, timescale, stats);
         count_segment(&self.counters, stats, done);
     }
 }

@@ -7,7 +7,12 @@ use std::path::{Path, PathBuf};
 use super::{SegmentSink, SinkFile};
 
 /// Files under a local directory: segments written in place, playlists replaced through a
-/// temporary file and a rename (with an fsync of the file and its directory when `sync`).
+/// temporary file and a rename. With `sync` (the default through
+/// [`StreamConfigBuilder::sync_output`](crate::StreamConfigBuilder::sync_output)) every file
+/// is durable before the call that makes it visible returns: a segment is fsynced in
+/// [`SinkFile::finish`] (so no playlist can list a segment a power loss would truncate), a
+/// replaced file and its directory are fsynced before and after the rename. A segment whose
+/// flush or fsync fails is removed: never left torn at its final name.
 #[derive(Debug, Clone)]
 pub struct FsSink {
     root: PathBuf,
@@ -15,7 +20,8 @@ pub struct FsSink {
 }
 
 impl FsSink {
-    /// A sink writing under `root`; `sync` fsyncs each replaced file and its directory.
+    /// A sink writing under `root`; `sync` makes every finished segment and replaced file
+    /// durable (fsync) before it is reported written.
     pub fn new(root: impl Into<PathBuf>, sync: bool) -> Self {
         Self {
             root: root.into(),
@@ -64,6 +70,7 @@ impl SegmentSink for FsSink {
             out: Some(BufWriter::with_capacity(256 * 1024, file)),
             path: self.path(path)?,
             written: 0,
+            sync: self.sync,
         }))
     }
 
@@ -121,11 +128,14 @@ impl SegmentSink for FsSink {
     }
 }
 
-/// A segment being written in place; removed if dropped unfinished.
+/// A segment being written in place; removed if dropped unfinished or if it cannot be
+/// completed.
 struct FsFile {
     out: Option<BufWriter<File>>,
     path: PathBuf,
     written: u64,
+    /// fsync at `finish`.
+    sync: bool,
 }
 
 impl Write for FsFile {
@@ -144,7 +154,15 @@ impl Write for FsFile {
 impl SinkFile for FsFile {
     fn finish(mut self: Box<Self>) -> io::Result<u64> {
         let out = self.out.take().ok_or(io::ErrorKind::BrokenPipe)?;
-        out.into_inner().map_err(io::IntoInnerError::into_error)?;
+        let completed = out
+            .into_inner()
+            .map_err(io::IntoInnerError::into_error)
+            .and_then(|file| if self.sync { file.sync_data() } else { Ok(()) });
+        if let Err(e) = completed {
+            // Nothing is visible when finish fails: a torn file never stays at its name.
+            let _ = std::fs::remove_file(&self.path);
+            return Err(e);
+        }
         Ok(self.written)
     }
 }
@@ -201,6 +219,31 @@ mod tests {
         sink.delete("a.m4s").unwrap();
         sink.delete("a.m4s").unwrap();
         assert!(!d.path().join("a.m4s").exists());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_completed_is_not_left_at_its_name() {
+        // A segment whose bytes cannot all be written (here: the disk is full) fails its
+        // finish and leaves nothing behind. The link stands in for the file; removing it
+        // leaves /dev/full alone.
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", d.path().join("seg.m4s")).unwrap();
+        for sync in [false, true] {
+            let sink = FsSink::new(d.path(), sync);
+            let mut f = sink.create("seg.m4s").unwrap();
+            f.write_all(&[0; 1000]).unwrap();
+            let e = f.finish().unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+            assert!(d.path().join("seg.m4s").symlink_metadata().is_err(), "gone");
+            std::os::unix::fs::symlink("/dev/full", d.path().join("seg.m4s")).unwrap();
+        }
+        // With sync, a finished segment is durable when finish returns.
+        let sink = FsSink::new(d.path(), true);
+        let mut f = sink.create("ok.m4s").unwrap();
+        f.write_all(b"abc").unwrap();
+        assert_eq!(f.finish().unwrap(), 3);
+        assert_eq!(sink.read("ok.m4s").unwrap(), b"abc");
+        assert!(sink.list("").unwrap().contains(&"ok.m4s".to_owned()));
     }
 
     #[test]

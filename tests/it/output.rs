@@ -267,3 +267,66 @@ fn a_segment_left_unlisted_by_a_crash_shifts_no_sequence_number() {
     }
     assert!(!stray.exists(), "the unlisted file is deleted");
 }
+
+/// A sink over a directory that refuses to write one file.
+#[derive(Debug)]
+struct Refuses {
+    inner: streamvisor::sink::FsSink,
+    file: &'static str,
+}
+
+impl streamvisor::sink::SegmentSink for Refuses {
+    fn create(&self, path: &str) -> std::io::Result<Box<dyn streamvisor::sink::SinkFile>> {
+        self.inner.create(path)
+    }
+    fn replace(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
+        if path == self.file {
+            return Err(std::io::Error::other("the store refused it"));
+        }
+        self.inner.replace(path, contents)
+    }
+    fn delete(&self, path: &str) -> std::io::Result<()> {
+        self.inner.delete(path)
+    }
+    fn location(&self, path: &str) -> String {
+        self.inner.location(path)
+    }
+}
+
+/// A final master playlist or DASH manifest that cannot be written is the stream's output
+/// error, never a silent `Stopped` with the file missing.
+#[test]
+fn a_final_manifest_that_cannot_be_written_is_reported() {
+    use streamvisor::{Container, ErrorKind};
+    for file in ["manifest.mpd", "master.m3u8"] {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Refuses {
+            inner: streamvisor::sink::FsSink::new(dir.path(), false),
+            file,
+        };
+        let profile = AbrProfile::from_rungs(&["240p"])
+            .unwrap()
+            .with_preset("ultrafast")
+            .with_container(Container::Fmp4)
+            .with_dash(true);
+        let source = "lavfi:testsrc2=size=426x240:rate=30:duration=3;sine=duration=3";
+        let config = StreamConfig::builder("lost", source, dir.path())
+            .allow_generated_sources(true)
+            .profile(profile)
+            .sink(Arc::new(sink))
+            .build()
+            .unwrap();
+        let report = run_to_end(config);
+        assert_eq!(report.state, StreamState::Failed, "{file}");
+        let error = report.error.expect("the report says what was lost");
+        assert_eq!(error.kind(), ErrorKind::Output);
+        assert!(error.to_string().contains(file), "{file}: {error}");
+        assert!(!dir.path().join(file).exists());
+        // Everything else was written.
+        let other = ["manifest.mpd", "master.m3u8"]
+            .into_iter()
+            .find(|f| *f != file);
+        assert!(dir.path().join(other.unwrap()).exists());
+        assert!(read_media(&dir.path().join("240p/index.m3u8")).end_list);
+    }
+}

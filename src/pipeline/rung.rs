@@ -9,22 +9,12 @@ use crossbeam_channel::Receiver;
 
 use super::control::Signals;
 use super::errors::encoder_error;
+use super::fanout::{next, RungMsg};
 use crate::config::VideoCodec;
 use crate::error::Error;
 use crate::ffi::{CodecContext, Frame, Packet, Rational, Scaler, Step, PIX_FMT_YUV420P};
 use crate::output::{video_codec_string, MeasuredBitrate, Publisher, SegmentDone, Segmenter};
 use crate::stats::{StatsCell, VariantCounters};
-
-/// What the decode thread sends each variant.
-pub(crate) enum VariantMsg {
-    /// A decoded picture (a shared reference) with its pts in the encoder time base, and
-    /// whether it starts a segment (a keyframe every variant places at the same pts).
-    Video { frame: Frame, force_key: bool },
-    /// An encoded AAC packet, in the audio encoder's time base.
-    Audio(Packet),
-    /// The source is done: drain, finish the last segment, and (`endlist`) write ENDLIST.
-    End { endlist: bool },
-}
 
 /// Audio may run this far ahead of the video before it is written anyway (live sources
 /// whose video paused), seconds.
@@ -43,6 +33,8 @@ pub(crate) struct Rung {
     pub frame_rate: f64,
     pub encoder: CodecContext,
     pub segmenter: Segmenter,
+    /// The audio encoder whose packets it muxes (MPEG-TS), if any.
+    pub audio_encoder: Option<usize>,
     /// The audio encoder's time base; `0/1` without audio.
     pub audio_tb: Rational,
     /// The video's RFC 6381 codec string when the encoder's global header told it (fMP4);
@@ -54,7 +46,7 @@ pub(crate) struct Rung {
     pub panic_after_frames: Option<u64>,
 }
 
-pub(crate) struct VariantWorker {
+pub(crate) struct RungWorker {
     rung: Rung,
     /// One output frame interval in the video time base, for packets the encoder left
     /// without a duration.
@@ -72,7 +64,7 @@ pub(crate) struct VariantWorker {
     packet: Packet,
 }
 
-impl VariantWorker {
+impl RungWorker {
     pub fn new(mut rung: Rung) -> Self {
         let codecs = rung.codecs.take();
         let video_tb = rung.encoder.time_base();
@@ -106,22 +98,22 @@ impl VariantWorker {
     /// Returns the bitrates measured from the segments.
     pub fn run(
         mut self,
-        rx: Receiver<VariantMsg>,
+        rx: Receiver<RungMsg>,
         signals: &Signals,
         stats: &StatsCell,
-        master: &Publisher,
+        publisher: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
-            match next_msg(&rx, signals)? {
-                VariantMsg::Video { frame, force_key } => {
-                    self.video(frame, force_key, stats, master)?
+            match next(&rx, signals)? {
+                RungMsg::Picture { frame, force_key } => {
+                    self.video(frame, force_key, stats, publisher)?
                 }
-                VariantMsg::Audio(pkt) => self.queue_audio(pkt)?,
-                VariantMsg::End { endlist } => break endlist,
+                RungMsg::Audio(pkt) => self.queue_audio(pkt)?,
+                RungMsg::End { endlist } => break endlist,
             }
         };
-        self.drain_and_end(endlist, signals, stats, master)
+        self.drain_and_end(endlist, signals, stats, publisher)
     }
 
     /// After `End`: drain the encoder, then the audio that is left, then the last segment.
@@ -131,13 +123,13 @@ impl VariantWorker {
         endlist: bool,
         signals: &Signals,
         stats: &StatsCell,
-        master: &Publisher,
+        publisher: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         self.rung
             .encoder
             .send_frame(None)
             .map_err(|e| self.encoder_error(e))?;
-        self.drain_packets(stats, master)?;
+        self.drain_packets(stats, publisher)?;
         if signals.abort_requested() {
             return Err(Error::aborted());
         }
@@ -150,7 +142,7 @@ impl VariantWorker {
             .end_stream(endlist)
             .map_err(Error::from)?
         {
-            self.publish(&done, stats, master);
+            self.publish(&done, stats, publisher);
             count_segment(&self.rung.counters, stats, done);
         }
         log::debug!("variant {} finished", self.rung.name);
@@ -167,7 +159,7 @@ impl VariantWorker {
         frame: Frame,
         force_key: bool,
         stats: &StatsCell,
-        master: &Publisher,
+        publisher: &Publisher,
     ) -> Result<(), Error> {
         #[cfg(feature = "fault-injection")]
         if let Some(n) = self.rung.panic_after_frames {
@@ -207,7 +199,7 @@ impl VariantWorker {
             self.rung.encoder.send_frame(Some(scaled))
         };
         sent.map_err(|e| self.encoder_error(e))?;
-        self.drain_packets(stats, master)
+        self.drain_packets(stats, publisher)
     }
 
     /// The frame-rate cap keeps a frame when at least one output interval has passed.
@@ -239,7 +231,7 @@ impl VariantWorker {
         self.scaler.as_mut().expect("created above").scale(src, dst)
     }
 
-    fn drain_packets(&mut self, stats: &StatsCell, master: &Publisher) -> Result<(), Error> {
+    fn drain_packets(&mut self, stats: &StatsCell, publisher: &Publisher) -> Result<(), Error> {
         loop {
             match self.rung.encoder.receive_packet(&mut self.packet) {
                 Ok(Step::Ready(())) => {}
@@ -247,7 +239,7 @@ impl VariantWorker {
                 Err(e) => return Err(self.encoder_error(e)),
             }
             let pkt = std::mem::take(&mut self.packet);
-            self.mux_video(pkt, stats, master)?;
+            self.mux_video(pkt, stats, publisher)?;
         }
     }
 
@@ -255,7 +247,7 @@ impl VariantWorker {
         &mut self,
         mut pkt: Packet,
         stats: &StatsCell,
-        master: &Publisher,
+        publisher: &Publisher,
     ) -> Result<(), Error> {
         let tb = self.video_tb.as_f64();
         let pts = pkt.pts();
@@ -292,7 +284,7 @@ impl VariantWorker {
         let media_us = ((end - start).max(0.0) * 1e6) as u64;
         counters.media_us.fetch_max(media_us, Relaxed);
         if let Some(done) = done {
-            self.publish(&done, stats, master);
+            self.publish(&done, stats, publisher);
             count_segment(&self.rung.counters, stats, done);
         }
         Ok(())
@@ -307,11 +299,11 @@ impl VariantWorker {
     }
 
     /// Tells the master, the DASH manifest and the hooks about a finished segment.
-    fn publish(&self, done: &SegmentDone, stats: &StatsCell, master: &Publisher) {
+    fn publish(&self, done: &SegmentDone, stats: &StatsCell, publisher: &Publisher) {
         let codecs = self.codecs.as_deref().unwrap_or_default();
         let (index, name) = (self.rung.index, &self.rung.name);
         let timescale = self.rung.segmenter.timescale();
-        master.segment_done(index, name, codecs, done, timescale, stats);
+        publisher.segment_done(index, name, codecs, done, timescale, stats);
     }
 
     fn queue_audio(&mut self, pkt: Packet) -> Result<(), Error> {
@@ -334,15 +326,6 @@ impl VariantWorker {
         }
         Ok(())
     }
-}
-
-/// The next message for a rendition thread; `Aborted` once an abort is requested, or when
-/// the decode thread dropped the queue without `End` (it is aborting or failing).
-pub(crate) fn next_msg(rx: &Receiver<VariantMsg>, signals: &Signals) -> Result<VariantMsg, Error> {
-    if signals.abort_requested() {
-        return Err(Error::aborted());
-    }
-    rx.recv().map_err(|_| Error::aborted())
 }
 
 /// The bitrates a finished rendition measured: the peak segment's, and bytes over media
