@@ -15,6 +15,9 @@ use crate::config::{Container, VideoCodec};
 use crate::ffi::{AvError, CodecContext, Interrupt, OutputContext, Packet, Rational, AVERROR_EXIT};
 use crate::sink::SegmentSink;
 
+/// How many times an expired file's delete is tried before it is left in the store.
+const DELETE_ATTEMPTS: u32 = 3;
+
 /// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
 /// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
 /// (`presentationTimeOffset`).
@@ -48,9 +51,9 @@ pub struct Segmenter {
     open_start: Option<f64>,
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
     open_end: f64,
-    /// Files of segments no longer listed, with the media time they left the playlist,
-    /// waiting to be deleted.
-    unlisted: VecDeque<(u64, f64, Option<u64>)>,
+    /// Files of segments no longer listed (file number, the media time they left the
+    /// playlist, their init segment, delete attempts so far), waiting to be deleted.
+    unlisted: VecDeque<(u64, f64, Option<u64>, u32)>,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -106,8 +109,10 @@ pub struct SegmentDone {
     pub discontinuity: bool,
     /// File number of its init segment (fMP4).
     pub init: Option<u64>,
-    /// Segment files deleted from disk for it (they had left the live window).
+    /// Segment files deleted from the store for it (they had left the live window).
     pub deleted: Vec<String>,
+    /// Deletes of expired files the store refused meanwhile.
+    pub refused_deletes: u64,
 }
 
 impl Segmenter {
@@ -368,8 +373,13 @@ impl Segmenter {
         self.next_file += 1;
         self.open_start = None;
         self.open_end = 0.0;
-        let deleted = self.expire_old_segments(end)?;
+        // The newest segment is listed first; deleting what left the window comes after,
+        // and a store that refuses a delete never costs the listing.
+        for old in self.playlist.expire() {
+            self.unlisted.push_back((old.file, end, old.init, 0));
+        }
         let playlist_bytes = self.write_playlist(last && self.final_endlist)?;
+        let (deleted, refused_deletes) = self.delete_expired(end)?;
         Ok(SegmentDone {
             bytes,
             playlist_bytes,
@@ -381,51 +391,73 @@ impl Segmenter {
             discontinuity,
             init: self.init,
             deleted,
+            refused_deletes,
         })
     }
 
-    /// Drops segments that left the live window from the playlist; their files stay on disk
-    /// for one playlist duration plus a target duration more (RFC 8216 §6.2.2: a client
-    /// may still be fetching what the last playlist it loaded listed), then are deleted.
-    fn expire_old_segments(&mut self, now: f64) -> Result<Vec<String>, OutputError> {
+    /// Deletes the files of segments that left the live window once a client can no
+    /// longer be fetching them: one playlist duration plus a target duration after they
+    /// left it (RFC 8216 §6.2.2). A delete the store refuses is not the stream's failure:
+    /// it is logged and tried again at later cuts, up to [`DELETE_ATTEMPTS`] times, then
+    /// given up (the file stays in the store). Returns the files deleted and the refusals.
+    fn delete_expired(&mut self, now: f64) -> Result<(Vec<String>, u64), OutputError> {
         let mut deleted = Vec::new();
+        let mut refused = 0;
         let Some(window) = self.live_window else {
-            return Ok(deleted);
+            return Ok((deleted, refused));
         };
-        for old in self.playlist.expire() {
-            self.unlisted.push_back((old.file, now, old.init));
-        }
         let keep = window as f64 * self.target_duration + self.playlist.target() as f64;
-        while let Some(&(file, unlisted_at, init)) = self.unlisted.front() {
+        let mut retry = Vec::new();
+        while let Some(&(file, unlisted_at, init, attempts)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
             }
             self.unlisted.pop_front();
             let name = segment_name(file, self.container);
-            self.delete(&name)?;
+            if let Err(why) = self.delete(&name)? {
+                refused += 1;
+                if attempts + 1 < DELETE_ATTEMPTS {
+                    retry.push((file, unlisted_at, init, attempts + 1));
+                } else {
+                    log::warn!("{why}: gave up deleting it after {DELETE_ATTEMPTS} attempts");
+                }
+                continue;
+            }
             deleted.push(name);
             // An earlier run's init segment goes with the last segment that needed it.
             let needed = |n: Option<u64>| {
                 n == self.init
                     || n.is_some_and(|n| self.playlist.uses_init(n))
-                    || self.unlisted.iter().any(|u| u.2 == n)
+                    || self.unlisted.iter().chain(&retry).any(|u| u.2 == n)
             };
             if let Some(n) = init.filter(|&n| !needed(Some(n))) {
                 let name = init_name(n);
-                self.delete(&name)?;
-                deleted.push(name);
+                match self.delete(&name)? {
+                    Ok(()) => deleted.push(name),
+                    Err(why) => {
+                        refused += 1;
+                        log::warn!("{why}: left in the store");
+                    }
+                }
             }
         }
-        Ok(deleted)
+        // Tried again at the next cuts, oldest first.
+        for entry in retry.into_iter().rev() {
+            self.unlisted.push_front(entry);
+        }
+        Ok((deleted, refused))
     }
 
-    /// Deletes `name` from this rendition's directory in the sink.
-    fn delete(&self, name: &str) -> Result<(), OutputError> {
+    /// Deletes `name` from this rendition's directory in the sink: `Err` only once the
+    /// stream is aborting; a refusal by the store is the inner `Err`, logged.
+    fn delete(&self, name: &str) -> Result<Result<(), String>, OutputError> {
         let rel = self.rel(name);
         self.refuse_after_abort(&rel)?;
-        self.sink
-            .delete(&rel)
-            .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))
+        Ok(self.sink.delete(&rel).map_err(|e| {
+            let why = format!("deleting {}: {e}", self.sink.location(&rel));
+            log::warn!("{why}");
+            why
+        }))
     }
 
     /// The stream is over: flushes the muxer, closes the last segment and writes the final

@@ -174,3 +174,52 @@ fn transcode_put_uploads_an_av1_ladder_with_its_dash_manifest() {
         }
     }
 }
+
+/// A write-once store (every DELETE refused, as PUT-only presigned URLs answer) does not take
+/// a live stream down: each playlist lists the newest segment, the refusals are counted, and
+/// the stream stops cleanly with every listed segment on the origin.
+#[test]
+fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
+    use streamvisor::{PlaylistMode, Stream};
+    let nginx = Nginx::webdav();
+    let base = format!("http://127.0.0.1:{}/nodelete/live", nginx.port);
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(3);
+    let config = StreamConfig::builder("nodelete", "lavfi:testsrc2=size=426x240:rate=30", "x")
+        .allow_generated_sources(true)
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .sink(Arc::new(quick(HttpSink::new(&base).unwrap())))
+        .build()
+        .unwrap();
+    let running = Stream::new(config).start().unwrap();
+    let playlist = nginx.root().join("nodelete/live/240p/index.m3u8");
+    // Deletes start once a segment has been out of the window for 4 s of media.
+    crate::common::wait_until(
+        "segments past the delete horizon",
+        Duration::from_secs(60),
+        || running.stats().errors >= 3,
+    );
+    assert_eq!(running.state(), StreamState::Running);
+    let media = crate::common::read_media(&playlist);
+    assert_eq!(media.segments.len(), 3, "the window holds");
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert!(report.stats.errors >= 3, "the refused deletes are counted");
+    let media = crate::common::read_media(&playlist);
+    let dir = playlist.parent().unwrap();
+    let last = media.segments.last().unwrap();
+    assert!(
+        dir.join(&last.uri).exists(),
+        "the newest segment is listed and stored"
+    );
+    let written = report.stats.variants[0].segments as usize;
+    let stored = std::fs::read_dir(dir).unwrap().count() - 1;
+    assert_eq!(
+        stored, written,
+        "nothing was deleted: every segment is still there"
+    );
+}

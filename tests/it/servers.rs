@@ -114,7 +114,8 @@ impl Nginx {
     /// nginx as a WebDAV upload origin on `root()`: `PUT` (creating directories as
     /// needed, no body size limit) and `DELETE` through its dav module, `GET` to read back.
     /// Everything gets 500 while [`Nginx::fail`] says so; paths under `/always500/` always
-    /// get 500 and under `/forbidden/` 403.
+    /// get 500, under `/forbidden/` 403, and a `DELETE` under `/nodelete/` 405 (a write-once
+    /// store).
     pub fn webdav() -> Self {
         Self::start(
             "http { access_log off; client_body_temp_path {DIR}/body; \
@@ -122,6 +123,8 @@ impl Nginx {
                server { listen 127.0.0.1:{PORT}; root {DIR}/root;\n\
                  location /always500/ { return 500; }\n\
                  location /forbidden/ { return 403; }\n\
+                 location /nodelete/ { dav_methods PUT; create_full_put_path on;\n\
+                   client_max_body_size 0; dav_access user:rw group:r all:r; }\n\
                  location / { if (-f {DIR}/fail500) { return 500; }\n\
                    dav_methods PUT DELETE; create_full_put_path on;\n\
                    client_max_body_size 0; dav_access user:rw group:r all:r; } } }",
