@@ -174,6 +174,15 @@ impl Args {
         }
         args
     }
+
+    /// Where the summary says the output went: the directory, or the origin (redacted: a
+    /// `--put` URL may carry credentials or a token).
+    fn destination(&self) -> String {
+        match &self.put {
+            Some(url) => format!("uploaded to {}", streamvisor::redact_url(url)),
+            None => format!("written to {}", self.out),
+        }
+    }
 }
 
 /// The `--ladder` rungs as a profile, each with its own codec where it names one.
@@ -289,7 +298,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let s = &report.stats;
     eprintln!(
-        "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB written to {}",
+        "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB {}",
         report.state,
         s.frames_in,
         s.media_time.as_secs_f64(),
@@ -297,7 +306,7 @@ fn run(args: Args) -> Result<(), String> {
         s.speed,
         s.corrupt_packets,
         s.bytes_out as f64 / 1e6,
-        args.out
+        args.destination()
     );
     // Video rungs, then (fMP4) the audio renditions, whose frames are AAC frames.
     for v in s.variants.iter().chain(&s.audio_renditions) {
