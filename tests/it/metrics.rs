@@ -400,22 +400,45 @@ fn get(addr: &str, path: &str) -> (String, String, String) {
     request(addr, "GET", path)
 }
 
-/// An HTTP/1.1 request without a body: (status line, headers, body).
+/// An HTTP/1.1 request without a body on a new connection: (status line, headers, body).
 fn request(addr: &str, method: &str, path: &str) -> (String, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    exchange(&mut s, addr, method, path)
+}
+
+/// One request on `s`, which stays open (keep-alive, as a scraper's): the answer is read
+/// by its `Content-Length`, so a chunked or unframed answer fails here.
+fn exchange(
+    s: &mut std::net::TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+) -> (String, String, String) {
     let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a header block");
+    let mut reader = BufReader::new(s);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert_ne!(
+            reader.read_line(&mut head).unwrap(),
+            0,
+            "closed in the head: {head}"
+        );
+    }
+    let head = head.trim_end();
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     let length = headers
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|n| n.trim().parse::<usize>().ok());
-    assert_eq!(length, Some(body.len()), "Content-Length: {headers}");
-    (status.to_owned(), headers.to_owned(), body.to_owned())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {headers}"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    // Nothing buffered past the body: the next answer starts on the socket.
+    assert!(reader.buffer().is_empty(), "more than Content-Length");
+    let body = String::from_utf8(body).unwrap();
+    (status.to_owned(), headers.to_owned(), body)
 }
 
 #[test]
@@ -492,11 +515,21 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     // Other paths and methods.
     let (status, _, _) = get(&addr, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    let (status, _, _) = request(&addr, "POST", "/metrics");
+    let (status, headers, _) = request(&addr, "POST", "/metrics");
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    assert!(headers.lines().any(|l| l == "Allow: GET"), "{headers}");
     let (status, _, body) = get(&addr, "/metrics?x=1");
     assert_eq!(status, "HTTP/1.1 200 OK", "a query string is ignored");
     parse(&body);
+    // Two scrapes on one kept-alive connection.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for _ in 0..2 {
+        let (status, _, body) = exchange(&mut conn, &addr, "GET", "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        parse(&body);
+    }
     // SIGTERM: the example shuts the manager down gracefully (every stream Stopped) and
     // exits 0.
     let pid = libc::pid_t::try_from(child.id()).unwrap();
