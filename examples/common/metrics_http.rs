@@ -1,6 +1,7 @@
-//! `GET /metrics` for a scraper: the manager's metrics page ([`Manager::render_metrics`])
-//! served with `tiny_http`. Other paths get 404, other methods 405. Every answer carries a
-//! `Content-Length` (never chunked), so a keep-alive client reads it whole.
+//! `GET /metrics` for a scraper: the manager's metrics page ([`Manager::render_metrics`],
+//! OpenMetrics text, sent as [`Manager::METRICS_CONTENT_TYPE`]) served with `tiny_http`.
+//! Other paths get 404, other methods 405. Every answer carries a `Content-Length` (never
+//! chunked), so a keep-alive client reads it whole.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -8,9 +9,6 @@ use std::sync::Weak;
 
 use streamvisor::Manager;
 use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
-
-/// The content type of the metrics page.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Listens on `addr` (port 0: any free port) and serves `manager`'s metrics from a thread
 /// named `metrics-http` until the process ends; the address it listens on.
@@ -37,7 +35,7 @@ fn answer(request: Request, manager: &Weak<Manager>) -> io::Result<()> {
     let path = request.url().split('?').next().unwrap_or("");
     let response = match (request.method(), path) {
         (Method::Get, "/metrics") => match manager.upgrade() {
-            Some(m) => text(200, CONTENT_TYPE, m.render_metrics()),
+            Some(m) => text(200, Manager::METRICS_CONTENT_TYPE, m.render_metrics()),
             None => text(503, "text/plain", "shutting down\n".into()),
         },
         (Method::Get, _) => text(404, "text/plain", "not found\n".into()),

@@ -1,6 +1,7 @@
 //! Prometheus metrics: `Manager::render_metrics` and the `manager` example's `/metrics`,
-//! parsed by a real Prometheus text-format parser (`prometheus_client` from PyPI, which `make
-//! deps` installs) and checked against `Manager::stats`, `list` and `pool_usage`.
+//! parsed by a real OpenMetrics parser (`prometheus_client`'s, from PyPI or Debian, which
+//! `make deps` installs: the format the page declares, `Manager::METRICS_CONTENT_TYPE`) and
+//! checked against `Manager::stats`, `list` and `pool_usage`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,12 +13,13 @@ use streamvisor::{
     AbrProfile, Error, Manager, Refusal, ResourceCapacity, StreamConfig, StreamState, StreamStats,
 };
 
-/// Parses a page with `prometheus_client.parser.text_string_to_metric_families`; its
-/// families as JSON (`name`, `type`, `help`, `samples`: `name`, `labels`, `value`).
+/// Parses a page with `prometheus_client.openmetrics.parser.text_string_to_metric_families`
+/// (strict: it refuses a page without `# EOF`, a sample outside its family, a bad escape);
+/// its families as JSON (`name`, `type`, `help`, `samples`: `name`, `labels`, `value`).
 const PARSER: &str = r#"
 import json, sys
 try:
-    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
 except ImportError:
     sys.exit(3)
 families = [
@@ -37,8 +39,8 @@ struct Sample {
 }
 
 /// A page as the real parser read it, checked for the rules a scraper relies on: every
-/// family typed (counter or gauge: a sample outside its family would come back untyped)
-/// and documented, counters' samples named `..._total`, no family or series twice.
+/// family typed (counter or gauge) and documented, counters' samples named `..._total`,
+/// no family or series twice.
 struct Page {
     samples: Vec<Sample>,
 }
@@ -90,7 +92,7 @@ fn parse(text: &str) -> Page {
                 value: s["value"].as_f64().unwrap(),
             };
             if kind == "counter" {
-                // The parser names a counter family without its `_total`.
+                // OpenMetrics names a counter family without its samples' `_total`.
                 assert_eq!(sample.name, format!("{name}_total"), "counter sample");
             } else {
                 assert_eq!(sample.name, name, "gauge sample");
@@ -483,11 +485,11 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     let page = loop {
         let (status, headers, body) = get(&addr, "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            headers
-                .lines()
-                .any(|l| l == "Content-Type: text/plain; version=0.0.4; charset=utf-8"),
-            "{headers}"
+        let content_type = format!("Content-Type: {}", Manager::METRICS_CONTENT_TYPE);
+        assert!(headers.lines().any(|l| l == content_type), "{headers}");
+        assert_eq!(
+            Manager::METRICS_CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         let page = parse(&body);
         let running = ["s0", "s1"].iter().all(|id| {
