@@ -1,33 +1,26 @@
 //! Run one stream per source under a `Manager`.
 //!
 //! ```text
-//! cargo run --release --example manager -- [--max-concurrent N] [--policy refuse|queue|degrade]
-//!     [--retry] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi]
-//!     [--metrics ADDR] SOURCE...
+//! cargo run --release --example manager -- --help
+//! cargo run --release --example manager -- --max-concurrent 2 --policy queue --ladder 360p,240p SOURCE...
 //! ```
-//! `--metrics 127.0.0.1:9464` serves the manager's Prometheus metrics at
-//! `http://127.0.0.1:9464/metrics` while it runs (port 0: any free port; the address is
-//! printed on stderr as `metrics: http://ADDR/metrics`).
-//! `lavfi:` sources are refused unless `--allow-lavfi` is given (generated sources are
-//! trusted input).
-//! Streams are named `s0`, `s1`, … and write to `DIR/<id>/` (default `out/manager`). With
-//! `--json`, one JSON object per line on stdout, each the crate's serialization (feature
-//! `serde`) of an event with an `"event"` key first: `{"event":"admission","stream":ID,
-//! "admitted":BOOL,"queued":BOOL,"reason":{"kind":...,"message":...}|null,"degraded":...,
-//! "restart":BOOL}`, the `transcode` example's state and stats events, and a final
-//! `{"event":"summary",...}` per stream (its `StreamReport`). `--policy`
-//! says what happens to a stream that does not fit now, for every source: `refuse` (the
-//! default), `queue` (the manager's queue starts it as capacity frees; `--retry` is the
-//! same), or `degrade` (tallest rungs dropped, then the frame rate capped down to 15 fps; the
-//! admission event lists what was dropped). A stream that could not fit even on an empty machine is refused either way. Exit
-//! 0 only when every stream ran and ended `Stopped`; a refused stream (at once, or dropped
-//! from the queue by a shutdown) makes it exit 1.
-//! SIGINT/SIGTERM shut the manager down gracefully.
+//! Every flag is described by `--help` (the `Args` below). Streams are named `s0`, `s1`, …
+//! and write to `DIR/<id>/`. With `--json`, one JSON object per line on stdout, each the
+//! crate's serialization (feature `serde`) of an event with an `"event"` key first:
+//! `{"event":"admission","stream":ID,"admitted":BOOL,"queued":BOOL,"reason":{"kind":...,
+//! "message":...}|null,"degraded":...,"restart":BOOL}`, the `transcode` example's state and
+//! stats events, and a final `{"event":"summary",...}` per stream (its `StreamReport`).
+//! `--metrics ADDR` serves the manager's metrics at `http://ADDR/metrics` while it runs (the
+//! address is printed on stderr as `metrics: http://ADDR/metrics`). Exit 0 only when every
+//! stream ran and ended `Stopped`; a refused stream (at once, or dropped from the queue by a
+//! shutdown) makes it exit 1. SIGINT/SIGTERM shut the manager down gracefully.
 
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
 
 #[path = "common/json.rs"]
 mod json;
@@ -38,87 +31,101 @@ use streamvisor::{
     AbrProfile, Error, Hooks, Manager, OverCapacity, StreamConfig, StreamReport, StreamState,
 };
 
+/// Shown after the flags by `--help`.
+const AFTER_HELP: &str = "\
+Exit status: 0 when every stream ran and ended Stopped; 1 when one failed or was refused
+(at once, or dropped from the queue by a shutdown); 2 for a usage error. SIGINT or SIGTERM
+shuts the manager down gracefully.
+
+Example:
+  manager --max-concurrent 2 --policy queue --ladder 360p,240p --json --allow-lavfi \\
+      'lavfi:testsrc2=size=640x360:rate=30:duration=5;sine=duration=5' input.mp4";
+
+/// Run one stream per SOURCE under a Manager: admission control (a concurrency limit and a
+/// resource pool priced per stream), then every stream supervised to its end.
+///
+/// Streams are named s0, s1, ... in the order given and write to DIR/<id>/.
+#[derive(Debug, Parser)]
+// A flag given twice keeps its last value, as the hand-written parser did.
+#[command(name = "manager", args_override_self = true, after_help = AFTER_HELP)]
 struct Args {
-    max_concurrent: usize,
-    /// Compute units of the pool, instead of the machine's.
-    compute: Option<f64>,
-    policy: OverCapacity,
-    out: String,
-    json: bool,
-    ladder: Option<Vec<String>>,
-    allow_lavfi: bool,
-    /// Where to serve `/metrics`.
-    metrics: Option<String>,
+    /// Sources, one stream each: files, URLs, or `lavfi:` graphs (with --allow-lavfi)
+    #[arg(value_name = "SOURCE", required = true)]
     sources: Vec<String>,
+
+    /// Most streams running at once
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    max_concurrent: usize,
+
+    /// What happens to a stream that does not fit now, for every source (a stream that could
+    /// not fit even on an empty machine is refused either way)
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = Policy::Refuse, overrides_with = "retry")]
+    policy: Policy,
+
+    /// The same as --policy queue
+    #[arg(long, overrides_with = "policy")]
+    retry: bool,
+
+    /// Compute units of the pool, instead of the machine's (60 a core, within a container's
+    /// CPU quota)
+    #[arg(long, value_name = "UNITS", allow_negative_numbers = true)]
+    compute: Option<f64>,
+
+    /// Output root: each stream writes to DIR/<id>/
+    #[arg(long, value_name = "DIR", default_value = "out/manager")]
+    out: String,
+
+    /// Print one JSON object per line on stdout: admissions, state changes, stats snapshots
+    /// and each stream's final summary
+    #[arg(long)]
+    json: bool,
+
+    /// Rungs to encode, comma-separated standard names (1080p, 720p, 480p, 360p, 240p)
+    /// [default: all five; rungs taller than the source are left out]
+    #[arg(long, value_name = "RUNG,...", value_delimiter = ',')]
+    ladder: Vec<String>,
+
+    /// Accept `lavfi:` sources: generated sources are trusted input, refused without this
+    #[arg(long)]
+    allow_lavfi: bool,
+
+    /// Serve the manager's metrics at http://ADDR/metrics while it runs (port 0: any free
+    /// port; the address is printed on stderr)
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
-fn usage() -> &'static str {
-    "usage: manager [--max-concurrent N] [--policy refuse|queue|degrade] [--retry] [--compute UNITS] [--out DIR] [--json] [--ladder 720p,360p,...] [--allow-lavfi] [--metrics ADDR] SOURCE..."
+/// `--policy`: what the manager does with a stream that does not fit now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Policy {
+    /// Turn it away
+    Refuse,
+    /// Wait in the manager's queue; it starts as capacity frees
+    Queue,
+    /// Run it with less: the tallest rungs dropped, then the frame rate capped down to 15 fps
+    /// (the admission event lists what was dropped)
+    Degrade,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        max_concurrent: 4,
-        compute: None,
-        policy: OverCapacity::Refuse,
-        out: "out/manager".into(),
-        json: false,
-        ladder: None,
-        allow_lavfi: false,
-        metrics: None,
-        sources: Vec::new(),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--max-concurrent" => {
-                let v = it.next().ok_or("--max-concurrent needs a value")?;
-                args.max_concurrent = v
-                    .parse()
-                    .map_err(|_| format!("--max-concurrent: {v:?} is not a count"))?;
-            }
-            "--retry" => args.policy = OverCapacity::Queue,
-            "--compute" => {
-                let v = it.next().ok_or("--compute needs a value")?;
-                args.compute = Some(
-                    v.parse()
-                        .map_err(|_| format!("--compute: {v:?} is not a number of units"))?,
-                );
-            }
-            "--policy" => {
-                args.policy = match it.next().as_deref() {
-                    Some("refuse") => OverCapacity::Refuse,
-                    Some("queue") => OverCapacity::Queue,
-                    Some("degrade") => OverCapacity::Degrade {
-                        min_rungs: 1,
-                        min_frame_rate: 15.0,
-                    },
-                    other => return Err(format!("--policy: {other:?}: refuse, queue or degrade")),
-                }
-            }
-            "--out" => args.out = it.next().ok_or("--out needs a value")?,
-            "--json" => args.json = true,
-            "--ladder" => {
-                let v = it.next().ok_or("--ladder needs a value")?;
-                args.ladder = Some(v.split(',').map(str::to_owned).collect());
-            }
-            "--allow-lavfi" => args.allow_lavfi = true,
-            "--metrics" => args.metrics = Some(it.next().ok_or("--metrics needs an address")?),
-            "-h" | "--help" => return Err(usage().into()),
-            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
-            s => args.sources.push(s.to_owned()),
+impl Args {
+    /// The manager's over-capacity policy, `--retry` included.
+    fn over_capacity(&self) -> OverCapacity {
+        match (self.retry, self.policy) {
+            (true, _) | (false, Policy::Queue) => OverCapacity::Queue,
+            (false, Policy::Refuse) => OverCapacity::Refuse,
+            (false, Policy::Degrade) => OverCapacity::Degrade {
+                min_rungs: 1,
+                min_frame_rate: 15.0,
+            },
         }
     }
-    if args.sources.is_empty() {
-        return Err(format!("no SOURCE given\n{}", usage()));
-    }
-    Ok(args)
 }
 
 fn config(id: &str, source: &str, args: &Args) -> Result<StreamConfig, Error> {
-    let profile = match &args.ladder {
-        Some(rungs) => AbrProfile::from_rungs(rungs)?,
-        None => AbrProfile::standard(),
+    let profile = if args.ladder.is_empty() {
+        AbrProfile::standard()
+    } else {
+        AbrProfile::from_rungs(&args.ladder)?
     };
     StreamConfig::builder(id, source, format!("{}/{id}", args.out))
         .allow_generated_sources(args.allow_lavfi)
@@ -144,7 +151,7 @@ fn run(args: Args) -> Result<bool, String> {
             Some(units) => streamvisor::ResourceCapacity::from_machine().with_compute(units),
             None => streamvisor::ResourceCapacity::from_machine(),
         })
-        .over_capacity(args.policy, args.policy)
+        .over_capacity(args.over_capacity(), args.over_capacity())
         .on_admission(move |ev| {
             let outcome = match (ev.admitted, ev.queued) {
                 (true, _) => "admitted",
@@ -254,14 +261,7 @@ fn run(args: Args) -> Result<bool, String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::parse()) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

@@ -1,23 +1,13 @@
-//! Transcode one source to an HLS ABR ladder.
+//! Transcode one source to an HLS ABR ladder (and a DASH manifest with `--dash`).
 //!
 //! ```text
-//! cargo run --release --example transcode -- [INPUT] [--out DIR] [--ladder 1080p,720p,...]
-//!     [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi]
-//!     [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash]
+//! cargo run --release --example transcode -- --help
+//! cargo run --release --example transcode -- input.mp4 --out out/film --ladder 720p,360p
 //! ```
-//! `--container fmp4` writes CMAF segments (fragmented MP4, audio as its own rendition);
-//! `--codec` sets every rung's video codec (HEVC and AV1 need fmp4, which they then imply);
-//! a rung in `--ladder` may name its own, after a colon: `--ladder 720p:av1,360p:h264`.
-//! `--dash` also writes `manifest.mpd` over the same segments (implies fmp4).
-//! `--put URL` uploads everything to an HTTP origin with PUT (and DELETE for segments that
-//! leave a live window) instead of writing under `--out` (which then only names the
-//! output): `--put http://origin:8080/live/cam1`.
-//! Without INPUT it transcodes the embedded default: a 10 s 1080p30 test pattern with a
-//! tone. A `lavfi:` INPUT is refused unless `--allow-lavfi` is given (generated sources
-//! are trusted input). INPUT `-` reads stdin through a Rust `Read` (`Source::reader`), e.g.
-//! `cat in.ts | transcode - --format mpegts`; `--format` forces the input format by
-//! FFmpeg's short name (for any INPUT). A progress line goes to stderr while it runs, a summary at the end. Exit 0 when
-//! the stream ended normally; non-zero, with the error on stderr, when it failed.
+//! Every flag is described by `--help` (the `Args` below). A progress line goes to stderr
+//! while it runs, a summary at the end, naming where the output went (the directory, or the
+//! redacted `--put` URL). Exit 0 when the stream ended normally; 1, with the error on
+//! stderr, when it failed; 2 for a usage error.
 //!
 //! `--json` prints one JSON object per line on stdout for every state change
 //! (`{"event":"state","stream":ID,"from":STATE,"to":STATE,"error":ERROR|null,"at":SECS}`),
@@ -33,6 +23,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{CommandFactory, Parser};
+
 #[path = "common/json.rs"]
 mod json;
 
@@ -45,122 +37,160 @@ use streamvisor::{
 /// The embedded default source: 10 s of 1080p30 test pattern with a 440 Hz tone.
 const DEFAULT_SOURCE: &str = "lavfi:testsrc2=size=1920x1080:rate=30:duration=10;sine=frequency=440:sample_rate=48000:duration=10";
 
+/// Shown after the flags by `--help`.
+const AFTER_HELP: &str = "\
+Exit status: 0 when the stream ended normally; 1, with the error on stderr, when it failed;
+2 for a usage error. SIGINT or SIGTERM stops gracefully (playlists finished, exit 0); a
+second one aborts.
+
+Examples:
+  transcode input.mp4 --out out/film --ladder 720p,360p
+  transcode 'tcp://127.0.0.1:9000?listen=1' --json
+  transcode input.mp4 --out out/av1 --ladder 1080p:av1,720p:av1,360p:h264 --dash
+  transcode input.mp4 --ladder 720p:hevc,360p --dash --put http://origin:8080/vod/film
+  cat in.ts | transcode - --format mpegts";
+
+/// Transcode one source to an HLS ABR ladder (master playlist, one playlist per rung), with
+/// a DASH manifest over the same segments on request.
+///
+/// A progress line goes to stderr while it runs; a summary at the end says where the output
+/// went.
+#[derive(Debug, Parser)]
+// A flag given twice keeps its last value, as the hand-written parser did.
+#[command(name = "transcode", args_override_self = true, after_help = AFTER_HELP)]
 struct Args {
-    input: String,
+    /// The source: a file, a URL (http(s), rtmp, srt, udp, rtp, tcp, ...), `-` for standard
+    /// input, or a `lavfi:` graph (with --allow-lavfi). Without it: the embedded 10 s 1080p30
+    /// test pattern with a tone
+    #[arg(value_name = "INPUT")]
+    input: Option<String>,
+
+    /// More positional arguments: refused, shown redacted (they may be URLs with secrets).
+    #[arg(hide = true)]
+    unexpected: Vec<String>,
+
+    /// Directory to write the ladder to (with --put: only the output's name)
+    #[arg(long, value_name = "DIR", default_value = "out/demo")]
     out: String,
-    ladder: Option<Vec<String>>,
+
+    /// Rungs to encode, comma-separated: standard names (1080p, 720p, 480p, 360p, 240p),
+    /// each with an optional `:CODEC` (720p:av1,360p:h264) [default: all five; rungs taller
+    /// than the source are left out]
+    #[arg(long, value_name = "RUNG[:CODEC],...", value_delimiter = ',', value_parser = parse_rung)]
+    ladder: Vec<Rung>,
+
+    /// Encoder speed preset on x264's scale, ultrafast to veryslow (x265 takes the same
+    /// names, SVT-AV1's presets are mapped) [default: veryfast]
+    #[arg(long, value_name = "NAME")]
     preset: Option<String>,
-    segment: Option<f64>,
+
+    /// Segment duration in seconds [default: 2]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_negative_numbers = true)]
+    segment: Option<Duration>,
+
+    /// Print one JSON object per line on stdout: every state change, a stats snapshot each
+    /// second and a final summary (the crate's serde serialization)
+    #[arg(long)]
     json: bool,
+
+    /// Most reconnection attempts when a network source fails (0: none) [default: 5]
+    #[arg(long, value_name = "N")]
     max_reconnects: Option<u32>,
-    /// Generated (`lavfi:`) sources accepted: the embedded default, or `--allow-lavfi`.
+
+    /// Accept a `lavfi:` INPUT: generated sources are trusted input, refused without this
+    #[arg(long)]
     allow_lavfi: bool,
-    /// The input format, forced by name.
+
+    /// Force the input format by FFmpeg's short name (mpegts, flv, ...), for any INPUT
+    #[arg(long, value_name = "NAME")]
     format: Option<String>,
+
+    /// Segment container: ts (MPEG-TS) or fmp4 (CMAF: fragmented MP4, audio as its own
+    /// rendition) [default: ts; fmp4 with --dash or an HEVC or AV1 rung]
+    #[arg(long, value_name = "ts|fmp4")]
     container: Option<Container>,
+
+    /// Video codec of every rung: h264, hevc or av1 (HEVC and AV1 need fmp4, which they then
+    /// imply); a rung in --ladder may name its own [default: h264]
+    #[arg(long, value_name = "h264|hevc|av1")]
     codec: Option<VideoCodec>,
+
+    /// Also write manifest.mpd, a DASH manifest over the same segments (implies fmp4)
+    #[arg(long)]
     dash: bool,
-    /// Upload to this origin instead of writing files.
+
+    /// Upload everything to this HTTP origin with PUT (and DELETE for segments that leave a
+    /// live window) instead of writing files, e.g. http://origin:8080/live/cam1
+    #[arg(long, value_name = "URL")]
     put: Option<String>,
 }
 
-fn usage() -> &'static str {
-    "usage: transcode [INPUT] [--out DIR] [--ladder 1080p[:CODEC],720p,...] [--preset NAME] [--segment SECS] [--json] [--max-reconnects N] [--allow-lavfi] [--format NAME] [--container ts|fmp4] [--codec h264|hevc|av1] [--dash] [--put URL]"
+/// One `--ladder` rung: a standard name and, optionally, its own codec.
+#[derive(Debug, Clone)]
+struct Rung {
+    name: String,
+    codec: Option<VideoCodec>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        input: DEFAULT_SOURCE.to_owned(),
-        out: "out/demo".to_owned(),
-        ladder: None,
-        preset: None,
-        segment: None,
-        json: false,
-        max_reconnects: None,
-        allow_lavfi: false,
-        format: None,
-        container: None,
-        codec: None,
-        dash: false,
-        put: None,
+/// `NAME` or `NAME:CODEC`; the name is checked with the whole ladder, by the crate.
+fn parse_rung(text: &str) -> Result<Rung, String> {
+    let (name, codec) = match text.split_once(':') {
+        Some((n, c)) => (n, Some(c.parse::<VideoCodec>().map_err(|e| e.to_string())?)),
+        None => (text, None),
     };
-    let mut it = std::env::args().skip(1);
-    let mut input = None;
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| format!("{name} needs a value\n{}", usage()))
-        };
-        match a.as_str() {
-            "--out" => args.out = value("--out")?,
-            "--ladder" => {
-                args.ladder = Some(value("--ladder")?.split(',').map(str::to_owned).collect())
-            }
-            "--preset" => args.preset = Some(value("--preset")?),
-            "--segment" => {
-                let v = value("--segment")?;
-                args.segment = Some(
-                    v.parse()
-                        .map_err(|_| format!("--segment: {v:?} is not a number"))?,
-                );
-            }
-            "--json" => args.json = true,
-            "--max-reconnects" => {
-                let v = value("--max-reconnects")?;
-                args.max_reconnects = Some(
-                    v.parse()
-                        .map_err(|_| format!("--max-reconnects: {v:?} is not a count"))?,
-                );
-            }
-            "--allow-lavfi" => args.allow_lavfi = true,
-            "--format" => args.format = Some(value("--format")?),
-            "--container" => {
-                let v = value("--container")?;
-                args.container = Some(v.parse().map_err(|e| format!("--container: {e}"))?);
-            }
-            "--codec" => {
-                let v = value("--codec")?;
-                args.codec = Some(v.parse().map_err(|e| format!("--codec: {e}"))?);
-            }
-            "--dash" => args.dash = true,
-            "--put" => args.put = Some(value("--put")?),
-            "-h" | "--help" => return Err(usage().to_owned()),
-            s if s.starts_with("--") => return Err(format!("unknown option {s}\n{}", usage())),
-            s if input.is_none() => input = Some(s.to_owned()),
-            s => {
-                let s = streamvisor::redact_url(s);
-                return Err(format!("unexpected argument {s}\n{}", usage()));
-            }
+    Ok(Rung {
+        name: name.to_owned(),
+        codec,
+    })
+}
+
+/// A positive, finite number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let s: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number"))?;
+    if !s.is_finite() || s <= 0.0 {
+        return Err(format!("{s} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+impl Args {
+    /// The command line, or clap's usage error (exit 2) or help (exit 0).
+    fn from_command_line() -> Self {
+        let mut args = Args::parse();
+        if let Some(extra) = args.unexpected.first() {
+            // clap would echo it as given; it may hold credentials.
+            let shown = streamvisor::redact_url(extra);
+            Args::command()
+                .error(
+                    clap::error::ErrorKind::UnknownArgument,
+                    format!("unexpected argument {shown}"),
+                )
+                .exit();
+        }
+        if args.input.is_none() {
+            args.allow_lavfi = true; // the embedded default
+        }
+        args
+    }
+
+    /// Where the summary says the output went: the directory, or the origin (redacted: a
+    /// `--put` URL may carry credentials or a token).
+    fn destination(&self) -> String {
+        match &self.put {
+            Some(url) => format!("uploaded to {}", streamvisor::redact_url(url)),
+            None => format!("written to {}", self.out),
         }
     }
-    match input {
-        Some(i) => args.input = i,
-        None => args.allow_lavfi = true, // the embedded default
-    }
-    Ok(args)
 }
 
-/// `--ladder`: standard rung names, each with an optional `:codec`.
-fn ladder(rungs: &[String]) -> Result<AbrProfile, String> {
-    let mut names = Vec::new();
-    let mut codecs = Vec::new();
-    for r in rungs {
-        let (name, codec) = match r.split_once(':') {
-            Some((n, c)) => (
-                n,
-                Some(
-                    c.parse::<VideoCodec>()
-                        .map_err(|e| format!("--ladder {r}: {e}"))?,
-                ),
-            ),
-            None => (r.as_str(), None),
-        };
-        names.push(name);
-        codecs.push(codec);
-    }
+/// The `--ladder` rungs as a profile, each with its own codec where it names one.
+fn ladder(rungs: &[Rung]) -> Result<AbrProfile, String> {
+    let names: Vec<&str> = rungs.iter().map(|r| r.name.as_str()).collect();
     let mut profile = AbrProfile::from_rungs(&names).map_err(|e| e.to_string())?;
-    for (v, c) in profile.variants.iter_mut().zip(codecs) {
-        if let Some(c) = c {
+    for (v, r) in profile.variants.iter_mut().zip(rungs) {
+        if let Some(c) = r.codec {
             v.codec = c;
         }
     }
@@ -168,9 +198,10 @@ fn ladder(rungs: &[String]) -> Result<AbrProfile, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let mut profile = match &args.ladder {
-        Some(rungs) => ladder(rungs)?,
-        None => AbrProfile::standard(),
+    let mut profile = if args.ladder.is_empty() {
+        AbrProfile::standard()
+    } else {
+        ladder(&args.ladder)?
     };
     if let Some(codec) = args.codec {
         profile = profile.with_codec(codec);
@@ -185,20 +216,15 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(p) = &args.preset {
         profile = profile.with_preset(p);
     }
-    if let Some(s) = args.segment {
-        if !s.is_finite() || s <= 0.0 {
-            return Err(format!(
-                "--segment: {s} must be a positive number of seconds"
-            ));
-        }
-        profile = profile.with_segment_duration(Duration::from_secs_f64(s));
+    if let Some(d) = args.segment {
+        profile = profile.with_segment_duration(d);
     }
     let mut recovery = RecoveryPolicy::default();
     if let Some(n) = args.max_reconnects {
         recovery = recovery.with_max_attempts(n);
     }
     // `-` is stdin, read as a Rust `Read` on the stream's reader thread.
-    let mut source = match args.input.as_str() {
+    let mut source = match args.input.as_deref().unwrap_or(DEFAULT_SOURCE) {
         "-" => Source::reader(std::io::stdin()),
         url => Source::url(url),
     };
@@ -272,7 +298,7 @@ fn run(args: Args) -> Result<(), String> {
     }
     let s = &report.stats;
     eprintln!(
-        "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB written to {}",
+        "{}: {} frames in {:.2}s of media, {:.2}s wall ({:.2}x), {} corrupt packets, {:.1} MB {}",
         report.state,
         s.frames_in,
         s.media_time.as_secs_f64(),
@@ -280,7 +306,7 @@ fn run(args: Args) -> Result<(), String> {
         s.speed,
         s.corrupt_packets,
         s.bytes_out as f64 / 1e6,
-        args.out
+        args.destination()
     );
     // Video rungs, then (fMP4) the audio renditions, whose frames are AAC frames.
     for v in s.variants.iter().chain(&s.audio_renditions) {
@@ -317,14 +343,7 @@ fn watch_signals(count: Arc<AtomicUsize>) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(args) {
+    match run(Args::from_command_line()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

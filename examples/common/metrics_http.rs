@@ -1,77 +1,58 @@
-//! `GET /metrics` over plain `std::net`: the manager's Prometheus page
-//! ([`Manager::render_metrics`]) for a scraper, one connection at a time on its own thread,
-//! no web framework. Other paths get 404, other methods 405.
+//! `GET /metrics` for a scraper: the manager's metrics page ([`Manager::render_metrics`],
+//! OpenMetrics text, sent as [`Manager::METRICS_CONTENT_TYPE`]) served with `tiny_http`.
+//! Other paths get 404, other methods 405. Every answer carries a `Content-Length` (never
+//! chunked), so a keep-alive client reads it whole.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Weak;
-use std::time::Duration;
 
 use streamvisor::Manager;
-
-/// The Prometheus text format's content type.
-const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use tiny_http::{Header, Method, Request, Response, Server, StatusCode};
 
 /// Listens on `addr` (port 0: any free port) and serves `manager`'s metrics from a thread
 /// named `metrics-http` until the process ends; the address it listens on.
 pub fn serve(addr: &str, manager: Weak<Manager>) -> io::Result<SocketAddr> {
+    // Bound here, so that a taken port or a bad address is an `io::Error` that says so.
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
+    let server = Server::from_listener(listener, None).map_err(io::Error::other)?;
     std::thread::Builder::new()
         .name("metrics-http".into())
         .spawn(move || {
-            for conn in listener.incoming().flatten() {
-                // A client that misbehaves loses its own connection, nothing more.
-                let _ = answer(conn, &manager);
+            // tiny_http reads each request on its own connection threads; the page is
+            // rendered here, one request at a time.
+            for request in server.incoming_requests() {
+                // A client that went away loses its own answer, nothing more.
+                let _ = answer(request, &manager);
             }
         })?;
     Ok(local)
 }
 
-/// Reads one request's head (bounded in size and time) and answers it.
-fn answer(mut conn: TcpStream, manager: &Weak<Manager>) -> io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    conn.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-        if head.len() > 16 * 1024 {
-            return respond(&mut conn, "431 Request Header Fields Too Large", "", "");
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let mut request = head.lines().next().unwrap_or_default().split(' ');
-    let (method, target) = (request.next().unwrap_or(""), request.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    match (method, path) {
-        ("GET", "/metrics") => match manager.upgrade() {
-            Some(m) => respond(&mut conn, "200 OK", CONTENT_TYPE, &m.render_metrics()),
-            None => respond(&mut conn, "503 Service Unavailable", "", ""),
+/// Answers one request.
+fn answer(request: Request, manager: &Weak<Manager>) -> io::Result<()> {
+    let path = request.url().split('?').next().unwrap_or("");
+    let response = match (request.method(), path) {
+        (Method::Get, "/metrics") => match manager.upgrade() {
+            Some(m) => text(200, Manager::METRICS_CONTENT_TYPE, m.render_metrics()),
+            None => text(503, "text/plain", "shutting down\n".into()),
         },
-        ("GET", _) => respond(&mut conn, "404 Not Found", "text/plain", "not found\n"),
-        _ => respond(
-            &mut conn,
-            "405 Method Not Allowed",
-            "text/plain",
-            "GET only\n",
-        ),
-    }
+        (Method::Get, _) => text(404, "text/plain", "not found\n".into()),
+        _ => text(405, "text/plain", "GET only\n".into()).with_header(header("Allow", "GET")),
+    };
+    request.respond(response)
 }
 
-fn respond(conn: &mut TcpStream, status: &str, content_type: &str, body: &str) -> io::Result<()> {
-    let mut reply = format!("HTTP/1.1 {status}\r\n");
-    if !content_type.is_empty() {
-        reply.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    reply.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    ));
-    conn.write_all(reply.as_bytes())?;
-    conn.flush()
+/// A response with a body of `content_type`, sent with its `Content-Length`.
+fn text(status: u16, content_type: &str, body: String) -> Response<io::Cursor<Vec<u8>>> {
+    Response::from_string(body)
+        .with_status_code(StatusCode(status))
+        .with_header(header("Content-Type", content_type))
+        // Above this size tiny_http would switch to chunked encoding.
+        .with_chunked_threshold(usize::MAX)
+}
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name, value).expect("a header from our own ASCII constants")
 }

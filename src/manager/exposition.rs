@@ -1,9 +1,22 @@
-//! The Prometheus text exposition format, version 0.0.4: one `# HELP` and one `# TYPE` line
-//! per family, then its samples, every sample of a family together. Label values escape
-//! `\`, `"` and newlines; help text escapes `\` and newlines; values are integers or Go-style
-//! floats (`NaN`, `+Inf`, `-Inf`).
+//! The metrics page, written by `prometheus-client` in the OpenMetrics 1.0 text format
+//! ([`CONTENT_TYPE`]): one `# HELP` and one `# TYPE` line per family, then its samples,
+//! `# EOF` last. The library owns the format (escaping, numbers, suffixes); this module
+//! gathers the families and samples [`metrics`](super::metrics) reads.
+//!
+//! Names here are the sample names a scraper stores: a counter's end in `_total`. OpenMetrics
+//! declares a counter family without that suffix (`# TYPE streamvisor_restarts counter`) and
+//! the encoder adds it to every sample (`streamvisor_restarts_total 0`), so the suffix is
+//! taken off the family name here and the samples keep the documented names.
 
-use std::fmt::Write as _;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text, DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+/// The page's HTTP content type: OpenMetrics text, version 1.0.0.
+pub(super) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A family's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,106 +54,118 @@ impl From<std::time::Duration> for Value {
     }
 }
 
-/// A page of metrics being written.
+/// A sample's labels: names are ours (static), values may come from users (stream ids).
+type Labels = Vec<(&'static str, String)>;
+
+/// One family: what it is, and its samples in order.
+#[derive(Debug)]
+struct FamilyData {
+    /// The sample name (a counter's ends in `_total`).
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    samples: Vec<(Labels, Value)>,
+}
+
+/// A page of metrics being gathered; [`finish`](Self::finish) encodes it.
 #[derive(Debug, Default)]
 pub(super) struct Exposition {
-    out: String,
+    families: Vec<FamilyData>,
 }
 
 /// True for a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`), or label name with `colon`
-/// false (`[a-zA-Z_][a-zA-Z0-9_]*`).
+/// false (`[a-zA-Z_][a-zA-Z0-9_]*`). The encoder writes names as given.
 fn valid_name(name: &str, colon: bool) -> bool {
     let ok = |c: char| c.is_ascii_alphanumeric() || c == '_' || (colon && c == ':');
     name.chars().next().is_some_and(|c| !c.is_ascii_digit()) && name.chars().all(ok)
 }
 
 impl Exposition {
-    /// Starts a family: its `# HELP` and `# TYPE` lines. Its samples follow, through the
-    /// returned writer, before the next family starts.
-    pub(super) fn family(&mut self, name: &'static str, kind: Kind, help: &str) -> Family<'_> {
+    /// Starts a family. Its samples follow, through the returned writer; families are
+    /// written in the order they were started.
+    pub(super) fn family(
+        &mut self,
+        name: &'static str,
+        kind: Kind,
+        help: &'static str,
+    ) -> Family<'_> {
         debug_assert!(valid_name(name, true), "metric name {name}");
         debug_assert_eq!(
             kind == Kind::Counter,
             name.ends_with("_total"),
             "{name}: counters, and only counters, end in _total"
         );
-        let kind_name = match kind {
-            Kind::Counter => "counter",
-            Kind::Gauge => "gauge",
-        };
-        let _ = writeln!(self.out, "# HELP {name} {}", escape_help(help));
-        let _ = writeln!(self.out, "# TYPE {name} {kind_name}");
-        Family {
-            out: &mut self.out,
+        // The encoder writes help text as it is: ours needs no escaping.
+        debug_assert!(
+            !help.contains(['\\', '\n', '"']),
+            "{name}: help text with a character to escape"
+        );
+        self.families.push(FamilyData {
             name,
+            kind,
+            help,
+            samples: Vec::new(),
+        });
+        Family {
+            data: self.families.last_mut().expect("just pushed"),
         }
     }
 
-    /// The page.
+    /// The page, in the OpenMetrics text format.
     pub(super) fn finish(self) -> String {
-        self.out
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Page(self.families)));
+        let mut out = String::new();
+        // A `String` takes every write, and every value given encodes.
+        text::encode(&mut out, &registry).expect("the metrics page encodes");
+        out
     }
 }
 
-/// Writes the samples of one family.
+/// Gathers the samples of one family.
 pub(super) struct Family<'a> {
-    out: &'a mut String,
-    name: &'static str,
+    data: &'a mut FamilyData,
 }
 
 impl Family<'_> {
     /// One sample: `name{label="value",...} value`.
-    pub(super) fn sample(&mut self, labels: &[(&str, &str)], value: impl Into<Value>) {
-        self.out.push_str(self.name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                debug_assert!(valid_name(k, false), "label name {k}");
-                if i > 0 {
-                    self.out.push(',');
+    pub(super) fn sample(&mut self, labels: &[(&'static str, &str)], value: impl Into<Value>) {
+        debug_assert!(
+            labels.iter().all(|(k, _)| valid_name(k, false)),
+            "{labels:?}"
+        );
+        let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        self.data.samples.push((labels, value.into()));
+    }
+}
+
+/// The gathered families, as `prometheus-client` asks for them at encoding time.
+#[derive(Debug)]
+struct Page(Vec<FamilyData>);
+
+impl Collector for Page {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            let (declared, kind) = match f.kind {
+                // The encoder puts `_total` back on every sample.
+                Kind::Counter => (
+                    f.name.strip_suffix("_total").unwrap_or(f.name),
+                    MetricType::Counter,
+                ),
+                Kind::Gauge => (f.name, MetricType::Gauge),
+            };
+            let mut family = encoder.encode_descriptor(declared, f.help, None, kind)?;
+            for (labels, value) in &f.samples {
+                let sample = family.encode_family(labels)?;
+                match (f.kind, *value) {
+                    (Kind::Counter, Value::Int(v)) => ConstCounter::new(v).encode(sample)?,
+                    (Kind::Counter, Value::Float(v)) => ConstCounter::new(v).encode(sample)?,
+                    (Kind::Gauge, Value::Int(v)) => ConstGauge::new(v).encode(sample)?,
+                    (Kind::Gauge, Value::Float(v)) => ConstGauge::new(v).encode(sample)?,
                 }
-                let _ = write!(self.out, "{k}=\"{}\"", escape_label(v));
             }
-            self.out.push('}');
         }
-        self.out.push(' ');
-        match value.into() {
-            Value::Int(v) => {
-                let _ = write!(self.out, "{v}");
-            }
-            Value::Float(v) => write_float(self.out, v),
-        }
-        self.out.push('\n');
-    }
-}
-
-/// A label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub(super) fn escape_label(v: &str) -> String {
-    let mut s = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s
-}
-
-/// Help text: `\` → `\\`, newline → `\n`.
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// A float as Prometheus reads it (Rust's shortest round-trip digits; `NaN`, `+Inf`, `-Inf`).
-fn write_float(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else {
-        let _ = write!(out, "{v}");
+        Ok(())
     }
 }
 
@@ -149,32 +174,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn families_samples_and_escapes_follow_the_text_format() {
+    fn families_samples_and_escapes_follow_openmetrics() {
         let mut e = Exposition::default();
-        let mut f = e.family("x_total", Kind::Counter, "Things.\nWith a \\ in it.");
+        let mut f = e.family("x_total", Kind::Counter, "Things.");
         f.sample(&[], 3u64);
         f.sample(&[("id", "a\"b\\c\nd"), ("v", "720p")], 4u64);
+        f.sample(&[("id", "t")], 2.5);
         let mut g = e.family("y_seconds", Kind::Gauge, "Time.");
         g.sample(&[("s", "x")], 1.5);
-        g.sample(&[], f64::NAN);
-        g.sample(&[], f64::INFINITY);
-        g.sample(&[], f64::NEG_INFINITY);
         g.sample(&[], std::time::Duration::from_millis(250));
         g.sample(&[], 100.0);
+        g.sample(&[], 7u64);
+        e.family("z_bytes", Kind::Gauge, "Nothing yet.");
         assert_eq!(
             e.finish(),
-            "# HELP x_total Things.\\nWith a \\\\ in it.\n\
-             # TYPE x_total counter\n\
+            "# HELP x Things.\n\
+             # TYPE x counter\n\
              x_total 3\n\
              x_total{id=\"a\\\"b\\\\c\\nd\",v=\"720p\"} 4\n\
+             x_total{id=\"t\"} 2.5\n\
              # HELP y_seconds Time.\n\
              # TYPE y_seconds gauge\n\
              y_seconds{s=\"x\"} 1.5\n\
-             y_seconds NaN\n\
-             y_seconds +Inf\n\
-             y_seconds -Inf\n\
              y_seconds 0.25\n\
-             y_seconds 100\n"
+             y_seconds 100.0\n\
+             y_seconds 7\n\
+             # HELP z_bytes Nothing yet.\n\
+             # TYPE z_bytes gauge\n\
+             # EOF\n"
         );
     }
 

@@ -1,5 +1,5 @@
 //! What [`Manager::render_metrics`](super::Manager::render_metrics) exposes, in the
-//! Prometheus text format ([`exposition`](super::exposition)): every managed stream's state
+//! OpenMetrics text format ([`exposition`](super::exposition)): every managed stream's state
 //! and figures, every rung's, the pool's capacity and use, and the admission decisions the
 //! manager has counted. The registry lock is held only to copy what is needed (ids, states,
 //! allocations, the handles to read statistics from); statistics are read after it is
@@ -557,8 +557,8 @@ mod tests {
         let m = Manager::builder().capacity(capacity).build().unwrap();
         let page = m.render_metrics();
         for line in [
-            "streamvisor_pool_compute_capacity_units 120",
-            "streamvisor_pool_compute_free_units 120",
+            "streamvisor_pool_compute_capacity_units 120.0",
+            "streamvisor_pool_compute_free_units 120.0",
             "streamvisor_pool_memory_capacity_bytes 1073741824",
             "streamvisor_pool_memory_used_bytes 0",
             "streamvisor_pool_hw_sessions_capacity{device=\"cuda:0\"} 3",
@@ -570,6 +570,11 @@ mod tests {
             assert!(page.lines().any(|l| l == line), "{line} missing:\n{page}");
         }
         assert!(!page.contains("stream=\""), "no stream yet");
+        // Counters are declared without `_total`; their samples carry it.
+        assert!(
+            page.contains("\n# TYPE streamvisor_restarts counter\nstreamvisor_restarts_total 0\n")
+        );
+        assert!(page.ends_with("\n# EOF\n"), "{page}");
         // Every family announced once, with its help first.
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();

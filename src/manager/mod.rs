@@ -422,14 +422,22 @@ impl Manager {
         self.core.pool.usage()
     }
 
-    /// The manager's metrics in the Prometheus text exposition format (version 0.0.4), for
-    /// a `/metrics` endpoint: every managed stream's state (`streamvisor_stream_state`, one
+    /// The HTTP `Content-Type` of [`render_metrics`](Self::render_metrics)'s page:
+    /// OpenMetrics text, version 1.0.0 (`application/openmetrics-text; version=1.0.0;
+    /// charset=utf-8`). Serve the page with it: Prometheus picks its parser by this header.
+    pub const METRICS_CONTENT_TYPE: &'static str = exposition::CONTENT_TYPE;
+
+    /// The manager's metrics in the OpenMetrics text format (version 1.0.0, written by the
+    /// `prometheus-client` crate; serve them as [`Self::METRICS_CONTENT_TYPE`]), for a
+    /// `/metrics` endpoint: every managed stream's state (`streamvisor_stream_state`, one
     /// sample per state, 1 for the current one; queued streams are `New`) and figures
     /// (frames, bytes, bitrate, speed, errors, recoveries, outages, CPU time: label
     /// `stream`), every rung's (labels `stream`, `variant`), the pool's capacity, use and
     /// free room per resource, and the admission decisions by outcome and reason since the
-    /// manager was built. The README lists every metric. A stream's counters start again
-    /// from zero when it is restarted (Prometheus treats that as a counter reset).
+    /// manager was built. The README lists every metric. Counter samples end in `_total`
+    /// (`streamvisor_admissions_total`); OpenMetrics declares their family without it
+    /// (`# TYPE streamvisor_admissions counter`). A stream's counters start again from zero
+    /// when it is restarted (Prometheus treats that as a counter reset).
     ///
     /// Takes the registry lock only to copy ids, states and handles; the statistics are
     /// read after it is released.
@@ -437,7 +445,9 @@ impl Manager {
     /// ```
     /// let manager = streamvisor::Manager::builder().build()?;
     /// let page = manager.render_metrics();
-    /// assert!(page.contains("# TYPE streamvisor_admissions_total counter"));
+    /// assert!(page.contains("# TYPE streamvisor_admissions counter"));
+    /// assert!(page.contains("streamvisor_admissions_total{outcome=\"started\"} 0"));
+    /// assert!(page.ends_with("# EOF\n"));
     /// # Ok::<(), streamvisor::Error>(())
     /// ```
     pub fn render_metrics(&self) -> String {

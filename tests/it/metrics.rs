@@ -1,6 +1,7 @@
 //! Prometheus metrics: `Manager::render_metrics` and the `manager` example's `/metrics`,
-//! parsed by a real Prometheus text-format parser (`prometheus_client` from PyPI, which `make
-//! deps` installs) and checked against `Manager::stats`, `list` and `pool_usage`.
+//! parsed by a real OpenMetrics parser (`prometheus_client`'s, from PyPI or Debian, which
+//! `make deps` installs: the format the page declares, `Manager::METRICS_CONTENT_TYPE`) and
+//! checked against `Manager::stats`, `list` and `pool_usage`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,12 +13,13 @@ use streamvisor::{
     AbrProfile, Error, Manager, Refusal, ResourceCapacity, StreamConfig, StreamState, StreamStats,
 };
 
-/// Parses a page with `prometheus_client.parser.text_string_to_metric_families`; its
-/// families as JSON (`name`, `type`, `help`, `samples`: `name`, `labels`, `value`).
+/// Parses a page with `prometheus_client.openmetrics.parser.text_string_to_metric_families`
+/// (strict: it refuses a page without `# EOF`, a sample outside its family, a bad escape);
+/// its families as JSON (`name`, `type`, `help`, `samples`: `name`, `labels`, `value`).
 const PARSER: &str = r#"
 import json, sys
 try:
-    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
 except ImportError:
     sys.exit(3)
 families = [
@@ -37,8 +39,8 @@ struct Sample {
 }
 
 /// A page as the real parser read it, checked for the rules a scraper relies on: every
-/// family typed (counter or gauge: a sample outside its family would come back untyped)
-/// and documented, counters' samples named `..._total`, no family or series twice.
+/// family typed (counter or gauge) and documented, counters' samples named `..._total`,
+/// no family or series twice.
 struct Page {
     samples: Vec<Sample>,
 }
@@ -90,7 +92,7 @@ fn parse(text: &str) -> Page {
                 value: s["value"].as_f64().unwrap(),
             };
             if kind == "counter" {
-                // The parser names a counter family without its `_total`.
+                // OpenMetrics names a counter family without its samples' `_total`.
                 assert_eq!(sample.name, format!("{name}_total"), "counter sample");
             } else {
                 assert_eq!(sample.name, name, "gauge sample");
@@ -400,22 +402,45 @@ fn get(addr: &str, path: &str) -> (String, String, String) {
     request(addr, "GET", path)
 }
 
-/// An HTTP/1.1 request without a body: (status line, headers, body).
+/// An HTTP/1.1 request without a body on a new connection: (status line, headers, body).
 fn request(addr: &str, method: &str, path: &str) -> (String, String, String) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    exchange(&mut s, addr, method, path)
+}
+
+/// One request on `s`, which stays open (keep-alive, as a scraper's): the answer is read
+/// by its `Content-Length`, so a chunked or unframed answer fails here.
+fn exchange(
+    s: &mut std::net::TcpStream,
+    addr: &str,
+    method: &str,
+    path: &str,
+) -> (String, String, String) {
     let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: */*\r\n\r\n");
     s.write_all(head.as_bytes()).unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let (head, body) = reply.split_once("\r\n\r\n").expect("a header block");
+    let mut reader = BufReader::new(s);
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        assert_ne!(
+            reader.read_line(&mut head).unwrap(),
+            0,
+            "closed in the head: {head}"
+        );
+    }
+    let head = head.trim_end();
     let (status, headers) = head.split_once("\r\n").unwrap_or((head, ""));
     let length = headers
         .lines()
         .find_map(|l| l.strip_prefix("Content-Length: "))
-        .and_then(|n| n.trim().parse::<usize>().ok());
-    assert_eq!(length, Some(body.len()), "Content-Length: {headers}");
-    (status.to_owned(), headers.to_owned(), body.to_owned())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no Content-Length: {headers}"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    // Nothing buffered past the body: the next answer starts on the socket.
+    assert!(reader.buffer().is_empty(), "more than Content-Length");
+    let body = String::from_utf8(body).unwrap();
+    (status.to_owned(), headers.to_owned(), body)
 }
 
 #[test]
@@ -460,11 +485,11 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     let page = loop {
         let (status, headers, body) = get(&addr, "/metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
-        assert!(
-            headers
-                .lines()
-                .any(|l| l == "Content-Type: text/plain; version=0.0.4; charset=utf-8"),
-            "{headers}"
+        let content_type = format!("Content-Type: {}", Manager::METRICS_CONTENT_TYPE);
+        assert!(headers.lines().any(|l| l == content_type), "{headers}");
+        assert_eq!(
+            Manager::METRICS_CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8"
         );
         let page = parse(&body);
         let running = ["s0", "s1"].iter().all(|id| {
@@ -492,11 +517,21 @@ fn the_manager_example_serves_metrics_that_a_prometheus_parser_reads() {
     // Other paths and methods.
     let (status, _, _) = get(&addr, "/");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
-    let (status, _, _) = request(&addr, "POST", "/metrics");
+    let (status, headers, _) = request(&addr, "POST", "/metrics");
     assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    assert!(headers.lines().any(|l| l == "Allow: GET"), "{headers}");
     let (status, _, body) = get(&addr, "/metrics?x=1");
     assert_eq!(status, "HTTP/1.1 200 OK", "a query string is ignored");
     parse(&body);
+    // Two scrapes on one kept-alive connection.
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    for _ in 0..2 {
+        let (status, _, body) = exchange(&mut conn, &addr, "GET", "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        parse(&body);
+    }
     // SIGTERM: the example shuts the manager down gracefully (every stream Stopped) and
     // exits 0.
     let pid = libc::pid_t::try_from(child.id()).unwrap();

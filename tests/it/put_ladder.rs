@@ -160,6 +160,9 @@ fn transcode_put_uploads_an_av1_ladder_with_its_dash_manifest() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
+    // The summary names the origin, not the --out name.
+    assert!(err.contains(&format!("MB uploaded to {url}\n")), "{err}");
+    assert!(!err.contains("/nonexistent"), "{err}");
     let root = nginx.root().join("vod/t1");
     let master = std::fs::read_to_string(root.join("master.m3u8")).unwrap();
     assert!(master.contains("CODECS=\"av01."), "{master}");

@@ -550,4 +550,34 @@ fn secrets_appear_nowhere_in_the_examples_output() {
         assert!(stderr.contains("unexpected argument"), "{stderr}");
         assert_no_secret("usage error", &stderr);
     }
+    // An origin with credentials and a token that refuses the upload: the failure and the
+    // summary name it redacted.
+    let dir = tempfile::tempdir().unwrap();
+    let origin = format!(
+        "http://bob:S3CRETPASS@127.0.0.1:{}/live?token=S3CRETTOKEN",
+        closed_port()
+    );
+    let out = Command::new(example("transcode"))
+        .current_dir(dir.path())
+        .args([
+            "lavfi:testsrc2=size=160x90:rate=15:duration=1",
+            "--allow-lavfi",
+        ])
+        .args([
+            "--ladder",
+            "240p",
+            "--preset",
+            "ultrafast",
+            "--put",
+            &origin,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MB uploaded to http://***@127.0.0.1:"),
+        "{stderr}"
+    );
+    assert_no_secret("the --put summary", &stderr);
 }
