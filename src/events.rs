@@ -7,6 +7,9 @@
 //! events, the terminal state change among them, always arrive, and a stream never waits for
 //! its receiver. The channel disconnects
 //! once the stream has ended and its last events are in it, so `for ev in rx` ends.
+//!
+//! [`StreamEvent`] and [`event_channel`] are also at the crate root; the defaults
+//! [`Stream::events`](crate::Stream::events) uses are here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

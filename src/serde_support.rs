@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn a_hardware_device_is_written_as_kind_colon_device() {
-        let d = crate::HwDevice::new(crate::HwKind::Cuda, "0");
+        let d = crate::config::HwDevice::new(crate::config::HwKind::Cuda, "0");
         assert_eq!(serde_json::to_value(&d).unwrap(), json!("cuda:0"));
         assert_eq!(
             serde_json::to_value(StreamState::Running).unwrap(),

@@ -1,4 +1,7 @@
-//! The crate's one error type and its classification.
+//! The crate's errors: the one [`Error`] enum (with [`Result`]), its classification
+//! [`ErrorKind`], the FFmpeg failure behind a codec error ([`AvError`]), and the error of
+//! parsing one of the crate's names ([`ParseError`]). [`Error`], [`ErrorKind`] and
+//! [`Result`] are also at the crate root.
 //!
 //! Error chains: an error's `Display` is its own message only. Where a failure has an
 //! underlying error value (an [`io::Error`] from the OS or from an application's reader, an
@@ -10,18 +13,18 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::ffi::AvError;
 use crate::redact::redact_url;
 
 mod display;
 mod parse;
-mod refusal;
+pub(crate) mod refusal;
 #[cfg(feature = "serde")]
 mod serialize;
 
+pub use crate::ffi::AvError;
 pub use parse::ParseError;
 pub(crate) use parse::{enum_names, parse_name};
-pub use refusal::{Refusal, Shortage};
+pub(crate) use refusal::{Refusal, Shortage};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

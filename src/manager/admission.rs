@@ -11,8 +11,8 @@ use super::{ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
-use crate::manager::pool::{price, price_floor, Allocation};
 use crate::panic::guarded;
+use crate::pool::{price, price_floor, Allocation};
 use crate::state::StreamState;
 use crate::stream::Stream;
 

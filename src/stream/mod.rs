@@ -1,7 +1,14 @@
-//! A supervised stream: `Stream<New>` is configured and started; `Stream<Running>` is
-//! observed, stopped, aborted or waited on. The worker thread owns every FFmpeg handle;
-//! the [`lifecycle`] module holds the state machine, [`recovery`] the policy that
-//! reconnects and falls back, [`hook_thread`] the delivery of events to user hooks.
+//! One supervised stream: [`Stream<New>`](Stream) is configured and started (a failed
+//! start is a [`StartError`] that hands the stream back); [`Stream<Running>`](Stream) is
+//! observed, stopped, aborted or waited on, and ends with a [`StreamReport`]. [`Stage`] is
+//! the sealed trait of the two compile-time states, [`New`] and [`Running`]. Every call
+//! that ends a stream keeps a written bound, at most [`GRACE`] past its deadline.
+//!
+//! [`Stream`], [`New`], [`Running`] and [`StreamReport`] are also at the crate root.
+
+// Inside: the worker thread owns every FFmpeg handle; `lifecycle` holds the state machine,
+// `recovery` the policy that reconnects and falls back, `hook_thread` the delivery of
+// events to user hooks, `threads` the joins within a bound.
 
 mod hook_thread;
 mod lifecycle;

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use streamvisor::config::RestartPolicy;
+use streamvisor::stream::GRACE;
 use streamvisor::{
-    AbrProfile, Error, ErrorKind, Manager, RecoveryPolicy, ResourceCapacity, RestartPolicy, Source,
-    Stream, StreamConfig, StreamState, GRACE,
+    AbrProfile, Error, ErrorKind, Manager, RecoveryPolicy, ResourceCapacity, Source, Stream,
+    StreamConfig, StreamState,
 };
 
 use crate::common::*;

@@ -3,9 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use streamvisor::config::HwKind;
 use streamvisor::{
-    AbrProfile, Error, ErrorKind, HwKind, RecoveryPolicy, StateSet, Stream, StreamConfig,
-    StreamState,
+    AbrProfile, Error, ErrorKind, RecoveryPolicy, StateSet, Stream, StreamConfig, StreamState,
 };
 
 use crate::common::*;
