@@ -34,6 +34,9 @@ pub const DEFAULT_STATS_EVERY: Duration = Duration::from_secs(1);
     serde(tag = "event", content = "data", rename_all = "snake_case")
 )]
 #[non_exhaustive]
+// `Stats` is the largest and the most frequent event: boxing it would add an allocation to
+// most events to shrink the rare ones, in a channel of a few hundred at most.
+#[allow(clippy::large_enum_variant)]
 pub enum StreamEvent {
     /// The stream changed state.
     State(StateEvent),

@@ -287,10 +287,7 @@ pub(super) fn admit(
         }
     };
     let decision = match reserved {
-        Err(reason) => Err(Error::Refused {
-            stream: id.clone(),
-            reason,
-        }),
+        Err(reason) => Err(Error::Refused { reason }),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
     report(core, &id, Decision::of_start(&decision), restarts > 0);
@@ -399,7 +396,6 @@ fn start_reserved(
             log::warn!("stream {id}: started after the shutdown's sweep; stopped");
             let _ = super::retire(core, entry, Stream::abort);
             Err(Error::Refused {
-                stream: id,
                 reason: Refusal::ShuttingDown,
             })
         }

@@ -167,7 +167,6 @@ impl ManagerBuilder {
         });
         let interval = self.monitor_interval;
         let spawn_error = |e: std::io::Error| Error::Internal {
-            stream: String::new(),
             message: format!("spawning a manager thread: {e}"),
         };
         let (c, q) = (core.clone(), quit_rx.clone());

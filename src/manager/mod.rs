@@ -380,9 +380,7 @@ impl Manager {
     fn take(&self, id: &str) -> Result<ManagedStream, Error> {
         let entry = self.core.registry.lock().take(id);
         self.core.changed.notify_all();
-        entry.ok_or_else(|| Error::UnknownStream {
-            stream: id.to_owned(),
-        })
+        entry.ok_or_else(|| Error::UnknownStream { id: id.to_owned() })
     }
 
     /// The state of a managed stream.

@@ -68,7 +68,8 @@ pub struct StreamReport {
     pub id: String,
     /// `Stopped` or `Failed`.
     pub state: StreamState,
-    /// The error that failed the stream (or the last one it recovered from).
+    /// The error that failed the stream (or the last one it recovered from); the stream
+    /// it belongs to is `id` (an error does not repeat it).
     pub error: Option<Error>,
     /// Final statistics (time in each state included).
     pub stats: StreamStats,
@@ -110,8 +111,10 @@ pub struct Stream<S: Stage> {
 /// A failed [`Stream::start`]: the error and the stream, handed back unstarted.
 ///
 /// It converts into its [`Error`] (`From`), so `start()?` works in a function returning
-/// `Result<_, streamvisor::Error>` when the stream is not to be retried. Its `Display` and
-/// `source` are the error's own (a transparent wrapper: nothing is printed twice).
+/// `Result<_, streamvisor::Error>` when the stream is not to be retried (the error then no
+/// longer says which stream: the caller knows). Its `Display` names the stream and gives
+/// the error's message (`stream cam1: internal error: ...`); its `source` is the error's
+/// own, so nothing is printed twice.
 #[derive(Debug)]
 #[must_use = "the stream is handed back inside the error"]
 #[non_exhaustive]
@@ -124,7 +127,7 @@ pub struct StartError {
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
+        write!(f, "stream {}: {}", self.stream.id(), self.error)
     }
 }
 
@@ -305,7 +308,6 @@ impl Stream<New> {
             }),
             Err(e) => {
                 let error = Error::Internal {
-                    stream: self.id().to_owned(),
                     message: format!("spawning the stream thread: {e}"),
                 };
                 // Back to New, told to the hooks; the hook thread is not joined (it may be
@@ -338,7 +340,6 @@ impl Stream<New> {
             hook_thread::run_hook_thread(&hooks, &rx, id, &snapshot, &finished);
         })
         .map_err(|e| Error::Internal {
-            stream: self.id().to_owned(),
             message: format!("spawning the hook thread: {e}"),
         })?;
         *self.lifecycle.hook_tx.lock() = Some(tx);

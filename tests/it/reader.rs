@@ -543,7 +543,7 @@ fn transcode_reads_stdin_with_a_forced_format() {
 /// The refusal of a config: its field and reason.
 fn refused(builder: streamvisor::StreamConfigBuilder) -> (String, String) {
     match builder.build() {
-        Err(Error::InvalidConfig { field, reason }) => (field, reason),
+        Err(Error::InvalidConfig { field, reason, .. }) => (field, reason),
         other => panic!("not refused: {other:?}"),
     }
 }
