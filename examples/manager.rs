@@ -27,9 +27,8 @@ mod json;
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
 
-use streamvisor::{
-    AbrProfile, Error, Hooks, Manager, OverCapacity, StreamConfig, StreamReport, StreamState,
-};
+use streamvisor::manager::OverCapacity;
+use streamvisor::{AbrProfile, Error, Hooks, Manager, StreamConfig, StreamReport, StreamState};
 
 /// Shown after the flags by `--help`.
 const AFTER_HELP: &str = "\

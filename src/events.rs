@@ -7,6 +7,9 @@
 //! events, the terminal state change among them, always arrive, and a stream never waits for
 //! its receiver. The channel disconnects
 //! once the stream has ended and its last events are in it, so `for ev in rx` ends.
+//!
+//! [`StreamEvent`] and [`event_channel`] are also at the crate root; the defaults
+//! [`Stream::events`](crate::Stream::events) uses are here.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,6 +34,9 @@ pub const DEFAULT_STATS_EVERY: Duration = Duration::from_secs(1);
     serde(tag = "event", content = "data", rename_all = "snake_case")
 )]
 #[non_exhaustive]
+// `Stats` is the largest and the most frequent event: boxing it would add an allocation to
+// most events to shrink the rare ones, in a channel of a few hundred at most.
+#[allow(clippy::large_enum_variant)]
 pub enum StreamEvent {
     /// The stream changed state.
     State(StateEvent),

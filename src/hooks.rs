@@ -24,7 +24,8 @@ pub struct StateEvent {
     pub from: StreamState,
     /// The state entered.
     pub to: StreamState,
-    /// The error behind a move to `Error` or `Failed`.
+    /// The error behind a move to `Error` or `Failed` (the stream it belongs to is
+    /// `stream`: an error does not repeat it).
     pub error: Option<Error>,
     /// When it happened.
     #[cfg_attr(

@@ -45,10 +45,11 @@
 //! while it does not; each outage is in the stats.
 //!
 //! ## Many streams
-//! A [`Manager`] admits streams against `max_concurrent` and a [`ResourcePool`] priced
-//! from each config, refuses with a [`Refusal`] naming what ran short, releases each
-//! stream's [`Allocation`] exactly once however it ends, watches for stalls, can restart
-//! failed streams, and shuts everything down in parallel.
+//! A [`Manager`] admits streams against `max_concurrent` and a
+//! [`ResourcePool`](pool::ResourcePool) priced from each config, refuses with a
+//! [`Refusal`](manager::Refusal) naming what ran short, releases each stream's
+//! [`Allocation`](pool::Allocation) exactly once however it ends, watches for stalls, can
+//! restart failed streams, and shuts everything down in parallel.
 //!
 //! ## Hooks
 //! [`Hooks`] receive every state change ([`StateEvent`]) and periodic [`StatsEvent`]s on a
@@ -71,51 +72,67 @@
 //! [`route_ffmpeg_logs(false)`](route_ffmpeg_logs) before its first stream, and
 //! `streamvisor` leaves the callback alone.
 //!
+//! ## Where things are
+//! The crate root holds what an application names every day: the stream and its
+//! configuration, errors, states, statistics, hooks and events, and the manager. Everything
+//! else is in a module per topic, which also holds the root's names of that topic:
+//! [`config`] (every configuration type), [`error`], [`events`], [`manager`], [`pool`]
+//! (prices and the resource pool, for applications that place work themselves), [`sink`]
+//! (where files go), [`stats`] and [`stream`].
+//!
 //! ## Threads
-//! Each stream runs on its own named threads (`sv-<id>` decodes, `sv-<id>-<variant>`
-//! scales and encodes one rung); every FFmpeg handle is owned by exactly one of them.
-//! Nothing outlives the [`Stream`] value: dropping a running stream aborts and joins it.
+//! Each stream runs on its own named threads (`sv-<id>` decodes, `sv-<id>-<rung>` scales
+//! and encodes one rung, `sv-<id>-audio-<kbps>k` segments an audio rendition); every FFmpeg
+//! handle is owned by exactly one of them. Dropping a running stream aborts it and joins its
+//! threads within [`stream::GRACE`]; a thread still busy then (a hook that never returns,
+//! a call nothing can interrupt) is left behind, named in the report, and ends on its own.
 
 #![deny(missing_docs)]
 #![deny(missing_debug_implementations)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod config;
-mod error;
-mod events;
+pub mod config;
+pub mod error;
+pub mod events;
 mod ffi;
 mod hooks;
-mod manager;
+pub mod manager;
 mod output;
 mod panic;
 mod pipeline;
+pub mod pool;
 mod redact;
 #[cfg(feature = "serde")]
 mod serde_support;
 pub mod sink;
 mod state;
-mod stats;
-mod stream;
+pub mod stats;
+pub mod stream;
 
+// The everyday face: what an application names to run, watch and manage streams. Everything
+// else is in the public module of its topic, which holds that topic's names below too; hooks,
+// states, `redact_url` and `route_ffmpeg_logs` have no module of their own.
+#[doc(inline)]
 pub use config::{
-    device_key, AbrProfile, Backoff, Container, FilterRole, GeneratedFilter, GeneratedGraph,
-    HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy, RestartPolicy, Source, SourceHint,
-    StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec, GENERATED_FILTERS, MAX_HEIGHT,
-    MAX_VARIANTS, MAX_VIDEO_BITRATE, X264_PRESETS,
+    AbrProfile, Container, RecoveryPolicy, Source, StreamConfig, StreamConfigBuilder,
+    VariantProfile, VideoCodec,
 };
-pub use error::{Error, ErrorKind, ParseError, Refusal, Result, Shortage};
-pub use events::{event_channel, StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
-pub use ffi::{route_ffmpeg_logs, AvError};
+#[doc(inline)]
+pub use error::{Error, ErrorKind, Result};
+#[doc(inline)]
+pub use events::{event_channel, StreamEvent};
+pub use ffi::route_ffmpeg_logs;
 pub use hooks::{Hooks, OutputEvent, SegmentEvent, StateEvent, StatsEvent};
-pub use manager::{
-    price, price_floor, price_planned, AdmissionEvent, Admitted, Allocation, Degradation, Manager,
-    ManagerBuilder, OverCapacity, PoolUsage, ResourceCapacity, ResourceCost, ResourcePool,
-    StreamSummary, UNITS_PER_CORE,
-};
+#[doc(inline)]
+pub use manager::{Admitted, Manager, ManagerBuilder};
+#[doc(inline)]
+pub use pool::ResourceCapacity;
 pub use redact::redact_url;
 pub use state::{StateSet, StreamState};
-pub use stats::{Outage, PlannedLadder, PlannedRung, StreamStats, VariantStats, OUTAGES_KEPT};
-pub use stream::{New, Running, Stage, StartError, Stream, StreamReport, GRACE};
+#[doc(inline)]
+pub use stats::StreamStats;
+#[doc(inline)]
+pub use stream::{New, Running, Stream, StreamReport};
 
 /// The README's Rust example, compiled as a doc test so it stays true.
 #[cfg(doctest)]
@@ -129,7 +146,8 @@ mod tests {
     /// Every small enum a config file names reads back what it writes, any case.
     #[test]
     fn names_round_trip() {
-        use crate::{ErrorKind, HwKind, PlaylistMode, Reconnect, StreamState, VideoCodec};
+        use crate::config::{HwKind, PlaylistMode, Reconnect};
+        use crate::{ErrorKind, StreamState, VideoCodec};
         use std::fmt::Display;
         use std::str::FromStr;
         fn round_trip<T: Display + FromStr + PartialEq + std::fmt::Debug>(all: &[T])
@@ -157,12 +175,12 @@ mod tests {
             e.to_string(),
             r#"unknown hardware kind "cuda2": one of cuda, vaapi, qsv"#
         );
-        let dev: crate::HwDevice = "cuda:0".parse().unwrap();
+        let dev: crate::config::HwDevice = "cuda:0".parse().unwrap();
         assert_eq!(
             (dev.kind, dev.to_string()),
             (HwKind::Cuda, "cuda:0".to_owned())
         );
-        assert!("gpu:0".parse::<crate::HwDevice>().is_err());
+        assert!("gpu:0".parse::<crate::config::HwDevice>().is_err());
     }
 
     #[test]

@@ -113,18 +113,27 @@ mod tests {
 
     #[test]
     fn errors_and_refusals_are_written_with_their_kind_and_whole_message() {
-        let e = Error::output("/o", std::io::Error::from_raw_os_error(libc::ENOSPC))
-            .with_stream("cam1");
+        let e = Error::output("/o", std::io::Error::from_raw_os_error(libc::ENOSPC));
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["kind"], json!("Output"));
-        assert_eq!(v["stream"], json!("cam1"));
+        assert_eq!(v.get("stream"), None, "the carrier names the stream");
         assert_eq!(v["code"], json!(libc::ENOSPC));
         assert_eq!(v["message"], json!(e.full_message()));
         let config = serde_json::to_value(Error::config("profile.live_window", "0")).unwrap();
         assert_eq!(
             config,
             json!({"kind": "InvalidConfig", "message": "invalid config: profile.live_window: 0",
-                   "stream": null, "code": null, "field": "profile.live_window"})
+                   "code": null, "field": "profile.live_window"})
+        );
+        let refused = Error::Refused {
+            reason: Refusal::MaxConcurrent { limit: 2 },
+        };
+        assert_eq!(
+            serde_json::to_value(&refused).unwrap(),
+            json!({"kind": "Refused", "message": "refused: max_concurrent (2) reached",
+                   "code": null,
+                   "refusal": {"kind": "max_concurrent", "message": "max_concurrent (2) reached",
+                               "limit": 2}})
         );
         let short = Refusal::Capacity(Shortage::Compute {
             needed: 90.0,
@@ -143,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_hardware_device_is_written_as_kind_colon_device() {
-        let d = crate::HwDevice::new(crate::HwKind::Cuda, "0");
+        let d = crate::config::HwDevice::new(crate::config::HwKind::Cuda, "0");
         assert_eq!(serde_json::to_value(&d).unwrap(), json!("cuda:0"));
         assert_eq!(
             serde_json::to_value(StreamState::Running).unwrap(),

@@ -1,5 +1,12 @@
-//! Counters the media threads bump (atomics, no locks on the frame path) and the snapshots
-//! users read. Rates are derived in the snapshot and never divide by zero.
+//! What a stream has done: [`StreamStats`] (a snapshot from
+//! [`Stream::stats`](crate::Stream::stats), a [`StatsEvent`](crate::StatsEvent) or the final
+//! [`StreamReport`](crate::StreamReport)), with each rung's [`VariantStats`] and each source
+//! [`Outage`]; and the [`PlannedLadder`] of [`PlannedRung`]s that runs on the source once it
+//! is opened. [`StreamStats`] is also at the crate root.
+
+// Inside: the counters the media threads bump (atomics, no locks on the frame path) and
+// the snapshots built from them. Rates are derived in the snapshot and never divide by
+// zero.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -424,8 +431,8 @@ pub struct StreamStats {
         serde(serialize_with = "crate::serde_support::time_in_state")
     )]
     pub time_in_state: Vec<(crate::state::StreamState, Duration)>,
-    /// The most recent source outages ([`OUTAGES_KEPT`] at most), oldest first: each from
-    /// the error that began it to media flowing again.
+    /// The most recent source outages (the last 16), oldest first: each from the error
+    /// that began it to media flowing again.
     pub outages: Vec<Outage>,
     /// Outages since the stream started (including those no longer in `outages`).
     pub outage_count: u64,
@@ -443,7 +450,7 @@ pub struct StreamStats {
 }
 
 /// How many outages a stream's statistics keep (the most recent ones).
-pub const OUTAGES_KEPT: usize = 16;
+pub(crate) const OUTAGES_KEPT: usize = 16;
 
 /// One time the source was lost: from the error that began it (a stall, a dropped
 /// connection, a publisher that went away) to the first video frame decoded again.

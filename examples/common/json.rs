@@ -10,7 +10,8 @@
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use streamvisor::{AdmissionEvent, Hooks, StateEvent, StatsEvent, StreamReport};
+use streamvisor::manager::AdmissionEvent;
+use streamvisor::{Hooks, StateEvent, StatsEvent, StreamReport};
 
 /// Hooks printing `{"event":"state",...}` and `{"event":"stats",...}` lines.
 pub fn hooks() -> Hooks {

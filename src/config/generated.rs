@@ -6,7 +6,7 @@
 //! chain  = filter *( "," filter )          a generator first, then transforms; at most 16
 //! filter = name [ "=" option *( ":" option ) ]                       at most 16 options
 //! option = key "=" value
-//! name   = an allow-listed filter ([`GENERATED_FILTERS`])
+//! name   = an allow-listed filter ([`GeneratedGraph::is_allowed_filter`])
 //! key    = an allow-listed option of that filter (each spelling FFmpeg accepts is listed)
 //! value  = 1*64( ALPHA / DIGIT / "." / "+" / "-" )  /  1*DIGIT "/" 1*DIGIT   ; e.g. 30000/1001
 //! ```
@@ -23,7 +23,7 @@ use std::fmt;
 
 /// A generator (first in a chain) or a transform (after it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterRole {
+pub(crate) enum FilterRole {
     /// Makes frames or samples: `testsrc2`, `sine`, ...
     Generator,
     /// Changes what flows through: `scale`, `format`, `trim`, ...
@@ -38,7 +38,7 @@ const VIDEO_SRC: [&str; 7] = ["size", "s", "rate", "r", "duration", "d", "sar"];
 /// The filters a `lavfi:` source may use, their role and the option keys each may set.
 /// Anything else is refused when the config is built, naming the filter or the option.
 #[rustfmt::skip]
-pub const GENERATED_FILTERS: &[(&str, FilterRole, &[&str])] = &[
+pub(crate) const GENERATED_FILTERS: &[(&str, FilterRole, &[&str])] = &[
     ("testsrc", G, &["size", "s", "rate", "r", "duration", "d", "sar", "decimals", "n"]),
     ("testsrc2", G, &["size", "s", "rate", "r", "duration", "d", "sar", "alpha"]),
     ("smptebars", G, &VIDEO_SRC),
@@ -110,7 +110,7 @@ pub struct GeneratedFilter {
 }
 
 impl GeneratedFilter {
-    /// The filter's name (always one of [`GENERATED_FILTERS`]).
+    /// The filter's name (always one [`GeneratedGraph::is_allowed_filter`] allows).
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -162,6 +162,20 @@ impl GeneratedGraph {
     /// The chains, in order; each starts with a generator.
     pub fn chains(&self) -> &[Vec<GeneratedFilter>] {
         &self.chains
+    }
+
+    /// True for a filter a graph may use: a test generator (`testsrc2`, `smptebars`,
+    /// `color`, `sine`, `anoisesrc`, ...) or a plain transform (`scale`, `format`, `trim`,
+    /// `fps`, `setpts`, `volume`, ...). Filters that read files, load code or do other I/O
+    /// are not on the list.
+    ///
+    /// ```
+    /// use streamvisor::config::GeneratedGraph;
+    /// assert!(GeneratedGraph::is_allowed_filter("testsrc2"));
+    /// assert!(!GeneratedGraph::is_allowed_filter("movie"));
+    /// ```
+    pub fn is_allowed_filter(name: &str) -> bool {
+        is_allowed_filter(name)
     }
 
     /// Every filter's name, chain by chain.

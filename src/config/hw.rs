@@ -26,22 +26,18 @@ crate::error::enum_names!(HwKind, "hardware kind",
     }
 );
 
-/// The key a device is known by in messages and session limits: `kind:device`, e.g.
-/// `cuda:0` or `vaapi:/dev/dri/renderD128`.
-pub fn device_key(kind: HwKind, device: &str) -> String {
-    format!("{kind}:{device}")
-}
-
 /// A hardware device for decoding/encoding (validated now; used by the hardware path).
 ///
-/// Written `kind:device` (`Display`, and [`device_key`]); `FromStr` reads that form:
+/// Written `kind:device` (`Display`: the key a device is known by in messages and in
+/// [`ResourceCapacity::with_hw_sessions`](crate::ResourceCapacity::with_hw_sessions));
+/// `FromStr` reads that form:
 ///
 /// ```
-/// use streamvisor::{HwDevice, HwKind};
+/// use streamvisor::config::{HwDevice, HwKind};
 /// let d: HwDevice = "vaapi:/dev/dri/renderD128".parse()?;
 /// assert_eq!((d.kind, d.device.as_str()), (HwKind::Vaapi, "/dev/dri/renderD128"));
 /// assert_eq!(d.to_string(), "vaapi:/dev/dri/renderD128");
-/// # Ok::<(), streamvisor::ParseError>(())
+/// # Ok::<(), streamvisor::error::ParseError>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]

@@ -13,7 +13,7 @@ pub const MAX_HEIGHT: u32 = 4320;
 /// Highest video bitrate a variant may ask for, bits/s.
 pub const MAX_VIDEO_BITRATE: u64 = 200_000_000;
 /// x264 presets, fastest first.
-pub const X264_PRESETS: [&str; 10] = [
+pub(crate) const X264_PRESETS: [&str; 10] = [
     "ultrafast",
     "superfast",
     "veryfast",

@@ -1,5 +1,15 @@
-//! Stream configuration: what to read, where to write, and the ABR ladder. Everything is
-//! validated when the config is built, with an error naming the field.
+//! Configuring a stream: the validated [`StreamConfig`] and its [`StreamConfigBuilder`],
+//! what it reads ([`Source`], with a [`SourceHint`] of its size; a `lavfi:` test graph as
+//! a [`GeneratedGraph`]), the ladder it writes ([`AbrProfile`] of [`VariantProfile`]s,
+//! [`VideoCodec`], [`Container`], [`PlaylistMode`] and the limits [`MAX_VARIANTS`],
+//! [`MAX_HEIGHT`], [`MAX_VIDEO_BITRATE`]), a hardware device to decode on ([`HwDevice`],
+//! [`HwKind`]), and how it recovers ([`RecoveryPolicy`], [`Reconnect`], [`Backoff`]) or a
+//! manager restarts it ([`RestartPolicy`]). Everything is validated when the config is
+//! built, with an error naming the field.
+//!
+//! The types an application uses every day ([`StreamConfig`], [`StreamConfigBuilder`],
+//! [`Source`], [`AbrProfile`], [`VariantProfile`], [`VideoCodec`], [`Container`],
+//! [`RecoveryPolicy`]) are also at the crate root.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,11 +26,11 @@ pub(crate) mod source;
 mod spec;
 
 pub(crate) use generated::is_allowed_filter;
-pub use generated::{FilterRole, GeneratedFilter, GeneratedGraph, GENERATED_FILTERS};
-pub use hw::{device_key, HwDevice, HwKind};
+pub use generated::{GeneratedFilter, GeneratedGraph};
+pub use hw::{HwDevice, HwKind};
 pub use ladder::{
     AbrProfile, Container, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
-    MAX_VIDEO_BITRATE, X264_PRESETS,
+    MAX_VIDEO_BITRATE,
 };
 pub(crate) use reader::{AppReader, Opening, ReaderSource};
 pub(crate) use recovery::BackoffTimer;
@@ -464,8 +474,8 @@ impl StreamConfigBuilder {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use streamvisor::{AbrProfile, PlaylistMode, RecoveryPolicy, StreamConfig};
-    ///
+    /// use streamvisor::config::PlaylistMode;
+    /// use streamvisor::{AbrProfile, RecoveryPolicy, StreamConfig};
     /// let config = StreamConfig::builder("cam1", "rtmp://127.0.0.1/live/cam1", "/srv/hls/cam1")
     ///     .profile(AbrProfile::from_rungs(&["720p", "360p"])?)
     ///     .playlist_mode(PlaylistMode::Live)

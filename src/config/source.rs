@@ -40,7 +40,7 @@ const NO_PROTOCOL: &str = "none";
 ///
 /// A reader from [`Source::reader`] or [`Source::reader_seekable`] is one-shot: the first
 /// run takes it, so the stream is never reconnected (whatever the
-/// [`Reconnect`](crate::Reconnect) policy), a manager does not restart it, and
+/// [`Reconnect`](crate::config::Reconnect) policy), a manager does not restart it, and
 /// [`Manager::probe`](crate::Manager::probe) refuses it (declare a
 /// [`source_hint`](crate::StreamConfigBuilder::source_hint) instead). A second run of the
 /// same config fails with [`Error::InvalidConfig`] (field `source`). A

@@ -203,7 +203,9 @@ struct HwFields {
 
 fn hw_device(spec: StrOrMap<HwFields>) -> std::result::Result<HwDevice, String> {
     match spec {
-        StrOrMap::Str(text) => text.parse().map_err(|e: crate::ParseError| e.to_string()),
+        StrOrMap::Str(text) => text
+            .parse()
+            .map_err(|e: crate::error::ParseError| e.to_string()),
         StrOrMap::Map(f) => Ok(HwDevice::new(f.kind, f.device)),
     }
 }

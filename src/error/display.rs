@@ -1,5 +1,6 @@
 //! How an [`Error`] reads: its own message in `Display`, its cause (an [`io::Error`], an
-//! [`AvError`]) as `source()`, never both; sources shown with their secrets masked.
+//! [`AvError`]) as `source()`, never both; sources shown with their secrets masked. The
+//! stream is not in the message: whatever carries the error out of the stream names it.
 
 use std::fmt;
 #[cfg(doc)]
@@ -17,72 +18,51 @@ impl fmt::Display for Error {
                 write!(f, "invalid config: {field}: {reason}")
             }
             Error::SourceIo {
-                stream,
                 url,
                 op,
                 code,
                 message,
                 source,
             } => {
-                write!(f, "stream {stream}: source {}", redact_url(url))?;
+                write!(f, "source {}", redact_url(url))?;
                 if source.is_none() {
                     write!(f, ": {message}")?;
                 }
                 write!(f, " (while {op}, AVERROR {code})")
             }
-            Error::SourceStalled {
-                stream,
-                url,
-                timeout_ms,
-            } => write!(
+            Error::SourceStalled { url, timeout } => write!(
                 f,
-                "stream {stream}: source {} stalled: no data for {timeout_ms} ms",
-                redact_url(url)
+                "source {} stalled: no data for {} ms",
+                redact_url(url),
+                timeout.as_millis()
             ),
-            Error::InvalidInput {
-                stream,
-                url,
-                reason,
-                ..
-            } => write!(
-                f,
-                "stream {stream}: invalid input {}: {reason}",
-                redact_url(url)
-            ),
-            Error::UnsupportedCodec {
-                stream,
-                codec,
-                reason,
-            } => write!(f, "stream {stream}: unsupported codec {codec}: {reason}"),
-            Error::Hardware {
-                stream,
-                device,
-                reason,
-                ..
-            } => write!(f, "stream {stream}: hardware device {device}: {reason}"),
+            Error::InvalidInput { url, reason, .. } => {
+                write!(f, "invalid input {}: {reason}", redact_url(url))
+            }
+            Error::UnsupportedCodec { codec, reason } => {
+                write!(f, "unsupported codec {codec}: {reason}")
+            }
+            Error::Hardware { device, reason, .. } => {
+                write!(f, "hardware device {device}: {reason}")
+            }
             Error::Output {
-                stream,
                 path,
                 message,
                 source,
                 ..
             } => {
-                write!(f, "stream {stream}: output {}", path.display())?;
+                write!(f, "output {}", path.display())?;
                 match source {
                     Some(_) => Ok(()),
                     None => write!(f, ": {message}"),
                 }
             }
-            Error::Codec { stream, what, .. } => write!(f, "stream {stream}: {what} failed"),
-            Error::Panicked { stream, message } => {
-                write!(f, "stream {stream}: internal error (panic): {message}")
-            }
-            Error::Internal { stream, message } => {
-                write!(f, "stream {stream}: internal error: {message}")
-            }
-            Error::Aborted { stream } => write!(f, "stream {stream}: aborted"),
-            Error::Refused { stream, reason } => write!(f, "stream {stream}: refused: {reason}"),
-            Error::UnknownStream { stream } => write!(f, "stream {stream}: no such stream"),
+            Error::Codec { what, .. } => write!(f, "{what} failed"),
+            Error::Panicked { message } => write!(f, "internal error (panic): {message}"),
+            Error::Internal { message } => write!(f, "internal error: {message}"),
+            Error::Aborted {} => f.write_str("aborted"),
+            Error::Refused { reason } => write!(f, "refused: {reason}"),
+            Error::UnknownStream { id } => write!(f, "no such stream: {id}"),
         }
     }
 }

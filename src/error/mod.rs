@@ -1,4 +1,7 @@
-//! The crate's one error type and its classification.
+//! The crate's errors: the one [`Error`] enum (with [`Result`]), its classification
+//! [`ErrorKind`], the FFmpeg failure behind a codec error ([`AvError`]), and the error of
+//! parsing one of the crate's names ([`ParseError`]). [`Error`], [`ErrorKind`] and
+//! [`Result`] are also at the crate root.
 //!
 //! Error chains: an error's `Display` is its own message only. Where a failure has an
 //! underlying error value (an [`io::Error`] from the OS or from an application's reader, an
@@ -9,19 +12,20 @@
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::ffi::AvError;
 use crate::redact::redact_url;
 
 mod display;
 mod parse;
-mod refusal;
+pub(crate) mod refusal;
 #[cfg(feature = "serde")]
 mod serialize;
 
+pub use crate::ffi::AvError;
 pub use parse::ParseError;
 pub(crate) use parse::{enum_names, parse_name};
-pub use refusal::{Refusal, Shortage};
+pub(crate) use refusal::{Refusal, Shortage};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -79,12 +83,22 @@ enum_names!(ErrorKind, "error kind",
 /// not repeated in the message. [`Error::full_message`] gives the whole chain on one line.
 /// Every text is safe to log: sources are shown with their secrets masked ([`redact_url`]).
 ///
-/// Matching: the enum is `#[non_exhaustive]` (new failures may be added in a minor
-/// release), so a `match` needs a `_` arm; [`Error::kind`] is the stable way to branch.
+/// The stream an error belongs to is not in the error: it is on whatever carries the error
+/// out of the stream, stored once there ([`StreamReport::id`](crate::StreamReport::id),
+/// [`StateEvent::stream`](crate::StateEvent::stream), the stream a `stream::StartError`
+/// hands back, whose `Display` names it), or known to the caller (the config given to
+/// [`Manager::create_stream`](crate::Manager::create_stream)). The crate's own log lines
+/// name it.
+///
+/// Matching: the enum and each of its variants are `#[non_exhaustive]` (new failures, and
+/// new context on a failure, may be added in a minor release), so a `match` needs a `_`
+/// arm and a variant's pattern needs `..`: `Error::Refused { reason, .. }`. [`Error::kind`]
+/// is the stable way to branch.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is invalid; `field` names it (e.g. `profile.variants[1].name`).
+    #[non_exhaustive]
     InvalidConfig {
         /// The offending field.
         field: String,
@@ -95,9 +109,8 @@ pub enum Error {
     /// The source could not be opened or read. For an application's reader the reader's
     /// [`io::Error`] is the [`source`](std::error::Error::source) (and `Display` leaves its
     /// text out); for FFmpeg's own I/O, `Display` includes FFmpeg's message.
+    #[non_exhaustive]
     SourceIo {
-        /// Stream id.
-        stream: String,
         /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
         /// What was being done.
@@ -112,19 +125,17 @@ pub enum Error {
     },
 
     /// No data arrived from the source within the read timeout.
+    #[non_exhaustive]
     SourceStalled {
-        /// Stream id.
-        stream: String,
         /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
-        /// The timeout that passed.
-        timeout_ms: u64,
+        /// The timeout that passed (the config's `io_timeout`).
+        timeout: Duration,
     },
 
     /// The source's content cannot be used (not media, no video, corrupt headers).
+    #[non_exhaustive]
     InvalidInput {
-        /// Stream id.
-        stream: String,
         /// The source as configured, secrets masked ([`redact_url`]).
         url: String,
         /// What is wrong with it.
@@ -134,9 +145,8 @@ pub enum Error {
     },
 
     /// A codec is missing from this FFmpeg build.
+    #[non_exhaustive]
     UnsupportedCodec {
-        /// Stream id.
-        stream: String,
         /// The codec's name.
         codec: String,
         /// Decoder or encoder missing, or why it could not be used.
@@ -144,9 +154,8 @@ pub enum Error {
     },
 
     /// A hardware device failed.
+    #[non_exhaustive]
     Hardware {
-        /// Stream id.
-        stream: String,
         /// The device as configured.
         device: String,
         /// What failed.
@@ -159,9 +168,8 @@ pub enum Error {
     /// (permissions, disk full), its [`io::Error`] is the
     /// [`source`](std::error::Error::source) and `Display` leaves its text out; a muxer's
     /// failure inside FFmpeg is shown in `Display`.
+    #[non_exhaustive]
     Output {
-        /// Stream id.
-        stream: String,
         /// The file or directory that could not be written.
         path: PathBuf,
         /// What failed (the OS error's text, when there is one).
@@ -174,9 +182,8 @@ pub enum Error {
 
     /// FFmpeg failed while decoding, scaling or encoding. The FFmpeg call and its code are
     /// the [`source`](std::error::Error::source), not repeated in `Display`.
+    #[non_exhaustive]
     Codec {
-        /// Stream id.
-        stream: String,
         /// Which part of the pipeline (e.g. `variant 720p encoder`).
         what: String,
         /// The FFmpeg call and its code.
@@ -184,62 +191,36 @@ pub enum Error {
     },
 
     /// A panic was caught inside a stream's thread.
+    #[non_exhaustive]
     Panicked {
-        /// Stream id.
-        stream: String,
         /// The panic payload, when it was a string.
         message: String,
     },
 
     /// Something the library relies on failed (e.g. a thread could not be spawned).
+    #[non_exhaustive]
     Internal {
-        /// Stream id.
-        stream: String,
         /// What failed.
         message: String,
     },
 
     /// The stream was aborted before it finished.
-    Aborted {
-        /// Stream id.
-        stream: String,
-    },
+    #[non_exhaustive]
+    Aborted {},
 
     /// A manager refused to admit the stream.
+    #[non_exhaustive]
     Refused {
-        /// Stream id.
-        stream: String,
         /// What ran short.
         reason: Refusal,
     },
 
     /// No stream with this id is managed.
+    #[non_exhaustive]
     UnknownStream {
-        /// Stream id.
-        stream: String,
+        /// The id asked for.
+        id: String,
     },
-}
-
-/// Matches every variant: binds its `stream` field as `$s` for `$some`, or gives `$none`
-/// for the variants without one. One list of variants for reading and filling the id.
-macro_rules! on_stream_field {
-    ($e:expr, $s:ident => $some:expr, $none:expr) => {
-        match $e {
-            Error::InvalidConfig { .. } => $none,
-            Error::SourceIo { stream: $s, .. }
-            | Error::SourceStalled { stream: $s, .. }
-            | Error::InvalidInput { stream: $s, .. }
-            | Error::UnsupportedCodec { stream: $s, .. }
-            | Error::Hardware { stream: $s, .. }
-            | Error::Output { stream: $s, .. }
-            | Error::Codec { stream: $s, .. }
-            | Error::Panicked { stream: $s, .. }
-            | Error::Internal { stream: $s, .. }
-            | Error::Aborted { stream: $s }
-            | Error::Refused { stream: $s, .. }
-            | Error::UnknownStream { stream: $s } => $some,
-        }
-    };
 }
 
 impl Error {
@@ -312,11 +293,6 @@ impl Error {
         text
     }
 
-    /// The stream the error belongs to, if any.
-    pub fn stream_id(&self) -> Option<&str> {
-        on_stream_field!(self, stream => Some(stream.as_str()).filter(|s| !s.is_empty()), None)
-    }
-
     pub(crate) fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::InvalidConfig {
             field: field.into(),
@@ -324,11 +300,9 @@ impl Error {
         }
     }
 
-    /// An output error from the OS. Errors are built without their stream id inside the
-    /// media code; the stream fills it in where the error leaves it ([`Error::with_stream`]).
+    /// An output error from the OS.
     pub(crate) fn output(path: impl Into<PathBuf>, err: io::Error) -> Self {
         Error::Output {
-            stream: String::new(),
             path: path.into(),
             message: err.to_string(),
             code: err.raw_os_error(),
@@ -339,7 +313,6 @@ impl Error {
     /// An output error from FFmpeg (a muxer or its I/O).
     pub(crate) fn output_av(path: impl Into<PathBuf>, err: &AvError) -> Self {
         Error::Output {
-            stream: String::new(),
             path: path.into(),
             message: err.to_string(),
             code: Some(err.code),
@@ -350,7 +323,6 @@ impl Error {
     /// A failure inside FFmpeg while decoding, scaling or encoding.
     pub(crate) fn codec(what: impl Into<String>, source: AvError) -> Self {
         Error::Codec {
-            stream: String::new(),
             what: what.into(),
             source,
         }
@@ -370,7 +342,6 @@ impl Error {
         message: String,
     ) -> Self {
         Error::SourceIo {
-            stream: String::new(),
             url: redact_url(url).into_owned(),
             op,
             code,
@@ -382,7 +353,6 @@ impl Error {
     /// An application's reader (shown as `label`) failed with this I/O error.
     pub(crate) fn reader_io(label: &str, op: &'static str, code: i32, err: Arc<io::Error>) -> Self {
         Error::SourceIo {
-            stream: String::new(),
             url: label.to_owned(),
             op,
             code,
@@ -391,25 +361,9 @@ impl Error {
         }
     }
 
-    /// Fills in the stream id where the error leaves the stream (kept if already set).
-    pub(crate) fn with_stream(mut self, id: &str) -> Self {
-        if let Some(stream) = self.stream_id_mut() {
-            if stream.is_empty() {
-                id.clone_into(stream);
-            }
-        }
-        self
-    }
-
-    fn stream_id_mut(&mut self) -> Option<&mut String> {
-        on_stream_field!(self, stream => Some(stream), None)
-    }
-
-    /// An abort, for the stream to name.
+    /// An abort.
     pub(crate) fn aborted() -> Self {
-        Error::Aborted {
-            stream: String::new(),
-        }
+        Error::Aborted {}
     }
 }
 

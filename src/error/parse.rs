@@ -4,12 +4,12 @@
 use std::fmt;
 
 /// A name that is not one of a type's names: what [`FromStr`](std::str::FromStr) returns for
-/// [`HwKind`](crate::HwKind), [`HwDevice`](crate::HwDevice), [`VideoCodec`](crate::VideoCodec),
-/// [`PlaylistMode`](crate::PlaylistMode), [`Reconnect`](crate::Reconnect) and
-/// [`StreamState`](crate::StreamState).
+/// [`VideoCodec`](crate::VideoCodec), [`Container`](crate::Container),
+/// [`StreamState`](crate::StreamState), [`ErrorKind`](super::ErrorKind), and the
+/// `config` module's `HwKind`, `HwDevice`, `PlaylistMode` and `Reconnect`.
 ///
 /// ```
-/// use streamvisor::PlaylistMode;
+/// use streamvisor::config::PlaylistMode;
 /// let e = "dvr".parse::<PlaylistMode>().unwrap_err();
 /// assert_eq!(e.to_string(), r#"unknown playlist mode "dvr": one of auto, vod, live"#);
 /// ```

@@ -6,17 +6,20 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::{Error, Refusal};
 
-/// `{"kind": "SourceIo", "message": "...", "stream": "cam1", "code": -111}`; `stream` and
-/// `code` are `null` when the error has none; an `InvalidConfig` also has its `field`.
+/// `{"kind": "SourceIo", "message": "...", "code": -111}`; `code` is `null` when the error
+/// has none. An `InvalidConfig` also has its `field`, a `Refused` its `refusal` (a
+/// [`Refusal`] object). The stream is not in the object: the object that carries the error
+/// names it (a report's `id`, a state event's `stream`).
 impl Serialize for Error {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("kind", &self.kind())?;
         map.serialize_entry("message", &self.full_message())?;
-        map.serialize_entry("stream", &self.stream_id())?;
         map.serialize_entry("code", &self.code())?;
-        if let Error::InvalidConfig { field, .. } = self {
-            map.serialize_entry("field", field)?;
+        match self {
+            Error::InvalidConfig { field, .. } => map.serialize_entry("field", field)?,
+            Error::Refused { reason } => map.serialize_entry("refusal", reason)?,
+            _ => {}
         }
         map.end()
     }

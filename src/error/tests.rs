@@ -17,8 +17,7 @@ fn chain(e: &dyn std::error::Error) -> Vec<String> {
 
 #[test]
 fn a_source_is_not_repeated_in_the_message() {
-    let io =
-        Error::output("/out/720p", io::Error::from_raw_os_error(libc::ENOSPC)).with_stream("s");
+    let io = Error::output("/out/720p", io::Error::from_raw_os_error(libc::ENOSPC));
     let av = Error::codec("variant 720p encoder (libx264)", AvError::new(-22, "send"));
     let reader = Error::reader_io(
         "<reader>",
@@ -32,14 +31,11 @@ fn a_source_is_not_repeated_in_the_message() {
         assert!(!texts[0].contains(&texts[1]), "{texts:?}");
         assert_eq!(e.full_message(), texts.join(": "));
     }
-    assert_eq!(io.to_string(), "stream s: output /out/720p");
+    assert_eq!(io.to_string(), "output /out/720p");
     assert!(io
         .full_message()
         .ends_with("No space left on device (os error 28)"));
-    assert_eq!(
-        av.to_string(),
-        "stream : variant 720p encoder (libx264) failed"
-    );
+    assert_eq!(av.to_string(), "variant 720p encoder (libx264) failed");
     // Without a source the message is in the Display.
     let ffmpeg = Error::source_io_message("rtmp://h/app", "opening", -111, "refused".into());
     assert!(ffmpeg.source().is_none());
@@ -66,8 +62,30 @@ fn an_io_error_stays_reachable_with_its_kind() {
 
 #[test]
 fn an_unknown_stream_is_its_own_kind() {
-    let e = Error::UnknownStream { stream: "x".into() };
+    let e = Error::UnknownStream { id: "x".into() };
     assert_eq!(e.kind(), ErrorKind::UnknownStream);
+    assert_eq!(e.to_string(), "no such stream: x");
     assert_eq!(e.kind().to_string(), "UnknownStream");
     assert_eq!(ErrorKind::SourceIo.to_string(), "SourceIo");
+}
+
+/// No message names a stream: the carrier of the error does, once. Each reads on its own.
+#[test]
+fn messages_say_what_failed_without_a_stream() {
+    let stalled = Error::SourceStalled {
+        url: "rtmp://***@h/app/***".into(),
+        timeout: std::time::Duration::from_millis(1500),
+    };
+    assert_eq!(
+        stalled.to_string(),
+        "source rtmp://***@h/app/*** stalled: no data for 1500 ms"
+    );
+    assert_eq!(Error::aborted().to_string(), "aborted");
+    let refused = Error::Refused {
+        reason: Refusal::ShuttingDown,
+    };
+    assert_eq!(refused.to_string(), "refused: the manager is shutting down");
+    for e in [&stalled, &refused, &Error::aborted()] {
+        assert!(!e.to_string().contains("stream "), "{e}");
+    }
 }

@@ -11,8 +11,8 @@ use super::{ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
-use crate::manager::pool::{price, price_floor, Allocation};
 use crate::panic::guarded;
+use crate::pool::{price, price_floor, Allocation};
 use crate::state::StreamState;
 use crate::stream::Stream;
 
@@ -288,10 +288,7 @@ pub(super) fn admit(
         }
     };
     let decision = match reserved {
-        Err(reason) => Err(Error::Refused {
-            stream: id.clone(),
-            reason,
-        }),
+        Err(reason) => Err(Error::Refused { reason }),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
     report(core, &id, Decision::of_start(&decision), restarts > 0);
@@ -400,7 +397,6 @@ fn start_reserved(
             log::warn!("stream {id}: started after the shutdown's sweep; stopped");
             let _ = super::retire(core, entry, Stream::abort);
             Err(Error::Refused {
-                stream: id,
                 reason: Refusal::ShuttingDown,
             })
         }

@@ -12,7 +12,7 @@ use super::{
 use crate::config::RestartPolicy;
 use crate::error::Error;
 use crate::hooks::Hooks;
-use crate::manager::pool::{ResourceCapacity, ResourcePool};
+use crate::pool::{ResourceCapacity, ResourcePool};
 use crate::stream::{StreamReport, TrackedThread};
 
 pub(super) type AdmissionHook = Arc<dyn Fn(&AdmissionEvent) + Send + Sync>;
@@ -80,7 +80,7 @@ impl ManagerBuilder {
 
     /// The wall time over which live streams' speed is measured (default 10 s): while a
     /// live stream runs below real time over it, new live work is refused
-    /// ([`Refusal::Overloaded`](crate::Refusal::Overloaded)).
+    /// ([`Refusal::Overloaded`](crate::manager::Refusal::Overloaded)).
     pub fn realtime_window(mut self, window: Duration) -> Self {
         self.realtime_window = window.max(Duration::from_millis(500));
         self
@@ -167,7 +167,6 @@ impl ManagerBuilder {
         });
         let interval = self.monitor_interval;
         let spawn_error = |e: std::io::Error| Error::Internal {
-            stream: String::new(),
             message: format!("spawning a manager thread: {e}"),
         };
         let (c, q) = (core.clone(), quit_rx.clone());

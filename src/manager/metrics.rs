@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use parking_lot::Mutex;
 
 use super::exposition::{Exposition, Kind, Value};
-use super::{AdmissionEvent, ManagerCore, PoolUsage, ResourceCost};
+use super::{AdmissionEvent, ManagerCore};
 use crate::error::{Refusal, Shortage};
+use crate::pool::{PoolUsage, ResourceCost};
 use crate::state::StreamState;
 use crate::stats::{StreamStats, VariantStats};
 use crate::stream::StatsReader;
@@ -509,7 +510,8 @@ fn render_pool(e: &mut Exposition, pool: &PoolUsage) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::{Manager, ResourceCapacity};
+    use crate::manager::Manager;
+    use crate::pool::ResourceCapacity;
 
     fn event(admitted: bool, queued: bool, reason: Option<Refusal>) -> AdmissionEvent {
         AdmissionEvent {

@@ -1,32 +1,34 @@
-//! The `Manager`: many streams under admission control ([`admission`]), monitored and
-//! reaped when they end ([`monitor`]), queued and optionally restarted ([`admitter`]),
-//! priced against a resource pool ([`pool`]), and shut down in parallel.
+//! Many streams on one machine: the [`Manager`] (built with a [`ManagerBuilder`]) admits
+//! each stream against `max_concurrent` and a [`ResourcePool`],
+//! queues, degrades or refuses what does not fit ([`OverCapacity`]), reports each decision
+//! ([`AdmissionEvent`], with the [`Refusal`] saying what ran short and the [`Degradation`]
+//! of a stream admitted with less), lists what it runs ([`StreamSummary`]), reaps and
+//! optionally restarts streams, and shuts them all down in parallel.
 //!
-//! One short lock guards the registry of streams; it is never held while starting,
-//! stopping or waiting on a stream, calling a hook, or doing I/O, so hooks may call back
-//! into the manager. Reservations (ids and output directories) carry the generation of the
-//! stream that holds them, so an old stream's retirement never frees a newer one's.
+//! [`Manager`], [`ManagerBuilder`] and [`Admitted`] are also at the crate root.
+
+// Inside: admission control (`admission`), reaping and the stall watchdog (`monitor`),
+// queued starts and restarts (`admitter`), metrics (`metrics`). One short lock guards the
+// registry of streams; it is never held while starting, stopping or waiting on a stream,
+// calling a hook, or doing I/O, so hooks may call back into the manager. Reservations (ids
+// and output directories) carry the generation of the stream that holds them, so an old
+// stream's retirement never frees a newer one's.
 
 mod admission;
 mod admitter;
 mod builder;
-mod cgroup;
 mod degrade;
 mod exposition;
 mod metrics;
 mod monitor;
-mod pool;
 mod registry;
 #[cfg(feature = "serde")]
 mod spec;
 
+pub use crate::error::refusal::Refusal;
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
 pub use degrade::Degradation;
-pub use pool::{
-    price, price_floor, price_planned, Allocation, PoolUsage, ResourceCapacity, ResourceCost,
-    ResourcePool, UNITS_PER_CORE,
-};
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -36,9 +38,10 @@ use crossbeam_channel::Sender;
 use parking_lot::{Condvar, Mutex};
 
 use crate::config::{RestartPolicy, StreamConfig};
-use crate::error::{Error, Refusal};
+use crate::error::Error;
 use crate::hooks::Hooks;
 use crate::panic::guarded;
+use crate::pool::{price, PoolUsage, ResourcePool};
 use crate::state::{StateSet, StreamState};
 use crate::stats::StreamStats;
 use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
@@ -377,9 +380,7 @@ impl Manager {
     fn take(&self, id: &str) -> Result<ManagedStream, Error> {
         let entry = self.core.registry.lock().take(id);
         self.core.changed.notify_all();
-        entry.ok_or_else(|| Error::UnknownStream {
-            stream: id.to_owned(),
-        })
+        entry.ok_or_else(|| Error::UnknownStream { id: id.to_owned() })
     }
 
     /// The state of a managed stream.

@@ -5,8 +5,8 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::admission::QueuedStream;
-use super::pool::{self, Allocation};
 use crate::config::StreamConfig;
+use crate::pool::{self, Allocation};
 use crate::stream::{Running, Stream, ThreadExit};
 
 /// A stream in the registry, with what it holds.

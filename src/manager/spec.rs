@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde::de::{Deserialize, Deserializer};
 
-use super::{ManagerBuilder, OverCapacity, ResourceCapacity};
+use super::{ManagerBuilder, OverCapacity};
 use crate::config::RestartPolicy;
+use crate::pool::ResourceCapacity;
 use crate::serde_support::human_opt;
 
 #[derive(serde::Deserialize)]

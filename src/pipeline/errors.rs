@@ -1,6 +1,6 @@
 //! Every FFmpeg failure of the media pipeline turned into an [`Error`] that says what is
-//! wrong, in one place: opening the source, decoders, encoders, outputs. Errors are built
-//! without a stream id; the stream adds it where they leave it.
+//! wrong, in one place: opening the source, decoders, encoders, outputs. Errors carry no
+//! stream id: what carries them out of the stream names it.
 
 use crate::config::StreamConfig;
 use crate::error::Error;
@@ -12,7 +12,6 @@ use crate::redact::redact_url;
 pub(crate) fn decoder_error(info: &StreamInfo, e: AvError) -> Error {
     if e.is_decoder_not_found() {
         Error::UnsupportedCodec {
-            stream: String::new(),
             codec: info.codec_name.clone(),
             reason: "no decoder for it in this FFmpeg build".into(),
         }
@@ -26,7 +25,6 @@ pub(crate) fn decoder_error(info: &StreamInfo, e: AvError) -> Error {
 pub(crate) fn encoder_error(codec: &str, role: &str, e: AvError) -> Error {
     if e.is_encoder_not_found() {
         Error::UnsupportedCodec {
-            stream: String::new(),
             codec: codec.to_owned(),
             reason: "no encoder for it in this FFmpeg build".into(),
         }
@@ -38,7 +36,6 @@ pub(crate) fn encoder_error(codec: &str, role: &str, e: AvError) -> Error {
 /// The source's content cannot be used.
 pub(crate) fn invalid_input(config: &StreamConfig, reason: String, code: Option<i32>) -> Error {
     Error::InvalidInput {
-        stream: String::new(),
         url: redact_url(config.source()).into_owned(),
         reason,
         code,
@@ -48,16 +45,14 @@ pub(crate) fn invalid_input(config: &StreamConfig, reason: String, code: Option<
 /// No data from the source within the read timeout.
 pub(crate) fn stalled(config: &StreamConfig) -> Error {
     Error::SourceStalled {
-        stream: String::new(),
         url: redact_url(config.source()).into_owned(),
-        timeout_ms: config.io_timeout().as_millis() as u64,
+        timeout: config.io_timeout(),
     }
 }
 
 /// A hardware device failure while decoding or downloading a picture.
 pub(crate) fn hardware_error(config: &StreamConfig, reason: String, code: Option<i32>) -> Error {
     Error::Hardware {
-        stream: String::new(),
         device: config
             .hw_device()
             .map_or_else(|| "none".to_owned(), ToString::to_string),

@@ -53,9 +53,7 @@ pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
         ));
     }
     let signals = Signals::new();
-    let session = SourceOpener::new(config, &signals)
-        .open()
-        .map_err(|e| e.with_stream(config.id()))?;
+    let session = SourceOpener::new(config, &signals).open()?;
     let v = &session.video;
     Ok(SourceHint {
         width: v.width.max(0) as u32,
@@ -391,7 +389,6 @@ fn spawn_renditions<'scope, 'env>(
                 // The threads already started see the abort and end; the scope joins them.
                 signals.request_abort();
                 return Err(Error::Internal {
-                    stream: String::new(),
                     message: format!("spawning a rendition thread: {e}"),
                 });
             }
@@ -435,7 +432,6 @@ fn decode_with_recovery(
 fn join_rendition(h: RenditionHandle<'_>) -> Result<MeasuredBitrate, Error> {
     h.join().unwrap_or_else(|p| {
         Err(Error::Panicked {
-            stream: String::new(),
             message: crate::panic::panic_message(&*p),
         })
     })

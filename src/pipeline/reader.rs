@@ -64,7 +64,6 @@ pub(super) fn open_reader(
     };
     let name = format!("sv-{}-reader", config.id());
     let thread = ReaderThread::spawn(opening, name, signals).map_err(|e| Error::Internal {
-        stream: String::new(),
         message: format!("spawning the reader thread: {e}"),
     })?;
     let interrupt = signals.interrupt();
@@ -99,7 +98,6 @@ pub(super) fn reader_failure(config: &StreamConfig, io: &mut CustomIo) -> Option
     Some(match failure {
         IoFailure::Io(e) => Error::reader_io(READER_LABEL, "reading", code, e),
         IoFailure::Panicked(message) => Error::Panicked {
-            stream: String::new(),
             message: format!("the source reader panicked: {message}"),
         },
     })

@@ -220,18 +220,17 @@ pub(super) fn run_worker(lifecycle: &Lifecycle) {
             lifecycle.record.lock().aborted = true;
             (StreamState::Stopped, None)
         }
-        Ok(Err(e)) => (StreamState::Failed, Some(e.with_stream(id))),
+        Ok(Err(e)) => (StreamState::Failed, Some(e)),
         Err(panic) => (
             StreamState::Failed,
             Some(Error::Panicked {
-                stream: id.to_owned(),
                 message: crate::panic::panic_message(&*panic),
             }),
         ),
     };
     if let Some(e) = &error {
         lifecycle.stats.errors.fetch_add(1, Relaxed);
-        log::warn!("{e}");
+        log::warn!("stream {id}: {e}");
     }
     lifecycle.transition(state, error);
 }

@@ -1,7 +1,14 @@
-//! A supervised stream: `Stream<New>` is configured and started; `Stream<Running>` is
-//! observed, stopped, aborted or waited on. The worker thread owns every FFmpeg handle;
-//! the [`lifecycle`] module holds the state machine, [`recovery`] the policy that
-//! reconnects and falls back, [`hook_thread`] the delivery of events to user hooks.
+//! One supervised stream: [`Stream<New>`](Stream) is configured and started (a failed
+//! start is a [`StartError`] that hands the stream back); [`Stream<Running>`](Stream) is
+//! observed, stopped, aborted or waited on, and ends with a [`StreamReport`]. [`Stage`] is
+//! the sealed trait of the two compile-time states, [`New`] and [`Running`]. Every call
+//! that ends a stream keeps a written bound, at most [`GRACE`] past its deadline.
+//!
+//! [`Stream`], [`New`], [`Running`] and [`StreamReport`] are also at the crate root.
+
+// Inside: the worker thread owns every FFmpeg handle; `lifecycle` holds the state machine,
+// `recovery` the policy that reconnects and falls back, `hook_thread` the delivery of
+// events to user hooks, `threads` the joins within a bound.
 
 mod hook_thread;
 mod lifecycle;
@@ -61,7 +68,8 @@ pub struct StreamReport {
     pub id: String,
     /// `Stopped` or `Failed`.
     pub state: StreamState,
-    /// The error that failed the stream (or the last one it recovered from).
+    /// The error that failed the stream (or the last one it recovered from); the stream
+    /// it belongs to is `id` (an error does not repeat it).
     pub error: Option<Error>,
     /// Final statistics (time in each state included).
     pub stats: StreamStats,
@@ -103,8 +111,10 @@ pub struct Stream<S: Stage> {
 /// A failed [`Stream::start`]: the error and the stream, handed back unstarted.
 ///
 /// It converts into its [`Error`] (`From`), so `start()?` works in a function returning
-/// `Result<_, streamvisor::Error>` when the stream is not to be retried. Its `Display` and
-/// `source` are the error's own (a transparent wrapper: nothing is printed twice).
+/// `Result<_, streamvisor::Error>` when the stream is not to be retried (the error then no
+/// longer says which stream: the caller knows). Its `Display` names the stream and gives
+/// the error's message (`stream cam1: internal error: ...`); its `source` is the error's
+/// own, so nothing is printed twice.
 #[derive(Debug)]
 #[must_use = "the stream is handed back inside the error"]
 #[non_exhaustive]
@@ -117,7 +127,7 @@ pub struct StartError {
 
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
+        write!(f, "stream {}: {}", self.stream.id(), self.error)
     }
 }
 
@@ -298,7 +308,6 @@ impl Stream<New> {
             }),
             Err(e) => {
                 let error = Error::Internal {
-                    stream: self.id().to_owned(),
                     message: format!("spawning the stream thread: {e}"),
                 };
                 // Back to New, told to the hooks; the hook thread is not joined (it may be
@@ -331,7 +340,6 @@ impl Stream<New> {
             hook_thread::run_hook_thread(&hooks, &rx, id, &snapshot, &finished);
         })
         .map_err(|e| Error::Internal {
-            stream: self.id().to_owned(),
             message: format!("spawning the hook thread: {e}"),
         })?;
         *self.lifecycle.hook_tx.lock() = Some(tx);

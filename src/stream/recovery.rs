@@ -64,14 +64,15 @@ impl<'a> Recovery<'a> {
     fn enter_error(&mut self, error: Error) {
         self.lifecycle.stats.errors.fetch_add(1, Relaxed);
         self.recovering = true;
-        let error = error.with_stream(self.config().id());
         self.lifecycle.transition(StreamState::Error, Some(error));
     }
 
     /// Leaves the hardware device after `error`: counted and reported.
     fn fall_back_to_cpu(&mut self, error: Error, opener: &mut SourceOpener) {
-        let error = error.with_stream(self.config().id());
-        log::warn!("{error}; falling back to the CPU");
+        log::warn!(
+            "stream {}: {error}; falling back to the CPU",
+            self.config().id()
+        );
         self.lifecycle
             .stats
             .hardware_fallbacks

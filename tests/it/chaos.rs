@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use streamvisor::stream::GRACE;
 use streamvisor::{
-    AbrProfile, Hooks, Manager, RecoveryPolicy, ResourceCapacity, Stream, StreamConfig, GRACE,
+    AbrProfile, Hooks, Manager, RecoveryPolicy, ResourceCapacity, Stream, StreamConfig,
 };
 
 use crate::common::{fd_count, make_mp4, thread_count, LiveServer};

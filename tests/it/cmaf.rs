@@ -359,7 +359,8 @@ fn an_on_demand_dash_manifest_lists_the_hls_segments_with_their_media_times() {
 #[test]
 fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
     use std::sync::{Arc, Mutex};
-    use streamvisor::{Hooks, OutputEvent, PlaylistMode, Stream};
+    use streamvisor::config::PlaylistMode;
+    use streamvisor::{Hooks, OutputEvent, Stream};
     let server = crate::common::LiveServer::start();
     let d = tempfile::tempdir().unwrap();
     let profile = profile([VideoCodec::H264, VideoCodec::H264])
@@ -456,7 +457,8 @@ fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
 fn two_live_fmp4_runs(out: &Path, window: usize, more: usize) -> (usize, Vec<OutputEvent>) {
     use crate::common::{is_listening, LiveServer};
     use std::sync::{Arc, Mutex};
-    use streamvisor::{Hooks, PlaylistMode, RecoveryPolicy, Stream};
+    use streamvisor::config::PlaylistMode;
+    use streamvisor::{Hooks, RecoveryPolicy, Stream};
     let server = LiveServer::start();
     let port = server.port;
     let cfg = || {

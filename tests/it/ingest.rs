@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use streamvisor::stream::GRACE;
 use streamvisor::{
-    ErrorKind, RecoveryPolicy, Running, StateSet, Stream, StreamReport, StreamState, GRACE,
+    ErrorKind, RecoveryPolicy, Running, StateSet, Stream, StreamReport, StreamState,
 };
 
 use crate::common::*;

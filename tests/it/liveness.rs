@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use streamvisor::{AbrProfile, Hooks, StateEvent, Stream, StreamConfig, StreamState, GRACE};
+use streamvisor::stream::GRACE;
+use streamvisor::{AbrProfile, Hooks, StateEvent, Stream, StreamConfig, StreamState};
 
 use crate::common::{no_thread_named, threads_named, wait_running};
 

@@ -4,9 +4,11 @@
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use streamvisor::config::{HwKind, RestartPolicy};
+use streamvisor::manager::{OverCapacity, Refusal};
+use streamvisor::pool::Shortage;
 use streamvisor::{
-    AbrProfile, Admitted, Error, Hooks, HwKind, Manager, OverCapacity, Refusal, ResourceCapacity,
-    RestartPolicy, Shortage, StreamConfig, StreamState,
+    AbrProfile, Admitted, Error, Hooks, Manager, ResourceCapacity, StreamConfig, StreamState,
 };
 
 use crate::common::*;
@@ -38,7 +40,7 @@ fn one_rung(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
 fn one_second_file(dir: &std::path::Path) -> (String, f64) {
     let src = crate::common::make_mp4(dir, "in.mp4", "320x180", 15, 1, false);
     let src = src.to_str().unwrap().to_owned();
-    let price = streamvisor::price(&one_rung("x", &src, dir)).compute;
+    let price = streamvisor::pool::price(&one_rung("x", &src, dir)).compute;
     (src, price)
 }
 
@@ -111,7 +113,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     m.shutdown(Duration::from_secs(5));
 
     // Pool capacity: one small stream fits, a second does not.
-    let one = streamvisor::price(&small("x", dir.path(), None));
+    let one = streamvisor::pool::price(&small("x", dir.path(), None));
     let m = Manager::builder()
         .over_capacity(OverCapacity::Refuse, OverCapacity::Refuse)
         .capacity(ResourceCapacity::new(one.compute * 1.5, 64 << 30))
@@ -343,7 +345,7 @@ fn an_admission_hook_that_blocks_stalls_neither_reaping_nor_shutdown() {
         .recv_timeout(Duration::from_secs(15))
         .expect("shutdown returned");
     assert!(
-        took < Duration::from_secs(2) + streamvisor::GRACE,
+        took < Duration::from_secs(2) + streamvisor::stream::GRACE,
         "shutdown took {took:?}"
     );
     drop(release);
@@ -516,7 +518,7 @@ fn the_stall_watchdog_sends_a_stalled_stream_through_recovery() {
     .io_timeout(Duration::from_secs(60))
     .recovery(
         streamvisor::RecoveryPolicy::none()
-            .with_reconnect(streamvisor::Reconnect::Always)
+            .with_reconnect(streamvisor::config::Reconnect::Always)
             .with_max_attempts(1),
     )
     .build()
@@ -603,7 +605,7 @@ fn a_shutdown_racing_many_create_stream_calls_leaves_nothing_running() {
         }
         let t = Instant::now();
         m.shutdown(Duration::from_secs(5));
-        assert!(t.elapsed() < Duration::from_secs(5) + streamvisor::GRACE * 2);
+        assert!(t.elapsed() < Duration::from_secs(5) + streamvisor::stream::GRACE * 2);
         assert!(
             m.list().is_empty(),
             "running after shutdown: {:?}",
@@ -764,12 +766,12 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
     let src = src.to_str().unwrap();
     // The default ladder (1080p..240p) on a 360p source runs 360p and 240p only.
     let default_ladder = |id: &str| StreamConfig::builder(id, src, dir.path().join(id));
-    let upper = streamvisor::price(&default_ladder("a").build().unwrap()).compute;
+    let upper = streamvisor::pool::price(&default_ladder("a").build().unwrap()).compute;
     let hinted = default_ladder("b")
         .source_hint(640, 360, 30.0)
         .build()
         .unwrap();
-    let exact = streamvisor::price(&hinted).compute;
+    let exact = streamvisor::pool::price(&hinted).compute;
     assert!(exact < upper / 5.0, "hinted {exact} vs upper bound {upper}");
     // Two cores' worth of units: the upper bound does not fit, the real ladder does.
     let m = Manager::builder()
@@ -809,11 +811,11 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
     let held_memory = roomy.pool_usage().used.memory;
     assert_eq!(
         held_memory,
-        streamvisor::price(&hinted_again(src, dir.path())).memory
+        streamvisor::pool::price(&hinted_again(src, dir.path())).memory
     );
     let reported = roomy.stats("c").map_or(0, |s| s.memory_estimate);
     assert_eq!(reported, held_memory, "the stream's estimate is its price");
-    let upper_memory = streamvisor::price(&default_ladder("a").build().unwrap()).memory;
+    let upper_memory = streamvisor::pool::price(&default_ladder("a").build().unwrap()).memory;
     assert!(
         held_memory < upper_memory / 5,
         "{held_memory} vs {upper_memory}"
@@ -834,7 +836,7 @@ fn a_higher_priority_stream_jumps_the_queue_and_equal_ones_keep_their_order() {
             .build()
             .unwrap()
     };
-    let one = streamvisor::price(&cfg("x", 0)).compute;
+    let one = streamvisor::pool::price(&cfg("x", 0)).compute;
     let (m, started) = recording_starts(one * 1.5);
     let mut outcomes = Vec::new();
     for (id, priority) in [("a", 0), ("b", 0), ("c", -1), ("d", 0), ("e", 5)] {
@@ -861,7 +863,7 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "320x180", 15, 1, true);
     let cfg = |id: &str| one_rung(id, src.to_str().unwrap(), dir.path());
-    let one = streamvisor::price(&cfg("x")).compute;
+    let one = streamvisor::pool::price(&cfg("x")).compute;
     let (m, started) = recording_starts(one * 2.5);
     let mut outcomes = Vec::new();
     for i in 0..6 {
@@ -1029,7 +1031,7 @@ fn an_output_dir_stays_reserved_while_a_worker_left_behind_may_write_to_it() {
                     .unwrap()
                     .with_preset("ultrafast"),
             )
-            .playlist_mode(streamvisor::PlaylistMode::Live)
+            .playlist_mode(streamvisor::config::PlaylistMode::Live)
             .build()
             .unwrap()
     };
@@ -1097,7 +1099,7 @@ fn a_new_stream_queues_behind_a_waiting_one_even_when_it_fits() {
         )
         .build()
         .unwrap();
-    let big = streamvisor::price(&large).compute;
+    let big = streamvisor::pool::price(&large).compute;
     assert!(big > one && big <= 3.0 * one, "{big} vs {one}");
     // Room for two small streams, or the large one alone.
     let (m, started) = recording_starts(one + (one + big) / 2.0);
@@ -1129,7 +1131,7 @@ fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     // 2-core machine. Priced from the config alone none fit; probed, all three do.
     let dir = tempfile::tempdir().unwrap();
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 1, true);
-    let two_cores = ResourceCapacity::new(2.0 * streamvisor::UNITS_PER_CORE, 64 << 30);
+    let two_cores = ResourceCapacity::new(2.0 * streamvisor::pool::UNITS_PER_CORE, 64 << 30);
     let m = Manager::builder().capacity(two_cores).build().unwrap();
     let base = |id: &str| StreamConfig::builder(id, src.to_str().unwrap(), dir.path().join(id));
     let hint = m.probe(&base("p").build().unwrap()).unwrap();
@@ -1149,7 +1151,7 @@ fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     // Alone, even the unprobed upper bound (over the capacity) gets to run: admitted at
     // its least cost, then re-priced from what runs.
     let alone = base("alone").build().unwrap();
-    assert!(streamvisor::price(&alone).compute > 2.0 * streamvisor::UNITS_PER_CORE);
+    assert!(streamvisor::pool::price(&alone).compute > 2.0 * streamvisor::pool::UNITS_PER_CORE);
     assert_eq!(m.create_stream(alone).unwrap(), Admitted::Started);
     assert!(m.wait_idle(Duration::from_secs(60)));
     // A source that is not there: the probe says why.
@@ -1181,7 +1183,7 @@ fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
         )
         .build()
         .unwrap();
-    let room = streamvisor::price(&small).compute * 1.05;
+    let room = streamvisor::pool::price(&small).compute * 1.05;
     let events = Arc::new(Mutex::new(Vec::new()));
     let e = events.clone();
     let m = Manager::builder()
@@ -1282,7 +1284,7 @@ fn measured_cpu_time_is_in_line_with_the_price() {
         .source_hint(1280, 720, 30.0)
         .build()
         .unwrap();
-    let claimed_cores = streamvisor::price(&cfg).compute / streamvisor::UNITS_PER_CORE;
+    let claimed_cores = streamvisor::pool::price(&cfg).compute / streamvisor::pool::UNITS_PER_CORE;
     let report = run_to_end(cfg);
     assert!(report.error.is_none(), "{:?}", report.error);
     let media = report.stats.media_time.as_secs_f64();

@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use streamvisor::manager::Refusal;
 use streamvisor::{
-    AbrProfile, Error, Manager, Refusal, ResourceCapacity, StreamConfig, StreamState, StreamStats,
+    AbrProfile, Error, Manager, ResourceCapacity, StreamConfig, StreamState, StreamStats,
 };
 
 /// Parses a page with `prometheus_client.openmetrics.parser.text_string_to_metric_families`

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use streamvisor::{AbrProfile, PlaylistMode, StreamConfig, StreamState};
+use streamvisor::config::PlaylistMode;
+use streamvisor::{AbrProfile, StreamConfig, StreamState};
 
 use crate::common::*;
 

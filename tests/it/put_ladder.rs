@@ -183,7 +183,7 @@ fn transcode_put_uploads_an_av1_ladder_with_its_dash_manifest() {
 /// the stream stops cleanly with every listed segment on the origin.
 #[test]
 fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
-    use streamvisor::{PlaylistMode, Stream};
+    use streamvisor::{config::PlaylistMode, Stream};
     let nginx = Nginx::webdav();
     let base = format!("http://127.0.0.1:{}/nodelete/live", nginx.port);
     let profile = AbrProfile::from_rungs(&["240p"])

@@ -12,9 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use streamvisor::config::RestartPolicy;
+use streamvisor::stream::GRACE;
 use streamvisor::{
-    AbrProfile, Error, ErrorKind, Manager, RecoveryPolicy, ResourceCapacity, RestartPolicy, Source,
-    Stream, StreamConfig, StreamState, GRACE,
+    AbrProfile, Error, ErrorKind, Manager, RecoveryPolicy, ResourceCapacity, Source, Stream,
+    StreamConfig, StreamState,
 };
 
 use crate::common::*;
@@ -541,7 +543,7 @@ fn transcode_reads_stdin_with_a_forced_format() {
 /// The refusal of a config: its field and reason.
 fn refused(builder: streamvisor::StreamConfigBuilder) -> (String, String) {
     match builder.build() {
-        Err(Error::InvalidConfig { field, reason }) => (field, reason),
+        Err(Error::InvalidConfig { field, reason, .. }) => (field, reason),
         other => panic!("not refused: {other:?}"),
     }
 }

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use streamvisor::config::PlaylistMode;
 use streamvisor::sink::{HttpSink, SegmentSink};
 use streamvisor::{
-    AbrProfile, Container, PlaylistMode, RecoveryPolicy, Stream, StreamConfig, StreamState,
-    VariantProfile,
+    AbrProfile, Container, RecoveryPolicy, Stream, StreamConfig, StreamState, VariantProfile,
 };
 
 use crate::common::{ffprobe_json, is_listening, read_media, wait_until, LiveServer};

@@ -48,7 +48,7 @@ fn assert_graph_refused(graph: &str, needle: &str) {
         .allow_generated_sources(true)
         .build();
     match r {
-        Err(Error::InvalidConfig { field, reason }) => {
+        Err(Error::InvalidConfig { field, reason, .. }) => {
             assert_eq!(field, "source", "{graph}");
             assert!(
                 reason.contains(needle),
@@ -73,7 +73,7 @@ fn refused_before_anything_opens(attacks: &[(&str, &str)]) {
 #[test]
 fn generated_sources_are_refused_unless_the_config_opts_in() {
     let r = StreamConfig::builder("g", "lavfi:testsrc2", "out").build();
-    let Err(Error::InvalidConfig { field, reason }) = r else {
+    let Err(Error::InvalidConfig { field, reason, .. }) = r else {
         panic!("{r:?}");
     };
     assert_eq!(field, "source");
@@ -192,7 +192,7 @@ fn input_options_that_widen_what_a_source_reaches_are_refused() {
             .input_option(key, value)
             .build();
         match r {
-            Err(Error::InvalidConfig { field, reason }) => {
+            Err(Error::InvalidConfig { field, reason, .. }) => {
                 assert_eq!(field, "input_options[1]", "{key}");
                 assert!(reason.contains(key), "{key}: {reason}");
             }

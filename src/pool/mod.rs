@@ -1,6 +1,14 @@
-//! The resource pool: prices a stream from its config and admits it all-or-nothing against
-//! a capacity. An [`Allocation`] is an RAII guard: dropping it returns the resources,
-//! exactly once, however the stream ended.
+//! Pricing streams and sharing a machine between them: what a stream costs
+//! ([`price`], [`price_floor`], in [`ResourceCost`]s of compute units, memory and hardware
+//! sessions), what a machine can carry ([`ResourceCapacity`]), and the [`ResourcePool`]
+//! that admits costs against it all or nothing, each as an [`Allocation`] that returns its
+//! resources when dropped, exactly once, however the stream ended. What ran short when a
+//! cost does not fit is a [`Shortage`].
+//!
+//! A [`Manager`](crate::Manager) prices and allocates every stream it admits; the pool is
+//! public for applications that place work themselves (a fleet worker deciding whether a
+//! stream can ever run on this node: [`price_floor`] against
+//! [`ResourcePool::fits_when_empty`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,10 +16,12 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::cgroup;
 use crate::config::{StreamConfig, VariantProfile, VideoCodec};
-use crate::error::Shortage;
 use crate::stats::PlannedLadder;
+
+mod cgroup;
+
+pub use crate::error::refusal::Shortage;
 
 /// Compute units one core carries: "veryfast-equivalent" megapixels per second of x264
 /// (measured: the 1080p/720p/480p/360p ladder at 30 fps, ~110 units, runs at about real
@@ -163,7 +173,7 @@ fn codec_weight(codec: VideoCodec) -> f64 {
 const PRICING_FPS: f64 = 30.0;
 
 /// The price of a stream at admission, from its config alone (admission never does I/O):
-/// from its [`SourceHint`](crate::SourceHint) when it has one (the rungs that will run, at
+/// from its [`SourceHint`](crate::config::SourceHint) when it has one (the rungs that will run, at
 /// the declared size and rate), otherwise an upper bound: every rung at 16:9 and 30 fps (or
 /// its cap), the decode at the tallest rung's size.
 pub fn price(config: &StreamConfig) -> ResourceCost {
@@ -202,7 +212,7 @@ pub fn price_floor(config: &StreamConfig) -> ResourceCost {
 
 /// The price of the ladder as it runs on the source (known once the source is opened):
 /// what a manager re-prices a stream's allocation to.
-pub fn price_planned(config: &StreamConfig, ladder: &PlannedLadder) -> ResourceCost {
+pub(crate) fn price_planned(config: &StreamConfig, ladder: &PlannedLadder) -> ResourceCost {
     let variants = &config.profile().variants;
     let rungs = ladder.rungs.iter().filter_map(|r| {
         let v = variants.iter().find(|v| v.name == r.name)?;

@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn capacity_from_the_machine_is_the_smaller_of_machine_and_limit() {
-        use crate::manager::pool::{ResourceCapacity, UNITS_PER_CORE};
+        use crate::pool::{ResourceCapacity, UNITS_PER_CORE};
         let cores = std::thread::available_parallelism().unwrap().get() as f64;
         let meminfo = "MemTotal:        8000000 kB\nMemFree:  100 kB\n";
         let machine = 8_000_000u64 * 1024;
