@@ -37,6 +37,17 @@ impl LatestWriter {
     /// the last write's result; or, while another thread is writing, leaves `text` to it
     /// (replacing an older pending one) and returns `None`. Each write's bytes are counted,
     /// each failure counted and logged.
+    /// Writes the final text once every rendition thread has ended (no other writer can
+    /// hold the file then), returning its result.
+    pub fn write_final(
+        &self,
+        sink: &dyn SegmentSink,
+        text: String,
+        stats: &StatsCell,
+    ) -> io::Result<()> {
+        self.write(sink, text, stats).unwrap_or(Ok(()))
+    }
+
     pub fn write(
         &self,
         sink: &dyn SegmentSink,

@@ -161,8 +161,8 @@ impl MasterPlaylist {
             }
             g.clone()
         };
-        // Every rendition thread has ended: no other writer can hold the file.
-        let result = self.write(&entries, stats).unwrap_or(Ok(()));
+        let text = render(&entries, self.version);
+        let result = self.writer.write_final(&*self.sink, text, stats);
         if result.is_ok() {
             self.state.lock().written = Written::Yes;
         }

@@ -69,6 +69,11 @@ impl MediaPlaylist {
         self.segments = earlier.segments;
     }
 
+    /// The live window, segments (`None`: every segment stays listed).
+    pub fn window(&self) -> Option<usize> {
+        self.window
+    }
+
     /// The target duration, whole seconds.
     pub fn target(&self) -> u64 {
         self.target

@@ -10,6 +10,7 @@
 //! written but never listed are found (numbers skip them; they are deleted). A sink that
 //! cannot read starts every run afresh.
 
+use std::collections::BTreeSet;
 use std::io;
 
 use super::naming::{in_rendition, parse_init, parse_segment, MASTER_PLAYLIST, MEDIA_PLAYLIST};
@@ -92,53 +93,47 @@ fn start_in(
             Vec::new()
         }
     };
-    let mut on_disk: Vec<u64> = Vec::new();
-    let mut inits: Vec<u64> = Vec::new();
-    for file in &listed_files {
-        if let Some((n, _)) = parse_segment(file) {
-            on_disk.push(n);
-        } else if let Some(n) = parse_init(file) {
-            inits.push(n);
-        }
-    }
-    let segments = || earlier.iter().flat_map(|p| p.segments());
-    // The sequence right after the earlier playlist's last segment.
-    let listed_next = segments().last().map_or(0, |s| s.sequence + 1);
-    let next_file = on_disk
+    let on_disk = listed_files
         .iter()
-        .copied()
-        .chain(segments().map(|s| s.file))
+        .filter_map(|f| parse_segment(f).map(|(n, _)| n));
+    let listed = || earlier.iter().flat_map(|p| p.segments());
+    // The sequence right after the earlier playlist's last segment.
+    let listed_next = listed().last().map_or(0, |s| s.sequence + 1);
+    let next_file = on_disk
+        .chain(listed().map(|s| s.file))
         .max()
         .map_or(0, |m| m + 1);
+    // Every file the earlier playlist names (removed if it is not carried on).
+    let earlier_files: Vec<String> = earlier
+        .iter()
+        .flat_map(|p| {
+            let segments = p.segments().map(|s| segment_name(s.file, p.container()));
+            segments.chain(p.segments().filter_map(|s| s.init).map(init_name))
+        })
+        .collect();
     // Only a playlist of this run's container is carried on.
-    let carry = earlier
-        .clone()
-        .filter(|p| live && !p.is_ended() && !p.is_empty() && p.container() == container);
-    // Files no playlist will list: earlier runs' segments (all of them when starting over),
-    // and any a crash left written but unlisted; init segments no kept segment needs.
+    let carry =
+        earlier.filter(|p| live && !p.is_ended() && !p.is_empty() && p.container() == container);
     let kept = |n: u64| carry.iter().flat_map(|p| p.segments()).any(|s| s.file == n);
-    let mut gone: Vec<String> = Vec::new();
-    let earlier_kinds = segments().map(|s| (s.file, earlier.as_ref().map(|p| p.container())));
-    for (n, kind) in earlier_kinds {
-        if !kept(n) {
-            gone.push(segment_name(n, kind.unwrap_or(container)));
-        }
-    }
-    for file in &listed_files {
-        if parse_segment(file).is_some_and(|(n, _)| !kept(n)) && !gone.contains(file) {
-            gone.push(file.clone());
-        }
-    }
     let kept_init = |n: u64| carry.as_ref().is_some_and(|p| p.uses_init(n));
-    let earlier_inits = segments().filter_map(|s| s.init).chain(inits);
-    for n in earlier_inits {
-        let file = init_name(n);
-        if !kept_init(n) && !gone.contains(&file) {
-            gone.push(file);
+    // Files no playlist will list: the earlier run's segments when starting over, any a
+    // crash left written but unlisted, init segments no kept segment needs; a set, as the
+    // listing and the earlier playlist name the same files.
+    let mut gone = BTreeSet::new();
+    gone.extend(
+        listed_files
+            .iter()
+            .filter(|f| {
+                parse_segment(f).is_some_and(|(n, _)| !kept(n))
+                    || parse_init(f).is_some_and(|n| !kept_init(n))
+            })
+            .cloned(),
+    );
+    if carry.is_none() {
+        gone.extend(earlier_files);
+        if had_playlist {
+            gone.insert(MEDIA_PLAYLIST.to_owned());
         }
-    }
-    if carry.is_none() && had_playlist {
-        gone.push(MEDIA_PLAYLIST.to_owned());
     }
     for file in gone {
         sink.delete(&at(&file)).or_else(cannot_is_fine)?;

@@ -41,7 +41,6 @@ pub struct Segmenter {
     video_tb: Rational,
     audio_tb: Rational,
     target_duration: f64,
-    live_window: Option<usize>,
     playlist: MediaPlaylist,
     /// Media sequence number of the open segment.
     next_sequence: u64,
@@ -171,7 +170,6 @@ impl Segmenter {
             video_tb: video.map_or(Rational::new(1, 1), CodecContext::time_base),
             audio_tb: audio.map_or(Rational::new(1, 1), CodecContext::time_base),
             target_duration,
-            live_window,
             playlist,
             pending_discontinuity,
             next_sequence: start.next_sequence,
@@ -403,7 +401,7 @@ impl Segmenter {
     fn delete_expired(&mut self, now: f64) -> Result<(Vec<String>, u64), OutputError> {
         let mut deleted = Vec::new();
         let mut refused = 0;
-        let Some(window) = self.live_window else {
+        let Some(window) = self.playlist.window() else {
             return Ok((deleted, refused));
         };
         let keep = window as f64 * self.target_duration + self.playlist.target() as f64;

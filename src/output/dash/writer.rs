@@ -141,12 +141,7 @@ impl DashWriter {
             }
             model::render(&self.manifest(&mut g, origin, None))
         };
-        // Every rendition thread has ended: no other writer can hold the file.
-        Some(
-            self.writer
-                .write(&*self.sink, text, stats)
-                .unwrap_or(Ok(())),
-        )
+        Some(self.writer.write_final(&*self.sink, text, stats))
     }
 
     /// The manifest now: dynamic from `live_start`, else static; the period starts at
