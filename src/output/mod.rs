@@ -23,7 +23,7 @@ mod resume;
 mod segmenter;
 
 pub(crate) use codecs::{video_codec_string, AAC_LC};
-pub(crate) use dash::{DashWriter, Media};
+pub(crate) use dash::{earlier_runs as earlier_dash_runs, DashWriter, Media};
 pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
 pub(crate) use naming::{audio_rendition, MEDIA_PLAYLIST};
 pub(crate) use publisher::Publisher;

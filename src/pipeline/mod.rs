@@ -161,6 +161,8 @@ fn open_outputs(
     let names = names.chain(audio_names.iter().map(String::as_str));
     let sink = config.sink().clone();
     let starts = output::prepare(&*sink, names, session.live, config.profile().container)?;
+    // A live run that carries on the earlier run's playlists carries on its manifest too.
+    let carries_on = starts.iter().any(|s| s.carried.is_some());
     let outputs = Outputs {
         starts,
         interrupt: signals.output_interrupt(),
@@ -172,6 +174,7 @@ fn open_outputs(
         opened: &opened,
         audio,
         live: session.live,
+        carries_on,
     };
     let publisher = publisher(config, sink, &shape);
     Ok((opened, publisher))
@@ -294,6 +297,8 @@ struct Shape<'a> {
     opened: &'a Opened,
     audio: Option<&'a AudioChain>,
     live: bool,
+    /// This run carries on an earlier run's live output.
+    carries_on: bool,
 }
 
 /// The master playlist (video rungs, then audio groups), and in fMP4 with `dash` the DASH
@@ -341,7 +346,17 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
         });
         let window = shape.live.then_some(profile.live_window);
         let seg = profile.segment_duration.as_secs_f64();
-        DashWriter::new(sink.clone(), video.chain(audio).collect(), window, seg)
+        let earlier = shape
+            .carries_on
+            .then(|| output::earlier_dash_runs(&*sink))
+            .flatten();
+        DashWriter::new(
+            sink.clone(),
+            video.chain(audio).collect(),
+            window,
+            seg,
+            earlier,
+        )
     });
     Publisher::new(config.id(), sink, master, dash)
 }

@@ -3,11 +3,13 @@
 //! WebDAV through `HttpSink` (which can read the playlist back but not list a directory).
 //! The second run continues the first run's sequence numbers after one DISCONTINUITY, the
 //! first run's segments stay listed and readable with their own init segment, and every
-//! frame of both runs decodes.
+//! frame of both runs decodes. The live DASH manifest is carried on the same way: the same
+//! `availabilityStartTime`, the first run's Period kept, a new Period for the second run
+//! placed on the wall clock, every listed file there.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use streamvisor::config::PlaylistMode;
 use streamvisor::sink::{HttpSink, SegmentSink};
@@ -29,6 +31,7 @@ fn two_runs(root: &Path, sink: impl Fn() -> Option<Arc<dyn SegmentSink>>, more: 
             VariantProfile::new("240p", 240, 300_000).with_preset("ultrafast")
         ])
         .with_container(Container::Fmp4)
+        .with_dash(true)
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(30);
         let b = StreamConfig::builder("resume", format!("tcp://127.0.0.1:{port}"), root)
@@ -52,6 +55,8 @@ fn two_runs(root: &Path, sink: impl Fn() -> Option<Arc<dyn SegmentSink>>, more: 
     assert_eq!(report.state, StreamState::Failed, "{:?}", report.error);
     let before = read_media(&playlist);
     assert!(!before.end_list, "a failed run leaves no ENDLIST");
+    let manifest = root.join("manifest.mpd");
+    let first_mpd = std::fs::read_to_string(&manifest).expect("the first run's manifest");
     let server = LiveServer::start_on(port);
     wait_until("the source", Duration::from_secs(10), || is_listening(port));
     let second = Stream::new(cfg()).start().unwrap();
@@ -59,10 +64,135 @@ fn two_runs(root: &Path, sink: impl Fn() -> Option<Arc<dyn SegmentSink>>, more: 
     wait_until("the second run's segments", Duration::from_secs(60), || {
         read_media(&playlist).segments.len() >= want
     });
+    let live_mpd = std::fs::read_to_string(&manifest).expect("the second run's manifest");
+    let read_at = SystemTime::now();
     let report = second.stop(Duration::from_secs(10));
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     drop(server);
     check_continued(root, &before);
+    let final_mpd = std::fs::read_to_string(&manifest).expect("the final manifest");
+    check_dash_continued(root, &before, [&first_mpd, &live_mpd, &final_mpd], read_at);
+}
+
+/// A listed segment: file number, start and end (s, Period time).
+type Listed = (u64, f64, f64);
+
+/// One Period of a manifest: id, start (s), and per representation its directory, init
+/// file and listed segments.
+struct MpdPeriod {
+    id: String,
+    start: f64,
+    reps: Vec<(String, String, Vec<Listed>)>,
+}
+
+/// The type, `availabilityStartTime` and Periods of a manifest.
+fn periods(text: &str) -> (String, Option<SystemTime>, Vec<MpdPeriod>) {
+    let doc = roxmltree::Document::parse(text).expect("well-formed XML");
+    let mpd = doc.root_element();
+    let secs = |d: &str| -> f64 {
+        let d = d.strip_prefix("PT").unwrap().strip_suffix('S').unwrap();
+        let (m, s) = d.split_once('M').unwrap_or(("0", d));
+        m.parse::<f64>().unwrap() * 60.0 + s.parse::<f64>().unwrap()
+    };
+    let ast = mpd.attribute("availabilityStartTime").map(|t| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", t, "+%s.%N"])
+            .output()
+            .unwrap();
+        let s: f64 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        SystemTime::UNIX_EPOCH + Duration::from_secs_f64(s)
+    });
+    let num =
+        |n: roxmltree::Node, a: &str| -> u64 { n.attribute(a).map_or(0, |v| v.parse().unwrap()) };
+    let periods = mpd
+        .children()
+        .filter(|n| n.has_tag_name("Period"))
+        .map(|p| {
+            let reps = p
+                .descendants()
+                .filter(|n| n.has_tag_name("SegmentTemplate"));
+            let reps = reps.map(|t| {
+                let ts = num(t, "timescale") as f64;
+                let pto = num(t, "presentationTimeOffset");
+                let init = t.attribute("initialization").unwrap().to_owned();
+                let (dir, _) = init.split_once('/').unwrap();
+                let (mut number, mut at, mut segs) = (num(t, "startNumber"), 0, Vec::new());
+                for s in t.descendants().filter(|n| n.has_tag_name("S")) {
+                    at = s.attribute("t").map_or(at, |v| v.parse().unwrap());
+                    let d = num(s, "d");
+                    for _ in 0..=num(s, "r") {
+                        let start = (at - pto) as f64 / ts;
+                        segs.push((number, start, start + d as f64 / ts));
+                        (number, at) = (number + 1, at + d);
+                    }
+                }
+                (dir.to_owned(), init.clone(), segs)
+            });
+            MpdPeriod {
+                id: p.attribute("id").unwrap().to_owned(),
+                start: secs(p.attribute("start").unwrap()),
+                reps: reps.collect(),
+            }
+        })
+        .collect();
+    (mpd.attribute("type").unwrap().to_owned(), ast, periods)
+}
+
+/// The manifests of the first run, the second one live, and the second one's final carry
+/// the first run's on: same clock origin, its Period kept, a new one after it.
+fn check_dash_continued(
+    root: &Path,
+    before: &m3u8_rs::MediaPlaylist,
+    [first, live, last]: [&str; 3],
+    read_at: SystemTime,
+) {
+    let (kind, first_ast, first) = periods(first);
+    assert_eq!((kind.as_str(), first.len()), ("dynamic", 1));
+    let (kind, ast, live) = periods(live);
+    assert_eq!(kind, "dynamic");
+    assert_eq!(ast, first_ast, "the same availabilityStartTime");
+    let ids: Vec<&str> = live.iter().map(|p| p.id.as_str()).collect();
+    assert_eq!(ids, ["0", "1"], "the first run's Period, then the second's");
+    let numbers = |p: &MpdPeriod| -> Vec<u64> { p.reps[0].2.iter().map(|s| s.0).collect() };
+    let uris: Vec<String> = before.segments.iter().map(|s| s.uri.clone()).collect();
+    let listed: Vec<String> = numbers(&live[0])
+        .iter()
+        .map(|n| format!("seg_{n:05}.m4s"))
+        .collect();
+    assert_eq!(listed, uris, "Period 0 lists the first run's segments");
+    let end = |p: &MpdPeriod| p.start + p.reps[0].2.last().unwrap().2;
+    assert!(
+        live[1].start >= end(&live[0]),
+        "Period 1 starts after Period 0 ends"
+    );
+    assert!(numbers(&live[1])[0] > *numbers(&live[0]).last().unwrap());
+    // The live edge is on the wall clock: the newest listed segment has ended by the time
+    // the manifest was read, and not long before.
+    let edge = read_at.duration_since(ast.unwrap()).unwrap().as_secs_f64();
+    let newest = end(&live[1]);
+    assert!(
+        newest <= edge + 0.5 && newest >= edge - 4.0,
+        "newest {newest}, edge {edge}"
+    );
+    for p in &live {
+        for (dir, init, segs) in &p.reps {
+            assert!(root.join(init).exists(), "{init}");
+            for (n, _, _) in segs {
+                let file = root.join(dir).join(format!("seg_{n:05}.m4s"));
+                assert!(file.exists(), "{}", file.display());
+            }
+        }
+    }
+    let (kind, _, last) = periods(last);
+    assert_eq!(
+        (kind.as_str(), last.len()),
+        ("static", 2),
+        "the final manifest keeps both runs"
+    );
 }
 
 /// The playlist under `root` continues `before` (the first run's last playlist).

@@ -4,14 +4,17 @@
 //! string building: every attribute value goes through [`attr`], directories through
 //! [`url_path`].
 //!
-//! Timing (ISO/IEC 23009-1 5.3.9.6): one Period starting at `PT0S`; a segment at media time
-//! `t` is at presentation time `(t - presentationTimeOffset) / timescale` s and, live, at
-//! wall-clock time `availabilityStartTime` plus that. So a live stream keeps
-//! `availability_start` fixed across renders, and its renditions' offsets name one instant.
+//! Timing (ISO/IEC 23009-1 5.3.9.6): one Period per run of the stream (a live stream
+//! restarted into the same output adds one; the first starts at `PT0S`); a segment at media
+//! time `t` is at presentation time `Period@start + (t - presentationTimeOffset) /
+//! timescale` s and, live, at wall-clock time `availabilityStartTime` plus that. So a live
+//! stream keeps `availability_start` fixed across renders and across runs, and within a
+//! Period its renditions' offsets name one instant.
 
 use std::fmt::{Display, Write as _};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use super::xs;
 use crate::output::naming::{init_name, DASH_SEGMENT_TEMPLATE};
 
 /// `MPD@profiles`: the live profile (SegmentTemplate) and DASH-CMAF.
@@ -23,15 +26,45 @@ const CHANNELS: &str = "urn:mpeg:dash:23003:3:audio_channel_configuration:2011";
 /// `UTCTiming` scheme whose value is the server's clock itself: the player fetches nothing.
 const UTC_DIRECT: &str = "urn:mpeg:dash:utc:direct:2014";
 
-/// One MPD: one Period, its adaptation sets, and how it is played.
+/// One MPD: its Periods, and how it is played.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Manifest {
     /// On demand or live.
     pub(crate) kind: Kind,
-    /// One video set per codec family ([`AdaptationSet::video_by_codec`]), then audio.
-    pub(crate) adaptation_sets: Vec<AdaptationSet>,
+    /// In order of time; one per run of the stream.
+    pub(crate) periods: Vec<Period>,
     /// `MPD@minBufferTime`, seconds (typically the target segment duration).
     pub(crate) min_buffer_time: f64,
+}
+
+/// One run of the stream: what it carries, from when.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Period {
+    /// `Period@id`: 0 for the first run, one more for each later run.
+    pub(crate) id: u64,
+    /// `Period@start`, seconds of presentation time (live: after `availabilityStartTime`).
+    pub(crate) start: f64,
+    /// One video set per codec family ([`AdaptationSet::video_by_codec`]), then audio.
+    pub(crate) adaptation_sets: Vec<AdaptationSet>,
+}
+
+impl Period {
+    /// True when no representation has a segment (the Period is left out).
+    pub(crate) fn is_empty(&self) -> bool {
+        let reps = self.adaptation_sets.iter().flat_map(|s| &s.representations);
+        reps.flat_map(|r| &r.segments).next().is_none()
+    }
+
+    /// Where its last segment ends, seconds of presentation time; its start when empty.
+    pub(crate) fn end(&self) -> f64 {
+        let reps = self.adaptation_sets.iter().flat_map(|s| &s.representations);
+        let ends = reps.filter_map(|r| {
+            let last = r.segments.last()?;
+            let ticks = (last.start + last.duration).saturating_sub(r.presentation_time_offset);
+            Some(ticks as f64 / f64::from(r.timescale.max(1)))
+        });
+        self.start + ends.fold(0.0, f64::max)
+    }
 }
 
 /// `MPD@type` and the attributes that go with it.
@@ -231,7 +264,7 @@ pub(crate) fn render(m: &Manifest) -> String {
     match &m.kind {
         Kind::Static { duration } => {
             attr(o, "type", "static");
-            attr(o, "mediaPresentationDuration", xs_duration(*duration));
+            attr(o, "mediaPresentationDuration", xs::duration(*duration));
         }
         Kind::Dynamic {
             availability_start,
@@ -244,29 +277,35 @@ pub(crate) fn render(m: &Manifest) -> String {
             attr(
                 o,
                 "availabilityStartTime",
-                xs_date_time(*availability_start),
+                xs::date_time(*availability_start),
             );
-            attr(o, "publishTime", xs_date_time(*publish_time));
+            attr(o, "publishTime", xs::date_time(*publish_time));
             attr(
                 o,
                 "minimumUpdatePeriod",
-                xs_duration(*minimum_update_period),
+                xs::duration(*minimum_update_period),
             );
-            attr(o, "timeShiftBufferDepth", xs_duration(*time_shift_buffer));
-            let delay = xs_duration(*suggested_presentation_delay);
+            attr(o, "timeShiftBufferDepth", xs::duration(*time_shift_buffer));
+            let delay = xs::duration(*suggested_presentation_delay);
             attr(o, "suggestedPresentationDelay", delay);
         }
     }
-    attr(o, "minBufferTime", xs_duration(m.min_buffer_time));
-    o.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
-    for (id, set) in m.adaptation_sets.iter().enumerate() {
-        write_set(o, id, set);
+    attr(o, "minBufferTime", xs::duration(m.min_buffer_time));
+    o.push_str(">\n");
+    for period in m.periods.iter().filter(|p| !p.is_empty()) {
+        start(o, 1, "Period");
+        attr(o, "id", period.id);
+        attr(o, "start", xs::duration(period.start));
+        o.push_str(">\n");
+        for (id, set) in period.adaptation_sets.iter().enumerate() {
+            write_set(o, id, set);
+        }
+        o.push_str("  </Period>\n");
     }
-    o.push_str("  </Period>\n");
     if let Kind::Dynamic { publish_time, .. } = &m.kind {
         start(o, 1, "UTCTiming");
         attr(o, "schemeIdUri", UTC_DIRECT);
-        attr(o, "value", xs_date_time(*publish_time));
+        attr(o, "value", xs::date_time(*publish_time));
         o.push_str("/>\n");
     }
     o.push_str("</MPD>\n");
@@ -429,64 +468,10 @@ fn frame_rate(fps: f64) -> Option<String> {
     }
 }
 
-/// `secs` as an xs:duration, e.g. `PT1H2M3.5S`, to the millisecond; negative or NaN as 0.
-fn xs_duration(secs: f64) -> String {
-    let ms = if secs > 0.0 {
-        (secs * 1000.0).round() as u64
-    } else {
-        0
-    };
-    let (h, m, s) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60);
-    let mut out = String::from("PT");
-    if h > 0 {
-        let _ = write!(out, "{h}H");
-    }
-    if m > 0 {
-        let _ = write!(out, "{m}M");
-    }
-    if ms % 1000 > 0 {
-        let _ = write!(out, "{s}.{:03}", ms % 1000);
-        out.truncate(out.trim_end_matches('0').len());
-        out.push('S');
-    } else if s > 0 || ms == 0 {
-        let _ = write!(out, "{s}S");
-    }
-    out
-}
-
-/// `t` as an xs:dateTime in UTC, e.g. `2023-11-14T22:13:20.5Z` (milliseconds when not 0);
-/// instants before 1970 as the epoch.
-fn xs_date_time(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let (secs, ms) = (since.as_secs(), since.subsec_millis());
-    let (year, month, day) = civil_from_days(secs / 86_400);
-    let (h, m, s) = (secs / 3600 % 24, secs / 60 % 60, secs % 60);
-    let mut out = format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}");
-    if ms > 0 {
-        let _ = write!(out, ".{ms:03}");
-        out.truncate(out.trim_end_matches('0').len());
-    }
-    out.push('Z');
-    out
-}
-
-/// (year, month, day) of the Gregorian date `days` after 1970-01-01: H. Hinnant's
-/// `civil_from_days`, in eras of 400 years (146097 days) counted from 0000-03-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let (era, doe) = (z / 146_097, z % 146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (era * 400 + yoe + u64::from(month <= 2), month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     /// Segments numbered from `number`, the first at `start` ticks, of `secs` each.
     fn segs(number: u64, mut start: u64, timescale: u32, secs: &[f64]) -> Vec<Segment> {
@@ -560,7 +545,11 @@ mod tests {
         });
         Manifest {
             kind,
-            adaptation_sets,
+            periods: vec![Period {
+                id: 0,
+                start: 0.0,
+                adaptation_sets,
+            }],
             min_buffer_time: 2.0,
         }
     }
@@ -695,7 +684,7 @@ mod tests {
     #[test]
     fn dynamic_ladder_after_a_sliding_window() {
         let mut m = ladder(live(), 7);
-        let reps = m
+        let reps = m.periods[0]
             .adaptation_sets
             .iter_mut()
             .flat_map(|s| &mut s.representations);
@@ -761,9 +750,10 @@ mod tests {
     #[test]
     fn hostile_ids_directories_and_languages_are_escaped() {
         let mut m = ladder(Kind::Static { duration: 7.5 }, 0);
-        let r = &mut m.adaptation_sets[0].representations[0];
+        let sets = &mut m.periods[0].adaptation_sets;
+        let r = &mut sets[0].representations[0];
         (r.id, r.dir) = ("a\"b'c<d>&e\tf\u{1}".into(), "x y/$Number$?#&\"<".into());
-        m.adaptation_sets[2].lang = Some("en\"><x".into());
+        sets[2].lang = Some("en\"><x".into());
         let xml = render(&m);
         let tags = parse(&xml);
         let id = all(&tags, "Representation", "id");
@@ -793,29 +783,21 @@ mod tests {
             sizes.collect::<Vec<_>>(),
             [("hvc1", 2), ("avc1", 1), ("av01", 1)]
         );
+        let period = Period {
+            id: 0,
+            start: 0.0,
+            adaptation_sets: sets,
+        };
         let m = Manifest {
             kind: live(),
-            adaptation_sets: sets,
+            periods: vec![period],
             min_buffer_time: 2.0,
         };
-        assert!(!render(&m).contains("AdaptationSet"));
+        assert!(!render(&m).contains("<Period"));
     }
 
     #[test]
-    fn dates_durations_and_frame_rates() {
-        let dates = [0, 1_700_000_000_000, 951_782_400_120, 4_107_542_399_000];
-        let dates = dates.map(|ms| xs_date_time(UNIX_EPOCH + Duration::from_millis(ms)));
-        let want = "1970-01-01T00:00:00Z 2023-11-14T22:13:20Z 2000-02-29T00:00:00.12Z 2100-02-28T23:59:59Z";
-        assert_eq!(dates.join(" "), want);
-        assert_eq!(
-            xs_date_time(UNIX_EPOCH - Duration::from_secs(5)),
-            "1970-01-01T00:00:00Z"
-        );
-        let durations = [0.0, 12.345, 60.0, 3725.5, 7200.25, -1.0, f64::NAN].map(xs_duration);
-        assert_eq!(
-            durations.join(" "),
-            "PT0S PT12.345S PT1M PT1H2M5.5S PT2H0.25S PT0S PT0S"
-        );
+    fn frame_rates() {
         let rates = [25.0, 23.976, 59.94, 12.5, 0.0].map(|f| frame_rate(f).unwrap_or_default());
         assert_eq!(rates.join(" "), "25 24000/1001 60000/1001 12500/1000 ");
     }

@@ -3,17 +3,25 @@
 //! or on demand (static, written once at the end with the full duration). A live stream
 //! that ends gracefully gets a static manifest too, so players stop waiting for more.
 //!
-//! The period starts at the earliest segment's presentation time (the output timeline need
-//! not start at zero: an MPEG-TS source's first timestamp carries over), which every
+//! The run's Period starts at the earliest segment's presentation time (the output timeline
+//! need not start at zero: an MPEG-TS source's first timestamp carries over), which every
 //! representation's `presentationTimeOffset` names in its own timescale.
+//!
+//! A live run that carries on an earlier run's output (its HLS playlists carried on) carries
+//! on its manifest too: the same `availabilityStartTime`, the earlier Periods kept until
+//! their segments leave the window (as the HLS playlists drop them), and a new Period for
+//! this run that starts where the wall clock is when its first manifest is written (never
+//! before the earlier Period's end), so the live edge stays at segments that exist.
 
+use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::model::{self, AdaptationSet, Content, Kind, Manifest, Media, Representation};
+use super::model::{self, AdaptationSet, Content, Kind, Manifest, Media, Period, Representation};
+use super::parse::EarlierRuns;
 use crate::output::latest::LatestWriter;
 use crate::output::naming::DASH_MANIFEST;
 use crate::output::{MeasuredBitrate, SegmentDone, FMP4_TIME_OFFSET};
@@ -31,7 +39,15 @@ pub(crate) struct DashWriter {
 }
 
 struct DashState {
+    /// This run's representations.
     reps: Vec<Representation>,
+    /// Earlier runs' Periods still listed (live, carried on).
+    earlier: Vec<Period>,
+    /// This run's `Period@id`.
+    period_id: u64,
+    /// This run's `Period@start`, seconds after `availability_start`; fixed at the first
+    /// render (`None` before).
+    period_start: Option<f64>,
     /// Each representation's first segment's start on the output timeline, seconds.
     first_start: Vec<Option<f64>>,
     /// Wall-clock time of the period's start (live), fixed at the first render.
@@ -42,13 +58,19 @@ struct DashState {
 
 impl DashWriter {
     /// A manifest over these representations (segments empty; codecs filled in as they
-    /// become known), written through `sink`.
+    /// become known), written through `sink`; live, after the `earlier` runs it carries on.
     pub fn new(
         sink: Arc<dyn SegmentSink>,
         reps: Vec<Representation>,
         live_window: Option<usize>,
         segment_secs: f64,
+        earlier: Option<EarlierRuns>,
     ) -> Self {
+        let earlier = earlier.filter(|_| live_window.is_some());
+        let (availability_start, earlier) = earlier.map_or((None, Vec::new()), |e| {
+            (Some(e.availability_start), e.periods)
+        });
+        let period_id = earlier.last().map_or(0, |p| p.id.saturating_add(1));
         Self {
             sink,
             writer: LatestWriter::new(DASH_MANIFEST),
@@ -57,7 +79,10 @@ impl DashWriter {
             state: Mutex::new(DashState {
                 first_start: vec![None; reps.len()],
                 reps,
-                availability_start: None,
+                earlier,
+                period_id,
+                period_start: None,
+                availability_start,
                 end: 0.0,
             }),
         }
@@ -108,16 +133,26 @@ impl DashWriter {
                 rep.segments.drain(..extra);
             }
             g.end = g.end.max(done.start + done.duration);
-            if self.live_window.is_none() {
+            let Some(window) = self.live_window else {
                 return false;
-            }
+            };
             let Some(origin) = origin(&g) else {
                 return false;
             };
-            let since = Duration::from_secs_f64((g.end - origin).max(0.0));
+            let since = (g.end - origin).max(0.0);
+            let now = SystemTime::now();
             let ast = *g
                 .availability_start
-                .get_or_insert_with(|| SystemTime::now() - since);
+                .get_or_insert_with(|| now - Duration::from_secs_f64(since));
+            // Where the wall clock is, seconds after the availability start: the live edge.
+            let edge = now.duration_since(ast).unwrap_or_default().as_secs_f64();
+            if g.period_start.is_none() {
+                let after_earlier = g.earlier.last().map_or(0.0, Period::end);
+                g.period_start = Some((edge - since).max(after_earlier));
+            }
+            let window_secs = window as f64 * self.segment_secs;
+            let DashState { earlier, reps, .. } = &mut *g;
+            expire_earlier(earlier, reps, window, edge - window_secs);
             model::render(&self.manifest(&mut g, origin, Some(ast)))
         };
         matches!(self.writer.write(&*self.sink, text, stats), Some(Ok(())))
@@ -144,11 +179,13 @@ impl DashWriter {
         Some(self.writer.write_final(&*self.sink, text, stats))
     }
 
-    /// The manifest now: dynamic from `live_start`, else static; the period starts at
-    /// `origin` (seconds on the output timeline).
+    /// The manifest now: dynamic from `live_start`, else static; this run's Period starts
+    /// at `origin` (seconds on the output timeline), after the earlier runs'.
     fn manifest(&self, g: &mut DashState, origin: f64, live_start: Option<SystemTime>) -> Manifest {
         let seg = self.segment_secs;
         let offset = FMP4_TIME_OFFSET.as_secs_f64();
+        let after_earlier = g.earlier.last().map_or(0.0, Period::end);
+        let period_start = g.period_start.unwrap_or(after_earlier);
         for rep in &mut g.reps {
             let ts = f64::from(rep.timescale);
             rep.presentation_time_offset = ((origin + offset) * ts).round() as u64;
@@ -162,7 +199,7 @@ impl DashWriter {
                 suggested_presentation_delay: 3.0 * seg,
             },
             _ => Kind::Static {
-                duration: (g.end - origin).max(0.0),
+                duration: period_start + (g.end - origin).max(0.0),
             },
         };
         let (audio, video): (Vec<_>, Vec<_>) = g
@@ -178,12 +215,51 @@ impl DashWriter {
                 representations: audio,
             });
         }
+        let mut periods = g.earlier.clone();
+        periods.push(Period {
+            id: g.period_id,
+            start: period_start,
+            adaptation_sets: sets,
+        });
         Manifest {
             kind,
-            adaptation_sets: sets,
+            periods,
             min_buffer_time: 2.0 * seg,
         }
     }
+}
+
+/// Drops from the earlier runs' Periods what the HLS playlists no longer list: of each
+/// representation, the segments with `window` or more newer ones of the same name (this
+/// run's and later Periods'); then every Period left empty, or ending before `since`
+/// (seconds after the availability start: the oldest time a player may seek to).
+fn expire_earlier(
+    earlier: &mut Vec<Period>,
+    current: &[Representation],
+    window: usize,
+    since: f64,
+) {
+    let mut newer: HashMap<String, usize> = HashMap::new();
+    for r in current {
+        *newer.entry(r.id.clone()).or_default() += r.segments.len();
+    }
+    for period in earlier.iter_mut().rev() {
+        let reps = period
+            .adaptation_sets
+            .iter_mut()
+            .flat_map(|s| &mut s.representations);
+        let mut counted = Vec::new();
+        for rep in reps {
+            let after = newer.get(&rep.id).copied().unwrap_or(0);
+            let keep = window.saturating_sub(after).min(rep.segments.len());
+            rep.segments.drain(..rep.segments.len() - keep);
+            counted.push((rep.id.clone(), keep));
+        }
+        for (id, n) in counted {
+            *newer.entry(id).or_default() += n;
+        }
+    }
+    earlier.retain(|p| !p.is_empty() && p.end() > since);
 }
 
 /// Where the period starts once every representation has a segment: the earliest first
@@ -192,4 +268,26 @@ fn origin(g: &DashState) -> Option<f64> {
     g.first_start
         .iter()
         .try_fold(f64::MAX, |m, s| s.map(|s| m.min(s)))
+}
+
+/// The earlier runs the live manifest in `sink` lists, for a run that carries on the
+/// output; `None` when there is none that can be read, or it is not a live one of ours
+/// (then this run's manifest starts afresh, as its Period 0).
+pub(crate) fn earlier_runs(sink: &dyn SegmentSink) -> Option<EarlierRuns> {
+    let bytes = match sink.read(DASH_MANIFEST) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            if e.kind() != io::ErrorKind::NotFound && e.kind() != io::ErrorKind::Unsupported {
+                log::warn!("reading the earlier {DASH_MANIFEST}: {e}; it starts afresh");
+            }
+            return None;
+        }
+    };
+    let earlier = std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(super::parse::earlier_runs);
+    if earlier.is_none() {
+        log::info!("the earlier {DASH_MANIFEST} is not a live one of ours; it starts afresh");
+    }
+    earlier
 }
