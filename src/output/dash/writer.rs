@@ -291,3 +291,65 @@ pub(crate) fn earlier_runs(sink: &dyn SegmentSink) -> Option<EarlierRuns> {
     }
     earlier
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 1 kHz video representation `id` with one-second segments numbered from `first`.
+    fn rep(id: &str, first: u64, count: u64) -> Representation {
+        let media = Media::Video {
+            width: 640,
+            height: 360,
+            frame_rate: 30.0,
+        };
+        let mut r = DashWriter::representation(id, media, 1_000_000);
+        r.timescale = 1000;
+        r.segments = (0..count)
+            .map(|i| model::Segment {
+                number: first + i,
+                start: i * 1000,
+                duration: 1000,
+                init: Some(first),
+            })
+            .collect();
+        r
+    }
+
+    fn period(id: u64, start: f64, reps: Vec<Representation>) -> Period {
+        Period {
+            id,
+            start,
+            adaptation_sets: AdaptationSet::video_by_codec(reps),
+        }
+    }
+
+    fn numbers(p: &Period, id: &str) -> Vec<u64> {
+        let reps = p.adaptation_sets.iter().flat_map(|s| &s.representations);
+        let rep = reps.filter(|r| r.id == id).next();
+        rep.map_or(Vec::new(), |r| {
+            r.segments.iter().map(|s| s.number).collect()
+        })
+    }
+
+    #[test]
+    fn earlier_periods_lose_what_the_window_no_longer_lists() {
+        // Runs of 4 and 3 segments before this one's 2, a window of 5 per rendition.
+        let mut earlier = vec![
+            period(0, 0.0, vec![rep("360p", 0, 4), rep("gone", 0, 4)]),
+            period(1, 10.0, vec![rep("360p", 4, 3)]),
+        ];
+        let current = [rep("360p", 7, 2)];
+        expire_earlier(&mut earlier, &current, 5, -1.0);
+        assert_eq!(numbers(&earlier[1], "360p"), [4, 5, 6]);
+        assert_eq!(numbers(&earlier[0], "360p"), Vec::<u64>::new());
+        // A rendition this run does not have keeps its window of its own.
+        assert_eq!(numbers(&earlier[0], "gone"), [0, 1, 2, 3]);
+        // Once the oldest seekable time passes a Period's end, the Period goes.
+        expire_earlier(&mut earlier, &current, 5, 5.0);
+        assert_eq!(earlier.iter().map(|p| p.id).collect::<Vec<_>>(), [1]);
+        // Enough segments of this run: no earlier Period left.
+        expire_earlier(&mut earlier, &[rep("360p", 7, 5)], 5, -1.0);
+        assert!(earlier.is_empty());
+    }
+}
