@@ -325,8 +325,8 @@ mod tests {
     }
 
     fn numbers(p: &Period, id: &str) -> Vec<u64> {
-        let reps = p.adaptation_sets.iter().flat_map(|s| &s.representations);
-        let rep = reps.filter(|r| r.id == id).next();
+        let mut reps = p.adaptation_sets.iter().flat_map(|s| &s.representations);
+        let rep = reps.find(|r| r.id == id);
         rep.map_or(Vec::new(), |r| {
             r.segments.iter().map(|s| s.number).collect()
         })
