@@ -97,6 +97,26 @@ pub enum OutputEvent {
         /// The file.
         path: PathBuf,
     },
+    /// A file that had left the live window could not be deleted: the store refused (it is
+    /// tried again with backoff, a few times), or it was given up and stays in the store.
+    /// Never the stream's failure; counted in [`StreamStats::deletes_refused`] and
+    /// [`StreamStats::deletes_given_up`](crate::StreamStats::deletes_given_up).
+    ///
+    /// [`StreamStats::deletes_refused`]: crate::StreamStats::deletes_refused
+    DeleteFailed {
+        /// Stream id.
+        stream: String,
+        /// The rendition.
+        variant: String,
+        /// The file.
+        path: PathBuf,
+        /// Why: the store's answer, or why it was given up without one.
+        error: String,
+        /// Tries so far (0: given up untried).
+        attempt: u32,
+        /// No more tries: the file stays in the store.
+        given_up: bool,
+    },
 }
 
 /// What a stream's hook thread is sent: state changes (from the lifecycle) and output

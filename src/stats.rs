@@ -40,6 +40,10 @@ pub(crate) struct StatsCell {
     pub errors: AtomicU64,
     pub recoveries: AtomicU64,
     pub hardware_fallbacks: AtomicU64,
+    /// Deletes of expired files the store refused (each try).
+    pub deletes_refused: AtomicU64,
+    /// Expired files left in the store for good.
+    pub deletes_given_up: AtomicU64,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     /// The audio-only renditions (fMP4); `frames_out` counts AAC frames.
     audio_renditions: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
@@ -101,6 +105,8 @@ impl Default for StatsCell {
             errors: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
             hardware_fallbacks: AtomicU64::new(0),
+            deletes_refused: AtomicU64::new(0),
+            deletes_given_up: AtomicU64::new(0),
             variants: Mutex::new(Vec::new()),
             audio_renditions: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
@@ -217,6 +223,8 @@ impl StatsCell {
             errors: self.errors.load(Relaxed),
             recoveries: self.recoveries.load(Relaxed),
             hardware_fallbacks: self.hardware_fallbacks.load(Relaxed),
+            deletes_refused: self.deletes_refused.load(Relaxed),
+            deletes_given_up: self.deletes_given_up.load(Relaxed),
             cpu_time: self.cpu_time(),
             uptime,
             time_in_state: Vec::new(),
@@ -409,6 +417,13 @@ pub struct StreamStats {
     pub recoveries: u64,
     /// Times a hardware device failed and the stream went on on the CPU.
     pub hardware_fallbacks: u64,
+    /// Deletes of files that left the live window which the store refused, each try
+    /// counted (also in `errors`); they are retried with backoff, never the stream's
+    /// failure.
+    pub deletes_refused: u64,
+    /// Files that left the live window and were left in the store for good (their deletes
+    /// refused too often, too many pending, or the stream ended first).
+    pub deletes_given_up: u64,
     /// Memory the stream's frames in flight take, estimated from the ladder that runs
     /// ([`PlannedLadder::memory_estimate`]); 0 until the source is open.
     pub memory_estimate: u64,

@@ -163,7 +163,7 @@ fn snapshot(core: &ManagerCore) -> Snapshot {
 type Figure<T> = (&'static str, Kind, &'static str, fn(&T) -> Value);
 
 /// The figures of every managed stream, from its [`StreamStats`] (label `stream`).
-const STREAM_FIGURES: [Figure<StreamStats>; 17] = [
+const STREAM_FIGURES: [Figure<StreamStats>; 19] = [
     (
         "streamvisor_stream_uptime_seconds",
         Kind::Gauge,
@@ -247,6 +247,18 @@ const STREAM_FIGURES: [Figure<StreamStats>; 17] = [
         Kind::Counter,
         "Times a hardware device failed and the stream went on on the CPU.",
         |s| s.hardware_fallbacks.into(),
+    ),
+    (
+        "streamvisor_stream_deletes_refused_total",
+        Kind::Counter,
+        "Deletes of files that left the live window which the store refused (each try).",
+        |s| s.deletes_refused.into(),
+    ),
+    (
+        "streamvisor_stream_deletes_given_up_total",
+        Kind::Counter,
+        "Files that left the live window and were left in the store for good.",
+        |s| s.deletes_given_up.into(),
     ),
     (
         "streamvisor_stream_outages_total",

@@ -9,10 +9,12 @@
 //! - [`master`], [`dash`]: the master playlist and the DASH manifest over every rendition,
 //!   each written by one thread at a time through [`latest`].
 //! - [`publisher`]: what the rendition threads tell the world when a segment is done.
+//! - [`deleter`]: deletes of expired files, off the rendition threads, retried with backoff.
 //! - [`codecs`]: RFC 6381 codec strings from the encoders' headers.
 
 mod codecs;
 mod dash;
+mod deleter;
 mod latest;
 mod master;
 mod muxer_file;
@@ -24,6 +26,7 @@ mod segmenter;
 
 pub(crate) use codecs::{video_codec_string, AAC_LC};
 pub(crate) use dash::{earlier_runs as earlier_dash_runs, DashWriter, Media};
+pub(crate) use deleter::{delete_queue, DeleteInbox};
 pub(crate) use master::{AudioGroup, MasterEntry, MasterPlaylist, MeasuredBitrate};
 pub(crate) use naming::{audio_rendition, MEDIA_PLAYLIST};
 pub(crate) use publisher::Publisher;

@@ -3,6 +3,7 @@
 //! for the application's hooks. Shared by every rendition thread.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -86,13 +87,49 @@ impl Publisher {
         if done.playlist_bytes > 0 {
             self.emit_playlist(|| at(MEDIA_PLAYLIST));
         }
-        for gone in &done.deleted {
-            self.emit(|| OutputEvent::SegmentDeleted {
-                stream: self.stream.clone(),
-                variant: name.to_owned(),
-                path: at(gone),
-            });
+        for file in &done.left_in_store {
+            stats.deletes_given_up.fetch_add(1, Relaxed);
+            log::warn!(
+                "{}: too many deletes pending; left in the store",
+                at(file).display()
+            );
+            self.delete_failed(name, file, "too many deletes pending", 0, true);
         }
+    }
+
+    /// `file` of rendition `rendition` was deleted (it had left the live window).
+    pub fn segment_deleted(&self, rendition: &str, file: &str) {
+        self.emit(|| OutputEvent::SegmentDeleted {
+            stream: self.stream.clone(),
+            variant: rendition.to_owned(),
+            path: self.location_of(rendition, file),
+        });
+    }
+
+    /// The delete of `file` of rendition `rendition` failed (`error`) at try `attempt`;
+    /// `given_up`: it stays in the store.
+    pub fn delete_failed(
+        &self,
+        rendition: &str,
+        file: &str,
+        error: &str,
+        attempt: u32,
+        given_up: bool,
+    ) {
+        self.emit(|| OutputEvent::DeleteFailed {
+            stream: self.stream.clone(),
+            variant: rendition.to_owned(),
+            path: self.location_of(rendition, file),
+            error: error.to_owned(),
+            attempt,
+            given_up,
+        });
+    }
+
+    /// Where `file` of rendition `rendition` is: a path, or a URL with its secrets
+    /// redacted.
+    pub fn location_of(&self, rendition: &str, file: &str) -> PathBuf {
+        self.location(&in_rendition(rendition, file))
     }
 
     /// Every rendition finished: the master gets the measured bandwidth, the DASH manifest

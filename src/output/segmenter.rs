@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::deleter::DeleteQueue;
 use super::muxer_file::MuxerFile;
 use super::naming::{in_rendition, init_name, segment_name, MEDIA_PLAYLIST};
 use super::playlist::{ListedSegment, MediaPlaylist};
@@ -14,9 +15,6 @@ use super::OutputError;
 use crate::config::{Container, VideoCodec};
 use crate::ffi::{AvError, CodecContext, Interrupt, OutputContext, Packet, Rational, AVERROR_EXIT};
 use crate::sink::SegmentSink;
-
-/// How many times an expired file's delete is tried before it is left in the store.
-const DELETE_ATTEMPTS: u32 = 3;
 
 /// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
 /// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
@@ -51,8 +49,10 @@ pub struct Segmenter {
     /// Latest end time (pts + duration, seconds) of any video packet in the open segment.
     open_end: f64,
     /// Files of segments no longer listed (file number, the media time they left the
-    /// playlist, their init segment, delete attempts so far), waiting to be deleted.
-    unlisted: VecDeque<(u64, f64, Option<u64>, u32)>,
+    /// playlist, their init segment), waiting to be deleted.
+    unlisted: VecDeque<(u64, f64, Option<u64>)>,
+    /// Where expired files are deleted, off this thread.
+    deletes: DeleteQueue,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -85,6 +85,8 @@ pub(crate) struct MediaOutput {
     pub container: Container,
     /// The video's codec (`None`: an audio-only rendition).
     pub video_codec: Option<VideoCodec>,
+    /// The stream's queue of expired files to delete.
+    pub deletes: DeleteQueue,
 }
 
 /// A finished or cut segment: what it adds to the counters, and where it lies.
@@ -108,10 +110,9 @@ pub struct SegmentDone {
     pub discontinuity: bool,
     /// File number of its init segment (fMP4).
     pub init: Option<u64>,
-    /// Segment files deleted from the store for it (they had left the live window).
-    pub deleted: Vec<String>,
-    /// Deletes of expired files the store refused meanwhile.
-    pub refused_deletes: u64,
+    /// Expired files (left the live window) the delete queue could not take: they stay in
+    /// the store.
+    pub left_in_store: Vec<String>,
 }
 
 impl Segmenter {
@@ -132,6 +133,7 @@ impl Segmenter {
             sink,
             container,
             video_codec,
+            deletes,
         } = output;
         let here = PathBuf::from(sink.location(name));
         let mux_err = |e| OutputError::Mux(here.clone(), e);
@@ -177,6 +179,7 @@ impl Segmenter {
             open_start: None,
             open_end: 0.0,
             unlisted: VecDeque::new(),
+            deletes,
             open_discontinuity: false,
             final_endlist: true,
             init: None,
@@ -374,10 +377,10 @@ impl Segmenter {
         // The newest segment is listed first; deleting what left the window comes after,
         // and a store that refuses a delete never costs the listing.
         for old in self.playlist.expire() {
-            self.unlisted.push_back((old.file, end, old.init, 0));
+            self.unlisted.push_back((old.file, end, old.init));
         }
         let playlist_bytes = self.write_playlist(last && self.final_endlist)?;
-        let (deleted, refused_deletes) = self.delete_expired(end)?;
+        let left_in_store = self.delete_expired(end);
         Ok(SegmentDone {
             bytes,
             playlist_bytes,
@@ -388,74 +391,43 @@ impl Segmenter {
             name: segment_name(file, self.container),
             discontinuity,
             init: self.init,
-            deleted,
-            refused_deletes,
+            left_in_store,
         })
     }
 
-    /// Deletes the files of segments that left the live window once a client can no
-    /// longer be fetching them: one playlist duration plus a target duration after they
-    /// left it (RFC 8216 §6.2.2). A delete the store refuses is not the stream's failure:
-    /// it is logged and tried again at later cuts, up to [`DELETE_ATTEMPTS`] times, then
-    /// given up (the file stays in the store). Returns the files deleted and the refusals.
-    fn delete_expired(&mut self, now: f64) -> Result<(Vec<String>, u64), OutputError> {
-        let mut deleted = Vec::new();
-        let mut refused = 0;
+    /// Queues for deletion the files of segments that left the live window once a client
+    /// can no longer be fetching them: one playlist duration plus a target duration after
+    /// they left it (RFC 8216 §6.2.2); an earlier run's init segment goes with the last
+    /// segment that needed it. The deletes run off this thread (see `deleter`): a store
+    /// that is slow or refuses never holds up a segment. Returns the files the queue could
+    /// not take (left in the store).
+    fn delete_expired(&mut self, now: f64) -> Vec<String> {
+        let mut left = Vec::new();
         let Some(window) = self.playlist.window() else {
-            return Ok((deleted, refused));
+            return left;
         };
         let keep = window as f64 * self.target_duration + self.playlist.target() as f64;
-        let mut retry = Vec::new();
-        while let Some(&(file, unlisted_at, init, attempts)) = self.unlisted.front() {
+        while let Some(&(file, unlisted_at, init)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
             }
             self.unlisted.pop_front();
-            let name = segment_name(file, self.container);
-            if let Err(why) = self.delete(&name)? {
-                refused += 1;
-                if attempts + 1 < DELETE_ATTEMPTS {
-                    retry.push((file, unlisted_at, init, attempts + 1));
-                } else {
-                    log::warn!("{why}: gave up deleting it after {DELETE_ATTEMPTS} attempts");
+            let mut queue = |name: String| {
+                if !self.deletes.delete(&self.name, name.clone()) {
+                    left.push(name);
                 }
-                continue;
-            }
-            deleted.push(name);
-            // An earlier run's init segment goes with the last segment that needed it.
-            let needed = |n: Option<u64>| {
-                n == self.init
-                    || n.is_some_and(|n| self.playlist.uses_init(n))
-                    || self.unlisted.iter().chain(&retry).any(|u| u.2 == n)
             };
-            if let Some(n) = init.filter(|&n| !needed(Some(n))) {
-                let name = init_name(n);
-                match self.delete(&name)? {
-                    Ok(()) => deleted.push(name),
-                    Err(why) => {
-                        refused += 1;
-                        log::warn!("{why}: left in the store");
-                    }
-                }
+            queue(segment_name(file, self.container));
+            let needed = |n: u64| {
+                Some(n) == self.init
+                    || self.playlist.uses_init(n)
+                    || self.unlisted.iter().any(|u| u.2 == Some(n))
+            };
+            if let Some(n) = init.filter(|&n| !needed(n)) {
+                queue(init_name(n));
             }
         }
-        // Tried again at the next cuts, oldest first.
-        for entry in retry.into_iter().rev() {
-            self.unlisted.push_front(entry);
-        }
-        Ok((deleted, refused))
-    }
-
-    /// Deletes `name` from this rendition's directory in the sink: `Err` only once the
-    /// stream is aborting; a refusal by the store is the inner `Err`, logged.
-    fn delete(&self, name: &str) -> Result<Result<(), String>, OutputError> {
-        let rel = self.rel(name);
-        self.refuse_after_abort(&rel)?;
-        Ok(self.sink.delete(&rel).map_err(|e| {
-            let why = format!("deleting {}: {e}", self.sink.location(&rel));
-            log::warn!("{why}");
-            why
-        }))
+        left
     }
 
     /// The stream is over: flushes the muxer, closes the last segment and writes the final

@@ -28,8 +28,8 @@ use crate::config::{Container, SourceHint, StreamConfig};
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{CodecContext, Interrupt, Rational, AVERROR_EXIT};
 use crate::output::{
-    self, audio_rendition, AudioGroup, DashWriter, MasterPlaylist, MeasuredBitrate, Media,
-    MediaOutput, OutputStart, Publisher, Segmenter,
+    self, audio_rendition, AudioGroup, DashWriter, DeleteInbox, MasterPlaylist, MeasuredBitrate,
+    Media, MediaOutput, OutputStart, Publisher, Segmenter,
 };
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
@@ -129,12 +129,14 @@ pub(crate) fn run(
         let variants = joined
             .map(|r| r.map_err(|e| cut_by_abort(e, signals)))
             .collect();
-        overall_result(told, variants)
+        let (ending, measured) = overall_result(told, variants)?;
+        // Before the scope joins the delete thread, which may be in a slow delete: the
+        // final master and manifest never wait for it.
+        publisher.finish(&measured, stats)?;
+        Ok(ending)
     });
     drop(audio);
-    let (ending, measured) = outcome?;
-    publisher.finish(&measured, stats)?;
-    Ok(ending)
+    outcome
 }
 
 /// Opens every rendition (video rungs, then in fMP4 the audio renditions) where its output
@@ -209,6 +211,8 @@ struct Outputs<'a> {
 struct Opened {
     rungs: Vec<Rung>,
     renditions: Vec<AudioRendition>,
+    /// The deleting thread's end of the renditions' delete queue.
+    deletes: DeleteInbox,
 }
 
 /// Opens every rung's video encoder and segmenter (with the rung's audio muxed in
@@ -224,6 +228,7 @@ fn open_rungs(
     let profile = config.profile();
     let fmp4 = profile.container == Container::Fmp4;
     let seg = profile.segment_duration.as_secs_f64();
+    let (deletes, delete_inbox) = output::delete_queue();
     let output = |start, video_codec| MediaOutput {
         target_duration: seg,
         live_window: session.live.then_some(profile.live_window),
@@ -232,6 +237,7 @@ fn open_rungs(
         sink: outputs.sink.clone(),
         container: profile.container,
         video_codec,
+        deletes: deletes.clone(),
     };
     let mut starts = outputs.starts.into_iter();
     let mut rungs = Vec::with_capacity(plan.len());
@@ -288,7 +294,11 @@ fn open_rungs(
             first: None,
         });
     }
-    Ok(Opened { rungs, renditions })
+    Ok(Opened {
+        rungs,
+        renditions,
+        deletes: delete_inbox,
+    })
 }
 
 /// The ladder's shape, for the master and the DASH manifest.
@@ -394,6 +404,19 @@ fn spawn_renditions<'scope, 'env>(
         (name, job)
     });
     let mut handles = Vec::new();
+    let sink = config.sink().clone();
+    let interrupt = signals.output_interrupt().clone();
+    let deletes = opened.deletes;
+    let spawned = std::thread::Builder::new()
+        .name(format!("sv-{}-deletes", config.id()))
+        .spawn_scoped(scope, move || {
+            deletes.run(&*sink, &interrupt, publisher, stats);
+        });
+    if let Err(e) = spawned {
+        return Err(Error::Internal {
+            message: format!("spawning the delete thread: {e}"),
+        });
+    }
     for (name, job) in rungs.chain(renditions) {
         let spawned = std::thread::Builder::new()
             .name(format!("sv-{}-{name}", config.id()))

@@ -350,6 +350,5 @@ pub(crate) fn count_segment(counters: &VariantCounters, stats: &StatsCell, done:
     }
     counters.bytes_out.fetch_add(done.bytes, Relaxed);
     stats.playlist_bytes.fetch_add(done.playlist_bytes, Relaxed);
-    stats.errors.fetch_add(done.refused_deletes, Relaxed);
     stats.sample_output_rate();
 }

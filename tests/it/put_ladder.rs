@@ -183,7 +183,7 @@ fn transcode_put_uploads_an_av1_ladder_with_its_dash_manifest() {
 /// the stream stops cleanly with every listed segment on the origin.
 #[test]
 fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
-    use streamvisor::{config::PlaylistMode, Stream};
+    use streamvisor::{config::PlaylistMode, Hooks, OutputEvent, Stream};
     let nginx = Nginx::webdav();
     let base = format!("http://127.0.0.1:{}/nodelete/live", nginx.port);
     let profile = AbrProfile::from_rungs(&["240p"])
@@ -191,27 +191,69 @@ fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
         .with_preset("ultrafast")
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(3);
-    let config = StreamConfig::builder("nodelete", "lavfi:testsrc2=size=426x240:rate=30", "x")
+    let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = failures.clone();
+    let hooks = Hooks::new().on_output(move |ev| {
+        if let OutputEvent::DeleteFailed {
+            path,
+            attempt,
+            given_up,
+            error,
+            ..
+        } = ev
+        {
+            seen.lock()
+                .unwrap()
+                .push((path.clone(), *attempt, *given_up, error.clone()));
+        }
+    });
+    // In real time, as a live source delivers.
+    let source = "lavfi:testsrc2=size=426x240:rate=30,realtime";
+    let config = StreamConfig::builder("nodelete", source, "x")
         .allow_generated_sources(true)
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)
         .sink(Arc::new(quick(HttpSink::new(&base).unwrap())))
         .build()
         .unwrap();
-    let running = Stream::new(config).start().unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
     let playlist = nginx.root().join("nodelete/live/240p/index.m3u8");
-    // Deletes start once a segment has been out of the window for 4 s of media.
-    crate::common::wait_until(
-        "segments past the delete horizon",
-        Duration::from_secs(60),
-        || running.stats().errors >= 3,
-    );
+    // Deletes start once a segment has been out of the window for 4 s of media; each is
+    // tried 5 times with backoff (0.5 + 1 + 2 + 4 s) before it is given up.
+    crate::common::wait_until("a delete given up", Duration::from_secs(90), || {
+        running.stats().deletes_given_up >= 1
+    });
     assert_eq!(running.state(), StreamState::Running);
     let media = crate::common::read_media(&playlist);
     assert_eq!(media.segments.len(), 3, "the window holds");
     let report = running.stop(Duration::from_secs(10));
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
-    assert!(report.stats.errors >= 3, "the refused deletes are counted");
+    let stats = &report.stats;
+    assert!(
+        stats.deletes_refused >= 5,
+        "each refusal counted: {stats:?}"
+    );
+    assert!(
+        stats.errors >= stats.deletes_refused,
+        "and counted as errors"
+    );
+    // The first expired segment: refused four times and retried, then given up.
+    let failures = failures.lock().unwrap();
+    let first = &failures[0].0;
+    let tries: Vec<(u32, bool)> = failures
+        .iter()
+        .filter(|f| &f.0 == first)
+        .map(|f| (f.1, f.2))
+        .collect();
+    assert_eq!(
+        tries,
+        [(1, false), (2, false), (3, false), (4, false), (5, true)],
+        "{failures:?}"
+    );
+    assert!(
+        failures[0].3.contains("405"),
+        "the store's answer: {failures:?}"
+    );
     let media = crate::common::read_media(&playlist);
     let dir = playlist.parent().unwrap();
     let last = media.segments.last().unwrap();
@@ -225,4 +267,82 @@ fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
         stored, written,
         "nothing was deleted: every segment is still there"
     );
+}
+
+/// An application's sink whose deletes block until the test lets them go (a store that
+/// takes its whole timeout to answer a DELETE).
+#[derive(Debug)]
+struct SlowDeletes {
+    inner: streamvisor::sink::FsSink,
+    /// Dropped by the test to let every delete go.
+    release: crossbeam_channel::Receiver<()>,
+    /// Told when a delete starts.
+    started: crossbeam_channel::Sender<String>,
+}
+
+impl streamvisor::sink::SegmentSink for SlowDeletes {
+    fn create(&self, path: &str) -> std::io::Result<Box<dyn streamvisor::sink::SinkFile>> {
+        self.inner.create(path)
+    }
+    fn replace(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
+        self.inner.replace(path, contents)
+    }
+    fn delete(&self, path: &str) -> std::io::Result<()> {
+        let _ = self.started.try_send(path.to_owned());
+        let _ = self.release.recv_timeout(Duration::from_secs(120));
+        self.inner.delete(path)
+    }
+    fn location(&self, path: &str) -> String {
+        self.inner.location(path)
+    }
+}
+
+/// Deletes run off the renditions' threads: while a delete hangs in the sink, segments
+/// keep being written and listed, and once it returns the expired files go.
+#[test]
+fn a_delete_that_hangs_holds_up_no_segment() {
+    use streamvisor::{config::PlaylistMode, Stream};
+    let dir = tempfile::tempdir().unwrap();
+    let (release_tx, release) = crossbeam_channel::bounded::<()>(0);
+    let (started, deletes) = crossbeam_channel::unbounded();
+    let sink = SlowDeletes {
+        inner: streamvisor::sink::FsSink::new(dir.path(), false),
+        release,
+        started,
+    };
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(3);
+    let config = StreamConfig::builder("slowdelete", "lavfi:testsrc2=size=426x240:rate=30", "x")
+        .allow_generated_sources(true)
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .sink(Arc::new(sink))
+        .build()
+        .unwrap();
+    let running = Stream::new(config).start().unwrap();
+    let first = deletes
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a delete starts");
+    let segments = || running.stats().variants[0].segments;
+    let at_first = segments();
+    crate::common::wait_until(
+        "ten more segments while the delete hangs",
+        Duration::from_secs(60),
+        || segments() >= at_first + 10,
+    );
+    assert!(
+        dir.path().join(&first).exists(),
+        "the hung delete has not happened"
+    );
+    let playlist = crate::common::read_media(&dir.path().join("240p/index.m3u8"));
+    assert_eq!(playlist.segments.len(), 3, "the window slides on");
+    drop(release_tx);
+    crate::common::wait_until("the expired file deleted", Duration::from_secs(30), || {
+        !dir.path().join(&first).exists()
+    });
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
 }
