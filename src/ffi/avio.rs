@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use ffmpeg_sys_next as sys;
 
-use super::avio_owner::{AvioOwner, Callbacks};
+use super::avio_owner::{AvioOwner, Callbacks, OpaqueState};
 use super::format::Interrupt;
 use super::{cstring, AvError};
 
@@ -58,6 +58,12 @@ pub trait ByteSource: Send {
     fn seek(&mut self, to: SeekFrom) -> Result<u64, IoFailure>;
     /// The input's size in bytes (seekable sources only), the position left as it was.
     fn size(&mut self) -> Result<u64, IoFailure>;
+}
+
+// SAFETY: `read_callback` and `seek_callback` take their opaque as a `*mut IoState`, and
+// nothing else.
+unsafe impl OpaqueState for IoState {
+    const CALLBACKS: Callbacks = Callbacks::Read(read_callback, seek_callback);
 }
 
 /// What the callbacks reach through `opaque`: the source and what they learnt.
@@ -168,7 +174,7 @@ impl CustomIo {
         };
         // A seek callback is installed even for a source that cannot seek, so that FFmpeg's
         // need of one is known (the context is marked non-seekable below).
-        let io = AvioOwner::new(state, Callbacks::Read(read_callback, seek_callback))?;
+        let io = AvioOwner::new(state)?;
         // SAFETY: the context was just allocated and is ours; `seekable` is a plain field.
         unsafe {
             (*io.as_ptr()).seekable = if seekable {

@@ -23,6 +23,18 @@ pub(super) enum Callbacks {
     Write(PacketCallback),
 }
 
+/// The state of a custom I/O context, which names its own callbacks: the pairing of a
+/// state type with the callbacks that cast `opaque` back to it is made once, here, not at
+/// every context built.
+///
+/// # Safety
+/// Every callback in [`CALLBACKS`](Self::CALLBACKS) must take its `opaque` argument as a
+/// `*mut Self` (and nothing else), valid for the duration of the call.
+pub(super) unsafe trait OpaqueState: Sized {
+    /// The callbacks FFmpeg calls with a `*mut Self` as `opaque`.
+    const CALLBACKS: Callbacks;
+}
+
 /// An `AVIOContext` whose callbacks get `&mut S` through `opaque`.
 pub(super) struct AvioOwner<S> {
     ctx: NonNull<sys::AVIOContext>,
@@ -33,10 +45,9 @@ pub(super) struct AvioOwner<S> {
 // SAFETY: the context and the state are reached only through this owner (or, inside FFmpeg calls made through its owner, by the callbacks on the same thread); the state is Send.
 unsafe impl<S: Send> Send for AvioOwner<S> {}
 
-impl<S> AvioOwner<S> {
-    /// A context with `state` behind its callbacks. The callbacks must take `opaque` as a
-    /// `*mut S`.
-    pub fn new(state: S, callbacks: Callbacks) -> Result<Self, AvError> {
+impl<S: OpaqueState> AvioOwner<S> {
+    /// A context with `state` behind its callbacks (`S::CALLBACKS`).
+    pub fn new(state: S) -> Result<Self, AvError> {
         let enomem = || AvError::new(sys::AVERROR(libc::ENOMEM), "avio_alloc_context");
         let state = Box::into_raw(Box::new(state));
         // SAFETY: Box::into_raw never returns NULL.
@@ -49,12 +60,12 @@ impl<S> AvioOwner<S> {
             free_state();
             return Err(enomem());
         }
-        let (write, read, write_cb, seek) = match callbacks {
+        let (write, read, write_cb, seek) = match S::CALLBACKS {
             Callbacks::Read(read, seek) => (0, Some(read), None, Some(seek)),
             Callbacks::Write(write) => (1, None, Some(write), None),
         };
         let opaque = state.as_ptr().cast::<c_void>();
-        // SAFETY: the buffer is av_malloc'ed with BUFFER_SIZE bytes (the context takes it over); the opaque is the state, which lives until Drop, after the context is freed; the callbacks take it as the state (the caller's promise) and match the signatures FFmpeg calls.
+        // SAFETY: the buffer is av_malloc'ed with BUFFER_SIZE bytes (the context takes it over); the opaque is the state, which lives until Drop, after the context is freed; the callbacks take it as the state (the promise of `S`'s `unsafe impl OpaqueState`) and match the signatures FFmpeg calls.
         let ctx = unsafe {
             sys::avio_alloc_context(
                 buffer,
@@ -74,7 +85,9 @@ impl<S> AvioOwner<S> {
         };
         Ok(Self { ctx, state })
     }
+}
 
+impl<S> AvioOwner<S> {
     /// The context, for an `AVFormatContext`'s `pb`.
     pub fn as_ptr(&self) -> *mut sys::AVIOContext {
         self.ctx.as_ptr()

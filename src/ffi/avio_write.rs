@@ -9,13 +9,18 @@ use std::panic::AssertUnwindSafe;
 
 use ffmpeg_sys_next as sys;
 
-use super::avio_owner::{AvioOwner, Callbacks};
+use super::avio_owner::{AvioOwner, Callbacks, OpaqueState};
 use super::AvError;
 
 /// What the callback reaches through `opaque`.
 struct WriteState {
     out: Box<dyn Write + Send>,
     written: u64,
+}
+
+// SAFETY: `write_callback` takes its opaque as a `*mut WriteState`, and nothing else.
+unsafe impl OpaqueState for WriteState {
+    const CALLBACKS: Callbacks = Callbacks::Write(write_callback);
 }
 
 /// An `AVIOContext` writing to a `Box<dyn Write>`: the context, its `av_malloc`ed buffer
@@ -29,7 +34,7 @@ impl WriteIo {
     /// A context writing to `out`.
     pub fn new(out: Box<dyn Write + Send>) -> Result<Self, AvError> {
         let state = WriteState { out, written: 0 };
-        let io = AvioOwner::new(state, Callbacks::Write(write_callback))?;
+        let io = AvioOwner::new(state)?;
         Ok(Self { io })
     }
 
@@ -58,8 +63,7 @@ impl WriteIo {
 }
 
 /// The `write_packet` callback: all of FFmpeg's bytes to the writer, or `EIO` (the writer
-/// keeps its own error for the caller), or `AVERROR_EXIT` when the writer says
-/// `Interrupted`. Never unwinds into C.
+/// keeps its own error for the caller). Never unwinds into C.
 unsafe extern "C" fn write_callback(opaque: *mut c_void, buf: *mut u8, size: c_int) -> c_int {
     let Ok(len) = usize::try_from(size) else {
         return sys::AVERROR(libc::EINVAL);
@@ -81,19 +85,73 @@ unsafe extern "C" fn write_callback(opaque: *mut c_void, buf: *mut u8, size: c_i
             state.written += len as u64;
             size
         }
-        Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => sys::AVERROR_EXIT,
         _ => sys::AVERROR(libc::EIO),
     }
 }
 
-/// `write_all`, except that `Interrupted` is an answer (the writer was cancelled), not a
-/// reason to try again for ever.
+/// Consecutive `Interrupted` answers after which a writer is taken to have failed.
+const MAX_INTERRUPTED: u32 = 1000;
+
+/// `write_all`: `Interrupted` is tried again, as the `io::Write` convention says (a signal
+/// cut the call short), but not for ever: a writer that answers nothing else
+/// [`MAX_INTERRUPTED`] times in a row has failed.
 fn write_whole(out: &mut dyn Write, mut data: &[u8]) -> io::Result<()> {
+    let mut interrupted = 0;
     while !data.is_empty() {
-        match out.write(data)? {
-            0 => return Err(io::ErrorKind::WriteZero.into()),
-            n => data = &data[n..],
+        match out.write(data) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                data = &data[n..];
+                interrupted = 0;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted && interrupted < MAX_INTERRUPTED => {
+                interrupted += 1;
+                std::thread::yield_now();
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that answers `Interrupted` to every other call (or to all of them), and
+    /// takes 3 bytes at a time otherwise.
+    struct Choppy {
+        got: Vec<u8>,
+        calls: u32,
+        always_interrupted: bool,
+    }
+
+    impl Write for Choppy {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.always_interrupted || self.calls % 2 == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = buf.len().min(3);
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn interrupted_writes_are_tried_again_but_not_for_ever() {
+        let mut w = Choppy {
+            got: Vec::new(),
+            calls: 0,
+            always_interrupted: false,
+        };
+        write_whole(&mut w, b"every byte arrives").unwrap();
+        assert_eq!(w.got, b"every byte arrives");
+        w.always_interrupted = true;
+        let e = write_whole(&mut w, b"x").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted);
+    }
 }

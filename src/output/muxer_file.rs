@@ -2,6 +2,7 @@
 //! muxer through a custom output, finished (made visible) or discarded.
 
 use std::io::{self, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::OutputError;
 use crate::ffi::OutputContext;
+use crate::panic::panic_message;
 use crate::sink::{SegmentSink, SinkFile};
 
 /// The sink's file and the first error it gave, shared between the muxer's writer and
@@ -22,32 +24,43 @@ struct Shared {
 /// What the muxer writes into.
 struct SharedWriter(Arc<Mutex<Shared>>);
 
-impl Write for SharedWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+impl SharedWriter {
+    /// Runs `op` on the sink's file (an application's code: its panic is caught here and
+    /// becomes an error that says so, with its message); the first error is kept for
+    /// [`MuxerFile::finish`], a copy of it returned to the muxer. `Interrupted` is not
+    /// kept: the muxer's writer tries it again.
+    fn on_file<T>(&self, op: impl FnOnce(&mut dyn SinkFile) -> io::Result<T>) -> io::Result<T> {
         let mut g = self.0.lock();
         let Some(file) = g.file.as_mut() else {
             return Err(io::ErrorKind::BrokenPipe.into());
         };
-        match file.write(buf) {
-            Ok(n) => Ok(n),
-            Err(e) => {
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut **file))).unwrap_or_else(|p| {
+                let why = panic_message(&*p);
+                Err(io::Error::other(format!("the sink's file panicked: {why}")))
+            });
+        match result {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
                 let again = io::Error::new(e.kind(), e.to_string());
                 g.error.get_or_insert(e);
                 Err(again)
             }
+            other => other,
         }
+    }
+}
+
+impl Write for SharedWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.on_file(|f| f.write(buf))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let mut g = self.0.lock();
-        match g.file.as_mut().map(|f| f.flush()) {
-            Some(Err(e)) => {
-                let again = io::Error::new(e.kind(), e.to_string());
-                g.error.get_or_insert(e);
-                Err(again)
-            }
-            _ => Ok(()),
+        // Nothing to flush once the file is finished or discarded.
+        if self.0.lock().file.is_none() {
+            return Ok(());
         }
+        self.on_file(|f| f.flush())
     }
 }
 
@@ -95,6 +108,12 @@ impl MuxerFile {
             OutputError::Io(self.location.clone(), io::ErrorKind::BrokenPipe.into())
         })?;
         file.finish().map_err(|e| OutputError::Io(self.location, e))
+    }
+
+    /// The sink's error that made a muxer call fail, if it was the sink's (taken: the
+    /// caller reports it instead of FFmpeg's bare `EIO`).
+    pub fn take_error(&self) -> Option<io::Error> {
+        self.shared.lock().error.take()
     }
 
     /// Detaches the muxer and drops the file unfinished (the sink discards it).

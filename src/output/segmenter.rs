@@ -239,6 +239,15 @@ impl Segmenter {
         Ok(())
     }
 
+    /// A muxer call on the open segment failed: the sink's own error when it was the
+    /// sink's (its message, a panic's included), else FFmpeg's.
+    fn mux_failed(&self, e: AvError) -> OutputError {
+        match self.open.as_ref().and_then(MuxerFile::take_error) {
+            Some(sink_error) => OutputError::Io(self.open_location(), sink_error),
+            None => OutputError::Mux(self.open_location(), e),
+        }
+    }
+
     /// Where the open segment is, for messages.
     fn open_location(&self) -> PathBuf {
         self.open.as_ref().map_or_else(
@@ -313,7 +322,7 @@ impl Segmenter {
         pkt.rescale_ts(from, to);
         self.muxer
             .write_packet(&mut pkt)
-            .map_err(|e| OutputError::Mux(self.open_location(), e))
+            .map_err(|e| self.mux_failed(e))
     }
 
     /// Closes the open segment at `at` seconds, lists it, and opens the next one.
@@ -342,9 +351,7 @@ impl Segmenter {
     fn close_open_segment(&mut self, end: f64, last: bool) -> Result<SegmentDone, OutputError> {
         let (sequence, file) = (self.next_sequence, self.next_file);
         if !last {
-            self.muxer
-                .flush()
-                .map_err(|e| OutputError::Mux(self.open_location(), e))?;
+            self.muxer.flush().map_err(|e| self.mux_failed(e))?;
         }
         let open = self.open.take().expect("a segment is open until the end");
         if let Err(e) = self.refuse_after_abort(&self.name) {
@@ -435,9 +442,7 @@ impl Segmenter {
     /// made without it). Returns the last segment's figures, if it had any media.
     pub fn end_stream(&mut self, endlist: bool) -> Result<Option<SegmentDone>, OutputError> {
         self.final_endlist = endlist;
-        self.muxer
-            .write_trailer()
-            .map_err(|e| OutputError::Mux(self.open_location(), e))?;
+        self.muxer.write_trailer().map_err(|e| self.mux_failed(e))?;
         if self.open_start.is_some() {
             let end = self.open_end;
             Ok(Some(self.close_open_segment(end, true)?))

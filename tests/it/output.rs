@@ -331,3 +331,114 @@ fn a_final_manifest_that_cannot_be_written_is_reported() {
         assert!(read_media(&dir.path().join("240p/index.m3u8")).end_list);
     }
 }
+
+/// How [`Moody`]'s files answer a write.
+#[derive(Debug, Clone, Copy)]
+enum Mood {
+    /// Every other write is cut short by `Interrupted` (a signal).
+    Interrupted,
+    /// The third write panics.
+    Panics,
+}
+
+/// A sink over a directory whose files misbehave in writes as its mood says.
+#[derive(Debug)]
+struct Moody {
+    inner: streamvisor::sink::FsSink,
+    mood: Mood,
+}
+
+struct MoodyFile {
+    inner: Box<dyn streamvisor::sink::SinkFile>,
+    mood: Mood,
+    calls: u32,
+}
+
+impl std::io::Write for MoodyFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.calls += 1;
+        match self.mood {
+            Mood::Interrupted if self.calls % 2 == 0 => Err(std::io::ErrorKind::Interrupted.into()),
+            Mood::Panics if self.calls == 3 => panic!("the disk is on fire"),
+            _ => self.inner.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl streamvisor::sink::SinkFile for MoodyFile {
+    fn finish(self: Box<Self>) -> std::io::Result<u64> {
+        self.inner.finish()
+    }
+}
+
+impl streamvisor::sink::SegmentSink for Moody {
+    fn create(&self, path: &str) -> std::io::Result<Box<dyn streamvisor::sink::SinkFile>> {
+        let inner = self.inner.create(path)?;
+        Ok(Box::new(MoodyFile {
+            inner,
+            mood: self.mood,
+            calls: 0,
+        }))
+    }
+    fn replace(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
+        self.inner.replace(path, contents)
+    }
+    fn delete(&self, path: &str) -> std::io::Result<()> {
+        self.inner.delete(path)
+    }
+    fn location(&self, path: &str) -> String {
+        self.inner.location(path)
+    }
+}
+
+fn moody_run(dir: &std::path::Path, mood: Mood) -> streamvisor::StreamReport {
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast");
+    let config = StreamConfig::builder(
+        "moody",
+        "lavfi:testsrc2=size=426x240:rate=30:duration=3",
+        dir,
+    )
+    .allow_generated_sources(true)
+    .profile(profile)
+    .sink(Arc::new(Moody {
+        inner: streamvisor::sink::FsSink::new(dir, false),
+        mood,
+    }))
+    .build()
+    .unwrap();
+    run_to_end(config)
+}
+
+/// `Interrupted` from a sink's write is tried again (the `io::Write` convention): the
+/// output is whole, every frame there.
+#[test]
+fn a_sink_write_cut_short_by_a_signal_is_tried_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = moody_run(dir.path(), Mood::Interrupted);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let probe = probe_video(&dir.path().join("240p/index.m3u8"));
+    assert_eq!(probe.frames, 90, "every frame of 3 s at 30 fps");
+}
+
+/// A sink whose write panics fails the stream with an error that says so, the panic's
+/// message kept.
+#[test]
+fn a_panic_in_a_sink_write_is_reported_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = moody_run(dir.path(), Mood::Panics);
+    assert_eq!(report.state, StreamState::Failed);
+    let error = report.error.expect("an error");
+    assert_eq!(error.kind(), streamvisor::ErrorKind::Output, "{error}");
+    // The sink's error is the source (Display names the file).
+    let source = std::error::Error::source(&error).map(ToString::to_string);
+    let text = source.unwrap_or_default();
+    assert!(
+        text.contains("panicked: the disk is on fire"),
+        "{error}: {text}"
+    );
+}
