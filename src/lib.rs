@@ -101,7 +101,7 @@ mod output;
 mod panic;
 mod pipeline;
 pub mod pool;
-mod redact;
+pub mod redact;
 #[cfg(feature = "serde")]
 mod serde_support;
 pub mod sink;
@@ -111,7 +111,7 @@ pub mod stream;
 
 // The everyday face: what an application names to run, watch and manage streams. Everything
 // else is in the public module of its topic, which holds that topic's names below too; hooks,
-// states, `redact_url` and `route_ffmpeg_logs` have no module of their own.
+// states and `route_ffmpeg_logs` have no module of their own; `redact_url` is also in `redact`.
 #[doc(inline)]
 pub use config::{
     AbrProfile, Container, RecoveryPolicy, Source, StreamConfig, StreamConfigBuilder,
@@ -127,6 +127,7 @@ pub use hooks::{Hooks, OutputEvent, SegmentEvent, StateEvent, StatsEvent};
 pub use manager::{Admitted, Manager, ManagerBuilder};
 #[doc(inline)]
 pub use pool::ResourceCapacity;
+#[doc(inline)]
 pub use redact::redact_url;
 pub use state::{StateSet, StreamState};
 #[doc(inline)]

@@ -6,10 +6,13 @@
 //! What is masked, with `***`:
 //! - the userinfo of `scheme://user:password@host/...` (everything before the last `@`
 //!   that comes before the query);
-//! - the value of every query parameter whose name (lower-cased) contains one of
-//!   [`SECRET_NAME_PARTS`] (`passphrase`, `password`, `pwd`, `token`, `key`, `secret`,
-//!   `auth`, `sig`/`signature`, `streamid`, `session`, `cred`...); the query is taken to run
-//!   to the end of the URL (a `#` in an SRT `streamid` is not a fragment);
+//! - the value of every query parameter, except those whose name is on a short allow-list
+//!   of names known to be harmless ([`SHOWN_BY_DEFAULT`]: transport settings such as
+//!   `mode`, `latency`, `listen`, `timeout`; an application adds its own with
+//!   [`show_query_values`]). A deny-list of secret-looking names can never be complete
+//!   (CDN and origin token schemes use names such as `hdnts`, `e`, `st`, `Policy`,
+//!   `wmsAuthSign`), so nothing is shown unless it is known to be harmless. The query is
+//!   taken to run to the end of the URL (a `#` in an SRT `streamid` is not a fragment);
 //! - for `rtmp`-family URLs, the last path element when the path has two or more (the
 //!   stream key in `rtmp://host/app/KEY`); `rtmp://host/app` keeps its application name.
 //!
@@ -22,24 +25,76 @@ use std::borrow::Cow;
 /// The mask that replaces a secret.
 pub(crate) const MASK: &str = "***";
 
-/// Query parameter names containing any of these (lower-cased) have their value masked.
-const SECRET_NAME_PARTS: [&str; 11] = [
-    "pass", "pwd", "token", "key", "secret", "auth", "sig", "streamid", "session", "cred", "jwt",
+/// Query parameters (and FFmpeg options) whose values are shown: names known to carry no
+/// secret, compared case-insensitively. Everything else is masked.
+pub const SHOWN_BY_DEFAULT: [&str; 24] = [
+    // SRT, UDP, TCP, RTP transport settings.
+    "mode",
+    "latency",
+    "rcvlatency",
+    "peerlatency",
+    "listen",
+    "listen_timeout",
+    "timeout",
+    "rw_timeout",
+    "connect_timeout",
+    "conntimeo",
+    "transtype",
+    "pkt_size",
+    "payload_size",
+    "buffer_size",
+    "fifo_size",
+    "overrun_nonfatal",
+    "maxbw",
+    "tlpktdrop",
+    "nakreport",
+    "localport",
+    "reuse",
+    "ttl",
+    "tcp_nodelay",
+    // FFmpeg demuxer options that are plain numbers or formats.
+    "reconnect",
 ];
 
+/// Names an application added to [`SHOWN_BY_DEFAULT`] (lower-cased).
+static SHOWN_ALSO: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+/// Shows the values of query parameters (and FFmpeg options) with these names too,
+/// process-wide, from now on: names the application knows to be harmless in its URLs
+/// (e.g. `quality`, `lang`). Compared case-insensitively. There is no way to hide a name
+/// of [`SHOWN_BY_DEFAULT`].
+///
+/// ```
+/// use streamvisor::redact::{redact_url, show_query_values};
+/// assert_eq!(redact_url("http://h/live.m3u8?lang=en"), "http://h/live.m3u8?lang=***");
+/// show_query_values(["lang"]);
+/// assert_eq!(redact_url("http://h/live.m3u8?lang=en&hdnts=exp~sig"), "http://h/live.m3u8?lang=en&hdnts=***");
+/// ```
+pub fn show_query_values<'a>(names: impl IntoIterator<Item = &'a str>) {
+    let names: Vec<String> = names.into_iter().map(str::to_ascii_lowercase).collect();
+    // A poisoned lock only means another thread panicked while pushing: the list is fine.
+    let mut shown = SHOWN_ALSO.write().unwrap_or_else(|p| p.into_inner());
+    for name in names {
+        if !shown.contains(&name) {
+            shown.push(name);
+        }
+    }
+}
+
 /// A source string as it may be shown, with its secrets replaced by `***`: the userinfo
-/// (`scheme://***@host`), the value of every query parameter whose name contains `pass`,
-/// `pwd`, `token`, `key`, `secret`, `auth`, `sig`, `streamid`, `session`, `cred` or `jwt`
-/// (case-insensitive; the query runs to the end of the URL), and for `rtmp`-family URLs the
-/// last path element when there are two or more (the stream key of
-/// `rtmp://host/app/KEY`). Local paths and `lavfi:` graphs come back unchanged; redacting
-/// twice changes nothing. Every error, log line and `Debug` of this crate already shows
-/// sources this way; use it where an application shows a source itself.
+/// (`scheme://***@host`), the value of every query parameter not on the allow-list
+/// ([`SHOWN_BY_DEFAULT`] and what [`show_query_values`] added; the query runs to the end of
+/// the URL), and for `rtmp`-family URLs the last path element when there are two or more
+/// (the stream key of `rtmp://host/app/KEY`). Local paths and `lavfi:` graphs come back
+/// unchanged; redacting twice changes nothing. Every error, log line and `Debug` of this
+/// crate already shows sources this way; use it where an application shows a source
+/// itself.
 ///
 /// ```
 /// use streamvisor::redact_url;
 /// assert_eq!(redact_url("rtmp://u:p@host/live/KEY"), "rtmp://***@host/live/***");
 /// assert_eq!(redact_url("srt://h:9000?passphrase=x&latency=20"), "srt://h:9000?passphrase=***&latency=20");
+/// assert_eq!(redact_url("https://cdn/a.m3u8?hdnts=st=1~exp=2~hmac=ab"), "https://cdn/a.m3u8?hdnts=***");
 /// assert_eq!(redact_url("/media/in.mp4"), "/media/in.mp4");
 /// ```
 pub fn redact_url(url: &str) -> Cow<'_, str> {
@@ -156,13 +211,18 @@ fn mask_last_path_element(host_path: &str) -> Cow<'_, str> {
     Cow::Owned(format!("{}{MASK}", &host_path[..keep]))
 }
 
-/// True when a parameter or option name looks like it carries a secret.
-pub(crate) fn is_secret_name(name: &str) -> bool {
+/// True when the value of a parameter or option named `name` may be shown: the name is on
+/// the allow-list ([`SHOWN_BY_DEFAULT`], [`show_query_values`]).
+pub(crate) fn is_shown_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
-    SECRET_NAME_PARTS.iter().any(|p| name.contains(p))
+    if SHOWN_BY_DEFAULT.contains(&name.as_str()) {
+        return true;
+    }
+    let also = SHOWN_ALSO.read().unwrap_or_else(|p| p.into_inner());
+    also.contains(&name)
 }
 
-/// `a=1&passphrase=x` → `a=1&passphrase=***`. Parameters are split at `&` and at `?`, so
+/// `latency=1&passphrase=x` → `latency=1&passphrase=***`. Parameters are split at `&` and at `?`, so
 /// the query of a URL nested in a value (`next=http://h/x?token=T`) is masked too, and so
 /// is the userinfo of a nested URL (`next=http://u:p@h/`).
 fn mask_query(query: &str) -> Cow<'_, str> {
@@ -175,7 +235,7 @@ fn mask_query(query: &str) -> Cow<'_, str> {
             .map_or(query.len(), |i| start + i);
         let pair = &query[start..end];
         match pair.split_once('=') {
-            Some((name, value)) if is_secret_name(name) && value != MASK => {
+            Some((name, value)) if !is_shown_name(name) && value != MASK => {
                 out.push_str(name);
                 out.push('=');
                 out.push_str(MASK);
@@ -248,7 +308,7 @@ mod tests {
             ),
             (
                 "http://127.0.0.1/x.m3u8?token=SECRET&a=1",
-                "http://127.0.0.1/x.m3u8?token=***&a=1",
+                "http://127.0.0.1/x.m3u8?token=***&a=***",
             ),
             (
                 "https://a:b@h/p?X-Amz-Signature=S&AccessKey=K",

@@ -307,8 +307,7 @@ impl std::fmt::Debug for StreamConfig {
             .input_options
             .iter()
             .map(|(k, v)| {
-                let secret = crate::redact::is_secret_name(k)
-                    || ["headers", "cookies"].contains(&k.as_str());
+                let secret = !crate::redact::is_shown_name(k);
                 (
                     k.as_str(),
                     if secret {

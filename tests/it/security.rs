@@ -444,8 +444,67 @@ fn secret_urls() -> Vec<String> {
             "https://bob:S3CRETPASS@127.0.0.1:{port}/x.m3u8?sig=S3CRETSIG"
         ));
         urls.push(format!("tcp://127.0.0.1:{port}?auth=S3CRETAUTH"));
+        // CDN and origin token shapes whose names say nothing of a secret.
+        urls.push(format!(
+            "http://127.0.0.1:{port}/a.m3u8?hdnts=st=1~exp=2~acl=*~hmac=S3CRETHMAC"
+        ));
+        urls.push(format!(
+            "https://127.0.0.1:{port}/a.m3u8?Policy=S3CRETPOLICY&Key-Pair-Id=S3CRETKP&e=S3CRETE"
+        ));
+        urls.push(format!(
+            "http://127.0.0.1:{port}/a.m3u8?md5=S3CRETMD5&expires=1700000000&wmsAuthSign=S3CRETW"
+        ));
     }
     urls
+}
+
+/// A query name off the allow-list, and a value that says it is a secret.
+fn query_pair() -> impl proptest::strategy::Strategy<Value = (String, String)> {
+    use proptest::strategy::Strategy;
+    let name = "[a-zA-Z_][a-zA-Z0-9_.-]{0,11}".prop_filter("a shown name", |n| {
+        !streamvisor::redact::SHOWN_BY_DEFAULT.contains(&n.to_ascii_lowercase().as_str())
+    });
+    (name, "S3CRET[A-Za-z0-9~._-]{0,16}")
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(24))]
+
+    /// Whatever a URL's query names and values are, no value off the allow-list is shown:
+    /// not in the config's `Debug`, the source's `Display`, the errors, the state events.
+    #[test]
+    fn no_query_value_off_the_allow_list_is_ever_shown(
+        pairs in proptest::collection::vec(query_pair(), 1..5),
+        scheme in proptest::sample::select(vec!["http", "https", "tcp", "rtmp"]),
+        shown in proptest::collection::vec(
+            proptest::sample::select(streamvisor::redact::SHOWN_BY_DEFAULT.to_vec()), 0..2),
+    ) {
+        let port = closed_port();
+        let mut query: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        query.extend(shown.iter().map(|n| format!("{n}=5")));
+        let url = format!("{scheme}://127.0.0.1:{port}/live/x?{}", query.join("&"));
+        let dir = tempfile::tempdir().unwrap();
+        let config = one_try("prop", &url, dir.path());
+        assert_no_secret("config Debug", &format!("{config:?}"));
+        let displayed = streamvisor::redact_url(config.source()).into_owned();
+        assert_no_secret("redact_url", &displayed);
+        for n in &shown {
+            let kept = format!("{n}=5");
+            proptest::prop_assert!(displayed.contains(&kept), "{url} -> {displayed}");
+        }
+        let events: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = events.clone();
+        let hooks = Hooks::new().on_state_change(move |ev| {
+            let err = ev.error.as_ref().map(|e| format!("{e} {e:?}")).unwrap_or_default();
+            sink.lock().unwrap().push(format!("{ev:?} {err}"));
+        });
+        let report = Stream::new(config).with_hooks(hooks).start().unwrap().wait();
+        let e = report.error.as_ref().expect("nothing listens");
+        assert_no_secret("report", &format!("{report:?} {e} {e:?}"));
+        for line in events.lock().unwrap().iter() {
+            assert_no_secret("a state event", line);
+        }
+    }
 }
 
 fn assert_no_secret(what: &str, text: &str) {
