@@ -24,6 +24,8 @@ use clap::{Parser, ValueEnum};
 
 #[path = "common/json.rs"]
 mod json;
+#[path = "common/local_files.rs"]
+mod local_files;
 #[path = "common/metrics_http.rs"]
 mod metrics_http;
 
@@ -84,6 +86,11 @@ struct Args {
     #[arg(long, value_name = "RUNG,...", value_delimiter = ',')]
     ladder: Vec<String>,
 
+    /// Read local files (a local INPUT and what it opens) from this directory only
+    /// [default: the directory of each local source named here]
+    #[arg(long, value_name = "DIR")]
+    local_files_under: Option<std::path::PathBuf>,
+
     /// Accept `lavfi:` sources: generated sources are trusted input, refused without this
     #[arg(long)]
     allow_lavfi: bool,
@@ -126,10 +133,13 @@ fn config(id: &str, source: &str, args: &Args) -> Result<StreamConfig, Error> {
     } else {
         AbrProfile::from_rungs(&args.ladder)?
     };
-    StreamConfig::builder(id, source, format!("{}/{id}", args.out))
+    let mut builder = StreamConfig::builder(id, source, format!("{}/{id}", args.out))
         .allow_generated_sources(args.allow_lavfi)
-        .profile(profile)
-        .build()
+        .profile(profile);
+    if let Some(dir) = local_files::local_root(source, args.local_files_under.as_deref()) {
+        builder = builder.local_files_under(dir);
+    }
+    builder.build()
 }
 
 fn is_local_file(c: &StreamConfig) -> bool {

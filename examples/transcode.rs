@@ -27,6 +27,8 @@ use clap::{CommandFactory, Parser};
 
 #[path = "common/json.rs"]
 mod json;
+#[path = "common/local_files.rs"]
+mod local_files;
 
 use streamvisor::sink::HttpSink;
 use streamvisor::{
@@ -96,6 +98,11 @@ struct Args {
     /// Most reconnection attempts when a network source fails (0: none) [default: 5]
     #[arg(long, value_name = "N")]
     max_reconnects: Option<u32>,
+
+    /// Read local files (a local INPUT and what it opens) from this directory only
+    /// [default: the directory of each local source named here]
+    #[arg(long, value_name = "DIR")]
+    local_files_under: Option<std::path::PathBuf>,
 
     /// Accept a `lavfi:` INPUT: generated sources are trusted input, refused without this
     #[arg(long)]
@@ -224,7 +231,8 @@ fn run(args: Args) -> Result<(), String> {
         recovery = recovery.with_max_attempts(n);
     }
     // `-` is stdin, read as a Rust `Read` on the stream's reader thread.
-    let mut source = match args.input.as_deref().unwrap_or(DEFAULT_SOURCE) {
+    let input = args.input.as_deref().unwrap_or(DEFAULT_SOURCE);
+    let mut source = match input {
         "-" => Source::reader(std::io::stdin()),
         url => Source::url(url),
     };
@@ -235,6 +243,9 @@ fn run(args: Args) -> Result<(), String> {
         .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
         .recovery(recovery);
+    if let Some(dir) = local_files::local_root(input, args.local_files_under.as_deref()) {
+        builder = builder.local_files_under(dir);
+    }
     if let Some(url) = &args.put {
         let sink = HttpSink::new(url).map_err(|e| format!("--put: {e}"))?;
         builder = builder.sink(Arc::new(sink));

@@ -19,6 +19,7 @@ mod generated;
 mod hw;
 mod input_options;
 mod ladder;
+pub(crate) mod local;
 mod reader;
 mod recovery;
 pub(crate) mod source;
@@ -56,6 +57,9 @@ pub struct StreamConfig {
     generated: Option<GeneratedGraph>,
     allow_generated: bool,
     allow_devices: bool,
+    /// The directory local sources must be in (canonical once built); `None`: local files
+    /// are refused.
+    local_root: Option<PathBuf>,
     /// The source's forced format is a device (found when the config was built).
     device_format: bool,
     output_dir: PathBuf,
@@ -140,6 +144,7 @@ impl StreamConfig {
                 generated: None,
                 allow_generated: false,
                 allow_devices: false,
+                local_root: None,
                 device_format: false,
                 sink: Arc::new(FsSink::new(&output_dir, true)),
                 own_sink: false,
@@ -199,6 +204,12 @@ impl StreamConfig {
     /// True when the config opted in to device input formats.
     pub fn allows_device_sources(&self) -> bool {
         self.allow_devices
+    }
+
+    /// The directory local sources (and every file they open) must be in, canonical
+    /// (symbolic links resolved); `None` when local files are refused.
+    pub fn local_files_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
     }
 
     /// The output directory.
@@ -367,6 +378,25 @@ impl StreamConfigBuilder {
     /// [`GeneratedGraph`]) and FFmpeg gets a graph rendered from the parsed form.
     pub fn allow_generated_sources(mut self, allow: bool) -> Self {
         self.config.allow_generated = allow;
+        self
+    }
+
+    /// Accepts local files (a path or a `file:` URL) that resolve inside `dir` (default:
+    /// every local file is refused). Symbolic links and `..` are resolved before the check,
+    /// so a link pointing out of `dir` is refused; the same rule applies to every file the
+    /// source opens while it runs (a local HLS or DASH playlist's segments and keys, an
+    /// image sequence), and a refusal then fails the stream with [`Error::Forbidden`].
+    /// Like generated sources this is the application's decision, never a tenant's: the
+    /// config file form has no such setting (set it here, or on the
+    /// [`ManagerBuilder`](crate::ManagerBuilder) for every stream it admits). `dir` must
+    /// exist when [`build`](Self::build) runs.
+    ///
+    /// A concat list (`ffmpeg -f concat`) opens its files through contexts of its own: they
+    /// get the protocol whitelist (local files only) and the concat demuxer's safe mode
+    /// (relative names of portable characters, no leading dot), which keeps them in the
+    /// list's directory by name, but a symbolic link there is followed.
+    pub fn local_files_under(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.local_root = Some(dir.into());
         self
     }
 
@@ -547,8 +577,34 @@ impl StreamConfigBuilder {
                 format!("{:?} is outside 100 ms..=600 s", c.io_timeout),
             ));
         }
+        // Last: the one check that reads the filesystem.
+        if matches!(c.source_kind(), SourceKind::File) {
+            let source = c.source.as_url().unwrap_or_default();
+            c.local_root = Some(confine_local_source(source, c.local_root.as_deref())?);
+        }
         Ok(c)
     }
+}
+
+/// A local source's directory rule at `build()`: the canonical root, when `source` is a
+/// local file inside it.
+fn confine_local_source(source: &str, root: Option<&Path>) -> Result<PathBuf> {
+    let Some(root) = root else {
+        return Err(Error::config(
+            "source",
+            format!("{source}: {}", local::RULE),
+        ));
+    };
+    let root =
+        local::canonical_root(root).map_err(|why| Error::config("local_files_under", why))?;
+    let path = local::local_path(source).ok_or_else(|| {
+        Error::config(
+            "source",
+            format!("{source}: a protocol prefix other than file: is not a local file"),
+        )
+    })?;
+    local::confine(&root, path).map_err(|why| Error::config("source", why))?;
+    Ok(root)
 }
 
 /// The output directory is opened by path, never as a URL: it must be valid UTF-8 (FFmpeg
@@ -591,6 +647,7 @@ mod tests {
 
     fn build(profile: AbrProfile) -> Result<StreamConfig> {
         StreamConfig::builder("s", "in.mp4", "out")
+            .local_files_under("/")
             .profile(profile)
             .build()
     }
@@ -699,6 +756,7 @@ mod tests {
             "testsrc2=size=64x64[out0];sine[out1]"
         );
         assert!(StreamConfig::builder("a", "in.mp4", "o")
+            .local_files_under("/")
             .build()
             .unwrap()
             .generated_graph()

@@ -196,7 +196,9 @@ fn a_toml_file_reads_the_same() {
         [recovery]
         reconnect = "never"
     "#;
-    let c: StreamConfig = toml::from_str(text).unwrap();
+    // A file cannot opt in to local files: the program does, on the builder it reads.
+    let b: StreamConfigBuilder = toml::from_str(text).unwrap();
+    let c = b.local_files_under("/").build().unwrap();
     assert_eq!(c.profile().variants.len(), 3);
     assert_eq!(c.profile().variants[2].video_bitrate, 600_000);
     assert_eq!(c.profile().segment_duration, Duration::from_secs(6));

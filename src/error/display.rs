@@ -63,6 +63,7 @@ impl fmt::Display for Error {
             Error::Aborted {} => f.write_str("aborted"),
             Error::Refused { reason } => write!(f, "refused: {reason}"),
             Error::UnknownStream { id } => write!(f, "no such stream: {id}"),
+            Error::Forbidden { url, rule } => write!(f, "refused to open {url}: {rule}"),
         }
     }
 }

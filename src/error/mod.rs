@@ -56,6 +56,9 @@ pub enum ErrorKind {
     Refused,
     /// No stream with this id is managed ([`Error::UnknownStream`]).
     UnknownStream,
+    /// The source, or a URL it names (a playlist's segment or key, a redirect), was refused
+    /// by a rule of the trust boundary ([`Error::Forbidden`]); never retried.
+    Forbidden,
 }
 
 enum_names!(ErrorKind, "error kind",
@@ -73,6 +76,7 @@ enum_names!(ErrorKind, "error kind",
         Aborted => "Aborted",
         Refused => "Refused",
         UnknownStream => "UnknownStream",
+        Forbidden => "Forbidden",
     }
 );
 
@@ -221,6 +225,19 @@ pub enum Error {
         /// The id asked for.
         id: String,
     },
+
+    /// A URL the source opened, or one it named (a playlist's segment or key), was refused
+    /// by a rule of the trust boundary: a local file outside the directory the application
+    /// allowed, or a protocol the source's scheme may not reach. Recorded where the open is
+    /// refused, so the stream fails (a demuxer that skips what it cannot open would go on
+    /// silently otherwise).
+    #[non_exhaustive]
+    Forbidden {
+        /// The URL refused, its secrets redacted.
+        url: String,
+        /// The rule that refused it.
+        rule: String,
+    },
 }
 
 impl Error {
@@ -238,6 +255,7 @@ impl Error {
             Error::Aborted { .. } => ErrorKind::Aborted,
             Error::Refused { .. } => ErrorKind::Refused,
             Error::UnknownStream { .. } => ErrorKind::UnknownStream,
+            Error::Forbidden { .. } => ErrorKind::Forbidden,
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ffmpeg_sys_next as sys;
 
 use super::avio::CustomIo;
+use super::open_guard::{guarded_io_open, OpenGuard};
 use super::{check, cstring, step, AvError, CodecContext, Dictionary, Packet, Rational, Step};
 
 /// Cancels blocking FFmpeg I/O: FFmpeg polls it through `AVIOInterruptCB` while it waits.
@@ -123,6 +124,8 @@ pub struct InputContext {
     _interrupt: Arc<Interrupt>,
     /// The custom input the context reads from (its `pb`), freed after the context.
     custom_io: Option<CustomIo>,
+    /// The check of every URL the context opens (its `opaque`), freed after the context.
+    guard: Option<Arc<OpenGuard>>,
 }
 
 // SAFETY: a demuxer context has no thread affinity; this owner is its only handle, and the interrupt it points at is Sync (atomics only); the custom input is Send.
@@ -135,15 +138,18 @@ pub type CustomOpenError = (AvError, CustomIo);
 impl InputContext {
     /// Opens `url` (with an optional forced input format such as `lavfi`) and reads its
     /// header; [`InputContext::find_stream_info`] reads further. `options` go to the
-    /// demuxer and protocol; keys they did not recognise are returned alongside.
+    /// demuxer and protocol; keys they did not recognise are returned alongside. With a
+    /// `guard`, every URL the context opens (the source itself, and what it names) is
+    /// checked by it first.
     pub fn open(
         url: &str,
         format: Option<&str>,
         options: Dictionary,
         interrupt: Arc<Interrupt>,
+        guard: Option<Arc<OpenGuard>>,
     ) -> Result<(Self, Vec<String>), AvError> {
         let c_url = cstring(url, "avformat_open_input")?;
-        Self::open_with(Some(&c_url), None, format, options, interrupt).map_err(|(e, _)| e)
+        Self::open_with(Some(&c_url), None, format, options, (interrupt, guard)).map_err(|(e, _)| e)
     }
 
     /// Opens a custom input (its bytes come from `io`'s source), like [`InputContext::open`]
@@ -155,7 +161,7 @@ impl InputContext {
         options: Dictionary,
         interrupt: Arc<Interrupt>,
     ) -> Result<(Self, Vec<String>), CustomOpenError> {
-        Self::open_with(None, Some(io), format, options, interrupt)
+        Self::open_with(None, Some(io), format, options, (interrupt, None))
             .map_err(|(e, io)| (e, io.expect("the custom input is handed back")))
     }
 
@@ -164,7 +170,7 @@ impl InputContext {
         custom_io: Option<CustomIo>,
         format: Option<&str>,
         mut options: Dictionary,
-        interrupt: Arc<Interrupt>,
+        (interrupt, guard): (Arc<Interrupt>, Option<Arc<OpenGuard>>),
     ) -> Result<(Self, Vec<String>), (AvError, Option<CustomIo>)> {
         super::init();
         let fmt = match format.map(find_input_format) {
@@ -180,7 +186,7 @@ impl InputContext {
         }
         let pb = custom_io.as_ref().map_or(ptr::null_mut(), CustomIo::as_ptr);
         let c_url = url.map_or(ptr::null(), CStr::as_ptr);
-        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input).
+        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input). A guard becomes the context's opaque and its io_open wraps the context's own: the Arc outlives the context like the interrupt's.
         let ret = unsafe {
             (*raw).interrupt_callback = sys::AVIOInterruptCB {
                 callback: Some(interrupt_callback),
@@ -189,6 +195,11 @@ impl InputContext {
             if !pb.is_null() {
                 (*raw).pb = pb;
                 (*raw).flags |= sys::AVFMT_FLAG_CUSTOM_IO;
+            }
+            if let Some(guard) = &guard {
+                guard.set_default((*raw).io_open);
+                (*raw).opaque = Arc::as_ptr(guard) as *mut c_void;
+                (*raw).io_open = Some(guarded_io_open);
             }
             sys::avformat_open_input(&mut raw, c_url, fmt, options.as_mut_ptr())
         };
@@ -200,8 +211,14 @@ impl InputContext {
             ptr: NonNull::new(raw).expect("avformat_open_input succeeded with NULL"),
             _interrupt: interrupt,
             custom_io,
+            guard,
         };
         Ok((ctx, options.keys()))
+    }
+
+    /// The first URL this context's guard refused and the rule that refused it, if any.
+    pub fn refusal(&self) -> Option<(String, String)> {
+        self.guard.as_deref().and_then(OpenGuard::refusal)
     }
 
     /// The custom input this context reads from, if it is one.

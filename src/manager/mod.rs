@@ -261,7 +261,9 @@ impl Manager {
     /// # use streamvisor::{event_channel, Manager, StreamConfig, StreamEvent};
     /// # fn main() -> Result<(), streamvisor::Error> {
     /// let manager = Manager::builder().build()?;
-    /// let config = StreamConfig::builder("vod1", "/media/in.mp4", "/srv/hls/vod1").build()?;
+    /// let config = StreamConfig::builder("vod1", "/media/in.mp4", "/srv/hls/vod1")
+    ///     .local_files_under("/media")
+    ///     .build()?;
     /// let (hooks, events) = event_channel(256, Duration::from_secs(1));
     /// manager.create_stream_with(config, hooks)?;
     /// for event in events {

@@ -222,7 +222,10 @@ mod tests {
     #[test]
     fn a_queued_stream_holds_its_id_and_output_directory() {
         let mut r = Registry::default();
-        let config = StreamConfig::builder("q", "in.mp4", "out").build().unwrap();
+        let config = StreamConfig::builder("q", "in.mp4", "out")
+            .local_files_under("/")
+            .build()
+            .unwrap();
         r.queued.push_back(QueuedStream { config });
         assert!(r.claims_id("q"));
         assert!(r.claims_output(out().as_deref()));

@@ -169,6 +169,11 @@ impl<'a> DecodeLoop<'a> {
             interrupt.arm(read_timeout.saturating_sub(last_good.elapsed()));
             let r = session.input.read(&mut pkt);
             interrupt.disarm();
+            // A URL the source named was refused (a demuxer may have skipped it and gone
+            // on): that is the stream's end, whatever the read said.
+            if let Some(refused) = session.input.refusal() {
+                return Err(super::guard::forbidden(refused));
+            }
             match r {
                 Ok(Step::Ready(())) => last_good = Instant::now(),
                 Ok(Step::Again) => {

@@ -8,6 +8,7 @@ mod control;
 mod decode;
 mod errors;
 mod fanout;
+mod guard;
 mod memory;
 mod plan;
 mod reader;

@@ -326,6 +326,7 @@ mod tests {
     #[test]
     fn a_managed_stream_keeps_its_encoders_to_its_share_of_the_cores() {
         let config = StreamConfig::builder("s", "in.mp4", "out")
+            .local_files_under("/")
             .build()
             .unwrap()
             .with_core_share(1);

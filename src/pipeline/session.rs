@@ -227,8 +227,14 @@ fn open_demuxer(
         }
     };
     let interrupt = signals.interrupt();
-    InputContext::open(url, format, opts, interrupt.clone())
-        .map_err(|e| open_error(config, interrupt, e))
+    let guard = super::guard::open_guard(config);
+    InputContext::open(url, format, opts, interrupt.clone(), guard.clone()).map_err(|e| match guard
+        .as_deref()
+        .and_then(crate::ffi::OpenGuard::refusal)
+    {
+        Some(refused) => super::guard::forbidden(refused),
+        None => open_error(config, interrupt, e),
+    })
 }
 
 /// Defence in depth behind the grammar: libavfilter parses the rendered graph into a

@@ -456,6 +456,7 @@ mod tests {
 
     fn cfg(rungs: &[&str]) -> StreamConfig {
         StreamConfig::builder("p", "x.mp4", "o")
+            .local_files_under("/")
             .profile(AbrProfile::from_rungs(rungs).unwrap())
             .build()
             .unwrap()
@@ -468,6 +469,7 @@ mod tests {
         assert!(big.compute > 5.0 * small.compute);
         assert!((100.0..140.0).contains(&big.compute), "{}", big.compute);
         let slow = StreamConfig::builder("p", "x.mp4", "o")
+            .local_files_under("/")
             .profile(
                 AbrProfile::from_rungs(&["360p"])
                     .unwrap()

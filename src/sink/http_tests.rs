@@ -55,7 +55,7 @@ fn urls_join_base_path_and_query_and_encode_path_elements() {
     );
     assert_eq!(
         sink.location("720p/seg_00001.m4s"),
-        "http://***@127.0.0.1:8080/live/s1/720p/seg_00001.m4s?token=***&x=1"
+        "http://***@127.0.0.1:8080/live/s1/720p/seg_00001.m4s?token=***&x=***"
     );
     let plain = HttpSink::new("HTTP://h").unwrap();
     assert_eq!(

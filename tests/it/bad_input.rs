@@ -89,15 +89,22 @@ fn a_stale_master_from_an_earlier_run_is_not_left_claiming_a_ladder() {
 #[test]
 fn invalid_configs_are_refused_with_the_field() {
     let cases: Vec<(Result<StreamConfig, Error>, &str)> = vec![
-        (StreamConfig::builder("../etc", "x.mp4", "o").build(), "id"),
+        (
+            StreamConfig::builder("../etc", "x.mp4", "o")
+                .local_files_under("/")
+                .build(),
+            "id",
+        ),
         (
             StreamConfig::builder("ok", "x.mp4", "o")
+                .local_files_under("/")
                 .profile(AbrProfile::new(vec![]))
                 .build(),
             "profile.variants",
         ),
         (
             StreamConfig::builder("ok", "x.mp4", "o")
+                .local_files_under("/")
                 .profile(AbrProfile::standard().with_preset("ludicrous"))
                 .build(),
             "profile.variants[0].preset",

@@ -332,6 +332,7 @@ fn our_ladder(dir: &Path, codec: streamvisor::VideoCodec) {
         .with_container(Container::Fmp4)
         .with_dash(true);
     let config = StreamConfig::builder("browser", source, dir)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .build()

@@ -90,6 +90,7 @@ impl Bounds {
 
 fn config(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out.join(id))
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])

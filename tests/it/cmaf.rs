@@ -41,6 +41,7 @@ fn profile(codecs: [VideoCodec; 2]) -> AbrProfile {
 
 fn run(id: &str, out: &Path, profile: AbrProfile) {
     let config = StreamConfig::builder(id, source(), out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .build()
@@ -217,6 +218,7 @@ fn hevc_and_av1_in_mpeg_ts_and_dash_without_fmp4_are_refused() {
     for codec in [VideoCodec::Hevc, VideoCodec::Av1] {
         let p = profile([VideoCodec::H264, codec]).with_container(Container::MpegTs);
         let e = StreamConfig::builder("x", "in.mp4", "/tmp/x")
+            .local_files_under("/")
             .profile(p)
             .build()
             .unwrap_err();
@@ -225,6 +227,7 @@ fn hevc_and_av1_in_mpeg_ts_and_dash_without_fmp4_are_refused() {
     }
     let p = AbrProfile::from_rungs(&["360p"]).unwrap().with_dash(true);
     let e = StreamConfig::builder("x", "in.mp4", "/tmp/x")
+        .local_files_under("/")
         .profile(p)
         .build()
         .unwrap_err();
@@ -368,6 +371,7 @@ fn a_live_dash_manifest_slides_and_lists_only_segments_that_exist() {
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(3);
     let config = StreamConfig::builder("dash-live", server.url(), d.path())
+        .local_files_under("/")
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)
         .build()
@@ -469,6 +473,7 @@ fn two_live_fmp4_runs(out: &Path, window: usize, more: usize) -> (usize, Vec<Out
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(window);
         StreamConfig::builder("fmp4-restart", format!("tcp://127.0.0.1:{port}"), out)
+            .local_files_under("/")
             .profile(profile)
             .playlist_mode(PlaylistMode::Live)
             .recovery(RecoveryPolicy::default().with_max_attempts(1))
@@ -541,6 +546,7 @@ fn a_gap_in_the_source_stays_in_every_fmp4_rendition_alike() {
     let out = d.path().join("out");
     let p = profile([VideoCodec::H264, VideoCodec::H264]).with_dash(true);
     let config = StreamConfig::builder("fmp4-gap", src.to_str().unwrap(), &out)
+        .local_files_under("/")
         .profile(p)
         .build()
         .unwrap();
@@ -603,6 +609,7 @@ fn an_av1_rung_whose_gop_drifts_from_the_time_grid_still_cuts_every_segment() {
     .with_container(Container::Fmp4)
     .with_segment_duration(Duration::from_secs(1));
     let config = StreamConfig::builder("av1-drift", source, d.path())
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(p)
         .build()

@@ -215,6 +215,7 @@ fn check_media_conformance(path: &Path, media: &MediaPlaylist) {
 /// A config writing `rungs` of the standard ladder to `out`.
 pub fn config(id: &str, source: &str, out: &Path, rungs: &[&str]) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(rungs)
@@ -511,6 +512,7 @@ pub fn live_config(
     policy: RecoveryPolicy,
 ) -> StreamConfig {
     StreamConfig::builder(id, url, out)
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["360p", "240p"])
                 .unwrap()
@@ -541,6 +543,7 @@ pub fn run_refused(id: &str, dir: &Path) -> u16 {
         .unwrap()
         .port();
     let cfg = StreamConfig::builder(id, format!("tcp://127.0.0.1:{port}"), dir)
+        .local_files_under("/")
         .recovery(RecoveryPolicy::none())
         .io_timeout(Duration::from_secs(5))
         .build()

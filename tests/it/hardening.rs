@@ -32,6 +32,7 @@ fn config_with(
     policy: RecoveryPolicy,
 ) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(rungs)
@@ -347,6 +348,7 @@ fn remote_hls_playlist_cannot_reach_local_media_even_through_input_options() {
 
     // Widening the allow-list through an input option is refused with the config.
     let widened = StreamConfig::builder("localts-widened", server.url("/x.m3u8"), &out)
+        .local_files_under("/")
         .input_option("protocol_whitelist", "http,tcp,file")
         .build();
     assert!(

@@ -211,6 +211,7 @@ fn taller_rungs_can_be_kept() {
         .with_preset("ultrafast")
         .with_keep_taller_rungs(true);
     let cfg = StreamConfig::builder("keep", source, &out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .build()
@@ -320,6 +321,7 @@ fn sixty_fps_source_and_a_frame_rate_cap() {
         .with_preset("ultrafast")
         .with_max_frame_rate(30.0);
     let cfg = StreamConfig::builder("sixty", src.to_str().unwrap(), &out)
+        .local_files_under("/")
         .profile(AbrProfile::new(vec![full, capped]))
         .build()
         .unwrap();

@@ -126,6 +126,7 @@ fn stop_while_connecting_to_a_silent_server_is_prompt() {
         format!("tcp://127.0.0.1:{port}"),
         dir.path().join("o"),
     )
+    .local_files_under("/")
     .io_timeout(Duration::from_secs(30))
     .build()
     .unwrap();
@@ -173,6 +174,7 @@ fn stop_while_a_read_is_blocked_is_prompt_and_finishes_outputs() {
     });
     let out = dir.path().join("o");
     let cfg = StreamConfig::builder("blocked", format!("tcp://127.0.0.1:{port}"), &out)
+        .local_files_under("/")
         .profile(
             streamvisor::AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -214,6 +216,7 @@ fn a_panicking_variant_fails_the_stream_not_the_process() {
         "lavfi:testsrc2=size=640x360:rate=30:duration=3",
         dir.path().join("o"),
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(
         streamvisor::AbrProfile::from_rungs(&["360p", "240p"])
@@ -339,6 +342,7 @@ fn leak_cycles_child() {
             source,
             dir.path().join(format!("o{}", i % 4)),
         )
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             streamvisor::AbrProfile::from_rungs(&["240p"])

@@ -14,6 +14,7 @@ use crate::common::{no_thread_named, threads_named, wait_running};
 /// One small rung from `source` to `out`.
 fn tiny(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
@@ -167,6 +168,7 @@ fn soak_a_thousand_start_stop_cycles_leak_nothing() {
             source.as_str(),
             dir.path().join(format!("o{}", i % 4)),
         )
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()

@@ -14,6 +14,7 @@ mod ingest;
 mod ladder;
 mod lifecycle;
 mod liveness;
+mod local_files;
 mod manager;
 mod metrics;
 mod origin;

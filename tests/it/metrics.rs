@@ -153,6 +153,7 @@ fn live(id: &str, out: &std::path::Path, rungs: &[&str]) -> StreamConfig {
         "lavfi:testsrc2=size=320x180:rate=15,realtime",
         out.join(id),
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(profile)
     .build()

@@ -23,6 +23,7 @@ fn live_playlists_keep_a_sliding_window_and_delete_old_segments() {
         "lavfi:testsrc2=size=426x240:rate=30:duration=10",
         &out,
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(profile)
     .playlist_mode(PlaylistMode::Live)
@@ -73,6 +74,7 @@ fn playlists_are_never_seen_half_written() {
         "lavfi:testsrc2=size=426x240:rate=30:duration=8",
         &out,
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(profile)
     .build()
@@ -140,6 +142,7 @@ fn a_restarted_live_stream_continues_its_playlist() {
     let port = server.port;
     let cfg = || {
         StreamConfig::builder("restart", format!("tcp://127.0.0.1:{port}"), &out)
+            .local_files_under("/")
             .profile(
                 AbrProfile::from_rungs(&["240p"])
                     .unwrap()
@@ -212,6 +215,7 @@ fn a_segment_left_unlisted_by_a_crash_shifts_no_sequence_number() {
     let out = dir.path().join("crash");
     let cfg = |source: &str| {
         StreamConfig::builder("crash", source, &out)
+            .local_files_under("/")
             .allow_generated_sources(true)
             .profile(
                 AbrProfile::from_rungs(&["240p"])
@@ -312,6 +316,7 @@ fn a_final_manifest_that_cannot_be_written_is_reported() {
             .with_dash(true);
         let source = "lavfi:testsrc2=size=426x240:rate=30:duration=3;sine=duration=3";
         let config = StreamConfig::builder("lost", source, dir.path())
+            .local_files_under("/")
             .allow_generated_sources(true)
             .profile(profile)
             .sink(Arc::new(sink))
@@ -403,6 +408,7 @@ fn moody_run(dir: &std::path::Path, mood: Mood) -> streamvisor::StreamReport {
         "lavfi:testsrc2=size=426x240:rate=30:duration=3",
         dir,
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(profile)
     .sink(Arc::new(Moody {

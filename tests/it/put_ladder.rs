@@ -25,6 +25,7 @@ fn config(id: &str, sink: HttpSink) -> StreamConfig {
         .with_container(Container::Fmp4)
         .with_dash(true);
     StreamConfig::builder(id, SOURCE, format!("/nonexistent/sv-put/{id}"))
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .sink(Arc::new(sink))
@@ -210,6 +211,7 @@ fn a_live_stream_runs_on_through_an_origin_that_refuses_every_delete() {
     // In real time, as a live source delivers.
     let source = "lavfi:testsrc2=size=426x240:rate=30,realtime";
     let config = StreamConfig::builder("nodelete", source, "x")
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)
@@ -316,6 +318,7 @@ fn a_delete_that_hangs_holds_up_no_segment() {
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(3);
     let config = StreamConfig::builder("slowdelete", "lavfi:testsrc2=size=426x240:rate=30", "x")
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)

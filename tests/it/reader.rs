@@ -56,6 +56,7 @@ fn make_ts(dir: &Path, name: &str, secs: u32) -> PathBuf {
 /// One 240p rung from `source` to `out`.
 fn reader_config(id: &str, source: impl Into<Source>, out: &Path) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -400,6 +401,7 @@ fn a_silent_reader_stalls_the_stream_after_the_io_timeout() {
         reader, release, ..
     } = BlockingReader::new(head(&ts, 0.6));
     let config = StreamConfig::builder("rstall", Source::reader(reader), dir.path().join("o"))
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -550,7 +552,7 @@ fn refused(builder: streamvisor::StreamConfigBuilder) -> (String, String) {
 
 #[test]
 fn forced_formats_are_checked_when_the_config_is_built() {
-    let b = |source: Source| StreamConfig::builder("f", source, "out");
+    let b = |source: Source| StreamConfig::builder("f", source, "out").local_files_under("/");
     let (field, reason) = refused(b(Source::url("in.bin").format("nosuchformat")));
     assert_eq!(field, "source.format");
     assert!(reason.contains("knows no input format"), "{reason}");
@@ -655,6 +657,7 @@ fn a_readers_bytes_reach_no_file_or_protocol() {
     for (id, source) in cases {
         // (concat's own path check cannot be turned off: the config refuses `safe`.)
         let config = StreamConfig::builder(id, source, dir.path().join(id))
+            .local_files_under("/")
             .io_timeout(Duration::from_secs(2))
             .build()
             .unwrap();
@@ -744,6 +747,7 @@ fn a_reader_factory_is_probed_priced_and_reconnected() {
         .unwrap();
     let backoff = (Duration::from_millis(50), Duration::from_millis(100));
     let config = StreamConfig::builder("factory", source, dir.path().join("o"))
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()

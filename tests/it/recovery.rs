@@ -177,6 +177,7 @@ fn a_silent_server_is_a_stall_not_an_end_of_stream() {
         format!("tcp://127.0.0.1:{port}"),
         dir.path().join("o"),
     )
+    .local_files_under("/")
     .io_timeout(Duration::from_secs(1))
     .recovery(RecoveryPolicy::none())
     .build()
@@ -202,6 +203,7 @@ fn a_silent_server_is_a_stall_not_an_end_of_stream() {
 
 fn hw_config(id: &str, out: &std::path::Path, fallback: bool) -> StreamConfig {
     StreamConfig::builder(id, "lavfi:testsrc2=size=640x360:rate=30:duration=2", out)
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["360p"])
@@ -295,6 +297,7 @@ fn lost_device_config(
     fallback: bool,
 ) -> StreamConfig {
     StreamConfig::builder("lost", src.to_str().unwrap(), out)
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["360p", "240p"])
                 .unwrap()

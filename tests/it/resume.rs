@@ -35,6 +35,7 @@ fn two_runs(root: &Path, sink: impl Fn() -> Option<Arc<dyn SegmentSink>>, more: 
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(30);
         let b = StreamConfig::builder("resume", format!("tcp://127.0.0.1:{port}"), root)
+            .local_files_under("/")
             .profile(profile)
             .playlist_mode(PlaylistMode::Live)
             .recovery(RecoveryPolicy::default().with_max_attempts(1));

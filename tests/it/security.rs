@@ -45,6 +45,7 @@ pub fn assert_never_opened(fifo: &Path) {
 /// must refuse it, naming `needle` (the filter, the option or the character).
 fn assert_graph_refused(graph: &str, needle: &str) {
     let r = StreamConfig::builder("attack", format!("lavfi:{graph}"), "out")
+        .local_files_under("/")
         .allow_generated_sources(true)
         .build();
     match r {
@@ -72,7 +73,9 @@ fn refused_before_anything_opens(attacks: &[(&str, &str)]) {
 
 #[test]
 fn generated_sources_are_refused_unless_the_config_opts_in() {
-    let r = StreamConfig::builder("g", "lavfi:testsrc2", "out").build();
+    let r = StreamConfig::builder("g", "lavfi:testsrc2", "out")
+        .local_files_under("/")
+        .build();
     let Err(Error::InvalidConfig { field, reason, .. }) = r else {
         panic!("{r:?}");
     };
@@ -187,6 +190,7 @@ fn input_options_that_widen_what_a_source_reaches_are_refused() {
     ];
     for (source, key, value) in attacks {
         let r = StreamConfig::builder("widen", source, dir.path().join("o"))
+            .local_files_under("/")
             .allow_generated_sources(true)
             .input_option("rw_timeout", "1000000")
             .input_option(key, value)
@@ -202,6 +206,7 @@ fn input_options_that_widen_what_a_source_reaches_are_refused() {
     assert_never_opened(&fifo);
     // Options that reach nothing new are kept.
     let ok = StreamConfig::builder("ok", "rtsp://127.0.0.1/cam", dir.path().join("o"))
+        .local_files_under("/")
         .input_option("rtsp_transport", "tcp")
         .build()
         .unwrap();
@@ -211,6 +216,7 @@ fn input_options_that_widen_what_a_source_reaches_are_refused() {
 /// A config for `source` with a recovery policy that gives up at once.
 fn one_try(id: &str, source: &str, out: &Path) -> StreamConfig {
     StreamConfig::builder(id, source, out)
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["240p"])
                 .unwrap()
@@ -522,6 +528,7 @@ fn secrets_appear_in_no_error_event_log_or_report() {
             .with_max_attempts(1)
             .with_backoff(Duration::from_millis(10), Duration::from_millis(10));
         let config = StreamConfig::builder(format!("s{i}"), &url, dir.path().join(format!("o{i}")))
+            .local_files_under("/")
             .recovery(policy)
             .io_timeout(Duration::from_millis(1500))
             .input_option("passphrase", "S3CRETOPTION")

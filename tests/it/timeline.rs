@@ -91,6 +91,7 @@ fn joined_pieces_with(
         8.0
     };
     let cfg = streamvisor::StreamConfig::builder("jump", src.to_str().unwrap(), &out)
+        .local_files_under("/")
         .profile(profile)
         .build()
         .unwrap();

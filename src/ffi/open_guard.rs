@@ -1,0 +1,128 @@
+//! Every URL a demuxer opens, seen before it is opened: the source itself and what it names
+//! (an HLS or DASH playlist's segments and keys, an image sequence's files). libavformat
+//! opens them all through the format context's `io_open` callback; this one asks the
+//! application-side check ([`OpenCheck`]) first and records a refusal where it happens, so
+//! the stream fails with what was refused and why (the HLS demuxer skips a segment it
+//! cannot open and goes on: the refusal would otherwise pass silently).
+//!
+//! Demuxers that open other files through a context of their own (the concat demuxer's
+//! per-file contexts) do not reach this callback; they get the protocol whitelist only.
+
+use std::ffi::{CStr, CString};
+use std::os::raw::{c_char, c_int};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use ffmpeg_sys_next as sys;
+use parking_lot::Mutex;
+
+/// What a check says of a URL: open it as it is, open this instead (e.g. the path with its
+/// symbolic links resolved, so what was checked is what is opened), or refuse it (why).
+pub enum OpenVerdict {
+    /// Open the URL as it was named.
+    Open,
+    /// Open this URL instead.
+    OpenInstead(String),
+    /// Do not open it: the rule that refuses it.
+    Refuse(String),
+}
+
+/// The application side's check of each URL.
+pub type OpenCheck = Box<dyn Fn(&str) -> OpenVerdict + Send + Sync>;
+
+/// The libavformat `io_open` callback type.
+pub(super) type IoOpen = unsafe extern "C" fn(
+    *mut sys::AVFormatContext,
+    *mut *mut sys::AVIOContext,
+    *const c_char,
+    c_int,
+    *mut *mut sys::AVDictionary,
+) -> c_int;
+
+/// A format context's guard: the check, libavformat's own `io_open` it hands allowed opens
+/// to, and the first refusal.
+pub struct OpenGuard {
+    check: OpenCheck,
+    /// libavformat's `io_open`, set when the guard is installed on a context.
+    default_open: Mutex<Option<IoOpen>>,
+    refused: AtomicBool,
+    refusal: Mutex<Option<(String, String)>>,
+}
+
+impl OpenGuard {
+    /// A guard asking `check` of every URL.
+    pub fn new(check: OpenCheck) -> Self {
+        Self {
+            check,
+            default_open: Mutex::new(None),
+            refused: AtomicBool::new(false),
+            refusal: Mutex::new(None),
+        }
+    }
+
+    /// The first URL refused and the rule that refused it, if any (cheap while none was).
+    pub fn refusal(&self) -> Option<(String, String)> {
+        if !self.refused.load(Ordering::Acquire) {
+            return None;
+        }
+        self.refusal.lock().clone()
+    }
+
+    /// Remembers libavformat's `io_open` (the context's, before ours replaces it).
+    pub(super) fn set_default(&self, open: Option<IoOpen>) {
+        *self.default_open.lock() = open;
+    }
+
+    fn refuse(&self, url: &str, rule: String) {
+        let mut first = self.refusal.lock();
+        if first.is_none() {
+            *first = Some((url.to_owned(), rule));
+        }
+        self.refused.store(true, Ordering::Release);
+    }
+}
+
+/// The `io_open` installed on a guarded context: the check, then libavformat's own open
+/// (of the URL, or of what the check says to open instead). Never unwinds into C.
+pub(super) unsafe extern "C" fn guarded_io_open(
+    s: *mut sys::AVFormatContext,
+    pb: *mut *mut sys::AVIOContext,
+    url: *const c_char,
+    flags: c_int,
+    options: *mut *mut sys::AVDictionary,
+) -> c_int {
+    if s.is_null() || url.is_null() {
+        return sys::AVERROR(libc::EINVAL);
+    }
+    // SAFETY: `s` is the context this callback was installed on (or a demuxer's call on
+    // its behalf passing it), whose `opaque` is the guard, kept alive by the owner of the
+    // context for as long as the context exists.
+    let guard = unsafe { (*s).opaque.cast::<OpenGuard>().as_ref() };
+    let Some(guard) = guard else {
+        return sys::AVERROR(libc::EINVAL);
+    };
+    // SAFETY: libavformat passes a NUL-terminated URL valid for the call.
+    let named = unsafe { CStr::from_ptr(url) }
+        .to_string_lossy()
+        .into_owned();
+    let verdict = std::panic::catch_unwind(AssertUnwindSafe(|| (guard.check)(&named)));
+    let instead = match verdict {
+        Ok(OpenVerdict::Open) => None,
+        Ok(OpenVerdict::OpenInstead(other)) => match CString::new(other) {
+            Ok(c) => Some(c),
+            Err(_) => return sys::AVERROR(libc::EINVAL),
+        },
+        Ok(OpenVerdict::Refuse(rule)) => {
+            guard.refuse(&named, rule);
+            return sys::AVERROR(libc::EACCES);
+        }
+        Err(_) => return sys::AVERROR(libc::EIO),
+    };
+    let Some(open) = *guard.default_open.lock() else {
+        return sys::AVERROR(libc::ENOSYS);
+    };
+    let url = instead.as_ref().map_or(url, |c| c.as_ptr());
+    // SAFETY: libavformat's own io_open, called with the arguments it was given (the URL
+    // possibly replaced by a NUL-terminated string that lives across the call).
+    unsafe { open(s, pb, url, flags, options) }
+}
