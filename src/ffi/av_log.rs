@@ -139,6 +139,7 @@ unsafe extern "C" fn log_callback(avcl: *mut c_void, level: c_int, fmt: *const c
             if let Some(size) = refused_picture(&text) {
                 REFUSED_PICTURE.with(|r| r.set(Some(size)));
             }
+            super::open_guard::note_logged_refusal(&text);
         }
         log::log!(target: "ffmpeg", lvl, "{}", crate::redact::redact_text(text.trim_end()));
     };

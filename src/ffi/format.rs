@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ffmpeg_sys_next as sys;
 
 use super::avio::CustomIo;
-use super::open_guard::{guarded_io_open, OpenGuard};
+use super::open_guard::{guarded_io_open, GuardedCall, OpenGuard};
 use super::{check, cstring, step, AvError, CodecContext, Dictionary, Packet, Rational, Step};
 
 /// Cancels blocking FFmpeg I/O: FFmpeg polls it through `AVIOInterruptCB` while it waits.
@@ -187,6 +187,8 @@ impl InputContext {
         let pb = custom_io.as_ref().map_or(ptr::null_mut(), CustomIo::as_ptr);
         let c_url = url.map_or(ptr::null(), CStr::as_ptr);
         // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input). A guard becomes the context's opaque and its io_open wraps the context's own: the Arc outlives the context like the interrupt's.
+        // A refusal FFmpeg only logs is recorded in this context's guard.
+        let _call = GuardedCall::enter(guard.as_ref());
         let ret = unsafe {
             (*raw).interrupt_callback = sys::AVIOInterruptCB {
                 callback: Some(interrupt_callback),
@@ -230,6 +232,7 @@ impl InputContext {
     /// The probing decoders get `max_pixels` too, so a hostile picture size in a stream
     /// without a container header (MPEG-TS, raw H.264) cannot make them allocate gigabytes.
     pub fn find_stream_info(&mut self, max_pixels: i64) -> Result<(), AvError> {
+        let _call = GuardedCall::enter(self.guard.as_ref());
         let mut dicts: Vec<Dictionary> = Vec::with_capacity(self.nb_streams());
         for _ in 0..self.nb_streams() {
             let mut d = Dictionary::new();
@@ -378,6 +381,7 @@ impl InputContext {
     /// Reads the next packet into `pkt` (which is unreferenced first).
     pub fn read(&mut self, pkt: &mut Packet) -> Result<Step<()>, AvError> {
         pkt.unref();
+        let _call = GuardedCall::enter(self.guard.as_ref());
         // SAFETY: both the context and the packet are valid and owned by us.
         let ret = unsafe { sys::av_read_frame(self.ptr.as_ptr(), pkt.as_mut_ptr()) };
         step(ret, "av_read_frame")

@@ -7,11 +7,17 @@
 //!
 //! Demuxers that open other files through a context of their own (the concat demuxer's
 //! per-file contexts) do not reach this callback; they get the protocol whitelist only.
+//! The HLS demuxer refuses some URLs itself before it opens them (a `file:` segment whose
+//! extension is not media's), saying so only in a log line: while a guarded context is in
+//! a call on this thread, the log callback hands such a line to [`note_logged_refusal`],
+//! which records the URL with the rule the check gives it.
 
+use std::cell::RefCell;
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use ffmpeg_sys_next as sys;
 use parking_lot::Mutex;
@@ -125,4 +131,76 @@ pub(super) unsafe extern "C" fn guarded_io_open(
     // SAFETY: libavformat's own io_open, called with the arguments it was given (the URL
     // possibly replaced by a NUL-terminated string that lives across the call).
     unsafe { open(s, pb, url, flags, options) }
+}
+
+thread_local! {
+    /// The guard of the context in a call on this thread (see [`GuardedCall`]).
+    static IN_CALL: RefCell<Option<Arc<OpenGuard>>> = const { RefCell::new(None) };
+}
+
+/// While alive, the guard is the one a logged refusal on this thread is recorded in.
+pub(super) struct GuardedCall {
+    previous: Option<Arc<OpenGuard>>,
+}
+
+impl GuardedCall {
+    /// Enters a call on a context guarded by `guard` (nothing to do without one).
+    pub(super) fn enter(guard: Option<&Arc<OpenGuard>>) -> Self {
+        let previous = IN_CALL.with(|c| c.replace(guard.cloned()));
+        Self { previous }
+    }
+}
+
+impl Drop for GuardedCall {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        IN_CALL.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// A log line of FFmpeg's that says a demuxer refused a URL itself: the URL is recorded in
+/// the guard of the call under way on this thread, with the rule the guard's check gives
+/// it (or the demuxer's own, when the check would have let it through).
+pub(super) fn note_logged_refusal(line: &str) {
+    let Some(url) = refused_in_log(line) else {
+        return;
+    };
+    IN_CALL.with(|c| {
+        let current = c.borrow();
+        let Some(guard) = current.as_ref() else {
+            return;
+        };
+        let rule = match (guard.check)(url) {
+            OpenVerdict::Refuse(rule) => rule,
+            _ => "the HLS demuxer reads only media file extensions from a playlist".to_owned(),
+        };
+        guard.refuse(url, rule);
+    });
+}
+
+/// The URL of a log line saying the HLS demuxer refused it itself (FFmpeg's wording, and
+/// the wording of Debian's security-patched 5.1).
+fn refused_in_log(line: &str) -> Option<&str> {
+    const EXTENSION: &str = "is not a common multimedia extension, blocked for security";
+    const SEGMENT: &str = " is not in allowed_segment_extensions";
+    if let Some((before, _)) = line.split_once(EXTENSION) {
+        return before.split('\'').nth(1);
+    }
+    let (before, _) = line.split_once(SEGMENT)?;
+    before.rsplit_once("URL ").map(|(_, url)| url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_the_hls_demuxer_only_logs_are_read() {
+        let patched = "URL file:///etc/passwd is not in allowed_segment_extensions\n";
+        assert_eq!(refused_in_log(patched), Some("file:///etc/passwd"));
+        let upstream = "Filename extension of 'file:///etc/x.txt' is not a common multimedia \
+                        extension, blocked for security reasons.\n";
+        assert_eq!(refused_in_log(upstream), Some("file:///etc/x.txt"));
+        assert_eq!(refused_in_log("Opening 'http://h/x.ts' for reading"), None);
+    }
 }

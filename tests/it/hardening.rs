@@ -276,10 +276,13 @@ fn remote_hls_playlist_pointing_at_etc_passwd_reads_nothing() {
         RecoveryPolicy::none(),
     ));
     let e = expect_failed(&report);
+    // Refused where it happens, saying which URL and which rule (not "Invalid data").
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("file:///etc/passwd"), "names the URL: {text}");
     assert!(
-        matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::SourceIo),
-        "a typed source error, not {:?}: {e}",
-        e.kind()
+        text.contains("http source may reach only"),
+        "names the rule: {text}"
     );
     assert!(
         server.was_asked_for("/x.m3u8"),
