@@ -25,4 +25,5 @@ mod recovery;
 mod resume;
 mod security;
 mod servers;
+mod sources;
 mod timeline;
