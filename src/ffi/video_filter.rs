@@ -178,3 +178,116 @@ fn link(
     check(ret, "avfilter_link")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sys::AVPixelFormat as F;
+
+    const W: i32 = 16;
+    const H: i32 = 8;
+
+    /// A picture whose luma sample at (x, y) is `x + 16 * y` (shifted to the top of 16-bit
+    /// samples for P010), chroma mid-grey.
+    fn pattern(fmt: F) -> Frame {
+        let mut f = Frame::alloc_video(W, H, fmt as i32).unwrap();
+        let wide = fmt == F::AV_PIX_FMT_P010LE;
+        // SAFETY: the frame was just allocated with these dimensions and format; every write stays within its planes (rows of linesize bytes, H rows of luma, H/2 of chroma for 4:2:0, H for 4:2:2).
+        unsafe {
+            let raw = &mut *f.as_mut_ptr();
+            for y in 0..H as isize {
+                let row = raw.data[0].offset(y * raw.linesize[0] as isize);
+                for x in 0..W as isize {
+                    let v = (x + 16 * y) as u16;
+                    if wide {
+                        (row as *mut u16).offset(x).write_unaligned(v << 8);
+                    } else {
+                        row.offset(x).write(v as u8);
+                    }
+                }
+            }
+            let chroma_rows = if fmt == F::AV_PIX_FMT_YUV422P {
+                H
+            } else {
+                H / 2
+            };
+            for p in 1..3 {
+                if raw.data[p].is_null() {
+                    continue;
+                }
+                let bytes = raw.linesize[p] as usize * chroma_rows as usize;
+                std::ptr::write_bytes(raw.data[p], 0x80, bytes);
+            }
+        }
+        f.set_pts(7);
+        f
+    }
+
+    /// The luma sample at (x, y), in the pattern's units.
+    fn luma(f: &Frame, x: i32, y: i32) -> u16 {
+        let wide = f.format() == F::AV_PIX_FMT_P010LE as i32;
+        // SAFETY: (x, y) is inside the frame, whose luma plane has height rows of linesize bytes.
+        unsafe {
+            let raw = &*f.as_ptr();
+            let row = raw.data[0].offset(y as isize * raw.linesize[0] as isize);
+            if wide {
+                (row as *const u16).offset(x as isize).read_unaligned() >> 8
+            } else {
+                u16::from(row.offset(x as isize).read())
+            }
+        }
+    }
+
+    #[test]
+    fn a_quarter_turn_of_decoded_and_downloaded_formats() {
+        // yuv420p and 10-bit from software decoders; NV12 and P010 as a CUDA or VAAPI
+        // frame is downloaded; 4:2:2, which transpose cannot take, converted first.
+        for fmt in [
+            F::AV_PIX_FMT_YUV420P,
+            F::AV_PIX_FMT_NV12,
+            F::AV_PIX_FMT_P010LE,
+            F::AV_PIX_FMT_YUV422P,
+        ] {
+            let input = FilterInput {
+                width: W,
+                height: H,
+                pix_fmt: fmt as i32,
+                time_base: Rational::new(1, 25),
+                sample_aspect_ratio: Rational::new(1, 1),
+            };
+            let mut chain = VideoFilter::new(input, &[("transpose", "dir=clock")], 1).unwrap();
+            let src = pattern(fmt);
+            assert!(chain.accepts(&src));
+            for _ in 0..3 {
+                let out = chain.filter(&src).unwrap();
+                assert_eq!((out.width(), out.height(), out.pts()), (H, W, 7), "{fmt:?}");
+                // Clockwise: the upright picture's top row is the stored left column,
+                // read bottom to top.
+                for (x, y) in [(0, 0), (H - 1, 0), (0, W - 1), (3, 5)] {
+                    let expect = (y + 16 * (H - 1 - x)) as u16;
+                    assert_eq!(luma(&out, x, y), expect, "{fmt:?} at ({x}, {y})");
+                }
+            }
+            assert!(!chain.accepts(&Frame::alloc_video(W, W, fmt as i32).unwrap()));
+        }
+    }
+
+    #[test]
+    fn an_unknown_filter_is_refused() {
+        let input = FilterInput {
+            width: W,
+            height: H,
+            pix_fmt: F::AV_PIX_FMT_YUV420P as i32,
+            time_base: Rational::new(1, 25),
+            sample_aspect_ratio: Rational::new(0, 1),
+        };
+        let e = VideoFilter::new(input, &[("no_such_filter", "")], 1)
+            .err()
+            .unwrap();
+        assert_eq!(e.code, sys::AVERROR_FILTER_NOT_FOUND);
+        let e = VideoFilter::new(input, &[("transpose", "dir=sideways")], 1)
+            .err()
+            .unwrap();
+        assert!(e.code < 0);
+    }
+}

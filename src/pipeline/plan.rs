@@ -184,9 +184,9 @@ pub(crate) fn planned_from_hint(config: &StreamConfig) -> Option<PlannedLadder> 
 
 /// The rungs that run on an upright source picture of this size and sample aspect: a
 /// rung's named size is its short side (its height for a landscape or square source, its
-/// width for a portrait one), the long side follows the display aspect ([`rung_size`]).
-/// Rungs larger than the source's short side are left out (unless the profile keeps
-/// them); if none is left, the smallest runs.
+/// width for a portrait one), the long side follows the display aspect
+/// ([`SourceShape::rung_size`]). Rungs larger than the source's short side are left out
+/// (unless the profile keeps them); if none is left, the smallest runs.
 fn plan_for<'a>(
     config: &'a StreamConfig,
     src: (i32, i32),

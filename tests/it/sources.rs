@@ -326,3 +326,262 @@ fn half_turns_and_mirrors_are_undone_as_the_cli_does() {
         check_upright(&src, &out, "240p", size, wrong);
     }
 }
+
+/// The first video stream's field as ffprobe writes it (`pix_fmt`, `profile`, ...).
+fn field(path: &Path, name: &str) -> String {
+    let s = video_stream(path);
+    s[name]
+        .as_str()
+        .map_or_else(|| s[name].to_string(), str::to_owned)
+}
+
+/// An 8-bit 4:2:0 H.264 rung a browser plays: `yuv420p`, High profile or lower.
+fn check_8_bit_420(file: &Path) {
+    assert_eq!(field(file, "pix_fmt"), "yuv420p", "{file:?}");
+    let profile = field(file, "profile");
+    assert!(
+        ["High", "Main", "Constrained Baseline", "Baseline"].contains(&profile.as_str()),
+        "{file:?}: profile {profile}"
+    );
+}
+
+#[test]
+fn ten_bit_hevc_and_4_2_2_prores_phone_clips_give_8_bit_4_2_0_rungs() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = format!("testsrc2=size=640x360:rate={FPS}:duration={SECS}");
+    // As an iPhone records HDR: 10-bit HEVC, turned a quarter; and 10-bit 4:2:2 ProRes
+    // (which `transpose` cannot take as it is: libavfilter converts it first).
+    let sources = [
+        ("hevc10.mp4", ["libx265", "yuv420p10le", "-tag:v", "hvc1"]),
+        (
+            "prores.mov",
+            ["prores_ks", "yuv422p10le", "-profile:v", "0"],
+        ),
+    ];
+    for (name, [codec, pix_fmt, opt, value]) in sources {
+        let stored = dir.path().join(format!("stored-{name}"));
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            &video,
+            "-c:v",
+            codec,
+            "-pix_fmt",
+            pix_fmt,
+            opt,
+            value,
+            "-x265-params",
+            "log-level=error",
+            stored.to_str().unwrap(),
+        ]);
+        assert_eq!(field(&stored, "pix_fmt"), pix_fmt);
+        let src = dir.path().join(name);
+        let s = src.to_str().unwrap();
+        ffmpeg(&[
+            "-i",
+            stored.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v",
+            "rotate=270",
+            s,
+        ]);
+        let out = dir.path().join(format!("out-{name}"));
+        transcode(
+            &src,
+            &out,
+            Container::MpegTs,
+            &[("240p", 240, VideoCodec::H264)],
+        );
+        check_upright(&src, &out, "240p", (240, 426), "transpose=cclock,");
+        check_8_bit_420(&joined(&out, "240p"));
+    }
+}
+
+#[test]
+fn an_anamorphic_source_keeps_its_display_aspect() {
+    let dir = tempfile::tempdir().unwrap();
+    // PAL widescreen: 720x576 samples 64:45 wide, displayed 16:9.
+    let src = dir.path().join("pal.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=720x576:rate={FPS}:duration={SECS}"),
+        "-vf",
+        "setsar=64/45",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        src.to_str().unwrap(),
+    ]);
+    assert_eq!(field(&src, "display_aspect_ratio"), "16:9");
+    let out = dir.path().join("out");
+    let h264 = VideoCodec::H264;
+    transcode(
+        &src,
+        &out,
+        Container::MpegTs,
+        &[("360p", 360, h264), ("240p", 240, h264)],
+    );
+    for (rung, size) in [("360p", (640, 360)), ("240p", (426, 240))] {
+        let file = joined(&out, rung);
+        let v = probe_video(&file);
+        assert_eq!((v.width, v.height), size, "{rung}");
+        assert_eq!(declared(&out, rung), size, "{rung}: RESOLUTION");
+        assert_eq!(v.frames, u64::from(SECS * FPS), "{rung}: every frame");
+        // Square samples (or none declared): the pixels are the display aspect.
+        let sar = field(&file, "sample_aspect_ratio");
+        assert!(
+            ["1:1", "null", "0:1"].contains(&sar.as_str()),
+            "{rung}: SAR {sar}"
+        );
+    }
+}
+
+/// The video frames' presentation times (seconds) of a file, in order.
+fn frame_times(path: &Path) -> Vec<f64> {
+    let v = ffprobe_json(
+        path,
+        &["-select_streams", "v:0", "-show_entries", "frame=pts_time"],
+    );
+    let mut t: Vec<f64> = v["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["pts_time"].as_str()?.parse().ok())
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+#[test]
+fn a_vfr_source_keeps_every_frame_at_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 fps thinned irregularly: frames 1/30, 2/30 and 3/30 s apart.
+    let src = dir.path().join("vfr.mp4");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=30:duration=3",
+        "-vf",
+        "select='not(mod(n\\,3))+eq(mod(n\\,5)\\,1)'",
+        "-fps_mode",
+        "vfr",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        src.to_str().unwrap(),
+    ]);
+    let source = frame_times(&src);
+    assert_eq!(probe_video(&src).frames, source.len() as u64);
+    let out = dir.path().join("out");
+    transcode(
+        &src,
+        &out,
+        Container::MpegTs,
+        &[("240p", 240, VideoCodec::H264)],
+    );
+    let ours = frame_times(&joined(&out, "240p"));
+    assert_eq!(ours.len(), source.len(), "every frame the CLI decodes");
+    let steps = |t: &[f64]| t.windows(2).map(|w| w[1] - w[0]).collect::<Vec<_>>();
+    for (i, (a, b)) in steps(&ours).iter().zip(steps(&source)).enumerate() {
+        assert!(
+            (a - b).abs() < 0.002,
+            "step {i}: {a:.4} s, the source's {b:.4} s"
+        );
+    }
+}
+
+#[test]
+fn an_edit_list_cut_gives_the_frames_the_cli_shows_and_5_1_audio_comes_along() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.mp4");
+    let video = format!("testsrc2=size=640x360:rate={FPS}:duration=4");
+    // 5.1 AAC, as a camera records it.
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        &video,
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000:duration=4",
+        "-filter_complex",
+        "[1:a]pan=5.1|c0=c0|c1=c0|c2=c0|c3=c0|c4=c0|c5=c0[a]",
+        "-map",
+        "0:v",
+        "-map",
+        "[a]",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-c:a",
+        "aac",
+        full.to_str().unwrap(),
+    ]);
+    // Cut by copy at 1.3 s: the packets from the keyframe at 0 stay in the file, and an
+    // edit list says the picture starts at 1.3 s.
+    let src = dir.path().join("cut.mp4");
+    let s = src.to_str().unwrap();
+    ffmpeg(&["-ss", "1.3", "-i", full.to_str().unwrap(), "-c", "copy", s]);
+    let shown = probe_video(&src).frames;
+    assert!(
+        shown < 50,
+        "the edit list hides the first frames: {shown} decoded"
+    );
+    let out = dir.path().join("out");
+    transcode(
+        &src,
+        &out,
+        Container::MpegTs,
+        &[("240p", 240, VideoCodec::H264)],
+    );
+    let file = joined(&out, "240p");
+    assert_eq!(
+        probe_video(&file).frames,
+        shown,
+        "the frames the CLI decodes"
+    );
+    // The first picture is the one at the cut, not the one at 0.
+    let ours = gray(&file, &[], "", LANDSCAPE);
+    let (at_cut, at_zero) = (
+        gray(&src, &[], "", LANDSCAPE),
+        gray(&full, &[], "", LANDSCAPE),
+    );
+    let (good, early) = (mad(&ours, &at_cut), mad(&ours, &at_zero));
+    eprintln!("edit list: MAD vs the cut {good:.1}, vs the picture at 0 {early:.1}");
+    assert!(good < 3.0 && early > 4.0 * good, "{good:.1} / {early:.1}");
+    // The 5.1 audio: AAC (stereo, as every rung carries) for as long as the video.
+    let audio = ffprobe_json(
+        &file,
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=codec_name,channels:format=duration",
+        ],
+    );
+    assert_eq!(audio["streams"][0]["codec_name"], "aac");
+    assert_eq!(audio["streams"][0]["channels"], 2);
+    let secs: f64 = audio["format"]["duration"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let expected = shown as f64 / f64::from(FPS);
+    assert!(
+        (secs - expected).abs() < 0.2,
+        "{secs} s of media, {expected} s of video"
+    );
+}
