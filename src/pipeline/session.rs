@@ -110,6 +110,13 @@ impl<'a> SourceOpener<'a> {
             );
             Orientation::default()
         });
+        if orientation != Orientation::default() {
+            log::info!(
+                "stream {}: the display matrix asks for {}: applied after decode",
+                config.id(),
+                orientation.describe()
+            );
+        }
         let mut opts = Dictionary::new();
         opts.set("max_pixels", &MAX_PIXELS.to_string())
             .map_err(|e| Error::codec("video decoder options", e))?;

@@ -93,6 +93,20 @@ impl Orientation {
         }
     }
 
+    /// The filters, as a log line names them (`transpose=dir=clock`, `hflip,vflip`); empty
+    /// when the picture is upright as stored.
+    pub fn describe(self) -> String {
+        let steps = self.steps().into_iter();
+        let each = steps.map(|(name, opts)| {
+            if opts.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}={opts}")
+            }
+        });
+        each.collect::<Vec<_>>().join(",")
+    }
+
     /// The filters that turn the picture upright, in order (name, options); none when it
     /// already is.
     fn steps(self) -> Vec<(&'static str, &'static str)> {
@@ -273,5 +287,7 @@ mod tests {
         assert_eq!(o.steps(), [("transpose", "dir=clock")]);
         assert_eq!(half.steps(), [("hflip", ""), ("vflip", "")]);
         assert!(Orientation::default().steps().is_empty());
+        assert_eq!(half.describe(), "hflip,vflip");
+        assert_eq!(o.describe(), "transpose=dir=clock");
     }
 }
