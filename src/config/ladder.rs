@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 /// Most variants one stream may carry (each is a full encoder).
 pub const MAX_VARIANTS: usize = 8;
-/// Tallest picture a variant may ask for (8K).
+/// Largest named size (a rung's short side, [`VariantProfile::height`]) a variant may ask
+/// for (8K).
 pub const MAX_HEIGHT: u32 = 4320;
 /// Highest video bitrate a variant may ask for, bits/s.
 pub const MAX_VIDEO_BITRATE: u64 = 200_000_000;
@@ -102,7 +103,12 @@ crate::error::enum_names!(Container, "container",
 pub struct VariantProfile {
     /// Name, also the variant's directory: `[A-Za-z0-9_-]{1,64}`.
     pub name: String,
-    /// Output height in pixels; the width follows the source's display aspect (even).
+    /// The rung's named size in pixels (`720` for "720p"): its short side. The source is
+    /// sized upright (its display matrix applied, as a phone's portrait clip asks): for a
+    /// landscape or square source this is the rung's height and the width follows the
+    /// display aspect; for a portrait source it is the width (a 720p rung of a portrait clip
+    /// is 720x1280) and the height follows. The long side is rounded to even and capped at
+    /// 4 x the short side and 8192 pixels.
     pub height: u32,
     /// Target video bitrate, bits/s.
     pub video_bitrate: u64,
@@ -264,7 +270,10 @@ pub struct AbrProfile {
     pub segment_duration: Duration,
     /// Segments kept in a live playlist's sliding window (default 6).
     pub live_window: usize,
-    /// Keep rungs taller than the source (upscaling) instead of leaving them out.
+    /// Keep rungs larger than the source (upscaling) instead of leaving them out: a rung
+    /// is larger when its named size ([`VariantProfile::height`]) exceeds the upright
+    /// source's short side (its height, or a portrait source's width). When every rung is
+    /// larger, the smallest runs anyway.
     pub keep_taller_rungs: bool,
     /// A jump between consecutive source timestamps beyond this is a discontinuity (a
     /// splice, a restart) absorbed into the timeline, not a gap (default 10 s, like the
@@ -327,7 +336,8 @@ impl AbrProfile {
         self
     }
 
-    /// Keeps (upscales) rungs taller than the source.
+    /// Keeps (upscales) rungs larger than the source (see
+    /// [`AbrProfile::keep_taller_rungs`]).
     pub fn with_keep_taller_rungs(mut self, keep: bool) -> Self {
         self.keep_taller_rungs = keep;
         self

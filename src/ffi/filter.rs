@@ -1,6 +1,7 @@
-//! `AVFilterGraph` owner, used for one thing: to see which filters libavfilter really
+//! `AVFilterGraph` owner, used for two things: to see which filters libavfilter really
 //! instantiates from a graph string (a check after our own grammar, before the lavfi input
-//! is given the same string).
+//! is given the same string), and [`VideoFilter`], a fixed chain of video filters fed a
+//! frame at a time (`video_filter.rs`).
 
 use std::ffi::CStr;
 use std::ptr::{self, NonNull};
@@ -9,10 +10,28 @@ use ffmpeg_sys_next as sys;
 
 use super::{check, cstring, AvError};
 
+pub use super::video_filter::{FilterInput, VideoFilter};
+
 /// A filter graph, freed with `avfilter_graph_free`.
-struct FilterGraph {
-    ptr: NonNull<sys::AVFilterGraph>,
+pub(super) struct FilterGraph {
+    pub(super) ptr: NonNull<sys::AVFilterGraph>,
 }
+
+impl FilterGraph {
+    /// An empty graph.
+    pub(super) fn alloc() -> Result<Self, AvError> {
+        // SAFETY: avfilter_graph_alloc has no preconditions.
+        let raw = unsafe { sys::avfilter_graph_alloc() };
+        let ptr = NonNull::new(raw).ok_or(AvError::new(
+            sys::AVERROR(libc::ENOMEM),
+            "avfilter_graph_alloc",
+        ))?;
+        Ok(Self { ptr })
+    }
+}
+
+// SAFETY: a filter graph has no thread affinity; this owner is the only handle to it and to the filters inside it, so moving it to another thread is sound.
+unsafe impl Send for FilterGraph {}
 
 impl Drop for FilterGraph {
     fn drop(&mut self) {
@@ -38,14 +57,7 @@ impl Drop for InOut {
 pub fn instantiated_filters(graph: &str) -> Result<Vec<String>, AvError> {
     super::init();
     let text = cstring(graph, "avfilter_graph_parse_ptr")?;
-    // SAFETY: avfilter_graph_alloc has no preconditions.
-    let raw = unsafe { sys::avfilter_graph_alloc() };
-    let owner = FilterGraph {
-        ptr: NonNull::new(raw).ok_or(AvError::new(
-            sys::AVERROR(libc::ENOMEM),
-            "avfilter_graph_alloc",
-        ))?,
-    };
+    let owner = FilterGraph::alloc()?;
     let (mut inputs, mut outputs) = (InOut(ptr::null_mut()), InOut(ptr::null_mut()));
     // SAFETY: the graph is ours and the text a valid C string; the open ends are returned through the two out-pointers, whose owners free them.
     let ret = unsafe {

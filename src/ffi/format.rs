@@ -115,6 +115,10 @@ pub struct StreamInfo {
     pub sample_aspect_ratio: Rational,
     /// Sample rate (audio).
     pub sample_rate: i32,
+    /// The stream's display matrix (`AV_PKT_DATA_DISPLAYMATRIX` side data, as phones write
+    /// it into MP4/MOV): how the stored picture is rotated and flipped for display; `None`
+    /// when the stream has none.
+    pub display_matrix: Option<[i32; 9]>,
 }
 
 /// An opened input (`avformat_open_input` + `avformat_find_stream_info`).
@@ -332,6 +336,7 @@ impl InputContext {
                 height: par.height,
                 sample_aspect_ratio: Rational::from_av(par.sample_aspect_ratio),
                 sample_rate: par.sample_rate,
+                display_matrix: display_matrix(st),
             }
         }
     }
@@ -421,4 +426,29 @@ fn find_input_format(name: &str) -> Result<*const sys::AVInputFormat, AvError> {
     } else {
         Ok(f)
     }
+}
+
+/// The stream's display matrix side data, if it has one of the right size.
+fn display_matrix(st: *const sys::AVStream) -> Option<[i32; 9]> {
+    let mut size: usize = 0;
+    // SAFETY: st is a valid stream of an open context; the call only looks its side data up and writes the size through a pointer to a live local.
+    let data = unsafe {
+        sys::av_stream_get_side_data(
+            st,
+            sys::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+            &mut size,
+        )
+    };
+    if data.is_null() || size < std::mem::size_of::<[i32; 9]>() {
+        return None;
+    }
+    // SAFETY: data points at `size` >= 36 valid bytes owned by the stream, alive during this call; FFmpeg stores the matrix as nine native-endian int32 (read unaligned, as side data carries no alignment promise).
+    Some(unsafe { ptr::read_unaligned(data as *const [i32; 9]) })
+}
+
+/// FFmpeg's reading of a display matrix (`av_display_rotation_get`): the rotation in
+/// degrees, counter-clockwise, in [-180, 180]; NaN for a degenerate matrix.
+pub fn display_rotation(matrix: &[i32; 9]) -> f64 {
+    // SAFETY: the function reads exactly nine int32 from the pointer, which points at our array.
+    unsafe { sys::av_display_rotation_get(matrix.as_ptr()) }
 }

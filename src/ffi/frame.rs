@@ -110,6 +110,12 @@ impl Frame {
         unsafe { self.ptr.as_ref().format }
     }
 
+    /// Sample aspect ratio (video); 0/1 when unknown.
+    pub fn sample_aspect_ratio(&self) -> super::Rational {
+        // SAFETY: reading a plain field of a valid frame.
+        super::Rational::from_av(unsafe { self.ptr.as_ref().sample_aspect_ratio })
+    }
+
     /// Number of audio samples per channel.
     pub fn nb_samples(&self) -> i32 {
         // SAFETY: reading a plain field of a valid frame.

@@ -18,12 +18,13 @@ mod open_guard;
 mod output;
 mod resample;
 mod scale;
+mod video_filter;
 
 pub use av_log::{route_ffmpeg_logs, take_refused_picture};
 pub use avio::{input_format_kind, ByteSource, CustomIo, InputFormatKind, IoFailure};
 pub use codec::{AudioEncoderSettings, CodecContext, VideoEncoderSettings};
-pub use filter::instantiated_filters;
-pub use format::{InputContext, Interrupt, StreamInfo};
+pub use filter::{instantiated_filters, FilterInput, VideoFilter};
+pub use format::{display_rotation, InputContext, Interrupt, StreamInfo};
 pub use frame::{Frame, Packet};
 pub use hw::HwDeviceContext;
 pub use open_guard::{OpenGuard, OpenVerdict};

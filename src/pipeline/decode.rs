@@ -12,6 +12,7 @@ use super::errors::{hardware_error, invalid_input, stalled};
 use super::fanout::FanOut;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
+use super::upright::{Orientation, Upright};
 use crate::config::StreamConfig;
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{AvError, CodecContext, Frame, Packet, Rational, Step, AVERROR_EOF, NO_PTS};
@@ -44,6 +45,8 @@ pub(crate) struct DecodeLoop<'a> {
     #[cfg(feature = "fault-injection")]
     hardware_fault_in: Option<u64>,
     frame: Frame,
+    /// Turns this session's pictures upright (its display matrix), before the fan-out.
+    upright: Upright,
     /// The last decoded picture size, checked against the limit whenever it changes.
     picture_size: (i32, i32),
     /// No video frame decoded yet on this connection: the next one means media flows
@@ -76,6 +79,7 @@ impl<'a> DecodeLoop<'a> {
             #[cfg(feature = "fault-injection")]
             hardware_fault_in: config.faults().hardware_loss_after_frames,
             frame: Frame::new(),
+            upright: Upright::new(Orientation::default(), Rational::new(1, 90_000)),
             picture_size: (0, 0),
             awaiting_media: true,
             media_flowing: false,
@@ -121,6 +125,7 @@ impl<'a> DecodeLoop<'a> {
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
     ) -> Result<Ending, Error> {
+        self.upright = Upright::new(session.orientation, session.video.time_base);
         let result = self.read_loop(session, audio.as_deref_mut(), supervisor);
         match &result {
             Err(Error::Aborted { .. }) => return result,
@@ -362,9 +367,9 @@ impl<'a> DecodeLoop<'a> {
         }
     }
 
-    /// Places a decoded frame on the output timeline (pts, segment-boundary keyframe) and
-    /// shares it with every variant.
-    fn fan_out(&mut self, mut frame: Frame, src_tb: Rational) -> Result<(), Error> {
+    /// Places a decoded frame on the output timeline (pts, segment-boundary keyframe), turns
+    /// it upright, and shares it with every variant.
+    fn fan_out(&mut self, frame: Frame, src_tb: Rational) -> Result<(), Error> {
         let raw = frame.best_effort_pts();
         if let Some(r) = self.resume {
             if r.video.is_some_and(|v| raw != NO_PTS && raw <= v) {
@@ -375,6 +380,11 @@ impl<'a> DecodeLoop<'a> {
         if raw != NO_PTS {
             self.last_src_video = Some(raw);
         }
+        // Once, here, so that no rung has to: every rung scales the upright picture.
+        let mut frame = self
+            .upright
+            .apply(frame)
+            .map_err(|e| Error::codec("video filter (upright picture)", e))?;
         let stamp = self.timeline.stamp(raw, src_tb);
         if stamp.repaired {
             log::warn!(

@@ -16,6 +16,7 @@ mod rendition;
 mod rung;
 mod session;
 mod timeline;
+mod upright;
 
 pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
 pub(crate) use memory::stream_memory;
@@ -44,7 +45,8 @@ use rung::{Rung, RungWorker};
 use timeline::Timeline;
 
 /// Opens the source on the calling thread (bounded by the config's I/O timeout), reads what
-/// it is, and closes it: its picture size and frame rate, as a [`SourceHint`].
+/// it is, and closes it: its upright picture size (its display matrix applied) and frame
+/// rate, as a [`SourceHint`].
 pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
     if !config.input().can_reopen() {
         return Err(Error::config(
@@ -56,9 +58,10 @@ pub(crate) fn probe(config: &StreamConfig) -> Result<SourceHint, Error> {
     let signals = Signals::new();
     let session = SourceOpener::new(config, &signals).open()?;
     let v = &session.video;
+    let ((width, height), _) = plan::upright(v);
     Ok(SourceHint {
-        width: v.width.max(0) as u32,
-        height: v.height.max(0) as u32,
+        width: width.max(0) as u32,
+        height: height.max(0) as u32,
         frame_rate: plan::source_fps(v),
     })
 }

@@ -1,6 +1,8 @@
-//! The ladder as it will run on this source: which rungs (taller ones left out), their
-//! picture sizes (the source's display aspect), frame rates, encoder settings and threads.
+//! The ladder as it will run on this source: which rungs (those larger than the source left
+//! out), their picture sizes (the named size on the upright picture's short side, the long
+//! side from its display aspect), frame rates, encoder settings and threads.
 
+use super::upright::Orientation;
 use crate::config::{StreamConfig, VariantProfile, VideoCodec};
 use crate::ffi::{Rational, StreamInfo, VideoEncoderSettings, PIX_FMT_YUV420P};
 use crate::stats::{PlannedLadder, PlannedRung};
@@ -105,11 +107,13 @@ impl RungPlan<'_> {
     }
 }
 
-/// What will run, for the lifecycle (and the manager's pricing).
+/// What will run, for the lifecycle (and the manager's pricing): the source's upright size,
+/// the rungs as they run.
 pub(crate) fn summary(video: &StreamInfo, audio: bool, rungs: &[RungPlan]) -> PlannedLadder {
+    let ((w, h), _) = upright(video);
     PlannedLadder {
-        source_width: video.width.max(0) as u32,
-        source_height: video.height.max(0) as u32,
+        source_width: w.max(0) as u32,
+        source_height: h.max(0) as u32,
         source_fps: source_fps(video),
         audio,
         rungs: rungs.iter().map(planned_rung).collect(),
@@ -147,15 +151,23 @@ pub(crate) fn source_fps(video: &StreamInfo) -> f64 {
     }
 }
 
-/// The rungs that run on a source with this video: rungs taller than the source are left
-/// out (unless the profile keeps them); if none is left, the shortest runs.
+/// The rungs that run on a source with this video, sized for its upright picture (its
+/// display matrix applied, see [`Orientation`]): see [`plan_for`].
 pub(crate) fn plan<'a>(config: &'a StreamConfig, video: &StreamInfo) -> Vec<RungPlan<'a>> {
-    let size = (video.width, video.height);
-    plan_for(config, size, video.sample_aspect_ratio, source_fps(video))
+    let (size, sar) = upright(video);
+    plan_for(config, size, sar, source_fps(video))
 }
 
-/// The ladder that would run on a source the config declares ([`StreamConfig::source_hint`]),
-/// for pricing before the source is opened; `None` without a hint.
+/// The source's upright picture: its size and sample aspect ratio once its display matrix
+/// is applied (a quarter turn swaps the sides), as every rung receives it.
+pub(crate) fn upright(video: &StreamInfo) -> ((i32, i32), Rational) {
+    let o = Orientation::of(video);
+    let size = o.upright_size((video.width, video.height));
+    (size, o.upright_sar(video.sample_aspect_ratio))
+}
+
+/// The ladder that would run on a source the config declares ([`StreamConfig::source_hint`],
+/// its upright size), for pricing before the source is opened; `None` without a hint.
 pub(crate) fn planned_from_hint(config: &StreamConfig) -> Option<PlannedLadder> {
     let hint = config.source_hint()?;
     let (w, h) = (hint.width as i32, hint.height as i32);
@@ -170,28 +182,39 @@ pub(crate) fn planned_from_hint(config: &StreamConfig) -> Option<PlannedLadder> 
     })
 }
 
+/// The rungs that run on an upright source picture of this size and sample aspect: a
+/// rung's named size is its short side (its height for a landscape or square source, its
+/// width for a portrait one), the long side follows the display aspect
+/// ([`SourceShape::rung_size`]). Rungs larger than the source's short side are left out
+/// (unless the profile keeps them); if none is left, the smallest runs.
 fn plan_for<'a>(
     config: &'a StreamConfig,
-    (src_w, src_h): (i32, i32),
+    src: (i32, i32),
     sar: Rational,
     src_fps: f64,
 ) -> Vec<RungPlan<'a>> {
     let profile = config.profile();
-    let make = |v: &'a VariantProfile| RungPlan {
-        profile: v,
-        width: width_for(v.height, src_w, src_h, sar),
-        height: v.height as i32,
-        frame_rate: v.max_frame_rate.map_or(src_fps, |cap| cap.min(src_fps)),
-        threads: 1,
+    let shape = SourceShape::new(src, sar);
+    let make = |v: &'a VariantProfile| {
+        let (width, height) = shape.rung_size(v.height);
+        RungPlan {
+            profile: v,
+            width,
+            height,
+            frame_rate: v.max_frame_rate.map_or(src_fps, |cap| cap.min(src_fps)),
+            threads: 1,
+        }
     };
+    let short = shape.short_side();
     let mut rungs: Vec<RungPlan> = profile
         .variants
         .iter()
         .filter(|v| {
-            let keep = profile.keep_taller_rungs || v.height as i32 <= src_h;
+            let keep = profile.keep_taller_rungs || i64::from(v.height) <= short;
             if !keep {
                 log::info!(
-                    "stream {}: leaving out variant {} ({}p): taller than the {src_h}p source",
+                    "stream {}: leaving out variant {} ({}p): larger than the source \
+                     ({short}p on its short side)",
                     config.id(),
                     v.name,
                     v.height
@@ -208,7 +231,7 @@ fn plan_for<'a>(
             .min_by_key(|v| v.height)
             .expect("validated non-empty");
         log::info!(
-            "stream {}: every rung is taller than the source; keeping {}",
+            "stream {}: every rung is larger than the source; keeping {}",
             config.id(),
             shortest.name
         );
@@ -227,29 +250,78 @@ fn plan_for<'a>(
     rungs
 }
 
-/// Widest a rung may be, in pixels.
-pub(crate) const MAX_RUNG_WIDTH: i64 = 8192;
-/// Widest a rung may be, as a multiple of its height (a 4:1 picture; wider sources are
-/// squeezed to it rather than making a sliver-thin, huge rung).
+/// Longest a rung's long side may be, in pixels.
+pub(crate) const MAX_RUNG_SIDE: i64 = 8192;
+/// Longest a rung's long side may be, as a multiple of its short side (a 4:1 picture;
+/// longer sources are squeezed to it rather than making a sliver-thin, huge rung).
 pub(crate) const MAX_RUNG_ASPECT: i64 = 4;
 
-/// Width for `height` that keeps the source's display aspect, rounded to even, and capped
-/// at [`MAX_RUNG_ASPECT`] x the height and [`MAX_RUNG_WIDTH`]. Integer arithmetic in
-/// `i128`: no product of an `i32` size and an `i32` aspect can overflow it.
-fn width_for(height: u32, src_w: i32, src_h: i32, sar: Rational) -> i32 {
-    let (num, den) = if sar.is_valid() {
-        (i128::from(sar.num), i128::from(sar.den))
-    } else {
-        (1, 1)
-    };
-    let h = i128::from(height);
-    let cap = i128::from(MAX_RUNG_WIDTH.min(MAX_RUNG_ASPECT * i64::from(height)));
-    let (src_w, src_h) = (i128::from(src_w.max(1)), i128::from(src_h.max(1)));
-    // width = height * src_w * sar / src_h, rounded to the nearest even number.
-    let (n, d) = (h * src_w * num, src_h * den * 2);
+/// An upright source picture as rung sizing sees it: its display aspect `dw:dh` and its
+/// height. Integer arithmetic in `i128`: no product of an `i32` size and an `i32` aspect can
+/// overflow it.
+#[derive(Debug, Clone, Copy)]
+struct SourceShape {
+    dw: i128,
+    dh: i128,
+    h: i128,
+}
+
+impl SourceShape {
+    /// The shape of a `w x h` picture whose samples are `sar` wide (unknown: square).
+    fn new((w, h): (i32, i32), sar: Rational) -> Self {
+        let (num, den) = if sar.is_valid() {
+            (i128::from(sar.num), i128::from(sar.den))
+        } else {
+            (1, 1)
+        };
+        let (w, h) = (i128::from(w.max(1)), i128::from(h.max(1)));
+        Self {
+            dw: w * num,
+            dh: h * den,
+            h,
+        }
+    }
+
+    /// Displayed taller than wide.
+    fn is_portrait(self) -> bool {
+        self.dh > self.dw
+    }
+
+    /// The short side in pixels, as a rung's named size is compared with it: a landscape
+    /// (or square) source's height; a portrait source's width at its display aspect (for
+    /// square samples, its width).
+    fn short_side(self) -> i64 {
+        let short = if self.is_portrait() {
+            // w * sar, rounded: the width that shows the picture at its height.
+            (self.h * self.dw * 2 + self.dh) / (self.dh * 2)
+        } else {
+            self.h
+        };
+        i64::try_from(short).unwrap_or(i64::MAX)
+    }
+
+    /// A rung's `(width, height)` for its named size: the named size on the short side;
+    /// the long side from the display aspect, rounded to even and capped at
+    /// [`MAX_RUNG_ASPECT`] x the short side and [`MAX_RUNG_SIDE`].
+    fn rung_size(self, named: u32) -> (i32, i32) {
+        let short = i32::try_from(named).unwrap_or(i32::MAX);
+        if self.is_portrait() {
+            (short, long_side(named, self.dh, self.dw))
+        } else {
+            (long_side(named, self.dw, self.dh), short)
+        }
+    }
+}
+
+/// The long side for a short side of `short` pixels at the aspect `long:short_of`, rounded
+/// to the nearest even number, capped (see [`SourceShape::rung_size`]).
+fn long_side(short: u32, long: i128, short_of: i128) -> i32 {
+    let s = i128::from(short);
+    let cap = i128::from(MAX_RUNG_SIDE.min(MAX_RUNG_ASPECT * i64::from(short)));
+    let (n, d) = (s * long, short_of.max(1) * 2);
     let half = (n + d / 2) / d;
-    let w = (half * 2).clamp(2, cap - cap % 2);
-    i32::try_from(w).unwrap_or(2)
+    let l = (half * 2).clamp(2, (cap - cap % 2).max(2));
+    i32::try_from(l).unwrap_or(2)
 }
 
 /// x264 threads for each rung: the machine's cores (plus one, to cover I/O waits) shared in
@@ -298,29 +370,100 @@ mod tests {
         assert_eq!(encoder_threads(&[0.0, 0.0], 2), [1, 1]);
     }
 
-    #[test]
-    fn widths_follow_display_aspect_and_are_even() {
-        let sq = Rational::new(1, 1);
-        assert_eq!(width_for(720, 1920, 1080, sq), 1280);
-        assert_eq!(width_for(480, 1920, 1080, sq), 854);
-        assert_eq!(width_for(360, 1920, 1080, sq), 640);
-        assert_eq!(width_for(240, 1920, 1080, sq), 426);
-        assert_eq!(width_for(480, 640, 480, sq), 640);
-        // Anamorphic 720x576 with 16:15 SAR displays 4:3.
-        assert_eq!(width_for(576, 720, 576, Rational::new(16, 15)), 768);
-        assert_eq!(width_for(360, 1080, 1920, Rational::new(0, 1)), 202);
+    fn size(named: u32, src: (i32, i32), sar: Rational) -> (i32, i32) {
+        SourceShape::new(src, sar).rung_size(named)
     }
 
     #[test]
-    fn widths_are_capped_without_overflow() {
-        // 1000:1 sample aspect: 4x the height, not an i32 overflow.
-        assert_eq!(width_for(240, 1920, 1080, Rational::new(1000, 1)), 960);
+    fn widths_follow_display_aspect_and_are_even() {
+        let sq = Rational::new(1, 1);
+        assert_eq!(size(720, (1920, 1080), sq), (1280, 720));
+        assert_eq!(size(480, (1920, 1080), sq), (854, 480));
+        assert_eq!(size(360, (1920, 1080), sq), (640, 360));
+        assert_eq!(size(240, (1920, 1080), sq), (426, 240));
+        assert_eq!(size(480, (640, 480), sq), (640, 480));
+        assert_eq!(size(480, (480, 480), sq), (480, 480));
+        // Anamorphic 720x576 with 16:15 SAR displays 4:3.
+        assert_eq!(size(576, (720, 576), Rational::new(16, 15)), (768, 576));
+    }
+
+    #[test]
+    fn a_portrait_source_gets_its_named_size_on_the_short_side() {
+        let sq = Rational::new(1, 1);
+        assert_eq!(size(720, (1080, 1920), sq), (720, 1280));
+        assert_eq!(size(360, (1080, 1920), Rational::new(0, 1)), (360, 640));
+        assert_eq!(size(480, (1080, 1920), sq), (480, 854));
+        // A 4:3 landscape picture with 3:4 samples displays 1:1: square, landscape rule.
+        assert_eq!(size(480, (640, 480), Rational::new(3, 4)), (480, 480));
+        // Anamorphic portrait: 576x720 samples 15:16 wide display 540x720.
+        assert_eq!(size(540, (576, 720), Rational::new(15, 16)), (540, 720));
+        let shape = SourceShape::new((1080, 1920), sq);
+        assert_eq!(shape.short_side(), 1080);
+        let anamorphic = SourceShape::new((576, 720), Rational::new(15, 16));
+        assert_eq!(anamorphic.short_side(), 540);
+        assert_eq!(SourceShape::new((1920, 1080), sq).short_side(), 1080);
+    }
+
+    #[test]
+    fn long_sides_are_capped_without_overflow() {
+        // 1000:1 sample aspect: 4x the short side, not an i32 overflow.
+        assert_eq!(size(240, (1920, 1080), Rational::new(1000, 1)), (960, 240));
         // 100:1 would be 192000 wide: 8192 at most (4x 4320 is more).
-        assert_eq!(width_for(4320, 1920, 1080, Rational::new(100, 1)), 8192);
+        assert_eq!(
+            size(4320, (1920, 1080), Rational::new(100, 1)),
+            (8192, 4320)
+        );
         let extreme = Rational::new(i32::MAX, 1);
-        assert_eq!(width_for(2160, i32::MAX, 1, extreme), 8192);
-        assert_eq!(width_for(240, 2, 16384, Rational::new(1, i32::MAX)), 2);
-        assert_eq!(width_for(2, 16384, 2, Rational::new(1, 1)), 8);
+        assert_eq!(size(2160, (i32::MAX, 1), extreme), (8192, 2160));
+        // The same caps on a portrait picture's height.
+        let thin = Rational::new(1, i32::MAX);
+        assert_eq!(size(240, (2, 16384), thin), (240, 960));
+        assert_eq!(size(2160, (1, i32::MAX), thin), (2160, 8192));
+        assert_eq!(size(2, (16384, 2), Rational::new(1, 1)), (8, 2));
+        assert_eq!(size(2, (2, 16384), Rational::new(1, 1)), (2, 8));
+        let huge = SourceShape::new((i32::MAX, i32::MAX), Rational::new(1, i32::MAX));
+        assert!(huge.short_side() > 0);
+    }
+
+    fn video(width: i32, height: i32, matrix: Option<[i32; 9]>) -> StreamInfo {
+        StreamInfo {
+            index: 0,
+            codec_name: "h264".into(),
+            time_base: Rational::new(1, 90_000),
+            frame_rate: Rational::new(30, 1),
+            width,
+            height,
+            sample_aspect_ratio: Rational::new(1, 1),
+            sample_rate: 0,
+            display_matrix: matrix,
+        }
+    }
+
+    /// A phone's portrait clip: stored landscape, turned a quarter for display.
+    const PORTRAIT: [i32; 9] = [0, 1 << 16, 0, -(1 << 16), 0, 0, 0, 0, 1 << 30];
+
+    #[test]
+    fn a_rotated_source_is_planned_upright() {
+        let config = StreamConfig::builder("s", "in.mp4", "out")
+            .build()
+            .unwrap()
+            .with_core_share(1);
+        let rotated = video(1280, 720, Some(PORTRAIT));
+        let rungs = plan(&config, &rotated);
+        let sizes: Vec<_> = rungs.iter().map(|r| (r.width, r.height)).collect();
+        // 1080p is larger than the 720-wide upright picture: left out.
+        assert_eq!(sizes, [(720, 1280), (480, 854), (360, 640), (240, 426)]);
+        let summary = summary(&rotated, false, &rungs);
+        assert_eq!((summary.source_width, summary.source_height), (720, 1280));
+        assert_eq!(summary.rungs[0].width, 720);
+        assert_eq!(summary.rungs[0].height, 1280);
+        // Stored portrait, no matrix: the same ladder.
+        let stored = plan(&config, &video(720, 1280, None));
+        let same: Vec<_> = stored.iter().map(|r| (r.width, r.height)).collect();
+        assert_eq!(same, sizes);
+        // The same clip without its matrix is landscape: 720p is 1280 wide.
+        let landscape = plan(&config, &video(1280, 720, None));
+        assert_eq!((landscape[0].width, landscape[0].height), (1280, 720));
     }
 
     #[test]
@@ -330,17 +473,7 @@ mod tests {
             .build()
             .unwrap()
             .with_core_share(1);
-        let video = StreamInfo {
-            index: 0,
-            codec_name: "h264".into(),
-            time_base: Rational::new(1, 90_000),
-            frame_rate: Rational::new(30, 1),
-            width: 1920,
-            height: 1080,
-            sample_aspect_ratio: Rational::new(1, 1),
-            sample_rate: 0,
-        };
-        let rungs = plan(&config, &video);
+        let rungs = plan(&config, &video(1920, 1080, None));
         assert_eq!(rungs.len(), 5);
         // One core (plus one for I/O waits) shared by five rungs: one thread each, the
         // least an encoder can have.

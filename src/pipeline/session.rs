@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::control::Signals;
 use super::errors::{decoder_error, hardware_error, invalid_input, open_error};
 use super::reader::{open_reader, reader_failure};
+use super::upright::Orientation;
 use crate::config::{is_allowed_filter, GeneratedGraph, PlaylistMode, SourceKind, StreamConfig};
 use crate::error::Error;
 use crate::ffi::{
@@ -36,6 +37,8 @@ pub(crate) struct Session {
     pub video_decoder: CodecContext,
     /// Decoding on a hardware device: decoder failures are hardware failures.
     pub on_hardware: bool,
+    /// How the decoded pictures are turned upright (the video's display matrix).
+    pub orientation: Orientation,
 }
 
 impl Session {
@@ -99,6 +102,21 @@ impl<'a> SourceOpener<'a> {
     pub fn open(&mut self) -> Result<Session, Error> {
         let config = self.config;
         let (mut input, video, audio) = open_input(config, self.signals)?;
+        let orientation = Orientation::read(&video).unwrap_or_else(|angle| {
+            log::warn!(
+                "stream {}: the display matrix turns the picture {angle:.0} degrees, not a \
+                 multiple of 90: the picture is left as stored",
+                config.id()
+            );
+            Orientation::default()
+        });
+        if orientation != Orientation::default() {
+            log::info!(
+                "stream {}: the display matrix asks for {}: applied after decode",
+                config.id(),
+                orientation.describe()
+            );
+        }
         let mut opts = Dictionary::new();
         opts.set("max_pixels", &MAX_PIXELS.to_string())
             .map_err(|e| Error::codec("video decoder options", e))?;
@@ -133,6 +151,7 @@ impl<'a> SourceOpener<'a> {
             hls,
             video_decoder,
             on_hardware: self.device.is_some(),
+            orientation,
         })
     }
 }

@@ -26,4 +26,5 @@ mod recovery;
 mod resume;
 mod security;
 mod servers;
+mod sources;
 mod timeline;
