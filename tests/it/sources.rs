@@ -173,6 +173,7 @@ fn transcode(src: &Path, out: &Path, container: Container, rungs: &[(&str, u32, 
         .with_container(container)
         .with_segment_duration(Duration::from_secs(1));
     let config = StreamConfig::builder("sources", src.to_str().unwrap(), out)
+        .local_files_under("/")
         .profile(profile)
         .build()
         .unwrap();
