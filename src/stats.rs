@@ -330,15 +330,17 @@ pub struct VariantStats {
     pub average_bitrate: f64,
 }
 
-/// The ladder as it runs on the source, known once the source is opened: rungs taller than
-/// the source left out, widths from its display aspect, frame rates from its own.
+/// The ladder as it runs on the source, known once the source is opened: rungs larger than
+/// the source (its upright picture's short side) left out, the other side from its display
+/// aspect, frame rates from its own. Sizes are of the upright picture (after the source's
+/// display matrix is applied: a phone clip stored landscape with a 90° matrix is portrait).
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PlannedLadder {
-    /// The source's picture width.
+    /// The source's picture width, upright.
     pub source_width: u32,
-    /// The source's picture height.
+    /// The source's picture height, upright.
     pub source_height: u32,
     /// The source's frame rate (30 when it does not say).
     pub source_fps: f64,

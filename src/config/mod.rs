@@ -447,8 +447,9 @@ impl StreamConfigBuilder {
         self
     }
 
-    /// Declares the source's picture size and frame rate, so that a manager prices the
-    /// stream exactly at admission (see [`SourceHint`]). Once the source is opened the price
+    /// Declares the source's picture size (upright, as it is shown: after its display
+    /// matrix) and frame rate, so that a manager prices the stream exactly at admission (see
+    /// [`SourceHint`]). Once the source is opened the price
     /// follows what it really is, whatever the hint said.
     pub fn source_hint(mut self, width: u32, height: u32, frame_rate: f64) -> Self {
         self.config.source_hint = Some(SourceHint {
