@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::degrade::{degraded, Degradation};
 use super::monitor::MonitorMsg;
-use super::{ManagedStream, ManagerCore, Registry};
+use super::{lanes, ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
@@ -314,7 +314,7 @@ fn start_degraded(
             degraded: Some(degradation),
             restart: false,
         };
-        tell(core, &event);
+        tell(core, event);
     } else {
         report(core, &id, Decision::of_start(&started), false);
     }
@@ -338,8 +338,10 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
                 }
                 Err(r) => {
                     drop(g);
-                    log::warn!("stream {}: dropped from the queue: {r}", q.config.id());
-                    report(core, q.config.id(), Decision::Refused(&r), false);
+                    let id = q.config.id().to_owned();
+                    log::warn!("stream {id}: dropped from the queue: {r}");
+                    report(core, &id, Decision::Refused(&r), false);
+                    lanes::drop_later(core, &id, q);
                     continue;
                 }
             }
@@ -417,8 +419,8 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
     ((cores as f64 * mine / held).ceil() as usize).clamp(1, cores)
 }
 
-/// Tells the admission hooks, outside any lock.
-pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, restart: bool) {
+/// Tells the admission hooks, in the stream's lane.
+pub(super) fn report(core: &Arc<ManagerCore>, id: &str, decision: Decision<'_>, restart: bool) {
     let (admitted, queued, reason) = match decision {
         Decision::Started => (true, false, None),
         Decision::Queued(r) => (false, true, Some(r.clone())),
@@ -433,22 +435,30 @@ pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, resta
         degraded: None,
         restart,
     };
-    tell(core, &event);
+    tell(core, event);
 }
 
-/// Counts the decision for the metrics and calls every admission hook, each inside the
-/// panic net.
-fn tell(core: &ManagerCore, event: &AdmissionEvent) {
-    core.admissions.count(event);
-    for h in &core.on_admission {
-        guarded(
-            format_args!("stream {}", event.stream),
-            "admission hook",
-            || {
-                h(event);
-            },
-        );
+/// Counts the decision for the metrics (at once) and hands the event to the stream's lane,
+/// which calls every admission hook, each inside the panic net: never on the caller's
+/// thread, after the stream's earlier events.
+fn tell(core: &Arc<ManagerCore>, event: AdmissionEvent) {
+    core.admissions.count(&event);
+    if core.on_admission.is_empty() {
+        return;
     }
+    let id = event.stream.clone();
+    let job: lanes::Job = Box::new(move |core| {
+        for h in &core.on_admission {
+            guarded(
+                format_args!("stream {}", event.stream),
+                "admission hook",
+                || {
+                    h(&event);
+                },
+            );
+        }
+    });
+    lanes::submit(core, &id, job);
 }
 
 /// A hook that tells the monitor when the stream's ladder is planned and when it ends.

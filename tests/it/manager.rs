@@ -242,7 +242,7 @@ fn capacity_and_ids_come_back_however_streams_end() {
         m.terminate_stream("live", Duration::from_secs(1)),
         Err(Error::UnknownStream { .. })
     ));
-    let reports = m.shutdown(Duration::from_secs(5));
+    let reports = m.shutdown(Duration::from_secs(5)).streams;
     assert!(reports.len() <= 1);
     let usage = m.pool_usage();
     assert_eq!(usage.allocations, 0);
@@ -557,7 +557,7 @@ fn shutdown_stops_streams_in_parallel() {
     let single = t.elapsed();
     assert_eq!(one.state, StreamState::Stopped);
     let t = Instant::now();
-    let reports = m.shutdown(Duration::from_secs(10));
+    let reports = m.shutdown(Duration::from_secs(10)).streams;
     let all = t.elapsed();
     assert_eq!(reports.len(), 8);
     assert!(reports
@@ -981,7 +981,7 @@ fn wait_idle_waits_for_the_queue_and_shutdown_reports_the_streams_it_drops() {
         ));
     }
     assert!(!m.wait_idle(Duration::from_millis(100)));
-    let reports = m.shutdown(Duration::from_secs(5));
+    let reports = m.shutdown(Duration::from_secs(5)).streams;
     assert_eq!(reports.len(), 1);
     assert_eq!(
         *refused.lock().unwrap(),
@@ -1199,6 +1199,10 @@ fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
         .build()
         .unwrap();
     assert_eq!(m.create_stream(cfg).unwrap(), Admitted::Started);
+    // Admission hooks run on a manager thread, possibly after create_stream returned.
+    wait_until("the admission event", Duration::from_secs(10), || {
+        !events.lock().unwrap().is_empty()
+    });
     let ev = events.lock().unwrap()[0].clone();
     let d = ev.degraded.expect("a degraded admission says so");
     assert_eq!(d.dropped_rungs, ["1080p", "720p"]);
