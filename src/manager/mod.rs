@@ -293,10 +293,10 @@ impl Manager {
             .map_err(Refusal::Capacity)
     }
 
-    /// Graceful stop of one stream (then abort at the deadline); returns within `deadline`
-    /// + [`GRACE`](crate::stream::GRACE), with its resources and id free, whatever the hooks do: the finished hooks
-    /// get the same report on a manager thread, after this returns (see
-    /// [`ManagerBuilder::on_finished`]).
+    /// Graceful stop of one stream (then abort at the deadline); returns within
+    /// `deadline` + [`GRACE`](crate::stream::GRACE), with its resources and id free,
+    /// whatever the hooks do: the finished hooks get the same report on a manager thread,
+    /// after this returns (see [`ManagerBuilder::on_finished`]).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when no running stream has this id.
@@ -305,9 +305,9 @@ impl Manager {
         Ok(retire(&self.core, entry, |s| s.stop(deadline)))
     }
 
-    /// Immediate stop of one stream; returns within [`GRACE`](crate::stream::GRACE), with its resources and id
-    /// free, whatever the hooks do (the finished hooks run after, as for
-    /// [`terminate_stream`](Self::terminate_stream)).
+    /// Immediate stop of one stream; returns within [`GRACE`](crate::stream::GRACE), with
+    /// its resources and id free, whatever the hooks do (the finished hooks run after, as
+    /// for [`terminate_stream`](Self::terminate_stream)).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when no running stream has this id.
