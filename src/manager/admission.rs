@@ -254,8 +254,11 @@ pub(super) fn admit(
             Err(r) if policy == OverCapacity::Queue && restarts == 0 && waits(&r) => {
                 match enqueue(core, &mut g, &config) {
                     Ok(position) => {
+                        // Its place in its lane is kept in the same step: a start of it
+                        // (on the admission thread) is told after this.
+                        let slot = hold_locked(core, &mut g, &id);
                         drop(g);
-                        report(core, &id, Decision::Queued(&r), false);
+                        report(core, &id, Decision::Queued(&r), false, slot);
                         return Ok(Admitted::Queued { position });
                     }
                     Err(refused) => Err(refused),
@@ -287,11 +290,11 @@ pub(super) fn admit(
             other => other,
         }
     };
-    let decision = match reserved {
-        Err(reason) => Err(Error::Refused { reason }),
+    let (decision, slot) = match reserved {
+        Err(reason) => (Err(Error::Refused { reason }), None),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
-    report(core, &id, Decision::of_start(&decision), restarts > 0);
+    report(core, &id, Decision::of_start(&decision), restarts > 0, slot);
     decision.map(|()| Admitted::Started)
 }
 
@@ -304,7 +307,7 @@ fn start_degraded(
     allocation: Allocation,
 ) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
-    let started = start_reserved(core, config, gen, allocation, 0);
+    let (started, slot) = start_reserved(core, config, gen, allocation, 0);
     if started.is_ok() {
         let event = AdmissionEvent {
             stream: id,
@@ -314,9 +317,9 @@ fn start_degraded(
             degraded: Some(degradation),
             restart: false,
         };
-        tell(core, event);
+        tell(core, event, slot);
     } else {
-        report(core, &id, Decision::of_start(&started), false);
+        report(core, &id, Decision::of_start(&started), false, slot);
     }
     started.map(|()| Admitted::Started)
 }
@@ -340,7 +343,7 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
                     drop(g);
                     let id = q.config.id().to_owned();
                     log::warn!("stream {id}: dropped from the queue: {r}");
-                    report(core, &id, Decision::Refused(&r), false);
+                    report(core, &id, Decision::Refused(&r), false, None);
                     lanes::drop_later(core, &id, q);
                     continue;
                 }
@@ -348,23 +351,25 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
         };
         let (config, gen, allocation) = next;
         let id = config.id().to_owned();
-        let started = start_reserved(core, config, gen, allocation, 0);
+        let (started, slot) = start_reserved(core, config, gen, allocation, 0);
         if let Err(e) = &started {
             log::warn!("stream {id}: a queued stream could not start: {e}");
         }
-        report(core, &id, Decision::of_start(&started), false);
+        report(core, &id, Decision::of_start(&started), false, slot);
     }
 }
 
 /// Starts a stream whose id, directory and allocation are reserved, and enters it in the
-/// registry (or drops the reservation).
+/// registry (or drops the reservation). A stream that started has its admission event's
+/// place kept in its lane (returned), taken before it enters the registry: whoever ends it
+/// from there (a terminate, its reaping) hands its finished hooks to the lane after it.
 fn start_reserved(
     core: &Arc<ManagerCore>,
     config: StreamConfig,
     gen: u64,
     allocation: Allocation,
     restarts: u32,
-) -> Result<(), Error> {
+) -> (Result<(), Error>, Option<lanes::Slot>) {
     let id = config.id().to_owned();
     let share = core_share(core, &allocation);
     let started = Stream::new(config.clone().with_core_share(share))
@@ -378,9 +383,10 @@ fn start_reserved(
             // Short: drops the reservation.
             core.registry.lock().starting.remove(&id);
             core.changed.notify_all();
-            return Err(e.error);
+            return (Err(e.error), None);
         }
     };
+    let slot = hold(core, &id);
     let entry = ManagedStream {
         gen,
         stream,
@@ -393,16 +399,41 @@ fn start_reserved(
     let late = core.registry.lock().enter(id.clone(), entry);
     core.changed.notify_all();
     match late {
-        None => Ok(()),
+        None => (Ok(()), slot),
         Some(entry) => {
             // Admitted before a shutdown that has already swept the map: end it here.
             log::warn!("stream {id}: started after the shutdown's sweep; stopped");
             let _ = super::retire(core, entry, Stream::abort);
-            Err(Error::Refused {
+            let refused = Err(Error::Refused {
                 reason: Refusal::ShuttingDown,
-            })
+            });
+            (refused, slot)
         }
     }
+}
+
+/// Keeps a place for an admission event in the lane of stream `id` (when there are
+/// admission hooks to tell).
+fn hold(core: &Arc<ManagerCore>, id: &str) -> Option<lanes::Slot> {
+    if core.on_admission.is_empty() {
+        return None;
+    }
+    let (slot, wait) = lanes::Slot::new();
+    lanes::submit(core, id, wait);
+    Some(slot)
+}
+
+/// [`hold`], under the registry lock (the caller holds it): in the same step as what the
+/// event reports. Starts the lane's thread if it is new (it waits for the lock).
+fn hold_locked(core: &Arc<ManagerCore>, g: &mut Registry, id: &str) -> Option<lanes::Slot> {
+    if core.on_admission.is_empty() {
+        return None;
+    }
+    let (slot, wait) = lanes::Slot::new();
+    if lanes::push(g, id, wait) {
+        lanes::run(core, id);
+    }
+    Some(slot)
 }
 
 /// The cores a new stream's encoders may use: the machine's cores in proportion to the
@@ -419,8 +450,14 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
     ((cores as f64 * mine / held).ceil() as usize).clamp(1, cores)
 }
 
-/// Tells the admission hooks, in the stream's lane.
-pub(super) fn report(core: &Arc<ManagerCore>, id: &str, decision: Decision<'_>, restart: bool) {
+/// Tells the admission hooks, in the stream's lane (at the place `slot` kept, if any).
+pub(super) fn report(
+    core: &Arc<ManagerCore>,
+    id: &str,
+    decision: Decision<'_>,
+    restart: bool,
+    slot: Option<lanes::Slot>,
+) {
     let (admitted, queued, reason) = match decision {
         Decision::Started => (true, false, None),
         Decision::Queued(r) => (false, true, Some(r.clone())),
@@ -435,13 +472,13 @@ pub(super) fn report(core: &Arc<ManagerCore>, id: &str, decision: Decision<'_>, 
         degraded: None,
         restart,
     };
-    tell(core, event);
+    tell(core, event, slot);
 }
 
-/// Counts the decision for the metrics (at once) and hands the event to the stream's lane,
-/// which calls every admission hook, each inside the panic net: never on the caller's
-/// thread, after the stream's earlier events.
-fn tell(core: &Arc<ManagerCore>, event: AdmissionEvent) {
+/// Counts the decision for the metrics (at once) and hands the event to the stream's lane
+/// (at the place `slot` kept, or last), which calls every admission hook, each inside the
+/// panic net: never on the caller's thread, after the stream's earlier events.
+fn tell(core: &Arc<ManagerCore>, event: AdmissionEvent, slot: Option<lanes::Slot>) {
     core.admissions.count(&event);
     if core.on_admission.is_empty() {
         return;
@@ -458,7 +495,10 @@ fn tell(core: &Arc<ManagerCore>, event: AdmissionEvent) {
             );
         }
     });
-    lanes::submit(core, &id, job);
+    match slot {
+        Some(slot) => slot.fill(job),
+        None => lanes::submit(core, &id, job),
+    }
 }
 
 /// A hook that tells the monitor when the stream's ladder is planned and when it ends.

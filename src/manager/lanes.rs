@@ -14,7 +14,9 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::ManagerCore;
+use crossbeam_channel::Sender;
+
+use super::{ManagerCore, Registry};
 use crate::panic::guarded;
 use crate::stream::{act_for_hook_thread, on_hook_thread};
 
@@ -55,20 +57,28 @@ pub(super) fn own_lane(core: &ManagerCore) -> Option<String> {
 /// Runs `job` in the lane of stream `id`, after the jobs already there. Never waits: the
 /// lane's thread is started if it is not running.
 pub(super) fn submit(core: &Arc<ManagerCore>, id: &str, job: Job) {
-    let start = {
-        // Short: a map edit.
-        let mut g = core.registry.lock();
-        if let Some(lane) = g.lanes.get_mut(id) {
-            lane.push_back(job);
-            false
-        } else {
-            g.lanes.insert(id.to_owned(), VecDeque::from([job]));
-            true
-        }
-    };
-    if !start {
-        return;
+    // Short: a map edit.
+    let start = push(&mut core.registry.lock(), id, job);
+    if start {
+        run(core, id);
     }
+}
+
+/// Puts `job` in the lane of stream `id` under the registry lock (the caller holds it), in
+/// the same step as what it reports; true when the lane is new: the caller then starts its
+/// thread with [`run`], once the lock is released.
+pub(super) fn push(g: &mut Registry, id: &str, job: Job) -> bool {
+    if let Some(lane) = g.lanes.get_mut(id) {
+        lane.push_back(job);
+        false
+    } else {
+        g.lanes.insert(id.to_owned(), VecDeque::from([job]));
+        true
+    }
+}
+
+/// Starts the thread of the new lane `id` (see [`push`]).
+pub(super) fn run(core: &Arc<ManagerCore>, id: &str) {
     let (c, lane) = (core.clone(), id.to_owned());
     let spawned = std::thread::Builder::new()
         .name(thread_name(id))
@@ -78,6 +88,31 @@ pub(super) fn submit(core: &Arc<ManagerCore>, id: &str, job: Job) {
         // job run and the manager able to become idle.
         log::error!("stream {id}: spawning a hook thread: {e}; hooks run on the caller");
         drain(core, id);
+    }
+}
+
+/// A place kept in a lane for a job not known yet (an admission event whose outcome is
+/// decided a moment later), so that it keeps its order: taken before the stream can be
+/// seen (and so ended) by anyone else, filled once the outcome is known. The lane waits for
+/// it there, never long: its holder runs no user code before it fills or drops it (a slot
+/// dropped unfilled is skipped).
+pub(super) struct Slot(Sender<Job>);
+
+impl Slot {
+    /// A slot, and the job to put in the lane that waits for it.
+    pub(super) fn new() -> (Self, Job) {
+        let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
+        let wait: Job = Box::new(move |core| {
+            if let Ok(job) = rx.recv() {
+                job(core);
+            }
+        });
+        (Self(tx), wait)
+    }
+
+    /// Puts `job` in the place kept for it.
+    pub(super) fn fill(self, job: Job) {
+        let _ = self.0.send(job);
     }
 }
 

@@ -139,7 +139,7 @@ fn drop_queue(core: &Arc<ManagerCore>, dropped: Vec<QueuedStream>) -> Vec<String
         let id = q.config.id().to_owned();
         log::warn!("stream {id}: dropped from the queue: shutting down");
         let refused = admission::Decision::Refused(&Refusal::ShuttingDown);
-        admission::report(core, &id, refused, false);
+        admission::report(core, &id, refused, false, None);
         lanes::drop_later(core, &id, q);
         ids.push(id);
     }

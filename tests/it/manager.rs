@@ -1697,3 +1697,58 @@ fn a_config_whose_drop_blocks_or_calls_back_in_never_holds_a_manager_call() {
     drop(release);
     assert!(m.wait_idle(Duration::from_secs(10)));
 }
+
+/// Admission hooks run after `create_stream` returns, yet a stream's admission event comes
+/// before its finished event even when it ends at once (a missing file), restarts included.
+#[test]
+fn a_streams_admission_event_comes_before_its_finished_event_even_when_it_ends_at_once() {
+    use std::collections::HashMap;
+    let dir = tempfile::tempdir().unwrap();
+    let seen: Arc<Mutex<HashMap<String, Vec<&'static str>>>> = Arc::default();
+    let (a, f) = (seen.clone(), seen.clone());
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(10))
+        .restart(RestartPolicy::restart(
+            1,
+            Duration::from_millis(10),
+            Duration::from_millis(10),
+        ))
+        .on_admission(move |ev| {
+            let what = if ev.restart { "restarted" } else { "admitted" };
+            a.lock()
+                .unwrap()
+                .entry(ev.stream.clone())
+                .or_default()
+                .push(what);
+        })
+        .on_finished(move |r| {
+            f.lock()
+                .unwrap()
+                .entry(r.id.clone())
+                .or_default()
+                .push("finished");
+        })
+        .build()
+        .unwrap();
+    let ids: Vec<String> = (0..12).map(|i| format!("f{i}")).collect();
+    for id in &ids {
+        m.create_stream(missing_file(id, dir.path())).unwrap();
+    }
+    wait_until(
+        "every stream's run and restart told",
+        Duration::from_secs(30),
+        || {
+            let seen = seen.lock().unwrap();
+            ids.iter()
+                .all(|id| seen.get(id).is_some_and(|v| v.len() == 4))
+        },
+    );
+    for (id, events) in seen.lock().unwrap().iter() {
+        assert_eq!(
+            *events,
+            ["admitted", "finished", "restarted", "finished"],
+            "{id}"
+        );
+    }
+}
