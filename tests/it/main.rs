@@ -15,6 +15,7 @@ mod ladder;
 mod lifecycle;
 mod liveness;
 mod manager;
+mod manager_chaos;
 mod metrics;
 mod origin;
 mod output;
