@@ -415,25 +415,13 @@ fn start_reserved(
 /// Keeps a place for an admission event in the lane of stream `id` (when there are
 /// admission hooks to tell).
 fn hold(core: &Arc<ManagerCore>, id: &str) -> Option<lanes::Slot> {
-    if core.on_admission.is_empty() {
-        return None;
-    }
-    let (slot, wait) = lanes::Slot::new();
-    lanes::submit(core, id, wait);
-    Some(slot)
+    (!core.on_admission.is_empty()).then(|| lanes::Slot::keep(core, id))
 }
 
 /// [`hold`], under the registry lock (the caller holds it): in the same step as what the
-/// event reports. Starts the lane's thread if it is new (it waits for the lock).
+/// event reports.
 fn hold_locked(core: &Arc<ManagerCore>, g: &mut Registry, id: &str) -> Option<lanes::Slot> {
-    if core.on_admission.is_empty() {
-        return None;
-    }
-    let (slot, wait) = lanes::Slot::new();
-    if lanes::push(g, id, wait) {
-        lanes::run(core, id);
-    }
-    Some(slot)
+    (!core.on_admission.is_empty()).then(|| lanes::Slot::keep_locked(core, g, id))
 }
 
 /// The cores a new stream's encoders may use: the machine's cores in proportion to the

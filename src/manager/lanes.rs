@@ -93,26 +93,52 @@ pub(super) fn run(core: &Arc<ManagerCore>, id: &str) {
 
 /// A place kept in a lane for a job not known yet (an admission event whose outcome is
 /// decided a moment later), so that it keeps its order: taken before the stream can be
-/// seen (and so ended) by anyone else, filled once the outcome is known. The lane waits for
-/// it there, never long: its holder runs no user code before it fills or drops it (a slot
-/// dropped unfilled is skipped).
-pub(super) struct Slot(Sender<Job>);
+/// seen (and so ended) by anyone else, filled once the outcome is known (a slot dropped
+/// unfilled is skipped). The lane waits for it there; a new lane's thread is started only
+/// once it is filled or dropped, so that nothing ever waits for it on its holder's thread.
+pub(super) struct Slot {
+    tx: Option<Sender<Job>>,
+    /// The lane is new: its thread is to be started once the slot is filled or dropped.
+    start: Option<(Arc<ManagerCore>, String)>,
+}
 
 impl Slot {
-    /// A slot, and the job to put in the lane that waits for it.
-    pub(super) fn new() -> (Self, Job) {
+    /// Keeps a place in the lane of stream `id`, under the registry lock (the caller holds
+    /// it): in the same step as what the job will report.
+    pub(super) fn keep_locked(core: &Arc<ManagerCore>, g: &mut Registry, id: &str) -> Self {
         let (tx, rx) = crossbeam_channel::bounded::<Job>(1);
         let wait: Job = Box::new(move |core| {
             if let Ok(job) = rx.recv() {
                 job(core);
             }
         });
-        (Self(tx), wait)
+        let new = push(g, id, wait);
+        Self {
+            tx: Some(tx),
+            start: new.then(|| (core.clone(), id.to_owned())),
+        }
     }
 
-    /// Puts `job` in the place kept for it.
-    pub(super) fn fill(self, job: Job) {
-        let _ = self.0.send(job);
+    /// [`keep_locked`](Self::keep_locked), taking the lock.
+    pub(super) fn keep(core: &Arc<ManagerCore>, id: &str) -> Self {
+        // Short: a map edit.
+        Self::keep_locked(core, &mut core.registry.lock(), id)
+    }
+
+    /// Puts `job` in the place kept for it. Not under the registry lock.
+    pub(super) fn fill(mut self, job: Job) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(job);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some((core, id)) = self.start.take() {
+            run(&core, &id);
+        }
     }
 }
 
