@@ -1346,6 +1346,15 @@ fn timed<T: Send + 'static>(
     (out, took)
 }
 
+/// `create_stream` starts `config` without waiting for any hook.
+fn starts_at_once(m: &Arc<Manager>, config: StreamConfig) {
+    let m = m.clone();
+    let (admitted, _) = timed("create_stream", Duration::ZERO, move || {
+        m.create_stream(config)
+    });
+    assert_eq!(admitted.unwrap(), Admitted::Started);
+}
+
 /// Waits until every stream in `ids` runs.
 fn wait_running(m: &Manager, ids: &[&str]) {
     for id in ids {
@@ -1451,11 +1460,7 @@ fn terminate_and_abort_keep_their_bounds_while_every_hook_blocks() {
     );
     let release = release;
     for id in ["t", "a"] {
-        let (m2, cfg) = (m.clone(), small(id, dir.path(), None));
-        let (admitted, _) = timed("create_stream", Duration::ZERO, move || {
-            m2.create_stream(cfg)
-        });
-        assert_eq!(admitted.unwrap(), Admitted::Started);
+        starts_at_once(&m, small(id, dir.path(), None));
     }
     wait_running(&m, &["t", "a"]);
     let d = Duration::from_secs(1);
@@ -1476,11 +1481,7 @@ fn terminate_and_abort_keep_their_bounds_while_every_hook_blocks() {
     assert!(report.unwrap().aborted);
     // Resources and ids are free at once, though every hook of both streams is stuck.
     assert_eq!(m.pool_usage().allocations, 0);
-    let (m2, cfg) = (m.clone(), small("t", &dir.path().join("again"), None));
-    let (admitted, _) = timed("create_stream of a freed id", Duration::ZERO, move || {
-        m2.create_stream(cfg)
-    });
-    assert_eq!(admitted.unwrap(), Admitted::Started);
+    starts_at_once(&m, small("t", &dir.path().join("again"), None));
     assert!(!m.wait_idle(Duration::from_millis(100)), "hooks still run");
     let m2 = m.clone();
     let _ = timed("abort_stream", GRACE, move || m2.abort_stream("t"));
@@ -1512,11 +1513,7 @@ fn an_admission_hook_that_blocks_holds_up_neither_create_stream_nor_another_stre
     );
     let release = release;
     for id in ["slow", "fast"] {
-        let (m2, cfg) = (m.clone(), small(id, dir.path(), None));
-        let (admitted, _) = timed("create_stream", Duration::ZERO, move || {
-            m2.create_stream(cfg)
-        });
-        assert_eq!(admitted.unwrap(), Admitted::Started);
+        starts_at_once(&m, small(id, dir.path(), None));
     }
     let next = || seen.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(next(), "admitted fast", "not held up by slow's hook");
@@ -1607,9 +1604,9 @@ fn hooks_that_create_terminate_wait_idle_and_shut_down_do_not_deadlock() {
     assert_eq!(m.pool_usage().allocations, 0);
 }
 
-/// A sink whose `Drop` calls back into the manager, then blocks (up to a minute).
+/// A sink whose `Drop` calls back into the manager, then blocks (up to a minute). Its
+/// streams only wait in the queue: it stores nothing.
 struct TrapSink {
-    inner: streamvisor::sink::FsSink,
     manager: Weak<Manager>,
     dropped: crossbeam_channel::Sender<usize>,
     held: crossbeam_channel::Receiver<()>,
@@ -1631,17 +1628,17 @@ impl Drop for TrapSink {
 }
 
 impl streamvisor::sink::SegmentSink for TrapSink {
-    fn create(&self, path: &str) -> std::io::Result<Box<dyn streamvisor::sink::SinkFile>> {
-        self.inner.create(path)
+    fn create(&self, _: &str) -> std::io::Result<Box<dyn streamvisor::sink::SinkFile>> {
+        Err(std::io::ErrorKind::Unsupported.into())
     }
-    fn replace(&self, path: &str, contents: &[u8]) -> std::io::Result<()> {
-        self.inner.replace(path, contents)
+    fn replace(&self, _: &str, _: &[u8]) -> std::io::Result<()> {
+        Ok(())
     }
-    fn delete(&self, path: &str) -> std::io::Result<()> {
-        self.inner.delete(path)
+    fn delete(&self, _: &str) -> std::io::Result<()> {
+        Ok(())
     }
     fn location(&self, path: &str) -> String {
-        self.inner.location(path)
+        format!("trap:{path}")
     }
 }
 
@@ -1660,7 +1657,6 @@ fn a_config_whose_drop_blocks_or_calls_back_in_never_holds_a_manager_call() {
     let release = release;
     let trap = |id: &str| {
         let sink = TrapSink {
-            inner: streamvisor::sink::FsSink::new(dir.path().join(id), false),
             manager: Arc::downgrade(&m),
             dropped: dropped_tx.clone(),
             held: held.clone(),

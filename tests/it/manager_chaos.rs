@@ -2,7 +2,7 @@
 //! one manager whose pool fits a few (the rest queue), with state, admission and finished
 //! hooks whose mood the seed picks per stream and per kind of hook — calm, slow, blocking
 //! until the test opens a gate, panicking, or calling back into the manager (lookups,
-//! create, terminate, abort, cancel, wait_idle, and late in the run shutdown) — while
+//! create, terminate, abort, cancel, wait_idle, and once the run shuts down, shutdown) — while
 //! several threads create, terminate, abort and cancel. It runs in a child process with a
 //! watchdog, so a deadlock fails instead of hanging. It asserts that every manager call
 //! keeps its written bound (create_stream, cancel_queued and the lookups never block;
@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use streamvisor::config::RestartPolicy;
 use streamvisor::stream::GRACE;
-use streamvisor::{AbrProfile, Error, Hooks, Manager, ResourceCapacity, StreamConfig, StreamState};
+use streamvisor::{Error, Hooks, Manager, ResourceCapacity, StreamConfig, StreamState};
 
 use crate::common::thread_count;
 use crate::lifecycle::in_child_process;
@@ -28,6 +28,9 @@ const SLACK: Duration = Duration::from_millis(1500);
 const WATCHDOG: Duration = Duration::from_secs(100);
 /// Streams created in all, by the driving threads and the hooks.
 const MAX_STREAMS: u64 = 80;
+/// Streams the driving threads leave for the last phase, created while the manager shuts
+/// down.
+const LAST_PHASE: u64 = 16;
 
 /// splitmix64 of `x`: the same input, the same choice.
 fn mix(mut x: u64) -> u64 {
@@ -104,7 +107,7 @@ struct World {
     manager: OnceLock<Weak<Manager>>,
     /// Streams created so far (ids `s0`, `s1`, ...).
     created: AtomicU64,
-    /// Late in the run: hooks may shut the manager down.
+    /// The application's shutdown has begun: hooks may shut the manager down too.
     late: AtomicBool,
     out: std::path::PathBuf,
     price: f64,
@@ -191,7 +194,7 @@ impl World {
                     .check("wait_idle from a hook", w, || m.wait_idle(w));
             }
             // Late, and not every time: the application's own shutdown should find streams.
-            _ if self.late.load(Ordering::SeqCst) && choose(self.seed, id, hook + 30, 3) == 0 => {
+            _ if self.late.load(Ordering::SeqCst) && choose(self.seed, id, hook + 30, 6) == 0 => {
                 let _ = self
                     .calls
                     .check("shutdown from a hook", d + GRACE, || m.shutdown(d));
@@ -201,17 +204,9 @@ impl World {
     }
 }
 
-/// One ultrafast rung: small and quick on a 2-core machine.
+/// One ultrafast rung into `out/<id>`: small and quick on a 2-core machine.
 fn tiny(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
-    StreamConfig::builder(id, source, out.join(id))
-        .allow_generated_sources(true)
-        .profile(
-            AbrProfile::from_rungs(&["240p"])
-                .unwrap()
-                .with_preset("ultrafast"),
-        )
-        .build()
-        .unwrap()
+    crate::common::config(id, source, &out.join(id), &["240p"])
 }
 
 /// The kinds of hook, for the moods.
@@ -251,7 +246,8 @@ fn drive(world: &World, manager: &Manager, thread: u64) {
     for round in 0..16u64 {
         let key = format!("t{thread}-{round}");
         std::thread::sleep(Duration::from_millis(choose(seed, &key, 1, 250)));
-        if let Some(cfg) = world.next_config() {
+        let budget = world.created.load(Ordering::SeqCst) < MAX_STREAMS - LAST_PHASE;
+        if let Some(cfg) = budget.then(|| world.next_config()).flatten() {
             let created = world.calls.check("create_stream", Duration::ZERO, || {
                 manager.create_stream(cfg)
             });
@@ -301,21 +297,17 @@ fn manager_chaos_child() {
     if std::env::var_os("SV_CHILD").is_none() {
         return;
     }
-    let seed: u64 = std::env::var("SV_MANAGER_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x0dd5_eed5);
+    let seed = std::env::var("SV_MANAGER_CHAOS_SEED").map_or(0x0dd5_eed5, |s| {
+        s.parse().expect("SV_MANAGER_CHAOS_SEED: a number")
+    });
     println!("manager chaos seed {seed} (set SV_MANAGER_CHAOS_SEED to replay)");
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
+    // Dropped at the end of a run that passed; a run still going at the watchdog's limit
+    // is a deadlock.
+    let (done, watchdog) = crossbeam_channel::bounded::<()>(0);
     std::thread::spawn(move || {
-        let t = Instant::now();
-        while !d.load(Ordering::SeqCst) {
-            if t.elapsed() > WATCHDOG {
-                eprintln!("manager chaos watchdog: still running after {WATCHDOG:?} (seed {seed})");
-                std::process::abort();
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if watchdog.recv_timeout(WATCHDOG) == Err(RecvTimeoutError::Timeout) {
+            eprintln!("manager chaos watchdog: still running after {WATCHDOG:?} (seed {seed})");
+            std::process::abort();
         }
     });
     let dir = tempfile::tempdir().unwrap();
@@ -345,8 +337,8 @@ fn manager_chaos_child() {
             s.spawn(move || drive(world, manager, t));
         }
     });
-    // Late: hooks may shut down too, while a thread still creates streams.
-    world.late.store(true, Ordering::SeqCst);
+    // The last phase: a thread still creates streams while the manager shuts down, and
+    // hooks may shut it down too.
     let report = std::thread::scope(|s| {
         let (world, manager) = (&world, &manager);
         s.spawn(move || {
@@ -361,6 +353,7 @@ fn manager_chaos_child() {
             }
         });
         std::thread::sleep(Duration::from_millis(300));
+        world.late.store(true, Ordering::SeqCst);
         let d = Duration::from_millis(500);
         world
             .calls
@@ -407,5 +400,5 @@ fn manager_chaos_child() {
         thread_count(),
         threads_before
     );
-    done.store(true, Ordering::SeqCst);
+    drop(done);
 }
