@@ -79,6 +79,14 @@ pub struct AdmissionEvent {
     pub degraded: Option<Degradation>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
+    /// When the decision was taken. The hooks of different streams run on their own
+    /// threads, so their events may reach the application in another order: this is the
+    /// order in which the manager decided.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs")
+    )]
+    pub at: std::time::SystemTime,
 }
 
 /// What an admission event says happened to a stream.
@@ -316,6 +324,7 @@ fn start_degraded(
             reason: None,
             degraded: Some(degradation),
             restart: false,
+            at: std::time::SystemTime::now(),
         };
         tell(core, event, slot);
     } else {
@@ -459,6 +468,7 @@ pub(super) fn report(
         reason,
         degraded: None,
         restart,
+        at: std::time::SystemTime::now(),
     };
     tell(core, event, slot);
 }

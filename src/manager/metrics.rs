@@ -521,6 +521,7 @@ mod tests {
             reason,
             degraded: None,
             restart: false,
+            at: std::time::SystemTime::now(),
         }
     }
 

@@ -71,9 +71,7 @@ impl Manager {
             [t.monitor, t.admitter]
         });
         let dropped_from_queue = drop_queue(&self.core, dropped);
-        // The time spent waiting for starting streams comes out of each stream's deadline.
-        let stop_for = until.saturating_duration_since(Instant::now());
-        let mut streams = stop_all(&self.core, entries, stop_for, from_hook);
+        let mut streams = stop_all(&self.core, entries, until, from_hook);
         streams.sort_by(|a, b| a.id.cmp(&b.id));
         let mut left_behind = Vec::new();
         // Not from a hook: the threads quit by themselves, and the retirements and hooks
@@ -146,11 +144,13 @@ fn drop_queue(core: &Arc<ManagerCore>, dropped: Vec<QueuedStream>) -> Vec<String
     ids
 }
 
-/// Stops every stream in parallel, each within `stop_for` + [`GRACE`].
+/// Stops every stream in parallel, each gracefully until `until` then aborted, returning by
+/// `until` + [`GRACE`]: the time spent before (waiting for streams still starting, starting
+/// these threads) comes out of each stream's deadline.
 fn stop_all(
     core: &Arc<ManagerCore>,
     entries: Vec<ManagedStream>,
-    stop_for: Duration,
+    until: Instant,
     from_hook: bool,
 ) -> Vec<StreamReport> {
     std::thread::scope(|s| {
@@ -160,6 +160,7 @@ fn stop_all(
                 s.spawn(move || {
                     // A shutdown from a hook must not join hook threads from here either.
                     act_for_hook_thread(from_hook);
+                    let stop_for = until.saturating_duration_since(Instant::now());
                     retire(core, e, |st| st.stop(stop_for))
                 })
             })

@@ -146,9 +146,14 @@ impl Lifecycle {
                 (tx, ev)
             });
             // Events are queued under the status lock so they reach hooks in the order the
-            // states changed. Only the terminal one may wait for room (outside the lock).
+            // states changed, and the terminal one before the hook thread can see the end
+            // with its queue empty (it would exit without it). Only the terminal one may
+            // wait for room, outside the lock, when the queue is full.
             let terminal_event = match ev {
-                Some((tx, ev)) if to.is_terminal() => Some((tx, ev)),
+                Some((tx, ev)) if to.is_terminal() => match tx.try_send(HookMsg::State(ev)) {
+                    Err(TrySendError::Full(HookMsg::State(ev))) => Some((tx, ev)),
+                    _ => None,
+                },
                 Some((tx, ev)) => {
                     if let Err(TrySendError::Full(HookMsg::State(ev))) =
                         tx.try_send(HookMsg::State(ev))
@@ -173,9 +178,10 @@ impl Lifecycle {
         }
     }
 
-    /// Queues the terminal event for the hook thread, which exits after it. A busy hook gets
-    /// a moment to make room (never past the bound of the call ending the stream); past that
-    /// the event is dropped, and the hook thread still exits once it sees the end.
+    /// Queues the terminal event for the hook thread (which exits after it) when the queue
+    /// was full. A busy hook gets a moment to make room (never past the bound of the call
+    /// ending the stream); past that the event is dropped, and the hook thread still exits
+    /// once it sees the end.
     fn send_terminal(&self, tx: &Sender<HookMsg>, ev: StateEvent, send: TerminalSend) {
         let give_up = Instant::now() + TERMINAL_WAIT;
         let mut msg = HookMsg::State(ev);

@@ -65,16 +65,30 @@ fn missing_file(id: &str, dir: &std::path::Path) -> StreamConfig {
         .unwrap()
 }
 
-/// A manager with this many compute units that records the streams it starts, in order.
-fn recording_starts(compute: f64) -> (Manager, Arc<Mutex<Vec<String>>>) {
-    let started = Arc::new(Mutex::new(Vec::new()));
+/// The streams a manager started, with when it decided to (admission hooks of different
+/// streams run on their own threads: their calls may come in another order).
+#[derive(Default)]
+struct Starts(Mutex<Vec<(std::time::SystemTime, String)>>);
+
+impl Starts {
+    /// The streams started, in the order the manager started them.
+    fn in_order(&self) -> Vec<String> {
+        let mut starts = self.0.lock().unwrap().clone();
+        starts.sort();
+        starts.into_iter().map(|(_, id)| id).collect()
+    }
+}
+
+/// A manager with this many compute units that records the streams it starts.
+fn recording_starts(compute: f64) -> (Manager, Arc<Starts>) {
+    let started = Arc::new(Starts::default());
     let s = started.clone();
     let m = Manager::builder()
         .capacity(ResourceCapacity::new(compute, 64 << 30))
         .monitor_interval(Duration::from_millis(20))
         .on_admission(move |ev| {
             if ev.admitted {
-                s.lock().unwrap().push(ev.stream.clone());
+                s.0.lock().unwrap().push((ev.at, ev.stream.clone()));
             }
         })
         .build()
@@ -856,7 +870,7 @@ fn a_higher_priority_stream_jumps_the_queue_and_equal_ones_keep_their_order() {
         ]
     );
     assert!(m.wait_idle(Duration::from_secs(60)));
-    let order = started.lock().unwrap().clone();
+    let order = started.in_order();
     assert_eq!(order, ["a", "e", "b", "d", "c"]);
 }
 
@@ -881,7 +895,7 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
     assert!(m.cancel_queued("q5"));
     assert!(!m.cancel_queued("q5"));
     assert!(m.wait_idle(Duration::from_secs(60)));
-    let order = started.lock().unwrap().clone();
+    let order = started.in_order();
     assert_eq!(order, ["q0", "q1", "q2", "q3", "q4"], "FIFO, q5 never");
     assert!(!dir.path().join("q5").exists());
     for id in &order {
@@ -983,8 +997,11 @@ fn wait_idle_waits_for_the_queue_and_shutdown_reports_the_streams_it_drops() {
         ));
     }
     assert!(!m.wait_idle(Duration::from_millis(100)));
-    let reports = m.shutdown(Duration::from_secs(5)).streams;
-    assert_eq!(reports.len(), 1);
+    let report = m.shutdown(Duration::from_secs(5));
+    assert_eq!(report.streams.len(), 1);
+    assert_eq!(report.dropped_from_queue, ["w0", "w1"]);
+    // Told on each stream's own hook thread: in either order.
+    refused.lock().unwrap().sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         *refused.lock().unwrap(),
         [
@@ -1124,7 +1141,7 @@ fn a_new_stream_queues_behind_a_waiting_one_even_when_it_fits() {
         .terminate_stream("running", Duration::from_secs(5))
         .unwrap();
     assert!(m.wait_idle(Duration::from_secs(60)));
-    assert_eq!(*started.lock().unwrap(), ["running", "large", "small"]);
+    assert_eq!(started.in_order(), ["running", "large", "small"]);
 }
 
 #[test]
@@ -1305,8 +1322,9 @@ fn measured_cpu_time_is_in_line_with_the_price() {
 
 // ---- Bounds whatever the hooks do (issue 21) ----
 
-/// Scheduling noise allowed on top of a written bound (a loaded 2-core machine).
-const SLACK: Duration = Duration::from_millis(700);
+/// Scheduling noise allowed on top of a written bound (a loaded 2-core machine, the tests
+/// niced), as in the chaos tests.
+const SLACK: Duration = Duration::from_millis(1500);
 
 /// A hook body that blocks for up to a minute: until the test drops the returned sender
 /// (so the test itself never takes a minute).
