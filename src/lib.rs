@@ -124,7 +124,7 @@ pub use events::{event_channel, StreamEvent};
 pub use ffi::route_ffmpeg_logs;
 pub use hooks::{Hooks, OutputEvent, SegmentEvent, StateEvent, StatsEvent};
 #[doc(inline)]
-pub use manager::{Admitted, Manager, ManagerBuilder};
+pub use manager::{Admitted, Manager, ManagerBuilder, ShutdownReport};
 #[doc(inline)]
 pub use pool::ResourceCapacity;
 #[doc(inline)]

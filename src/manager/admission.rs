@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::degrade::{degraded, Degradation};
 use super::monitor::MonitorMsg;
-use super::{ManagedStream, ManagerCore, Registry};
+use super::{lanes, ManagedStream, ManagerCore, Registry};
 use crate::config::StreamConfig;
 use crate::error::{Error, Refusal};
 use crate::hooks::Hooks;
@@ -79,6 +79,14 @@ pub struct AdmissionEvent {
     pub degraded: Option<Degradation>,
     /// True when this was an automatic restart of a failed stream.
     pub restart: bool,
+    /// When the decision was taken. The hooks of different streams run on their own
+    /// threads, so their events may reach the application in another order: this is the
+    /// order in which the manager decided.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs")
+    )]
+    pub at: std::time::SystemTime,
 }
 
 /// What an admission event says happened to a stream.
@@ -254,8 +262,11 @@ pub(super) fn admit(
             Err(r) if policy == OverCapacity::Queue && restarts == 0 && waits(&r) => {
                 match enqueue(core, &mut g, &config) {
                     Ok(position) => {
+                        // Its place in its lane is kept in the same step: a start of it
+                        // (on the admission thread) is told after this.
+                        let slot = hold_locked(core, &mut g, &id);
                         drop(g);
-                        report(core, &id, Decision::Queued(&r), false);
+                        report(core, &id, Decision::Queued(&r), false, slot);
                         return Ok(Admitted::Queued { position });
                     }
                     Err(refused) => Err(refused),
@@ -287,11 +298,11 @@ pub(super) fn admit(
             other => other,
         }
     };
-    let decision = match reserved {
-        Err(reason) => Err(Error::Refused { reason }),
+    let (decision, slot) = match reserved {
+        Err(reason) => (Err(Error::Refused { reason }), None),
         Ok((gen, allocation)) => start_reserved(core, config, gen, allocation, restarts),
     };
-    report(core, &id, Decision::of_start(&decision), restarts > 0);
+    report(core, &id, Decision::of_start(&decision), restarts > 0, slot);
     decision.map(|()| Admitted::Started)
 }
 
@@ -304,7 +315,7 @@ fn start_degraded(
     allocation: Allocation,
 ) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
-    let started = start_reserved(core, config, gen, allocation, 0);
+    let (started, slot) = start_reserved(core, config, gen, allocation, 0);
     if started.is_ok() {
         let event = AdmissionEvent {
             stream: id,
@@ -313,10 +324,11 @@ fn start_degraded(
             reason: None,
             degraded: Some(degradation),
             restart: false,
+            at: std::time::SystemTime::now(),
         };
-        tell(core, &event);
+        tell(core, event, slot);
     } else {
-        report(core, &id, Decision::of_start(&started), false);
+        report(core, &id, Decision::of_start(&started), false, slot);
     }
     started.map(|()| Admitted::Started)
 }
@@ -338,31 +350,35 @@ pub(super) fn start_queued(core: &Arc<ManagerCore>) {
                 }
                 Err(r) => {
                     drop(g);
-                    log::warn!("stream {}: dropped from the queue: {r}", q.config.id());
-                    report(core, q.config.id(), Decision::Refused(&r), false);
+                    let id = q.config.id().to_owned();
+                    log::warn!("stream {id}: dropped from the queue: {r}");
+                    report(core, &id, Decision::Refused(&r), false, None);
+                    lanes::drop_later(core, &id, q);
                     continue;
                 }
             }
         };
         let (config, gen, allocation) = next;
         let id = config.id().to_owned();
-        let started = start_reserved(core, config, gen, allocation, 0);
+        let (started, slot) = start_reserved(core, config, gen, allocation, 0);
         if let Err(e) = &started {
             log::warn!("stream {id}: a queued stream could not start: {e}");
         }
-        report(core, &id, Decision::of_start(&started), false);
+        report(core, &id, Decision::of_start(&started), false, slot);
     }
 }
 
 /// Starts a stream whose id, directory and allocation are reserved, and enters it in the
-/// registry (or drops the reservation).
+/// registry (or drops the reservation). A stream that started has its admission event's
+/// place kept in its lane (returned), taken before it enters the registry: whoever ends it
+/// from there (a terminate, its reaping) hands its finished hooks to the lane after it.
 fn start_reserved(
     core: &Arc<ManagerCore>,
     config: StreamConfig,
     gen: u64,
     allocation: Allocation,
     restarts: u32,
-) -> Result<(), Error> {
+) -> (Result<(), Error>, Option<lanes::Slot>) {
     let id = config.id().to_owned();
     let share = core_share(core, &allocation);
     let started = Stream::new(config.clone().with_core_share(share))
@@ -376,9 +392,10 @@ fn start_reserved(
             // Short: drops the reservation.
             core.registry.lock().starting.remove(&id);
             core.changed.notify_all();
-            return Err(e.error);
+            return (Err(e.error), None);
         }
     };
+    let slot = hold(core, &id);
     let entry = ManagedStream {
         gen,
         stream,
@@ -391,16 +408,29 @@ fn start_reserved(
     let late = core.registry.lock().enter(id.clone(), entry);
     core.changed.notify_all();
     match late {
-        None => Ok(()),
+        None => (Ok(()), slot),
         Some(entry) => {
             // Admitted before a shutdown that has already swept the map: end it here.
             log::warn!("stream {id}: started after the shutdown's sweep; stopped");
             let _ = super::retire(core, entry, Stream::abort);
-            Err(Error::Refused {
+            let refused = Err(Error::Refused {
                 reason: Refusal::ShuttingDown,
-            })
+            });
+            (refused, slot)
         }
     }
+}
+
+/// Keeps a place for an admission event in the lane of stream `id` (when there are
+/// admission hooks to tell).
+fn hold(core: &Arc<ManagerCore>, id: &str) -> Option<lanes::Slot> {
+    (!core.on_admission.is_empty()).then(|| lanes::Slot::keep(core, id))
+}
+
+/// [`hold`], under the registry lock (the caller holds it): in the same step as what the
+/// event reports.
+fn hold_locked(core: &Arc<ManagerCore>, g: &mut Registry, id: &str) -> Option<lanes::Slot> {
+    (!core.on_admission.is_empty()).then(|| lanes::Slot::keep_locked(core, g, id))
 }
 
 /// The cores a new stream's encoders may use: the machine's cores in proportion to the
@@ -417,8 +447,14 @@ fn core_share(core: &ManagerCore, allocation: &Allocation) -> usize {
     ((cores as f64 * mine / held).ceil() as usize).clamp(1, cores)
 }
 
-/// Tells the admission hooks, outside any lock.
-pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, restart: bool) {
+/// Tells the admission hooks, in the stream's lane (at the place `slot` kept, if any).
+pub(super) fn report(
+    core: &Arc<ManagerCore>,
+    id: &str,
+    decision: Decision<'_>,
+    restart: bool,
+    slot: Option<lanes::Slot>,
+) {
     let (admitted, queued, reason) = match decision {
         Decision::Started => (true, false, None),
         Decision::Queued(r) => (false, true, Some(r.clone())),
@@ -432,22 +468,34 @@ pub(super) fn report(core: &ManagerCore, id: &str, decision: Decision<'_>, resta
         reason,
         degraded: None,
         restart,
+        at: std::time::SystemTime::now(),
     };
-    tell(core, &event);
+    tell(core, event, slot);
 }
 
-/// Counts the decision for the metrics and calls every admission hook, each inside the
-/// panic net.
-fn tell(core: &ManagerCore, event: &AdmissionEvent) {
-    core.admissions.count(event);
-    for h in &core.on_admission {
-        guarded(
-            format_args!("stream {}", event.stream),
-            "admission hook",
-            || {
-                h(event);
-            },
-        );
+/// Counts the decision for the metrics (at once) and hands the event to the stream's lane
+/// (at the place `slot` kept, or last), which calls every admission hook, each inside the
+/// panic net: never on the caller's thread, after the stream's earlier events.
+fn tell(core: &Arc<ManagerCore>, event: AdmissionEvent, slot: Option<lanes::Slot>) {
+    core.admissions.count(&event);
+    if core.on_admission.is_empty() {
+        return;
+    }
+    let id = event.stream.clone();
+    let job: lanes::Job = Box::new(move |core| {
+        for h in &core.on_admission {
+            guarded(
+                format_args!("stream {}", event.stream),
+                "admission hook",
+                || {
+                    h(&event);
+                },
+            );
+        }
+    });
+    match slot {
+        Some(slot) => slot.fill(job),
+        None => lanes::submit(core, &id, job),
     }
 }
 

@@ -123,13 +123,28 @@ impl ManagerBuilder {
         self
     }
 
-    /// Called for every admission decision (admitted or refused), outside any lock.
+    /// Called for every admission decision (started, queued, degraded, refused, dropped from
+    /// the queue by a shutdown), on a manager thread (`sv-<id>-mgr`), never on the thread
+    /// of the call that decided it nor under a lock: it may run after
+    /// [`create_stream`](Manager::create_stream) has returned, and may call back into the
+    /// manager. The events of one stream id come in order, each before the same stream's
+    /// finished event; a hook that blocks delays only the later hooks of its own stream id,
+    /// never a manager call nor another stream.
     pub fn on_admission(mut self, f: impl Fn(&AdmissionEvent) + Send + Sync + 'static) -> Self {
         self.on_admission.push(Arc::new(f));
         self
     }
 
-    /// Called with the final report of every stream that ends, however it ended.
+    /// Called with the final report of every stream that ends, however it ended, once its
+    /// threads have been joined (or left behind) and its allocation released: on a manager
+    /// thread (`sv-<id>-mgr`, after that stream's admission events), never on the thread of
+    /// the call that ended it nor under a lock, so it may run after
+    /// [`terminate_stream`](Manager::terminate_stream) or
+    /// [`abort_stream`](Manager::abort_stream) has returned, and may call back into the
+    /// manager ([`wait_idle`](Manager::wait_idle) does not wait for it). A hook that blocks
+    /// delays only the later hooks of its own stream id; a shutdown waits for it until its
+    /// bound, then names its thread in
+    /// [`ShutdownReport::left_behind`](super::ShutdownReport::left_behind).
     pub fn on_finished(mut self, f: impl Fn(&StreamReport) + Send + Sync + 'static) -> Self {
         self.on_finished.push(Arc::new(f));
         self
@@ -143,7 +158,8 @@ impl ManagerBuilder {
     pub fn build(self) -> Result<Manager, Error> {
         self.restart.validate()?;
         let (monitor_tx, inbox) = bounded(4096);
-        let (admit_tx, admit_inbox) = bounded(4096);
+        let (admit_tx, msgs) = bounded(4096);
+        let (wake_tx, wake) = bounded(1);
         // Never sent on: dropping the sender tells both threads to quit.
         let (quit, quit_rx) = bounded::<()>(0);
         let capacity = self.capacity.unwrap_or_else(ResourceCapacity::from_machine);
@@ -163,6 +179,7 @@ impl ManagerBuilder {
             changed: Condvar::new(),
             monitor_tx,
             admit_tx,
+            wake_tx,
             admissions: Default::default(),
         });
         let interval = self.monitor_interval;
@@ -176,8 +193,13 @@ impl ManagerBuilder {
         .map_err(spawn_error)?;
         // Should this spawn fail, `quit` drops on return and the monitor quits.
         let c = core.clone();
+        let inbox = admitter::Inbox {
+            msgs,
+            wake,
+            quit: quit_rx,
+        };
         let admitter = TrackedThread::spawn("sv-admit".into(), move || {
-            admitter::run(&c, &admit_inbox, &quit_rx, interval);
+            admitter::run(&c, &inbox, interval);
         })
         .map_err(spawn_error)?;
         let threads = ManagerThreads {

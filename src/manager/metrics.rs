@@ -533,6 +533,7 @@ mod tests {
             reason,
             degraded: None,
             restart: false,
+            at: std::time::SystemTime::now(),
         }
     }
 

@@ -5,23 +5,29 @@
 //! of a stream admitted with less), lists what it runs ([`StreamSummary`]), reaps and
 //! optionally restarts streams, and shuts them all down in parallel.
 //!
-//! [`Manager`], [`ManagerBuilder`] and [`Admitted`] are also at the crate root.
+//! [`Manager`], [`ManagerBuilder`], [`Admitted`] and [`ShutdownReport`] are also at the
+//! crate root.
 
 // Inside: admission control (`admission`), reaping and the stall watchdog (`monitor`),
-// queued starts and restarts (`admitter`), metrics (`metrics`). One short lock guards the
-// registry of streams; it is never held while starting, stopping or waiting on a stream,
-// calling a hook, or doing I/O, so hooks may call back into the manager. Reservations (ids
-// and output directories) carry the generation of the stream that holds them, so an old
-// stream's retirement never frees a newer one's.
+// queued starts and restarts (`admitter`), retiring a stream (`retire`), the hook lanes that
+// run the application's code off every caller's thread (`lanes`), shutdown (`shutdown`),
+// metrics (`metrics`). One short lock guards the registry of streams; it is never held
+// while starting, stopping or waiting on a stream, calling a hook, dropping the
+// application's values, or doing I/O, so hooks may call back into the manager. Reservations
+// (ids and output directories) carry the generation of the stream that holds them, so an
+// old stream's retirement never frees a newer one's.
 
 mod admission;
 mod admitter;
 mod builder;
 mod degrade;
 mod exposition;
+mod lanes;
 mod metrics;
 mod monitor;
 mod registry;
+mod retire;
+mod shutdown;
 #[cfg(feature = "serde")]
 mod spec;
 
@@ -29,8 +35,8 @@ pub use crate::error::refusal::Refusal;
 pub use admission::{AdmissionEvent, Admitted, OverCapacity};
 pub use builder::ManagerBuilder;
 pub use degrade::Degradation;
+pub use shutdown::ShutdownReport;
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,14 +46,14 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::{RestartPolicy, StreamConfig};
 use crate::error::Error;
 use crate::hooks::Hooks;
-use crate::panic::guarded;
 use crate::pool::{price, PoolUsage, ResourcePool};
 use crate::state::{StateSet, StreamState};
 use crate::stats::StreamStats;
-use crate::stream::{on_hook_thread, Running, Stream, StreamReport, TrackedThread, GRACE};
+use crate::stream::{Stream, StreamReport, TrackedThread};
 use builder::{AdmissionHook, FinishedHook};
 use monitor::MonitorMsg;
 use registry::{ManagedStream, Registry};
+use retire::retire;
 
 /// A managed stream at a glance.
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
@@ -87,12 +93,15 @@ struct ManagerCore {
     monitor_tx: Sender<MonitorMsg>,
     /// To the admission thread: restarts to admit when due.
     admit_tx: Sender<admitter::AdmitMsg>,
+    /// To the admission thread: start what the queue holds now (one place: a wake pending
+    /// serves for the next).
+    wake_tx: Sender<()>,
     /// Admission decisions counted for the metrics.
     admissions: metrics::AdmissionCounts,
 }
 
 impl ManagerCore {
-    /// One retirement is over (its finished hooks have run).
+    /// One retirement is over (the stream stopped, its finished hooks in its lane).
     fn retired_one(&self) {
         // Short: a counter.
         let mut g = self.registry.lock();
@@ -100,85 +109,6 @@ impl ManagerCore {
         drop(g);
         self.changed.notify_all();
     }
-}
-
-thread_local! {
-    /// The managers (by address) whose retirements run their finished hooks on this thread
-    /// now: a hook that waits for its manager to be idle does not wait for its own
-    /// retirement.
-    static RETIRING_HERE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Retirements of `core`'s whose finished hooks run on this thread now.
-fn retiring_here(core: &ManagerCore) -> usize {
-    let me = std::ptr::from_ref(core) as usize;
-    RETIRING_HERE.with(|r| r.borrow().iter().filter(|&&c| c == me).count())
-}
-
-/// Runs the finished hooks for `report`, as on a hook thread and as `core`'s retirement.
-fn run_finished_hooks(core: &ManagerCore, report: &StreamReport) {
-    let me = std::ptr::from_ref(core) as usize;
-    let was = on_hook_thread();
-    crate::stream::act_for_hook_thread(true);
-    RETIRING_HERE.with(|r| r.borrow_mut().push(me));
-    for h in &core.on_finished {
-        guarded(
-            format_args!("stream {}", report.id),
-            "finished hook",
-            || {
-                h(report);
-            },
-        );
-    }
-    RETIRING_HERE.with(|r| {
-        let mut r = r.borrow_mut();
-        if let Some(i) = r.iter().rposition(|&c| c == me) {
-            r.remove(i);
-        }
-    });
-    crate::stream::act_for_hook_thread(was);
-}
-
-/// Ends a stream that has left the map: `end` stops it (or waits for it, bounded), then its
-/// allocation drops (the one place resources return), its reservation is released, and the
-/// finished hooks run.
-fn retire(
-    core: &Arc<ManagerCore>,
-    entry: ManagedStream,
-    end: impl FnOnce(Stream<Running>) -> StreamReport,
-) -> StreamReport {
-    let ManagedStream {
-        gen,
-        stream,
-        allocation,
-        config,
-        ..
-    } = entry;
-    let worker = stream.worker_exit();
-    let report = end(stream);
-    drop(allocation);
-    {
-        // Short: map edits. A worker left behind may still write to the output directory
-        // (a variant returning from a stuck write): the directory stays refused until it
-        // ends, though the id is free.
-        let mut g = core.registry.lock();
-        g.release(&report.id, gen);
-        if let Some(worker) = worker.filter(|w| !w.ended()) {
-            g.keep_output_until(config.sink().identity(), worker);
-        }
-    }
-    core.changed.notify_all();
-    // A finished hook may stop streams or shut the manager down: while it runs this thread
-    // acts for a hook thread (it joins no hook thread and waits for no retirement). Only
-    // while it runs: the stream's own hook thread was joined above, so its last events
-    // have been delivered when the retirement ends.
-    run_finished_hooks(core, &report);
-    // Counted done before the queue moves on: an admission hook run below may wait for
-    // idleness. The registry is not idle meanwhile (the queue counts).
-    core.retired_one();
-    // Capacity came back: the queue goes first.
-    admission::start_queued(core);
-    report
 }
 
 /// Runs many streams under admission control. `Send + Sync`: share it (e.g. in an `Arc`)
@@ -326,17 +256,22 @@ impl Manager {
     }
 
     /// Removes a stream from the admission queue before it starts; false when no queued
-    /// stream has this id.
+    /// stream has this id. Its config (with the application's reader, sink and hooks) is let
+    /// go of on a manager thread, after this returns: its `Drop` may call back into the
+    /// manager.
     pub fn cancel_queued(&self, id: &str) -> bool {
         let removed = {
-            // Short: a queue edit.
+            // Short: a queue edit. What it takes out is dropped after the unlock.
             let mut g = self.core.registry.lock();
-            let before = g.queued.len();
-            g.queued.retain(|q| q.config.id() != id);
-            g.queued.len() != before
+            let place = g.queued.iter().position(|q| q.config.id() == id);
+            place.and_then(|i| g.queued.remove(i))
         };
         self.core.changed.notify_all();
-        removed
+        let Some(removed) = removed else {
+            return false;
+        };
+        lanes::drop_later(&self.core, id, removed);
+        true
     }
 
     /// Would this config be started now? Answers without allocating or starting (a stream
@@ -360,8 +295,10 @@ impl Manager {
             .map_err(Refusal::Capacity)
     }
 
-    /// Graceful stop of one stream (then abort at the deadline); returns within `deadline`
-    /// + [`GRACE`], with its resources and id free.
+    /// Graceful stop of one stream (then abort at the deadline); returns within
+    /// `deadline` + [`GRACE`](crate::stream::GRACE), with its resources and id free,
+    /// whatever the hooks do: the finished hooks get the same report on a manager thread,
+    /// after this returns (see [`ManagerBuilder::on_finished`]).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when no running stream has this id.
@@ -370,7 +307,9 @@ impl Manager {
         Ok(retire(&self.core, entry, |s| s.stop(deadline)))
     }
 
-    /// Immediate stop of one stream; returns within [`GRACE`].
+    /// Immediate stop of one stream; returns within [`GRACE`](crate::stream::GRACE), with
+    /// its resources and id free, whatever the hooks do (the finished hooks run after, as
+    /// for [`terminate_stream`](Self::terminate_stream)).
     ///
     /// # Errors
     /// [`Error::UnknownStream`] when no running stream has this id.
@@ -458,98 +397,24 @@ impl Manager {
     }
 
     /// Waits until no stream is queued, starting, managed or being retired — every queued
-    /// stream run, every allocation released and every finished hook run — or `timeout`
-    /// passes; true when idle.
+    /// stream run, every allocation released, every admission and finished hook run and
+    /// every config the manager let go of dropped — or `timeout` passes; true when idle.
     ///
-    /// From a finished hook, the retirement that runs it does not count.
+    /// From an admission or finished hook, that hook does not count, nor do the hooks of
+    /// the same stream waiting behind it (they run once it returns): a finished hook may
+    /// wait for idleness.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mine = retiring_here(&self.core);
+        let own = lanes::own_lane(&self.core);
+        let own = own.as_deref();
         let mut g = self.core.registry.lock();
-        while !g.is_idle(mine) {
+        while !g.is_idle(own) {
             // The condvar releases the lock while it waits.
             if self.core.changed.wait_until(&mut g, deadline).timed_out() {
                 break;
             }
         }
-        g.is_idle(mine)
-    }
-
-    /// Stops every stream in parallel (graceful, aborted at `deadline`), refuses new ones,
-    /// and stops the manager's threads; returns within `deadline` + [`GRACE`] with the final
-    /// reports (a manager thread still busy then, in an admission hook that never returns,
-    /// is left behind and logged). Streams still waiting in the queue never run: each is
-    /// reported to the admission hooks as refused ([`Refusal::ShuttingDown`]). Idempotent.
-    pub fn shutdown(&self, deadline: Duration) -> Vec<StreamReport> {
-        let started = Instant::now();
-        let bound = started + deadline + GRACE;
-        let from_hook = on_hook_thread();
-        let (entries, dropped) = self.sweep(started + deadline);
-        // Nothing is left for the monitor and the admission thread to reap, start or
-        // restart: dropping the sender tells both to quit. Taken in its own statement: the
-        // lock is not held across the joins below.
-        let threads = self.threads.lock().take();
-        let threads = threads.map(|t| {
-            drop(t.quit);
-            [t.monitor, t.admitter]
-        });
-        for q in dropped {
-            let id = q.config.id();
-            log::warn!("stream {id}: dropped from the queue: shutting down");
-            let refused = admission::Decision::Refused(&Refusal::ShuttingDown);
-            admission::report(&self.core, id, refused, false);
-        }
-        let reports = std::thread::scope(|s| {
-            let handles: Vec<_> = entries
-                .into_iter()
-                .map(|e| {
-                    let core = &self.core;
-                    s.spawn(move || {
-                        // A shutdown from a hook must not join hook threads from here either.
-                        crate::stream::act_for_hook_thread(from_hook);
-                        retire(core, e, |st| st.stop(deadline))
-                    })
-                })
-                .collect();
-            handles.into_iter().filter_map(|h| h.join().ok()).collect()
-        });
-        // Not from a hook: the threads quit by themselves, and the retirements they
-        // started finish by themselves too.
-        if !from_hook {
-            for t in threads.into_iter().flatten().filter(|t| !t.is_current()) {
-                if let Err(name) = t.join_by(bound) {
-                    log::warn!("manager thread {name} did not quit in time (busy in a hook?)");
-                }
-            }
-            // Retirements the monitor started (streams that ended by themselves) finish
-            // within the same bound.
-            self.wait_idle(bound.saturating_duration_since(Instant::now()));
-        }
-        reports
-    }
-
-    /// Refuses new streams, empties the queue and takes every running stream out of the
-    /// map, once the streams being started (admitted before) have entered it, waiting for
-    /// them until `until` at most.
-    fn sweep(&self, until: Instant) -> (Vec<ManagedStream>, Vec<admission::QueuedStream>) {
-        let swept = {
-            // Short: moves every entry out of the map and the queue (the condvar releases
-            // the lock while it waits: a start only spawns threads, then enters the map).
-            let mut g = self.core.registry.lock();
-            g.shutting_down = true;
-            let dropped = g.queued.drain(..).collect();
-            while !g.starting.is_empty() {
-                if self.core.changed.wait_until(&mut g, until).timed_out() {
-                    break;
-                }
-            }
-            // A stream that starts later than that ends by itself (see `Registry::enter`).
-            g.swept = true;
-            let ids: Vec<String> = g.map.keys().cloned().collect();
-            (ids.iter().filter_map(|id| g.take(id)).collect(), dropped)
-        };
-        self.core.changed.notify_all();
-        swept
+        g.is_idle(own)
     }
 }
 

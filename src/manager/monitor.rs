@@ -1,9 +1,9 @@
 //! The manager's monitor thread (`sv-manager`): reaps streams that ended by themselves,
 //! reports stalls to streams that make no progress, and measures live streams' speed. It
 //! never waits on a stream and never runs a user hook: each reaped stream is retired (its
-//! threads joined, its allocation released, the finished hooks run) on its own short-lived
-//! thread, so one stuck hook delays only its own stream; restarts and queued starts, with
-//! their admission hooks, are the admission thread's (`admitter`).
+//! threads joined, its allocation released) on its own short-lived thread (`sv-reap-<id>`),
+//! its finished hooks then run in its lane (`lanes`); restarts and queued starts are the
+//! admission thread's (`admitter`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, tick, Receiver};
 
-use super::{admitter, retire, ManagerCore};
+use super::{admitter, retire::retire, ManagerCore};
 use crate::state::StreamState;
-use crate::stream::Stream;
+use crate::stream::{Stream, TrackedThread};
 
 /// What the monitor is told: a stream reached a terminal state, or its source is open and
 /// its ladder planned.
@@ -71,22 +71,28 @@ fn reap(core: &Arc<ManagerCore>, id: &str, gen: u64) {
     core.changed.notify_all();
     let (config, restarts) = (entry.config.clone(), entry.restarts);
     let core2 = core.clone();
-    let spawned = std::thread::Builder::new()
-        .name(format!("sv-reap-{id}"))
-        .spawn(move || {
-            // The stream's hook thread is joined (bounded) like its worker; the finished
-            // hooks that run here run as on a hook thread (see `retire`).
-            let report = retire(&core2, entry, Stream::wait);
-            if report.state == StreamState::Failed {
-                admitter::schedule_restart(&core2, config, restarts);
-            }
-        });
-    if let Err(e) = spawned {
-        // The entry moved into the closure and was dropped with it: its stream was aborted
-        // and its allocation released; only the bookkeeping is left to undo.
-        log::error!("stream {id}: spawning a reaper thread: {e}");
-        core.registry.lock().release(id, gen);
-        core.retired_one();
+    let spawned = TrackedThread::spawn(format!("sv-reap-{id}"), move || {
+        // The stream's hook thread is joined (bounded) like its worker.
+        let report = retire(&core2, entry, Stream::wait);
+        if report.state == StreamState::Failed {
+            admitter::schedule_restart(&core2, config, restarts);
+        } else {
+            super::lanes::drop_later(&core2, &report.id, config);
+        }
+    });
+    match spawned {
+        // Short: one push (a shutdown names a reaper still busy at its bound).
+        Ok(t) => core
+            .registry
+            .lock()
+            .watch_reaper(t.name().to_owned(), t.exit()),
+        Err(e) => {
+            // The entry moved into the closure and was dropped with it: its stream was
+            // aborted and its allocation released; only the bookkeeping is left to undo.
+            log::error!("stream {id}: spawning a reaper thread: {e}");
+            core.registry.lock().release(id, gen);
+            core.retired_one();
+        }
     }
 }
 

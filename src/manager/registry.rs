@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use super::admission::QueuedStream;
+use super::lanes::{self, Lane};
 use crate::config::StreamConfig;
 use crate::pool::{self, Allocation};
 use crate::stream::{Running, Stream, ThreadExit};
@@ -84,6 +85,11 @@ pub(super) struct Registry {
     /// a call nothing could interrupt): it may still write there, so they stay refused
     /// until it ends. Pruned as entries are added and streams reserved.
     pub(super) left_behind: Vec<(String, ThreadExit)>,
+    /// The hook lanes by stream id: each there while its thread runs (see `lanes`).
+    pub(super) lanes: HashMap<String, Lane>,
+    /// Reaper threads (`sv-reap-<id>`) by name, watched until they end. Pruned as they are
+    /// added.
+    pub(super) reapers: Vec<(String, ThreadExit)>,
 }
 
 impl Registry {
@@ -174,18 +180,38 @@ impl Registry {
         }
     }
 
-    /// Nothing queued, starting, running, stopping or being retired. A queued stream goes
-    /// from `queued` to `starting` under one lock, so the registry is never seen idle
-    /// between the two.
+    /// Nothing queued, starting, running, stopping or being retired, and no hook lane with
+    /// work (a hook running or waiting to run, a value waiting to be dropped). A queued
+    /// stream goes from `queued` to `starting` under one lock, and a retirement hands its
+    /// finished hooks to a lane before it counts as done, so the registry is never seen idle
+    /// in between.
     ///
-    /// `own_retirements` are not counted: those a caller runs in (a finished hook waiting
-    /// for idleness must not wait for the retirement that runs it).
-    pub(super) fn is_idle(&self, own_retirements: usize) -> bool {
+    /// The lane `own_lane` does not count: the caller runs in it (a hook waiting for
+    /// idleness must not wait for itself, nor for the jobs behind it in its lane).
+    pub(super) fn is_idle(&self, own_lane: Option<&str>) -> bool {
         self.map.is_empty()
             && self.starting.is_empty()
             && self.stopping.is_empty()
-            && self.retiring <= own_retirements
+            && self.retiring == 0
             && self.queued.is_empty()
+            && self.lanes.keys().all(|id| Some(id.as_str()) == own_lane)
+    }
+
+    /// Watches a reaper thread until it ends.
+    pub(super) fn watch_reaper(&mut self, name: String, exit: ThreadExit) {
+        self.reapers.retain(|(_, r)| !r.ended());
+        self.reapers.push((name, exit));
+    }
+
+    /// The manager's threads busy now, by name: lanes with work (but `own_lane`), and
+    /// reapers still retiring a stream.
+    pub(super) fn busy_threads(&self, own_lane: Option<&str>) -> Vec<String> {
+        let lanes = self.lanes.keys().filter(|id| Some(id.as_str()) != own_lane);
+        let reapers = self.reapers.iter().filter(|(_, r)| !r.ended());
+        let mut names: Vec<String> = lanes.map(|id| lanes::thread_name(id)).collect();
+        names.extend(reapers.map(|(name, _)| name.clone()));
+        names.sort();
+        names
     }
 }
 
@@ -216,7 +242,7 @@ mod tests {
         );
         r.release("a", 2);
         assert!(!r.claims_id("a"));
-        assert!(r.is_idle(0));
+        assert!(r.is_idle(None));
     }
 
     #[test]
@@ -231,7 +257,7 @@ mod tests {
         assert!(r.claims_output(out().as_deref()));
         assert!(!r.claims_id("other"));
         assert!(
-            !r.is_idle(0),
+            !r.is_idle(None),
             "work is left while a stream waits in the queue"
         );
     }

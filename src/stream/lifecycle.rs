@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{SendTimeoutError, Sender, TrySendError};
 use parking_lot::{Condvar, Mutex};
 
 use super::hook_thread::HookMsg;
@@ -50,6 +50,27 @@ pub(super) struct Lifecycle {
     pub planned: Mutex<Option<PlannedLadder>>,
     /// A hook wants output events (set at start).
     pub wants_output_events: std::sync::atomic::AtomicBool,
+    /// The bound of the call ending the stream (`stop`, `abort`, `wait`), once one is under
+    /// way: the terminal state event waits for room in the hook queue no later than this.
+    pub end_by: Mutex<Option<Instant>>,
+}
+
+/// How long the terminal state event may wait for room in a full hook queue, at most.
+const TERMINAL_WAIT: Duration = Duration::from_secs(1);
+/// The worker gives up on the terminal event this long before the bound of the call ending
+/// the stream, so that it still ends (and is joined) by that bound.
+const TERMINAL_MARGIN: Duration = Duration::from_millis(200);
+/// Slices of that wait: a bound set while the worker waits is seen within one.
+const TERMINAL_SLICE: Duration = Duration::from_millis(20);
+
+/// Whether a terminal state event may wait for room in the hook queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TerminalSend {
+    /// Up to [`TERMINAL_WAIT`], never past the bound of the call ending the stream (the
+    /// worker's own end).
+    Wait,
+    /// Not at all: the caller is at its bound (a worker left behind).
+    NoWait,
 }
 
 impl Lifecycle {
@@ -72,12 +93,19 @@ impl Lifecycle {
             hook_tx: Mutex::new(None),
             planned: Mutex::new(None),
             wants_output_events: std::sync::atomic::AtomicBool::new(false),
+            end_by: Mutex::new(None),
         }
     }
 
     /// Moves to `to` unless the stream is already terminal (or already there). Once
-    /// `Stopping`, only a terminal state may follow.
+    /// `Stopping`, only a terminal state may follow. A terminal event waits for room in a
+    /// full hook queue as [`TerminalSend::Wait`] says.
     pub fn transition(&self, to: StreamState, error: Option<Error>) {
+        self.transition_with(to, error, TerminalSend::Wait);
+    }
+
+    /// [`transition`](Self::transition), saying whether a terminal event may wait for room.
+    pub fn transition_with(&self, to: StreamState, error: Option<Error>, send: TerminalSend) {
         let now = Instant::now();
         let (from, terminal_event) = {
             let mut s = self.record.lock();
@@ -118,9 +146,14 @@ impl Lifecycle {
                 (tx, ev)
             });
             // Events are queued under the status lock so they reach hooks in the order the
-            // states changed. Only the terminal one may wait for room (outside the lock).
+            // states changed, and the terminal one before the hook thread can see the end
+            // with its queue empty (it would exit without it). Only the terminal one may
+            // wait for room, outside the lock, when the queue is full.
             let terminal_event = match ev {
-                Some((tx, ev)) if to.is_terminal() => Some((tx, ev)),
+                Some((tx, ev)) if to.is_terminal() => match tx.try_send(HookMsg::State(ev)) {
+                    Err(TrySendError::Full(HookMsg::State(ev))) => Some((tx, ev)),
+                    _ => None,
+                },
                 Some((tx, ev)) => {
                     if let Err(TrySendError::Full(HookMsg::State(ev))) =
                         tx.try_send(HookMsg::State(ev))
@@ -141,9 +174,39 @@ impl Lifecycle {
         self.changed.notify_all();
         log::debug!("stream {}: {from} -> {to}", self.config.id());
         if let Some((tx, ev)) = terminal_event {
-            // The hook thread exits after this event; give a busy hook a moment to make
-            // room, and past that the hook thread still exits once it sees the end.
-            let _ = tx.send_timeout(HookMsg::State(ev), Duration::from_secs(1));
+            self.send_terminal(&tx, ev, send);
+        }
+    }
+
+    /// Queues the terminal event for the hook thread (which exits after it) when the queue
+    /// was full. A busy hook gets a moment to make room (never past the bound of the call
+    /// ending the stream); past that the event is dropped, and the hook thread still exits
+    /// once it sees the end.
+    fn send_terminal(&self, tx: &Sender<HookMsg>, ev: StateEvent, send: TerminalSend) {
+        let give_up = Instant::now() + TERMINAL_WAIT;
+        let mut msg = HookMsg::State(ev);
+        loop {
+            let limit = match (send, *self.end_by.lock()) {
+                (TerminalSend::NoWait, _) => Instant::now(),
+                (TerminalSend::Wait, Some(end)) => {
+                    give_up.min(end.checked_sub(TERMINAL_MARGIN).unwrap_or(end))
+                }
+                (TerminalSend::Wait, None) => give_up,
+            };
+            // A deadline already past still tries once.
+            let slice = (Instant::now() + TERMINAL_SLICE).min(limit);
+            match tx.send_deadline(msg, slice) {
+                Ok(()) => return,
+                Err(SendTimeoutError::Timeout(m)) if Instant::now() < limit => msg = m,
+                Err(SendTimeoutError::Timeout(_)) => {
+                    log::warn!(
+                        "stream {}: hooks are not keeping up; dropped the terminal state event",
+                        self.config.id()
+                    );
+                    return;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return,
+            }
         }
     }
 
@@ -233,4 +296,63 @@ pub(super) fn run_worker(lifecycle: &Lifecycle) {
         log::warn!("stream {id}: {e}");
     }
     lifecycle.transition(state, error);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A lifecycle whose hook queue (one place) is full: a hook that never drains it.
+    fn with_full_hook_queue() -> (Lifecycle, crossbeam_channel::Receiver<HookMsg>) {
+        let config = StreamConfig::builder("full", "in.mp4", "out")
+            .build()
+            .unwrap();
+        let lifecycle = Lifecycle::new(config);
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        tx.try_send(HookMsg::State(StateEvent {
+            stream: "full".into(),
+            from: StreamState::New,
+            to: StreamState::Starting,
+            error: None,
+            at: std::time::SystemTime::now(),
+        }))
+        .unwrap();
+        *lifecycle.hook_tx.lock() = Some(tx);
+        lifecycle.transition(StreamState::Starting, None);
+        (lifecycle, rx)
+    }
+
+    #[test]
+    fn the_terminal_event_never_waits_past_the_bound_of_the_call_ending_the_stream() {
+        // At the bound (a worker left behind): no wait at all.
+        let (lifecycle, _rx) = with_full_hook_queue();
+        let t = Instant::now();
+        lifecycle.transition_with(StreamState::Stopped, None, TerminalSend::NoWait);
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(lifecycle.state(), StreamState::Stopped);
+
+        // The worker's own end: until the call's bound (less a margin), not a full second.
+        let (lifecycle, _rx) = with_full_hook_queue();
+        *lifecycle.end_by.lock() = Some(Instant::now() + Duration::from_millis(400));
+        let t = Instant::now();
+        lifecycle.transition(StreamState::Stopped, None);
+        let took = t.elapsed();
+        assert!(took < Duration::from_millis(400), "{took:?}");
+
+        // No call under way: up to a second, and delivered as soon as there is room.
+        let (lifecycle, rx) = with_full_hook_queue();
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let first = rx.recv().unwrap();
+            let last = rx.recv_timeout(Duration::from_secs(2));
+            (first, last)
+        });
+        lifecycle.transition(StreamState::Stopped, None);
+        let (_, last) = drain.join().unwrap();
+        assert!(matches!(last, Ok(HookMsg::State(ev)) if ev.to == StreamState::Stopped));
+    }
 }

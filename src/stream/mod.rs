@@ -31,7 +31,7 @@ use crate::events::{StreamEvent, DEFAULT_EVENT_CAPACITY, DEFAULT_STATS_EVERY};
 use crate::hooks::Hooks;
 use crate::state::{StateSet, StreamState};
 use crate::stats::{PlannedLadder, StreamStats};
-use lifecycle::Lifecycle;
+use lifecycle::{Lifecycle, TerminalSend};
 use threads::StreamThreads;
 
 mod sealed {
@@ -442,6 +442,8 @@ impl Stream<Running> {
             lifecycle,
             stage: Running { mut threads },
         } = self;
+        // The worker's terminal event waits for room no later than this call's bound.
+        *lifecycle.end_by.lock() = Some(deadline);
         if abort {
             lifecycle.signals.request_abort();
         }
@@ -449,9 +451,10 @@ impl Stream<Running> {
         threads_left_behind.extend(lifecycle.signals.helpers_running());
         if threads.worker_left_behind() {
             // The run is over for the caller: it ends aborted, whatever the thread left
-            // behind reports when it returns (a terminal state is never left).
+            // behind reports when it returns (a terminal state is never left). The bound is
+            // reached: its event goes to the hooks only if there is room now.
             lifecycle.record.lock().aborted = true;
-            lifecycle.transition(StreamState::Stopped, None);
+            lifecycle.transition_with(StreamState::Stopped, None, TerminalSend::NoWait);
         }
         let (state, error, aborted) = {
             let r = lifecycle.record.lock();

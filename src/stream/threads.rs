@@ -78,6 +78,11 @@ impl TrackedThread {
         Ok(Self { name, handle, exit })
     }
 
+    /// The thread's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Whether the thread has ended, to watch it past a join that left it behind.
     pub fn exit(&self) -> ThreadExit {
         ThreadExit(self.exit.clone())

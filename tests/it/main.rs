@@ -16,6 +16,7 @@ mod lifecycle;
 mod liveness;
 mod local_files;
 mod manager;
+mod manager_chaos;
 mod metrics;
 mod origin;
 mod output;
