@@ -25,6 +25,8 @@ mod recovery;
 pub(crate) mod source;
 #[cfg(feature = "serde")]
 mod spec;
+mod validate;
+pub(crate) use validate::validate_name;
 
 pub(crate) use generated::is_allowed_filter;
 pub use generated::{GeneratedFilter, GeneratedGraph};
@@ -540,105 +542,21 @@ impl StreamConfigBuilder {
             }
             _ => None,
         };
-        validate_output_dir(&c.output_dir)?;
+        validate::output_dir(&c.output_dir)?;
         c.profile.validate()?;
         c.recovery.validate()?;
         if let Some(hw) = &c.hw_device {
             hw.validate()?;
         }
-        for (i, (k, v)) in c.input_options.iter().enumerate() {
-            if k.is_empty() || k.contains('\0') || v.contains('\0') {
-                return Err(Error::config(
-                    format!("input_options[{i}]"),
-                    "empty key or NUL byte",
-                ));
-            }
-            if let Some(why) = input_options::refused(k) {
-                return Err(Error::config(
-                    format!("input_options[{i}]"),
-                    format!("{k:?} may not be set: {why}"),
-                ));
-            }
-        }
-        if let Some(h) = c.source_hint {
-            let size_ok = (2..=16384).contains(&h.width) && (2..=16384).contains(&h.height);
-            if !size_ok || !(1.0..=240.0).contains(&h.frame_rate) {
-                return Err(Error::config(
-                    "source_hint",
-                    format!(
-                        "{}x{} at {} fps is outside 2..=16384 pixels and 1..=240 fps",
-                        h.width, h.height, h.frame_rate
-                    ),
-                ));
-            }
-        }
-        if c.io_timeout < Duration::from_millis(100) || c.io_timeout > Duration::from_secs(600) {
-            return Err(Error::config(
-                "io_timeout",
-                format!("{:?} is outside 100 ms..=600 s", c.io_timeout),
-            ));
-        }
+        validate::input_options(&c.input_options)?;
+        validate::source_hint(c.source_hint)?;
+        validate::io_timeout(c.io_timeout)?;
         // Last: the one check that reads the filesystem.
         if matches!(c.source_kind(), SourceKind::File) {
             let source = c.source.as_url().unwrap_or_default();
-            c.local_root = Some(confine_local_source(source, c.local_root.as_deref())?);
+            c.local_root = Some(validate::local_source(source, c.local_root.as_deref())?);
         }
         Ok(c)
-    }
-}
-
-/// A local source's directory rule at `build()`: the canonical root, when `source` is a
-/// local file inside it.
-fn confine_local_source(source: &str, root: Option<&Path>) -> Result<PathBuf> {
-    let Some(root) = root else {
-        return Err(Error::config(
-            "source",
-            format!("{source}: {}", local::RULE),
-        ));
-    };
-    let root =
-        local::canonical_root(root).map_err(|why| Error::config("local_files_under", why))?;
-    let path = local::local_path(source).ok_or_else(|| {
-        Error::config(
-            "source",
-            format!("{source}: a protocol prefix other than file: is not a local file"),
-        )
-    })?;
-    local::confine(&root, path).map_err(|why| Error::config("source", why))?;
-    Ok(root)
-}
-
-/// The output directory is opened by path, never as a URL: it must be valid UTF-8 (FFmpeg
-/// takes C strings; a lossy conversion would write somewhere else) and free of NUL bytes.
-fn validate_output_dir(dir: &Path) -> Result<()> {
-    if dir.as_os_str().is_empty() {
-        return Err(Error::config("output_dir", "empty"));
-    }
-    let Some(text) = dir.to_str() else {
-        return Err(Error::config(
-            "output_dir",
-            format!("{} is not valid UTF-8", dir.display()),
-        ));
-    };
-    if text.contains('\0') {
-        return Err(Error::config("output_dir", "contains a NUL byte"));
-    }
-    Ok(())
-}
-
-/// Ids and variant names become directory names: `[A-Za-z0-9_-]{1,64}`, nothing else.
-pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::config(
-            field,
-            format!("{name:?} must match [A-Za-z0-9_-]{{1,64}}"),
-        ))
     }
 }
 

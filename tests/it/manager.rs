@@ -27,6 +27,7 @@ fn small(id: &str, out: &std::path::Path, secs: Option<u32>) -> StreamConfig {
 /// One ultrafast 240p rung (kept even over a shorter source) from `source` to `out/<id>`.
 fn one_rung(id: &str, source: &str, out: &std::path::Path) -> StreamConfig {
     StreamConfig::builder(id, source, out.join(id))
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
@@ -61,6 +62,7 @@ fn roomy() -> ResourceCapacity {
 fn missing_file(id: &str, dir: &std::path::Path) -> StreamConfig {
     let source = dir.join(format!("{id}-missing.mp4"));
     StreamConfig::builder(id, source.to_str().unwrap(), dir.join(id))
+        .local_files_under("/")
         .build()
         .unwrap()
 }
@@ -122,6 +124,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
     assert!(r.to_string().contains("max_concurrent (2)"), "{r}");
     assert_eq!(m.list().len(), 2, "a refusal starts nothing");
     let same_dir = StreamConfig::builder("other", "lavfi:testsrc2", dir.path().join("a"))
+        .local_files_under("/")
         .allow_generated_sources(true)
         .build()
         .unwrap();
@@ -158,6 +161,7 @@ fn admission_refuses_at_each_limit_and_says_what_ran_short() {
             "lavfi:testsrc2=size=320x180:rate=15,realtime",
             dir.path().join(id),
         )
+        .local_files_under("/")
         .allow_generated_sources(true)
         .profile(
             AbrProfile::from_rungs(&["240p"])
@@ -204,6 +208,7 @@ fn capacity_and_ids_come_back_however_streams_end() {
         dir.path().join("missing.mp4").to_str().unwrap(),
         dir.path().join("f"),
     )
+    .local_files_under("/")
     .build()
     .unwrap();
     m.create_stream(missing).unwrap();
@@ -212,6 +217,7 @@ fn capacity_and_ids_come_back_however_streams_end() {
         "lavfi:testsrc2=size=320x180:rate=15:duration=3",
         dir.path().join("p"),
     )
+    .local_files_under("/")
     .allow_generated_sources(true)
     .profile(
         AbrProfile::from_rungs(&["240p"])
@@ -525,6 +531,7 @@ fn the_stall_watchdog_sends_a_stalled_stream_through_recovery() {
         format!("tcp://127.0.0.1:{port}"),
         dir.path().join("o"),
     )
+    .local_files_under("/")
     .profile(
         AbrProfile::from_rungs(&["240p"])
             .unwrap()
@@ -769,6 +776,7 @@ fn a_hook_may_shut_the_manager_down_and_streams_may_end_each_other() {
 /// The default ladder on `src` (a 640x360 30 fps file), declared up front.
 fn hinted_again(src: &str, dir: &std::path::Path) -> StreamConfig {
     StreamConfig::builder("h", src, dir.join("h"))
+        .local_files_under("/")
         .source_hint(640, 360, 30.0)
         .build()
         .unwrap()
@@ -781,7 +789,8 @@ fn a_360p_source_is_priced_for_the_rungs_that_run_once_opened_or_up_front_with_a
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 8, true);
     let src = src.to_str().unwrap();
     // The default ladder (1080p..240p) on a 360p source runs 360p and 240p only.
-    let default_ladder = |id: &str| StreamConfig::builder(id, src, dir.path().join(id));
+    let default_ladder =
+        |id: &str| StreamConfig::builder(id, src, dir.path().join(id)).local_files_under("/");
     let upper = streamvisor::pool::price(&default_ladder("a").build().unwrap()).compute;
     let hinted = default_ladder("b")
         .source_hint(640, 360, 30.0)
@@ -911,6 +920,7 @@ fn a_queue_runs_five_file_streams_through_a_pool_that_fits_two_in_order() {
     // A stream that could never fit (even its shortest rung is over the capacity) is
     // refused, not queued for ever.
     let huge = StreamConfig::builder("huge", src.to_str().unwrap(), dir.path().join("huge"))
+        .local_files_under("/")
         .profile(AbrProfile::from_rungs(&["1080p"]).unwrap())
         .build()
         .unwrap();
@@ -943,6 +953,7 @@ fn a_queued_stream_holds_its_id_and_output_directory() {
     assert_eq!(refusal(m.create_stream(same_id)), Refusal::DuplicateId);
     // Another id, writing to the queued stream's directory: refused.
     let same_dir = StreamConfig::builder("other", &src, dir.path().join("q"))
+        .local_files_under("/")
         .build()
         .unwrap();
     assert_eq!(refusal(m.create_stream(same_dir)), Refusal::OutputInUse);
@@ -1044,6 +1055,7 @@ fn an_output_dir_stays_reserved_while_a_worker_left_behind_may_write_to_it() {
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let cfg = |id: &str| {
         StreamConfig::builder(id, "lavfi:testsrc2=size=320x180:rate=15", &out)
+            .local_files_under("/")
             .allow_generated_sources(true)
             .profile(
                 AbrProfile::from_rungs(&["240p"])
@@ -1110,6 +1122,7 @@ fn a_new_stream_queues_behind_a_waiting_one_even_when_it_fits() {
     let dir = tempfile::tempdir().unwrap();
     let (src, one) = one_second_file(dir.path());
     let large = StreamConfig::builder("large", &src, dir.path().join("large"))
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["360p"])
                 .unwrap()
@@ -1152,7 +1165,9 @@ fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "640x360", 30, 1, true);
     let two_cores = ResourceCapacity::new(2.0 * streamvisor::pool::UNITS_PER_CORE, 64 << 30);
     let m = Manager::builder().capacity(two_cores).build().unwrap();
-    let base = |id: &str| StreamConfig::builder(id, src.to_str().unwrap(), dir.path().join(id));
+    let base = |id: &str| {
+        StreamConfig::builder(id, src.to_str().unwrap(), dir.path().join(id)).local_files_under("/")
+    };
     let hint = m.probe(&base("p").build().unwrap()).unwrap();
     assert_eq!((hint.width, hint.height, hint.frame_rate), (640, 360, 30.0));
     for i in 0..3 {
@@ -1175,6 +1190,7 @@ fn three_360p_files_with_the_default_ladder_run_on_two_cores_once_probed() {
     assert!(m.wait_idle(Duration::from_secs(60)));
     // A source that is not there: the probe says why.
     let missing = StreamConfig::builder("m", "/nonexistent.mp4", dir.path().join("m"))
+        .local_files_under("/")
         .build()
         .unwrap();
     assert!(m.probe(&missing).is_err());
@@ -1190,11 +1206,13 @@ fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
             .with_preset("ultrafast")
     };
     let cfg = StreamConfig::builder("live", server.url(), dir.path().join("live"))
+        .local_files_under("/")
         .profile(ladder())
         .build()
         .unwrap();
     // Room for 360p + 240p, not for the full ladder.
     let small = StreamConfig::builder("x", server.url(), dir.path().join("x"))
+        .local_files_under("/")
         .profile(
             AbrProfile::from_rungs(&["360p", "240p"])
                 .unwrap()
@@ -1242,6 +1260,7 @@ fn degrade_admits_a_full_ladder_live_stream_on_a_small_pool_with_fewer_rungs() {
         .unwrap();
     let _ = refusing.create_stream(small.clone()).unwrap();
     let full = StreamConfig::builder("full", server.url(), dir.path().join("full"))
+        .local_files_under("/")
         .profile(ladder())
         .build()
         .unwrap();
@@ -1303,6 +1322,7 @@ fn measured_cpu_time_is_in_line_with_the_price() {
     let dir = tempfile::tempdir().unwrap();
     let src = crate::common::make_mp4(dir.path(), "in.mp4", "1280x720", 30, 4, true);
     let cfg = StreamConfig::builder("cpu", src.to_str().unwrap(), dir.path().join("cpu"))
+        .local_files_under("/")
         .profile(AbrProfile::from_rungs(&["720p", "360p"]).unwrap())
         .source_hint(1280, 720, 30.0)
         .build()
