@@ -84,6 +84,9 @@ pub struct StreamConfig {
     sink: Arc<dyn SegmentSink>,
     /// The application set the sink (so `sync_output` leaves it alone).
     own_sink: bool,
+    /// The sink's identity, asked once when the config is built (the application's code:
+    /// a manager compares it under its lock, where no application code may run).
+    output_identity: Option<String>,
     #[cfg(feature = "fault-injection")]
     faults: Faults,
 }
@@ -150,6 +153,7 @@ impl StreamConfig {
                 device_format: false,
                 sink: Arc::new(FsSink::new(&output_dir, true)),
                 own_sink: false,
+                output_identity: None,
                 output_dir,
                 profile: AbrProfile::standard(),
                 hw_device: None,
@@ -280,6 +284,12 @@ impl StreamConfig {
     /// the output directory.
     pub fn sink(&self) -> &Arc<dyn SegmentSink> {
         &self.sink
+    }
+
+    /// The sink's [`identity`](SegmentSink::identity), as it said when the config was
+    /// built: what a manager compares to run one stream at a time per output.
+    pub fn output_identity(&self) -> Option<&str> {
+        self.output_identity.as_deref()
     }
 
     /// The recovery policy.
@@ -551,6 +561,7 @@ impl StreamConfigBuilder {
         validate::input_options(&c.input_options)?;
         validate::source_hint(c.source_hint)?;
         validate::io_timeout(c.io_timeout)?;
+        c.output_identity = c.sink.identity();
         // Last: the one check that reads the filesystem.
         if matches!(c.source_kind(), SourceKind::File) {
             let source = c.source.as_url().unwrap_or_default();

@@ -131,11 +131,11 @@ pub(super) fn check_admission(
     if g.claims_id(config.id()) {
         return Err(Refusal::DuplicateId);
     }
-    let output = config.sink().identity();
-    if g.claims_output(output.as_deref()) {
+    let output = config.output_identity();
+    if g.claims_output(output) {
         return Err(Refusal::OutputInUse);
     }
-    if g.output_left_behind(output.as_deref()) {
+    if g.output_left_behind(output) {
         return Err(Refusal::OutputBusy);
     }
     if config.is_network_source() {

@@ -107,7 +107,7 @@ impl Registry {
         let Some(output) = output else {
             return false;
         };
-        let same = |config: &StreamConfig| config.sink().identity().as_deref() == Some(output);
+        let same = |config: &StreamConfig| config.output_identity() == Some(output);
         self.map.values().any(|e| same(&e.config))
             || self
                 .starting
@@ -143,7 +143,7 @@ impl Registry {
         self.left_behind.retain(|(_, w)| !w.ended());
         self.next_gen += 1;
         let gen = self.next_gen;
-        let output = config.sink().identity();
+        let output = config.output_identity().map(str::to_owned);
         self.starting
             .insert(config.id().to_owned(), Reservation { gen, output });
         gen
@@ -166,7 +166,7 @@ impl Registry {
         let entry = self.map.remove(id)?;
         let reservation = Reservation {
             gen: entry.gen,
-            output: entry.config.sink().identity(),
+            output: entry.config.output_identity().map(str::to_owned),
         };
         self.stopping.insert(id.to_owned(), reservation);
         self.retiring += 1;

@@ -37,7 +37,7 @@ pub(super) fn retire(
     let output = worker
         .as_ref()
         .filter(|w| !w.ended())
-        .and_then(|_| config.sink().identity());
+        .and_then(|_| config.output_identity().map(str::to_owned));
     {
         // Short: map edits. A worker left behind may still write to the output (a variant
         // returning from a stuck write): the output stays refused until it ends, though the
