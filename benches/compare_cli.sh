@@ -31,6 +31,7 @@
 # Env:   SECTIONS="file live codecs"  the sections to run, in this order
 #        CODEC_RUNS=2      timed runs per tool and codec (codecs section)
 #        RUNS=3            timed runs per tool (file section)
+#        SYNC_COST=1       also time the crate without fsyncs (--no-sync-output), file section
 #        MANY_N="3 6"      stream counts for the many section (SECTIONS=many; not run by
 #                          default: it takes a few minutes)
 #        LIVE_RUNS=2       runs per tool (live section)
@@ -118,6 +119,12 @@ cmd_crate() {
     CMD=("$EXAMPLE" "$INPUT" --out "$1" --ladder 1080p,720p,480p,360p --preset veryfast --segment 2)
 }
 
+# The same, without the fsyncs of FsSink (what durability costs: SYNC_COST=1).
+cmd_crate-nosync() {
+    cmd_crate "$1"
+    CMD+=(--no-sync-output)
+}
+
 cmd_cli() {
     CMD=(ffmpeg -y -v error -i "$INPUT"
         -filter_complex "[0:v]split=4[a][b][c][d];[a]scale=1920:1080[v0];[b]scale=1280:720[v1];[c]scale=854:480[v2];[d]scale=640:360[v3]"
@@ -172,7 +179,7 @@ timed() {
         tail -n 20 "$log" >&2
         return 1
     fi
-    if [[ $name == crate ]]; then why=$(verify_hls "$out" 1080p/index.m3u8) || rc=$?
+    if [[ $name == crate* ]]; then why=$(verify_hls "$out" 1080p/index.m3u8) || rc=$?
     else why=$(verify_hls "$out" v0/index.m3u8) || rc=$?; fi
     if ((rc != 0)); then
         echo "FAIL: $name output did not verify: $why" >&2
@@ -215,13 +222,16 @@ file_section() {
     build_example
 
     # --- 3. Timed runs -------------------------------------------------------------------
-    rm -f "$WORK/crate.times" "$WORK/cli.times"
+    rm -f "$WORK/crate.times" "$WORK/cli.times" "$WORK/crate-nosync.times"
     # Other load skews the result (2 busy cores halve the speed): record it for the report.
     local load_before i crate_min crate_med crate_cpu cli_min cli_med cli_cpu
     load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo n/a)
     for ((i = 1; i <= RUNS; i++)); do
         timed crate "$i" || die "crate run $i failed (log: $WORK/crate.log)"
         timed cli "$i" || die "CLI run $i failed (log: $WORK/cli.log)"
+        if [[ ${SYNC_COST:-1} == 1 ]]; then
+            timed crate-nosync "$i" || die "crate-nosync run $i failed (log: $WORK/crate-nosync.log)"
+        fi
     done
 
     # --- 4. Report -----------------------------------------------------------------------
@@ -246,6 +256,11 @@ file_section() {
     }
     row "crate (transcode example)" "$crate_min" "$crate_med" "$crate_cpu"
     row "ffmpeg CLI" "$cli_min" "$cli_med" "$cli_cpu"
+    if [[ -s $WORK/crate-nosync.times ]]; then
+        local ns_min ns_med ns_cpu
+        read -r ns_min ns_med ns_cpu < <(stats "$WORK/crate-nosync.times")
+        row "crate, --no-sync-output" "$ns_min" "$ns_med" "$ns_cpu"
+    fi
     echo
     awk -v a="$crate_med" -v b="$cli_med" 'BEGIN {
         pct = (a / b - 1) * 100

@@ -99,6 +99,11 @@ struct Args {
     #[arg(long, value_name = "N")]
     max_reconnects: Option<u32>,
 
+    /// Do not fsync segments and playlists before they are listed (faster on a slow disk;
+    /// a power loss may then leave a playlist listing a torn segment)
+    #[arg(long)]
+    no_sync_output: bool,
+
     /// Read local files (a local INPUT and what it opens) from this directory only
     /// [default: the directory of each local source named here]
     #[arg(long, value_name = "DIR")]
@@ -242,7 +247,8 @@ fn run(args: Args) -> Result<(), String> {
     let mut builder = StreamConfig::builder("transcode", source, &args.out)
         .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
-        .recovery(recovery);
+        .recovery(recovery)
+        .sync_output(!args.no_sync_output);
     if let Some(dir) = local_files::local_root(input, args.local_files_under.as_deref()) {
         builder = builder.local_files_under(dir);
     }
