@@ -20,6 +20,7 @@ mod hw;
 mod input_options;
 mod ladder;
 pub(crate) mod local;
+pub(crate) mod network;
 mod reader;
 mod recovery;
 pub(crate) mod source;
@@ -62,6 +63,10 @@ pub struct StreamConfig {
     /// The directory local sources must be in (canonical once built); `None`: local files
     /// are refused.
     local_root: Option<PathBuf>,
+    /// Refuse loopback, private and link-local addresses on every outbound open.
+    deny_private: bool,
+    /// Non-public addresses reachable all the same (the application's own origins).
+    allowed_addresses: Vec<std::net::IpAddr>,
     /// The source's forced format is a device (found when the config was built).
     device_format: bool,
     output_dir: PathBuf,
@@ -150,6 +155,8 @@ impl StreamConfig {
                 allow_generated: false,
                 allow_devices: false,
                 local_root: None,
+                deny_private: false,
+                allowed_addresses: Vec::new(),
                 device_format: false,
                 sink: Arc::new(FsSink::new(&output_dir, true)),
                 own_sink: false,
@@ -210,6 +217,18 @@ impl StreamConfig {
     /// True when the config opted in to device input formats.
     pub fn allows_device_sources(&self) -> bool {
         self.allow_devices
+    }
+
+    /// True when every outbound connection the source makes must reach a public address
+    /// ([`StreamConfigBuilder::deny_private_networks`]).
+    pub fn denies_private_networks(&self) -> bool {
+        self.deny_private
+    }
+
+    /// The non-public addresses the source may reach all the same
+    /// ([`StreamConfigBuilder::allow_addresses`]).
+    pub fn allowed_addresses(&self) -> &[std::net::IpAddr] {
+        &self.allowed_addresses
     }
 
     /// The directory local sources (and every file they open) must be in, canonical
@@ -346,6 +365,9 @@ impl std::fmt::Debug for StreamConfig {
             .field("source", &self.source)
             .field("allow_generated", &self.allow_generated)
             .field("allow_devices", &self.allow_devices)
+            .field("local_root", &self.local_root)
+            .field("deny_private_networks", &self.deny_private)
+            .field("allowed_addresses", &self.allowed_addresses)
             .field("output_dir", &self.output_dir)
             .field("profile", &self.profile)
             .field("hw_device", &self.hw_device)
@@ -409,6 +431,37 @@ impl StreamConfigBuilder {
     /// list's directory by name, but a symbolic link there is followed.
     pub fn local_files_under(mut self, dir: impl Into<PathBuf>) -> Self {
         self.config.local_root = Some(dir.into());
+        self
+    }
+
+    /// Refuses every outbound connection of the source to a non-public address (default:
+    /// off): loopback, private (RFC 1918, unique-local), link-local (a cloud's metadata
+    /// endpoint at 169.254.169.254), unspecified, CGNAT. Checked on the addresses the host
+    /// name resolves to (every one must be public), for the source and for every URL it
+    /// names (a remote playlist's segments and keys); a refusal fails the stream with
+    /// [`Error::Forbidden`]. Raw transports (`tcp://`, `srt://`) then connect to the very
+    /// address checked. HTTP redirects are not followed (FFmpeg would follow them inside
+    /// itself, unchecked): a redirected source fails, saying where it was sent. Listeners
+    /// and receivers (`tcp`/`rtmp` with `listen`, SRT `mode=listener`, `udp`, `rtp`,
+    /// multicast included) bind rather than connect and are not affected.
+    ///
+    /// A multi-tenant application that takes source URLs from its users should turn it
+    /// on. What stays open: DNS rebinding for names FFmpeg resolves again itself after the
+    /// check (http, https, rtmp, rtsp), within the name's TTL.
+    pub fn deny_private_networks(mut self, deny: bool) -> Self {
+        self.config.deny_private = deny;
+        self
+    }
+
+    /// Non-public addresses the source may reach even with
+    /// [`deny_private_networks`](Self::deny_private_networks) on: an origin of the
+    /// application's own on its private network, named by exact address (a host name is
+    /// checked on what it resolves to).
+    pub fn allow_addresses(
+        mut self,
+        addresses: impl IntoIterator<Item = std::net::IpAddr>,
+    ) -> Self {
+        self.config.allowed_addresses.extend(addresses);
         self
     }
 

@@ -36,6 +36,10 @@ pub enum OpenVerdict {
 /// The application side's check of each URL.
 pub type OpenCheck = Box<dyn Fn(&str) -> OpenVerdict + Send + Sync>;
 
+/// Explains an allowed open that failed: the rule to record as its refusal (e.g. "it was
+/// redirected to ..."), or `None` for an ordinary failure.
+pub type OpenFailure = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 /// The libavformat `io_open` callback type.
 pub(super) type IoOpen = unsafe extern "C" fn(
     *mut sys::AVFormatContext,
@@ -49,6 +53,9 @@ pub(super) type IoOpen = unsafe extern "C" fn(
 /// to, and the first refusal.
 pub struct OpenGuard {
     check: OpenCheck,
+    /// Options set on every open (e.g. `max_redirects=0`).
+    options: Vec<(CString, CString)>,
+    explain: Option<OpenFailure>,
     /// libavformat's `io_open`, set when the guard is installed on a context.
     default_open: Mutex<Option<IoOpen>>,
     refused: AtomicBool,
@@ -60,10 +67,28 @@ impl OpenGuard {
     pub fn new(check: OpenCheck) -> Self {
         Self {
             check,
+            options: Vec::new(),
+            explain: None,
             default_open: Mutex::new(None),
             refused: AtomicBool::new(false),
             refusal: Mutex::new(None),
         }
+    }
+
+    /// Sets `key=value` on every open this guard lets through (a key or value with a NUL
+    /// byte is left out).
+    pub fn with_option(mut self, key: &str, value: &str) -> Self {
+        if let (Ok(k), Ok(v)) = (CString::new(key), CString::new(value)) {
+            self.options.push((k, v));
+        }
+        self
+    }
+
+    /// Asks `explain` about every allowed open that fails: what it says is recorded as the
+    /// URL's refusal.
+    pub fn with_failure_explained(mut self, explain: OpenFailure) -> Self {
+        self.explain = Some(explain);
+        self
     }
 
     /// The first URL refused and the rule that refused it, if any (cheap while none was).
@@ -128,9 +153,29 @@ pub(super) unsafe extern "C" fn guarded_io_open(
         return sys::AVERROR(libc::ENOSYS);
     };
     let url = instead.as_ref().map_or(url, |c| c.as_ptr());
+    // Options of our own: into the caller's dictionary, or one made for this call.
+    let mut own: *mut sys::AVDictionary = std::ptr::null_mut();
+    let dict = if options.is_null() { &mut own } else { options };
+    for (k, v) in &guard.options {
+        // SAFETY: `dict` points at a valid (possibly NULL) dictionary pointer: the caller's
+        // or `own`; the strings are NUL-terminated and copied by av_dict_set.
+        unsafe { sys::av_dict_set(dict, k.as_ptr(), v.as_ptr(), 0) };
+    }
     // SAFETY: libavformat's own io_open, called with the arguments it was given (the URL
-    // possibly replaced by a NUL-terminated string that lives across the call).
-    unsafe { open(s, pb, url, flags, options) }
+    // possibly replaced by a NUL-terminated string that lives across the call, the
+    // options possibly our own dictionary).
+    let ret = unsafe { open(s, pb, url, flags, dict) };
+    // SAFETY: `own` is NULL or a dictionary this call made; freed once, here.
+    unsafe { sys::av_dict_free(&mut own) };
+    if ret < 0 {
+        if let Some(explain) = &guard.explain {
+            let why = std::panic::catch_unwind(AssertUnwindSafe(|| explain(&named)));
+            if let Ok(Some(rule)) = why {
+                guard.refuse(&named, rule);
+            }
+        }
+    }
+    ret
 }
 
 thread_local! {

@@ -91,6 +91,7 @@ fn peak_rss_kib() -> u64 {
 /// (one response per connection, `Connection: close`) and 404 for anything else. Records
 /// every request line. Stopped and joined on drop, so no thread outlives the test.
 struct HttpServer {
+    ip: &'static str,
     port: u16,
     stop: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
@@ -99,7 +100,13 @@ struct HttpServer {
 
 impl HttpServer {
     fn start(routes: Vec<(&'static str, &'static str, Vec<u8>)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::start_on("127.0.0.1", routes)
+    }
+
+    /// On another loopback address (127.0.0.2, ...). A route of content type `redirect`
+    /// answers `302 Found` to its body as `Location`.
+    fn start_on(ip: &'static str, routes: Vec<(&'static str, &'static str, Vec<u8>)>) -> Self {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -117,6 +124,7 @@ impl HttpServer {
             })
             .unwrap();
         Self {
+            ip,
             port,
             stop,
             requests,
@@ -157,8 +165,20 @@ impl HttpServer {
             Some((_, ct, body)) if method == "GET" || method == "HEAD" => ("200 OK", ct, body),
             _ => ("404 Not Found", "text/plain", b"not found\n"),
         };
+        let (status, location, body) = match content_type {
+            "redirect" => (
+                "302 Found",
+                String::from_utf8_lossy(body).into_owned(),
+                &b""[..],
+            ),
+            _ => (status, String::new(), body),
+        };
+        let location = match location.as_str() {
+            "" => String::new(),
+            l => format!("Location: {l}\r\n"),
+        };
         let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status}\r\n{location}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         let _ = conn.write_all(head.as_bytes());
@@ -174,7 +194,7 @@ impl HttpServer {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("http://{}:{}{path}", self.ip, self.port)
     }
 
     /// True when a `GET <path>` arrived.
@@ -192,7 +212,7 @@ impl Drop for HttpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the blocking accept.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip, self.port));
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -711,4 +731,133 @@ fn a_full_disk_fails_with_an_output_error_and_leaves_whole_playlists() {
         playlist.exists(),
         report.stats.variants.first().map_or(0, |v| v.frames_out)
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// The network policy: no private address, at any hop, with deny_private_networks
+// ---------------------------------------------------------------------------------------
+
+/// A 2 s 640x360 MPEG-TS clip, served over HTTP by the tests below.
+fn ts_clip(dir: &Path) -> Vec<u8> {
+    let ts = dir.join("clip.ts");
+    make_av(&ts, 2, &["-f", "mpegts"]);
+    std::fs::read(ts).unwrap()
+}
+
+/// `config_with` for an http source, with the network policy `deny` and these
+/// exceptions.
+fn policy_config(source: &str, out: &Path, deny: bool, allow: &[&str]) -> StreamConfig {
+    config_with("netpolicy", source, out, &["240p"], RecoveryPolicy::none())
+        .to_builder()
+        .deny_private_networks(deny)
+        .allow_addresses(allow.iter().map(|a| a.parse().unwrap()))
+        .build()
+        .unwrap()
+}
+
+/// The policy's refusal: `Forbidden`, naming the address, its class and the rule.
+fn assert_refused_by_policy(report: &StreamReport, needle: &str) {
+    let e = expect_failed(report);
+    assert_eq!(e.kind(), ErrorKind::Forbidden, "{e}");
+    let text = e.to_string();
+    assert!(text.contains(needle), "names {needle}: {text}");
+    assert!(
+        text.contains("deny_private_networks"),
+        "names the rule: {text}"
+    );
+    assert!(!e.is_recoverable());
+}
+
+/// An http source on 127.0.0.1: refused before any connection with the policy on,
+/// transcoded with it off.
+#[test]
+fn the_network_policy_refuses_a_loopback_source_before_connecting() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HttpServer::start(vec![("/x.ts", "video/mp2t", ts_clip(dir.path()))]);
+    let on = run_to_end(policy_config(
+        &server.url("/x.ts"),
+        &dir.path().join("on"),
+        true,
+        &[],
+    ));
+    assert_refused_by_policy(&on, "127.0.0.1, a loopback address");
+    assert!(
+        server.requests().is_empty(),
+        "never connected: {:?}",
+        server.requests()
+    );
+    let off = run_to_end(policy_config(
+        &server.url("/x.ts"),
+        &dir.path().join("off"),
+        false,
+        &[],
+    ));
+    assert_eq!(off.state, StreamState::Stopped, "{:?}", off.error);
+    assert!(off.stats.frames_in > 0);
+}
+
+/// A remote playlist (on an address the application allows) whose segment is on
+/// 127.0.0.1: refused with the policy on (the segment's server never asked), played with it
+/// off.
+#[test]
+fn a_remote_playlist_cannot_send_its_segments_to_a_private_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = HttpServer::start(vec![("/seg.ts", "video/mp2t", ts_clip(dir.path()))]);
+    let segment = media.url("/seg.ts");
+    let playlist = HttpServer::start_on(
+        "127.0.0.2",
+        vec![(
+            "/x.m3u8",
+            "application/vnd.apple.mpegurl",
+            media_playlist(&[&segment]),
+        )],
+    );
+    let source = playlist.url("/x.m3u8");
+    let on = run_to_end(policy_config(
+        &source,
+        &dir.path().join("on"),
+        true,
+        &["127.0.0.2"],
+    ));
+    assert_refused_by_policy(&on, "127.0.0.1, a loopback address");
+    assert!(
+        playlist.was_asked_for("/x.m3u8"),
+        "the allowed playlist was read"
+    );
+    assert!(
+        !media.was_asked_for("/seg.ts"),
+        "the private segment was not"
+    );
+    let off = run_to_end(policy_config(&source, &dir.path().join("off"), false, &[]));
+    assert_eq!(off.state, StreamState::Stopped, "{:?}", off.error);
+    assert!(media.was_asked_for("/seg.ts"));
+}
+
+/// A source (on an allowed address) that redirects to 127.0.0.1: the redirect is not
+/// followed with the policy on, and the error says where it was sent; FFmpeg follows it
+/// with the policy off.
+#[test]
+fn a_redirect_to_a_private_address_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let media = HttpServer::start(vec![("/x.ts", "video/mp2t", ts_clip(dir.path()))]);
+    let target = media.url("/x.ts");
+    let front = HttpServer::start_on(
+        "127.0.0.2",
+        vec![("/x.ts", "redirect", target.into_bytes())],
+    );
+    let source = front.url("/x.ts");
+    let on = run_to_end(policy_config(
+        &source,
+        &dir.path().join("on"),
+        true,
+        &["127.0.0.2"],
+    ));
+    assert_refused_by_policy(&on, "redirected it to http://127.0.0.1");
+    assert!(
+        !media.was_asked_for("/x.ts"),
+        "the redirect was not followed"
+    );
+    let off = run_to_end(policy_config(&source, &dir.path().join("off"), false, &[]));
+    assert_eq!(off.state, StreamState::Stopped, "{:?}", off.error);
+    assert!(media.was_asked_for("/x.ts"));
 }
