@@ -283,6 +283,24 @@ impl StreamConfig {
         &self.attached_hooks
     }
 
+    /// The same config under a manager's source rules: local files confined to `root` (the
+    /// source itself must be inside: `Err` with the reason otherwise), and the network
+    /// policy on when `deny_private`.
+    pub(crate) fn under_rules(
+        mut self,
+        root: Option<&Path>,
+        deny_private: bool,
+    ) -> std::result::Result<Self, String> {
+        self.deny_private |= deny_private;
+        if let (Some(root), SourceKind::File) = (root, self.source_kind()) {
+            let source = self.source.as_url().unwrap_or_default();
+            let path = local::local_path(source).ok_or("not a local path")?;
+            local::confine(root, path)?;
+            self.local_root = Some(root.to_path_buf());
+        }
+        Ok(self)
+    }
+
     /// The same config with its encoders held to `cores` cores.
     pub(crate) fn with_core_share(mut self, cores: usize) -> Self {
         self.core_share = Some(cores.max(1));

@@ -53,6 +53,13 @@ pub enum Refusal {
     /// The manager is shutting down.
     #[error("the manager is shutting down")]
     ShuttingDown,
+    /// The stream's local source is outside the directory the manager allows local files
+    /// in ([`ManagerBuilder::local_files_under`](crate::ManagerBuilder::local_files_under)).
+    #[error("its local source is outside {}, the directory the manager allows", .dir.display())]
+    LocalFilesOutside {
+        /// The directory the manager allows.
+        dir: std::path::PathBuf,
+    },
 }
 
 /// What ran short when a stream was refused. With the `serde` feature it is written as

@@ -42,6 +42,7 @@ impl Serialize for Refusal {
             Refusal::QueueFull { .. } => "queue_full",
             Refusal::Overloaded { .. } => "overloaded",
             Refusal::ShuttingDown => "shutting_down",
+            Refusal::LocalFilesOutside { .. } => "local_files_outside",
         };
         map.serialize_entry("kind", kind)?;
         map.serialize_entry("message", &self.to_string())?;
@@ -55,6 +56,7 @@ impl Serialize for Refusal {
                 map.serialize_entry("speed", speed)?;
             }
             Refusal::Capacity(shortage) => map.serialize_entry("shortage", shortage)?,
+            Refusal::LocalFilesOutside { dir } => map.serialize_entry("dir", dir)?,
             Refusal::DuplicateId
             | Refusal::OutputInUse
             | Refusal::OutputBusy

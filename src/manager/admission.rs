@@ -249,6 +249,16 @@ pub(super) fn admit(
     restarts: u32,
 ) -> Result<Admitted, Error> {
     let id = config.id().to_owned();
+    let config = match config.under_rules(core.local_root.as_deref(), core.deny_private) {
+        Ok(config) => config,
+        Err(why) => {
+            let dir = core.local_root.clone().unwrap_or_default();
+            log::warn!("stream {id}: refused: {why}");
+            let reason = Refusal::LocalFilesOutside { dir };
+            report(core, &id, Decision::Refused(&reason), restarts > 0, None);
+            return Err(Error::Refused { reason });
+        }
+    };
     let policy = policy_for(core, &config);
     let reserved = {
         // Short: checks, a pool allocation (arithmetic), a map insert.

@@ -33,6 +33,8 @@ pub struct ManagerBuilder {
     hooks: Hooks,
     on_admission: Vec<AdmissionHook>,
     on_finished: Vec<FinishedHook>,
+    local_root: Option<std::path::PathBuf>,
+    deny_private: bool,
 }
 
 impl Default for ManagerBuilder {
@@ -50,11 +52,35 @@ impl Default for ManagerBuilder {
             hooks: Hooks::new(),
             on_admission: Vec::new(),
             on_finished: Vec::new(),
+            local_root: None,
+            deny_private: false,
         }
     }
 }
 
 impl ManagerBuilder {
+    /// Confines every stream it admits to local files inside `dir`, whatever its config
+    /// allows: a config's local source outside `dir` is refused
+    /// ([`Refusal::LocalFilesOutside`](crate::manager::Refusal::LocalFilesOutside)), and
+    /// every file an admitted source opens must be inside `dir` too. A config still opts in
+    /// to local files itself ([`StreamConfigBuilder::local_files_under`]); this is the
+    /// operator's bound over all of them. `dir` must exist when [`build`](Self::build) runs.
+    ///
+    /// [`StreamConfigBuilder::local_files_under`]: crate::StreamConfigBuilder::local_files_under
+    pub fn local_files_under(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.local_root = Some(dir.into());
+        self
+    }
+
+    /// Turns [`StreamConfigBuilder::deny_private_networks`] on for every stream it admits
+    /// (default: each config's own setting).
+    ///
+    /// [`StreamConfigBuilder::deny_private_networks`]: crate::StreamConfigBuilder::deny_private_networks
+    pub fn deny_private_networks(mut self, deny: bool) -> Self {
+        self.deny_private = deny;
+        self
+    }
+
     /// Most streams running at once (default 16).
     pub fn max_concurrent(mut self, n: usize) -> Self {
         self.max_concurrent = n;
@@ -157,6 +183,13 @@ impl ManagerBuilder {
     /// [`Error::InvalidConfig`] for a restart policy out of range (`restart.*`).
     pub fn build(self) -> Result<Manager, Error> {
         self.restart.validate()?;
+        let local_root = match &self.local_root {
+            Some(dir) => Some(
+                crate::config::local::canonical_root(dir)
+                    .map_err(|why| Error::config("local_files_under", why))?,
+            ),
+            None => None,
+        };
         let (monitor_tx, inbox) = bounded(4096);
         let (admit_tx, msgs) = bounded(4096);
         let (wake_tx, wake) = bounded(1);
@@ -175,6 +208,8 @@ impl ManagerBuilder {
             hooks: self.hooks,
             on_admission: self.on_admission,
             on_finished: self.on_finished,
+            local_root,
+            deny_private: self.deny_private,
             registry: Mutex::new(Registry::default()),
             changed: Condvar::new(),
             monitor_tx,

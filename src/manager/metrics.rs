@@ -28,7 +28,7 @@ pub(super) struct AdmissionCounts {
 }
 
 /// Every refusal reason, as labelled.
-const REFUSALS: [&str; 11] = [
+const REFUSALS: [&str; 12] = [
     "duplicate_id",
     "output_in_use",
     "output_busy",
@@ -40,6 +40,7 @@ const REFUSALS: [&str; 11] = [
     "queue_full",
     "overloaded",
     "shutting_down",
+    "local_files_outside",
 ];
 
 /// What a queued stream may wait for.
@@ -65,6 +66,7 @@ fn reason(r: &Refusal) -> &'static str {
         Refusal::QueueFull { .. } => "queue_full",
         Refusal::Overloaded { .. } => "overloaded",
         Refusal::ShuttingDown => "shutting_down",
+        Refusal::LocalFilesOutside { .. } => "local_files_outside",
     }
 }
 

@@ -85,6 +85,10 @@ struct ManagerCore {
     hooks: Hooks,
     on_admission: Vec<AdmissionHook>,
     on_finished: Vec<FinishedHook>,
+    /// Every admitted stream's local files inside this directory (canonical).
+    local_root: Option<std::path::PathBuf>,
+    /// Every admitted stream with the network policy on.
+    deny_private: bool,
     registry: Mutex<Registry>,
     /// Notified whenever a started stream enters the map or one leaves it, a reservation is
     /// released, or a retirement ends.

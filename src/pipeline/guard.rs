@@ -207,9 +207,15 @@ mod tests {
             tcp == "tcp://127.0.0.1:9000?timeout=5" || tcp == "tcp://[::1]:9000?timeout=5",
             "{tcp}"
         );
-        assert_eq!(instead(public_only("http://127.0.0.1:8080/x", &allow)), "open");
+        assert_eq!(
+            instead(public_only("http://127.0.0.1:8080/x", &allow)),
+            "open"
+        );
         let refused = instead(public_only("srt://127.0.0.1:9000", &[]));
-        assert!(refused.contains("127.0.0.1, a loopback address"), "{refused}");
+        assert!(
+            refused.contains("127.0.0.1, a loopback address"),
+            "{refused}"
+        );
         let no_port = instead(public_only("srt://127.0.0.1", &allow));
         assert!(no_port.contains("no host and port"), "{no_port}");
     }

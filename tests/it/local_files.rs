@@ -137,3 +137,54 @@ fn a_local_playlist_cannot_reach_a_file_outside_the_directory() {
         assert!(!e.is_recoverable());
     }
 }
+
+/// A manager's own bound over every config it admits: a local source outside its directory
+/// is refused (whatever the config allowed), one inside runs confined to it.
+#[test]
+fn a_manager_confines_every_stream_it_admits_to_its_directory() {
+    use std::time::Duration;
+    use streamvisor::manager::Refusal;
+    use streamvisor::Manager;
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("media");
+    std::fs::create_dir(&root).unwrap();
+    let inside = make_mp4(&root, "in.mp4", "320x180", 15, 1, false);
+    let outside = make_mp4(d.path(), "elsewhere.mp4", "320x180", 15, 1, false);
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = finished.clone();
+    let manager = Manager::builder()
+        .local_files_under(&root)
+        .on_finished(move |r| seen.lock().unwrap().push((r.id.clone(), r.state)))
+        .build()
+        .unwrap();
+    // The config allows the whole disk; the manager does not.
+    let wide = |id: &str, source: &Path| {
+        StreamConfig::builder(id, source.to_str().unwrap(), d.path().join("out").join(id))
+            .local_files_under("/")
+            .profile(
+                AbrProfile::from_rungs(&["240p"])
+                    .unwrap()
+                    .with_preset("ultrafast"),
+            )
+            .build()
+            .unwrap()
+    };
+    match manager.create_stream(wide("out", &outside)) {
+        Err(Error::Refused {
+            reason: Refusal::LocalFilesOutside { dir },
+            ..
+        }) => assert_eq!(dir, root.canonicalize().unwrap()),
+        other => panic!("expected LocalFilesOutside, got {other:?}"),
+    }
+    manager.create_stream(wide("in", &inside)).unwrap();
+    assert!(manager.wait_idle(Duration::from_secs(30)));
+    let finished = finished.lock().unwrap().clone();
+    assert_eq!(finished, [("in".to_owned(), StreamState::Stopped)]);
+    assert!(
+        Manager::builder()
+            .local_files_under(d.path().join("missing"))
+            .build()
+            .is_err(),
+        "a directory that does not exist is refused"
+    );
+}

@@ -647,3 +647,27 @@ fn secrets_appear_nowhere_in_the_examples_output() {
     );
     assert_no_secret("the --put summary", &stderr);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config::with_cases(6))]
+
+    /// The same for the `transcode` example's output (its JSON events, its summary, its
+    /// error): random query names and values off the allow-list never show.
+    #[test]
+    fn no_query_value_off_the_allow_list_shows_in_the_examples_output(
+        pairs in proptest::collection::vec(query_pair(), 1..4),
+        scheme in proptest::sample::select(vec!["http", "tcp", "rtmp"]),
+    ) {
+        let query: Vec<String> = pairs.iter().map(|(n, v)| format!("{n}={v}")).collect();
+        let url = format!("{scheme}://127.0.0.1:{}/live/x?{}", closed_port(), query.join("&"));
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(example("transcode"))
+            .current_dir(dir.path())
+            .args([url.as_str(), "--json", "--max-reconnects", "0", "--ladder", "240p"])
+            .output()
+            .unwrap();
+        proptest::prop_assert!(!out.status.success(), "{url} cannot work");
+        assert_no_secret("stdout", &String::from_utf8_lossy(&out.stdout));
+        assert_no_secret("stderr", &String::from_utf8_lossy(&out.stderr));
+    }
+}
