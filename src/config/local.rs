@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 
 /// The rule, as refusals name it.
 pub(crate) const RULE: &str = "local files are refused unless the application allows a \
-     directory (StreamConfigBuilder::local_files_under or ManagerBuilder::local_files_under)";
+     directory (StreamConfigBuilder::local_files_under)";
 
 /// The path a local source names: `file:` stripped; `None` when the string starts with
 /// another protocol's prefix (`concat:`, `subfile:`, `crypto:`), which is not a local file.

@@ -445,6 +445,7 @@ mod tests {
     #[test]
     fn a_rotated_source_is_planned_upright() {
         let config = StreamConfig::builder("s", "in.mp4", "out")
+            .local_files_under("/")
             .build()
             .unwrap()
             .with_core_share(1);

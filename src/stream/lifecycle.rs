@@ -305,6 +305,7 @@ mod tests {
     /// A lifecycle whose hook queue (one place) is full: a hook that never drains it.
     fn with_full_hook_queue() -> (Lifecycle, crossbeam_channel::Receiver<HookMsg>) {
         let config = StreamConfig::builder("full", "in.mp4", "out")
+            .local_files_under("/")
             .build()
             .unwrap();
         let lifecycle = Lifecycle::new(config);
