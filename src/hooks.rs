@@ -71,6 +71,13 @@ pub struct SegmentEvent {
     pub bytes: u64,
     /// The playlist lists it after `#EXT-X-DISCONTINUITY`.
     pub discontinuity: bool,
+    /// Its `#EXT-X-PROGRAM-DATE-TIME`: the wall-clock time its first frame's packet was read
+    /// from the source (sources carry no capture time); `None` before any frame's.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::epoch_secs_opt")
+    )]
+    pub program_date_time: Option<SystemTime>,
 }
 
 /// Something written to (or removed from) a stream's output.

@@ -36,6 +36,17 @@ pub(crate) fn epoch_secs<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S
     s.serialize_f64(secs)
 }
 
+/// An optional time of day as [`epoch_secs`] writes it, or `null`.
+pub(crate) fn epoch_secs_opt<S: Serializer>(
+    t: &Option<SystemTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => epoch_secs(t, s),
+        None => s.serialize_none(),
+    }
+}
+
 /// Time in each state as `{"New": 0.0, "Starting": 0.2, ...}`, in the list's order.
 pub(crate) fn time_in_state<S: Serializer>(
     list: &[(StreamState, Duration)],

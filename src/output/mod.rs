@@ -23,6 +23,7 @@ mod playlist;
 mod publisher;
 mod resume;
 mod segmenter;
+pub(crate) mod xs;
 
 pub(crate) use codecs::{video_codec_string, AAC_LC};
 pub(crate) use dash::{earlier_runs as earlier_dash_runs, DashWriter, Media};

@@ -11,7 +11,10 @@
 use std::collections::VecDeque;
 use std::fmt::Write as _;
 
+use std::time::SystemTime;
+
 use super::naming::{init_name, parse_init, parse_segment, segment_name};
+use super::xs;
 use crate::config::Container;
 
 /// One listed segment.
@@ -29,6 +32,8 @@ pub(crate) struct ListedSegment {
     pub discontinuity: bool,
     /// File number of its init segment (`#EXT-X-MAP`), in fMP4.
     pub init: Option<u64>,
+    /// `#EXT-X-PROGRAM-DATE-TIME`: the wall-clock time its first frame's packet was read.
+    pub program_date_time: Option<SystemTime>,
 }
 
 /// A media playlist.
@@ -168,6 +173,9 @@ impl MediaPlaylist {
                     let _ = writeln!(text, "#EXT-X-MAP:URI=\"{}\"", init_name(init));
                 }
             }
+            if let Some(t) = s.program_date_time {
+                let _ = writeln!(text, "#EXT-X-PROGRAM-DATE-TIME:{}", xs::date_time_ms(t));
+            }
             let name = segment_name(s.file, self.container);
             let _ = writeln!(text, "#EXTINF:{:.6},\n{name}", s.duration);
         }
@@ -186,6 +194,7 @@ impl MediaPlaylist {
         let mut duration = None;
         let mut discontinuity = false;
         let mut init = None;
+        let mut program_date_time = None;
         let mut container = None;
         let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
         if lines.next()? != "#EXTM3U" {
@@ -202,6 +211,8 @@ impl MediaPlaylist {
                 duration = Some(v.trim_end_matches(',').parse::<f64>().ok()?);
             } else if let Some(v) = line.strip_prefix("#EXT-X-MAP:URI=") {
                 init = Some(parse_init(v.trim_matches('"'))?);
+            } else if let Some(v) = line.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:") {
+                program_date_time = Some(xs::parse_date_time(v)?);
             } else if line == "#EXT-X-DISCONTINUITY" {
                 discontinuity = true;
             } else if line == "#EXT-X-ENDLIST" {
@@ -224,6 +235,7 @@ impl MediaPlaylist {
                     duration: duration.take()?,
                     bytes: 0,
                     discontinuity: std::mem::take(&mut discontinuity),
+                    program_date_time: program_date_time.take(),
                     // An fMP4 segment always follows its init segment's EXT-X-MAP.
                     init: match kind {
                         Container::Fmp4 => Some(init?),
@@ -249,6 +261,7 @@ mod tests {
             bytes: 0,
             discontinuity,
             init,
+            program_date_time: None,
         }
     }
 
@@ -257,8 +270,18 @@ mod tests {
         for (container, init) in [(Container::MpegTs, None), (Container::Fmp4, Some(3))] {
             let mut p = MediaPlaylist::new(container, 2.0, Some(3));
             p.push(seg(3, 3, false, init));
-            p.push(seg(4, 5, true, init.map(|_| 5)));
-            let back = MediaPlaylist::parse(&p.render()).unwrap();
+            // Program date-times to the millisecond, as written.
+            let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_796_630_400_250);
+            p.push(ListedSegment {
+                program_date_time: Some(at),
+                ..seg(4, 5, true, init.map(|_| 5))
+            });
+            let text = p.render();
+            assert!(
+                text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-12-07T08:00:00.250Z\n#EXTINF"),
+                "{text}"
+            );
+            let back = MediaPlaylist::parse(&text).unwrap();
             assert_eq!(back.container(), container);
             assert_eq!(back.segments, p.segments);
             assert!(!back.is_ended());

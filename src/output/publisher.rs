@@ -26,6 +26,9 @@ pub(crate) struct Publisher {
     master: MasterPlaylist,
     dash: Option<DashWriter>,
     events: Option<Sender<HookMsg>>,
+    /// The latest wall-clock mark of the video (pts seconds, when read), for the audio
+    /// renditions' program date-times.
+    clock: parking_lot::Mutex<Option<(f64, std::time::SystemTime)>>,
 }
 
 impl Publisher {
@@ -41,7 +44,18 @@ impl Publisher {
             master,
             dash,
             events: None,
+            clock: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// The frame at `pts` seconds of the output timeline was read at `wall`.
+    pub fn mark_capture(&self, pts: f64, wall: std::time::SystemTime) {
+        *self.clock.lock() = Some((pts, wall));
+    }
+
+    /// The latest mark of [`mark_capture`](Self::mark_capture), if any.
+    pub fn clock(&self) -> Option<(f64, std::time::SystemTime)> {
+        *self.clock.lock()
     }
 
     /// Sends output events to the hook thread too.
@@ -76,6 +90,7 @@ impl Publisher {
                     duration: done.duration,
                     bytes: done.bytes,
                     discontinuity: done.discontinuity,
+                    program_date_time: done.program_date_time,
                 })
             });
             if let Some(d) = &self.dash {

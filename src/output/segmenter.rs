@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use super::deleter::DeleteQueue;
 use super::muxer_file::MuxerFile;
@@ -53,6 +54,8 @@ pub struct Segmenter {
     unlisted: VecDeque<(u64, f64, Option<u64>)>,
     /// Where expired files are deleted, off this thread.
     deletes: DeleteQueue,
+    /// Wall-clock marks, oldest first: (pts seconds of a frame, when its packet was read).
+    clock_marks: VecDeque<(f64, SystemTime)>,
     /// The next segment to start follows a source restart.
     pending_discontinuity: bool,
     /// The open segment follows a source restart.
@@ -113,6 +116,8 @@ pub struct SegmentDone {
     /// Expired files (left the live window) the delete queue could not take: they stay in
     /// the store.
     pub left_in_store: Vec<String>,
+    /// The wall-clock time its first frame's packet was read (`#EXT-X-PROGRAM-DATE-TIME`).
+    pub program_date_time: Option<SystemTime>,
 }
 
 impl Segmenter {
@@ -180,6 +185,7 @@ impl Segmenter {
             open_end: 0.0,
             unlisted: VecDeque::new(),
             deletes,
+            clock_marks: VecDeque::new(),
             open_discontinuity: false,
             final_endlist: true,
             init: None,
@@ -254,6 +260,38 @@ impl Segmenter {
             || PathBuf::from(self.sink.location(&self.name)),
             |f| f.location.clone(),
         )
+    }
+
+    /// Notes that the frame at `pts` seconds (on this rendition's timeline) was read from
+    /// the source at `wall`: the clock a segment's `#EXT-X-PROGRAM-DATE-TIME` is read from
+    /// (the latest mark at or before its start, plus the media time between).
+    pub fn mark_capture(&mut self, pts: f64, wall: SystemTime) {
+        if self.clock_marks.len() >= 64 {
+            self.clock_marks.pop_front();
+        }
+        self.clock_marks.push_back((pts, wall));
+    }
+
+    /// The wall-clock time of the media at `start` seconds, from the marks; marks before the
+    /// one used are done with.
+    fn program_date_time(&mut self, start: f64) -> Option<SystemTime> {
+        let at = self
+            .clock_marks
+            .iter()
+            .rposition(|&(p, _)| p <= start + 5e-4);
+        let (pts, wall) = match at {
+            Some(i) => {
+                self.clock_marks.drain(..i);
+                *self.clock_marks.front()?
+            }
+            None => *self.clock_marks.front()?,
+        };
+        let offset = std::time::Duration::from_secs_f64((start - pts).abs());
+        if start >= pts {
+            wall.checked_add(offset)
+        } else {
+            wall.checked_sub(offset)
+        }
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
@@ -369,6 +407,11 @@ impl Segmenter {
             self.pending_discontinuity = true;
         }
         let discontinuity = std::mem::take(&mut self.open_discontinuity);
+        // A live playlist only: an on-demand one is not on the wall clock.
+        let program_date_time = self
+            .playlist
+            .window()
+            .and_then(|_| self.program_date_time(start));
         self.playlist.push(ListedSegment {
             sequence,
             file,
@@ -376,6 +419,7 @@ impl Segmenter {
             bytes,
             discontinuity,
             init: self.init,
+            program_date_time,
         });
         self.next_sequence += 1;
         self.next_file += 1;
@@ -399,6 +443,7 @@ impl Segmenter {
             discontinuity,
             init: self.init,
             left_in_store,
+            program_date_time,
         })
     }
 

@@ -54,6 +54,10 @@ pub(crate) struct DecodeLoop<'a> {
     awaiting_media: bool,
     /// A frame was decoded on a new connection; `Running` is reported by the read loop.
     media_flowing: bool,
+    /// When each recent video packet was read (its pts in the source's time base): a
+    /// segment's `#EXT-X-PROGRAM-DATE-TIME` is when its first frame's packet was read
+    /// (sources carry no capture time).
+    read_at: ReadTimes,
 }
 
 impl<'a> DecodeLoop<'a> {
@@ -74,6 +78,7 @@ impl<'a> DecodeLoop<'a> {
             timeline,
             live_end_is_outage,
             last_src_video: None,
+            read_at: ReadTimes::default(),
             last_src_audio: None,
             resume: None,
             #[cfg(feature = "fault-injection")]
@@ -126,6 +131,8 @@ impl<'a> DecodeLoop<'a> {
         supervisor: &mut dyn Supervisor,
     ) -> Result<Ending, Error> {
         self.upright = Upright::new(session.orientation, session.video.time_base);
+        self.read_at
+            .start(session.reading_since, session.video.time_base);
         let result = self.read_loop(session, audio.as_deref_mut(), supervisor);
         match &result {
             Err(Error::Aborted { .. }) => return result,
@@ -268,6 +275,7 @@ impl<'a> DecodeLoop<'a> {
     ) -> Result<(), Error> {
         let index = pkt.stream_index();
         if index == session.video.index as i32 {
+            self.read_at.note(pkt.pts());
             let tb = session.video.time_base;
             if pkt.has_new_extradata() {
                 // A new encoder on the same connection (a publisher restarted): the
@@ -399,7 +407,10 @@ impl<'a> DecodeLoop<'a> {
         }
         frame.set_pts(stamp.pts);
         frame.set_force_keyframe(stamp.starts_segment);
-        self.fan.picture(&frame, stamp.starts_segment, self.signals)
+        // Segment starts carry the wall clock of their packet's read; other frames need none.
+        let read_at = stamp.starts_segment.then(|| self.read_at.of(raw));
+        self.fan
+            .picture(&frame, stamp.starts_segment, read_at, self.signals)
     }
 
     fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
@@ -427,5 +438,94 @@ impl<'a> DecodeLoop<'a> {
     /// Tells every rendition the stream is over (they drain and write their last segment).
     pub fn end_variants(&self, endlist: bool) -> Result<(), Error> {
         self.fan.end(endlist, self.signals)
+    }
+}
+
+/// When recent video packets arrived, by pts (a decoder holds a few frames, reordered).
+///
+/// A demuxer reads ahead while the source is probed and hands those packets over later, in
+/// a burst: their arrival is estimated as no later than the session's first byte plus
+/// their media time since the first packet (a live source cannot deliver media faster than
+/// it plays), and no later than when they are handed over.
+#[derive(Default)]
+struct ReadTimes {
+    packets: std::collections::VecDeque<(i64, std::time::SystemTime)>,
+    /// When the session began reading, the first packet's pts and the video time base.
+    since: Option<(std::time::SystemTime, Option<i64>, f64)>,
+}
+
+impl ReadTimes {
+    /// Packets a decoder may still hold, at most (reordering, threads, lookahead).
+    const KEPT: usize = 128;
+    /// Behind its pace by more than this, a source stalled (a probe reads ahead less).
+    const REANCHOR: std::time::Duration = std::time::Duration::from_secs(3);
+
+    /// A new session, reading since `since`, its video in time base `tb`.
+    fn start(&mut self, since: std::time::SystemTime, tb: Rational) {
+        self.since = Some((since, None, tb.as_f64()));
+    }
+
+    /// A video packet with `pts` was handed over now.
+    fn note(&mut self, pts: i64) {
+        let now = std::time::SystemTime::now();
+        let arrived = match &mut self.since {
+            Some((since, first, tb)) if pts != NO_PTS => {
+                let media = (pts - *first.get_or_insert(pts)) as f64 * *tb;
+                let paced = *since + std::time::Duration::from_secs_f64(media.max(0.0));
+                let behind = now.duration_since(paced).unwrap_or_default();
+                // A jump back, or a source this far behind its pace (it stalled): the
+                // estimate is anchored afresh here.
+                if media < 0.0 || behind > Self::REANCHOR {
+                    (*since, *first) = (now, Some(pts));
+                    now
+                } else {
+                    paced.min(now)
+                }
+            }
+            _ => now,
+        };
+        if self.packets.len() >= Self::KEPT {
+            self.packets.pop_front();
+        }
+        self.packets.push_back((pts, arrived));
+    }
+
+    /// When the packet of the frame at `pts` arrived: its own entry, else the latest
+    /// (a frame without a pts, or one whose packet's pts was not kept).
+    fn of(&self, pts: i64) -> std::time::SystemTime {
+        let own = self
+            .packets
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == pts && pts != NO_PTS);
+        own.or(self.packets.back())
+            .map_or_else(std::time::SystemTime::now, |(_, t)| *t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+
+    #[test]
+    fn packets_read_ahead_while_probing_are_placed_on_the_sources_pace() {
+        let mut times = ReadTimes::default();
+        // Opened 2 s ago; 30 fps packets (ticks of 1/90000) handed over in a burst now.
+        let since = SystemTime::now() - Duration::from_secs(2);
+        times.start(since, Rational::new(1, 90_000));
+        for n in 0..10 {
+            times.note(1000 + n * 3000);
+        }
+        let offset = |pts| times.of(pts).duration_since(since).unwrap().as_secs_f64();
+        assert!(offset(1000) < 0.01, "the first packet arrived when reading began");
+        assert!((offset(1000 + 9 * 3000) - 0.3).abs() < 0.01, "the tenth 0.3 s later");
+        // A jump back in pts: anchored afresh, at the time it was handed over.
+        times.note(0);
+        let now = SystemTime::now();
+        assert!(now.duration_since(times.of(0)).unwrap() < Duration::from_millis(100));
+        // Unknown pts: the latest arrival.
+        assert_eq!(times.of(NO_PTS), times.of(0));
     }
 }

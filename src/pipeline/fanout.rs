@@ -13,9 +13,14 @@ use crate::ffi::{Frame, Packet};
 
 /// What a video rung's thread receives.
 pub(crate) enum RungMsg {
-    /// A decoded picture (a shared reference) with its pts in the encoder time base, and
-    /// whether it starts a segment (a keyframe every rung places at the same pts).
-    Picture { frame: Frame, force_key: bool },
+    /// A decoded picture (a shared reference) with its pts in the encoder time base,
+    /// whether it starts a segment (a keyframe every rung places at the same pts), and for
+    /// a segment start, when its packet was read (the segment's program date-time).
+    Picture {
+        frame: Frame,
+        force_key: bool,
+        read_at: Option<std::time::SystemTime>,
+    },
     /// An encoded AAC packet to mux beside the video (MPEG-TS), in its encoder's time base.
     Audio(Packet),
     /// The source is done: drain, finish the last segment, and (`endlist`) write ENDLIST.
@@ -92,7 +97,13 @@ impl FanOut {
     }
 
     /// Hands every rung a reference to `frame`.
-    pub fn picture(&self, frame: &Frame, force_key: bool, signals: &Signals) -> Result<(), Error> {
+    pub fn picture(
+        &self,
+        frame: &Frame,
+        force_key: bool,
+        read_at: Option<std::time::SystemTime>,
+        signals: &Signals,
+    ) -> Result<(), Error> {
         for tx in &self.rungs {
             let shared = frame
                 .share()
@@ -100,6 +111,7 @@ impl FanOut {
             let msg = RungMsg::Picture {
                 frame: shared,
                 force_key,
+                read_at,
             };
             send(tx, msg, signals)?;
         }

@@ -37,9 +37,15 @@ impl AudioRendition {
         publisher: &Publisher,
     ) -> Result<MeasuredBitrate, Error> {
         let _cpu = stats.track_this_thread();
+        // The video's wall-clock marks, for this rendition's program date-times.
+        let mut last_mark = None;
         let endlist = loop {
             match next(&rx, signals)? {
                 AudioMsg::Packet(pkt) => {
+                    if let Some((pts, wall)) = publisher.clock().filter(|m| Some(*m) != last_mark) {
+                        self.segmenter.mark_capture(pts, wall);
+                        last_mark = Some((pts, wall));
+                    }
                     self.counters.frames_out.fetch_add(1, Relaxed);
                     let end = pkt.pts() + pkt.duration().max(0);
                     let done = self.segmenter.write_audio(pkt).map_err(Error::from)?;

@@ -106,7 +106,16 @@ impl RungWorker {
         let _cpu = stats.track_this_thread();
         let endlist = loop {
             match next(&rx, signals)? {
-                RungMsg::Picture { frame, force_key } => {
+                RungMsg::Picture {
+                    frame,
+                    force_key,
+                    read_at,
+                } => {
+                    if let Some(wall) = read_at {
+                        let pts = frame.pts() as f64 * self.video_tb.as_f64();
+                        self.rung.segmenter.mark_capture(pts, wall);
+                        publisher.mark_capture(pts, wall);
+                    }
                     self.video(frame, force_key, stats, publisher)?
                 }
                 RungMsg::Audio(pkt) => self.queue_audio(pkt)?,

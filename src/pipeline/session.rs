@@ -39,6 +39,9 @@ pub(crate) struct Session {
     pub on_hardware: bool,
     /// How the decoded pictures are turned upright (the video's display matrix).
     pub orientation: Orientation,
+    /// When opening began: the first bytes of the source arrived no earlier (the clock of
+    /// the packets read while probing, which the demuxer hands over later).
+    pub reading_since: std::time::SystemTime,
 }
 
 impl Session {
@@ -101,6 +104,7 @@ impl<'a> SourceOpener<'a> {
     /// cancellable through the signals.
     pub fn open(&mut self) -> Result<Session, Error> {
         let config = self.config;
+        let reading_since = std::time::SystemTime::now();
         let (mut input, video, audio) = open_input(config, self.signals)?;
         let orientation = Orientation::read(&video).unwrap_or_else(|angle| {
             log::warn!(
@@ -152,6 +156,7 @@ impl<'a> SourceOpener<'a> {
             video_decoder,
             on_hardware: self.device.is_some(),
             orientation,
+            reading_since,
         })
     }
 }

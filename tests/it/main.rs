@@ -13,6 +13,7 @@ mod hardening;
 mod ingest;
 mod ladder;
 mod lifecycle;
+mod live_clock;
 mod liveness;
 mod local_files;
 mod manager;

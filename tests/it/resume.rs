@@ -218,6 +218,24 @@ fn check_continued(root: &Path, before: &m3u8_rs::MediaPlaylist) {
         .filter(|&i| after.segments[i].discontinuity)
         .collect();
     assert_eq!(breaks, [n], "one DISCONTINUITY, where the new run starts");
+    // Program date-times: kept for the carried segments, on every new one, and jumping
+    // forward (by the time between the runs) only at the DISCONTINUITY.
+    let pdt = |p: &m3u8_rs::MediaPlaylist| -> Vec<i64> {
+        let each = p.segments.iter().map(|s| s.program_date_time.as_ref());
+        each.map(|t| t.expect("a PROGRAM-DATE-TIME").timestamp_millis())
+            .collect()
+    };
+    let (was, now) = (pdt(before), pdt(&after));
+    assert_eq!(now[..n], was[..], "the earlier run's date-times are carried on");
+    for i in 1..now.len() {
+        let step = now[i] - now[i - 1];
+        let listed = (f64::from(after.segments[i - 1].duration) * 1000.0) as i64;
+        if i == n {
+            assert!(step > listed, "a jump at the new run: {step} ms after {listed} ms");
+        } else {
+            assert!((step - listed).abs() <= 250, "segment {i}: {step} ms vs {listed} ms");
+        }
+    }
     let number = |uri: &str| -> u64 {
         uri.trim_start_matches("seg_")
             .trim_end_matches(".m4s")

@@ -5,7 +5,6 @@
 mod model;
 mod parse;
 mod writer;
-mod xs;
 
 pub(crate) use model::Media;
 pub(crate) use writer::{earlier_runs, DashWriter};

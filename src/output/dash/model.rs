@@ -14,8 +14,8 @@
 use std::fmt::{Display, Write as _};
 use std::time::SystemTime;
 
-use super::xs;
 use crate::output::naming::{init_name, DASH_SEGMENT_TEMPLATE};
+use crate::output::xs;
 
 /// `MPD@profiles`: the live profile (SegmentTemplate) and DASH-CMAF.
 /// The live profile only: the segments are CMAF-shaped (one track, one fragment each) but

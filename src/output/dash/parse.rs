@@ -10,8 +10,8 @@ use std::time::SystemTime;
 use roxmltree::{Document, Node};
 
 use super::model::{AdaptationSet, Content, Media, Period, Representation, Segment};
-use super::xs;
 use crate::output::naming::{parse_init, DASH_SEGMENT_TEMPLATE};
+use crate::output::xs;
 
 /// What a live manifest says that a new run continues.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `secs` as an xs:duration, e.g. `PT1H2M3.5S`, to the millisecond; negative or NaN as 0.
-pub(super) fn duration(secs: f64) -> String {
+pub(crate) fn duration(secs: f64) -> String {
     let ms = if secs > 0.0 {
         (secs * 1000.0).round() as u64
     } else {
@@ -32,7 +32,7 @@ pub(super) fn duration(secs: f64) -> String {
 
 /// Seconds of an xs:duration of days, hours, minutes and seconds (`P1DT2H`, `PT3.5S`);
 /// `None` for years or months (no fixed length), a sign, or anything malformed.
-pub(super) fn parse_duration(text: &str) -> Option<f64> {
+pub(crate) fn parse_duration(text: &str) -> Option<f64> {
     let rest = text.strip_prefix('P')?;
     let (days, time) = match rest.split_once('T') {
         Some((d, t)) => (d, Some(t)),
@@ -66,7 +66,7 @@ pub(super) fn parse_duration(text: &str) -> Option<f64> {
 
 /// `t` as an xs:dateTime in UTC, e.g. `2023-11-14T22:13:20.5Z` (milliseconds when not 0);
 /// instants before 1970 as the epoch.
-pub(super) fn date_time(t: SystemTime) -> String {
+pub(crate) fn date_time(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let (secs, ms) = (since.as_secs(), since.subsec_millis());
     let (year, month, day) = civil_from_days(secs / 86_400);
@@ -80,9 +80,18 @@ pub(super) fn date_time(t: SystemTime) -> String {
     out
 }
 
+/// `t` as an ISO 8601 date-time in UTC with milliseconds always written, e.g.
+/// `2023-11-14T22:13:20.500Z` (HLS `#EXT-X-PROGRAM-DATE-TIME`).
+pub(crate) fn date_time_ms(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let whole = date_time(UNIX_EPOCH + Duration::from_secs(since.as_secs()));
+    let stem = whole.strip_suffix('Z').unwrap_or(&whole);
+    format!("{stem}.{:03}Z", since.subsec_millis())
+}
+
 /// The instant of an xs:dateTime in UTC (`Z`) from 1970 on, e.g. `2023-11-14T22:13:20.5Z`;
 /// `None` for another zone, no zone (local time is unknown here), or anything malformed.
-pub(super) fn parse_date_time(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_date_time(text: &str) -> Option<SystemTime> {
     let text = text.strip_suffix('Z')?;
     let (date, time) = text.split_once('T')?;
     let mut date = date.splitn(3, '-').map(|p| p.parse::<u64>().ok());

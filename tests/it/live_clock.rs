@@ -1,0 +1,113 @@
+//! Live output on the wall clock: every segment of every rendition carries
+//! `#EXT-X-PROGRAM-DATE-TIME`, the wall-clock time its first frame's packet was read (a
+//! source carries no capture time), and a real-time source's segments are as far apart on
+//! that clock as on the media's.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use streamvisor::config::PlaylistMode;
+use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
+
+use crate::common::{read_master, read_media, wait_until, LiveServer};
+
+fn ms_of(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Every segment of `playlist` has a program date-time, its first between `before` and
+/// `after`, each one after it as far on the wall clock as on the media (a real-time
+/// source), none in the future. Returns them, ms.
+fn check_clock(playlist: &Path, before: SystemTime, after: SystemTime) -> Vec<i64> {
+    let p = read_media(playlist);
+    assert!(
+        p.segments.len() >= 3,
+        "{playlist:?}: {} segments",
+        p.segments.len()
+    );
+    let pdt: Vec<i64> = p
+        .segments
+        .iter()
+        .map(|s| {
+            let pdt = s.program_date_time.as_ref().map(|t| t.timestamp_millis());
+            pdt.unwrap_or_else(|| panic!("{playlist:?}: {} has no PROGRAM-DATE-TIME", s.uri))
+        })
+        .collect();
+    assert!(
+        pdt[0] >= ms_of(before) - 1000 && pdt[0] <= ms_of(after),
+        "{playlist:?}: first {} outside [{}, {}]",
+        pdt[0],
+        ms_of(before),
+        ms_of(after)
+    );
+    let mut media_ms = 0.0;
+    for (i, s) in p.segments.iter().enumerate() {
+        let drift = (pdt[i] - pdt[0]) as f64 - media_ms;
+        // Reads of a real-time source are paced by it; a busy machine adds jitter.
+        assert!(
+            drift.abs() <= 250.0,
+            "{playlist:?}: segment {i} off by {drift} ms"
+        );
+        media_ms += f64::from(s.duration) * 1000.0;
+    }
+    let end = pdt[0] as f64 + media_ms;
+    assert!(
+        end <= ms_of(after) as f64 + 500.0,
+        "{playlist:?}: ends in the future"
+    );
+    pdt
+}
+
+fn live_clock(container: Container) {
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = AbrProfile::from_rungs(&["360p", "240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_container(container)
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(30);
+    let config = StreamConfig::builder("clock", server.url(), &out)
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .build()
+        .unwrap();
+    let before = SystemTime::now();
+    let running = Stream::new(config).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("five segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 5
+    });
+    let report = running.stop(Duration::from_secs(10));
+    let after = SystemTime::now();
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let master = read_master(&out);
+    let mut renditions: Vec<String> = master.variants.iter().map(|v| v.uri.clone()).collect();
+    renditions.extend(master.alternatives.iter().filter_map(|a| a.uri.clone()));
+    assert_eq!(
+        renditions.len(),
+        if container == Container::Fmp4 { 3 } else { 2 },
+        "{renditions:?}"
+    );
+    let clocks: Vec<Vec<i64>> = renditions
+        .iter()
+        .map(|uri| check_clock(&out.join(uri), before, after))
+        .collect();
+    // The renditions cut on the same boundaries: the same sequence, the same time of day.
+    for c in &clocks[1..] {
+        for (a, b) in clocks[0].iter().zip(c) {
+            assert!((a - b).abs() <= 50, "{clocks:?}");
+        }
+    }
+}
+
+#[test]
+fn every_live_mpeg_ts_segment_says_when_its_first_frame_was_read() {
+    live_clock(Container::MpegTs);
+}
+
+#[test]
+fn every_live_fmp4_segment_and_audio_rendition_says_when_its_first_frame_was_read() {
+    live_clock(Container::Fmp4);
+}
