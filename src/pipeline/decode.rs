@@ -519,8 +519,14 @@ mod tests {
             times.note(1000 + n * 3000);
         }
         let offset = |pts| times.of(pts).duration_since(since).unwrap().as_secs_f64();
-        assert!(offset(1000) < 0.01, "the first packet arrived when reading began");
-        assert!((offset(1000 + 9 * 3000) - 0.3).abs() < 0.01, "the tenth 0.3 s later");
+        assert!(
+            offset(1000) < 0.01,
+            "the first packet arrived when reading began"
+        );
+        assert!(
+            (offset(1000 + 9 * 3000) - 0.3).abs() < 0.01,
+            "the tenth 0.3 s later"
+        );
         // A jump back in pts: anchored afresh, at the time it was handed over.
         times.note(0);
         let now = SystemTime::now();

@@ -226,14 +226,24 @@ fn check_continued(root: &Path, before: &m3u8_rs::MediaPlaylist) {
             .collect()
     };
     let (was, now) = (pdt(before), pdt(&after));
-    assert_eq!(now[..n], was[..], "the earlier run's date-times are carried on");
+    assert_eq!(
+        now[..n],
+        was[..],
+        "the earlier run's date-times are carried on"
+    );
     for i in 1..now.len() {
         let step = now[i] - now[i - 1];
         let listed = (f64::from(after.segments[i - 1].duration) * 1000.0) as i64;
         if i == n {
-            assert!(step > listed, "a jump at the new run: {step} ms after {listed} ms");
+            assert!(
+                step > listed,
+                "a jump at the new run: {step} ms after {listed} ms"
+            );
         } else {
-            assert!((step - listed).abs() <= 250, "segment {i}: {step} ms vs {listed} ms");
+            assert!(
+                (step - listed).abs() <= 250,
+                "segment {i}: {step} ms vs {listed} ms"
+            );
         }
     }
     let number = |uri: &str| -> u64 {
