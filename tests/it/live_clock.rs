@@ -111,3 +111,78 @@ fn every_live_mpeg_ts_segment_says_when_its_first_frame_was_read() {
 fn every_live_fmp4_segment_and_audio_rendition_says_when_its_first_frame_was_read() {
     live_clock(Container::Fmp4);
 }
+
+/// A live source that goes away for a few seconds and returns, within one run: the live
+/// DASH manifest closes its Period at the outage and begins a new one at the wall clock, so
+/// a player's live edge (availabilityStartTime + Period@start + media time) is at segments
+/// that exist, not ahead of them by the outage; every listed file is there.
+#[test]
+fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
+    use crate::common::{fast_policy, is_listening};
+    use crate::resume::periods;
+    let server = LiveServer::start();
+    let port = server.port;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_container(Container::Fmp4)
+        .with_dash(true)
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(30);
+    let config = StreamConfig::builder("outage", server.url(), &out)
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .recovery(fast_policy(60))
+        .build()
+        .unwrap();
+    let running = Stream::new(config).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("three segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 3
+    });
+    drop(server);
+    std::thread::sleep(Duration::from_secs(4));
+    let listed = read_media(&playlist).segments.len();
+    let server = LiveServer::start_on(port);
+    wait_until("the source back", Duration::from_secs(10), || {
+        is_listening(port)
+    });
+    wait_until(
+        "three segments after the outage",
+        Duration::from_secs(30),
+        || read_media(&playlist).segments.len() >= listed + 3,
+    );
+    let text = std::fs::read_to_string(out.join("manifest.mpd")).unwrap();
+    let read_at = SystemTime::now();
+    let report = running.stop(Duration::from_secs(10));
+    drop(server);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let (kind, ast, periods) = periods(&text);
+    assert_eq!(kind, "dynamic");
+    assert!(periods.len() >= 2, "a new Period after the outage: {text}");
+    let end = |p: &crate::resume::MpdPeriod| p.start + p.reps[0].2.last().unwrap().2;
+    let (before, after) = (&periods[periods.len() - 2], &periods[periods.len() - 1]);
+    assert!(
+        after.start >= end(before) + 2.0,
+        "the new Period begins after the outage: {} vs {}",
+        after.start,
+        end(before)
+    );
+    let edge = read_at.duration_since(ast.unwrap()).unwrap().as_secs_f64();
+    let newest = end(after);
+    assert!(
+        newest <= edge + 0.5 && newest >= edge - 4.0,
+        "newest {newest}, edge {edge}: the live edge is at segments that exist"
+    );
+    for p in &periods {
+        for (dir, init, segs) in &p.reps {
+            assert!(out.join(init).exists(), "{init}");
+            for (n, _, _) in segs {
+                let file = out.join(dir).join(format!("seg_{n:05}.m4s"));
+                assert!(file.exists(), "{}", file.display());
+            }
+        }
+    }
+}

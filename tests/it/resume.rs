@@ -76,18 +76,18 @@ fn two_runs(root: &Path, sink: impl Fn() -> Option<Arc<dyn SegmentSink>>, more: 
 }
 
 /// A listed segment: file number, start and end (s, Period time).
-type Listed = (u64, f64, f64);
+pub type Listed = (u64, f64, f64);
 
 /// One Period of a manifest: id, start (s), and per representation its directory, init
 /// file and listed segments.
-struct MpdPeriod {
-    id: String,
-    start: f64,
-    reps: Vec<(String, String, Vec<Listed>)>,
+pub struct MpdPeriod {
+    pub id: String,
+    pub start: f64,
+    pub reps: Vec<(String, String, Vec<Listed>)>,
 }
 
 /// The type, `availabilityStartTime` and Periods of a manifest.
-fn periods(text: &str) -> (String, Option<SystemTime>, Vec<MpdPeriod>) {
+pub fn periods(text: &str) -> (String, Option<SystemTime>, Vec<MpdPeriod>) {
     let doc = roxmltree::Document::parse(text).expect("well-formed XML");
     let mpd = doc.root_element();
     let secs = |d: &str| -> f64 {

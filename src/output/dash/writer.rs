@@ -48,6 +48,9 @@ struct DashState {
     /// This run's `Period@start`, seconds after `availability_start`; fixed at the first
     /// render (`None` before).
     period_start: Option<f64>,
+    /// Where the current Period begins on the output timeline (seconds) when an outage
+    /// within the run closed the one before; a later segment before it belongs there.
+    current_origin: Option<f64>,
     /// Each representation's first segment's start on the output timeline, seconds.
     first_start: Vec<Option<f64>>,
     /// Wall-clock time of the period's start (live), fixed at the first render.
@@ -82,6 +85,7 @@ impl DashWriter {
                 earlier,
                 period_id,
                 period_start: None,
+                current_origin: None,
                 availability_start,
                 end: 0.0,
             }),
@@ -118,6 +122,16 @@ impl DashWriter {
         let end = ((done.start + done.duration + offset) * ts).round() as u64;
         let text = {
             let mut g = self.state.lock();
+            if g.current_origin.is_some_and(|o| done.start + 1e-6 < o) {
+                // A rendition behind the others: its segment ends the Period the outage
+                // closed.
+                let id = g.reps[index].id.clone();
+                late_segment(&mut g.earlier, &id, done);
+                return false;
+            }
+            if self.live_window.is_some() {
+                self.split_at_outage(&mut g, done);
+            }
             g.first_start[index].get_or_insert(done.start);
             let rep = &mut g.reps[index];
             codecs.clone_into(&mut rep.codecs);
@@ -179,29 +193,51 @@ impl DashWriter {
         Some(self.writer.write_final(&*self.sink, text, stats))
     }
 
-    /// The manifest now: dynamic from `live_start`, else static; this run's Period starts
-    /// at `origin` (seconds on the output timeline), after the earlier runs'.
-    fn manifest(&self, g: &mut DashState, origin: f64, live_start: Option<SystemTime>) -> Manifest {
-        let seg = self.segment_secs;
+    /// A live segment that starts later on the wall clock than the current Period places
+    /// it by more than a segment (the source was gone, and the output timeline went on right
+    /// after its last frame): the Period ends there and a new one begins at the wall clock,
+    /// so a player's live edge (availability start + Period start + media time) stays at
+    /// segments that exist.
+    fn split_at_outage(&self, g: &mut DashState, done: &SegmentDone) {
+        let (Some(pdt), Some(ast), Some(start)) =
+            (done.program_date_time, g.availability_start, g.period_start)
+        else {
+            return;
+        };
+        let Some(origin) = origin(g).filter(|&o| done.start > o) else {
+            return;
+        };
+        let wall = pdt.duration_since(ast).unwrap_or_default().as_secs_f64();
+        let planned = start + (done.start - origin);
+        if wall - planned <= self.segment_secs {
+            return;
+        }
+        let closed = self.current_period(g, origin);
+        let after = closed.end();
+        log::info!(
+            "DASH: the media resumed {:.1} s later than its Period places it: Period {} \
+             begins at {:.1} s",
+            wall - planned,
+            g.period_id + 1,
+            wall.max(after)
+        );
+        g.earlier.push(closed);
+        g.reps.iter_mut().for_each(|r| r.segments.clear());
+        g.first_start.iter_mut().for_each(|f| *f = None);
+        g.period_id += 1;
+        g.period_start = Some(wall.max(after));
+        g.current_origin = Some(done.start);
+    }
+
+    /// The current Period: its representations with their offsets from `origin` (seconds
+    /// on the output timeline), one video set per codec family, then the audio.
+    fn current_period(&self, g: &mut DashState, origin: f64) -> Period {
         let offset = FMP4_TIME_OFFSET.as_secs_f64();
         let after_earlier = g.earlier.last().map_or(0.0, Period::end);
-        let period_start = g.period_start.unwrap_or(after_earlier);
         for rep in &mut g.reps {
             let ts = f64::from(rep.timescale);
             rep.presentation_time_offset = ((origin + offset) * ts).round() as u64;
         }
-        let kind = match (live_start, self.live_window) {
-            (Some(availability_start), Some(window)) => Kind::Dynamic {
-                availability_start,
-                publish_time: SystemTime::now(),
-                time_shift_buffer: window as f64 * seg,
-                minimum_update_period: seg,
-                suggested_presentation_delay: 3.0 * seg,
-            },
-            _ => Kind::Static {
-                duration: period_start + (g.end - origin).max(0.0),
-            },
-        };
         let (audio, video): (Vec<_>, Vec<_>) = g
             .reps
             .iter()
@@ -215,18 +251,65 @@ impl DashWriter {
                 representations: audio,
             });
         }
-        let mut periods = g.earlier.clone();
-        periods.push(Period {
+        Period {
             id: g.period_id,
-            start: period_start,
+            start: g.period_start.unwrap_or(after_earlier),
             adaptation_sets: sets,
-        });
+        }
+    }
+
+    /// The manifest now: dynamic from `live_start`, else static; this run's Period starts
+    /// at `origin` (seconds on the output timeline), after the earlier runs'.
+    fn manifest(&self, g: &mut DashState, origin: f64, live_start: Option<SystemTime>) -> Manifest {
+        let seg = self.segment_secs;
+        let current = self.current_period(g, origin);
+        let period_start = current.start;
+        let kind = match (live_start, self.live_window) {
+            (Some(availability_start), Some(window)) => Kind::Dynamic {
+                availability_start,
+                publish_time: SystemTime::now(),
+                time_shift_buffer: window as f64 * seg,
+                minimum_update_period: seg,
+                suggested_presentation_delay: 3.0 * seg,
+            },
+            _ => Kind::Static {
+                duration: period_start + (g.end - origin).max(0.0),
+            },
+        };
+        let mut periods = g.earlier.clone();
+        periods.push(current);
         Manifest {
             kind,
             periods,
             min_buffer_time: 2.0 * seg,
         }
     }
+}
+
+/// A segment of representation `id` that belongs to the last earlier Period (its
+/// rendition was behind when an outage closed it): appended there, in that
+/// representation's timescale.
+fn late_segment(earlier: &mut [Period], id: &str, done: &SegmentDone) {
+    let Some(period) = earlier.last_mut() else {
+        return;
+    };
+    let reps = period
+        .adaptation_sets
+        .iter_mut()
+        .flat_map(|s| &mut s.representations);
+    let Some(rep) = reps.into_iter().find(|r| r.id == id) else {
+        return;
+    };
+    let ts = f64::from(rep.timescale.max(1));
+    let offset = FMP4_TIME_OFFSET.as_secs_f64();
+    let start = ((done.start + offset) * ts).round() as u64;
+    let end = ((done.start + done.duration + offset) * ts).round() as u64;
+    rep.segments.push(model::Segment {
+        number: done.file,
+        start,
+        duration: end.saturating_sub(start),
+        init: done.init,
+    });
 }
 
 /// Drops from the earlier runs' Periods what the HLS playlists no longer list: of each
