@@ -185,4 +185,7 @@ fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
             }
         }
     }
+    // The final manifest, static with both Periods, plays in dash.js across them.
+    let dash = crate::browser::play(crate::browser::Kind::Dash, &out, "manifest.mpd");
+    dash.assert_played(4.0);
 }
