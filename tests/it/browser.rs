@@ -140,6 +140,11 @@ fn require_browser_tools() {
 /// what it saw. Fails the test only when the harness itself fails (a missing package, a
 /// browser that does not start); a stream that does not play comes back with `ok` false.
 pub fn play(kind: Kind, dir: &Path, entry: &str) -> Playback {
+    play_for(kind, dir, entry, PLAY_SECONDS)
+}
+
+/// [`play`], requiring `seconds` played in all instead of [`PLAY_SECONDS`].
+pub fn play_for(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
     require_browser_tools();
     let script = browser_dir().join("play.mjs");
     let flag = match kind {
@@ -151,7 +156,7 @@ pub fn play(kind: Kind, dir: &Path, entry: &str) -> Playback {
         .arg(flag)
         .arg(dir)
         .arg(entry)
-        .args(["--seconds", &PLAY_SECONDS.to_string()])
+        .args(["--seconds", &seconds.to_string()])
         .args(["--timeout", &PLAY_TIMEOUT.as_secs().to_string()])
         .args(["--chromium", CHROMIUM])
         .stdin(Stdio::null())

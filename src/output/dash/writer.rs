@@ -122,9 +122,11 @@ impl DashWriter {
         let end = ((done.start + done.duration + offset) * ts).round() as u64;
         let text = {
             let mut g = self.state.lock();
-            if g.current_origin.is_some_and(|o| done.start + 1e-6 < o) {
-                // A rendition behind the others: its segment ends the Period the outage
-                // closed.
+            if g.current_origin
+                .is_some_and(|o| done.start + done.duration / 2.0 < o)
+            {
+                // A rendition behind the others: its segment (most of it) ends the Period
+                // the outage closed. (An audio segment on its grid may straddle the cut.)
                 let id = g.reps[index].id.clone();
                 late_segment(&mut g.earlier, &id, done);
                 return false;
@@ -212,6 +214,21 @@ impl DashWriter {
         if wall - planned <= self.segment_secs {
             return;
         }
+        // Segments already listed that lie (mostly) after the cut, such as an audio segment
+        // on its grid that straddles it, open the new Period.
+        let offset = FMP4_TIME_OFFSET.as_secs_f64();
+        let kept: Vec<Vec<model::Segment>> = g
+            .reps
+            .iter_mut()
+            .map(|r| {
+                let ts = f64::from(r.timescale.max(1));
+                let cut = ((done.start + offset) * ts).round() as u64;
+                let at = r
+                    .segments
+                    .partition_point(|s| s.start + s.duration / 2 < cut);
+                r.segments.split_off(at)
+            })
+            .collect();
         let closed = self.current_period(g, origin);
         let after = closed.end();
         log::info!(
@@ -222,8 +239,14 @@ impl DashWriter {
             wall.max(after)
         );
         g.earlier.push(closed);
-        g.reps.iter_mut().for_each(|r| r.segments.clear());
-        g.first_start.iter_mut().for_each(|f| *f = None);
+        let DashState {
+            reps, first_start, ..
+        } = &mut *g;
+        for ((rep, first), segments) in reps.iter_mut().zip(first_start.iter_mut()).zip(kept) {
+            let ts = f64::from(rep.timescale.max(1));
+            *first = segments.first().map(|s| s.start as f64 / ts - offset);
+            rep.segments = segments;
+        }
         g.period_id += 1;
         g.period_start = Some(wall.max(after));
         g.current_origin = Some(done.start);
@@ -264,7 +287,7 @@ impl DashWriter {
         let seg = self.segment_secs;
         let current = self.current_period(g, origin);
         let period_start = current.start;
-        let kind = match (live_start, self.live_window) {
+        let mut kind = match (live_start, self.live_window) {
             (Some(availability_start), Some(window)) => Kind::Dynamic {
                 availability_start,
                 publish_time: SystemTime::now(),
@@ -278,6 +301,16 @@ impl DashWriter {
         };
         let mut periods = g.earlier.clone();
         periods.push(current);
+        if matches!(kind, Kind::Static { .. }) {
+            // On demand there is no live edge to keep on the wall clock: the Periods follow
+            // one another without the gaps of the outages between them (a player would
+            // stall in a gap between Periods), and the duration is their sum.
+            for i in 1..periods.len() {
+                periods[i].start = periods[i - 1].end();
+            }
+            let total = periods.last().map_or(0.0, Period::end);
+            kind = Kind::Static { duration: total };
+        }
         Manifest {
             kind,
             periods,
