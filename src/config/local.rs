@@ -23,9 +23,18 @@ pub(crate) fn local_path(source: &str) -> Option<&str> {
     }
 }
 
+/// Where the local source (or a URL it opens) `source` really is, if inside `root`
+/// (canonical): [`local_path`], then [`confine`]; else why not.
+pub(crate) fn confine_source(root: &Path, source: &str) -> Result<PathBuf, String> {
+    let path = local_path(source).ok_or_else(|| {
+        format!("{source}: a protocol prefix other than file: is not a local file")
+    })?;
+    confine(root, path)
+}
+
 /// True for a name FFmpeg may read as a protocol before a `:` (letters, digits, `+`, `-`,
 /// `.`; no `/`).
-fn is_protocol_name(prefix: &str) -> bool {
+pub(crate) fn is_protocol_name(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix
             .bytes()

@@ -90,8 +90,7 @@ impl StreamConfig {
         self.deny_private |= deny_private;
         if let (Some(root), SourceKind::File) = (root, self.source_kind()) {
             let source = self.source.as_url().unwrap_or_default();
-            let path = local::local_path(source).ok_or("not a local path")?;
-            local::confine(root, path)?;
+            local::confine_source(root, source)?;
             self.local_root = Some(root.to_path_buf());
         }
         Ok(self)

@@ -64,13 +64,7 @@ pub(super) fn local_source(source: &str, root: Option<&Path>) -> Result<PathBuf>
     };
     let root =
         local::canonical_root(root).map_err(|why| Error::config("local_files_under", why))?;
-    let path = local::local_path(source).ok_or_else(|| {
-        Error::config(
-            "source",
-            format!("{source}: a protocol prefix other than file: is not a local file"),
-        )
-    })?;
-    local::confine(&root, path).map_err(|why| Error::config("source", why))?;
+    local::confine_source(&root, source).map_err(|why| Error::config("source", why))?;
     Ok(root)
 }
 

@@ -190,9 +190,9 @@ impl InputContext {
         }
         let pb = custom_io.as_ref().map_or(ptr::null_mut(), CustomIo::as_ptr);
         let c_url = url.map_or(ptr::null(), CStr::as_ptr);
-        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input). A guard becomes the context's opaque and its io_open wraps the context's own: the Arc outlives the context like the interrupt's.
         // A refusal FFmpeg only logs is recorded in this context's guard.
         let _call = GuardedCall::enter(guard.as_ref());
+        // SAFETY: raw is a fresh context; installing the callback before the open means the connect itself is cancellable. The Arc outlives the context (stored in Self, or held by this frame until avformat_open_input has freed the context on failure). A custom pb is set before the open, with AVFMT_FLAG_CUSTOM_IO, so FFmpeg never closes it (on failure either); it outlives the context (stored in Self, or handed back after the context is freed). A NULL url is allowed (custom input). A guard becomes the context's opaque and its io_open wraps the context's own: the Arc outlives the context like the interrupt's.
         let ret = unsafe {
             (*raw).interrupt_callback = sys::AVIOInterruptCB {
                 callback: Some(interrupt_callback),

@@ -71,10 +71,8 @@ impl VideoFilter {
         }
         link(last, sink)?;
         // SAFETY: the graph is ours and every filter in it is linked; a NULL log context is allowed.
-        check(
-            unsafe { sys::avfilter_graph_config(graph.ptr.as_ptr(), ptr::null_mut()) },
-            "avfilter_graph_config",
-        )?;
+        let ret = unsafe { sys::avfilter_graph_config(graph.ptr.as_ptr(), ptr::null_mut()) };
+        check(ret, "avfilter_graph_config")?;
         Ok(Self {
             src,
             sink,

@@ -75,7 +75,7 @@ impl Publisher {
         timescale: u32,
         stats: &StatsCell,
     ) {
-        let at = |file: &str| self.location(&in_rendition(name, file));
+        let at = |file: &str| self.location_of(name, file);
         if self.master.segment_done(index, codecs, stats) {
             self.emit_playlist(|| self.location(MASTER_PLAYLIST));
         }

@@ -143,11 +143,7 @@ fn protocols_of(url: &str) -> impl Iterator<Item = String> + '_ {
     let scheme = url
         .split_once(':')
         .map(|(s, _)| s)
-        .filter(|s| {
-            !s.is_empty()
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
-        })
+        .filter(|s| local::is_protocol_name(s))
         .unwrap_or("file");
     scheme.split('+').map(str::to_ascii_lowercase)
 }
@@ -161,12 +157,7 @@ fn local_guard(config: &StreamConfig) -> Option<Arc<OpenGuard>> {
             Some(inner) => (true, inner),
             None => (false, url),
         };
-        let Some(path) = local::local_path(inner) else {
-            return OpenVerdict::Refuse(
-                "a local source may open local files only, not another protocol".to_owned(),
-            );
-        };
-        match local::confine(&root, path) {
+        match local::confine_source(&root, inner) {
             // Opened as resolved: what was checked is what is opened.
             Ok(resolved) if !wrapper => match resolved.to_str() {
                 Some(p) => OpenVerdict::OpenInstead(format!("file:{p}")),

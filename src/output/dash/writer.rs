@@ -116,10 +116,6 @@ impl DashWriter {
         timescale: u32,
         stats: &StatsCell,
     ) -> bool {
-        let ts = f64::from(timescale.max(1));
-        let offset = FMP4_TIME_OFFSET.as_secs_f64();
-        let start = ((done.start + offset) * ts).round() as u64;
-        let end = ((done.start + done.duration + offset) * ts).round() as u64;
         let text = {
             let mut g = self.state.lock();
             if g.current_origin
@@ -138,12 +134,7 @@ impl DashWriter {
             let rep = &mut g.reps[index];
             codecs.clone_into(&mut rep.codecs);
             rep.timescale = timescale.max(1);
-            rep.segments.push(model::Segment {
-                number: done.file,
-                start,
-                duration: end.saturating_sub(start),
-                init: done.init,
-            });
+            rep.segments.push(listed(done, rep.timescale));
             if let Some(window) = self.live_window {
                 let extra = rep.segments.len().saturating_sub(window);
                 rep.segments.drain(..extra);
@@ -333,16 +324,22 @@ fn late_segment(earlier: &mut [Period], id: &str, done: &SegmentDone) {
     let Some(rep) = reps.into_iter().find(|r| r.id == id) else {
         return;
     };
-    let ts = f64::from(rep.timescale.max(1));
+    rep.segments.push(listed(done, rep.timescale));
+}
+
+/// A finished segment as the manifest lists it, in ticks of `timescale` (fMP4 media time:
+/// the output timeline plus [`FMP4_TIME_OFFSET`]).
+fn listed(done: &SegmentDone, timescale: u32) -> model::Segment {
+    let ts = f64::from(timescale.max(1));
     let offset = FMP4_TIME_OFFSET.as_secs_f64();
     let start = ((done.start + offset) * ts).round() as u64;
     let end = ((done.start + done.duration + offset) * ts).round() as u64;
-    rep.segments.push(model::Segment {
+    model::Segment {
         number: done.file,
         start,
         duration: end.saturating_sub(start),
         init: done.init,
-    });
+    }
 }
 
 /// Drops from the earlier runs' Periods what the HLS playlists no longer list: of each
