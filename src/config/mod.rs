@@ -3,8 +3,9 @@
 //! a [`GeneratedGraph`]), the ladder it writes ([`AbrProfile`] of [`VariantProfile`]s,
 //! [`VideoCodec`], [`Container`], [`PlaylistMode`] and the limits [`MAX_VARIANTS`],
 //! [`MAX_HEIGHT`], [`MAX_VIDEO_BITRATE`]), a hardware device to decode on ([`HwDevice`],
-//! [`HwKind`]), and how it recovers ([`RecoveryPolicy`], [`Reconnect`], [`Backoff`]) or a
-//! manager restarts it ([`RestartPolicy`]). Everything is validated when the config is
+//! [`HwKind`]), how it recovers ([`RecoveryPolicy`], [`Reconnect`], [`Backoff`]) or a
+//! manager restarts it ([`RestartPolicy`]), and what a live output does while its source is
+//! gone ([`InputLoss`], [`Filler`], [`FillPicture`], [`Slate`]). Everything is validated when the config is
 //! built, with an error naming the field.
 //!
 //! The types an application uses every day ([`StreamConfig`], [`StreamConfigBuilder`],
@@ -17,6 +18,7 @@ use std::time::Duration;
 mod codec;
 mod generated;
 mod hw;
+mod input_loss;
 mod input_options;
 mod ladder;
 pub(crate) mod local;
@@ -33,6 +35,7 @@ pub(crate) use validate::validate_name;
 pub(crate) use generated::is_allowed_filter;
 pub use generated::{GeneratedFilter, GeneratedGraph};
 pub use hw::{HwDevice, HwKind};
+pub use input_loss::{FillPicture, Filler, InputLoss, Slate};
 pub use ladder::{
     AbrProfile, Container, PlaylistMode, VariantProfile, VideoCodec, MAX_HEIGHT, MAX_VARIANTS,
     MAX_VIDEO_BITRATE,
@@ -77,6 +80,8 @@ pub struct StreamConfig {
     io_timeout: Duration,
     playlist_mode: PlaylistMode,
     recovery: RecoveryPolicy,
+    /// What a live output does while its source delivers no media.
+    input_loss: InputLoss,
     source_hint: Option<SourceHint>,
     /// Place in a manager's admission queue: higher first, equal ones first come first.
     priority: i32,
@@ -169,6 +174,7 @@ impl StreamConfig {
                 io_timeout: Duration::from_secs(5),
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
+                input_loss: InputLoss::default(),
                 source_hint: None,
                 priority: 0,
                 core_share: None,
@@ -317,6 +323,11 @@ impl StreamConfig {
         &self.recovery
     }
 
+    /// What a live output does while its source delivers no media (files are never filled).
+    pub fn input_loss(&self) -> &InputLoss {
+        &self.input_loss
+    }
+
     /// True when the source is reached over a network (anything with a `scheme://` other
     /// than `file:`), as opposed to a local file, a `lavfi:` graph, a device or a reader.
     pub fn is_network_source(&self) -> bool {
@@ -376,6 +387,7 @@ impl std::fmt::Debug for StreamConfig {
             .field("io_timeout", &self.io_timeout)
             .field("playlist_mode", &self.playlist_mode)
             .field("recovery", &self.recovery)
+            .field("input_loss", &self.input_loss)
             .field("sink", &self.sink);
         #[cfg(feature = "fault-injection")]
         d.field("faults", &self.faults);
@@ -431,6 +443,14 @@ impl StreamConfigBuilder {
     /// Sets the recovery policy (default: reconnect network sources, allow CPU fallback).
     pub fn recovery(mut self, policy: RecoveryPolicy) -> Self {
         self.config.recovery = policy;
+        self
+    }
+
+    /// Sets what a live output does while its source delivers no media (default:
+    /// [`InputLoss::Fill`] with the default [`Filler`]; [`InputLoss::Stop`] pauses the output
+    /// with its source and sends every source frame, none added or dropped).
+    pub fn input_loss(mut self, policy: InputLoss) -> Self {
+        self.config.input_loss = policy;
         self
     }
 
@@ -539,6 +559,7 @@ impl StreamConfigBuilder {
         validate::output_dir(&c.output_dir)?;
         c.profile.validate()?;
         c.recovery.validate()?;
+        c.input_loss.validate()?;
         if let Some(hw) = &c.hw_device {
             hw.validate()?;
         }

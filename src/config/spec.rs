@@ -22,8 +22,9 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::ladder::standard_rung;
 use super::{
-    AbrProfile, Backoff, Container, HwDevice, HwKind, PlaylistMode, Reconnect, RecoveryPolicy,
-    RestartPolicy, Source, StreamConfig, StreamConfigBuilder, VariantProfile, VideoCodec,
+    AbrProfile, Backoff, Container, Filler, HwDevice, HwKind, InputLoss, PlaylistMode, Reconnect,
+    RecoveryPolicy, RestartPolicy, Source, StreamConfig, StreamConfigBuilder, VariantProfile,
+    VideoCodec,
 };
 use crate::error::{Error, Result};
 use crate::serde_support::human_opt;
@@ -194,6 +195,42 @@ impl RestartSpec {
     }
 }
 
+/// The input-loss filler's fields (`"input_loss": {"after": "1s", "repeat_last": "2s",
+/// "then": "black"}`); a slate comes from code only (it would read a local file).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillSpec {
+    #[serde(default, deserialize_with = "human_opt")]
+    after: Option<Duration>,
+    #[serde(default, deserialize_with = "human_opt")]
+    repeat_last: Option<Duration>,
+    then: Option<String>,
+}
+
+/// `"stop"`, `"fill"` (the default filler) or the filler's fields.
+fn input_loss(spec: StrOrMap<FillSpec>) -> std::result::Result<InputLoss, String> {
+    let f = match spec {
+        StrOrMap::Str(s) if s == "stop" => return Ok(InputLoss::Stop),
+        StrOrMap::Str(s) if s == "fill" => return Ok(InputLoss::default()),
+        StrOrMap::Str(s) => {
+            let why = format!("{s:?} is neither \"stop\" nor \"fill\"");
+            return Err(Error::config("input_loss", why).to_string());
+        }
+        StrOrMap::Map(f) => f,
+    };
+    let mut filler = Filler::default();
+    filler.after = f.after.unwrap_or(filler.after);
+    filler.repeat_last = f.repeat_last.unwrap_or(filler.repeat_last);
+    match f.then.as_deref() {
+        None | Some("black") => {}
+        Some(other) => {
+            let why = format!("{other:?}: a file may only say \"black\" (a slate is set in code)");
+            return Err(Error::config("input_loss.then", why).to_string());
+        }
+    }
+    Ok(InputLoss::Fill(filler))
+}
+
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct HwFields {
@@ -239,6 +276,7 @@ struct ConfigSpec {
     io_timeout: Option<Duration>,
     playlist_mode: Option<PlaylistMode>,
     recovery: Option<RecoverySpec>,
+    input_loss: Option<StrOrMap<FillSpec>>,
     source_hint: Option<HintSpec>,
     sync_output: Option<bool>,
 }
@@ -275,6 +313,9 @@ impl ConfigSpec {
         }
         if let Some(r) = self.recovery {
             b = b.recovery(r.into_policy());
+        }
+        if let Some(l) = self.input_loss {
+            b = b.input_loss(input_loss(l)?);
         }
         if let Some(h) = self.source_hint {
             b = b.source_hint(h.width, h.height, h.frame_rate);

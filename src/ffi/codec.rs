@@ -278,6 +278,35 @@ impl CodecContext {
         }
     }
 
+    /// A frame of `nb_samples` of silence in this audio encoder's format, rate and layout.
+    pub fn silent_frame(&self, nb_samples: i32) -> Result<super::Frame, AvError> {
+        let mut f = super::Frame::new();
+        // SAFETY: the frame is fresh; format, rate, layout and count are set before the buffer allocation (what av_frame_get_buffer requires for audio), and av_samples_set_silence writes nb_samples of that format into the planes just allocated.
+        unsafe {
+            let raw = &mut *f.as_mut_ptr();
+            let c = self.ptr.as_ref();
+            raw.format = c.sample_fmt as i32;
+            raw.sample_rate = c.sample_rate;
+            raw.nb_samples = nb_samples;
+            check(
+                sys::av_channel_layout_copy(&mut raw.ch_layout, &c.ch_layout),
+                "av_channel_layout_copy",
+            )?;
+            check(sys::av_frame_get_buffer(raw, 0), "av_frame_get_buffer")?;
+            check(
+                sys::av_samples_set_silence(
+                    raw.extended_data,
+                    0,
+                    nb_samples,
+                    c.ch_layout.nb_channels,
+                    c.sample_fmt,
+                ),
+                "av_samples_set_silence",
+            )?;
+        }
+        Ok(f)
+    }
+
     pub(super) fn as_ptr(&self) -> *const sys::AVCodecContext {
         self.ptr.as_ptr()
     }

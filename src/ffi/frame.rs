@@ -226,6 +226,16 @@ impl Packet {
         unsafe { self.ptr.as_mut().duration = duration }
     }
 
+    /// Sets the presentation and decoding timestamps (in the packet's time base).
+    pub fn set_timestamps(&mut self, pts: i64, dts: i64) {
+        // SAFETY: writing plain fields of a packet we own.
+        unsafe {
+            let p = self.ptr.as_mut();
+            p.pts = pts;
+            p.dts = dts;
+        }
+    }
+
     /// Size of the payload in bytes.
     pub fn size(&self) -> usize {
         // SAFETY: reading a plain field of a valid packet.

@@ -21,6 +21,8 @@ const AAC_RATES: [i32; 9] = [
 pub(crate) struct AudioEncoder {
     pub bit_rate: u64,
     pub ctx: CodecContext,
+    /// One frame of silence as this encoder codes it (the input-loss filler repeats it).
+    pub silence: Packet,
 }
 
 pub(crate) struct AudioChain {
@@ -59,15 +61,24 @@ impl AudioChain {
         let encoders = distinct
             .into_iter()
             .map(|bit_rate| {
-                let ctx = CodecContext::open_audio_encoder(&AudioEncoderSettings {
+                let settings = AudioEncoderSettings {
                     codec: "aac".into(),
                     sample_rate,
                     channels: 2,
                     bit_rate: bit_rate as i64,
                     global_header,
+                };
+                let open = || {
+                    CodecContext::open_audio_encoder(&settings)
+                        .map_err(|e| encoder_error("aac", "audio", e))
+                };
+                let ctx = open()?;
+                let silence = silent_packet(open()?)?;
+                Ok(AudioEncoder {
+                    bit_rate,
+                    ctx,
+                    silence,
                 })
-                .map_err(|e| encoder_error("aac", "audio", e))?;
-                Ok(AudioEncoder { bit_rate, ctx })
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let frame_size = encoders[0].ctx.frame_size().max(1024);
@@ -106,6 +117,23 @@ impl AudioChain {
             let at = (pts_seconds * f64::from(enc.ctx.sample_rate())) as i64;
             self.next_pts = Some(self.next_pts.map_or(at, |n| n.max(at)));
         }
+    }
+
+    /// Each encoder as the live clock sees it (rate, frame size, its frame of silence).
+    pub fn clock_lanes(&self) -> Result<Vec<super::clock::AudioLane>, Error> {
+        let lane = |e: &AudioEncoder| {
+            let silence = e
+                .silence
+                .share()
+                .map_err(|err| Error::codec("packet reference", err))?;
+            let rate = e.ctx.sample_rate();
+            Ok(super::clock::AudioLane::new(
+                rate,
+                i64::from(self.frame_size),
+                silence,
+            ))
+        };
+        self.encoders.iter().map(lane).collect()
     }
 
     /// The index of the encoder for a bitrate.
@@ -280,4 +308,26 @@ impl AudioChain {
             }
         }
     }
+}
+
+/// One frame of silence coded by `twin` (an encoder set up like the one it stands in for, so
+/// the packet fits that encoder's stream): a packet from past the encoder's priming, its
+/// duration one frame.
+fn silent_packet(mut twin: CodecContext) -> Result<Packet, Error> {
+    let size = twin.frame_size().max(1024);
+    let codec_err = |e| Error::codec("aac encoder (silence)", e);
+    let mut last = None;
+    let mut packet = Packet::new();
+    for _ in 0..4 {
+        let frame = twin.silent_frame(size).map_err(codec_err)?;
+        twin.send_frame(Some(&frame)).map_err(codec_err)?;
+        while let Step::Ready(()) = twin.receive_packet(&mut packet).map_err(codec_err)? {
+            last = Some(std::mem::take(&mut packet));
+        }
+    }
+    let mut silence = last.ok_or_else(|| Error::Internal {
+        message: "the AAC encoder coded no packet from four frames of silence".into(),
+    })?;
+    silence.set_duration(i64::from(size));
+    Ok(silence)
 }

@@ -175,6 +175,16 @@ pub(crate) enum Reopened {
     OnCpu,
 }
 
+/// What the live output's clock tells the lifecycle from its own thread (the worker may be
+/// blocked reading or reconnecting meanwhile): the input-loss filler started (the stream is
+/// in `Error` while it plays) and media flows again (`Running`).
+pub(crate) trait InputWatch: Sync {
+    /// No media for the filler's delay: the filler plays; `why` is the stream's error.
+    fn input_lost(&self, why: Error);
+    /// Media flows again after the filler.
+    fn media_back(&self);
+}
+
 /// The lifecycle's side of the pipeline: it hears [`PipelineEvent`]s and owns the recovery
 /// policy (when to reconnect, how long to back off, whether to leave a hardware device).
 pub(crate) trait Supervisor {

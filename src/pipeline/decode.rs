@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::audio::AudioChain;
+use super::clock::Feed;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
 use super::errors::{hardware_error, invalid_input, stalled};
-use super::fanout::FanOut;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
 use super::upright::{Orientation, Upright};
@@ -30,8 +30,8 @@ pub(crate) struct DecodeLoop<'a> {
     config: &'a StreamConfig,
     signals: &'a Signals,
     stats: &'a StatsCell,
-    /// The queues to the renditions.
-    fan: &'a FanOut,
+    /// Where decoded pictures and audio go: the renditions, or a live output's clock.
+    feed: &'a Feed,
     timeline: Timeline,
     /// The end of a live source is an outage (the recovery reconnects) rather than the end.
     live_end_is_outage: bool,
@@ -66,7 +66,7 @@ impl<'a> DecodeLoop<'a> {
         config: &'a StreamConfig,
         signals: &'a Signals,
         stats: &'a StatsCell,
-        fan: &'a FanOut,
+        feed: &'a Feed,
         timeline: Timeline,
         live_end_is_outage: bool,
     ) -> Self {
@@ -74,7 +74,7 @@ impl<'a> DecodeLoop<'a> {
             config,
             signals,
             stats,
-            fan,
+            feed,
             timeline,
             live_end_is_outage,
             last_src_video: None,
@@ -407,10 +407,15 @@ impl<'a> DecodeLoop<'a> {
         }
         frame.set_pts(stamp.pts);
         frame.set_force_keyframe(stamp.starts_segment);
-        // Segment starts carry the wall clock of their packet's read; other frames need none.
-        let read_at = stamp.starts_segment.then(|| self.read_at.of(raw));
-        self.fan
-            .picture(&frame, stamp.starts_segment, read_at, self.signals)
+        // Segment starts carry the wall clock of their packet's read (a live clock wants it
+        // for every frame).
+        let read_at = &self.read_at;
+        self.feed.picture(
+            frame,
+            stamp.starts_segment,
+            || read_at.of(raw),
+            self.signals,
+        )
     }
 
     fn decode_audio(&mut self, audio: &mut AudioChain, pkt: Option<&Packet>) -> Result<(), Error> {
@@ -432,12 +437,12 @@ impl<'a> DecodeLoop<'a> {
 
     /// Hands an AAC packet to every rendition that carries that encoder's audio.
     fn route_audio(&self, encoder: usize, packet: Packet) -> Result<(), Error> {
-        self.fan.audio(encoder, packet, self.signals)
+        self.feed.audio(encoder, packet, self.signals)
     }
 
     /// Tells every rendition the stream is over (they drain and write their last segment).
     pub fn end_variants(&self, endlist: bool) -> Result<(), Error> {
-        self.fan.end(endlist, self.signals)
+        self.feed.end(endlist, self.signals)
     }
 }
 

@@ -20,6 +20,9 @@ pub(crate) enum RungMsg {
         frame: Frame,
         force_key: bool,
         read_at: Option<std::time::SystemTime>,
+        /// The same picture as the previous one (the live clock repeating it): a rung
+        /// sends its scaled copy again instead of scaling it again.
+        same_picture: bool,
     },
     /// An encoded AAC packet to mux beside the video (MPEG-TS), in its encoder's time base.
     Audio(Packet),
@@ -96,12 +99,13 @@ impl FanOut {
         (fan, inboxes)
     }
 
-    /// Hands every rung a reference to `frame`.
+    /// Hands every rung a reference to `frame` (`same_picture`: the previous picture again).
     pub fn picture(
         &self,
         frame: &Frame,
         force_key: bool,
         read_at: Option<std::time::SystemTime>,
+        same_picture: bool,
         signals: &Signals,
     ) -> Result<(), Error> {
         for tx in &self.rungs {
@@ -112,6 +116,7 @@ impl FanOut {
                 frame: shared,
                 force_key,
                 read_at,
+                same_picture,
             };
             send(tx, msg, signals)?;
         }
@@ -164,7 +169,7 @@ impl FanOut {
 }
 
 /// Blocking send with back-pressure, abandoned on abort or when the rendition is gone.
-fn send<T>(tx: &Sender<T>, mut msg: T, signals: &Signals) -> Result<(), Error> {
+pub(crate) fn send<T>(tx: &Sender<T>, mut msg: T, signals: &Signals) -> Result<(), Error> {
     loop {
         match tx.send_timeout(msg, Duration::from_millis(50)) {
             Ok(()) => return Ok(()),

@@ -4,6 +4,7 @@
 //! [`PipelineEvent`]s, and lets a [`Supervisor`] decide how to (re)connect the source.
 
 mod audio;
+mod clock;
 mod control;
 mod decode;
 mod errors;
@@ -15,10 +16,11 @@ mod reader;
 mod rendition;
 mod rung;
 mod session;
+mod slate;
 mod timeline;
 mod upright;
 
-pub(crate) use control::{Ending, PipelineEvent, Reopened, Signals, Supervisor};
+pub(crate) use control::{Ending, InputWatch, PipelineEvent, Reopened, Signals, Supervisor};
 pub(crate) use memory::stream_memory;
 pub(crate) use plan::planned_from_hint;
 pub(crate) use session::{Session, SourceOpener};
@@ -33,9 +35,11 @@ use crate::output::{
     self, audio_rendition, AudioGroup, DashWriter, DeleteInbox, MasterPlaylist, MeasuredBitrate,
     Media, MediaOutput, OutputStart, Publisher, Segmenter,
 };
+use crate::redact::redact_url;
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
+use clock::{ClockMsg, Feed, LiveClock};
 use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
@@ -78,6 +82,7 @@ pub(crate) fn run(
     signals: &Signals,
     stats: &StatsCell,
     supervisor: &mut dyn Supervisor,
+    watch: &dyn InputWatch,
     output_events: Option<crossbeam_channel::Sender<crate::hooks::HookMsg>>,
 ) -> Result<Ending, Error> {
     let mut opener = SourceOpener::new(config, signals);
@@ -95,6 +100,12 @@ pub(crate) fn run(
             .source_duration_us
             .store(known, std::sync::atomic::Ordering::Relaxed);
     }
+    // A live output's filler: its slate decoded before any output is touched.
+    let filler = config.input_loss().filler().filter(|_| session.live);
+    let slate = match filler.map(|f| &f.then) {
+        Some(crate::config::FillPicture::Slate(s)) => Some(slate::decode_still(s.bytes())?),
+        _ => None,
+    };
     let plan = plan::plan(config, &session.video);
     let planned = plan::summary(&session.video, session.audio.is_some(), &plan);
     supervisor.report(PipelineEvent::Planned(planned));
@@ -110,9 +121,32 @@ pub(crate) fn run(
     );
     let outcome = std::thread::scope(|scope| {
         let (fan, handles) = spawn_renditions(scope, config, opened, signals, stats, &publisher)?;
+        let (feed, clock) = match filler {
+            Some(f) => {
+                let lanes = audio
+                    .as_ref()
+                    .map_or(Ok(Vec::new()), AudioChain::clock_lanes)?;
+                let names = (
+                    config.id().to_owned(),
+                    redact_url(config.source()).into_owned(),
+                );
+                let clock = LiveClock::new(
+                    fan,
+                    f.clone(),
+                    slate,
+                    timeline.clock_timing(),
+                    lanes,
+                    (signals, stats, watch),
+                    names,
+                );
+                let (tx, handle) = spawn_clock(scope, config, clock)?;
+                (Feed::Clocked(tx), Some(handle))
+            }
+            None => (Feed::Direct(fan), None),
+        };
         let live_end_is_outage = supervisor.reconnects_live_end();
         let mut decode =
-            DecodeLoop::new(config, signals, stats, &fan, timeline, live_end_is_outage);
+            DecodeLoop::new(config, signals, stats, &feed, timeline, live_end_is_outage);
         let read = decode_with_recovery(&mut decode, session, &mut opener, supervisor, &mut audio);
         let mut finish = |endlist: bool| {
             if let Some(a) = audio.as_mut() {
@@ -128,7 +162,8 @@ pub(crate) fn run(
             Err(e) => Err(e),
         };
         drop(decode);
-        drop(fan);
+        drop(feed);
+        let told = with_clock(told, clock.map(join_clock));
         let joined = handles.into_iter().map(join_rendition);
         let variants = joined
             .map(|r| r.map_err(|e| cut_by_abort(e, signals)))
@@ -468,6 +503,49 @@ fn decode_with_recovery(
             _ => decode.continue_after_outage(audio.as_mut()),
         }
         session = next;
+    }
+}
+
+/// Messages queued for the live clock before the decoder waits (pictures and AAC packets).
+const CLOCK_QUEUE: usize = 32;
+
+type ClockHandle<'scope> = ScopedJoinHandle<'scope, Result<(), Error>>;
+
+/// Starts the live clock's thread (`sv-<stream>-clock`) and returns its queue.
+fn spawn_clock<'scope, 'env>(
+    scope: &'scope Scope<'scope, 'env>,
+    config: &StreamConfig,
+    clock: LiveClock<'env>,
+) -> Result<(crossbeam_channel::Sender<ClockMsg>, ClockHandle<'scope>), Error> {
+    let (tx, rx) = crossbeam_channel::bounded(CLOCK_QUEUE);
+    let spawned = std::thread::Builder::new()
+        .name(format!("sv-{}-clock", config.id()))
+        .spawn_scoped(scope, move || clock.run(rx));
+    match spawned {
+        Ok(h) => Ok((tx, h)),
+        Err(e) => Err(Error::Internal {
+            message: format!("spawning the live clock's thread: {e}"),
+        }),
+    }
+}
+
+fn join_clock(h: ClockHandle<'_>) -> Result<(), Error> {
+    h.join().unwrap_or_else(|p| {
+        Err(Error::Panicked {
+            message: crate::panic::panic_message(&*p),
+        })
+    })
+}
+
+/// The decode loop's result with the live clock's: the clock's own failure is the root
+/// cause of the `Aborted` the decode loop saw when the clock hung up.
+fn with_clock(
+    told: Result<Ending, Error>,
+    clock: Option<Result<(), Error>>,
+) -> Result<Ending, Error> {
+    match clock {
+        Some(Err(e)) if !matches!(e, Error::Aborted { .. }) => Err(e),
+        _ => told,
     }
 }
 

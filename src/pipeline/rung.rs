@@ -110,13 +110,14 @@ impl RungWorker {
                     frame,
                     force_key,
                     read_at,
+                    same_picture,
                 } => {
                     if let Some(wall) = read_at {
                         let pts = frame.pts() as f64 * self.video_tb.as_f64();
                         self.rung.segmenter.mark_capture(pts, wall);
                         publisher.mark_capture(pts, wall);
                     }
-                    self.video(frame, force_key, stats, publisher)?
+                    self.video(frame, force_key, same_picture, stats, publisher)?
                 }
                 RungMsg::Audio(pkt) => self.queue_audio(pkt)?,
                 RungMsg::End { endlist } => break endlist,
@@ -167,6 +168,7 @@ impl RungWorker {
         &mut self,
         frame: Frame,
         force_key: bool,
+        same_picture: bool,
         stats: &StatsCell,
         publisher: &Publisher,
     ) -> Result<(), Error> {
@@ -200,8 +202,11 @@ impl RungWorker {
         let sent = if passthrough {
             self.rung.encoder.send_frame(Some(&frame))
         } else {
-            self.scale(&frame)
-                .map_err(|e| Error::codec(format!("variant {} scaler", self.rung.name), e))?;
+            // A repeated picture (the live clock's filler) is scaled once.
+            if !(same_picture && self.scaled.is_some()) {
+                self.scale(&frame)
+                    .map_err(|e| Error::codec(format!("variant {} scaler", self.rung.name), e))?;
+            }
             let scaled = self.scaled.as_mut().expect("scale() allocates it");
             scaled.set_pts(pts);
             scaled.set_force_keyframe(force_key);

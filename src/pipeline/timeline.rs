@@ -38,10 +38,45 @@ pub(crate) struct Stamp {
     pub media_us: u64,
 }
 
+/// Segment boundaries every segment duration from the first frame: the first frame at or
+/// past one starts a segment (a keyframe in every rung).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SegmentGrid {
+    segment_ticks: i64,
+    next_boundary: Option<i64>,
+}
+
+impl SegmentGrid {
+    /// A grid of `segment_ticks` (at least one tick).
+    pub fn new(segment_ticks: i64) -> Self {
+        Self {
+            segment_ticks: segment_ticks.max(1),
+            next_boundary: None,
+        }
+    }
+
+    /// Whether the frame at `pts` (frames in increasing order) starts a segment.
+    pub fn starts(&mut self, pts: i64) -> bool {
+        let seg = self.segment_ticks;
+        match self.next_boundary {
+            None => {
+                self.next_boundary = Some(pts + seg);
+                true
+            }
+            Some(boundary) if pts >= boundary => {
+                let base = boundary - seg;
+                self.next_boundary = Some(base + ((pts - base) / seg + 1) * seg);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Timeline {
     time_base: Rational,
-    segment_ticks: i64,
+    grid: SegmentGrid,
     frame_ticks: i64,
     jump_ticks: i64,
     /// Added to the current source's (rescaled) timestamps to continue the timeline.
@@ -49,7 +84,6 @@ pub(crate) struct Timeline {
     /// The next frame starts a new piece of timeline (after a restart).
     restart_pending: bool,
     first_pts: Option<i64>,
-    next_boundary: i64,
     last_pts: Option<i64>,
 }
 
@@ -61,14 +95,23 @@ impl Timeline {
         let frame_us = (1e6 / frame_rate.max(1.0)).round() as i64;
         Self {
             time_base,
-            segment_ticks: rescale(segment.as_micros() as i64, us, time_base).max(1),
+            grid: SegmentGrid::new(rescale(segment.as_micros() as i64, us, time_base)),
             frame_ticks: rescale(frame_us, us, time_base).max(1),
             jump_ticks: rescale(jump.as_micros() as i64, us, time_base).max(1),
             offset: 0,
             restart_pending: false,
             first_pts: None,
-            next_boundary: 0,
             last_pts: None,
+        }
+    }
+
+    /// The timing a live clock works in: this timeline's time base, frame interval and
+    /// segment length.
+    pub fn clock_timing(&self) -> super::clock::ClockTiming {
+        super::clock::ClockTiming {
+            time_base: self.time_base,
+            frame_ticks: self.frame_ticks,
+            segment_ticks: self.grid.segment_ticks,
         }
     }
 
@@ -107,20 +150,10 @@ impl Timeline {
                 repaired = !self.restart_pending;
             }
         }
-        let first_frame = self.last_pts.is_none();
         self.restart_pending = false;
         self.last_pts = Some(pts);
         let first = *self.first_pts.get_or_insert(pts);
-        let starts_segment = first_frame || pts >= self.next_boundary;
-        if starts_segment {
-            let base = if first_frame {
-                pts
-            } else {
-                self.next_boundary - self.segment_ticks
-            };
-            let k = (pts - base).max(0) / self.segment_ticks + 1;
-            self.next_boundary = base + k * self.segment_ticks;
-        }
+        let starts_segment = self.grid.starts(pts);
         let media = rescale(
             pts - first + self.frame_ticks,
             self.time_base,

@@ -15,7 +15,7 @@ use super::recovery::Recovery;
 use crate::config::StreamConfig;
 use crate::error::Error;
 use crate::hooks::StateEvent;
-use crate::pipeline::{self, Ending, Signals};
+use crate::pipeline::{self, Ending, InputWatch, Signals};
 use crate::state::{StateSet, StreamState};
 use crate::stats::{OutageLog, PlannedLadder, StatsCell, StreamStats};
 
@@ -100,12 +100,18 @@ impl Lifecycle {
     /// Moves to `to` unless the stream is already terminal (or already there). Once
     /// `Stopping`, only a terminal state may follow. A terminal event waits for room in a
     /// full hook queue as [`TerminalSend::Wait`] says.
-    pub fn transition(&self, to: StreamState, error: Option<Error>) {
-        self.transition_with(to, error, TerminalSend::Wait);
+    /// True when the state moved.
+    pub fn transition(&self, to: StreamState, error: Option<Error>) -> bool {
+        self.transition_with(to, error, TerminalSend::Wait)
     }
 
     /// [`transition`](Self::transition), saying whether a terminal event may wait for room.
-    pub fn transition_with(&self, to: StreamState, error: Option<Error>, send: TerminalSend) {
+    pub fn transition_with(
+        &self,
+        to: StreamState,
+        error: Option<Error>,
+        send: TerminalSend,
+    ) -> bool {
         let now = Instant::now();
         let (from, terminal_event) = {
             let mut s = self.record.lock();
@@ -114,7 +120,7 @@ impl Lifecycle {
                 || from == to
                 || (from == StreamState::Stopping && !to.is_terminal())
             {
-                return;
+                return false;
             }
             let spent = now - s.since;
             s.time_in[from.index()] += spent;
@@ -176,6 +182,7 @@ impl Lifecycle {
         if let Some((tx, ev)) = terminal_event {
             self.send_terminal(&tx, ev, send);
         }
+        true
     }
 
     /// Queues the terminal event for the hook thread (which exits after it) when the queue
@@ -258,6 +265,22 @@ impl Lifecycle {
     }
 }
 
+/// The live output's clock reports the input-loss filler here: `Error` while it plays (an
+/// outage, counted like any), `Running` when media is back (a recovery, counted once: a
+/// reconnect that brought it back may report it first).
+impl InputWatch for Lifecycle {
+    fn input_lost(&self, why: Error) {
+        self.stats.errors.fetch_add(1, Relaxed);
+        self.transition(StreamState::Error, Some(why));
+    }
+
+    fn media_back(&self) {
+        if self.transition(StreamState::Running, None) {
+            self.stats.recoveries.fetch_add(1, Relaxed);
+        }
+    }
+}
+
 /// The stream's main thread: runs the pipeline under `catch_unwind` and records the end.
 pub(super) fn run_worker(lifecycle: &Lifecycle) {
     let _cpu = lifecycle.stats.track_this_thread();
@@ -273,6 +296,7 @@ pub(super) fn run_worker(lifecycle: &Lifecycle) {
             &lifecycle.signals,
             &lifecycle.stats,
             &mut recovery,
+            lifecycle,
             output_events,
         )
     }));

@@ -171,12 +171,15 @@ impl Supervisor for Recovery<'_> {
     fn report(&mut self, event: PipelineEvent) {
         match event {
             PipelineEvent::Running => {
-                if std::mem::take(&mut self.recovering) {
+                let recovering = std::mem::take(&mut self.recovering);
+                // The live clock may have reported media back (and counted it) first.
+                if self.lifecycle.transition(StreamState::Running, None) && recovering {
                     self.lifecycle.stats.recoveries.fetch_add(1, Relaxed);
                 }
-                self.lifecycle.transition(StreamState::Running, None);
             }
-            PipelineEvent::Draining => self.lifecycle.transition(StreamState::Stopping, None),
+            PipelineEvent::Draining => {
+                self.lifecycle.transition(StreamState::Stopping, None);
+            }
             PipelineEvent::Planned(ladder) => *self.lifecycle.planned.lock() = Some(ladder),
         }
     }

@@ -1,12 +1,17 @@
 //! What a stream has done: [`StreamStats`] (a snapshot from
 //! [`Stream::stats`](crate::Stream::stats), a [`StatsEvent`](crate::StatsEvent) or the final
-//! [`StreamReport`](crate::StreamReport)), with each rung's [`VariantStats`] and each source
-//! [`Outage`]; and the [`PlannedLadder`] of [`PlannedRung`]s that runs on the source once it
+//! [`StreamReport`](crate::StreamReport)), with each rung's [`VariantStats`], each source
+//! [`Outage`] and a live output's clock ([`LiveClockStats`]); and the [`PlannedLadder`] of [`PlannedRung`]s that runs on the source once it
 //! is opened. [`StreamStats`] is also at the crate root.
 
 // Inside: the counters the media threads bump (atomics, no locks on the frame path) and
 // the snapshots built from them. Rates are derived in the snapshot and never divide by
 // zero.
+
+mod clock;
+
+pub(crate) use clock::ClockCounters;
+pub use clock::LiveClockStats;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -44,6 +49,8 @@ pub(crate) struct StatsCell {
     pub deletes_refused: AtomicU64,
     /// Expired files left in the store for good.
     pub deletes_given_up: AtomicU64,
+    /// The live output's clock (input-loss filler, wall-clock tracking).
+    pub clock: ClockCounters,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     /// The audio-only renditions (fMP4); `frames_out` counts AAC frames.
     audio_renditions: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
@@ -107,6 +114,7 @@ impl Default for StatsCell {
             hardware_fallbacks: AtomicU64::new(0),
             deletes_refused: AtomicU64::new(0),
             deletes_given_up: AtomicU64::new(0),
+            clock: ClockCounters::default(),
             variants: Mutex::new(Vec::new()),
             audio_renditions: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
@@ -232,6 +240,7 @@ impl StatsCell {
             outages: Vec::new(),
             outage_count: 0,
             outage_time: Duration::ZERO,
+            live_clock: self.clock.snapshot(),
             variants,
             audio_renditions,
         }
@@ -459,6 +468,9 @@ pub struct StreamStats {
         serde(serialize_with = "crate::serde_support::secs")
     )]
     pub outage_time: Duration,
+    /// A live output's clock: the input-loss filler and the frames dropped or repeated to
+    /// stay on the wall clock.
+    pub live_clock: LiveClockStats,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
     /// The audio-only renditions' figures (fMP4: `audio-<kbps>k`), `frames_out` counting

@@ -1,0 +1,642 @@
+//! The live output's clock (`sv-<id>-clock`): between the decode loop and the renditions of
+//! a live stream with an input-loss filler. It owns the output's timestamps and segment
+//! boundaries, so that the output keeps going on the wall clock whatever the source does:
+//!
+//! - **Filler.** When no frame has come for the filler's delay (the worker is blocked
+//!   reading or reconnecting meanwhile), it sends filler in real time: the last frame
+//!   repeated, then black or the slate, with a frame of silence per AAC frame on every
+//!   audio encoder. The segment grid goes on, so segments are cut as before and nothing is
+//!   marked discontinuous. The next real frame follows at the next frame slot.
+//! - **Wall clock.** The output's media time tracks the wall clock from the run's first
+//!   frame: when it has been more than a threshold off for a whole window, one frame is
+//!   dropped (source ahead) or repeated (source behind), one per second at most; the audio
+//!   follows by silence inserted into holes and packets trimmed where they overlap.
+//!
+//! Every timestamp it sends is `worker timestamp + offset`; the offset moves only when the
+//! filler ends and when a frame is dropped or repeated.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::control::{InputWatch, Signals};
+use super::fanout::{send, FanOut};
+use super::slate::fill_picture;
+use super::timeline::SegmentGrid;
+use crate::config::Filler;
+use crate::error::Error;
+use crate::ffi::{rescale, Frame, Packet, Rational};
+use crate::stats::StatsCell;
+
+/// What the decode loop sends the clock.
+pub(crate) enum ClockMsg {
+    /// A decoded, upright picture with its pts on the worker's timeline, and when its
+    /// packet was read.
+    Picture { frame: Frame, read_at: SystemTime },
+    /// An AAC packet of encoder `encoder`, on the worker's timeline.
+    Audio { encoder: usize, packet: Packet },
+    /// The source is done.
+    End { endlist: bool },
+}
+
+/// Where the decode loop's output goes: straight to the renditions, or through the clock.
+pub(crate) enum Feed {
+    Direct(FanOut),
+    Clocked(Sender<ClockMsg>),
+}
+
+impl Feed {
+    /// A picture on the worker's timeline; `read_at` is asked only when it is needed.
+    pub fn picture(
+        &self,
+        frame: Frame,
+        starts_segment: bool,
+        read_at: impl FnOnce() -> SystemTime,
+        signals: &Signals,
+    ) -> Result<(), Error> {
+        match self {
+            Feed::Direct(fan) => {
+                let read_at = starts_segment.then(read_at);
+                fan.picture(&frame, starts_segment, read_at, false, signals)
+            }
+            Feed::Clocked(tx) => {
+                let msg = ClockMsg::Picture {
+                    frame,
+                    read_at: read_at(),
+                };
+                send(tx, msg, signals)
+            }
+        }
+    }
+
+    /// An AAC packet of encoder `encoder`.
+    pub fn audio(&self, encoder: usize, packet: Packet, signals: &Signals) -> Result<(), Error> {
+        match self {
+            Feed::Direct(fan) => fan.audio(encoder, packet, signals),
+            Feed::Clocked(tx) => send(tx, ClockMsg::Audio { encoder, packet }, signals),
+        }
+    }
+
+    /// The source is done.
+    pub fn end(&self, endlist: bool, signals: &Signals) -> Result<(), Error> {
+        match self {
+            Feed::Direct(fan) => fan.end(endlist, signals),
+            Feed::Clocked(tx) => send(tx, ClockMsg::End { endlist }, signals),
+        }
+    }
+}
+
+/// The timing the clock works in: the output timeline's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClockTiming {
+    pub time_base: Rational,
+    pub frame_ticks: i64,
+    pub segment_ticks: i64,
+}
+
+/// One audio encoder as the clock sees it: its rate, its frame of silence, and where what
+/// was sent of it ends.
+pub(crate) struct AudioLane {
+    rate: i32,
+    frame: i64,
+    silence: Packet,
+    end: Option<i64>,
+}
+
+impl AudioLane {
+    /// An encoder at `rate` Hz whose frames are `frame` samples, with its coded `silence`.
+    pub fn new(rate: i32, frame: i64, silence: Packet) -> Self {
+        Self {
+            rate: rate.max(1),
+            frame: frame.max(1),
+            silence,
+            end: None,
+        }
+    }
+}
+
+/// The last real frame: the picture, when it came, where it went out, when it was read.
+struct LastReal {
+    frame: Frame,
+    came: Instant,
+    out: i64,
+    read_at: SystemTime,
+}
+
+/// What the previous picture sent was (a rung scales a repeated picture once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Nothing,
+    Real,
+    Fill,
+}
+
+/// The filler while it plays.
+struct Filling {
+    since: Instant,
+    /// Black or the slate in the last frame's geometry, made when first shown.
+    picture: Option<Frame>,
+    /// Real audio that came while the filler played: its offset is known only with the
+    /// first real frame after it.
+    held_audio: VecDeque<(usize, Packet)>,
+}
+
+/// Audio packets held while the filler plays (about 20 s of AAC at 48 kHz); older ones go.
+const HELD_AUDIO: usize = 1024;
+
+/// The clock's thread state.
+pub(crate) struct LiveClock<'a> {
+    fan: FanOut,
+    filler: Filler,
+    slate: Option<Frame>,
+    timing: ClockTiming,
+    grid: SegmentGrid,
+    signals: &'a Signals,
+    stats: &'a StatsCell,
+    watch: &'a dyn InputWatch,
+    /// The stream's id, for log lines.
+    id: String,
+    /// The source's URL (redacted), for the error the filler reports.
+    source: String,
+    offset: i64,
+    first_out: Option<i64>,
+    last_out: Option<i64>,
+    real: Option<LastReal>,
+    filling: Option<Filling>,
+    shown: Shown,
+    lanes: Vec<AudioLane>,
+    drift: Drift,
+}
+
+impl<'a> LiveClock<'a> {
+    /// A clock feeding `fan`, filling with `filler` (and its decoded `slate`), in `timing`,
+    /// with a lane per audio encoder; stream `id` reading `source` (redacted).
+    pub fn new(
+        fan: FanOut,
+        filler: Filler,
+        slate: Option<Frame>,
+        timing: ClockTiming,
+        lanes: Vec<AudioLane>,
+        (signals, stats, watch): (&'a Signals, &'a StatsCell, &'a dyn InputWatch),
+        (id, source): (String, String),
+    ) -> Self {
+        let segment = timing.segment_ticks as f64 * timing.time_base.as_f64();
+        let frame = timing.frame_ticks as f64 * timing.time_base.as_f64();
+        Self {
+            fan,
+            filler,
+            slate,
+            timing,
+            grid: SegmentGrid::new(timing.segment_ticks),
+            signals,
+            stats,
+            watch,
+            id,
+            source,
+            offset: 0,
+            first_out: None,
+            last_out: None,
+            real: None,
+            filling: None,
+            shown: Shown::Nothing,
+            lanes,
+            drift: Drift::new((segment / 2.0).clamp(2.0 * frame, 1.0)),
+        }
+    }
+
+    /// Runs until the decode loop's `End` (told to every rendition) or until it hangs up
+    /// without one (it is failing or aborting: `Aborted`, its own error explains).
+    pub fn run(mut self, rx: Receiver<ClockMsg>) -> Result<(), Error> {
+        let _cpu = self.stats.track_this_thread();
+        loop {
+            if self.signals.abort_requested() {
+                return Err(Error::aborted());
+            }
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait.min(Duration::from_millis(200))) {
+                Ok(ClockMsg::Picture { frame, read_at }) => {
+                    let backlog = rx.len();
+                    self.real_picture(frame, read_at, backlog)?;
+                }
+                Ok(ClockMsg::Audio { encoder, packet }) => self.real_audio(encoder, packet)?,
+                Ok(ClockMsg::End { endlist }) => {
+                    self.end_fill(false);
+                    return self.fan.end(endlist, self.signals);
+                }
+                Err(RecvTimeoutError::Timeout) => self.fill_due()?,
+                Err(RecvTimeoutError::Disconnected) => return Err(Error::aborted()),
+            }
+        }
+    }
+
+    fn tb(&self) -> f64 {
+        self.timing.time_base.as_f64()
+    }
+
+    /// When the clock next has something to do on its own: the filler's start, or its next
+    /// frame.
+    fn next_deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(1);
+        let Some(real) = &self.real else {
+            return far;
+        };
+        match (&self.filling, self.last_out) {
+            (Some(_), Some(last)) => self.due(last + self.timing.frame_ticks),
+            _ => real.came + self.filler.after,
+        }
+    }
+
+    /// When the frame slot at output `pts` is due on the wall clock: the last real frame's
+    /// arrival plus the media time since it.
+    fn due(&self, pts: i64) -> Instant {
+        let Some(real) = &self.real else {
+            return Instant::now();
+        };
+        let ahead = (pts - real.out).max(0) as f64 * self.tb();
+        real.came + Duration::from_secs_f64(ahead)
+    }
+
+    /// A real picture: out at the next slot after the filler, else at its own time plus
+    /// the offset, with a drop or a repeat when the wall clock says so. `backlog`: messages
+    /// waiting behind it (the clock is behind itself: no wall-clock reading then).
+    fn real_picture(
+        &mut self,
+        frame: Frame,
+        read_at: SystemTime,
+        backlog: usize,
+    ) -> Result<(), Error> {
+        let now = Instant::now();
+        let ft = self.timing.frame_ticks;
+        let worker_pts = frame.pts();
+        let resuming = self.filling.is_some();
+        let out = match self.last_out {
+            Some(last) if resuming => last + ft,
+            // Never behind what was sent (a repeat moved the timeline on).
+            Some(last) => (worker_pts + self.offset).max(last + 1),
+            None => worker_pts,
+        };
+        self.offset = out - worker_pts;
+        let held = if resuming {
+            self.end_fill(true)
+        } else {
+            VecDeque::new()
+        };
+        let fix = if resuming || backlog > 2 {
+            Fix::None
+        } else {
+            self.drift.observe(out, now, self.tb())
+        };
+        match fix {
+            Fix::Drop => {
+                self.stats.clock.dropped.fetch_add(1, Relaxed);
+                self.offset -= ft;
+            }
+            Fix::None | Fix::Repeat => {
+                self.emit(&frame, out, read_at, false)?;
+                self.shown = Shown::Real;
+            }
+        }
+        if fix == Fix::Repeat {
+            self.stats.clock.repeated.fetch_add(1, Relaxed);
+            self.offset += ft;
+            let at = read_at + secs(ft as f64 * self.tb());
+            self.emit(&frame, out + ft, at, true)?;
+        }
+        let out = if fix == Fix::Repeat { out + ft } else { out };
+        self.real = Some(LastReal {
+            frame,
+            came: now,
+            out,
+            read_at,
+        });
+        for (encoder, packet) in held {
+            self.real_audio(encoder, packet)?;
+        }
+        Ok(())
+    }
+
+    /// A real AAC packet: held while the filler plays, else moved by the offset; a hole of a
+    /// frame or more before it is filled with silence, and a packet that overlaps what was
+    /// sent is dropped.
+    fn real_audio(&mut self, encoder: usize, mut packet: Packet) -> Result<(), Error> {
+        if let Some(f) = &mut self.filling {
+            if f.held_audio.len() >= HELD_AUDIO {
+                f.held_audio.pop_front();
+            }
+            f.held_audio.push_back((encoder, packet));
+            return Ok(());
+        }
+        let tb = self.timing.time_base;
+        let Some(lane) = self.lanes.get_mut(encoder) else {
+            return self.fan.audio(encoder, packet, self.signals);
+        };
+        let mut pts = packet.pts() + rescale(self.offset, tb, Rational::new(1, lane.rate));
+        if let Some(end) = lane.end {
+            if pts + lane.frame / 2 < end {
+                self.stats.clock.audio_trimmed.fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            silence_until(lane, encoder, pts, &self.fan, self.signals, self.stats)?;
+            pts = pts.max(lane.end.unwrap_or(pts));
+        }
+        packet.set_timestamps(pts, pts);
+        let duration = if packet.duration() > 0 {
+            packet.duration()
+        } else {
+            lane.frame
+        };
+        lane.end = Some(pts + duration);
+        self.fan.audio(encoder, packet, self.signals)
+    }
+
+    /// Fills every frame slot due by now (starting the filler once the delay has passed
+    /// without a frame).
+    fn fill_due(&mut self) -> Result<(), Error> {
+        let Some(real) = &self.real else {
+            return Ok(()); // nothing to fill before the first frame
+        };
+        let now = Instant::now();
+        if self.filling.is_none() {
+            if now < real.came + self.filler.after {
+                return Ok(());
+            }
+            self.start_fill(now);
+        }
+        while let Some(last) = self.last_out {
+            let next = last + self.timing.frame_ticks;
+            if self.due(next) > now {
+                break;
+            }
+            if self.signals.abort_requested() {
+                return Err(Error::aborted());
+            }
+            self.fill_frame(next)?;
+        }
+        Ok(())
+    }
+
+    fn start_fill(&mut self, now: Instant) {
+        self.filling = Some(Filling {
+            since: now,
+            picture: None,
+            held_audio: VecDeque::new(),
+        });
+        let clock = &self.stats.clock;
+        clock.filling.store(true, Relaxed);
+        clock.fills.fetch_add(1, Relaxed);
+        log::warn!(
+            "stream {}: no media for {:?}; the input-loss filler plays",
+            self.id,
+            self.filler.after
+        );
+        self.watch.input_lost(Error::SourceStalled {
+            url: self.source.clone(),
+            timeout: self.filler.after,
+        });
+    }
+
+    /// The filler ends (media is back, or the stream ends): the audio it held.
+    fn end_fill(&mut self, media_back: bool) -> VecDeque<(usize, Packet)> {
+        let Some(f) = self.filling.take() else {
+            return VecDeque::new();
+        };
+        self.stats.clock.filling.store(false, Relaxed);
+        log::info!(
+            "stream {}: media is back after {:.1} s of filler",
+            self.id,
+            f.since.elapsed().as_secs_f64()
+        );
+        if media_back {
+            self.watch.media_back();
+        }
+        f.held_audio
+    }
+
+    /// One filler frame at output `pts`: the last frame while it is recent enough, then
+    /// black or the slate; silence on every audio encoder up to its end.
+    fn fill_frame(&mut self, pts: i64) -> Result<(), Error> {
+        let Some(real) = &self.real else {
+            return Ok(());
+        };
+        let since_real = (pts - real.out) as f64 * self.tb();
+        let read_at = real.read_at + secs(since_real);
+        let (picture, shown) = if since_real < self.filler.repeat_last.as_secs_f64() {
+            (share(&real.frame)?, Shown::Real)
+        } else {
+            (self.fill_picture()?, Shown::Fill)
+        };
+        self.emit(&picture, pts, read_at, shown == self.shown)?;
+        self.shown = shown;
+        let clock = &self.stats.clock;
+        clock.filler_frames.fetch_add(1, Relaxed);
+        let frame_us = (self.timing.frame_ticks as f64 * self.tb() * 1e6) as u64;
+        clock.filled_us.fetch_add(frame_us, Relaxed);
+        let end = pts + self.timing.frame_ticks;
+        for (encoder, lane) in self.lanes.iter_mut().enumerate() {
+            let until = rescale(end, self.timing.time_base, Rational::new(1, lane.rate));
+            silence_until(lane, encoder, until, &self.fan, self.signals, self.stats)?;
+        }
+        Ok(())
+    }
+
+    /// Black or the slate in the last frame's geometry, made once per outage.
+    fn fill_picture(&mut self) -> Result<Frame, Error> {
+        let (Some(f), Some(real)) = (&mut self.filling, &self.real) else {
+            return Err(Error::Internal {
+                message: "filler picture asked outside an outage".into(),
+            });
+        };
+        if f.picture.is_none() {
+            let made = fill_picture(&self.filler.then, self.slate.as_ref(), &real.frame)?;
+            f.picture = Some(made);
+        }
+        share(f.picture.as_ref().expect("made above"))
+    }
+
+    /// Sends a picture at output `pts`: the segment grid decides whether it is a keyframe
+    /// (and then its read time is the segment's program date-time).
+    fn emit(
+        &mut self,
+        frame: &Frame,
+        pts: i64,
+        read_at: SystemTime,
+        same_picture: bool,
+    ) -> Result<(), Error> {
+        let mut f = share(frame)?;
+        f.set_pts(pts);
+        let starts = self.grid.starts(pts);
+        f.set_force_keyframe(starts);
+        let read_at = starts.then_some(read_at);
+        self.fan
+            .picture(&f, starts, read_at, same_picture, self.signals)?;
+        self.last_out = Some(pts);
+        let first = *self.first_out.get_or_insert(pts);
+        let media = (pts - first + self.timing.frame_ticks) as f64 * self.tb();
+        self.stats
+            .media_us
+            .fetch_max((media.max(0.0) * 1e6) as u64, Relaxed);
+        Ok(())
+    }
+}
+
+fn share(frame: &Frame) -> Result<Frame, Error> {
+    frame
+        .share()
+        .map_err(|e| Error::codec("frame reference", e))
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+/// Sends frames of silence on `lane` (encoder `encoder`) from where it ends while a whole
+/// frame fits before `until` (in the lane's samples). A lane that sent nothing yet waits
+/// for its first real packet.
+fn silence_until(
+    lane: &mut AudioLane,
+    encoder: usize,
+    until: i64,
+    fan: &FanOut,
+    signals: &Signals,
+    stats: &StatsCell,
+) -> Result<(), Error> {
+    while let Some(end) = lane.end.filter(|e| e + lane.frame <= until) {
+        let mut p = lane
+            .silence
+            .share()
+            .map_err(|e| Error::codec("packet reference", e))?;
+        p.set_timestamps(end, end);
+        p.set_duration(lane.frame);
+        fan.audio(encoder, p, signals)?;
+        lane.end = Some(end + lane.frame);
+        stats.clock.silence_packets.fetch_add(1, Relaxed);
+    }
+    Ok(())
+}
+
+/// What the wall clock asks of the next real frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fix {
+    None,
+    /// The source runs ahead of the wall clock: this frame is dropped.
+    Drop,
+    /// The source falls behind: this frame is sent twice.
+    Repeat,
+}
+
+/// The output's media time against the wall clock since the run's first frame: off by
+/// more than `threshold` for a whole window, a frame is dropped or repeated, one per
+/// second at most. A window filters the jitter of live delivery (bursts after a reconnect,
+/// a late packet).
+#[derive(Debug)]
+struct Drift {
+    threshold: f64,
+    anchor: Option<(i64, Instant)>,
+    /// (when, seconds the output is behind the wall clock).
+    samples: VecDeque<(Instant, f64)>,
+    last_fix: Option<Instant>,
+}
+
+impl Drift {
+    const WINDOW: Duration = Duration::from_secs(2);
+    const MIN_GAP: Duration = Duration::from_secs(1);
+
+    fn new(threshold: f64) -> Self {
+        Self {
+            threshold,
+            anchor: None,
+            samples: VecDeque::new(),
+            last_fix: None,
+        }
+    }
+
+    /// A real frame goes out at `out` (time base `tb` seconds) now.
+    fn observe(&mut self, out: i64, now: Instant, tb: f64) -> Fix {
+        let (pts0, at0) = *self.anchor.get_or_insert((out, now));
+        let behind = now.duration_since(at0).as_secs_f64() - (out - pts0) as f64 * tb;
+        self.samples.push_back((now, behind));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let spans = self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW.mul_f64(0.9));
+        let resting = self
+            .last_fix
+            .is_some_and(|t| now.duration_since(t) < Self::MIN_GAP);
+        if !spans || resting {
+            return Fix::None;
+        }
+        let (min, max) = self
+            .samples
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), (_, b)| {
+                (lo.min(*b), hi.max(*b))
+            });
+        let fix = if min > self.threshold {
+            Fix::Repeat
+        } else if max < -self.threshold {
+            Fix::Drop
+        } else {
+            Fix::None
+        };
+        if fix != Fix::None {
+            self.last_fix = Some(now);
+        }
+        fix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_source_off_the_wall_clock_for_a_window_gets_one_fix_per_second() {
+        let tb = 1.0 / 90_000.0;
+        let t0 = Instant::now();
+        // A source 10 % slow: 30 frames of media every 1.1 s of wall time.
+        let mut drift = Drift::new(0.5);
+        let mut fixes = Vec::new();
+        for n in 0..300i64 {
+            let now = t0 + Duration::from_secs_f64(n as f64 * 1.1 / 30.0);
+            let fix = drift.observe(n * 3000, now, tb);
+            if fix != Fix::None {
+                fixes.push((n, fix));
+            }
+        }
+        assert!(fixes.iter().all(|(_, f)| *f == Fix::Repeat), "{fixes:?}");
+        assert!(!fixes.is_empty(), "behind by 1 s after 10 s");
+        let gaps = fixes.windows(2).map(|w| w[1].0 - w[0].0);
+        assert!(
+            gaps.clone().all(|g| g >= 27),
+            "one per second at most: {fixes:?}"
+        );
+        // On time, with jitter of ±0.2 s: nothing to fix.
+        let mut drift = Drift::new(0.5);
+        for n in 0..300i64 {
+            let jitter = if n % 7 == 0 { 0.2 } else { -0.1 };
+            let now = t0 + Duration::from_secs_f64((n as f64 / 30.0 + jitter).max(0.0));
+            assert_eq!(drift.observe(n * 3000, now, tb), Fix::None, "frame {n}");
+        }
+        // Ahead (a source 10 % fast): drops.
+        let mut drift = Drift::new(0.5);
+        let fixes: Vec<Fix> = (0..300i64)
+            .map(|n| {
+                let now = t0 + Duration::from_secs_f64(n as f64 * 0.9 / 30.0);
+                drift.observe(n * 3000, now, tb)
+            })
+            .filter(|f| *f != Fix::None)
+            .collect();
+        assert!(!fixes.is_empty() && fixes.iter().all(|f| *f == Fix::Drop));
+    }
+}

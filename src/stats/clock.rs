@@ -1,0 +1,65 @@
+//! The live output's clock in figures: the input-loss filler and the frames dropped or
+//! repeated to keep the output's media time on the wall clock.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// What the live clock's thread bumps.
+#[derive(Debug, Default)]
+pub(crate) struct ClockCounters {
+    pub filler_frames: AtomicU64,
+    pub filled_us: AtomicU64,
+    pub filling: AtomicBool,
+    pub fills: AtomicU64,
+    pub dropped: AtomicU64,
+    pub repeated: AtomicU64,
+    pub silence_packets: AtomicU64,
+    pub audio_trimmed: AtomicU64,
+}
+
+impl ClockCounters {
+    pub(crate) fn snapshot(&self) -> LiveClockStats {
+        LiveClockStats {
+            filling: self.filling.load(Relaxed),
+            fills: self.fills.load(Relaxed),
+            filler_frames: self.filler_frames.load(Relaxed),
+            filled: Duration::from_micros(self.filled_us.load(Relaxed)),
+            frames_dropped: self.dropped.load(Relaxed),
+            frames_repeated: self.repeated.load(Relaxed),
+            silence_packets: self.silence_packets.load(Relaxed),
+            audio_packets_trimmed: self.audio_trimmed.load(Relaxed),
+        }
+    }
+}
+
+/// A live output's clock: the input-loss filler ([`InputLoss`](crate::config::InputLoss))
+/// and the frames dropped or repeated so that its media time tracks the wall clock. All
+/// zero for on-demand sources and with [`InputLoss::Stop`](crate::config::InputLoss::Stop).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct LiveClockStats {
+    /// The filler is playing now (the stream is in `Error` meanwhile).
+    pub filling: bool,
+    /// Times the filler started.
+    pub fills: u64,
+    /// Video frames the filler sent (repeated last frames, black or slate).
+    pub filler_frames: u64,
+    /// Media time the filler covered (the current fill so far included).
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
+    pub filled: Duration,
+    /// Source frames dropped because the source ran ahead of the wall clock (one per
+    /// second at most).
+    pub frames_dropped: u64,
+    /// Frames repeated because the source fell behind the wall clock (one per second at
+    /// most).
+    pub frames_repeated: u64,
+    /// AAC frames of silence sent: while the filler plays, and into holes of the audio.
+    pub silence_packets: u64,
+    /// AAC frames dropped because they overlapped audio already sent (after the filler, or
+    /// a dropped video frame).
+    pub audio_packets_trimmed: u64,
+}
