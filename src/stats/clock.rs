@@ -1,5 +1,5 @@
-//! The live output's clock in figures: the input-loss filler and the frames dropped or
-//! repeated to keep the output's media time on the wall clock.
+//! The live output's clock in figures: the input-loss filler and the frames repeated to
+//! keep the output's media time on the wall clock.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -11,10 +11,10 @@ pub(crate) struct ClockCounters {
     pub filled_us: AtomicU64,
     pub filling: AtomicBool,
     pub fills: AtomicU64,
-    pub dropped: AtomicU64,
     pub repeated: AtomicU64,
     pub silence_packets: AtomicU64,
     pub audio_trimmed: AtomicU64,
+    pub stale: AtomicU64,
 }
 
 impl ClockCounters {
@@ -24,16 +24,16 @@ impl ClockCounters {
             fills: self.fills.load(Relaxed),
             filler_frames: self.filler_frames.load(Relaxed),
             filled: Duration::from_micros(self.filled_us.load(Relaxed)),
-            frames_dropped: self.dropped.load(Relaxed),
             frames_repeated: self.repeated.load(Relaxed),
             silence_packets: self.silence_packets.load(Relaxed),
             audio_packets_trimmed: self.audio_trimmed.load(Relaxed),
+            stale_frames: self.stale.load(Relaxed),
         }
     }
 }
 
 /// A live output's clock: the input-loss filler ([`InputLoss`](crate::config::InputLoss))
-/// and the frames dropped or repeated so that its media time tracks the wall clock. All
+/// and the frames repeated so that its media time tracks the wall clock. All
 /// zero for on-demand sources and with [`InputLoss::Stop`](crate::config::InputLoss::Stop).
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,15 +51,15 @@ pub struct LiveClockStats {
         serde(serialize_with = "crate::serde_support::secs")
     )]
     pub filled: Duration,
-    /// Source frames dropped because the source ran ahead of the wall clock (one per
-    /// second at most).
-    pub frames_dropped: u64,
     /// Frames repeated because the source fell behind the wall clock (one per second at
-    /// most).
+    /// most). A source that runs ahead is paced instead: its frames wait for their time,
+    /// and its delivery (the socket, the demuxer) holds the rest.
     pub frames_repeated: u64,
     /// AAC frames of silence sent: while the filler plays, and into holes of the audio.
     pub silence_packets: u64,
-    /// AAC frames dropped because they overlapped audio already sent (after the filler, or
-    /// a dropped video frame).
+    /// AAC frames dropped because they overlapped audio already sent (after the filler).
     pub audio_packets_trimmed: u64,
+    /// Source frames captured while the filler played (a reconnect's probe read them
+    /// ahead) and dropped, so that the output resumes on the wall clock.
+    pub stale_frames: u64,
 }

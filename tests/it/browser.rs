@@ -63,6 +63,10 @@ pub struct Playback {
     /// The MIME types the player gave MSE (the codecs it really used).
     pub source_buffers: Vec<String>,
     pub played_seconds: f64,
+    /// Live play (`play_live`): `waiting` events after playback started, and seconds the
+    /// playhead stood still while playing.
+    pub waiting_events: u64,
+    pub stalled_seconds: f64,
     /// Every error event (player, video element, page, HTTP answers not 200/206), fatal
     /// or not.
     pub errors: Vec<Value>,
@@ -80,6 +84,23 @@ impl Playback {
     /// Whether this Chromium's MSE takes `codec` (one of the codecs in [`Playback::supported`]).
     pub fn supports(&self, codec: &str) -> bool {
         self.supported.get(codec).copied().unwrap_or(false)
+    }
+
+    /// Fails the test, with the whole report, unless live play had no fatal error, played
+    /// `min_seconds` and never stalled.
+    pub fn assert_played_live_without_stall(&self, min_seconds: f64) {
+        let report = serde_json::to_string_pretty(&self.json).unwrap_or_default();
+        assert!(!self.fatal, "a fatal playback error: {report}");
+        assert!(
+            self.played_seconds >= min_seconds,
+            "played {} s live, not {min_seconds} s: {report}",
+            self.played_seconds
+        );
+        assert_eq!(self.waiting_events, 0, "the player waited: {report}");
+        assert!(
+            self.stalled_seconds < 0.5,
+            "the playhead stood still: {report}"
+        );
     }
 
     /// Fails the test, with the whole report, unless there was no fatal error, every level
@@ -145,6 +166,16 @@ pub fn play(kind: Kind, dir: &Path, entry: &str) -> Playback {
 
 /// [`play`], requiring `seconds` played in all instead of [`PLAY_SECONDS`].
 pub fn play_for(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
+    run_player(kind, dir, entry, seconds, false)
+}
+
+/// Plays a live stream being written meanwhile for `seconds` from its live edge (the
+/// player's own level choice), counting stalls (`waiting_events`, `stalled_seconds`).
+pub fn play_live(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
+    run_player(kind, dir, entry, seconds, true)
+}
+
+fn run_player(kind: Kind, dir: &Path, entry: &str, seconds: u32, live: bool) -> Playback {
     require_browser_tools();
     let script = browser_dir().join("play.mjs");
     let flag = match kind {
@@ -157,6 +188,7 @@ pub fn play_for(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
         .arg(dir)
         .arg(entry)
         .args(["--seconds", &seconds.to_string()])
+        .args(live.then_some("--live"))
         .args(["--timeout", &PLAY_TIMEOUT.as_secs().to_string()])
         .args(["--chromium", CHROMIUM])
         .stdin(Stdio::null())
@@ -224,6 +256,8 @@ fn parse(json: Value) -> Playback {
         heights_seen: list(&json["heights_seen"]).iter().map(u).collect(),
         source_buffers: list(&json["source_buffers"]).iter().map(s).collect(),
         played_seconds: f(&json["played_seconds"]),
+        waiting_events: u(&json["waiting_events"]),
+        stalled_seconds: f(&json["stalled_seconds"]),
         errors: list(&json["errors"]),
         fatal: json["fatal"].as_bool().unwrap_or(true),
         supported: json["supported"]

@@ -14,6 +14,7 @@ mod ingest;
 mod ladder;
 mod lifecycle;
 mod live_clock;
+mod live_fill;
 mod liveness;
 mod local_files;
 mod manager;

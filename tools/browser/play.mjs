@@ -3,7 +3,7 @@
 // playwright-core, and prints one JSON object saying what played.
 //
 //   node tools/browser/play.mjs --hls|--dash <dir> <entry> [--seconds N] [--level-seconds N]
-//                               [--timeout N] [--chromium PATH]
+//                               [--live] [--timeout N] [--chromium PATH]
 //
 // <dir> is served over HTTP on 127.0.0.1 (a random port), with the player libraries and the
 // page, all from one origin. The page plays <entry> (relative to <dir>) muted; once it plays,
@@ -11,7 +11,11 @@
 // level, with the video's rendered height equal to the level's; then playback goes on until
 // --seconds (4) have played in all (from the start again when the stream ends). Every error
 // event (fatal or not), every HTTP answer other than 200/206 and every page exception is
-// recorded.
+// recorded. With --live the stream is a live one being written meanwhile: no level is
+// selected (the player's own choice plays), nothing loops, playback goes on for --seconds
+// from the live edge, and every stall is counted: `waiting` events of the video element after
+// playback started (`waiting_events`) and the time the playhead stood still while playing
+// (`stalled_seconds`, steps of 50 ms over 250 ms).
 //
 // Output (stdout): { ok, reason, kind, levels: [{index, height, width, codecs, bitrate,
 // played, seconds}], heights_seen, source_buffers, played_seconds, errors, fatal, supported,
@@ -29,7 +33,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const USAGE =
   'usage: node tools/browser/play.mjs --hls|--dash <dir> <entry> [--seconds N] ' +
-  '[--level-seconds N] [--timeout N] [--chromium PATH]';
+  '[--level-seconds N] [--live] [--timeout N] [--chromium PATH]';
 
 // Codecs whose MediaSource support is reported: H.264 High 4.0, AV1 Main 8-bit 4.0, HEVC Main.
 const PROBED_CODECS = ['avc1.640028', 'av01.0.04M.08', 'hvc1.1.6.L93.B0'];
@@ -58,7 +62,7 @@ const LIBS = {
 class HarnessError extends Error {}
 
 function parseArgs(argv) {
-  const o = { kind: null, dir: null, entry: null, seconds: 4, levelSeconds: 1, timeout: 60,
+  const o = { kind: null, dir: null, entry: null, seconds: 4, levelSeconds: 1, timeout: 60, live: false,
     chromium: process.env.CHROMIUM || '/usr/bin/chromium' };
   const rest = [];
   for (let i = 0; i < argv.length; i++) {
@@ -72,6 +76,7 @@ function parseArgs(argv) {
     else if (a === '--seconds') o.seconds = num();
     else if (a === '--level-seconds') o.levelSeconds = num();
     else if (a === '--timeout') o.timeout = num();
+    else if (a === '--live') o.live = true;
     else if (a === '--chromium') o.chromium = argv[++i];
     else if (a.startsWith('--')) throw new HarnessError(`unknown option ${a}\n${USAGE}`);
     else rest.push(a);
@@ -102,8 +107,11 @@ const v = document.getElementById('v');
 v.muted = true;
 const S = window.__sv = {
   started: false, fatal: false, errors: [], levels: [], rendered: null, played: 0,
-  levelSeconds: {}, heights: [], select: null, sourceBuffers: [],
+  levelSeconds: {}, heights: [], select: null, sourceBuffers: [], waiting: 0, stalled: 0,
 };
+// Stalls once playing: the element's own 'waiting' events, and the playhead standing still.
+v.addEventListener('waiting', () => { if (S.started) S.waiting++; });
+let still = 0;
 // The types the player really gave MSE (the codecs it took from the playlist or the init
 // segment), whatever the player.
 for (const [proto, name] of [[MediaSource.prototype, 'addSourceBuffer'], [SourceBuffer.prototype, 'changeType']]) {
@@ -131,6 +139,10 @@ setInterval(() => {
   if (h && !S.heights.includes(h)) S.heights.push(h);
   if (last !== null && !v.seeking) {
     const d = t - last;
+    if (S.started && !v.paused && !v.ended && d === 0) {
+      still += 0.05;
+      if (still > 0.25) S.stalled += 0.05;
+    } else still = 0;
     if (d > 0 && d < 1) {
       S.played += d;
       if (S.played > 0.2) S.started = true;
@@ -291,7 +303,8 @@ async function run(o) {
   }
   const pageErrors = [];
   const out = {
-    ok: false, reason: null, kind: o.kind, levels: [], heights_seen: [], source_buffers: [], played_seconds: 0,
+    ok: false, reason: null, kind: o.kind, live: o.live, levels: [], heights_seen: [], source_buffers: [], played_seconds: 0,
+    waiting_events: 0, stalled_seconds: 0,
     errors: [], fatal: false, supported: {}, browser: browser.version(), elapsed_s: 0,
   };
   try {
@@ -309,7 +322,7 @@ async function run(o) {
       return {
         started: S.started, fatal: S.fatal, levels: S.levels, rendered: S.rendered,
         played: S.played, levelSeconds: S.levelSeconds, heights: S.heights, errors: S.errors,
-        sourceBuffers: S.sourceBuffers,
+        sourceBuffers: S.sourceBuffers, waiting: S.waiting, stalled: S.stalled,
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
       };
     }), 10000, 'reading the page state');
@@ -335,7 +348,12 @@ async function run(o) {
     let [s, started] = await waitFor(s => s.started, 20000, false);
     if (!started) out.reason = s.fatal ? 'a fatal error before playback started' : 'playback did not start within 20 s';
     const played = [];
-    if (started) {
+    if (started && o.live) {
+      let enough;
+      [s, enough] = await waitFor(s => s.played >= o.seconds, Math.max(0, left()), false);
+      if (!enough && !out.reason) out.reason = `played ${s.played.toFixed(2)} s of ${o.seconds} s live before the deadline`;
+      if (s.rendered !== null && s.rendered >= 0) played[s.rendered] = true;
+    } else if (started) {
       for (let i = 0; i < s.levels.length; i++) {
         await loopIfEnding(s);
         const before = s.levelSeconds[i] || 0;
@@ -364,6 +382,8 @@ async function run(o) {
     out.heights_seen = s.heights;
     out.source_buffers = s.sourceBuffers;
     out.played_seconds = Number(s.played.toFixed(3));
+    out.waiting_events = s.waiting;
+    out.stalled_seconds = Number(s.stalled.toFixed(2));
     out.errors = [...s.errors, ...pageErrors, ...httpErrors];
     out.fatal = s.fatal || pageErrors.some(e => e.fatal);
     if (out.fatal && !out.reason) out.reason = 'a fatal error';
