@@ -30,6 +30,7 @@ mod json;
 #[path = "common/local_files.rs"]
 mod local_files;
 
+use streamvisor::config::{FillPicture, Filler, InputLoss, Slate};
 use streamvisor::sink::HttpSink;
 use streamvisor::{
     AbrProfile, Container, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
@@ -131,10 +132,55 @@ struct Args {
     #[arg(long)]
     dash: bool,
 
+    /// What a live output does while its source sends nothing: fill (keep every rendition
+    /// going on the wall clock: the last frame, then black or --slate, with silence) or stop
+    /// (pause with the source; every source frame out, none added) [default: fill]
+    #[arg(long, value_name = "fill|stop")]
+    input_loss: Option<InputLossChoice>,
+
+    /// Start the filler after this many seconds without a frame [default: 1]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    fill_after: Option<Duration>,
+
+    /// Show this image (PNG, JPEG, ... any still FFmpeg decodes) once the last frame has
+    /// been repeated for 2 s, instead of black
+    #[arg(long, value_name = "FILE")]
+    slate: Option<std::path::PathBuf>,
+
     /// Upload everything to this HTTP origin with PUT (and DELETE for segments that leave a
     /// live window) instead of writing files, e.g. http://origin:8080/live/cam1
     #[arg(long, value_name = "URL")]
     put: Option<String>,
+}
+
+/// `--input-loss`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum InputLossChoice {
+    Fill,
+    Stop,
+}
+
+/// The input-loss policy the flags describe.
+fn input_loss(args: &Args) -> Result<InputLoss, String> {
+    let filler = match args.input_loss {
+        Some(InputLossChoice::Stop) if args.fill_after.is_some() || args.slate.is_some() => {
+            return Err("--fill-after and --slate need --input-loss fill".into())
+        }
+        Some(InputLossChoice::Stop) => return Ok(InputLoss::Stop),
+        _ => Filler::default(),
+    };
+    let filler = match args.fill_after {
+        Some(after) => filler.after(after),
+        None => filler,
+    };
+    let filler = match &args.slate {
+        Some(path) => {
+            let slate = Slate::from_file(path).map_err(|e| format!("--slate: {e}"))?;
+            filler.then(FillPicture::Slate(slate))
+        }
+        None => filler,
+    };
+    Ok(InputLoss::Fill(filler))
 }
 
 /// One `--ladder` rung: a standard name and, optionally, its own codec.
@@ -248,6 +294,7 @@ fn run(args: Args) -> Result<(), String> {
         .allow_generated_sources(args.allow_lavfi)
         .profile(profile)
         .recovery(recovery)
+        .input_loss(input_loss(&args)?)
         .sync_output(!args.no_sync_output);
     if let Some(dir) = local_files::local_root(input, args.local_files_under.as_deref()) {
         builder = builder.local_files_under(dir);

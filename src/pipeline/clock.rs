@@ -338,12 +338,16 @@ impl<'a> LiveClock<'a> {
         Ok(())
     }
 
-    /// Waits for `due` (a frame that came early), up to [`MAX_EARLY`]; false on abort.
+    /// Waits for `due` (a frame that came early), up to [`MAX_EARLY`]; false on abort. Once
+    /// a stop is asked for, nothing waits: what is left goes out at once.
     fn wait_until(&self, due: Instant) -> bool {
         let due = due.min(Instant::now() + MAX_EARLY);
         loop {
             if self.signals.abort_requested() {
                 return false;
+            }
+            if self.signals.stop_requested() {
+                return true;
             }
             let left = due.saturating_duration_since(Instant::now());
             if left <= Duration::from_millis(1) {

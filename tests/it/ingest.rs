@@ -21,12 +21,16 @@ fn policy() -> RecoveryPolicy {
     fast_policy(100)
 }
 
+/// A live stream over `url` that pauses with its source (`InputLoss::Stop`): these tests
+/// account for every source frame, none added.
 fn start(id: &str, url: &str, out: &Path, policy: RecoveryPolicy) -> (Stream<Running>, Seen) {
     let (hooks, seen) = recorder();
-    let running = Stream::new(live_config(id, url, out, policy))
-        .with_hooks(hooks)
-        .start()
+    let config = live_config(id, url, out, policy)
+        .to_builder()
+        .input_loss(streamvisor::config::InputLoss::Stop)
+        .build()
         .unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
     (running, seen)
 }
 

@@ -112,8 +112,9 @@ fn every_live_fmp4_segment_and_audio_rendition_says_when_its_first_frame_was_rea
     live_clock(Container::Fmp4);
 }
 
-/// A live source that goes away for a few seconds and returns, within one run: the live
-/// DASH manifest closes its Period at the outage and begins a new one at the wall clock, so
+/// A live source that goes away for a few seconds and returns, within one run, with the
+/// output pausing with its source (`InputLoss::Stop`; the filler's tests are in
+/// `live_fill`): the live DASH manifest closes its Period at the outage and begins a new one at the wall clock, so
 /// a player's live edge (availabilityStartTime + Period@start + media time) is at segments
 /// that exist, not ahead of them by the outage; every listed file is there.
 #[test]
@@ -135,6 +136,7 @@ fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)
         .recovery(fast_policy(60))
+        .input_loss(streamvisor::config::InputLoss::Stop)
         .build()
         .unwrap();
     let running = Stream::new(config).start().unwrap();
