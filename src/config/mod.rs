@@ -82,6 +82,9 @@ pub struct StreamConfig {
     recovery: RecoveryPolicy,
     /// What a live output does while its source delivers no media.
     input_loss: InputLoss,
+    /// With backups: how long the primary must be healthy again before the stream switches
+    /// back to it.
+    switch_back_after: Duration,
     source_hint: Option<SourceHint>,
     /// Place in a manager's admission queue: higher first, equal ones first come first.
     priority: i32,
@@ -175,6 +178,7 @@ impl StreamConfig {
                 playlist_mode: PlaylistMode::Auto,
                 recovery: RecoveryPolicy::default(),
                 input_loss: InputLoss::default(),
+                switch_back_after: Duration::from_secs(5),
                 source_hint: None,
                 priority: 0,
                 core_share: None,
@@ -328,6 +332,40 @@ impl StreamConfig {
         &self.input_loss
     }
 
+    /// With backup sources: how long the primary must be healthy again before the stream
+    /// switches back to it.
+    pub fn switch_back_after(&self) -> Duration {
+        self.switch_back_after
+    }
+
+    /// The config that reads backup `index` of the source instead of the source itself (the
+    /// same rules, read as live), checked as `build` checked it.
+    pub(crate) fn backup_config(&self, index: usize) -> Result<StreamConfig> {
+        let Some(backup) = self.source.backups().get(index) else {
+            return Err(Error::config(
+                format!("source.backups[{index}]"),
+                "no such backup",
+            ));
+        };
+        let mut b = self.clone();
+        b.source = backup.without_backups();
+        b.playlist_mode = PlaylistMode::Live;
+        let named = |e: Error| match e {
+            Error::InvalidConfig { field, reason } => {
+                let rest = field.strip_prefix("source").unwrap_or(&field).to_owned();
+                Error::config(format!("source.backups[{index}]{rest}"), reason)
+            }
+            other => other,
+        };
+        if backup.is_reader() || !backup.backups().is_empty() {
+            let why = "a backup is a URL source without backups of its own";
+            return Err(named(Error::config("source", why)));
+        }
+        check_source(&mut b).map_err(named)?;
+        check_local_source(&mut b).map_err(named)?;
+        Ok(b)
+    }
+
     /// True when the source is reached over a network (anything with a `scheme://` other
     /// than `file:`), as opposed to a local file, a `lavfi:` graph, a device or a reader.
     pub fn is_network_source(&self) -> bool {
@@ -446,6 +484,13 @@ impl StreamConfigBuilder {
         self
     }
 
+    /// With backup sources ([`Source::backup`]): how long the primary must have been healthy
+    /// again before the stream switches back to it (default 5 s; 0 to 1 h).
+    pub fn switch_back_after(mut self, after: Duration) -> Self {
+        self.config.switch_back_after = after;
+        self
+    }
+
     /// Sets what a live output does while its source delivers no media (default:
     /// [`InputLoss::Fill`] with the default [`Filler`]; [`InputLoss::Stop`] pauses the output
     /// with its source and sends every source frame, none added or dropped).
@@ -542,20 +587,15 @@ impl StreamConfigBuilder {
     pub fn build(self) -> Result<StreamConfig> {
         let mut c = self.config;
         validate_name("id", &c.id)?;
-        c.device_format = c.source.validate(c.allow_devices)?;
-        c.generated = match c.source_kind() {
-            SourceKind::Generated { .. } if !c.allow_generated => {
-                return Err(Error::config(
-                    "source",
-                    "generated (lavfi:) sources are refused unless the config opts in with \
-                     StreamConfigBuilder::allow_generated_sources(true) (trusted input only)",
-                ))
-            }
-            SourceKind::Generated { graph } => {
-                Some(GeneratedGraph::parse(graph).map_err(|why| Error::config("source", why))?)
-            }
-            _ => None,
-        };
+        check_source(&mut c)?;
+        if c.source.is_reader() && !c.source.backups().is_empty() {
+            let why = "a reader source cannot have backups (it cannot be reopened in the \
+                       background)";
+            return Err(Error::config("source.backups", why));
+        }
+        if c.switch_back_after > Duration::from_secs(3600) {
+            return Err(Error::config("switch_back_after", "at most 1 h"));
+        }
         validate::output_dir(&c.output_dir)?;
         c.profile.validate()?;
         c.recovery.validate()?;
@@ -568,12 +608,41 @@ impl StreamConfigBuilder {
         validate::io_timeout(c.io_timeout)?;
         c.output_identity = c.sink.identity();
         // Last: the one check that reads the filesystem.
-        if matches!(c.source_kind(), SourceKind::File) {
-            let source = c.source.as_url().unwrap_or_default();
-            c.local_root = Some(validate::local_source(source, c.local_root.as_deref())?);
+        check_local_source(&mut c)?;
+        for i in 0..c.source.backups().len() {
+            c.backup_config(i)?;
         }
         Ok(c)
     }
+}
+
+/// The source's own checks (its text, its forced format, a generated graph's opt-in and
+/// grammar), recording what they find.
+fn check_source(c: &mut StreamConfig) -> Result<()> {
+    c.device_format = c.source.validate(c.allow_devices)?;
+    c.generated = match c.source_kind() {
+        SourceKind::Generated { .. } if !c.allow_generated => {
+            return Err(Error::config(
+                "source",
+                "generated (lavfi:) sources are refused unless the config opts in with \
+                 StreamConfigBuilder::allow_generated_sources(true) (trusted input only)",
+            ))
+        }
+        SourceKind::Generated { graph } => {
+            Some(GeneratedGraph::parse(graph).map_err(|why| Error::config("source", why))?)
+        }
+        _ => None,
+    };
+    Ok(())
+}
+
+/// A local source resolved and confined to the directory local files must be in.
+fn check_local_source(c: &mut StreamConfig) -> Result<()> {
+    if matches!(c.source_kind(), SourceKind::File) {
+        let source = c.source.as_url().unwrap_or_default();
+        c.local_root = Some(validate::local_source(source, c.local_root.as_deref())?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,6 +51,8 @@ const NO_PROTOCOL: &str = "none";
 pub struct Source {
     input: SourceInput,
     format: Option<String>,
+    /// Backup sources of a live stream, in order of preference ([`Source::backup`]).
+    backups: Vec<Source>,
 }
 
 /// Where a source's bytes come from.
@@ -66,6 +68,7 @@ impl Source {
         Self {
             input: SourceInput::Url(url.into()),
             format: None,
+            backups: Vec::new(),
         }
     }
 
@@ -98,6 +101,37 @@ impl Source {
         Self {
             input: SourceInput::Reader(reader),
             format: None,
+            backups: Vec::new(),
+        }
+    }
+
+    /// Adds a backup for a live source (URL sources only; more backups in order of
+    /// preference). The backups are opened with the stream and kept warm on threads of
+    /// their own (`sv-<id>-in-<n>`: connected, reconnected with the recovery policy's
+    /// backoff, their packets since the last keyframe kept, nothing decoded). When the
+    /// active source delivers nothing for the input-loss delay
+    /// ([`Filler::after`](crate::config::Filler::after), the last frame repeated
+    /// meanwhile), the stream switches to the first healthy one at the next frame slot,
+    /// and back to the primary once it has been healthy for
+    /// [`switch_back_after`](crate::StreamConfigBuilder::switch_back_after). Checked like
+    /// the source itself when the config is built (field `source.backups[i]`); an
+    /// on-demand stream never uses its backups.
+    pub fn backup(mut self, backup: impl Into<Source>) -> Self {
+        self.backups.push(backup.into());
+        self
+    }
+
+    /// The backups, in order of preference.
+    pub fn backups(&self) -> &[Source] {
+        &self.backups
+    }
+
+    /// This source without its backups (what one input opens).
+    pub(crate) fn without_backups(&self) -> Source {
+        Source {
+            input: self.input.clone(),
+            format: self.format.clone(),
+            backups: Vec::new(),
         }
     }
 
@@ -253,6 +287,13 @@ impl fmt::Display for Source {
 /// Like `Display`: secrets masked, the reader described, never shown.
 impl fmt::Debug for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.backups.is_empty() {
+            return f
+                .debug_struct("Source")
+                .field("primary", &self.without_backups())
+                .field("backups", &self.backups)
+                .finish();
+        }
         match (&self.input, &self.format) {
             (SourceInput::Url(u), None) => fmt::Debug::fmt(&crate::redact::redact_url(u), f),
             (SourceInput::Url(u), Some(name)) => f

@@ -252,6 +252,24 @@ fn hw_device(spec: StrOrMap<HwFields>) -> std::result::Result<HwDevice, String> 
 struct SourceFields {
     url: String,
     format: Option<String>,
+    /// Backups of a live source: URLs, or `{"url": ..., "format": ...}`.
+    #[serde(default)]
+    backups: Vec<StrOrMap<BackupFields>>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupFields {
+    url: String,
+    format: Option<String>,
+}
+
+/// A URL source with its forced format, if any.
+fn url_source(url: String, format: Option<String>) -> Source {
+    match format {
+        Some(name) => Source::url(url).format(name),
+        None => Source::url(url),
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -277,6 +295,8 @@ struct ConfigSpec {
     playlist_mode: Option<PlaylistMode>,
     recovery: Option<RecoverySpec>,
     input_loss: Option<StrOrMap<FillSpec>>,
+    #[serde(default, deserialize_with = "human_opt")]
+    switch_back_after: Option<Duration>,
     source_hint: Option<HintSpec>,
     sync_output: Option<bool>,
 }
@@ -286,10 +306,16 @@ impl ConfigSpec {
     fn into_builder(self) -> std::result::Result<StreamConfigBuilder, String> {
         let source = match self.source {
             StrOrMap::Str(url) => Source::url(url),
-            StrOrMap::Map(SourceFields { url, format }) => match format {
-                Some(name) => Source::url(url).format(name),
-                None => Source::url(url),
-            },
+            StrOrMap::Map(SourceFields {
+                url,
+                format,
+                backups,
+            }) => backups.into_iter().fold(url_source(url, format), |s, b| {
+                s.backup(match b {
+                    StrOrMap::Str(url) => Source::url(url),
+                    StrOrMap::Map(BackupFields { url, format }) => url_source(url, format),
+                })
+            }),
         };
         let mut b = StreamConfig::builder(self.id, source, self.output_dir);
         if let Some(p) = self.profile {
@@ -316,6 +342,9 @@ impl ConfigSpec {
         }
         if let Some(l) = self.input_loss {
             b = b.input_loss(input_loss(l)?);
+        }
+        if let Some(d) = self.switch_back_after {
+            b = b.switch_back_after(d);
         }
         if let Some(h) = self.source_hint {
             b = b.source_hint(h.width, h.height, h.frame_rate);
