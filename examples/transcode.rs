@@ -132,6 +132,12 @@ struct Args {
     #[arg(long)]
     dash: bool,
 
+    /// A backup source for a live INPUT (repeatable, in order of preference): kept warm,
+    /// switched to when INPUT sends nothing for --fill-after, and back when INPUT has been
+    /// healthy for 5 s
+    #[arg(long, value_name = "URL")]
+    backup: Vec<String>,
+
     /// What a live output does while its source sends nothing: fill (keep every rendition
     /// going on the wall clock: the last frame, then black or --slate, with silence) or stop
     /// (pause with the source; every source frame out, none added) [default: fill]
@@ -289,6 +295,9 @@ fn run(args: Args) -> Result<(), String> {
     };
     if let Some(name) = &args.format {
         source = source.format(name);
+    }
+    for url in &args.backup {
+        source = source.backup(url.as_str());
     }
     let mut builder = StreamConfig::builder("transcode", source, &args.out)
         .allow_generated_sources(args.allow_lavfi)

@@ -124,6 +124,30 @@ pub enum OutputEvent {
         /// No more tries: the file stays in the store.
         given_up: bool,
     },
+    /// A stream with backup sources switched input: the active one was lost and another
+    /// took over (failover), or the primary came back. The output goes on without a break:
+    /// the new input's first frame follows at the next frame slot. Counted per input in
+    /// [`StreamStats::inputs`](crate::StreamStats::inputs).
+    InputSwitched {
+        /// Stream id.
+        stream: String,
+        /// The input left (0: the primary, then each backup), and its URL, redacted.
+        from_index: usize,
+        /// See `from_index`.
+        from: String,
+        /// The input now shown, and its URL, redacted.
+        to_index: usize,
+        /// See `to_index`.
+        to: String,
+        /// Why: the loss (the error that ended the input), or the primary's return.
+        reason: String,
+        /// When the switch was made.
+        #[cfg_attr(
+            feature = "serde",
+            serde(serialize_with = "crate::serde_support::epoch_secs")
+        )]
+        at: SystemTime,
+    },
 }
 
 /// What a stream's hook thread is sent: state changes (from the lifecycle) and output

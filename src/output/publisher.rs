@@ -141,6 +141,20 @@ impl Publisher {
         });
     }
 
+    /// A stream with backups switched from input `from` to input `to` (named by their
+    /// redacted URLs), for `reason`.
+    pub fn input_switched(&self, names: (&str, &str), from: usize, to: usize, reason: &str) {
+        self.emit(|| OutputEvent::InputSwitched {
+            stream: self.stream.clone(),
+            from_index: from,
+            from: names.0.to_owned(),
+            to_index: to,
+            to: names.1.to_owned(),
+            reason: reason.to_owned(),
+            at: std::time::SystemTime::now(),
+        });
+    }
+
     /// Where `file` of rendition `rendition` is: a path, or a URL with its secrets
     /// redacted.
     pub fn location_of(&self, rendition: &str, file: &str) -> PathBuf {

@@ -179,6 +179,9 @@ pub(crate) struct LiveClock<'a> {
     real: Option<LastReal>,
     filling: Option<Filling>,
     shown: Shown,
+    /// The clock says when the filler starts and ends (`Error`, `Running`); with backups
+    /// the decode loop does.
+    reports: bool,
     lanes: Vec<AudioLane>,
     wall: WallClock,
 }
@@ -213,9 +216,16 @@ impl<'a> LiveClock<'a> {
             real: None,
             filling: None,
             shown: Shown::Nothing,
+            reports: true,
             lanes,
             wall: WallClock::new(secs((3.0 * frame).max(0.1))),
         }
+    }
+
+    /// Whether the clock reports the filler to the lifecycle (`Error`, `Running`).
+    pub fn reporting(mut self, reports: bool) -> Self {
+        self.reports = reports;
+        self
     }
 
     /// Runs until the decode loop's `End` (told to every rendition) or until it hangs up
@@ -451,10 +461,12 @@ impl<'a> LiveClock<'a> {
             self.id,
             self.filler.after
         );
-        self.watch.input_lost(Error::SourceStalled {
-            url: self.source.clone(),
-            timeout: self.filler.after,
-        });
+        if self.reports {
+            self.watch.input_lost(Error::SourceStalled {
+                url: self.source.clone(),
+                timeout: self.filler.after,
+            });
+        }
     }
 
     /// The filler ends (media is back, or the stream ends): the audio it held.
@@ -468,7 +480,7 @@ impl<'a> LiveClock<'a> {
             self.id,
             f.since.elapsed().as_secs_f64()
         );
-        if media_back {
+        if media_back && self.reports {
             self.watch.media_back();
         }
         f.held_audio

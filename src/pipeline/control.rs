@@ -27,6 +27,9 @@ pub(crate) struct Signals {
     /// Threads the pipeline started outside the stream's own, running application code
     /// (an application's reader): the report names those still running when it is made.
     helpers: Mutex<Vec<Helper>>,
+    /// The interrupts of the stream's other inputs (backups kept warm): a stop or an abort
+    /// trips them too, a stall report expires them.
+    linked: Mutex<Vec<std::sync::Weak<Interrupt>>>,
 }
 
 /// A helper thread, running while its flag is up.
@@ -55,7 +58,28 @@ impl Signals {
             abort: AtomicBool::new(false),
             stall: AtomicBool::new(false),
             helpers: Mutex::new(Vec::new()),
+            linked: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Signals for one more input of the stream (a backup kept warm on its own thread):
+    /// its own interrupt, tripped by this stream's stop and abort as well.
+    pub fn linked_input(&self) -> Arc<Self> {
+        let child = Self::new();
+        // Short: prunes the dropped ones, one push.
+        let mut linked = self.linked.lock();
+        linked.retain(|w| w.strong_count() > 0);
+        linked.push(Arc::downgrade(&child.interrupt));
+        child
+    }
+
+    /// Runs `f` on the linked inputs' interrupts still alive.
+    fn each_linked(&self, f: impl Fn(&Interrupt)) {
+        // Short: clones the handles out; the interrupts are tripped outside the lock.
+        let alive: Vec<Arc<Interrupt>> = self.linked.lock().iter().filter_map(|w| w.upgrade()).collect();
+        for i in &alive {
+            f(i);
+        }
     }
 
     /// Registers a helper thread by name, before it is spawned; it holds the returned guard
@@ -95,6 +119,7 @@ impl Signals {
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
+        self.each_linked(Interrupt::interrupt);
     }
 
     /// Immediate: interrupt I/O and drop partial work.
@@ -102,6 +127,7 @@ impl Signals {
         self.abort.store(true, Ordering::SeqCst);
         self.interrupt.interrupt();
         self.output_interrupt.interrupt();
+        self.each_linked(Interrupt::interrupt);
     }
 
     /// A watchdog saw no progress: the current read is cut and the stream goes through its
@@ -109,6 +135,7 @@ impl Signals {
     pub fn report_stall(&self) {
         self.stall.store(true, Ordering::SeqCst);
         self.interrupt.expire();
+        self.each_linked(Interrupt::expire);
     }
 
     /// Takes a pending stall report.
@@ -147,6 +174,9 @@ pub(crate) enum Ending {
     SourceEnded,
     /// A stop was requested and the outputs were finished.
     Stopped,
+    /// The decode loop leaves its input for another (the primary is back): inside the
+    /// pipeline only, never a run's end.
+    Switch,
 }
 
 /// Media progress the pipeline reports to the lifecycle.
@@ -194,6 +224,10 @@ pub(crate) trait Supervisor {
     /// True when the end of a live source is an outage to reconnect from rather than the
     /// end of the stream.
     fn reconnects_live_end(&self) -> bool;
+
+    /// A live stream's every input is gone (with backups: none healthy to take over): the
+    /// stream is in `Error` until media flows again.
+    fn input_lost(&mut self, error: Error);
 
     /// Connects the source: the first time (`failure` is `None`, the hardware device is
     /// opened first) or after `failure`. `Ok(None)` when a stop came first; the error when

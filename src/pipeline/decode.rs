@@ -10,6 +10,8 @@ use super::audio::AudioChain;
 use super::clock::Feed;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
 use super::errors::{hardware_error, invalid_input, stalled};
+use super::inputs::Inputs;
+use crate::stats::InputCounters;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
 use super::upright::{Orientation, Upright};
@@ -58,6 +60,11 @@ pub(crate) struct DecodeLoop<'a> {
     /// segment's `#EXT-X-PROGRAM-DATE-TIME` is when its first frame's packet was read
     /// (sources carry no capture time).
     read_at: ReadTimes,
+    /// A taken-over input's catch-up: frames before this source pts, and audio before this
+    /// many seconds, were read while another input played (decoded, not sent).
+    catch_up: Option<(i64, f64)>,
+    /// The active input's frame count (with backups).
+    input_frames: Option<std::sync::Arc<InputCounters>>,
 }
 
 impl<'a> DecodeLoop<'a> {
@@ -88,7 +95,29 @@ impl<'a> DecodeLoop<'a> {
             picture_size: (0, 0),
             awaiting_media: true,
             media_flowing: false,
+            catch_up: None,
+            input_frames: None,
         }
+    }
+
+    /// The stream's signals.
+    pub fn signals(&self) -> &Signals {
+        self.signals
+    }
+
+    /// The stream's config.
+    pub fn config(&self) -> &StreamConfig {
+        self.config
+    }
+
+    /// The stream's id.
+    pub fn id(&self) -> &str {
+        self.config.id()
+    }
+
+    /// The longest a stream may be without any input (the recovery policy's).
+    pub fn max_outage(&self) -> Duration {
+        self.config.recovery().max_outage
     }
 
     /// A new connection to the source (after an outage): its first frame continues the
@@ -129,16 +158,22 @@ impl<'a> DecodeLoop<'a> {
         session: &mut Session,
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
+        inputs: Option<&Inputs>,
     ) -> Result<Ending, Error> {
         self.upright = Upright::new(session.orientation, session.video.time_base);
         self.read_at
             .start(session.reading_since, session.video.time_base);
-        let result = self.read_loop(session, audio.as_deref_mut(), supervisor);
+        self.catch_up = session
+            .catch_up_until
+            .take()
+            .map(|pts| (pts, pts as f64 * session.video.time_base.as_f64()));
+        self.input_frames = inputs.map(|i| i.counters[i.active()].clone());
+        let result = self.read_loop(session, audio.as_deref_mut(), supervisor, inputs);
         match &result {
             Err(Error::Aborted { .. }) => return result,
             Err(e) if e.kind() != ErrorKind::SourceIo => return result,
+            Ok(Ending::Switch) | Err(_) => {}
             Ok(_) => supervisor.report(PipelineEvent::Draining),
-            Err(_) => {}
         }
         // Drain: every frame decoded so far reaches every variant.
         let tb = session.video.time_base;
@@ -167,20 +202,36 @@ impl<'a> DecodeLoop<'a> {
         session: &mut Session,
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
+        inputs: Option<&Inputs>,
     ) -> Result<Ending, Error> {
         let mut pkt = Packet::new();
-        let interrupt = self.signals.interrupt().clone();
+        let interrupt = session.interrupt.clone();
+        // With backups, an input that sends nothing for the loss delay is lost.
         let read_timeout = session.read_timeout(self.config);
+        let read_timeout = inputs.map_or(read_timeout, |i| i.read_timeout(read_timeout));
         let mut last_good = Instant::now();
         loop {
             if let Some(end) = self.signalled() {
                 return end;
             }
-            // The deadline runs from the last good packet, so a source that only sends
-            // damage stalls like one that sends nothing.
-            interrupt.arm(read_timeout.saturating_sub(last_good.elapsed()));
-            let r = session.input.read(&mut pkt);
-            interrupt.disarm();
+            if inputs.is_some_and(Inputs::switch_back_due) {
+                return Ok(Ending::Switch);
+            }
+            let r = match session.pending.pop_front() {
+                // What a taken-over input kept comes first.
+                Some(kept) => {
+                    pkt = kept;
+                    Ok(Step::Ready(()))
+                }
+                None => {
+                    // The deadline runs from the last good packet, so a source that only
+                    // sends damage stalls like one that sends nothing.
+                    interrupt.arm(read_timeout.saturating_sub(last_good.elapsed()));
+                    let r = session.input.read(&mut pkt);
+                    interrupt.disarm();
+                    r
+                }
+            };
             // A URL the source named was refused (a demuxer may have skipped it and gone
             // on): that is the stream's end, whatever the read said.
             if let Some(refused) = session.input.refusal() {
@@ -306,6 +357,12 @@ impl<'a> DecodeLoop<'a> {
         if already_sent {
             return Ok(()); // fed before the source was reopened
         }
+        if let (Some((_, until)), Some(info)) = (self.catch_up, &session.audio) {
+            let at = pkt.pts() as f64 * info.time_base.as_f64();
+            if pkt.pts() != NO_PTS && at < until {
+                return Ok(()); // read while another input played
+            }
+        }
         if pkt.pts() != NO_PTS {
             self.last_src_audio = Some(pkt.pts());
         }
@@ -379,6 +436,12 @@ impl<'a> DecodeLoop<'a> {
     /// it upright, and shares it with every variant.
     fn fan_out(&mut self, frame: Frame, src_tb: Rational) -> Result<(), Error> {
         let raw = frame.best_effort_pts();
+        if let Some((until, _)) = self.catch_up {
+            if raw != NO_PTS && raw < until {
+                return Ok(()); // read while another input played: decoded, not sent
+            }
+            self.catch_up = None;
+        }
         if let Some(r) = self.resume {
             if r.video.is_some_and(|v| raw != NO_PTS && raw <= v) {
                 return Ok(()); // sent before the source was reopened
@@ -401,6 +464,9 @@ impl<'a> DecodeLoop<'a> {
             );
         }
         self.stats.frames_in.fetch_add(1, Relaxed);
+        if let Some(input) = &self.input_frames {
+            input.frames.fetch_add(1, Relaxed);
+        }
         self.stats.media_us.fetch_max(stamp.media_us, Relaxed);
         if std::mem::take(&mut self.awaiting_media) {
             self.media_flowing = true;

@@ -10,6 +10,7 @@ mod decode;
 mod errors;
 mod fanout;
 mod guard;
+mod inputs;
 mod memory;
 mod plan;
 mod reader;
@@ -40,6 +41,7 @@ use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use clock::{ClockMsg, Feed, LiveClock};
+use inputs::Inputs;
 use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
@@ -121,6 +123,15 @@ pub(crate) fn run(
     );
     let outcome = std::thread::scope(|scope| {
         let (fan, handles) = spawn_renditions(scope, config, opened, signals, stats, &publisher)?;
+        // Backups, warmed up now: a live stream only.
+        let loss_after = filler.map_or(crate::config::Filler::default().after, |f| f.after);
+        let mut inputs = match session.live {
+            true => Inputs::start(scope, config, signals, loss_after)?,
+            false => None,
+        };
+        if let Some(i) = &inputs {
+            stats.set_inputs(i.counters.clone());
+        }
         let (feed, clock) = match filler {
             Some(f) => {
                 let lanes = audio
@@ -138,7 +149,9 @@ pub(crate) fn run(
                     lanes,
                     (signals, stats, watch),
                     names,
-                );
+                )
+                // With backups the decode loop says when every input is gone.
+                .reporting(inputs.is_none());
                 let (tx, handle) = spawn_clock(scope, config, clock)?;
                 (Feed::Clocked(tx), Some(handle))
             }
@@ -147,7 +160,15 @@ pub(crate) fn run(
         let live_end_is_outage = supervisor.reconnects_live_end();
         let mut decode =
             DecodeLoop::new(config, signals, stats, &feed, timeline, live_end_is_outage);
-        let read = decode_with_recovery(&mut decode, session, &mut opener, supervisor, &mut audio);
+        let read = decode_with_recovery(
+            &mut decode,
+            session,
+            &mut opener,
+            supervisor,
+            &mut audio,
+            inputs.as_mut(),
+            &publisher,
+        );
         let mut finish = |endlist: bool| {
             if let Some(a) = audio.as_mut() {
                 decode.flush_audio(a)?;
@@ -475,18 +496,40 @@ fn spawn_renditions<'scope, 'env>(
 }
 
 /// Decodes session after session: when one fails, the supervisor's policy connects the
-/// next (or gives up), and the timeline continues across.
+/// next (or gives up), and the timeline continues across. With backups, the next session
+/// is another input's (failover), or the primary's when it is back.
 fn decode_with_recovery(
     decode: &mut DecodeLoop,
     mut session: Session,
     opener: &mut SourceOpener,
     supervisor: &mut dyn Supervisor,
     audio: &mut Option<AudioChain>,
+    mut inputs: Option<&mut Inputs>,
+    publisher: &Publisher,
 ) -> Result<Ending, Error> {
     loop {
-        let result = decode.run_session(&mut session, audio.as_mut(), supervisor);
+        let result = decode.run_session(&mut session, audio.as_mut(), supervisor, inputs.as_deref());
         // Close the old connection before opening a new one.
         drop(session);
+        if let Some(inputs) = inputs.as_deref_mut() {
+            let next = match result {
+                Ok(Ending::Switch) => failover(decode, inputs, supervisor, None, publisher)?,
+                Err(e) if e.kind() == ErrorKind::SourceIo => {
+                    failover(decode, inputs, supervisor, Some(e), publisher)?
+                }
+                other => return other,
+            };
+            let Some(next) = next else {
+                supervisor.report(PipelineEvent::Draining);
+                return Ok(Ending::Stopped);
+            };
+            if let Some(a) = audio.as_mut() {
+                a.attach(next.audio_source())?;
+            }
+            decode.continue_after_outage(audio.as_mut());
+            session = next;
+            continue;
+        }
         let failure = match result {
             Ok(end) => return Ok(end),
             Err(e) => e,
@@ -547,6 +590,62 @@ fn with_clock(
         Some(Err(e)) if !matches!(e, Error::Aborted { .. }) => Err(e),
         _ => told,
     }
+}
+
+/// Moves a stream with backups to its next input: the primary when it is back (`lost` is
+/// `None`), else (the active input was lost) the first healthy input, waiting for one up to
+/// the recovery policy's longest outage (in `Error` meanwhile). `None` when a stop came
+/// first.
+fn failover(
+    decode: &DecodeLoop,
+    inputs: &mut Inputs,
+    supervisor: &mut dyn Supervisor,
+    lost: Option<Error>,
+    publisher: &Publisher,
+) -> Result<Option<Session>, Error> {
+    let from = inputs.active();
+    let signals = decode.signals();
+    if lost.is_none() {
+        if let Some((to, next)) = inputs.take_healthy(true) {
+            inputs.leave(from, false)?;
+            let names = (inputs.name(from), inputs.name(to));
+            publisher.input_switched(names, from, to, "the primary is back");
+            return Ok(Some(next));
+        }
+    }
+    inputs.leave(from, true)?;
+    let why = lost.as_ref().map_or_else(|| "the primary went away again".to_owned(), ToString::to_string);
+    let deadline = std::time::Instant::now() + decode.max_outage();
+    let mut told = false;
+    loop {
+        if signals.abort_requested() {
+            return Err(Error::aborted());
+        }
+        if signals.stop_requested() {
+            return Ok(None);
+        }
+        if let Some((to, next)) = inputs.take_healthy(false) {
+            log::warn!("stream {}: input {from} lost ({why}); input {to} takes over", decode.id());
+            publisher.input_switched((inputs.name(from), inputs.name(to)), from, to, &why);
+            return Ok(Some(next));
+        }
+        if !told {
+            // No input to take over: the stream is down until one is healthy.
+            if let Some(e) = &lost {
+                supervisor.input_lost(e.clone());
+            }
+            told = true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(lost.unwrap_or_else(|| stalled_inputs(decode)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Every input gone past the longest outage (the primary left again while switching back).
+fn stalled_inputs(decode: &DecodeLoop) -> Error {
+    errors::stalled(decode.config())
 }
 
 fn join_rendition(h: RenditionHandle<'_>) -> Result<MeasuredBitrate, Error> {

@@ -42,6 +42,14 @@ pub(crate) struct Session {
     /// When opening began: the first bytes of the source arrived no earlier (the clock of
     /// the packets read while probing, which the demuxer hands over later).
     pub reading_since: std::time::SystemTime,
+    /// The interrupt installed on this input (the stream's, or a backup's own).
+    pub interrupt: std::sync::Arc<crate::ffi::Interrupt>,
+    /// Packets read before this session was taken over (a warm backup's, since its last
+    /// keyframe), decoded before anything is read.
+    pub pending: std::collections::VecDeque<crate::ffi::Packet>,
+    /// Frames before this source pts (its last pending video packet's) are decoded but not
+    /// sent: they were read while another input played.
+    pub catch_up_until: Option<i64>,
 }
 
 impl Session {
@@ -157,6 +165,9 @@ impl<'a> SourceOpener<'a> {
             on_hardware: self.device.is_some(),
             orientation,
             reading_since,
+            interrupt: self.signals.interrupt().clone(),
+            pending: std::collections::VecDeque::new(),
+            catch_up_until: None,
         })
     }
 }

@@ -63,3 +63,86 @@ pub struct LiveClockStats {
     /// ahead) and dropped, so that the output resumes on the wall clock.
     pub stale_frames: u64,
 }
+
+/// One input's counters (a stream with backups), bumped by the decode loop.
+#[derive(Debug)]
+pub(crate) struct InputCounters {
+    /// The input's URL, redacted.
+    pub name: String,
+    pub frames: AtomicU64,
+    pub activations: AtomicU64,
+    pub losses: AtomicU64,
+    active_us: AtomicU64,
+    /// Since when it is active, if it is.
+    active_since: parking_lot::Mutex<Option<std::time::Instant>>,
+}
+
+impl InputCounters {
+    pub(crate) fn new(name: String) -> Self {
+        Self {
+            name,
+            frames: AtomicU64::new(0),
+            activations: AtomicU64::new(0),
+            losses: AtomicU64::new(0),
+            active_us: AtomicU64::new(0),
+            active_since: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The input becomes the active one.
+    pub(crate) fn activate(&self) {
+        self.activations.fetch_add(1, Relaxed);
+        // Short: one store.
+        *self.active_since.lock() = Some(std::time::Instant::now());
+    }
+
+    /// The input stops being the active one (`lost`: it failed).
+    pub(crate) fn deactivate(&self, lost: bool) {
+        if lost {
+            self.losses.fetch_add(1, Relaxed);
+        }
+        // Short: one take.
+        if let Some(since) = self.active_since.lock().take() {
+            let us = since.elapsed().as_micros() as u64;
+            self.active_us.fetch_add(us, Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> InputStats {
+        // Short: one read.
+        let since = *self.active_since.lock();
+        let current = since.map_or(Duration::ZERO, |s| s.elapsed());
+        InputStats {
+            source: self.name.clone(),
+            active: since.is_some(),
+            frames: self.frames.load(Relaxed),
+            activations: self.activations.load(Relaxed),
+            losses: self.losses.load(Relaxed),
+            time_active: Duration::from_micros(self.active_us.load(Relaxed)) + current,
+        }
+    }
+}
+
+/// One input of a stream with backup sources ([`Source::backup`](crate::Source::backup)):
+/// the primary first, then each backup in order.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct InputStats {
+    /// Its URL, secrets masked.
+    pub source: String,
+    /// It is the input the output shows now.
+    pub active: bool,
+    /// Video frames decoded from it.
+    pub frames: u64,
+    /// Times it became the active input (the primary's first start included).
+    pub activations: u64,
+    /// Times it was lost while active.
+    pub losses: u64,
+    /// Time it was the active input.
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "crate::serde_support::secs")
+    )]
+    pub time_active: Duration,
+}

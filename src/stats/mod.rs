@@ -10,8 +10,8 @@
 
 mod clock;
 
-pub(crate) use clock::ClockCounters;
-pub use clock::LiveClockStats;
+pub(crate) use clock::{ClockCounters, InputCounters};
+pub use clock::{InputStats, LiveClockStats};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -51,6 +51,8 @@ pub(crate) struct StatsCell {
     pub deletes_given_up: AtomicU64,
     /// The live output's clock (input-loss filler, wall-clock tracking).
     pub clock: ClockCounters,
+    /// With backup sources: each input's counters, the primary's first.
+    inputs: Mutex<Vec<std::sync::Arc<InputCounters>>>,
     variants: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
     /// The audio-only renditions (fMP4); `frames_out` counts AAC frames.
     audio_renditions: Mutex<Vec<(String, std::sync::Arc<VariantCounters>)>>,
@@ -115,6 +117,7 @@ impl Default for StatsCell {
             deletes_refused: AtomicU64::new(0),
             deletes_given_up: AtomicU64::new(0),
             clock: ClockCounters::default(),
+            inputs: Mutex::new(Vec::new()),
             variants: Mutex::new(Vec::new()),
             audio_renditions: Mutex::new(Vec::new()),
             bitrate_window: Mutex::new(RateWindow::default()),
@@ -186,6 +189,12 @@ impl StatsCell {
         self.bitrate_window.lock().observe(media, bytes);
     }
 
+    /// The inputs of a stream with backups (the primary's first), for its snapshots.
+    pub fn set_inputs(&self, inputs: Vec<std::sync::Arc<InputCounters>>) {
+        // Short: one store.
+        *self.inputs.lock() = inputs;
+    }
+
     /// A consistent-enough view of every counter, with derived rates. Reads only.
     pub fn snapshot(&self, uptime: Duration) -> StreamStats {
         let secs = uptime.as_secs_f64();
@@ -241,6 +250,11 @@ impl StatsCell {
             outage_count: 0,
             outage_time: Duration::ZERO,
             live_clock: self.clock.snapshot(),
+            // Short: clones the list of handles; each input's figures are read after.
+            inputs: {
+                let inputs = self.inputs.lock().clone();
+                inputs.iter().map(|i| i.snapshot()).collect()
+            },
             variants,
             audio_renditions,
         }
@@ -468,9 +482,12 @@ pub struct StreamStats {
         serde(serialize_with = "crate::serde_support::secs")
     )]
     pub outage_time: Duration,
-    /// A live output's clock: the input-loss filler and the frames dropped or repeated to
-    /// stay on the wall clock.
+    /// A live output's clock: the input-loss filler and the frames repeated to stay on the
+    /// wall clock.
     pub live_clock: LiveClockStats,
+    /// With backup sources: each input (the primary first), which one is active, and
+    /// what each delivered; empty otherwise.
+    pub inputs: Vec<InputStats>,
     /// Per-variant figures, in ladder order.
     pub variants: Vec<VariantStats>,
     /// The audio-only renditions' figures (fMP4: `audio-<kbps>k`), `frames_out` counting

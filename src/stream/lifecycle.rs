@@ -302,7 +302,9 @@ pub(super) fn run_worker(lifecycle: &Lifecycle) {
     }));
     let id = lifecycle.config.id();
     let (state, error) = match result {
-        Ok(Ok(Ending::SourceEnded | Ending::Stopped)) => (StreamState::Stopped, None),
+        Ok(Ok(Ending::SourceEnded | Ending::Stopped | Ending::Switch)) => {
+            (StreamState::Stopped, None)
+        }
         Ok(Err(Error::Aborted { .. })) => {
             lifecycle.record.lock().aborted = true;
             (StreamState::Stopped, None)

@@ -184,6 +184,10 @@ impl Supervisor for Recovery<'_> {
         }
     }
 
+    fn input_lost(&mut self, error: Error) {
+        self.enter_error(error);
+    }
+
     fn reconnects_live_end(&self) -> bool {
         self.reconnect_wanted()
     }

@@ -1,0 +1,329 @@
+//! A live stream's inputs when its source has backups: the active one is the decode
+//! loop's session; every other one (each backup, and the primary while a backup plays) is
+//! kept warm on a thread of its own (`sv-<id>-in-<n>`): connected, reconnected with the
+//! recovery policy's backoff, its packets since the last video keyframe kept, nothing
+//! decoded. The decode loop takes a warm input over when its active one is lost (the first
+//! healthy one, in order of preference) or when the primary has been healthy again for
+//! `switch_back_after`; the input it leaves goes warm in turn.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::thread::Scope;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::Mutex;
+
+use super::control::Signals;
+use super::session::{Session, SourceOpener};
+use crate::config::{BackoffTimer, StreamConfig};
+use crate::error::Error;
+use crate::ffi::{Packet, Step};
+use crate::redact::redact_url;
+use crate::stats::InputCounters;
+
+/// Packets a warm input keeps at most (a keyframe interval of a few seconds with audio).
+const KEPT_PACKETS: usize = 2048;
+/// How long a take-over waits for a warm input's thread to hand its session over.
+const HANDOVER: Duration = Duration::from_millis(500);
+
+/// What a warm input knows of itself, read by the decode loop.
+#[derive(Debug, Default)]
+struct Health {
+    /// When the current connection's first keyframe was read (healthy since then, while
+    /// packets keep coming).
+    since: Option<Instant>,
+    /// When its last packet was read.
+    last: Option<Instant>,
+}
+
+/// A session handed over by a warm input's thread.
+struct Handover {
+    session: Session,
+    packets: VecDeque<Packet>,
+}
+
+/// A warm input: its thread's health and the way to ask for its session.
+struct Warm {
+    health: Arc<Mutex<Health>>,
+    take: Sender<Sender<Handover>>,
+    /// The thread's own signals, aborted when the input is dropped; `None` once its
+    /// session was handed over (its interrupt is the session's from then on).
+    signals: Option<Arc<Signals>>,
+}
+
+impl Drop for Warm {
+    fn drop(&mut self) {
+        if let Some(s) = &self.signals {
+            s.request_abort();
+        }
+    }
+}
+
+/// Every input of a stream with backups.
+pub(crate) struct Inputs<'scope, 'env> {
+    scope: &'scope Scope<'scope, 'env>,
+    /// The configs that open each input (the primary's first).
+    configs: Vec<StreamConfig>,
+    signals: &'env Signals,
+    /// No media for this long is the active input lost (when another is healthy).
+    loss_after: Duration,
+    switch_back_after: Duration,
+    active: usize,
+    warm: Vec<Option<Warm>>,
+    pub counters: Vec<Arc<InputCounters>>,
+}
+
+impl<'scope, 'env> Inputs<'scope, 'env> {
+    /// The inputs of `config` (whose primary is open as the active input), every backup
+    /// warmed up at once. `None` when the source has no backups.
+    pub fn start(
+        scope: &'scope Scope<'scope, 'env>,
+        config: &StreamConfig,
+        signals: &'env Signals,
+        loss_after: Duration,
+    ) -> Result<Option<Self>, Error> {
+        let backups = config.input().backups().len();
+        if backups == 0 {
+            return Ok(None);
+        }
+        let mut configs = vec![config.clone()];
+        for i in 0..backups {
+            configs.push(config.backup_config(i)?);
+        }
+        let counters = configs
+            .iter()
+            .map(|c| Arc::new(InputCounters::new(redact_url(c.source()).into_owned())))
+            .collect();
+        let mut inputs = Self {
+            scope,
+            configs,
+            signals,
+            loss_after,
+            switch_back_after: config.switch_back_after(),
+            active: 0,
+            warm: (0..=backups).map(|_| None).collect(),
+            counters,
+        };
+        inputs.mark_active(0);
+        for i in 1..=backups {
+            inputs.warm_up(i)?;
+        }
+        Ok(Some(inputs))
+    }
+
+    /// The active input's index (0: the primary).
+    pub fn active(&self) -> usize {
+        self.active
+    }
+
+    /// The name of input `i` (its URL, redacted).
+    pub fn name(&self, i: usize) -> &str {
+        &self.counters[i].name
+    }
+
+    /// How long the active input may deliver nothing before it is lost: the loss delay
+    /// (or `otherwise`, the read timeout, when shorter). The input goes warm then, and
+    /// comes back when it is healthy again, if no other input took over meanwhile.
+    pub fn read_timeout(&self, otherwise: Duration) -> Duration {
+        self.loss_after.min(otherwise)
+    }
+
+    /// True when a backup plays and the primary has been healthy for `switch_back_after`.
+    pub fn switch_back_due(&self) -> bool {
+        self.active != 0
+            && self
+                .healthy_for(0)
+                .is_some_and(|d| d >= self.switch_back_after)
+    }
+
+    /// How long warm input `i` has been healthy (connected, a keyframe kept, a packet
+    /// within the loss delay), if it is.
+    fn healthy_for(&self, i: usize) -> Option<Duration> {
+        let warm = self.warm.get(i)?.as_ref()?;
+        let h = warm.health.lock();
+        let fresh = h.last.is_some_and(|t| t.elapsed() <= self.loss_after);
+        h.since.filter(|_| fresh).map(|s| s.elapsed())
+    }
+
+    /// Input `i`, active until now, was lost (or was left for the primary): it goes warm,
+    /// reconnecting on its own thread (its session is closed first).
+    pub fn leave(&mut self, i: usize, lost: bool) -> Result<(), Error> {
+        self.counters[i].deactivate(lost);
+        self.warm_up(i)
+    }
+
+    /// Takes over the first healthy warm input (the primary when `primary_only`), its
+    /// session with the packets it kept, and makes it the active one; `None` when none is
+    /// healthy or none handed over in time.
+    pub fn take_healthy(&mut self, primary_only: bool) -> Option<(usize, Session)> {
+        let candidates: Vec<usize> = (0..self.warm.len())
+            .filter(|&i| !primary_only || i == 0)
+            .filter(|&i| self.healthy_for(i).is_some())
+            .collect();
+        for i in candidates {
+            let Some(warm) = self.warm[i].take() else {
+                continue;
+            };
+            let (reply, handed) = bounded(1);
+            if warm.take.send(reply).is_err() {
+                continue; // its thread ended: it goes warm again below
+            }
+            match handed.recv_timeout(HANDOVER) {
+                Ok(Handover {
+                    mut session,
+                    packets,
+                }) => {
+                    // Its interrupt is the session's now: not to be tripped on drop.
+                    let mut warm = warm;
+                    warm.signals = None;
+                    session.catch_up_until = last_video_pts(&packets, session.video.index);
+                    session.pending = packets;
+                    self.active = i;
+                    self.mark_active(i);
+                    return Some((i, session));
+                }
+                Err(_) => drop(warm), // busy or gone: it is aborted and warmed up afresh
+            }
+            if self.warm_up(i).is_err() {
+                continue;
+            }
+        }
+        None
+    }
+
+    fn mark_active(&self, i: usize) {
+        self.counters[i].activate();
+    }
+
+    /// Starts input `i`'s warm thread.
+    fn warm_up(&mut self, i: usize) -> Result<(), Error> {
+        let config = self.configs[i].clone();
+        let signals = self.signals.linked_input();
+        let health = Arc::new(Mutex::new(Health::default()));
+        let (take, requests) = bounded(1);
+        let parent = self.signals;
+        let body = WarmBody {
+            config,
+            signals: signals.clone(),
+            health: health.clone(),
+            requests,
+        };
+        let spawned = std::thread::Builder::new()
+            .name(format!("sv-{}-in-{i}", self.configs[0].id()))
+            .spawn_scoped(self.scope, move || body.run(parent));
+        if let Err(e) = spawned {
+            return Err(Error::Internal {
+                message: format!("spawning an input's thread: {e}"),
+            });
+        }
+        self.warm[i] = Some(Warm {
+            health,
+            take,
+            signals: Some(signals),
+        });
+        Ok(())
+    }
+}
+
+impl Drop for Inputs<'_, '_> {
+    fn drop(&mut self) {
+        // Every warm thread is aborted (its reads cut): the scope joins them.
+        self.warm.clear();
+    }
+}
+
+/// The pts of the last video packet among `packets`.
+fn last_video_pts(packets: &VecDeque<Packet>, video: usize) -> Option<i64> {
+    let video = video as i32;
+    let last = packets.iter().rev().find(|p| p.stream_index() == video)?;
+    Some(last.pts())
+}
+
+/// A warm input's thread.
+struct WarmBody {
+    config: StreamConfig,
+    signals: Arc<Signals>,
+    health: Arc<Mutex<Health>>,
+    requests: Receiver<Sender<Handover>>,
+}
+
+impl WarmBody {
+    fn quit(&self, parent: &Signals) -> bool {
+        self.signals.abort_requested() || parent.stop_requested() || parent.abort_requested()
+    }
+
+    /// Connects, reads and keeps packets, reconnecting with the policy's backoff, until
+    /// the session is taken, the input is dropped, or the stream stops.
+    fn run(self, parent: &Signals) {
+        let mut timer = BackoffTimer::new(self.config.recovery().backoff, self.config.id());
+        let mut attempt = 0;
+        while !self.quit(parent) {
+            match SourceOpener::new(&self.config, &self.signals).open() {
+                Ok(session) => {
+                    attempt = 0;
+                    if self.keep_warm(session, parent) {
+                        return; // handed over
+                    }
+                }
+                Err(e) => {
+                    log::debug!(
+                        "stream {}: backup input {}: {e}",
+                        self.config.id(),
+                        redact_url(self.config.source())
+                    );
+                }
+            }
+            *self.health.lock() = Health::default();
+            attempt += 1;
+            if self.signals.sleep_unless_stopped(timer.wait(attempt)) {
+                return;
+            }
+        }
+    }
+
+    /// Reads `session` keeping the packets since the last video keyframe; true when it
+    /// was handed over, false when it failed (or the stream stops).
+    fn keep_warm(&self, mut session: Session, parent: &Signals) -> bool {
+        let video = session.video.index as i32;
+        let read_timeout = session.read_timeout(&self.config);
+        let mut kept: VecDeque<Packet> = VecDeque::new();
+        let mut pkt = Packet::new();
+        loop {
+            if self.quit(parent) {
+                return false;
+            }
+            if let Ok(reply) = self.requests.try_recv() {
+                if kept.front().is_some_and(|p| p.stream_index() == video && p.is_key()) {
+                    let packets = std::mem::take(&mut kept);
+                    return reply.send(Handover { session, packets }).is_ok();
+                }
+            }
+            session.interrupt.arm(read_timeout);
+            let r = session.input.read(&mut pkt);
+            session.interrupt.disarm();
+            match r {
+                Ok(Step::Ready(())) => {}
+                Ok(Step::Again) => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Ok(Step::Eof) | Err(_) => return false,
+            }
+            let now = Instant::now();
+            let key = pkt.stream_index() == video && pkt.is_key();
+            if key {
+                kept.clear();
+            }
+            if kept.len() >= KEPT_PACKETS {
+                kept.pop_front();
+            }
+            kept.push_back(std::mem::take(&mut pkt));
+            let mut h = self.health.lock();
+            h.last = Some(now);
+            if key && h.since.is_none() {
+                h.since = Some(now);
+            }
+        }
+    }
+}
