@@ -7,6 +7,7 @@ mod chaos;
 mod cmaf;
 mod common;
 mod events;
+mod failover;
 mod examples;
 mod ffmpeg_log;
 mod hardening;
