@@ -153,6 +153,9 @@ struct Filling {
 const STALE_BY: Duration = Duration::from_millis(300);
 /// Stale frames are skipped for this much media at most.
 const MAX_STALE: Duration = Duration::from_secs(3);
+/// A gap in delivery longer than this (or half the filler's delay) is held over with the
+/// last picture when the next frame comes.
+const MAX_GAP: Duration = Duration::from_millis(500);
 /// A frame due later than this is a jump in the source's timestamps, not early delivery.
 const MAX_EARLY: Duration = Duration::from_secs(2);
 
@@ -308,12 +311,17 @@ impl<'a> LiveClock<'a> {
         if let Some(last) = self.last_out {
             // A jump ahead in the source's timestamps that its delivery did not make (the
             // timeline keeps gaps below its jump threshold): the next slot instead.
-            let early = self
-                .wall
-                .due(out, tb)
-                .saturating_duration_since(Instant::now());
+            let now = Instant::now();
+            let early = self.wall.due(out, tb).saturating_duration_since(now);
             if early > MAX_EARLY {
                 out = last + ft;
+            }
+            // A gap in delivery (a switch to a backup, a source that paused): the last
+            // picture is held over it, on the wall clock, and this frame takes the next slot.
+            let late = now.saturating_duration_since(self.wall.due(out, tb));
+            if !resuming && late > self.filler.after.mul_f64(0.5).min(MAX_GAP) {
+                self.hold_until(now)?;
+                out = self.last_out.map_or(out, |l| l + ft);
             }
         }
         self.offset = out - worker_pts;
@@ -344,6 +352,20 @@ impl<'a> LiveClock<'a> {
         });
         for (encoder, packet) in held {
             self.real_audio(encoder, packet)?;
+        }
+        Ok(())
+    }
+
+    /// Holds the last picture over the frame slots due by `now` (less one frame).
+    fn hold_until(&mut self, now: Instant) -> Result<(), Error> {
+        let ft = self.timing.frame_ticks;
+        let frame = secs(ft as f64 * self.tb());
+        while let Some(last) = self.last_out {
+            if self.wall.due(last + ft, self.tb()) + frame > now {
+                break;
+            }
+            self.fill_frame(last + ft)?;
+            self.stats.clock.held.fetch_add(1, Relaxed);
         }
         Ok(())
     }

@@ -76,7 +76,12 @@ impl Signals {
     /// Runs `f` on the linked inputs' interrupts still alive.
     fn each_linked(&self, f: impl Fn(&Interrupt)) {
         // Short: clones the handles out; the interrupts are tripped outside the lock.
-        let alive: Vec<Arc<Interrupt>> = self.linked.lock().iter().filter_map(|w| w.upgrade()).collect();
+        let alive: Vec<Arc<Interrupt>> = self
+            .linked
+            .lock()
+            .iter()
+            .filter_map(|w| w.upgrade())
+            .collect();
         for i in &alive {
             f(i);
         }

@@ -11,13 +11,13 @@ use super::clock::Feed;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
 use super::errors::{hardware_error, invalid_input, stalled};
 use super::inputs::Inputs;
-use crate::stats::InputCounters;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;
 use super::upright::{Orientation, Upright};
 use crate::config::StreamConfig;
 use crate::error::{Error, ErrorKind};
 use crate::ffi::{AvError, CodecContext, Frame, Packet, Rational, Step, AVERROR_EOF, NO_PTS};
+use crate::stats::InputCounters;
 use crate::stats::StatsCell;
 
 /// Where a reopened file source continues: the last video/audio timestamps already sent.

@@ -294,7 +294,10 @@ impl WarmBody {
                 return false;
             }
             if let Ok(reply) = self.requests.try_recv() {
-                if kept.front().is_some_and(|p| p.stream_index() == video && p.is_key()) {
+                if kept
+                    .front()
+                    .is_some_and(|p| p.stream_index() == video && p.is_key())
+                {
                     let packets = std::mem::take(&mut kept);
                     return reply.send(Handover { session, packets }).is_ok();
                 }

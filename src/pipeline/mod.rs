@@ -41,10 +41,10 @@ use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
 use clock::{ClockMsg, Feed, LiveClock};
-use inputs::Inputs;
 use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
+use inputs::Inputs;
 use plan::RungPlan;
 use rendition::AudioRendition;
 use rung::{Rung, RungWorker};
@@ -508,7 +508,8 @@ fn decode_with_recovery(
     publisher: &Publisher,
 ) -> Result<Ending, Error> {
     loop {
-        let result = decode.run_session(&mut session, audio.as_mut(), supervisor, inputs.as_deref());
+        let result =
+            decode.run_session(&mut session, audio.as_mut(), supervisor, inputs.as_deref());
         // Close the old connection before opening a new one.
         drop(session);
         if let Some(inputs) = inputs.as_deref_mut() {
@@ -614,7 +615,10 @@ fn failover(
         }
     }
     inputs.leave(from, true)?;
-    let why = lost.as_ref().map_or_else(|| "the primary went away again".to_owned(), ToString::to_string);
+    let why = lost.as_ref().map_or_else(
+        || "the primary went away again".to_owned(),
+        ToString::to_string,
+    );
     let deadline = std::time::Instant::now() + decode.max_outage();
     let mut told = false;
     loop {
@@ -625,7 +629,10 @@ fn failover(
             return Ok(None);
         }
         if let Some((to, next)) = inputs.take_healthy(false) {
-            log::warn!("stream {}: input {from} lost ({why}); input {to} takes over", decode.id());
+            log::warn!(
+                "stream {}: input {from} lost ({why}); input {to} takes over",
+                decode.id()
+            );
             publisher.input_switched((inputs.name(from), inputs.name(to)), from, to, &why);
             return Ok(Some(next));
         }

@@ -15,6 +15,7 @@ pub(crate) struct ClockCounters {
     pub silence_packets: AtomicU64,
     pub audio_trimmed: AtomicU64,
     pub stale: AtomicU64,
+    pub held: AtomicU64,
 }
 
 impl ClockCounters {
@@ -28,6 +29,7 @@ impl ClockCounters {
             silence_packets: self.silence_packets.load(Relaxed),
             audio_packets_trimmed: self.audio_trimmed.load(Relaxed),
             stale_frames: self.stale.load(Relaxed),
+            frames_held: self.held.load(Relaxed),
         }
     }
 }
@@ -62,6 +64,10 @@ pub struct LiveClockStats {
     /// Source frames captured while the filler played (a reconnect's probe read them
     /// ahead) and dropped, so that the output resumes on the wall clock.
     pub stale_frames: u64,
+    /// Frames of the last picture held over a gap in delivery shorter than the filler's
+    /// delay (a switch to a backup, a source that paused), so the output stays on the
+    /// wall clock; also counted in `filler_frames`.
+    pub frames_held: u64,
 }
 
 /// One input's counters (a stream with backups), bumped by the decode loop.

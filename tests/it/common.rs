@@ -565,3 +565,48 @@ pub fn xorshift_bytes(seed: u64, n: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// What FFmpeg's `freezedetect` and `blackdetect` find in `playlist`: the frozen spans'
+/// durations (spans that touch are one: an encoder refining a still picture splits it) and
+/// the black spans' count. `SV_DEBUG_FREEZE` prints FFmpeg's lines.
+pub fn frozen_and_black(playlist: &Path) -> (Vec<f64>, usize) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(playlist)
+        .args([
+            "-vf",
+            "freezedetect=n=0.003:d=0.25,blackdetect=d=0.2:pix_th=0.1",
+            "-an",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    if std::env::var_os("SV_DEBUG_FREEZE").is_some() {
+        for l in log
+            .lines()
+            .filter(|l| l.contains("freeze") || l.contains("black"))
+        {
+            eprintln!("{l}");
+        }
+    }
+    let value = |key: &str| -> Vec<f64> {
+        log.lines()
+            .filter_map(|l| l.split(key).nth(1))
+            .filter_map(|d| d.trim().parse().ok())
+            .collect()
+    };
+    let starts = value("lavfi.freezedetect.freeze_start: ");
+    let durations = value("lavfi.freezedetect.freeze_duration: ");
+    let mut spans: Vec<(f64, f64)> = Vec::new();
+    for (start, d) in starts.into_iter().zip(durations) {
+        match spans.last_mut() {
+            Some(last) if start - last.1 < 0.05 => last.1 = start + d,
+            _ => spans.push((start, start + d)),
+        }
+    }
+    let black = log.matches("black_start:").count();
+    (spans.iter().map(|(a, b)| b - a).collect(), black)
+}

@@ -4,18 +4,16 @@
 //! the stream switches back once it has been healthy. hls.js plays live across both
 //! switches without a stall; FFmpeg's `freezedetect` and `blackdetect` read the output.
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streamvisor::config::PlaylistMode;
-use streamvisor::{
-    AbrProfile, Hooks, OutputEvent, Source, Stream, StreamConfig, StreamState,
-};
+use streamvisor::{AbrProfile, Hooks, OutputEvent, Source, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
-use crate::common::{assert_continuous_video, fast_policy, read_media, wait_until};
+use crate::common::{
+    assert_continuous_video, fast_policy, frozen_and_black, read_media, wait_until,
+};
 use crate::servers::{Nginx, Peer};
 
 /// The loss delay the stream runs with (the default filler's).
@@ -41,32 +39,6 @@ fn switch_recorder() -> (Hooks, Switches, Arc<Mutex<Vec<StreamState>>>) {
         })
         .on_state_change(move |ev| t.lock().unwrap().push(ev.to));
     (hooks, switches, states)
-}
-
-/// What FFmpeg's `freezedetect` and `blackdetect` find in `playlist`: the frozen spans'
-/// durations and the black spans' count.
-fn frozen_and_black(playlist: &Path) -> (Vec<f64>, usize) {
-    let out = Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(playlist)
-        .args([
-            "-vf",
-            "freezedetect=n=0.001:d=0.3,blackdetect=d=0.2:pix_th=0.1",
-            "-an",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    let log = String::from_utf8_lossy(&out.stderr);
-    let frozen = log
-        .lines()
-        .filter_map(|l| l.split("lavfi.freezedetect.freeze_duration: ").nth(1))
-        .filter_map(|d| d.trim().parse().ok())
-        .collect();
-    let black = log.matches("black_start:").count();
-    (frozen, black)
 }
 
 #[test]
@@ -129,7 +101,10 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     let (p, b) = (&stats.inputs[0], &stats.inputs[1]);
     assert_eq!((p.activations, p.losses, p.active), (2, 1, true), "{p:?}");
     assert_eq!((b.activations, b.losses, b.active), (1, 0, false), "{b:?}");
-    assert!(b.frames >= 60 && b.time_active >= Duration::from_secs(3), "{b:?}");
+    assert!(
+        b.frames >= 60 && b.time_active >= Duration::from_secs(3),
+        "{b:?}"
+    );
     assert!(!p.source.is_empty() && !b.source.is_empty());
     playback.assert_played_live_without_stall(15.0);
     // One continuous timeline through both switches, no black, and no picture frozen
@@ -144,4 +119,116 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
         );
     }
     eprintln!("failover: frozen spans {frozen:?} s (loss delay {LOSS_DELAY} s)");
+}
+
+/// A TCP relay in front of a server: every client it accepts is connected to `upstream`,
+/// and while it is paused what the server sends is dropped (the connection stays open: a
+/// source that stalls rather than ends).
+struct Relay {
+    port: u16,
+    paused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(upstream: u16) -> Self {
+        use std::io::{Read, Write};
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let paused = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let p = paused.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+                let (mut s_in, mut c_out, p) = (server, client, p.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        if !p.load(SeqCst) && c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, paused }
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused
+            .store(paused, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The primary stalls (its connection stays open, nothing comes): the last frame is held
+/// for the loss delay, then the warm backup takes over; when the primary flows again the
+/// stream switches back. No black, no picture held much longer than the loss delay.
+#[test]
+fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
+    let nginx = Nginx::rtmp();
+    let relay = Relay::start(nginx.port);
+    let primary_url = format!("rtmp://127.0.0.1:{}/live/primary", relay.port);
+    let backup_url = nginx.rtmp_url("live", "backup");
+    let _primary = Peer::publish_rtmp(&nginx.rtmp_url("live", "primary"), None);
+    let _backup = Peer::publish_rtmp(&backup_url, None);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(60);
+    let (hooks, switches, states) = switch_recorder();
+    let config = StreamConfig::builder(
+        "stalled",
+        Source::url(primary_url.as_str()).backup(backup_url.as_str()),
+        &out,
+    )
+    .profile(profile)
+    .playlist_mode(PlaylistMode::Live)
+    .recovery(fast_policy(100))
+    .io_timeout(Duration::from_secs(2))
+    .switch_back_after(Duration::from_secs(2))
+    .build()
+    .unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("four segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 4
+    });
+    relay.pause(true);
+    wait_until("the switch to the backup", Duration::from_secs(10), || {
+        switches.lock().unwrap().contains(&(0, 1))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    relay.pause(false);
+    wait_until("the switch back", Duration::from_secs(30), || {
+        switches.lock().unwrap().contains(&(1, 0))
+    });
+    let listed = read_media(&playlist).segments.len();
+    wait_until("two segments after", Duration::from_secs(20), || {
+        read_media(&playlist).segments.len() >= listed + 2
+    });
+    let report = running.stop(Duration::from_secs(10));
+    eprintln!("{:?}", report.stats.live_clock);
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert_eq!(*switches.lock().unwrap(), [(0, 1), (1, 0)]);
+    let states = states.lock().unwrap().clone();
+    assert!(!states.contains(&StreamState::Error), "{states:?}");
+    assert_continuous_video(&playlist, 30.0);
+    let (frozen, black) = frozen_and_black(&playlist);
+    assert_eq!(black, 0, "black in the output");
+    assert!(
+        frozen.len() == 1 && frozen[0] >= 0.25 && frozen[0] <= LOSS_DELAY + 0.5,
+        "the last frame held about the loss delay once: {frozen:?}"
+    );
+    eprintln!(
+        "failover after a stall: the last frame held {frozen:?} s (loss delay {LOSS_DELAY} s)"
+    );
 }

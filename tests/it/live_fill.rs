@@ -12,8 +12,8 @@ use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
 use crate::common::{
-    assert_continuous_video, fast_policy, read_master, read_media, recorder, states, wait_until,
-    LiveServer,
+    assert_continuous_video, fast_policy, frozen_and_black, read_master, read_media, recorder,
+    states, wait_until, LiveServer,
 };
 
 /// The outage each test makes: the source's server is gone this long.
@@ -158,6 +158,14 @@ fn fill_across_an_outage(container: Container, player: Kind) {
     assert!(seen[error..].contains(&StreamState::Running), "{seen:?}");
     // One continuous timeline, every frame one interval after the one before, outage and all.
     assert_continuous_video(&playlist, 30.0);
+    // The filler as FFmpeg sees it: one picture standing still through the outage (the last
+    // frame, then black), black once.
+    let (frozen, black) = frozen_and_black(&playlist);
+    assert_eq!(black, 1, "one black span: frozen {frozen:?}");
+    assert!(
+        frozen.len() == 1 && frozen[0] >= 4.0,
+        "one frozen span through the outage: {frozen:?}"
+    );
 }
 
 #[test]
