@@ -338,34 +338,6 @@ impl StreamConfig {
         self.switch_back_after
     }
 
-    /// The config that reads backup `index` of the source instead of the source itself (the
-    /// same rules, read as live), checked as `build` checked it.
-    pub(crate) fn backup_config(&self, index: usize) -> Result<StreamConfig> {
-        let Some(backup) = self.source.backups().get(index) else {
-            return Err(Error::config(
-                format!("source.backups[{index}]"),
-                "no such backup",
-            ));
-        };
-        let mut b = self.clone();
-        b.source = backup.without_backups();
-        b.playlist_mode = PlaylistMode::Live;
-        let named = |e: Error| match e {
-            Error::InvalidConfig { field, reason } => {
-                let rest = field.strip_prefix("source").unwrap_or(&field).to_owned();
-                Error::config(format!("source.backups[{index}]{rest}"), reason)
-            }
-            other => other,
-        };
-        if backup.is_reader() || !backup.backups().is_empty() {
-            let why = "a backup is a URL source without backups of its own";
-            return Err(named(Error::config("source", why)));
-        }
-        check_source(&mut b).map_err(named)?;
-        check_local_source(&mut b).map_err(named)?;
-        Ok(b)
-    }
-
     /// True when the source is reached over a network (anything with a `scheme://` other
     /// than `file:`), as opposed to a local file, a `lavfi:` graph, a device or a reader.
     pub fn is_network_source(&self) -> bool {
@@ -587,7 +559,7 @@ impl StreamConfigBuilder {
     pub fn build(self) -> Result<StreamConfig> {
         let mut c = self.config;
         validate_name("id", &c.id)?;
-        check_source(&mut c)?;
+        validate::check_source(&mut c)?;
         if c.source.is_reader() && !c.source.backups().is_empty() {
             let why = "a reader source cannot have backups (it cannot be reopened in the \
                        background)";
@@ -608,41 +580,12 @@ impl StreamConfigBuilder {
         validate::io_timeout(c.io_timeout)?;
         c.output_identity = c.sink.identity();
         // Last: the one check that reads the filesystem.
-        check_local_source(&mut c)?;
+        validate::check_local_source(&mut c)?;
         for i in 0..c.source.backups().len() {
             c.backup_config(i)?;
         }
         Ok(c)
     }
-}
-
-/// The source's own checks (its text, its forced format, a generated graph's opt-in and
-/// grammar), recording what they find.
-fn check_source(c: &mut StreamConfig) -> Result<()> {
-    c.device_format = c.source.validate(c.allow_devices)?;
-    c.generated = match c.source_kind() {
-        SourceKind::Generated { .. } if !c.allow_generated => {
-            return Err(Error::config(
-                "source",
-                "generated (lavfi:) sources are refused unless the config opts in with \
-                 StreamConfigBuilder::allow_generated_sources(true) (trusted input only)",
-            ))
-        }
-        SourceKind::Generated { graph } => {
-            Some(GeneratedGraph::parse(graph).map_err(|why| Error::config("source", why))?)
-        }
-        _ => None,
-    };
-    Ok(())
-}
-
-/// A local source resolved and confined to the directory local files must be in.
-fn check_local_source(c: &mut StreamConfig) -> Result<()> {
-    if matches!(c.source_kind(), SourceKind::File) {
-        let source = c.source.as_url().unwrap_or_default();
-        c.local_root = Some(validate::local_source(source, c.local_root.as_deref())?);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

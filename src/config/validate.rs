@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{input_options as options, local, SourceHint};
+use super::{
+    input_options as options, local, GeneratedGraph, PlaylistMode, SourceHint, SourceKind,
+    StreamConfig,
+};
 use crate::error::{Error, Result};
 
 /// Every input option: a key, no NUL byte, and none that would widen what the source may
@@ -99,5 +102,64 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
             field,
             format!("{name:?} must match [A-Za-z0-9_-]{{1,64}}"),
         ))
+    }
+}
+
+/// The source's own checks (its text, its forced format, a generated graph's opt-in and
+/// grammar), recording what they find.
+pub(super) fn check_source(c: &mut StreamConfig) -> Result<()> {
+    c.device_format = c.source.validate(c.allow_devices)?;
+    c.generated = match c.source_kind() {
+        SourceKind::Generated { .. } if !c.allow_generated => {
+            return Err(Error::config(
+                "source",
+                "generated (lavfi:) sources are refused unless the config opts in with \
+                 StreamConfigBuilder::allow_generated_sources(true) (trusted input only)",
+            ))
+        }
+        SourceKind::Generated { graph } => {
+            Some(GeneratedGraph::parse(graph).map_err(|why| Error::config("source", why))?)
+        }
+        _ => None,
+    };
+    Ok(())
+}
+
+/// A local source resolved and confined to the directory local files must be in.
+pub(super) fn check_local_source(c: &mut StreamConfig) -> Result<()> {
+    if matches!(c.source_kind(), SourceKind::File) {
+        let source = c.source.as_url().unwrap_or_default();
+        c.local_root = Some(local_source(source, c.local_root.as_deref())?);
+    }
+    Ok(())
+}
+
+impl StreamConfig {
+    /// The config that reads backup `index` of the source instead of the source itself (the
+    /// same rules, read as live), checked as `build` checked it.
+    pub(crate) fn backup_config(&self, index: usize) -> Result<StreamConfig> {
+        let Some(backup) = self.source.backups().get(index) else {
+            return Err(Error::config(
+                format!("source.backups[{index}]"),
+                "no such backup",
+            ));
+        };
+        let mut b = self.clone();
+        b.source = backup.without_backups();
+        b.playlist_mode = PlaylistMode::Live;
+        let named = |e: Error| match e {
+            Error::InvalidConfig { field, reason } => {
+                let rest = field.strip_prefix("source").unwrap_or(&field).to_owned();
+                Error::config(format!("source.backups[{index}]{rest}"), reason)
+            }
+            other => other,
+        };
+        if backup.is_reader() || !backup.backups().is_empty() {
+            let why = "a backup is a URL source without backups of its own";
+            return Err(named(Error::config("source", why)));
+        }
+        check_source(&mut b).map_err(named)?;
+        check_local_source(&mut b).map_err(named)?;
+        Ok(b)
     }
 }

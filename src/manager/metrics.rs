@@ -14,7 +14,7 @@ use super::{AdmissionEvent, ManagerCore};
 use crate::error::{Refusal, Shortage};
 use crate::pool::{PoolUsage, ResourceCost};
 use crate::state::StreamState;
-use crate::stats::{StreamStats, VariantStats};
+use crate::stats::{InputStats, StreamStats, VariantStats};
 use crate::stream::StatsReader;
 
 /// Admission decisions by outcome and reason, since the manager was built.
@@ -165,7 +165,7 @@ fn snapshot(core: &ManagerCore) -> Snapshot {
 type Figure<T> = (&'static str, Kind, &'static str, fn(&T) -> Value);
 
 /// The figures of every managed stream, from its [`StreamStats`] (label `stream`).
-const STREAM_FIGURES: [Figure<StreamStats>; 19] = [
+const STREAM_FIGURES: [Figure<StreamStats>; 22] = [
     (
         "streamvisor_stream_uptime_seconds",
         Kind::Gauge,
@@ -275,6 +275,24 @@ const STREAM_FIGURES: [Figure<StreamStats>; 19] = [
         |s| s.outage_time.into(),
     ),
     (
+        "streamvisor_stream_filling",
+        Kind::Gauge,
+        "1 while a live stream's input-loss filler plays (its source sends nothing).",
+        |s| u64::from(s.live_clock.filling).into(),
+    ),
+    (
+        "streamvisor_stream_filler_frames_total",
+        Kind::Counter,
+        "Frames the live clock sent in place of source frames (last frame held, black, slate).",
+        |s| s.live_clock.filler_frames.into(),
+    ),
+    (
+        "streamvisor_stream_clock_repeats_total",
+        Kind::Counter,
+        "Frames repeated to keep a live output's media time on the wall clock.",
+        |s| s.live_clock.frames_repeated.into(),
+    ),
+    (
         "streamvisor_stream_cpu_seconds_total",
         Kind::Counter,
         "CPU time (user + system) used by the stream's threads.",
@@ -319,6 +337,35 @@ const VARIANT_FIGURES: [Figure<VariantStats>; 6] = [
         Kind::Gauge,
         "The rung's average output bits per second of media.",
         |v| v.average_bitrate.into(),
+    ),
+];
+
+/// The figures of each input of a stream with backups (labels `stream`, `input`: 0 for the
+/// primary, then each backup).
+const INPUT_FIGURES: [Figure<InputStats>; 4] = [
+    (
+        "streamvisor_input_active",
+        Kind::Gauge,
+        "1 for the input the output shows now.",
+        |i| u64::from(i.active).into(),
+    ),
+    (
+        "streamvisor_input_activations_total",
+        Kind::Counter,
+        "Times the input became the active one (switches to it, the primary's start included).",
+        |i| i.activations.into(),
+    ),
+    (
+        "streamvisor_input_losses_total",
+        Kind::Counter,
+        "Times the input was lost while active.",
+        |i| i.losses.into(),
+    ),
+    (
+        "streamvisor_input_frames_total",
+        Kind::Counter,
+        "Video frames decoded from the input.",
+        |i| i.frames.into(),
     ),
 ];
 
@@ -442,6 +489,14 @@ fn render_streams(e: &mut Exposition, managed: &[Managed], stats: &[StreamStats]
         for (m, s) in managed.iter().zip(stats) {
             for v in &s.variants {
                 f.sample(&[("stream", &m.id), ("variant", &v.name)], get(v));
+            }
+        }
+    }
+    for (name, kind, help, get) in INPUT_FIGURES {
+        let mut f = e.family(name, kind, help);
+        for (m, s) in managed.iter().zip(stats) {
+            for (i, input) in s.inputs.iter().enumerate() {
+                f.sample(&[("stream", &m.id), ("input", &i.to_string())], get(input));
             }
         }
     }

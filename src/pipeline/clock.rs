@@ -23,74 +23,18 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 use super::control::{InputWatch, Signals};
-use super::fanout::{send, FanOut};
+use super::fanout::FanOut;
+use super::feed::ClockMsg;
 use super::slate::fill_picture;
 use super::timeline::SegmentGrid;
+use super::wall::WallClock;
 use crate::config::Filler;
 use crate::error::Error;
 use crate::ffi::{rescale, Frame, Packet, Rational};
 use crate::stats::StatsCell;
-
-/// What the decode loop sends the clock.
-pub(crate) enum ClockMsg {
-    /// A decoded, upright picture with its pts on the worker's timeline, and when its
-    /// packet was read.
-    Picture { frame: Frame, read_at: SystemTime },
-    /// An AAC packet of encoder `encoder`, on the worker's timeline.
-    Audio { encoder: usize, packet: Packet },
-    /// The source is done.
-    End { endlist: bool },
-}
-
-/// Where the decode loop's output goes: straight to the renditions, or through the clock.
-pub(crate) enum Feed {
-    Direct(FanOut),
-    Clocked(Sender<ClockMsg>),
-}
-
-impl Feed {
-    /// A picture on the worker's timeline; `read_at` is asked only when it is needed.
-    pub fn picture(
-        &self,
-        frame: Frame,
-        starts_segment: bool,
-        read_at: impl FnOnce() -> SystemTime,
-        signals: &Signals,
-    ) -> Result<(), Error> {
-        match self {
-            Feed::Direct(fan) => {
-                let read_at = starts_segment.then(read_at);
-                fan.picture(&frame, starts_segment, read_at, false, signals)
-            }
-            Feed::Clocked(tx) => {
-                let msg = ClockMsg::Picture {
-                    frame,
-                    read_at: read_at(),
-                };
-                send(tx, msg, signals)
-            }
-        }
-    }
-
-    /// An AAC packet of encoder `encoder`.
-    pub fn audio(&self, encoder: usize, packet: Packet, signals: &Signals) -> Result<(), Error> {
-        match self {
-            Feed::Direct(fan) => fan.audio(encoder, packet, signals),
-            Feed::Clocked(tx) => send(tx, ClockMsg::Audio { encoder, packet }, signals),
-        }
-    }
-
-    /// The source is done.
-    pub fn end(&self, endlist: bool, signals: &Signals) -> Result<(), Error> {
-        match self {
-            Feed::Direct(fan) => fan.end(endlist, signals),
-            Feed::Clocked(tx) => send(tx, ClockMsg::End { endlist }, signals),
-        }
-    }
-}
 
 /// The timing the clock works in: the output timeline's.
 #[derive(Debug, Clone, Copy)]
@@ -574,7 +518,8 @@ fn share(frame: &Frame) -> Result<Frame, Error> {
         .map_err(|e| Error::codec("frame reference", e))
 }
 
-fn secs(s: f64) -> Duration {
+/// Seconds as a duration (never negative).
+pub(crate) fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
@@ -601,121 +546,4 @@ fn silence_until(
         stats.clock.silence_packets.fetch_add(1, Relaxed);
     }
     Ok(())
-}
-
-/// The output's timeline on the wall clock: the run's first frame went out at `at` (and
-/// its packet was read at `read_at`); every later output pts is due the media time after it.
-/// Real frames that have been late for a whole window mean the output's media time falls
-/// behind the wall clock (a source slower than real time): one frame is repeated, one per
-/// second at most. The window filters the jitter of live delivery.
-#[derive(Debug)]
-struct WallClock {
-    threshold: Duration,
-    anchor: Option<(i64, Instant, SystemTime)>,
-    /// (when, seconds a frame came after its time).
-    late: VecDeque<(Instant, f64)>,
-    last_fix: Option<Instant>,
-}
-
-impl WallClock {
-    const WINDOW: Duration = Duration::from_secs(2);
-    const MIN_GAP: Duration = Duration::from_secs(1);
-
-    fn new(threshold: Duration) -> Self {
-        Self {
-            threshold,
-            anchor: None,
-            late: VecDeque::new(),
-            last_fix: None,
-        }
-    }
-
-    /// The run's first frame, output at `out`, goes out now; its packet was read at `read_at`.
-    fn start(&mut self, out: i64, read_at: SystemTime) {
-        self.anchor.get_or_insert((out, Instant::now(), read_at));
-    }
-
-    /// When output `pts` is due (time base `tb` seconds).
-    fn due(&self, pts: i64, tb: f64) -> Instant {
-        match self.anchor {
-            Some((out, at, _)) => at + secs((pts - out) as f64 * tb),
-            None => Instant::now(),
-        }
-    }
-
-    /// The wall-clock time of output `pts`: its program date-time.
-    fn program_date_time(&self, pts: i64, tb: f64) -> SystemTime {
-        match self.anchor {
-            Some((out, _, read_at)) => read_at + secs((pts - out) as f64 * tb),
-            None => SystemTime::now(),
-        }
-    }
-
-    /// A real frame for output `out` goes out `now`: true when the output has been behind
-    /// the wall clock by more than the threshold for the whole window (repeat one frame).
-    fn behind(&mut self, out: i64, now: Instant, tb: f64) -> bool {
-        let late = now
-            .saturating_duration_since(self.due(out, tb))
-            .as_secs_f64();
-        self.late.push_back((now, late));
-        while self
-            .late
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Self::WINDOW)
-        {
-            self.late.pop_front();
-        }
-        let spans = self
-            .late
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) >= Self::WINDOW.mul_f64(0.9));
-        let resting = self
-            .last_fix
-            .is_some_and(|t| now.duration_since(t) < Self::MIN_GAP);
-        let threshold = self.threshold.as_secs_f64();
-        let behind = spans && !resting && self.late.iter().all(|(_, l)| *l > threshold);
-        if behind {
-            self.last_fix = Some(now);
-        }
-        behind
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_output_behind_the_wall_clock_for_a_window_gets_one_repeat_per_second() {
-        let tb = 1.0 / 90_000.0;
-        let mut wall = WallClock::new(Duration::from_millis(100));
-        wall.start(0, SystemTime::now());
-        let t0 = wall.due(0, tb);
-        // A source 10 % slow: 30 frames of media every 1.1 s of wall time.
-        let repeats: Vec<i64> = (0..300i64)
-            .filter(|n| {
-                let now = t0 + Duration::from_secs_f64(*n as f64 * 1.1 / 30.0);
-                wall.behind(n * 3000, now, tb)
-            })
-            .collect();
-        assert!(repeats.len() >= 5, "behind by 1 s after 10 s: {repeats:?}");
-        let gaps = repeats.windows(2).map(|w| w[1] - w[0]);
-        assert!(
-            gaps.clone().all(|g| g >= 27),
-            "one per second at most: {repeats:?}"
-        );
-        // On time, with the jitter of live delivery: nothing to fix.
-        let mut wall = WallClock::new(Duration::from_millis(100));
-        wall.start(0, SystemTime::now());
-        let t0 = wall.due(0, tb);
-        for n in 0..300i64 {
-            let jitter = if n % 7 == 0 { 0.3 } else { 0.01 };
-            let now = t0 + Duration::from_secs_f64(n as f64 / 30.0 + jitter);
-            assert!(!wall.behind(n * 3000, now, tb), "frame {n}");
-        }
-        // The program date-time follows the output's media time.
-        let pdt = wall.program_date_time(90_000, tb);
-        let first = wall.program_date_time(0, tb);
-        assert_eq!(pdt.duration_since(first).unwrap(), Duration::from_secs(1));
-    }
 }

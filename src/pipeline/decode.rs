@@ -7,9 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::audio::AudioChain;
-use super::clock::Feed;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
 use super::errors::{hardware_error, invalid_input, stalled};
+use super::feed::Feed;
 use super::inputs::Inputs;
 use super::session::{check_picture, refused_picture, Session};
 use super::timeline::Timeline;

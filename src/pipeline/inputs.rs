@@ -14,11 +14,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
-use super::control::Signals;
+use super::control::{Signals, Supervisor};
+use super::decode::DecodeLoop;
 use super::session::{Session, SourceOpener};
 use crate::config::{BackoffTimer, StreamConfig};
 use crate::error::Error;
 use crate::ffi::{Packet, Step};
+use crate::output::Publisher;
 use crate::redact::redact_url;
 use crate::stats::InputCounters;
 
@@ -329,4 +331,66 @@ impl WarmBody {
             }
         }
     }
+}
+
+/// Moves a stream with backups to its next input: the primary when it is back (`lost` is
+/// `None`), else (the active input was lost) the first healthy input, waiting for one up to
+/// the recovery policy's longest outage (in `Error` meanwhile). `None` when a stop came
+/// first.
+pub(crate) fn failover(
+    decode: &DecodeLoop,
+    inputs: &mut Inputs,
+    supervisor: &mut dyn Supervisor,
+    lost: Option<Error>,
+    publisher: &Publisher,
+) -> Result<Option<Session>, Error> {
+    let from = inputs.active();
+    let signals = decode.signals();
+    if lost.is_none() {
+        if let Some((to, next)) = inputs.take_healthy(true) {
+            inputs.leave(from, false)?;
+            let names = (inputs.name(from), inputs.name(to));
+            publisher.input_switched(names, from, to, "the primary is back");
+            return Ok(Some(next));
+        }
+    }
+    inputs.leave(from, true)?;
+    let why = lost.as_ref().map_or_else(
+        || "the primary went away again".to_owned(),
+        ToString::to_string,
+    );
+    let deadline = std::time::Instant::now() + decode.max_outage();
+    let mut told = false;
+    loop {
+        if signals.abort_requested() {
+            return Err(Error::aborted());
+        }
+        if signals.stop_requested() {
+            return Ok(None);
+        }
+        if let Some((to, next)) = inputs.take_healthy(false) {
+            log::warn!(
+                "stream {}: input {from} lost ({why}); input {to} takes over",
+                decode.id()
+            );
+            publisher.input_switched((inputs.name(from), inputs.name(to)), from, to, &why);
+            return Ok(Some(next));
+        }
+        if !told {
+            // No input to take over: the stream is down until one is healthy.
+            if let Some(e) = &lost {
+                supervisor.input_lost(e.clone());
+            }
+            told = true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(lost.unwrap_or_else(|| stalled_inputs(decode)));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Every input gone past the longest outage (the primary left again while switching back).
+fn stalled_inputs(decode: &DecodeLoop) -> Error {
+    super::errors::stalled(decode.config())
 }

@@ -9,6 +9,7 @@ mod control;
 mod decode;
 mod errors;
 mod fanout;
+mod feed;
 mod guard;
 mod inputs;
 mod memory;
@@ -20,6 +21,7 @@ mod session;
 mod slate;
 mod timeline;
 mod upright;
+mod wall;
 
 pub(crate) use control::{Ending, InputWatch, PipelineEvent, Reopened, Signals, Supervisor};
 pub(crate) use memory::stream_memory;
@@ -36,15 +38,14 @@ use crate::output::{
     self, audio_rendition, AudioGroup, DashWriter, DeleteInbox, MasterPlaylist, MeasuredBitrate,
     Media, MediaOutput, OutputStart, Publisher, Segmenter,
 };
-use crate::redact::redact_url;
 use crate::sink::SegmentSink;
 use crate::stats::StatsCell;
 use audio::AudioChain;
-use clock::{ClockMsg, Feed, LiveClock};
 use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
-use inputs::Inputs;
+use feed::{join_clock, with_clock, Live};
+use inputs::{failover, Inputs};
 use plan::RungPlan;
 use rendition::AudioRendition;
 use rung::{Rung, RungWorker};
@@ -123,40 +124,14 @@ pub(crate) fn run(
     );
     let outcome = std::thread::scope(|scope| {
         let (fan, handles) = spawn_renditions(scope, config, opened, signals, stats, &publisher)?;
-        // Backups, warmed up now: a live stream only.
-        let loss_after = filler.map_or(crate::config::Filler::default().after, |f| f.after);
-        let mut inputs = match session.live {
-            true => Inputs::start(scope, config, signals, loss_after)?,
-            false => None,
+        let live = Live {
+            filler,
+            slate,
+            timing: timeline.clock_timing(),
+            audio: audio.as_ref(),
         };
-        if let Some(i) = &inputs {
-            stats.set_inputs(i.counters.clone());
-        }
-        let (feed, clock) = match filler {
-            Some(f) => {
-                let lanes = audio
-                    .as_ref()
-                    .map_or(Ok(Vec::new()), AudioChain::clock_lanes)?;
-                let names = (
-                    config.id().to_owned(),
-                    redact_url(config.source()).into_owned(),
-                );
-                let clock = LiveClock::new(
-                    fan,
-                    f.clone(),
-                    slate,
-                    timeline.clock_timing(),
-                    lanes,
-                    (signals, stats, watch),
-                    names,
-                )
-                // With backups the decode loop says when every input is gone.
-                .reporting(inputs.is_none());
-                let (tx, handle) = spawn_clock(scope, config, clock)?;
-                (Feed::Clocked(tx), Some(handle))
-            }
-            None => (Feed::Direct(fan), None),
-        };
+        let (feed, clock, mut inputs) =
+            live.start(scope, config, &session, fan, (signals, stats, watch))?;
         let live_end_is_outage = supervisor.reconnects_live_end();
         let mut decode =
             DecodeLoop::new(config, signals, stats, &feed, timeline, live_end_is_outage);
@@ -548,111 +523,6 @@ fn decode_with_recovery(
         }
         session = next;
     }
-}
-
-/// Messages queued for the live clock before the decoder waits (pictures and AAC packets).
-const CLOCK_QUEUE: usize = 32;
-
-type ClockHandle<'scope> = ScopedJoinHandle<'scope, Result<(), Error>>;
-
-/// Starts the live clock's thread (`sv-<stream>-clock`) and returns its queue.
-fn spawn_clock<'scope, 'env>(
-    scope: &'scope Scope<'scope, 'env>,
-    config: &StreamConfig,
-    clock: LiveClock<'env>,
-) -> Result<(crossbeam_channel::Sender<ClockMsg>, ClockHandle<'scope>), Error> {
-    let (tx, rx) = crossbeam_channel::bounded(CLOCK_QUEUE);
-    let spawned = std::thread::Builder::new()
-        .name(format!("sv-{}-clock", config.id()))
-        .spawn_scoped(scope, move || clock.run(rx));
-    match spawned {
-        Ok(h) => Ok((tx, h)),
-        Err(e) => Err(Error::Internal {
-            message: format!("spawning the live clock's thread: {e}"),
-        }),
-    }
-}
-
-fn join_clock(h: ClockHandle<'_>) -> Result<(), Error> {
-    h.join().unwrap_or_else(|p| {
-        Err(Error::Panicked {
-            message: crate::panic::panic_message(&*p),
-        })
-    })
-}
-
-/// The decode loop's result with the live clock's: the clock's own failure is the root
-/// cause of the `Aborted` the decode loop saw when the clock hung up.
-fn with_clock(
-    told: Result<Ending, Error>,
-    clock: Option<Result<(), Error>>,
-) -> Result<Ending, Error> {
-    match clock {
-        Some(Err(e)) if !matches!(e, Error::Aborted { .. }) => Err(e),
-        _ => told,
-    }
-}
-
-/// Moves a stream with backups to its next input: the primary when it is back (`lost` is
-/// `None`), else (the active input was lost) the first healthy input, waiting for one up to
-/// the recovery policy's longest outage (in `Error` meanwhile). `None` when a stop came
-/// first.
-fn failover(
-    decode: &DecodeLoop,
-    inputs: &mut Inputs,
-    supervisor: &mut dyn Supervisor,
-    lost: Option<Error>,
-    publisher: &Publisher,
-) -> Result<Option<Session>, Error> {
-    let from = inputs.active();
-    let signals = decode.signals();
-    if lost.is_none() {
-        if let Some((to, next)) = inputs.take_healthy(true) {
-            inputs.leave(from, false)?;
-            let names = (inputs.name(from), inputs.name(to));
-            publisher.input_switched(names, from, to, "the primary is back");
-            return Ok(Some(next));
-        }
-    }
-    inputs.leave(from, true)?;
-    let why = lost.as_ref().map_or_else(
-        || "the primary went away again".to_owned(),
-        ToString::to_string,
-    );
-    let deadline = std::time::Instant::now() + decode.max_outage();
-    let mut told = false;
-    loop {
-        if signals.abort_requested() {
-            return Err(Error::aborted());
-        }
-        if signals.stop_requested() {
-            return Ok(None);
-        }
-        if let Some((to, next)) = inputs.take_healthy(false) {
-            log::warn!(
-                "stream {}: input {from} lost ({why}); input {to} takes over",
-                decode.id()
-            );
-            publisher.input_switched((inputs.name(from), inputs.name(to)), from, to, &why);
-            return Ok(Some(next));
-        }
-        if !told {
-            // No input to take over: the stream is down until one is healthy.
-            if let Some(e) = &lost {
-                supervisor.input_lost(e.clone());
-            }
-            told = true;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(lost.unwrap_or_else(|| stalled_inputs(decode)));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}
-
-/// Every input gone past the longest outage (the primary left again while switching back).
-fn stalled_inputs(decode: &DecodeLoop) -> Error {
-    errors::stalled(decode.config())
 }
 
 fn join_rendition(h: RenditionHandle<'_>) -> Result<MeasuredBitrate, Error> {

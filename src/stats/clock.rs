@@ -34,9 +34,10 @@ impl ClockCounters {
     }
 }
 
-/// A live output's clock: the input-loss filler ([`InputLoss`](crate::config::InputLoss))
+/// A live output's clock: the input-loss filler
+/// ([`input_loss`](crate::StreamConfigBuilder::input_loss))
 /// and the frames repeated so that its media time tracks the wall clock. All
-/// zero for on-demand sources and with [`InputLoss::Stop`](crate::config::InputLoss::Stop).
+/// zero for on-demand sources and when the output pauses with its source (`InputLoss::Stop`).
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Debug, Clone, Default, PartialEq)]
 #[non_exhaustive]
