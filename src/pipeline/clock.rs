@@ -97,6 +97,8 @@ struct Filling {
 const STALE_BY: Duration = Duration::from_millis(300);
 /// Stale frames are skipped for this much media at most.
 const MAX_STALE: Duration = Duration::from_secs(3);
+/// Audio this far behind the video (an input without audio) gets silence.
+const AUDIO_LAG: Duration = Duration::from_millis(500);
 /// A gap in delivery longer than this (or half the filler's delay) is held over with the
 /// last picture when the next frame comes.
 const MAX_GAP: Duration = Duration::from_millis(500);
@@ -283,6 +285,7 @@ impl<'a> LiveClock<'a> {
         let repeat = !resuming && backlog <= 2 && self.wall.behind(out, now, tb);
         self.emit(&frame, out, false)?;
         self.shown = Shown::Real;
+        self.silence_behind(out + ft)?;
         if repeat {
             self.stats.clock.repeated.fetch_add(1, Relaxed);
             self.offset += ft;
@@ -296,6 +299,19 @@ impl<'a> LiveClock<'a> {
         });
         for (encoder, packet) in held {
             self.real_audio(encoder, packet)?;
+        }
+        Ok(())
+    }
+
+    /// Audio more than [`AUDIO_LAG`] behind the video up to `video_end` (an input without
+    /// audio) is filled with silence up to that lag.
+    fn silence_behind(&mut self, video_end: i64) -> Result<(), Error> {
+        let tb = self.timing.time_base;
+        for (encoder, lane) in self.lanes.iter_mut().enumerate() {
+            let rate = Rational::new(1, lane.rate);
+            let lag = (AUDIO_LAG.as_secs_f64() * f64::from(lane.rate)) as i64;
+            let until = rescale(video_end, tb, rate) - lag;
+            silence_until(lane, encoder, until, &self.fan, self.signals, self.stats)?;
         }
         Ok(())
     }

@@ -49,6 +49,8 @@ pub(crate) struct DecodeLoop<'a> {
     frame: Frame,
     /// Turns this session's pictures upright (its display matrix), before the fan-out.
     upright: Upright,
+    /// Fits pictures of another shape than the first (a backup's) into its size.
+    fit: super::slate::Fit,
     /// The last decoded picture size, checked against the limit whenever it changes.
     picture_size: (i32, i32),
     /// No video frame decoded yet on this connection: the next one means media flows
@@ -92,6 +94,7 @@ impl<'a> DecodeLoop<'a> {
             hardware_fault_in: config.faults().hardware_loss_after_frames,
             frame: Frame::new(),
             upright: Upright::new(Orientation::default(), Rational::new(1, 90_000)),
+            fit: super::slate::Fit::default(),
             picture_size: (0, 0),
             awaiting_media: true,
             media_flowing: false,
@@ -452,10 +455,14 @@ impl<'a> DecodeLoop<'a> {
             self.last_src_video = Some(raw);
         }
         // Once, here, so that no rung has to: every rung scales the upright picture.
-        let mut frame = self
+        let frame = self
             .upright
             .apply(frame)
             .map_err(|e| Error::codec("video filter (upright picture)", e))?;
+        let mut frame = self
+            .fit
+            .apply(frame)
+            .map_err(|e| Error::codec("video filter (fitting another input's picture)", e))?;
         let stamp = self.timeline.stamp(raw, src_tb);
         if stamp.repaired {
             log::warn!(

@@ -23,6 +23,7 @@ use crate::ffi::{Packet, Step};
 use crate::output::Publisher;
 use crate::redact::redact_url;
 use crate::stats::InputCounters;
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Packets a warm input keeps at most (a keyframe interval of a few seconds with audio).
 const KEPT_PACKETS: usize = 2048;
@@ -210,6 +211,7 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
             signals: signals.clone(),
             health: health.clone(),
             requests,
+            counters: self.counters[i].clone(),
         };
         let spawned = std::thread::Builder::new()
             .name(format!("sv-{}-in-{i}", self.configs[0].id()))
@@ -248,6 +250,7 @@ struct WarmBody {
     signals: Arc<Signals>,
     health: Arc<Mutex<Health>>,
     requests: Receiver<Sender<Handover>>,
+    counters: Arc<InputCounters>,
 }
 
 impl WarmBody {
@@ -277,6 +280,7 @@ impl WarmBody {
                 }
             }
             *self.health.lock() = Health::default();
+            self.counters.ready.store(false, Relaxed);
             attempt += 1;
             if self.signals.sleep_unless_stopped(timer.wait(attempt)) {
                 return;
@@ -301,6 +305,7 @@ impl WarmBody {
                     .is_some_and(|p| p.stream_index() == video && p.is_key())
                 {
                     let packets = std::mem::take(&mut kept);
+                    self.counters.ready.store(false, Relaxed);
                     return reply.send(Handover { session, packets }).is_ok();
                 }
             }
@@ -328,6 +333,7 @@ impl WarmBody {
             h.last = Some(now);
             if key && h.since.is_none() {
                 h.since = Some(now);
+                self.counters.ready.store(true, Relaxed);
             }
         }
     }

@@ -102,16 +102,64 @@ pub(crate) fn fill_picture(
     }
 }
 
-/// One frame through a chain made for it.
-fn run_once(frame: &Frame, steps: &[(&str, &str)]) -> Result<Frame, crate::ffi::AvError> {
-    let input = FilterInput {
+/// Pictures of another shape than the stream's first (a backup source with another
+/// aspect ratio) fitted into its size: scaled to fit and letterboxed or pillarboxed with
+/// black, so every rung keeps its size and nothing is stretched. A picture of the same
+/// shape passes as it is (the rungs scale it).
+#[derive(Default)]
+pub(crate) struct Fit {
+    /// The stream's first picture's size and display aspect ratio.
+    target: Option<((i32, i32), f64)>,
+    chain: Option<VideoFilter>,
+}
+
+impl Fit {
+    /// `frame`, fitted into the first picture's shape when its own differs by over 1 %.
+    pub fn apply(&mut self, frame: Frame) -> Result<Frame, crate::ffi::AvError> {
+        let size = (frame.width(), frame.height());
+        let aspect = display_aspect(&frame);
+        let ((w, h), target) = *self.target.get_or_insert((size, aspect));
+        if (aspect / target - 1.0).abs() <= 0.01 {
+            return Ok(frame);
+        }
+        if !self.chain.as_ref().is_some_and(|c| c.accepts(&frame)) {
+            let fit = format!("w={w}:h={h}:force_original_aspect_ratio=decrease");
+            let pad = format!("w={w}:h={h}:x=(ow-iw)/2:y=(oh-ih)/2:color=black");
+            let steps = [
+                ("scale", fit.as_str()),
+                ("pad", pad.as_str()),
+                ("setsar", "1"),
+            ];
+            self.chain = Some(VideoFilter::new(filter_input(&frame), &steps, 1)?);
+        }
+        self.chain.as_mut().expect("made above").filter(&frame)
+    }
+}
+
+/// Width over height as shown (the sample aspect ratio applied).
+fn display_aspect(frame: &Frame) -> f64 {
+    let sar = frame.sample_aspect_ratio();
+    let sar = if sar.is_valid() && sar.num > 0 {
+        sar.as_f64()
+    } else {
+        1.0
+    };
+    f64::from(frame.width().max(1)) * sar / f64::from(frame.height().max(1))
+}
+
+fn filter_input(frame: &Frame) -> FilterInput {
+    FilterInput {
         width: frame.width(),
         height: frame.height(),
         pix_fmt: frame.format(),
         time_base: Rational::new(1, 90_000),
         sample_aspect_ratio: frame.sample_aspect_ratio(),
-    };
-    VideoFilter::new(input, steps, 1)?.filter(frame)
+    }
+}
+
+/// One frame through a chain made for it.
+fn run_once(frame: &Frame, steps: &[(&str, &str)]) -> Result<Frame, crate::ffi::AvError> {
+    VideoFilter::new(filter_input(frame), steps, 1)?.filter(frame)
 }
 
 #[cfg(test)]
@@ -149,6 +197,25 @@ mod tests {
         assert_eq!((fitted.width(), fitted.height()), (320, 180));
         let black = fill_picture(&FillPicture::Black, None, &last).unwrap();
         assert_eq!((black.width(), black.height()), (320, 180));
+    }
+
+    #[test]
+    fn a_picture_of_another_shape_is_fitted_into_the_first_ones_size() {
+        let yuv = crate::ffi::PIX_FMT_YUV420P;
+        let mut fit = Fit::default();
+        let first = fit
+            .apply(Frame::alloc_video(320, 180, yuv).unwrap())
+            .unwrap();
+        assert_eq!((first.width(), first.height()), (320, 180));
+        // The same shape passes as it is (the rungs scale it); another is boxed in.
+        let same = fit
+            .apply(Frame::alloc_video(640, 360, yuv).unwrap())
+            .unwrap();
+        assert_eq!((same.width(), same.height()), (640, 360));
+        let boxed = fit
+            .apply(Frame::alloc_video(480, 360, yuv).unwrap())
+            .unwrap();
+        assert_eq!((boxed.width(), boxed.height()), (320, 180));
     }
 
     #[test]

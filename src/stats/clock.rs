@@ -79,6 +79,8 @@ pub(crate) struct InputCounters {
     pub frames: AtomicU64,
     pub activations: AtomicU64,
     pub losses: AtomicU64,
+    /// Kept warm and ready to take over: connected, a keyframe kept.
+    pub ready: std::sync::atomic::AtomicBool,
     active_us: AtomicU64,
     /// Since when it is active, if it is.
     active_since: parking_lot::Mutex<Option<std::time::Instant>>,
@@ -91,6 +93,7 @@ impl InputCounters {
             frames: AtomicU64::new(0),
             activations: AtomicU64::new(0),
             losses: AtomicU64::new(0),
+            ready: std::sync::atomic::AtomicBool::new(false),
             active_us: AtomicU64::new(0),
             active_since: parking_lot::Mutex::new(None),
         }
@@ -122,6 +125,7 @@ impl InputCounters {
         InputStats {
             source: self.name.clone(),
             active: since.is_some(),
+            ready: self.ready.load(Relaxed),
             frames: self.frames.load(Relaxed),
             activations: self.activations.load(Relaxed),
             losses: self.losses.load(Relaxed),
@@ -140,6 +144,9 @@ pub struct InputStats {
     pub source: String,
     /// It is the input the output shows now.
     pub active: bool,
+    /// Not active, and ready to take over: connected on its own thread, its packets since
+    /// the last keyframe kept.
+    pub ready: bool,
     /// Video frames decoded from it.
     pub frames: u64,
     /// Times it became the active input (the primary's first start included).

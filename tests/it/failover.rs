@@ -3,6 +3,8 @@
 //! loss delay (the last frame repeated meanwhile, no black); the primary publishes again:
 //! the stream switches back once it has been healthy. hls.js plays live across both
 //! switches without a stall; FFmpeg's `freezedetect` and `blackdetect` read the output.
+//! The backup is another shape (4:3 against 16:9) and has no audio: it is pillarboxed into
+//! the primary's picture, and silence keeps the audio going.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +49,7 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     let primary_url = nginx.rtmp_url("live", "primary");
     let backup_url = nginx.rtmp_url("live", "backup");
     let primary = Peer::publish_rtmp(&primary_url, None);
-    let _backup = Peer::publish_rtmp(&backup_url, None);
+    let _backup = VideoOnly::publish(&backup_url, "480x360");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let profile = AbrProfile::from_rungs(&["240p"])
@@ -64,6 +66,7 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     .profile(profile)
     .playlist_mode(PlaylistMode::Live)
     .recovery(fast_policy(100))
+    .io_timeout(Duration::from_secs(8))
     .switch_back_after(Duration::from_secs(2))
     .build()
     .unwrap();
@@ -72,8 +75,11 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     wait_until("three segments", Duration::from_secs(30), || {
         playlist.exists() && read_media(&playlist).segments.len() >= 3
     });
-    // The backup is warm once it has been read a while.
-    std::thread::sleep(Duration::from_secs(2));
+    // A video-only RTMP source takes FFmpeg's analyzeduration (5 s) to open: the flv
+    // header RTMP makes up announces audio, which never comes.
+    wait_until("the backup ready", Duration::from_secs(20), || {
+        running.stats().inputs[1].ready
+    });
     let served = out.clone();
     let viewer = std::thread::spawn(move || play_live(Kind::Hls, &served, "master.m3u8", 16));
     std::thread::sleep(Duration::from_secs(4));
@@ -119,6 +125,111 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
         );
     }
     eprintln!("failover: frozen spans {frozen:?} s (loss delay {LOSS_DELAY} s)");
+    // The 4:3 backup was pillarboxed into the 16:9 rung, not stretched.
+    let widths = crop_widths(&playlist);
+    let full = *widths.iter().max().unwrap();
+    let boxed = widths.iter().filter(|w| **w * 10 <= full * 8).count();
+    assert!(
+        boxed >= 30,
+        "pillarboxed frames: {boxed} of {} ({full} wide)",
+        widths.len()
+    );
+    // Silence stood in for the backup's missing audio: no hole in the audio.
+    assert_continuous_audio(&playlist);
+}
+
+/// An ffmpeg publisher of a test pattern of `size` without audio, killed on drop.
+struct VideoOnly(std::process::Child);
+
+impl VideoOnly {
+    fn publish(url: &str, size: &str) -> Self {
+        let child = std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg(format!("testsrc2=size={size}:rate=30"))
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ])
+            .args(["-g", "30", "-an", "-f", "flv", url])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ffmpeg CLI");
+        Self(child)
+    }
+}
+
+impl Drop for VideoOnly {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The width of the picture inside any black bars, per frame (FFmpeg's `cropdetect`).
+fn crop_widths(playlist: &std::path::Path) -> Vec<u32> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(playlist)
+        .args([
+            "-vf",
+            "cropdetect=limit=24:round=2:reset=1",
+            "-an",
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .filter_map(|l| l.split(" crop=").nth(1))
+        .filter_map(|c| c.split(':').next()?.parse().ok())
+        .collect()
+}
+
+/// Every audio packet of `playlist` follows the one before without a hole.
+fn assert_continuous_audio(playlist: &std::path::Path) {
+    let v = crate::common::ffprobe_json(
+        playlist,
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+        ],
+    );
+    let packets: Vec<(f64, f64)> = v["packets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| {
+            let t = p["pts_time"].as_str()?.parse().ok()?;
+            let d = p["duration_time"].as_str()?.parse().ok()?;
+            Some((t, d))
+        })
+        .collect();
+    assert!(packets.len() > 100, "{} audio packets", packets.len());
+    for w in packets.windows(2) {
+        let hole = w[1].0 - (w[0].0 + w[0].1);
+        assert!(
+            hole < 0.05,
+            "a hole of {hole:.3} s in the audio at {:.3}",
+            w[0].0
+        );
+    }
 }
 
 /// A TCP relay in front of a server: every client it accepts is connected to `upstream`,
