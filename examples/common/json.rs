@@ -11,14 +11,20 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use streamvisor::manager::AdmissionEvent;
-use streamvisor::{Hooks, StateEvent, StatsEvent, StreamReport};
+use streamvisor::{Hooks, OutputEvent, StateEvent, StatsEvent, StreamReport};
 
-/// Hooks printing `{"event":"state",...}` and `{"event":"stats",...}` lines.
+/// Hooks printing `{"event":"state",...}`, `{"event":"stats",...}` and
+/// `{"event":"input_switched",...}` lines (a source with backups changed input).
 pub fn hooks() -> Hooks {
     Hooks::new()
         .on_state_change(|ev: &StateEvent| println!("{}", state(ev)))
         .on_stats(Duration::from_secs(1), |ev: &StatsEvent| {
             println!("{}", stats(ev))
+        })
+        .on_output(|ev: &OutputEvent| {
+            if matches!(ev, OutputEvent::InputSwitched { .. }) {
+                println!("{}", line("input_switched", serde_json::to_value(ev)));
+            }
         })
 }
 
