@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use streamvisor::config::{InputLoss, PlaylistMode};
+use streamvisor::config::{FillPicture, Filler, InputLoss, PlaylistMode, Slate};
 use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
@@ -176,4 +176,86 @@ fn an_outage_is_filled_on_the_wall_clock_and_hls_js_plays_through_it() {
 #[test]
 fn an_outage_is_filled_in_fmp4_and_dash_and_dash_js_plays_through_it() {
     fill_across_an_outage(Container::Fmp4, Kind::Dash);
+}
+
+/// Frames of `playlist` whose picture is mostly red (FFmpeg's `signalstats`: the average
+/// V above 170; a square red slate boxed into 16:9 averages about 190, the test pattern
+/// near 126).
+fn red_frames(playlist: &Path) -> usize {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(playlist)
+        .args([
+            "-vf",
+            "signalstats,metadata=print:key=lavfi.signalstats.VAVG",
+        ])
+        .args(["-an", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    log.lines()
+        .filter_map(|l| l.split("lavfi.signalstats.VAVG=").nth(1))
+        .filter_map(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v > 170.0)
+        .count()
+}
+
+/// An application's slate (a red PNG of another shape) shows once the last frame has been
+/// held for `repeat_last`; no black.
+#[test]
+fn the_slate_follows_the_held_frame_during_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("slate.png");
+    crate::common::ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=red:s=320x320",
+        "-frames:v",
+        "1",
+        png.to_str().unwrap(),
+    ]);
+    let server = LiveServer::start();
+    let port = server.port;
+    let out = dir.path().join("out");
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(60);
+    let filler = Filler::default()
+        .repeat_last(Duration::from_millis(500))
+        .then(FillPicture::Slate(Slate::from_file(&png).unwrap()));
+    let config = StreamConfig::builder("slate", server.url(), &out)
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .recovery(fast_policy(100))
+        .input_loss(InputLoss::Fill(filler))
+        .build()
+        .unwrap();
+    let running = Stream::new(config).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("three segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 3
+    });
+    drop(server);
+    wait_until("the filler", Duration::from_secs(5), || {
+        running.stats().live_clock.filling
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let _server = LiveServer::start_on(port);
+    wait_until("media back", Duration::from_secs(20), || {
+        !running.stats().live_clock.filling
+    });
+    let listed = read_media(&playlist).segments.len();
+    wait_until("two segments after", Duration::from_secs(20), || {
+        read_media(&playlist).segments.len() >= listed + 2
+    });
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let red = red_frames(&playlist);
+    assert!(red >= 60, "{red} frames of the red slate");
+    let (_, black) = frozen_and_black(&playlist);
+    assert_eq!(black, 0, "the slate, not black");
+    assert_continuous_video(&playlist, 30.0);
 }
