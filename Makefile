@@ -23,7 +23,7 @@ endef
 NODE_PACKAGES := nodejs:node npm:npm
 BROWSER_DIR := tools/browser
 
-.PHONY: deps build-deps demo test soak valgrind asan bench compare lint fmt clean msrv package
+.PHONY: deps build-deps demo test soak filler-cost valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what building and running needs, if missing (quick when nothing is).
 build-deps:
@@ -57,6 +57,10 @@ test: deps
 # 1000 start/stop cycles with thread, fd and RSS counts (about a minute; not in `make test`).
 soak: deps
 	$(CARGO) test --release --test it soak -- --ignored --exact liveness::soak_a_thousand_start_stop_cycles_leak_nothing --test-threads 1 --nocapture
+
+# The CPU time of 60 s of live media against 60 s of the input-loss filler (printed).
+filler-cost: deps
+	$(CARGO) test --release --test it filler_cpu_cost -- --ignored --exact live_fill::filler_cpu_cost --nocapture
 
 # A short transcode and the lifecycle tests under valgrind memcheck; see valgrind.supp.
 valgrind: deps

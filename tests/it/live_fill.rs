@@ -259,3 +259,50 @@ fn the_slate_follows_the_held_frame_during_an_outage() {
     assert_eq!(black, 0, "the slate, not black");
     assert_continuous_video(&playlist, 30.0);
 }
+
+/// What the filler costs (`make filler-cost`, not a timed test): the stream's CPU time over
+/// 60 s of a real-time 640x360 source, then over 60 s of the source gone (the filler: the
+/// last frame held, then black, silence), on the same two-rung ladder. Printed.
+#[test]
+#[ignore = "a measurement of two minutes; run by make filler-cost"]
+fn filler_cpu_cost() {
+    let minute = Duration::from_secs(60);
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let profile = AbrProfile::from_rungs(&["360p", "240p"])
+        .unwrap()
+        .with_preset("veryfast")
+        .with_segment_duration(Duration::from_secs(2))
+        .with_live_window(10);
+    let policy = fast_policy(10_000).with_max_outage(Duration::from_secs(600));
+    let config = StreamConfig::builder("cost", server.url(), dir.path().join("out"))
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .recovery(policy)
+        .build()
+        .unwrap();
+    let running = Stream::new(config).start().unwrap();
+    wait_until("media", Duration::from_secs(30), || {
+        running.stats().frames_in > 30
+    });
+    let cpu0 = running.stats().cpu_time;
+    std::thread::sleep(minute);
+    let cpu1 = running.stats().cpu_time;
+    drop(server);
+    wait_until("the filler", Duration::from_secs(10), || {
+        running.stats().live_clock.filling
+    });
+    let cpu2 = running.stats().cpu_time;
+    std::thread::sleep(minute);
+    let stats = running.stats();
+    let cpu3 = stats.cpu_time;
+    running.abort();
+    assert!(stats.live_clock.filling, "{:?}", stats.live_clock);
+    let media = (cpu1 - cpu0).as_secs_f64();
+    let filler = (cpu3 - cpu2).as_secs_f64();
+    println!(
+        "CPU time of 60 s, two rungs (360p, 240p, veryfast), 640x360 30 fps source: \
+         media {media:.1} s, filler {filler:.1} s ({:.0} % of media)",
+        100.0 * filler / media.max(1e-9)
+    );
+}
