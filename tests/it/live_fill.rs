@@ -296,7 +296,7 @@ fn filler_cpu_cost() {
     std::thread::sleep(minute);
     let stats = running.stats();
     let cpu3 = stats.cpu_time;
-    running.abort();
+    let _ = running.abort();
     assert!(stats.live_clock.filling, "{:?}", stats.live_clock);
     let media = (cpu1 - cpu0).as_secs_f64();
     let filler = (cpu3 - cpu2).as_secs_f64();
