@@ -148,7 +148,7 @@ impl Live<'_> {
         let inputs = match session.live {
             true => {
                 let loss_after = self.filler.map_or(Filler::default().after, |f| f.after);
-                Inputs::start(scope, config, signals, loss_after)?
+                Inputs::start(scope, config, signals, loss_after, session.input_index)?
             }
             false => None,
         };

@@ -78,13 +78,15 @@ pub(crate) struct Inputs<'scope, 'env> {
 }
 
 impl<'scope, 'env> Inputs<'scope, 'env> {
-    /// The inputs of `config` (whose primary is open as the active input), every backup
+    /// The inputs of `config` (input `active` is open as the decode loop's session: the
+    /// primary, or a backup when the primary was down at the start), every other one
     /// warmed up at once. `None` when the source has no backups.
     pub fn start(
         scope: &'scope Scope<'scope, 'env>,
         config: &StreamConfig,
         signals: &'env Signals,
         loss_after: Duration,
+        active: usize,
     ) -> Result<Option<Self>, Error> {
         let backups = config.input().backups().len();
         if backups == 0 {
@@ -104,12 +106,12 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
             signals,
             loss_after,
             switch_back_after: config.switch_back_after(),
-            active: 0,
+            active,
             warm: (0..=backups).map(|_| None).collect(),
             counters,
         };
-        inputs.mark_active(0);
-        for i in 1..=backups {
+        inputs.mark_active(active);
+        for i in (0..=backups).filter(|&i| i != active) {
             inputs.warm_up(i)?;
         }
         Ok(Some(inputs))

@@ -53,6 +53,9 @@ pub(crate) struct RungWorker {
     frame_ticks: i64,
     scaler: Option<Scaler>,
     scaled: Option<Frame>,
+    /// `scaled` holds the last picture received, scaled (a repeat of it is not scaled
+    /// again).
+    scaled_is_last: bool,
     video_tb: Rational,
     last_kept_pts: Option<i64>,
     last_sent_pts: Option<i64>,
@@ -77,6 +80,7 @@ impl RungWorker {
             frame_ticks,
             scaler: None,
             scaled: None,
+            scaled_is_last: false,
             video_tb,
             last_kept_pts: None,
             last_sent_pts: None,
@@ -182,6 +186,10 @@ impl RungWorker {
             }
         }
         let pts = frame.pts();
+        if !same_picture {
+            // A new picture: the scaled one is no longer it until it is scaled.
+            self.scaled_is_last = false;
+        }
         if !force_key && !self.keep_for_rate_cap(pts) {
             self.rung.counters.frames_dropped.fetch_add(1, Relaxed);
             return Ok(());
@@ -203,9 +211,10 @@ impl RungWorker {
             self.rung.encoder.send_frame(Some(&frame))
         } else {
             // A repeated picture (the live clock's filler) is scaled once.
-            if !(same_picture && self.scaled.is_some()) {
+            if !self.scaled_is_last {
                 self.scale(&frame)
                     .map_err(|e| Error::codec(format!("variant {} scaler", self.rung.name), e))?;
+                self.scaled_is_last = true;
             }
             let scaled = self.scaled.as_mut().expect("scale() allocates it");
             scaled.set_pts(pts);

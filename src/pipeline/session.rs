@@ -50,6 +50,8 @@ pub(crate) struct Session {
     /// Frames before this source pts (its last pending video packet's) are decoded but not
     /// sent: they were read while another input played.
     pub catch_up_until: Option<i64>,
+    /// Which input this is: 0 the source, then each backup.
+    pub input_index: usize,
 }
 
 impl Session {
@@ -106,6 +108,22 @@ impl<'a> SourceOpener<'a> {
     /// Leaves the hardware device: later sessions decode on the CPU.
     pub fn drop_device(&mut self) {
         self.device = None;
+    }
+
+    /// Opens backup `index` (0-based) of the source instead of the source itself, once (a
+    /// stream whose primary is down when it starts begins on a backup).
+    pub fn open_backup(&mut self, index: usize) -> Result<Session, Error> {
+        let backup = self.config.backup_config(index)?;
+        let mut opener = SourceOpener {
+            config: &backup,
+            signals: self.signals,
+            device: self.device.take(),
+        };
+        let opened = opener.open();
+        self.device = opener.device.take();
+        let mut session = opened?;
+        session.input_index = index + 1;
+        Ok(session)
     }
 
     /// Opens the source and its video decoder. Blocking, bounded by the I/O timeout and
@@ -168,6 +186,7 @@ impl<'a> SourceOpener<'a> {
             interrupt: self.signals.interrupt().clone(),
             pending: std::collections::VecDeque::new(),
             catch_up_until: None,
+            input_index: 0,
         })
     }
 }

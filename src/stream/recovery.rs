@@ -94,11 +94,30 @@ impl<'a> Recovery<'a> {
             Ok(s) => Ok(Some(s)),
             Err(e) if self.stopped_while_opening(&e) => Ok(None),
             Err(e) if self.should_reconnect(&e) => {
+                // The primary is down: a backup that opens now starts the stream.
+                if let Some(s) = self.first_backup(opener) {
+                    return Ok(Some(s));
+                }
                 self.enter_error(e.clone());
                 self.reconnect(opener, e)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The first of the source's backups that opens (each tried once), if any.
+    fn first_backup(&self, opener: &mut SourceOpener) -> Option<Session> {
+        let backups = self.config().input().backups().len();
+        (0..backups).find_map(|i| match opener.open_backup(i) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                log::info!(
+                    "stream {}: backup {i} does not open either: {e}",
+                    self.config().id()
+                );
+                None
+            }
+        })
     }
 
     /// After `error` ended a session: leave the device, reconnect, or give up.

@@ -343,3 +343,63 @@ fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
         "failover after a stall: the last frame held {frozen:?} s (loss delay {LOSS_DELAY} s)"
     );
 }
+
+/// The primary is down when the stream starts: it starts on the backup (`Running`, the
+/// backup active), and switches to the primary once it comes up and has been healthy.
+#[test]
+fn a_stream_whose_primary_is_down_starts_on_its_backup_and_takes_the_primary_when_it_comes() {
+    use crate::common::{fixed_port, LiveServer};
+    let primary_port = fixed_port();
+    let backup = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = AbrProfile::from_rungs(&["240p"])
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(60);
+    let (hooks, switches, states) = switch_recorder();
+    let primary_url = format!("tcp://127.0.0.1:{primary_port}");
+    let config = StreamConfig::builder(
+        "down-at-start",
+        Source::url(primary_url).backup(backup.url()),
+        &out,
+    )
+    .profile(profile)
+    .playlist_mode(PlaylistMode::Live)
+    .recovery(fast_policy(1000))
+    .switch_back_after(Duration::from_secs(1))
+    .build()
+    .unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("three segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 3
+    });
+    let stats = running.stats();
+    assert!(
+        stats.inputs[1].active && !stats.inputs[0].active,
+        "{:?}",
+        stats.inputs
+    );
+    assert_eq!(running.state(), StreamState::Running);
+    let _primary = LiveServer::start_on(primary_port);
+    wait_until("the switch to the primary", Duration::from_secs(30), || {
+        switches.lock().unwrap().contains(&(1, 0))
+    });
+    let listed = read_media(&playlist).segments.len();
+    wait_until("two segments after", Duration::from_secs(20), || {
+        read_media(&playlist).segments.len() >= listed + 2
+    });
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    assert_eq!(*switches.lock().unwrap(), [(1, 0)]);
+    let states = states.lock().unwrap().clone();
+    assert!(!states.contains(&StreamState::Error), "{states:?}");
+    assert!(
+        report.stats.inputs[0].frames > 30,
+        "{:?}",
+        report.stats.inputs
+    );
+    assert_continuous_video(&playlist, 30.0);
+}
