@@ -82,10 +82,9 @@ pub(crate) fn fill_picture(
     let err = |e| Error::codec("video filter (input-loss filler)", e);
     match (picture, slate) {
         (FillPicture::Slate(_), Some(image)) => {
-            let fit = format!("w={w}:h={h}:force_original_aspect_ratio=decrease");
-            let pad = format!("w={w}:h={h}:x=(ow-iw)/2:y=(oh-ih)/2:color=black");
+            let (scale, pad) = boxed_into(w, h);
             let steps = [
-                ("scale", fit.as_str()),
+                ("scale", scale.as_str()),
                 ("pad", pad.as_str()),
                 ("setsar", "1"),
                 ("format", "yuv420p"),
@@ -123,10 +122,9 @@ impl Fit {
             return Ok(frame);
         }
         if !self.chain.as_ref().is_some_and(|c| c.accepts(&frame)) {
-            let fit = format!("w={w}:h={h}:force_original_aspect_ratio=decrease");
-            let pad = format!("w={w}:h={h}:x=(ow-iw)/2:y=(oh-ih)/2:color=black");
+            let (scale, pad) = boxed_into(w, h);
             let steps = [
-                ("scale", fit.as_str()),
+                ("scale", scale.as_str()),
                 ("pad", pad.as_str()),
                 ("setsar", "1"),
             ];
@@ -134,6 +132,15 @@ impl Fit {
         }
         self.chain.as_mut().expect("made above").filter(&frame)
     }
+}
+
+/// The `scale` and `pad` options that fit a picture into `w`x`h` (its aspect kept) and
+/// box it in with black.
+fn boxed_into(w: i32, h: i32) -> (String, String) {
+    (
+        format!("w={w}:h={h}:force_original_aspect_ratio=decrease"),
+        format!("w={w}:h={h}:x=(ow-iw)/2:y=(oh-ih)/2:color=black"),
+    )
 }
 
 /// Width over height as shown (the sample aspect ratio applied).

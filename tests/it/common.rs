@@ -570,20 +570,10 @@ pub fn xorshift_bytes(seed: u64, n: usize) -> Vec<u8> {
 /// durations (spans that touch are one: an encoder refining a still picture splits it) and
 /// the black spans' count. `SV_DEBUG_FREEZE` prints FFmpeg's lines.
 pub fn frozen_and_black(playlist: &Path) -> (Vec<f64>, usize) {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(playlist)
-        .args([
-            "-vf",
-            "freezedetect=n=0.003:d=0.25,blackdetect=d=0.2:pix_th=0.1",
-            "-an",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = filter_log(
+        playlist,
+        "freezedetect=n=0.003:d=0.25,blackdetect=d=0.2:pix_th=0.1",
+    );
     if std::env::var_os("SV_DEBUG_FREEZE").is_some() {
         for l in log
             .lines()
@@ -609,4 +599,26 @@ pub fn frozen_and_black(playlist: &Path) -> (Vec<f64>, usize) {
     }
     let black = log.matches("black_start:").count();
     (spans.iter().map(|(a, b)| b - a).collect(), black)
+}
+
+/// What FFmpeg logs while it decodes `playlist`'s video through the filter graph `vf`
+/// (detection filters print what they find).
+pub fn filter_log(playlist: &Path, vf: &str) -> String {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostats", "-i"])
+        .arg(playlist)
+        .args(["-vf", vf, "-an", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A live ladder of `rungs` for the live tests: ultrafast, 1 s segments, a 60-segment
+/// window.
+pub fn live_profile(rungs: &[&str]) -> AbrProfile {
+    AbrProfile::from_rungs(rungs)
+        .unwrap()
+        .with_preset("ultrafast")
+        .with_segment_duration(Duration::from_secs(1))
+        .with_live_window(60)
 }

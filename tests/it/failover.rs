@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use streamvisor::config::PlaylistMode;
-use streamvisor::{AbrProfile, Hooks, OutputEvent, Source, Stream, StreamConfig, StreamState};
+use streamvisor::{Hooks, OutputEvent, Source, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
 use crate::common::{
-    assert_continuous_video, fast_policy, frozen_and_black, read_media, wait_until,
+    assert_continuous_video, fast_policy, frozen_and_black, live_profile, read_media, wait_until,
 };
 use crate::servers::{Nginx, Peer};
 
@@ -43,6 +43,34 @@ fn switch_recorder() -> (Hooks, Switches, Arc<Mutex<Vec<StreamState>>>) {
     (hooks, switches, states)
 }
 
+/// A live stream over `source` (with backups) writing a 240p ladder into `out`, with
+/// `tune` applied to its config; returns it started, its switches and states recorded,
+/// once its playlist lists `segments` segments.
+fn start(
+    id: &str,
+    source: Source,
+    out: &std::path::Path,
+    segments: usize,
+    tune: impl FnOnce(streamvisor::StreamConfigBuilder) -> streamvisor::StreamConfigBuilder,
+) -> (
+    Stream<streamvisor::Running>,
+    Switches,
+    Arc<Mutex<Vec<StreamState>>>,
+) {
+    let (hooks, switches, states) = switch_recorder();
+    let builder = StreamConfig::builder(id, source, out)
+        .profile(live_profile(&["240p"]))
+        .playlist_mode(PlaylistMode::Live)
+        .recovery(fast_policy(1000));
+    let config = tune(builder).build().unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("the first segments", Duration::from_secs(30), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= segments
+    });
+    (running, switches, states)
+}
+
 #[test]
 fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     let nginx = Nginx::rtmp();
@@ -52,29 +80,12 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     let _backup = VideoOnly::publish(&backup_url, "480x360");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let profile = AbrProfile::from_rungs(&["240p"])
-        .unwrap()
-        .with_preset("ultrafast")
-        .with_segment_duration(Duration::from_secs(1))
-        .with_live_window(60);
-    let (hooks, switches, states) = switch_recorder();
-    let config = StreamConfig::builder(
-        "failover",
-        Source::url(primary_url.as_str()).backup(backup_url.as_str()),
-        &out,
-    )
-    .profile(profile)
-    .playlist_mode(PlaylistMode::Live)
-    .recovery(fast_policy(100))
-    .io_timeout(Duration::from_secs(8))
-    .switch_back_after(Duration::from_secs(2))
-    .build()
-    .unwrap();
-    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
-    let playlist = out.join("240p/index.m3u8");
-    wait_until("three segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 3
+    let source = Source::url(primary_url.as_str()).backup(backup_url.as_str());
+    let (running, switches, states) = start("failover", source, &out, 3, |b| {
+        b.io_timeout(Duration::from_secs(8))
+            .switch_back_after(Duration::from_secs(2))
     });
+    let playlist = out.join("240p/index.m3u8");
     // A video-only RTMP source takes FFmpeg's analyzeduration (5 s) to open: the flv
     // header RTMP makes up announces audio, which never comes.
     wait_until("the backup ready", Duration::from_secs(20), || {
@@ -180,20 +191,7 @@ impl Drop for VideoOnly {
 
 /// The width of the picture inside any black bars, per frame (FFmpeg's `cropdetect`).
 fn crop_widths(playlist: &std::path::Path) -> Vec<u32> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(playlist)
-        .args([
-            "-vf",
-            "cropdetect=limit=24:round=2:reset=1",
-            "-an",
-            "-f",
-            "null",
-            "-",
-        ])
-        .output()
-        .expect("ffmpeg runs");
-    let log = String::from_utf8_lossy(&out.stderr);
+    let log = crate::common::filter_log(playlist, "cropdetect=limit=24:round=2:reset=1");
     log.lines()
         .filter_map(|l| l.split(" crop=").nth(1))
         .filter_map(|c| c.split(':').next()?.parse().ok())
@@ -290,29 +288,12 @@ fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
     let _backup = Peer::publish_rtmp(&backup_url, None);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let profile = AbrProfile::from_rungs(&["240p"])
-        .unwrap()
-        .with_preset("ultrafast")
-        .with_segment_duration(Duration::from_secs(1))
-        .with_live_window(60);
-    let (hooks, switches, states) = switch_recorder();
-    let config = StreamConfig::builder(
-        "stalled",
-        Source::url(primary_url.as_str()).backup(backup_url.as_str()),
-        &out,
-    )
-    .profile(profile)
-    .playlist_mode(PlaylistMode::Live)
-    .recovery(fast_policy(100))
-    .io_timeout(Duration::from_secs(2))
-    .switch_back_after(Duration::from_secs(2))
-    .build()
-    .unwrap();
-    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
-    let playlist = out.join("240p/index.m3u8");
-    wait_until("four segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 4
+    let source = Source::url(primary_url.as_str()).backup(backup_url.as_str());
+    let (running, switches, states) = start("stalled", source, &out, 4, |b| {
+        b.io_timeout(Duration::from_secs(2))
+            .switch_back_after(Duration::from_secs(2))
     });
+    let playlist = out.join("240p/index.m3u8");
     relay.pause(true);
     wait_until("the switch to the backup", Duration::from_secs(10), || {
         switches.lock().unwrap().contains(&(0, 1))
@@ -353,29 +334,11 @@ fn a_stream_whose_primary_is_down_starts_on_its_backup_and_takes_the_primary_whe
     let backup = LiveServer::start();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let profile = AbrProfile::from_rungs(&["240p"])
-        .unwrap()
-        .with_preset("ultrafast")
-        .with_segment_duration(Duration::from_secs(1))
-        .with_live_window(60);
-    let (hooks, switches, states) = switch_recorder();
-    let primary_url = format!("tcp://127.0.0.1:{primary_port}");
-    let config = StreamConfig::builder(
-        "down-at-start",
-        Source::url(primary_url).backup(backup.url()),
-        &out,
-    )
-    .profile(profile)
-    .playlist_mode(PlaylistMode::Live)
-    .recovery(fast_policy(1000))
-    .switch_back_after(Duration::from_secs(1))
-    .build()
-    .unwrap();
-    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
-    let playlist = out.join("240p/index.m3u8");
-    wait_until("three segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 3
+    let source = Source::url(format!("tcp://127.0.0.1:{primary_port}")).backup(backup.url());
+    let (running, switches, states) = start("down-at-start", source, &out, 3, |b| {
+        b.switch_back_after(Duration::from_secs(1))
     });
+    let playlist = out.join("240p/index.m3u8");
     let stats = running.stats();
     assert!(
         stats.inputs[1].active && !stats.inputs[0].active,

@@ -12,8 +12,8 @@ use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
 use crate::common::{
-    assert_continuous_video, fast_policy, frozen_and_black, read_master, read_media, recorder,
-    states, wait_until, LiveServer,
+    assert_continuous_video, fast_policy, frozen_and_black, live_profile, read_master, read_media,
+    recorder, states, wait_until, LiveServer,
 };
 
 /// The outage each test makes: the source's server is gone this long.
@@ -182,18 +182,9 @@ fn an_outage_is_filled_in_fmp4_and_dash_and_dash_js_plays_through_it() {
 /// V above 170; a square red slate boxed into 16:9 averages about 190, the test pattern
 /// near 126).
 fn red_frames(playlist: &Path) -> usize {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-nostats", "-i"])
-        .arg(playlist)
-        .args([
-            "-vf",
-            "signalstats,metadata=print:key=lavfi.signalstats.VAVG",
-        ])
-        .args(["-an", "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg runs");
-    let log = String::from_utf8_lossy(&out.stderr);
-    log.lines()
+    let vf = "signalstats,metadata=print:key=lavfi.signalstats.VAVG";
+    crate::common::filter_log(playlist, vf)
+        .lines()
         .filter_map(|l| l.split("lavfi.signalstats.VAVG=").nth(1))
         .filter_map(|v| v.trim().parse::<f64>().ok())
         .filter(|v| *v > 170.0)
@@ -218,11 +209,7 @@ fn the_slate_follows_the_held_frame_during_an_outage() {
     let server = LiveServer::start();
     let port = server.port;
     let out = dir.path().join("out");
-    let profile = AbrProfile::from_rungs(&["240p"])
-        .unwrap()
-        .with_preset("ultrafast")
-        .with_segment_duration(Duration::from_secs(1))
-        .with_live_window(60);
+    let profile = live_profile(&["240p"]);
     let filler = Filler::default()
         .repeat_last(Duration::from_millis(500))
         .then(FillPicture::Slate(Slate::from_file(&png).unwrap()));
