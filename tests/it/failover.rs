@@ -277,7 +277,8 @@ impl Relay {
 
 /// The primary stalls (its connection stays open, nothing comes): the last frame is held
 /// for the loss delay, then the warm backup takes over; when the primary flows again the
-/// stream switches back. No black, no picture held much longer than the loss delay.
+/// stream switches back. No black, no picture held much longer than the loss delay; dash.js
+/// plays the live CMAF output through both switches without a stall.
 #[test]
 fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
     let nginx = Nginx::rtmp();
@@ -290,10 +291,18 @@ fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
     let out = dir.path().join("out");
     let source = Source::url(primary_url.as_str()).backup(backup_url.as_str());
     let (running, switches, states) = start("stalled", source, &out, 4, |b| {
-        b.io_timeout(Duration::from_secs(2))
+        // CMAF with DASH: dash.js watches this one.
+        let profile = live_profile(&["240p"])
+            .with_container(streamvisor::Container::Fmp4)
+            .with_dash(true);
+        b.profile(profile)
+            .io_timeout(Duration::from_secs(2))
             .switch_back_after(Duration::from_secs(2))
     });
     let playlist = out.join("240p/index.m3u8");
+    let served = out.clone();
+    let viewer = std::thread::spawn(move || play_live(Kind::Dash, &served, "manifest.mpd", 16));
+    std::thread::sleep(Duration::from_secs(4));
     relay.pause(true);
     wait_until("the switch to the backup", Duration::from_secs(10), || {
         switches.lock().unwrap().contains(&(0, 1))
@@ -307,8 +316,9 @@ fn a_stalled_primary_is_left_after_the_loss_delay_with_its_last_frame_held() {
     wait_until("two segments after", Duration::from_secs(20), || {
         read_media(&playlist).segments.len() >= listed + 2
     });
+    let playback = viewer.join().unwrap();
     let report = running.stop(Duration::from_secs(10));
-    eprintln!("{:?}", report.stats.live_clock);
+    playback.assert_played_live_without_stall(15.0);
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
     assert_eq!(*switches.lock().unwrap(), [(0, 1), (1, 0)]);
     let states = states.lock().unwrap().clone();

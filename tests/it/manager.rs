@@ -1786,3 +1786,59 @@ fn a_streams_admission_event_comes_before_its_finished_event_even_when_it_ends_a
         );
     }
 }
+
+/// A managed live stream whose source is gone plays the input-loss filler: it is in `Error`
+/// (an outage, not a stall: the watchdog leaves it alone) and not behind real time (the
+/// filler keeps its media time on the wall clock), so new live work is still admitted; when
+/// its source returns it runs again.
+#[test]
+fn a_filling_stream_is_neither_stalled_nor_counted_behind_real_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LiveServer::start();
+    let port = server.port;
+    let m = Manager::builder()
+        .capacity(roomy())
+        .monitor_interval(Duration::from_millis(50))
+        .stall_timeout(Some(Duration::from_millis(700)))
+        .realtime_window(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let live = |id: &str, url: String| {
+        StreamConfig::builder(id, url, dir.path().join(id))
+            .profile(live_profile(&["240p"]))
+            .recovery(fast_policy(1000))
+            .build()
+            .unwrap()
+    };
+    m.create_stream(live("filled", server.url())).unwrap();
+    let running = |id: &str| m.state(id) == Some(StreamState::Running);
+    wait_until("running", Duration::from_secs(20), || running("filled"));
+    std::thread::sleep(Duration::from_secs(3));
+    drop(server);
+    wait_until("the filler", Duration::from_secs(5), || {
+        m.stats("filled").is_some_and(|s| s.live_clock.filling)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    // Another live stream is admitted while the first one fills.
+    let other = LiveServer::start();
+    m.create_stream(live("other", other.url()))
+        .expect("admitted while a stream fills");
+    let _server = LiveServer::start_on(port);
+    wait_until("media back", Duration::from_secs(20), || {
+        m.stats("filled").is_some_and(|s| !s.live_clock.filling)
+    });
+    wait_until("both running", Duration::from_secs(20), || {
+        running("filled") && running("other")
+    });
+    let stats = m.stats("filled").unwrap();
+    // One outage, the filler's (the watchdog reported no stall of its own).
+    assert_eq!(stats.outage_count, 1, "{:?}", stats.outages);
+    assert!(stats.outages[0].recovered, "{:?}", stats.outages);
+    assert!(
+        stats.speed > 0.8,
+        "media time kept on the wall clock: {}",
+        stats.speed
+    );
+    let report = m.shutdown(Duration::from_secs(5));
+    assert!(report.left_behind.is_empty(), "{report:?}");
+}
