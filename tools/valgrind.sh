@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make valgrind`: memcheck over (1) a short transcode through the `transcode` example, from
 # a file (to MPEG-TS, and to fMP4 with an audio rendition and a DASH manifest; every output
-# goes through the custom write AVIO context) and from stdin (`transcode -`: a Rust reader
-# through the custom read AVIO context), and (2) the lifecycle, liveness, reader and
+# goes through the custom write AVIO context), from stdin (`transcode -`: a Rust reader
+# through the custom read AVIO context) and from a live TCP source that goes away (the live
+# clock and its filler), and (2) the lifecycle, liveness, reader and
 # put_ladder (HTTP sink) tests, each run alone. Fails on any invalid read/write or definite
 # leak outside the suppressions in tools/valgrind.supp (FFmpeg library leaks only).
 set -euo pipefail
@@ -39,6 +40,24 @@ ffmpeg -y -hide_banner -loglevel error -i "$WORK/in.mp4" -c copy -f mpegts "$WOR
   --format mpegts --out "$WORK/hls-reader" --ladder 240p --preset ultrafast \
   <"$WORK/in.ts" >/dev/null
 grep -E "ERROR SUMMARY|definitely lost|Invalid" "$WORK/transcode-reader.log" || true
+
+# A live source that ends after 3 s: the live clock, then the input-loss filler (the last
+# frame held, a slate, AAC silence) while the stream reconnects, until SIGINT stops it.
+echo "== transcode of a live TCP source that goes away (the filler, a slate) under memcheck"
+ffmpeg -y -hide_banner -loglevel error -f lavfi -i color=c=red:s=64x64 -frames:v 1 "$WORK/slate.png"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ffmpeg -hide_banner -loglevel error -re -f lavfi -i testsrc2=size=320x180:rate=15:duration=3 \
+  -f lavfi -i sine=duration=3 -c:v libx264 -preset ultrafast -g 15 -c:a aac \
+  -f mpegts "tcp://127.0.0.1:$port?listen=1" &
+sleep 1
+timeout --signal=INT 20 "${VG[@]}" --log-file="$WORK/transcode-live.log" \
+  target/release/examples/transcode "tcp://127.0.0.1:$port" --out "$WORK/live" --ladder 240p \
+  --preset ultrafast --slate "$WORK/slate.png" --fill-after 0.5 >/dev/null 2>&1 || true
+wait || true
+grep -E "ERROR SUMMARY|definitely lost|Invalid" "$WORK/transcode-live.log" || true
+if grep -qE "ERROR SUMMARY: [1-9]" "$WORK/transcode-live.log"; then
+  echo "valgrind: memcheck errors in the live transcode (see $WORK)"; exit 1
+fi
 
 exe=$(ls -t target/release/deps/it-* | grep -v '\.d$' | head -1)
 # Memcheck's verdict is what counts here: at valgrind's 20-50x slowdown a few tests'

@@ -293,3 +293,47 @@ fn filler_cpu_cost() {
         100.0 * filler / media.max(1e-9)
     );
 }
+
+/// A live HLS pull source delivers a segment's media at once: the live clock paces it to
+/// the wall clock, so the bursts neither start the filler nor leave gaps; the output is one
+/// continuous timeline on the wall clock.
+#[test]
+fn a_bursty_hls_pull_source_is_paced_without_filler() {
+    use crate::servers::{Nginx, Peer};
+    let nginx = Nginx::http();
+    let _writer = Peer::hls(&nginx.root());
+    let origin = nginx.root().join("live.m3u8");
+    wait_until("the origin's playlist", Duration::from_secs(15), || {
+        origin.exists()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let (hooks, seen) = recorder();
+    let config = StreamConfig::builder("bursty", nginx.http_url("live.m3u8"), &out)
+        .profile(crate::common::live_profile(&["240p"]))
+        .playlist_mode(PlaylistMode::Live)
+        .recovery(fast_policy(100))
+        .build()
+        .unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
+    let playlist = out.join("240p/index.m3u8");
+    wait_until("eight segments", Duration::from_secs(40), || {
+        playlist.exists() && read_media(&playlist).segments.len() >= 8
+    });
+    let report = running.stop(Duration::from_secs(10));
+    assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
+    let clock = &report.stats.live_clock;
+    assert_eq!(clock.fills, 0, "{clock:?}");
+    assert!(clock.frames_repeated <= 2, "{clock:?}");
+    assert!(
+        !states(&seen).contains(&StreamState::Error),
+        "{:?}",
+        states(&seen)
+    );
+    assert_continuous_video(&playlist, 30.0);
+    // Segments as far apart on the wall clock as on the media.
+    let clock = clock_of(&playlist);
+    for w in clock.windows(2) {
+        assert!((w[1].0 - w[0].0 - w[0].1).abs() <= 0.075, "{clock:?}");
+    }
+}
