@@ -651,6 +651,9 @@ mod tests {
         let types = page.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = page.lines().filter(|l| l.starts_with("# HELP ")).count();
         assert_eq!(types, helps);
-        assert_eq!(types, 19 + STREAM_FIGURES.len() + VARIANT_FIGURES.len());
+        assert_eq!(
+            types,
+            19 + STREAM_FIGURES.len() + VARIANT_FIGURES.len() + INPUT_FIGURES.len()
+        );
     }
 }
