@@ -5,7 +5,7 @@ CARGO ?= cargo
 # servers (nginx with rtmp and WebDAV), the metrics parser, a browser.
 BUILD_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
-TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client chromium
+TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client python3-m3u8 chromium
 
 # $(call apt_install,PACKAGES[,EXTRA]): installs with apt those of PACKAGES that are not
 # installed, and the packages EXTRA (a shell command) prints.
@@ -37,6 +37,9 @@ deps: build-deps
 	@# python3; another python3 first on PATH (pyenv, a venv) gets it from PyPI.
 	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q prometheus-client \
 		|| { echo "could not install the Python package prometheus-client (python3 -m pip install prometheus-client)"; exit 1; }
+	@# The LL-HLS playlists are read by the Python m3u8 package (nobody here wrote it).
+	@python3 -c 'import m3u8' 2>/dev/null || python3 -m pip install -q m3u8 \
+		|| { echo "could not install the Python package m3u8 (python3 -m pip install m3u8)"; exit 1; }
 	@# playwright-core, hls.js and dash.js at the versions package-lock.json pins (no browser
 	@# download: play.mjs drives Debian's /usr/bin/chromium), again when the lock file changed.
 	@[ $(BROWSER_DIR)/node_modules/.package-lock.json -nt $(BROWSER_DIR)/package-lock.json ] \

@@ -132,6 +132,15 @@ struct Args {
     #[arg(long)]
     dash: bool,
 
+    /// Low-Latency HLS for a live INPUT: parts of --part seconds listed as they are
+    /// written (implies fmp4)
+    #[arg(long)]
+    low_latency: bool,
+
+    /// The low-latency part duration in seconds, 0.2 to 1 [default: 0.334]
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    part: Option<Duration>,
+
     /// A backup source for a live INPUT (repeatable, in order of preference): kept warm,
     /// switched to when INPUT sends nothing for --fill-after, and back when INPUT has been
     /// healthy for 5 s
@@ -270,13 +279,18 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(codec) = args.codec {
         profile = profile.with_codec(codec);
     }
-    let needs_fmp4 = args.dash || profile.variants.iter().any(|v| v.codec != VideoCodec::H264);
+    let needs_fmp4 = args.dash
+        || args.low_latency
+        || profile.variants.iter().any(|v| v.codec != VideoCodec::H264);
     let container = args.container.unwrap_or(if needs_fmp4 {
         Container::Fmp4
     } else {
         Container::MpegTs
     });
     profile = profile.with_container(container).with_dash(args.dash);
+    if args.low_latency || args.part.is_some() {
+        profile = profile.with_parts(args.part.unwrap_or(Duration::from_millis(334)));
+    }
     if let Some(p) = &args.preset {
         profile = profile.with_preset(p);
     }

@@ -284,6 +284,13 @@ pub struct AbrProfile {
     /// Also write a DASH manifest (`manifest.mpd`) over the same segments (needs
     /// [`Container::Fmp4`]; default false).
     pub dash: bool,
+    /// Low-Latency HLS: partial segments of about this duration (0.2 to 1 s; needs
+    /// [`Container::Fmp4`]; default none). Each part is a CMAF chunk of its segment, written
+    /// as a file of its own (`seg_00042.3.m4s`) as soon as it is complete and listed in the
+    /// live playlist (`EXT-X-PART`, `EXT-X-PART-INF`, `EXT-X-PRELOAD-HINT`,
+    /// `EXT-X-SERVER-CONTROL:PART-HOLD-BACK`); whole segments are still listed, so players
+    /// without low-latency support play the same playlist. On-demand output has no parts.
+    pub part_duration: Option<Duration>,
 }
 
 impl AbrProfile {
@@ -297,6 +304,7 @@ impl AbrProfile {
             timestamp_jump: Duration::from_secs(10),
             container: Container::MpegTs,
             dash: false,
+            part_duration: None,
         }
     }
 
@@ -361,6 +369,12 @@ impl AbrProfile {
         self
     }
 
+    /// Low-Latency HLS parts of about `part` (see [`AbrProfile::part_duration`]).
+    pub fn with_parts(mut self, part: Duration) -> Self {
+        self.part_duration = Some(part);
+        self
+    }
+
     /// Sets the video codec of every variant.
     pub fn with_codec(mut self, codec: VideoCodec) -> Self {
         for v in &mut self.variants {
@@ -410,6 +424,14 @@ impl AbrProfile {
                 format!("{} is outside 1..=1000", self.live_window),
             ));
         }
+        if let Some(part) = self.part_duration.map(|p| p.as_secs_f64()) {
+            if !(0.2..=1.0).contains(&part) || part > seg / 2.0 {
+                return Err(Error::config(
+                    "profile.part_duration",
+                    format!("{part} s is outside 0.2..=1 s or over half a segment ({seg} s)"),
+                ));
+            }
+        }
         let jump = self.timestamp_jump.as_secs_f64();
         if !(1.0..=3600.0).contains(&jump) {
             return Err(Error::config(
@@ -454,6 +476,12 @@ impl AbrProfile {
                 return Err(Error::config(
                     "profile.dash",
                     "a DASH manifest needs fMP4 (CMAF) segments: set the container to fmp4",
+                ));
+            }
+            if self.part_duration.is_some() {
+                return Err(Error::config(
+                    "profile.part_duration",
+                    "low-latency parts are CMAF chunks: set the container to fmp4",
                 ));
             }
         } else if let Some(i) = self

@@ -104,6 +104,8 @@ struct ProfileSpec {
     timestamp_jump: Option<Duration>,
     container: Option<Container>,
     dash: Option<bool>,
+    #[serde(default, deserialize_with = "human_opt")]
+    part_duration: Option<Duration>,
 }
 
 impl ProfileSpec {
@@ -124,6 +126,7 @@ impl ProfileSpec {
         p.timestamp_jump = self.timestamp_jump.unwrap_or(p.timestamp_jump);
         p.container = self.container.unwrap_or(p.container);
         p.dash = self.dash.unwrap_or(p.dash);
+        p.part_duration = self.part_duration.or(p.part_duration);
         Ok(p)
     }
 }

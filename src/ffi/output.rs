@@ -83,6 +83,15 @@ impl OutputContext {
         flushed
     }
 
+    /// Pushes what the writer's buffer holds into it now (a chunk is complete), keeping it
+    /// attached.
+    pub fn flush_writer(&mut self) -> Result<(), AvError> {
+        match self.writer.as_mut() {
+            Some(io) => io.flush().map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
     /// Adds a stream carrying what `encoder` produces; returns its index.
     pub fn add_stream(&mut self, encoder: &CodecContext) -> Result<i32, AvError> {
         // SAFETY: the context is ours; the new stream is owned by it; parameters are copied from an opened encoder.

@@ -19,6 +19,7 @@ mod latest;
 mod master;
 mod muxer_file;
 mod naming;
+mod parts;
 mod playlist;
 mod publisher;
 mod resume;

@@ -18,6 +18,8 @@ use crate::sink::{SegmentSink, SinkFile};
 #[derive(Default)]
 struct Shared {
     file: Option<Box<dyn SinkFile>>,
+    /// A Low-Latency HLS part being written: the same bytes go into it too.
+    part: Option<Box<dyn SinkFile>>,
     error: Option<io::Error>,
 }
 
@@ -52,7 +54,21 @@ impl SharedWriter {
 
 impl Write for SharedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.on_file(|f| f.write(buf))
+        let n = self.on_file(|f| f.write(buf))?;
+        let mut g = self.0.lock();
+        if let Some(part) = g.part.as_mut() {
+            let copied = std::panic::catch_unwind(AssertUnwindSafe(|| part.write_all(&buf[..n])))
+                .unwrap_or_else(|p| {
+                    let why = panic_message(&*p);
+                    Err(io::Error::other(format!("the sink's file panicked: {why}")))
+                });
+            if let Err(e) = copied {
+                let again = io::Error::new(e.kind(), e.to_string());
+                g.error.get_or_insert(e);
+                return Err(again);
+            }
+        }
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -84,6 +100,7 @@ impl MuxerFile {
             .map_err(|e| OutputError::Io(location.clone(), e))?;
         let shared = Arc::new(Mutex::new(Shared {
             file: Some(file),
+            part: None,
             error: None,
         }));
         muxer
@@ -116,9 +133,38 @@ impl MuxerFile {
         self.shared.lock().error.take()
     }
 
-    /// Detaches the muxer and drops the file unfinished (the sink discards it).
+    /// Detaches the muxer and drops the file unfinished (the sink discards it), and a part
+    /// being written with it.
     pub fn discard(self, muxer: &mut OutputContext) {
         let _ = muxer.close_writer();
-        drop(self.shared.lock().file.take());
+        let mut g = self.shared.lock();
+        drop(g.file.take());
+        drop(g.part.take());
+    }
+
+    /// Creates `rel` in the sink as a Low-Latency HLS part: what the muxer writes from now
+    /// on goes into it as well, until [`Self::finish_part`].
+    pub fn start_part(&self, sink: &dyn SegmentSink, rel: &str) -> Result<(), OutputError> {
+        let part = sink
+            .create(rel)
+            .map_err(|e| OutputError::Io(PathBuf::from(sink.location(rel)), e))?;
+        self.shared.lock().part = Some(part);
+        Ok(())
+    }
+
+    /// Finishes the part being written (the caller flushed the muxer's chunk into it);
+    /// returns its size. The sink's error (on the part or the segment) wins.
+    pub fn finish_part(&self, location: PathBuf) -> Result<u64, OutputError> {
+        let (part, error) = {
+            let mut g = self.shared.lock();
+            (g.part.take(), g.error.take())
+        };
+        if let Some(e) = error {
+            return Err(OutputError::Io(location, e));
+        }
+        match part {
+            Some(p) => p.finish().map_err(|e| OutputError::Io(location, e)),
+            None => Ok(0),
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! <rendition>/index.m3u8
 //! <rendition>/seg_00042.ts | <rendition>/seg_00042.m4s   (the file number, not always
 //! <rendition>/init_00040.mp4                              the media sequence number)
+//! <rendition>/seg_00042.3.m4s                             (Low-Latency HLS: part 3)
 //! ```
 
 use crate::config::Container;
@@ -23,6 +24,19 @@ pub(crate) fn segment_name(file: u64, container: Container) -> String {
         Container::Fmp4 => format!("seg_{file:05}.m4s"),
         Container::MpegTs => format!("seg_{file:05}.ts"),
     }
+}
+
+/// The file name of part `part` (0-based) of the fMP4 segment with file number `file`
+/// (Low-Latency HLS): `seg_00042.3.m4s`.
+pub(crate) fn part_name(file: u64, part: u32) -> String {
+    format!("seg_{file:05}.{part}.m4s")
+}
+
+/// The segment file number and part of a part file name we wrote, if it is one.
+pub(crate) fn parse_part(name: &str) -> Option<(u64, u32)> {
+    let stem = name.strip_prefix("seg_")?.strip_suffix(".m4s")?;
+    let (file, part) = stem.split_once('.')?;
+    Some((number(file)?, u32::try_from(number(part)?).ok()?))
 }
 
 /// The DASH `SegmentTemplate@media` pattern of [`segment_name`] (fMP4 only).
@@ -93,6 +107,14 @@ mod tests {
             assert_eq!(parse_segment(bad), None, "{bad}");
         }
         assert_eq!(parse_init("init.mp4"), None);
+        assert_eq!(parse_part(&part_name(42, 3)), Some((42, 3)));
+        assert_eq!(
+            parse_segment(&part_name(42, 3)),
+            None,
+            "a part is no segment"
+        );
+        assert_eq!(parse_part(&segment_name(42, Container::Fmp4)), None);
+        assert_eq!(parse_part("seg_00042.x.m4s"), None);
         assert_eq!(audio_rendition(128_000), "audio-128k");
         assert_eq!(audio_rendition(96_500), "audio-96500");
         assert_eq!(

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use std::time::SystemTime;
 
-use super::naming::{init_name, parse_init, parse_segment, segment_name};
+use super::naming::{init_name, parse_init, parse_segment, part_name, segment_name};
 use super::xs;
 use crate::config::Container;
 
@@ -34,7 +34,38 @@ pub(crate) struct ListedSegment {
     pub init: Option<u64>,
     /// `#EXT-X-PROGRAM-DATE-TIME`: the wall-clock time its first frame's packet was read.
     pub program_date_time: Option<SystemTime>,
+    /// Its Low-Latency HLS parts, while it is among the newest segments (else empty).
+    pub parts: Vec<ListedPart>,
 }
+
+/// A Low-Latency HLS part: a CMAF chunk of a segment, in a file of its own
+/// ([`part_name`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListedPart {
+    /// Its number in its segment, from 0.
+    pub index: u32,
+    /// `DURATION`, seconds.
+    pub duration: f64,
+    /// It starts with a keyframe (`INDEPENDENT=YES`).
+    pub independent: bool,
+}
+
+/// A live playlist's parts: the target, and the segment being written.
+#[derive(Debug, Clone, PartialEq)]
+struct Parts {
+    /// `PART-TARGET`, seconds.
+    target: f64,
+    /// The segment being written: its file number, init segment, whether it starts a
+    /// discontinuity, and its parts so far.
+    open_file: u64,
+    open_init: Option<u64>,
+    open_discontinuity: bool,
+    open: Vec<ListedPart>,
+}
+
+/// Segments (the newest) whose parts stay listed: the parts of the last three target
+/// durations at least (RFC 8216bis lets older ones go).
+const SEGMENTS_WITH_PARTS: usize = 3;
 
 /// A media playlist.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +82,8 @@ pub(crate) struct MediaPlaylist {
     discontinuity_sequence: u64,
     /// `#EXT-X-ENDLIST`.
     ended: bool,
+    /// Low-Latency HLS parts, when the live output has them.
+    parts: Option<Parts>,
 }
 
 impl MediaPlaylist {
@@ -63,6 +96,37 @@ impl MediaPlaylist {
             segments: VecDeque::new(),
             discontinuity_sequence: 0,
             ended: false,
+            parts: None,
+        }
+    }
+
+    /// Lists Low-Latency HLS parts of about `target` seconds.
+    pub fn with_parts(mut self, target: f64) -> Self {
+        self.parts = Some(Parts {
+            target,
+            open_file: 0,
+            open_init: None,
+            open_discontinuity: false,
+            open: Vec::new(),
+        });
+        self
+    }
+
+    /// The segment being written (its parts listed as they come): file number, init
+    /// segment, whether it starts a discontinuity.
+    pub fn open_segment(&mut self, file: u64, init: Option<u64>, discontinuity: bool) {
+        if let Some(p) = &mut self.parts {
+            p.open_file = file;
+            p.open_init = init;
+            p.open_discontinuity = discontinuity;
+            p.open.clear();
+        }
+    }
+
+    /// Lists a complete part of the segment being written.
+    pub fn push_part(&mut self, part: ListedPart) {
+        if let Some(p) = &mut self.parts {
+            p.open.push(part);
         }
     }
 
@@ -109,9 +173,27 @@ impl MediaPlaylist {
         self.ended = ended;
     }
 
-    /// Lists a segment.
-    pub fn push(&mut self, segment: ListedSegment) {
+    /// Lists a segment (with the parts listed for it while it was written). Returns the
+    /// part files of the segment whose parts are no longer listed, if any.
+    pub fn push(&mut self, mut segment: ListedSegment) -> Vec<String> {
+        let Some(p) = &mut self.parts else {
+            self.segments.push_back(segment);
+            return Vec::new();
+        };
+        segment.parts = std::mem::take(&mut p.open);
+        // The next segment is the one being written now (file numbers go up by one).
+        p.open_file = segment.file + 1;
+        p.open_discontinuity = false;
         self.segments.push_back(segment);
+        let older = self.segments.len().saturating_sub(SEGMENTS_WITH_PARTS + 1);
+        let Some(s) = self.segments.get_mut(older).filter(|s| !s.parts.is_empty()) else {
+            return Vec::new();
+        };
+        let parts = std::mem::take(&mut s.parts);
+        parts
+            .iter()
+            .map(|part| part_name(s.file, part.index))
+            .collect()
     }
 
     /// Drops the segments that left the live window (none without one), oldest first.
@@ -150,6 +232,12 @@ impl MediaPlaylist {
         let first_sequence = self.segments.front().map_or(0, |s| s.sequence);
         let _ = write!(text, "#EXTM3U\n#EXT-X-VERSION:{version}\n");
         let _ = writeln!(text, "#EXT-X-TARGETDURATION:{}", self.target);
+        if let Some(p) = self.parts.as_ref().filter(|_| !self.ended) {
+            let _ = writeln!(text, "#EXT-X-PART-INF:PART-TARGET={:.5}", p.target);
+            // PART-HOLD-BACK: at least three part targets (RFC 8216bis §4.4.3.8).
+            let hold_back = 3.0 * p.target;
+            let _ = writeln!(text, "#EXT-X-SERVER-CONTROL:PART-HOLD-BACK={hold_back:.5}");
+        }
         let _ = writeln!(text, "#EXT-X-MEDIA-SEQUENCE:{first_sequence}");
         if self.discontinuity_sequence > 0 {
             let _ = writeln!(
@@ -176,11 +264,27 @@ impl MediaPlaylist {
             if let Some(t) = s.program_date_time {
                 let _ = writeln!(text, "#EXT-X-PROGRAM-DATE-TIME:{}", xs::date_time_ms(t));
             }
+            if !self.ended {
+                render_parts(&mut text, s.file, &s.parts);
+            }
             let name = segment_name(s.file, self.container);
             let _ = writeln!(text, "#EXTINF:{:.6},\n{name}", s.duration);
         }
         if self.ended {
             text.push_str("#EXT-X-ENDLIST\n");
+        } else if let Some(p) = &self.parts {
+            // The segment being written: its parts so far, and the next one's hint.
+            if p.open_discontinuity {
+                text.push_str("#EXT-X-DISCONTINUITY\n");
+            }
+            if p.open_init != map {
+                if let Some(init) = p.open_init {
+                    let _ = writeln!(text, "#EXT-X-MAP:URI=\"{}\"", init_name(init));
+                }
+            }
+            render_parts(&mut text, p.open_file, &p.open);
+            let next = part_name(p.open_file, p.open.len() as u32);
+            let _ = writeln!(text, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{next}\"");
         }
         text
     }
@@ -220,6 +324,11 @@ impl MediaPlaylist {
             } else if line.starts_with("#EXT-X-VERSION:")
                 || line == "#EXT-X-PLAYLIST-TYPE:EVENT"
                 || line == "#EXT-X-INDEPENDENT-SEGMENTS"
+                // Parts are not carried on: a new run lists its own.
+                || line.starts_with("#EXT-X-PART-INF:")
+                || line.starts_with("#EXT-X-SERVER-CONTROL:")
+                || line.starts_with("#EXT-X-PART:")
+                || line.starts_with("#EXT-X-PRELOAD-HINT:")
             {
             } else if line.starts_with('#') {
                 return None;
@@ -236,6 +345,7 @@ impl MediaPlaylist {
                     bytes: 0,
                     discontinuity: std::mem::take(&mut discontinuity),
                     program_date_time: program_date_time.take(),
+                    parts: Vec::new(),
                     // An fMP4 segment always follows its init segment's EXT-X-MAP.
                     init: match kind {
                         Container::Fmp4 => Some(init?),
@@ -246,6 +356,23 @@ impl MediaPlaylist {
         }
         p.container = container.unwrap_or(Container::MpegTs);
         Some(p)
+    }
+}
+
+/// `#EXT-X-PART` lines for `parts` of the segment numbered `file`.
+fn render_parts(text: &mut String, file: u64, parts: &[ListedPart]) {
+    for part in parts {
+        let _ = write!(
+            text,
+            "#EXT-X-PART:DURATION={:.5},URI=\"{}\"",
+            part.duration,
+            part_name(file, part.index)
+        );
+        text.push_str(if part.independent {
+            ",INDEPENDENT=YES\n"
+        } else {
+            "\n"
+        });
     }
 }
 
@@ -262,6 +389,7 @@ mod tests {
             discontinuity,
             init,
             program_date_time: None,
+            parts: Vec::new(),
         }
     }
 

@@ -13,7 +13,9 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use super::naming::{in_rendition, parse_init, parse_segment, MASTER_PLAYLIST, MEDIA_PLAYLIST};
+use super::naming::{
+    in_rendition, parse_init, parse_part, parse_segment, MASTER_PLAYLIST, MEDIA_PLAYLIST,
+};
 use super::naming::{init_name, segment_name};
 use super::playlist::MediaPlaylist;
 use crate::config::Container;
@@ -93,9 +95,13 @@ fn start_in(
             Vec::new()
         }
     };
-    let on_disk = listed_files
-        .iter()
-        .filter_map(|f| parse_segment(f).map(|(n, _)| n));
+    // Parts (Low-Latency HLS) name their segment's file number too: a new run's numbers
+    // pass them.
+    let on_disk = listed_files.iter().filter_map(|f| {
+        parse_segment(f)
+            .map(|(n, _)| n)
+            .or_else(|| parse_part(f).map(|(n, _)| n))
+    });
     let listed = || earlier.iter().flat_map(|p| p.segments());
     // The sequence right after the earlier playlist's last segment.
     let listed_next = listed().last().map_or(0, |s| s.sequence + 1);
@@ -126,6 +132,8 @@ fn start_in(
             .filter(|f| {
                 parse_segment(f).is_some_and(|(n, _)| !kept(n))
                     || parse_init(f).is_some_and(|n| !kept_init(n))
+                    // A run lists only its own parts.
+                    || parse_part(f).is_some()
             })
             .cloned(),
     );

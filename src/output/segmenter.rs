@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use super::deleter::DeleteQueue;
 use super::muxer_file::MuxerFile;
-use super::naming::{in_rendition, init_name, segment_name, MEDIA_PLAYLIST};
+use super::naming::{in_rendition, init_name, part_name, segment_name, MEDIA_PLAYLIST};
+use super::parts::PartCutter;
 use super::playlist::{ListedSegment, MediaPlaylist};
 use super::resume::OutputStart;
 use super::OutputError;
@@ -70,6 +71,8 @@ pub struct Segmenter {
     /// Audio-only: the encoder's priming, seconds: the grid starts where the media does,
     /// after it, on the same boundaries as the video.
     audio_priming: f64,
+    /// Low-Latency HLS parts, when the output has them.
+    parts: Option<PartCutter>,
 }
 
 /// How a variant's output is written.
@@ -90,6 +93,8 @@ pub(crate) struct MediaOutput {
     pub video_codec: Option<VideoCodec>,
     /// The stream's queue of expired files to delete.
     pub deletes: DeleteQueue,
+    /// Low-Latency HLS parts of about this many seconds (a live fMP4 output only).
+    pub part_duration: Option<f64>,
 }
 
 /// A finished or cut segment: what it adds to the counters, and where it lies.
@@ -139,6 +144,7 @@ impl Segmenter {
             container,
             video_codec,
             deletes,
+            part_duration,
         } = output;
         let here = PathBuf::from(sink.location(name));
         let mux_err = |e| OutputError::Mux(here.clone(), e);
@@ -159,7 +165,13 @@ impl Segmenter {
             let tagged = video_index.zip(video_codec);
             configure_fmp4(&mut muxer, tagged).map_err(mux_err)?;
         }
+        let parts = part_duration
+            .filter(|_| live_window.is_some() && container == Container::Fmp4)
+            .map(PartCutter::new);
         let mut playlist = MediaPlaylist::new(container, target_duration, live_window);
+        if let Some(p) = &parts {
+            playlist = playlist.with_parts(p.target());
+        }
         // The first segment after an earlier run's starts a new timeline.
         let pending_discontinuity = start.carried.is_some();
         if let Some(earlier) = start.carried {
@@ -193,6 +205,7 @@ impl Segmenter {
             audio_priming: audio.map_or(0.0, |a| {
                 f64::from(a.initial_padding().max(0)) / f64::from(a.sample_rate().max(1))
             }),
+            parts,
         };
         w.write_header()?;
         Ok(w)
@@ -242,6 +255,75 @@ impl Segmenter {
         let rel = self.rel(&segment_name(self.next_file, self.container));
         self.refuse_after_abort(&rel)?;
         self.open = Some(MuxerFile::open(&*self.sink, &mut self.muxer, rel)?);
+        if let Some(p) = &mut self.parts {
+            p.new_segment();
+        }
+        Ok(())
+    }
+
+    /// The open segment's first packet (at `pts`) came: with parts, the playlist lists the
+    /// segment being written, and its first part opens.
+    fn segment_started(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
+        if self.parts.is_none() {
+            return Ok(());
+        }
+        let (file, init, discontinuity) = (self.next_file, self.init, self.open_discontinuity);
+        self.playlist.open_segment(file, init, discontinuity);
+        self.start_part(pts, independent)
+    }
+
+    /// A packet at `pts` (a keyframe: `independent`) is about to be written into the open
+    /// segment: the open part ends first when it is due, and a part opens when none is.
+    fn part_boundary(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
+        let Some(p) = &self.parts else {
+            return Ok(());
+        };
+        if p.due(pts) {
+            self.end_part(pts, true)?;
+        }
+        if self.parts.as_ref().is_some_and(|p| !p.is_open()) {
+            self.start_part(pts, independent)?;
+        }
+        Ok(())
+    }
+
+    /// Opens part file of the open segment at `pts`: the muxer's bytes are copied into it.
+    fn start_part(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
+        let Some(n) = self.parts.as_mut().map(|p| p.start(pts, independent)) else {
+            return Ok(());
+        };
+        let rel = self.rel(&part_name(self.next_file, n));
+        self.refuse_after_abort(&rel)?;
+        match &self.open {
+            Some(open) => open.start_part(&*self.sink, &rel),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the open part at `end` seconds: its chunk flushed (the muxer's fragment, unless
+    /// the trailer already did: `flush_muxer` false), its file finished, and the playlist
+    /// rewritten to list it.
+    fn end_part(&mut self, end: f64, flush_muxer: bool) -> Result<(), OutputError> {
+        if !self.parts.as_ref().is_some_and(PartCutter::is_open) {
+            return Ok(());
+        }
+        if flush_muxer {
+            self.muxer.flush().map_err(|e| self.mux_failed(e))?;
+        }
+        self.muxer.flush_writer().map_err(|e| self.mux_failed(e))?;
+        let part = self.parts.as_mut().and_then(|p| p.end(end));
+        let Some(part) = part else {
+            return Ok(());
+        };
+        let at = PathBuf::from(
+            self.sink
+                .location(&self.rel(&part_name(self.next_file, part.index))),
+        );
+        if let Some(open) = &self.open {
+            open.finish_part(at)?;
+        }
+        self.playlist.push_part(part);
+        self.write_playlist(false)?;
         Ok(())
     }
 
@@ -312,6 +394,9 @@ impl Segmenter {
         if self.open_start.is_none() {
             self.open_start = Some(pts);
             self.open_discontinuity = std::mem::take(&mut self.pending_discontinuity);
+            self.segment_started(pts, pkt.is_key())?;
+        } else {
+            self.part_boundary(pts, pkt.is_key())?;
         }
         let end = pts + pkt.duration().max(0) as f64 * tb.as_f64();
         self.open_end = self.open_end.max(end);
@@ -346,6 +431,9 @@ impl Segmenter {
                     next += self.target_duration;
                 }
                 self.audio_boundary = Some(next);
+                self.segment_started(pts, true)?;
+            } else {
+                self.part_boundary(pts, true)?;
             }
             let end = pts + pkt.duration().max(0) as f64 * tb;
             self.open_end = self.open_end.max(end);
@@ -365,6 +453,7 @@ impl Segmenter {
 
     /// Closes the open segment at `at` seconds, lists it, and opens the next one.
     fn cut(&mut self, at: f64) -> Result<SegmentDone, OutputError> {
+        self.end_part(at, true)?;
         let done = self.close_open_segment(at, false)?;
         self.open_segment()?;
         let next = self.open_location();
@@ -412,7 +501,7 @@ impl Segmenter {
             .playlist
             .window()
             .and_then(|_| self.program_date_time(start));
-        self.playlist.push(ListedSegment {
+        let parts_gone = self.playlist.push(ListedSegment {
             sequence,
             file,
             duration,
@@ -420,7 +509,11 @@ impl Segmenter {
             discontinuity,
             init: self.init,
             program_date_time,
+            parts: Vec::new(),
         });
+        if let Some(p) = &mut self.parts {
+            p.unlisted(end, parts_gone);
+        }
         self.next_sequence += 1;
         self.next_file += 1;
         self.open_start = None;
@@ -459,6 +552,15 @@ impl Segmenter {
             return left;
         };
         let keep = window as f64 * self.target_duration + self.playlist.target() as f64;
+        // Parts leave the playlist three segments after theirs; a player may still fetch
+        // them for two target durations (what it buffers of a playlist it has).
+        let parts_keep = 2.0 * self.playlist.target() as f64;
+        let parts_gone = self.parts.as_mut().map(|p| p.expired(now, parts_keep));
+        for name in parts_gone.into_iter().flatten() {
+            if !self.deletes.delete(&self.name, name.clone()) {
+                left.push(name);
+            }
+        }
         while let Some(&(file, unlisted_at, init)) = self.unlisted.front() {
             if now - unlisted_at < keep {
                 break;
@@ -488,6 +590,8 @@ impl Segmenter {
     pub fn end_stream(&mut self, endlist: bool) -> Result<Option<SegmentDone>, OutputError> {
         self.final_endlist = endlist;
         self.muxer.write_trailer().map_err(|e| self.mux_failed(e))?;
+        let end = self.open_end;
+        self.end_part(end, false)?;
         if self.open_start.is_some() {
             let end = self.open_end;
             Ok(Some(self.close_open_segment(end, true)?))

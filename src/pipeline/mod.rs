@@ -273,6 +273,7 @@ fn open_rungs(
         container: profile.container,
         video_codec,
         deletes: deletes.clone(),
+        part_duration: profile.part_duration.map(|p| p.as_secs_f64()),
     };
     let mut starts = outputs.starts.into_iter();
     let mut rungs = Vec::with_capacity(plan.len());

@@ -18,6 +18,7 @@ mod live_clock;
 mod live_fill;
 mod liveness;
 mod local_files;
+mod low_latency;
 mod manager;
 mod manager_chaos;
 mod metrics;
