@@ -19,7 +19,6 @@ mod latest;
 mod master;
 mod muxer_file;
 mod naming;
-mod parts;
 mod playlist;
 mod publisher;
 mod resume;

@@ -3,8 +3,12 @@
 //! player can still be fetching them.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 
-use super::playlist::ListedPart;
+use super::Segmenter;
+use crate::output::naming::part_name;
+use crate::output::playlist::ListedPart;
+use crate::output::OutputError;
 
 /// One rendition's part state.
 #[derive(Debug)]
@@ -95,6 +99,79 @@ impl PartCutter {
             );
         }
         gone
+    }
+}
+
+/// The segmenter's side of the parts: where they start and end, as packets come.
+impl Segmenter {
+    /// The open segment's first packet (at `pts`) came: with parts, the playlist lists the
+    /// segment being written, and its first part opens.
+    pub(super) fn segment_started(
+        &mut self,
+        pts: f64,
+        independent: bool,
+    ) -> Result<(), OutputError> {
+        if self.parts.is_none() {
+            return Ok(());
+        }
+        let (file, init, discontinuity) = (self.next_file, self.init, self.open_discontinuity);
+        self.playlist.open_segment(file, init, discontinuity);
+        self.start_part(pts, independent)
+    }
+
+    /// A packet at `pts` (a keyframe: `independent`) is about to be written into the open
+    /// segment: the open part ends first when it is due, and a part opens when none is.
+    pub(super) fn part_boundary(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
+        let Some(p) = &self.parts else {
+            return Ok(());
+        };
+        if p.due(pts) {
+            self.end_part(pts, true)?;
+        }
+        if self.parts.as_ref().is_some_and(|p| !p.is_open()) {
+            self.start_part(pts, independent)?;
+        }
+        Ok(())
+    }
+
+    /// Opens part file of the open segment at `pts`: the muxer's bytes are copied into it.
+    fn start_part(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
+        let Some(n) = self.parts.as_mut().map(|p| p.start(pts, independent)) else {
+            return Ok(());
+        };
+        let rel = self.rel(&part_name(self.next_file, n));
+        self.refuse_after_abort(&rel)?;
+        match &self.open {
+            Some(open) => open.start_part(&*self.sink, &rel),
+            None => Ok(()),
+        }
+    }
+
+    /// Ends the open part at `end` seconds: its chunk flushed (the muxer's fragment, unless
+    /// the trailer already did: `flush_muxer` false), its file finished, and the playlist
+    /// rewritten to list it.
+    pub(super) fn end_part(&mut self, end: f64, flush_muxer: bool) -> Result<(), OutputError> {
+        if !self.parts.as_ref().is_some_and(PartCutter::is_open) {
+            return Ok(());
+        }
+        if flush_muxer {
+            self.muxer.flush().map_err(|e| self.mux_failed(e))?;
+        }
+        self.muxer.flush_writer().map_err(|e| self.mux_failed(e))?;
+        let part = self.parts.as_mut().and_then(|p| p.end(end));
+        let Some(part) = part else {
+            return Ok(());
+        };
+        let at = PathBuf::from(
+            self.sink
+                .location(&self.rel(&part_name(self.next_file, part.index))),
+        );
+        if let Some(open) = &self.open {
+            open.finish_part(at)?;
+        }
+        self.playlist.push_part(part);
+        self.write_playlist(false)?;
+        Ok(())
     }
 }
 

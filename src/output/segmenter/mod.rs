@@ -9,14 +9,17 @@ use std::time::SystemTime;
 
 use super::deleter::DeleteQueue;
 use super::muxer_file::MuxerFile;
-use super::naming::{in_rendition, init_name, part_name, segment_name, MEDIA_PLAYLIST};
-use super::parts::PartCutter;
+use super::naming::{in_rendition, init_name, segment_name, MEDIA_PLAYLIST};
+mod marks;
+mod parts;
+
 use super::playlist::{ListedSegment, MediaPlaylist};
 use super::resume::OutputStart;
 use super::OutputError;
 use crate::config::{Container, VideoCodec};
 use crate::ffi::{AvError, CodecContext, Interrupt, OutputContext, Packet, Rational, AVERROR_EXIT};
 use crate::sink::SegmentSink;
+use parts::PartCutter;
 
 /// Where the output timeline's zero lies in fMP4 media time (`tfdt`): far enough that no
 /// decode time of a B-frame or primed AAC frame is negative. DASH manifests subtract it
@@ -261,72 +264,6 @@ impl Segmenter {
         Ok(())
     }
 
-    /// The open segment's first packet (at `pts`) came: with parts, the playlist lists the
-    /// segment being written, and its first part opens.
-    fn segment_started(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
-        if self.parts.is_none() {
-            return Ok(());
-        }
-        let (file, init, discontinuity) = (self.next_file, self.init, self.open_discontinuity);
-        self.playlist.open_segment(file, init, discontinuity);
-        self.start_part(pts, independent)
-    }
-
-    /// A packet at `pts` (a keyframe: `independent`) is about to be written into the open
-    /// segment: the open part ends first when it is due, and a part opens when none is.
-    fn part_boundary(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
-        let Some(p) = &self.parts else {
-            return Ok(());
-        };
-        if p.due(pts) {
-            self.end_part(pts, true)?;
-        }
-        if self.parts.as_ref().is_some_and(|p| !p.is_open()) {
-            self.start_part(pts, independent)?;
-        }
-        Ok(())
-    }
-
-    /// Opens part file of the open segment at `pts`: the muxer's bytes are copied into it.
-    fn start_part(&mut self, pts: f64, independent: bool) -> Result<(), OutputError> {
-        let Some(n) = self.parts.as_mut().map(|p| p.start(pts, independent)) else {
-            return Ok(());
-        };
-        let rel = self.rel(&part_name(self.next_file, n));
-        self.refuse_after_abort(&rel)?;
-        match &self.open {
-            Some(open) => open.start_part(&*self.sink, &rel),
-            None => Ok(()),
-        }
-    }
-
-    /// Ends the open part at `end` seconds: its chunk flushed (the muxer's fragment, unless
-    /// the trailer already did: `flush_muxer` false), its file finished, and the playlist
-    /// rewritten to list it.
-    fn end_part(&mut self, end: f64, flush_muxer: bool) -> Result<(), OutputError> {
-        if !self.parts.as_ref().is_some_and(PartCutter::is_open) {
-            return Ok(());
-        }
-        if flush_muxer {
-            self.muxer.flush().map_err(|e| self.mux_failed(e))?;
-        }
-        self.muxer.flush_writer().map_err(|e| self.mux_failed(e))?;
-        let part = self.parts.as_mut().and_then(|p| p.end(end));
-        let Some(part) = part else {
-            return Ok(());
-        };
-        let at = PathBuf::from(
-            self.sink
-                .location(&self.rel(&part_name(self.next_file, part.index))),
-        );
-        if let Some(open) = &self.open {
-            open.finish_part(at)?;
-        }
-        self.playlist.push_part(part);
-        self.write_playlist(false)?;
-        Ok(())
-    }
-
     /// A muxer call on the open segment failed: the sink's own error when it was the
     /// sink's (its message, a panic's included), else FFmpeg's.
     fn mux_failed(&self, e: AvError) -> OutputError {
@@ -342,38 +279,6 @@ impl Segmenter {
             || PathBuf::from(self.sink.location(&self.name)),
             |f| f.location.clone(),
         )
-    }
-
-    /// Notes that the frame at `pts` seconds (on this rendition's timeline) was read from
-    /// the source at `wall`: the clock a segment's `#EXT-X-PROGRAM-DATE-TIME` is read from
-    /// (the latest mark at or before its start, plus the media time between).
-    pub fn mark_capture(&mut self, pts: f64, wall: SystemTime) {
-        if self.clock_marks.len() >= 64 {
-            self.clock_marks.pop_front();
-        }
-        self.clock_marks.push_back((pts, wall));
-    }
-
-    /// The wall-clock time of the media at `start` seconds, from the marks; marks before the
-    /// one used are done with.
-    fn program_date_time(&mut self, start: f64) -> Option<SystemTime> {
-        let at = self
-            .clock_marks
-            .iter()
-            .rposition(|&(p, _)| p <= start + 5e-4);
-        let (pts, wall) = match at {
-            Some(i) => {
-                self.clock_marks.drain(..i);
-                *self.clock_marks.front()?
-            }
-            None => *self.clock_marks.front()?,
-        };
-        let offset = std::time::Duration::from_secs_f64((start - pts).abs());
-        if start >= pts {
-            wall.checked_add(offset)
-        } else {
-            wall.checked_sub(offset)
-        }
     }
 
     /// Writes an encoded video packet (in the video encoder's time base). When `cut` is set
