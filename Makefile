@@ -55,7 +55,7 @@ test: deps
 	$(CARGO) test --release --all-targets
 	$(CARGO) test --release --doc
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items --features serde
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items --features serde,origin
 
 # 1000 start/stop cycles with thread, fd and RSS counts (about a minute; not in `make test`).
 soak: deps

@@ -31,7 +31,8 @@ mod json;
 mod local_files;
 
 use streamvisor::config::{FillPicture, Filler, InputLoss, Slate};
-use streamvisor::sink::HttpSink;
+use streamvisor::origin::Origin;
+use streamvisor::sink::{FsSink, HttpSink};
 use streamvisor::{
     AbrProfile, Container, RecoveryPolicy, Source, StateSet, Stream, StreamConfig, StreamState,
     VideoCodec,
@@ -136,6 +137,12 @@ struct Args {
     /// written (implies fmp4)
     #[arg(long)]
     low_latency: bool,
+
+    /// Serve the output over HTTP from the crate's own origin at ADDR (e.g. 127.0.0.1:8080):
+    /// Low-Latency HLS with blocking playlist reloads and delta updates; the files are
+    /// also written to --out (or --put)
+    #[arg(long, value_name = "ADDR")]
+    serve: Option<std::net::SocketAddr>,
 
     /// The low-latency part duration in seconds, 0.2 to 1 [default: 0.334]
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -322,9 +329,25 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(dir) = local_files::local_root(input, args.local_files_under.as_deref()) {
         builder = builder.local_files_under(dir);
     }
-    if let Some(url) = &args.put {
-        let sink = HttpSink::new(url).map_err(|e| format!("--put: {e}"))?;
-        builder = builder.sink(Arc::new(sink));
+    let store: Option<Arc<dyn streamvisor::sink::SegmentSink>> = match &args.put {
+        Some(url) => Some(Arc::new(
+            HttpSink::new(url).map_err(|e| format!("--put: {e}"))?,
+        )),
+        None => None,
+    };
+    let origin = match args.serve {
+        Some(addr) => {
+            let origin = Origin::bind(addr).map_err(|e| format!("--serve {addr}: {e}"))?;
+            let on_disk = Arc::new(FsSink::new(&args.out, !args.no_sync_output));
+            let inner = store.clone().unwrap_or(on_disk);
+            builder = builder.sink(Arc::new(origin.sink("", Some(inner))));
+            eprintln!("serving on http://{}/master.m3u8", origin.local_addr());
+            Some(origin)
+        }
+        None => None,
+    };
+    if let (Some(sink), None) = (store, &origin) {
+        builder = builder.sink(sink);
     }
     let config = builder.build().map_err(|e| e.to_string())?;
     let signals = Arc::new(AtomicUsize::new(0));

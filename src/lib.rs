@@ -97,6 +97,8 @@ pub mod events;
 mod ffi;
 mod hooks;
 pub mod manager;
+#[cfg(feature = "origin")]
+pub mod origin;
 mod output;
 mod panic;
 mod pipeline;

@@ -172,16 +172,30 @@ pub fn play(kind: Kind, dir: &Path, entry: &str) -> Playback {
 
 /// [`play`], requiring `seconds` played in all instead of [`PLAY_SECONDS`].
 pub fn play_for(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
-    run_player(kind, dir, entry, seconds, false)
+    run_player(kind, dir, entry, seconds, false, None)
 }
 
 /// Plays a live stream being written meanwhile for `seconds` from its live edge (the
 /// player's own level choice), counting stalls (`waiting_events`, `stalled_seconds`).
 pub fn play_live(kind: Kind, dir: &Path, entry: &str, seconds: u32) -> Playback {
-    run_player(kind, dir, entry, seconds, true)
+    run_player(kind, dir, entry, seconds, true, None)
 }
 
-fn run_player(kind: Kind, dir: &Path, entry: &str, seconds: u32, live: bool) -> Playback {
+/// [`play_live`] from an HTTP origin at `base` (the page's own server serves only the
+/// player).
+pub fn play_live_from(kind: Kind, base: &str, entry: &str, seconds: u32) -> Playback {
+    let empty = tempfile::tempdir().unwrap();
+    run_player(kind, empty.path(), entry, seconds, true, Some(base))
+}
+
+fn run_player(
+    kind: Kind,
+    dir: &Path,
+    entry: &str,
+    seconds: u32,
+    live: bool,
+    base: Option<&str>,
+) -> Playback {
     require_browser_tools();
     let script = browser_dir().join("play.mjs");
     let flag = match kind {
@@ -195,6 +209,7 @@ fn run_player(kind: Kind, dir: &Path, entry: &str, seconds: u32, live: bool) -> 
         .arg(entry)
         .args(["--seconds", &seconds.to_string()])
         .args(live.then_some("--live"))
+        .args(base.map(|b| ["--base", b]).into_iter().flatten())
         .args(["--timeout", &PLAY_TIMEOUT.as_secs().to_string()])
         .args(["--chromium", CHROMIUM])
         .stdin(Stdio::null())

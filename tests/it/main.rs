@@ -23,6 +23,7 @@ mod manager;
 mod manager_chaos;
 mod metrics;
 mod origin;
+mod origin_ll;
 mod output;
 mod put_ladder;
 mod put_sink;

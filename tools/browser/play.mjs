@@ -11,7 +11,8 @@
 // level, with the video's rendered height equal to the level's; then playback goes on until
 // --seconds (4) have played in all (from the start again when the stream ends). Every error
 // event (fatal or not), every HTTP answer other than 200/206 and every page exception is
-// recorded. With --live the stream is a live one being written meanwhile: no level is
+// recorded. With --base URL the media are loaded from that origin (CORS) instead of <dir>.
+// With --live the stream is a live one being written meanwhile: no level is
 // selected (the player's own choice plays), nothing loops, playback goes on for --seconds
 // from the live edge, and every stall is counted: `waiting` events of the video element after
 // playback started (`waiting_events`) and the time the playhead stood still while playing
@@ -33,7 +34,7 @@ import { fileURLToPath } from 'node:url';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const USAGE =
   'usage: node tools/browser/play.mjs --hls|--dash <dir> <entry> [--seconds N] ' +
-  '[--level-seconds N] [--live] [--timeout N] [--chromium PATH]';
+  '[--level-seconds N] [--live] [--base URL] [--timeout N] [--chromium PATH]';
 
 // Codecs whose MediaSource support is reported: H.264 High 4.0, AV1 Main 8-bit 4.0, HEVC Main.
 const PROBED_CODECS = ['avc1.640028', 'av01.0.04M.08', 'hvc1.1.6.L93.B0'];
@@ -77,6 +78,7 @@ function parseArgs(argv) {
     else if (a === '--level-seconds') o.levelSeconds = num();
     else if (a === '--timeout') o.timeout = num();
     else if (a === '--live') o.live = true;
+    else if (a === '--base') o.base = argv[++i];
     else if (a === '--chromium') o.chromium = argv[++i];
     else if (a.startsWith('--')) throw new HarnessError(`unknown option ${a}\n${USAGE}`);
     else rest.push(a);
@@ -86,7 +88,7 @@ function parseArgs(argv) {
   o.dir = path.resolve(o.dir);
   if (!fs.statSync(o.dir, { throwIfNoEntry: false })?.isDirectory())
     throw new HarnessError(`${o.dir} is not a directory`);
-  if (!fs.existsSync(path.join(o.dir, o.entry)))
+  if (!o.base && !fs.existsSync(path.join(o.dir, o.entry)))
     throw new HarnessError(`${o.entry} is not in ${o.dir}`);
   if (!o.chromium || !fs.existsSync(o.chromium))
     throw new HarnessError(`${o.chromium} is missing: install the Debian package chromium (make deps does)`);
@@ -95,8 +97,9 @@ function parseArgs(argv) {
   return o;
 }
 
-function page(kind, entry) {
-  const cfg = JSON.stringify({ kind, src: '/media/' + entry.split('/').map(encodeURIComponent).join('/') });
+function page(kind, entry, base) {
+  const rel = entry.split('/').map(encodeURIComponent).join('/');
+  const cfg = JSON.stringify({ kind, src: base ? base.replace(/\/$/, '') + '/' + rel : '/media/' + rel });
   return `<!doctype html><html><head><meta charset="utf-8"><title>streamvisor play</title>
 <script src="/lib/${kind}.js"></script></head><body>
 <video id="v" muted playsinline width="640" height="360"></video>
@@ -207,7 +210,7 @@ if (cfg.kind === 'hls') {
 // Serves the page at /, the player libraries at /lib/, <dir> at /media/; records every answer
 // that is not 200/206.
 function serve(o, httpErrors) {
-  const html = page(o.kind, o.entry);
+  const html = page(o.kind, o.entry, o.base);
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
     const fail = status => {

@@ -1,0 +1,343 @@
+//! What the origin answers a request, from its files as they are now: the file, a blocking
+//! request parked until what it asks for exists (LL-HLS `_HLS_msn`/`_HLS_part`, the
+//! preload-hinted part), or an error. Pure: the server calls it again for a parked request
+//! whenever the files change, and answers 503 (or 404) when its wait is over.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::store::{Files, PlaylistState};
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Request {
+    pub method: String,
+    /// The path without its leading `/`, percent-decoding not needed (our names are plain).
+    pub path: String,
+    pub msn: Option<u64>,
+    pub part: Option<u64>,
+    pub skip: bool,
+    /// The client asked to close the connection after the answer.
+    pub close: bool,
+}
+
+impl Request {
+    /// Reads a request target (`/dir/file?query`).
+    pub fn new(method: &str, target: &str, close: bool) -> Self {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let mut r = Request {
+            method: method.to_owned(),
+            path: path.trim_start_matches('/').to_owned(),
+            msn: None,
+            part: None,
+            skip: false,
+            close,
+        };
+        for kv in query.split('&') {
+            match kv.split_once('=') {
+                Some(("_HLS_msn", v)) => r.msn = v.parse().ok(),
+                Some(("_HLS_part", v)) => r.part = v.parse().ok(),
+                Some(("_HLS_skip", v)) => r.skip = v == "YES" || v == "v2",
+                _ => {}
+            }
+        }
+        r
+    }
+}
+
+/// A response: status, headers that depend on the file, and the body.
+#[derive(Debug, Clone)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub cache_control: &'static str,
+    pub body: Arc<Vec<u8>>,
+}
+
+/// What to do with a request now.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    Now(Response),
+    /// Ask again when the files change, until this long after the request came; then
+    /// answer with the response given.
+    Wait(Duration, Response),
+}
+
+fn error(status: u16, why: &str) -> Response {
+    Response {
+        status,
+        content_type: "text/plain; charset=utf-8",
+        cache_control: "no-store",
+        body: Arc::new(format!("{why}\n").into_bytes()),
+    }
+}
+
+fn content_type(path: &str) -> &'static str {
+    match path.rsplit('.').next() {
+        Some("m3u8") => "application/vnd.apple.mpegurl",
+        Some("mpd") => "application/dash+xml",
+        Some("m4s") => "video/iso.segment",
+        Some("mp4") => "video/mp4",
+        Some("ts") => "video/mp2t",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The answer to `req` from `files`.
+pub(crate) fn answer(files: &Files, req: &Request) -> Answer {
+    if req.method == "OPTIONS" {
+        return Answer::Now(Response {
+            status: 204,
+            ..error(204, "")
+        });
+    }
+    if req.method != "GET" && req.method != "HEAD" {
+        return Answer::Now(error(405, "GET, HEAD or OPTIONS only"));
+    }
+    let plain = req
+        .path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b));
+    if req.path.is_empty() || !plain || req.path.split('/').any(|s| s == ".." || s.is_empty()) {
+        return Answer::Now(error(404, "no such file"));
+    }
+    if let Some(state) = files.playlists.get(&req.path) {
+        return playlist(files, req, state);
+    }
+    if let Some(body) = files.files.get(&req.path) {
+        let cache_control = if req.path.ends_with(".m3u8") || req.path.ends_with(".mpd") {
+            "no-cache"
+        } else {
+            "max-age=31536000, immutable"
+        };
+        return Answer::Now(Response {
+            status: 200,
+            content_type: content_type(&req.path),
+            cache_control,
+            body: body.clone(),
+        });
+    }
+    // A part a playlist hints at is held until it is written (a blocking part request).
+    let (dir, name) = req.path.rsplit_once('/').unwrap_or(("", &req.path));
+    let hinted = files.playlists.iter().find_map(|(p, s)| {
+        let p_dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+        (p_dir == dir && s.hint.as_deref() == Some(name)).then_some(s.target)
+    });
+    match hinted {
+        Some(target) => Answer::Wait(
+            Duration::from_secs_f64(3.0 * target.max(1.0)),
+            error(404, "the hinted part was not written in time"),
+        ),
+        None => Answer::Now(error(404, "no such file")),
+    }
+}
+
+/// A media playlist: at once, held until it holds what `_HLS_msn`/`_HLS_part` ask for
+/// (at most three target durations, then 503), or refused (400) for a segment more than
+/// two ahead. Served with the blocking reload and delta updates advertised.
+fn playlist(files: &Files, req: &Request, state: &PlaylistState) -> Answer {
+    if let Some(msn) = req.msn {
+        if !state.ended && msn > state.open_msn + 1 {
+            return Answer::Now(error(400, "_HLS_msn is more than two segments ahead"));
+        }
+        if !state.holds(msn, req.part) {
+            let wait = Duration::from_secs_f64(3.0 * state.target.max(1.0));
+            return Answer::Wait(
+                wait,
+                error(503, "not written within three target durations"),
+            );
+        }
+    }
+    let text = files
+        .files
+        .get(&req.path)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let text = if state.low_latency && !state.ended {
+        served(&text, state.target, req.skip)
+    } else {
+        text
+    };
+    Answer::Now(Response {
+        status: 200,
+        content_type: content_type(&req.path),
+        cache_control: "no-cache",
+        body: Arc::new(text.into_bytes()),
+    })
+}
+
+/// The playlist as this origin serves it: `CAN-BLOCK-RELOAD=YES` and `CAN-SKIP-UNTIL` (six
+/// target durations) added to `EXT-X-SERVER-CONTROL`, version 9, and with `skip` the
+/// segments older than that replaced by `#EXT-X-SKIP` (a delta update).
+pub(crate) fn served(text: &str, target: f64, skip: bool) -> String {
+    let skip_until = 6.0 * target;
+    // The segments, as groups of lines ending with a URI; the header before them.
+    let mut header = Vec::new();
+    let mut groups: Vec<(Vec<&str>, f64)> = Vec::new();
+    let mut current: Vec<&str> = Vec::new();
+    let mut in_segments = false;
+    for line in text.lines() {
+        let segment_tag = [
+            "#EXT-X-DISCONTINUITY",
+            "#EXT-X-MAP",
+            "#EXT-X-PROGRAM-DATE-TIME",
+            "#EXT-X-PART:",
+            "#EXTINF",
+        ]
+        .iter()
+        .any(|t| line.starts_with(t) && !line.starts_with("#EXT-X-DISCONTINUITY-SEQUENCE"));
+        in_segments |= segment_tag;
+        if !in_segments {
+            header.push(line);
+            continue;
+        }
+        current.push(line);
+        if !line.is_empty() && !line.starts_with('#') {
+            let duration = current
+                .iter()
+                .find_map(|l| l.strip_prefix("#EXTINF:"))
+                .and_then(|d| d.trim_end_matches(',').parse().ok())
+                .unwrap_or(0.0);
+            groups.push((std::mem::take(&mut current), duration));
+        }
+    }
+    let mut out = String::with_capacity(text.len() + 64);
+    for line in header {
+        let line = match line {
+            l if l.starts_with("#EXT-X-VERSION:") => "#EXT-X-VERSION:9".to_owned(),
+            l if l.starts_with("#EXT-X-SERVER-CONTROL:") => {
+                format!("{l},CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until:.1}")
+            }
+            l => l.to_owned(),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    // Skipped: the oldest segments that end more than CAN-SKIP-UNTIL before the last one's
+    // end.
+    let total: f64 = groups.iter().map(|g| g.1).sum();
+    let mut skipped = 0;
+    let mut map = None;
+    if skip {
+        let mut start = 0.0;
+        for (lines, d) in &groups {
+            if total - start - d < skip_until {
+                break;
+            }
+            map = lines
+                .iter()
+                .rev()
+                .find(|l| l.starts_with("#EXT-X-MAP"))
+                .copied()
+                .or(map);
+            start += d;
+            skipped += 1;
+        }
+    }
+    if skipped > 0 {
+        out.push_str(&format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}\n"));
+        let next_has_map = groups[skipped..]
+            .first()
+            .is_some_and(|(l, _)| l.iter().any(|x| x.starts_with("#EXT-X-MAP")));
+        if let (Some(m), false) = (map, next_has_map) {
+            out.push_str(m);
+            out.push('\n');
+        }
+    }
+    for (lines, _) in &groups[skipped..] {
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    for l in current {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files() -> Files {
+        let mut f = Files::default();
+        let mut text = String::from(
+            "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.334\n\
+             #EXT-X-SERVER-CONTROL:PART-HOLD-BACK=1.002\n#EXT-X-MEDIA-SEQUENCE:0\n\
+             #EXT-X-MAP:URI=\"init_00000.mp4\"\n",
+        );
+        for n in 0..10 {
+            text.push_str(&format!("#EXTINF:1.0,\nseg_{n:05}.m4s\n"));
+        }
+        text.push_str("#EXT-X-PART:DURATION=0.334,URI=\"seg_00010.0.m4s\",INDEPENDENT=YES\n");
+        text.push_str("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"seg_00010.1.m4s\"\n");
+        f.playlists
+            .insert("a/index.m3u8".into(), PlaylistState::of(&text).unwrap());
+        f.files
+            .insert("a/index.m3u8".into(), Arc::new(text.into_bytes()));
+        f.files
+            .insert("a/seg_00010.0.m4s".into(), Arc::new(vec![1]));
+        f
+    }
+
+    fn get(target: &str) -> Request {
+        Request::new("GET", target, false)
+    }
+
+    #[test]
+    fn blocking_reloads_wait_for_the_part_and_refuse_the_far_future() {
+        let f = files();
+        let now = |t: &str| matches!(answer(&f, &get(t)), Answer::Now(r) if r.status == 200);
+        assert!(now("/a/index.m3u8"));
+        assert!(now("/a/index.m3u8?_HLS_msn=9"), "a whole segment listed");
+        assert!(
+            now("/a/index.m3u8?_HLS_msn=10&_HLS_part=0"),
+            "a part listed"
+        );
+        assert!(matches!(
+            answer(&f, &get("/a/index.m3u8?_HLS_msn=10&_HLS_part=1")),
+            Answer::Wait(_, r) if r.status == 503
+        ));
+        assert!(matches!(
+            answer(&f, &get("/a/index.m3u8?_HLS_msn=12")),
+            Answer::Now(r) if r.status == 400
+        ));
+        // The hinted part waits; another missing one is not found; no escaping the root.
+        assert!(matches!(
+            answer(&f, &get("/a/seg_00010.1.m4s")),
+            Answer::Wait(..)
+        ));
+        assert!(
+            matches!(answer(&f, &get("/a/seg_00011.1.m4s")), Answer::Now(r) if r.status == 404)
+        );
+        assert!(matches!(answer(&f, &get("/a/../x")), Answer::Now(r) if r.status == 404));
+        assert!(
+            matches!(answer(&f, &get("/a/seg_00010.0.m4s")), Answer::Now(r) if r.cache_control.contains("immutable"))
+        );
+    }
+
+    #[test]
+    fn a_delta_update_skips_the_old_segments_and_keeps_the_map() {
+        let f = files();
+        let text = String::from_utf8(f.files["a/index.m3u8"].to_vec()).unwrap();
+        let full = served(&text, 1.0, false);
+        assert!(
+            full.contains("CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL=6.0"),
+            "{full}"
+        );
+        assert!(full.contains("#EXT-X-VERSION:9") && full.contains("seg_00000.m4s"));
+        let delta = served(&text, 1.0, true);
+        assert!(
+            delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n"),
+            "{delta}"
+        );
+        assert!(!delta.contains("seg_00003.m4s") && delta.contains("seg_00004.m4s"));
+        assert!(
+            delta.contains("#EXT-X-MAP:URI=\"init_00000.mp4\""),
+            "{delta}"
+        );
+        assert!(delta.contains("#EXT-X-PRELOAD-HINT"), "{delta}");
+    }
+}

@@ -1,0 +1,185 @@
+//! The crate's own Low-Latency HLS origin (`origin::Origin`, feature `origin`), fed by a live
+//! stream with parts through its sink: blocking playlist reloads answered when the part
+//! they ask for lands, refused far ahead; the hinted part held until written; delta
+//! updates; 200 clients held at once on the origin's one thread; the served playlists read
+//! by the Python `m3u8` package and played by hls.js in Chromium.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streamvisor::config::PlaylistMode;
+use streamvisor::origin::Origin;
+use streamvisor::{Container, Running, Stream, StreamConfig};
+
+use crate::browser::{play_live_from, Kind};
+use crate::common::{live_profile, threads_named, wait_until, LiveServer};
+
+/// The part target, seconds.
+const PART: f64 = 0.334;
+
+/// An HTTP GET through the origin: status and body.
+fn get(url: &str) -> (u16, String) {
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build(),
+    );
+    let mut r = agent.get(url).call().expect("the origin answers");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// The open segment's sequence number and the parts it lists, from a playlist's text.
+fn open_part(text: &str) -> (u64, u64) {
+    let mut first = 0;
+    let (mut segments, mut parts) = (0, 0);
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
+            first = v.parse().unwrap();
+        } else if line.starts_with("#EXT-X-PART:") {
+            parts += 1;
+        } else if !line.starts_with('#') && !line.is_empty() {
+            segments += 1;
+            parts = 0;
+        }
+    }
+    (first + segments, parts)
+}
+
+/// A live LL-HLS stream into `origin` (one 240p rung, 1 s segments).
+fn start(origin: &Origin, server: &LiveServer, dir: &std::path::Path) -> Stream<Running> {
+    let profile = live_profile(&["240p"])
+        .with_container(Container::Fmp4)
+        .with_parts(Duration::from_secs_f64(PART));
+    let config = StreamConfig::builder("llstream", server.url(), dir.join("out"))
+        .profile(profile)
+        .playlist_mode(PlaylistMode::Live)
+        .sink(Arc::new(origin.sink("live", None)))
+        .build()
+        .unwrap();
+    Stream::new(config).start().unwrap()
+}
+
+#[test]
+fn the_origin_holds_blocking_requests_until_their_part_lands_on_one_thread() {
+    let origin = Origin::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let base = format!("http://{}/live", origin.local_addr());
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&origin, &server, dir.path());
+    let playlist = format!("{base}/240p/index.m3u8");
+    wait_until("eight segments", Duration::from_secs(30), || {
+        let (status, text) = get(&playlist);
+        status == 200 && open_part(&text).0 >= 8
+    });
+    let (_, text) = get(&playlist);
+    assert!(
+        text.contains("CAN-BLOCK-RELOAD=YES") && text.contains("CAN-SKIP-UNTIL=6.0"),
+        "{text}"
+    );
+    // The next part: held until it is listed, which takes a part duration or so.
+    let (msn, parts) = open_part(&text);
+    let next = format!("{playlist}?_HLS_msn={msn}&_HLS_part={parts}");
+    let asked = Instant::now();
+    let (status, held) = get(&next);
+    let took = asked.elapsed();
+    assert_eq!(status, 200, "{held}");
+    let (m2, p2) = open_part(&held);
+    assert!(
+        (m2, p2) > (msn, parts),
+        "{msn}.{parts} asked, {m2}.{p2} got: {held}"
+    );
+    assert!(took < Duration::from_secs(2), "held {took:?}");
+    // Far ahead: refused at once.
+    let (status, _) = get(&format!("{playlist}?_HLS_msn={}", msn + 5));
+    assert_eq!(status, 400);
+    // The hinted part: answered once written, a CMAF chunk.
+    let (_, text) = get(&playlist);
+    let hint = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .map(|u| u.trim_end_matches('"').to_owned())
+        .expect("a hint");
+    let agent = ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build(),
+    );
+    let mut r = agent.get(&format!("{base}/240p/{hint}")).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let cache = r
+        .headers()
+        .get("cache-control")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(cache.contains("immutable"), "{cache}");
+    let cors = r
+        .headers()
+        .get("access-control-allow-origin")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(cors, "*");
+    let body = r.body_mut().read_to_vec().unwrap();
+    assert!(body.windows(4).any(|w| w == b"moof"), "a CMAF chunk");
+    // A delta update skips what is older than six target durations.
+    let (status, delta) = get(&format!("{playlist}?_HLS_skip=YES"));
+    assert_eq!(status, 200);
+    assert!(delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS="), "{delta}");
+    // 200 players held at once for the part after the next: one thread holds them all, and
+    // all are answered within a part duration or so of the first.
+    let (_, text) = get(&playlist);
+    let (msn, parts) = open_part(&text);
+    let url = format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", parts + 1);
+    let clients: Vec<_> = (0..200)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let (status, _) = get(&url);
+                (status, Instant::now())
+            })
+        })
+        .collect();
+    let mut most_held = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && clients.iter().any(|c| !c.is_finished()) {
+        most_held = most_held.max(origin.held_requests());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answered: Vec<(u16, Instant)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+    assert!(answered.iter().all(|(s, _)| *s == 200), "{answered:?}");
+    let first = answered.iter().map(|a| a.1).min().unwrap();
+    let last = answered.iter().map(|a| a.1).max().unwrap();
+    let spread = last.duration_since(first);
+    assert!(most_held >= 100, "held at once: {most_held}");
+    assert!(
+        spread < Duration::from_secs_f64(PART * 2.0),
+        "answered over {spread:?}"
+    );
+    assert_eq!(threads_named("sv-origin"), 1, "one thread for the origin");
+    eprintln!("origin: {most_held} requests held at once, all answered within {spread:?}");
+    let report = running.stop(Duration::from_secs(10));
+    assert!(report.error.is_none(), "{:?}", report.error);
+}
+
+#[test]
+fn hls_js_plays_low_latency_from_the_origin_with_blocking_reloads() {
+    let origin = Origin::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let base = format!("http://{}/live", origin.local_addr());
+    let server = LiveServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(&origin, &server, dir.path());
+    wait_until("four segments", Duration::from_secs(30), || {
+        let (status, text) = get(&format!("{base}/240p/index.m3u8"));
+        status == 200 && open_part(&text).0 >= 4
+    });
+    let playback = play_live_from(Kind::Hls, &base, "master.m3u8", 10);
+    let report = running.stop(Duration::from_secs(10));
+    assert!(report.error.is_none(), "{:?}", report.error);
+    playback.assert_played_live_without_stall(9.0);
+}
