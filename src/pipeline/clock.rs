@@ -97,6 +97,8 @@ struct Filling {
 const STALE_BY: Duration = Duration::from_millis(300);
 /// Stale frames are skipped for this much media at most.
 const MAX_STALE: Duration = Duration::from_secs(3);
+/// Frames skipped at most while the output has not begun (ten seconds at 30 fps).
+const MAX_STARTUP_SKIP: u32 = 300;
 /// Audio this far behind the video (an input without audio) gets silence.
 const AUDIO_LAG: Duration = Duration::from_millis(500);
 /// A gap in delivery longer than this (or half the filler's delay) is held over with the
@@ -128,6 +130,8 @@ pub(crate) struct LiveClock<'a> {
     real: Option<LastReal>,
     filling: Option<Filling>,
     shown: Shown,
+    /// Frames skipped before the output began (what the probe read ahead).
+    skipped_at_start: u32,
     /// The clock says when the filler starts and ends (`Error`, `Running`); with backups
     /// the decode loop does.
     reports: bool,
@@ -165,6 +169,7 @@ impl<'a> LiveClock<'a> {
             real: None,
             filling: None,
             shown: Shown::Nothing,
+            skipped_at_start: 0,
             reports: true,
             lanes,
             wall: WallClock::new(secs((3.0 * frame).max(0.1))),
@@ -247,6 +252,14 @@ impl<'a> LiveClock<'a> {
             // filler already covered its time.
             self.stats.clock.stale.fetch_add(1, Relaxed);
             return self.fill_due();
+        }
+        if self.last_out.is_none() && backlog > 2 && self.skipped_at_start < MAX_STARTUP_SKIP {
+            // The output has not begun and frames are queued behind this one: what the
+            // probe read ahead, handed over at once. The output begins with the newest, so
+            // it starts at the live edge rather than as late as the probe took.
+            self.skipped_at_start += 1;
+            self.stats.clock.stale.fetch_add(1, Relaxed);
+            return Ok(());
         }
         let mut out = match self.last_out {
             Some(last) if resuming => last + ft,
@@ -384,6 +397,12 @@ impl<'a> LiveClock<'a> {
             return self.fan.audio(encoder, packet, self.signals);
         };
         let mut pts = packet.pts() + rescale(self.offset, tb, Rational::new(1, lane.rate));
+        // Audio from before the output's first frame (skipped at the start) goes too.
+        let first = self.first_out.map(|f| rescale(f, tb, Rational::new(1, lane.rate)));
+        if lane.end.is_none() && first.is_none_or(|f| pts + lane.frame <= f) {
+            self.stats.clock.audio_trimmed.fetch_add(1, Relaxed);
+            return Ok(());
+        }
         if let Some(end) = lane.end {
             if pts + lane.frame / 2 < end {
                 self.stats.clock.audio_trimmed.fetch_add(1, Relaxed);

@@ -67,6 +67,10 @@ pub struct Playback {
     /// playhead stood still while playing.
     pub waiting_events: u64,
     pub stalled_seconds: f64,
+    /// Live play: the latency (wall clock minus the program date-time on screen), median
+    /// and 95th percentile, seconds.
+    pub latency_p50: Option<f64>,
+    pub latency_p95: Option<f64>,
     /// Every error event (player, video element, page, HTTP answers not 200/206), fatal
     /// or not.
     pub errors: Vec<Value>,
@@ -279,6 +283,8 @@ fn parse(json: Value) -> Playback {
         played_seconds: f(&json["played_seconds"]),
         waiting_events: u(&json["waiting_events"]),
         stalled_seconds: f(&json["stalled_seconds"]),
+        latency_p50: json["latency_p50"].as_f64(),
+        latency_p95: json["latency_p95"].as_f64(),
         errors: list(&json["errors"]),
         fatal: json["fatal"].as_bool().unwrap_or(true),
         supported: json["supported"]

@@ -16,7 +16,9 @@
 // selected (the player's own choice plays), nothing loops, playback goes on for --seconds
 // from the live edge, and every stall is counted: `waiting` events of the video element after
 // playback started (`waiting_events`) and the time the playhead stood still while playing
-// (`stalled_seconds`, steps of 50 ms over 250 ms).
+// (`stalled_seconds`, steps of 50 ms over 250 ms), and the live latency is sampled every
+// 250 ms (`latency_p50`, `latency_p95`, seconds: the wall clock minus hls.js's playingDate,
+// from the playlists' program date-times; dash.js's own live latency).
 //
 // Output (stdout): { ok, reason, kind, levels: [{index, height, width, codecs, bitrate,
 // played, seconds}], heights_seen, source_buffers, played_seconds, errors, fatal, supported,
@@ -111,7 +113,17 @@ v.muted = true;
 const S = window.__sv = {
   started: false, fatal: false, errors: [], levels: [], rendered: null, played: 0,
   levelSeconds: {}, heights: [], select: null, sourceBuffers: [], waiting: 0, stalled: 0,
+  latency: [],
 };
+// Live latency, glass to glass: the wall clock minus the program date-time of the frame on
+// screen (hls.js playingDate; dash.js's own live latency), sampled while playing.
+setInterval(() => {
+  if (!S.started || v.paused) return;
+  let l = null;
+  if (window.hls && window.hls.playingDate) l = (Date.now() - window.hls.playingDate.getTime()) / 1000;
+  else if (window.player && window.player.getCurrentLiveLatency) l = window.player.getCurrentLiveLatency();
+  if (typeof l === 'number' && Number.isFinite(l) && l > 0) S.latency.push(l);
+}, 250);
 // Stalls once playing: the element's own 'waiting' events, and the playhead standing still.
 v.addEventListener('waiting', () => { if (S.started) S.waiting++; });
 let still = 0;
@@ -325,7 +337,7 @@ async function run(o) {
       return {
         started: S.started, fatal: S.fatal, levels: S.levels, rendered: S.rendered,
         played: S.played, levelSeconds: S.levelSeconds, heights: S.heights, errors: S.errors,
-        sourceBuffers: S.sourceBuffers, waiting: S.waiting, stalled: S.stalled,
+        sourceBuffers: S.sourceBuffers, waiting: S.waiting, stalled: S.stalled, latency: S.latency,
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
       };
     }), 10000, 'reading the page state');
@@ -386,6 +398,10 @@ async function run(o) {
     out.source_buffers = s.sourceBuffers;
     out.played_seconds = Number(s.played.toFixed(3));
     out.waiting_events = s.waiting;
+    const sorted = [...(s.latency || [])].sort((a, b) => a - b);
+    const at = q => sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toFixed(3)) : null;
+    out.latency_p50 = at(0.5);
+    out.latency_p95 = at(0.95);
     out.stalled_seconds = Number(s.stalled.toFixed(2));
     out.errors = [...s.errors, ...pageErrors, ...httpErrors];
     out.fatal = s.fatal || pageErrors.some(e => e.fatal);
