@@ -23,7 +23,7 @@ endef
 NODE_PACKAGES := nodejs:node npm:npm
 BROWSER_DIR := tools/browser
 
-.PHONY: deps build-deps demo test soak filler-cost valgrind asan bench compare lint fmt clean msrv package
+.PHONY: deps build-deps demo test soak filler-cost latency valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what building and running needs, if missing (quick when nothing is).
 build-deps:
@@ -64,6 +64,11 @@ soak: deps
 # The CPU time of 60 s of live media against 60 s of the input-loss filler (printed).
 filler-cost: deps
 	$(CARGO) test --release --test it filler_cpu_cost -- --ignored --exact live_fill::filler_cpu_cost --nocapture
+
+# Glass-to-glass latency of hls.js on a live 720p source: LL-HLS via the origin against
+# the normal ladder (printed).
+latency: deps
+	$(CARGO) test --release --test it latency_report -- --ignored --exact origin_ll::latency_report --nocapture
 
 # A short transcode and the lifecycle tests under valgrind memcheck; see valgrind.supp.
 valgrind: deps

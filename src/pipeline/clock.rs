@@ -398,7 +398,9 @@ impl<'a> LiveClock<'a> {
         };
         let mut pts = packet.pts() + rescale(self.offset, tb, Rational::new(1, lane.rate));
         // Audio from before the output's first frame (skipped at the start) goes too.
-        let first = self.first_out.map(|f| rescale(f, tb, Rational::new(1, lane.rate)));
+        let first = self
+            .first_out
+            .map(|f| rescale(f, tb, Rational::new(1, lane.rate)));
         if lane.end.is_none() && first.is_none_or(|f| pts + lane.frame <= f) {
             self.stats.clock.audio_trimmed.fetch_add(1, Relaxed);
             return Ok(());

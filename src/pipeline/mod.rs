@@ -280,7 +280,9 @@ fn open_rungs(
     for ((index, p), start) in plan.iter().enumerate().zip(starts.by_ref()) {
         let vp = p.profile;
         let codec = vp.codec.encoder_name();
-        let settings = p.encoder_settings(session.video.time_base, seg, fmp4);
+        // Low-Latency HLS parts: encoders that hold no frame back.
+        let low_latency = session.live && profile.part_duration.is_some();
+        let settings = p.encoder_settings(session.video.time_base, seg, fmp4, low_latency);
         let encoder = CodecContext::open_video_encoder(&settings)
             .map_err(|e| encoder_error(codec, &format!("variant {}", vp.name), e))?;
         let route = audio

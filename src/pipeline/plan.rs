@@ -33,17 +33,29 @@ impl RungPlan<'_> {
         time_base: Rational,
         segment_secs: f64,
         global_header: bool,
+        low_latency: bool,
     ) -> VideoEncoderSettings {
         let vp = self.profile;
         let frames_per_segment = (segment_secs * self.frame_rate).round().max(1.0) as i32;
         let preset = vp.codec.encoder_preset(&vp.preset);
+        // Low latency: no frame waits for a later one (no B-frames, no lookahead); x264 and
+        // x265 take their `zerolatency` tune, SVT-AV1 its low-delay prediction structure.
+        let (x264, x265, svt) = if low_latency {
+            (
+                "scenecut=0:open-gop=0:bframes=0:rc-lookahead=0:sync-lookahead=0",
+                ":bframes=0:rc-lookahead=0",
+                ":pred-struct=1",
+            )
+        } else {
+            ("scenecut=0:open-gop=0", "", "")
+        };
         let (gop_size, options) = match vp.codec {
             VideoCodec::H264 => (
                 frames_per_segment * 4,
                 vec![
                     ("preset".into(), preset),
                     ("forced-idr".into(), "1".into()),
-                    ("x264-params".into(), "scenecut=0:open-gop=0".into()),
+                    ("x264-params".into(), x264.into()),
                 ],
             ),
             // x265 logs to stderr itself: only errors.
@@ -55,7 +67,7 @@ impl RungPlan<'_> {
                     (
                         "x265-params".into(),
                         format!(
-                            "scenecut=0:open-gop=0:log-level=error:pools={}:frame-threads={}",
+                            "scenecut=0:open-gop=0:log-level=error:pools={}:frame-threads={}{x265}",
                             self.threads,
                             self.threads.clamp(1, 4)
                         ),
@@ -66,7 +78,10 @@ impl RungPlan<'_> {
                 frames_per_segment,
                 vec![
                     ("preset".into(), preset),
-                    ("svtav1-params".into(), format!("scd=0:lp={}", self.threads)),
+                    (
+                        "svtav1-params".into(),
+                        format!("scd=0:lp={}{svt}", self.threads),
+                    ),
                 ],
             ),
         };

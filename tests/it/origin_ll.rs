@@ -191,3 +191,104 @@ fn hls_js_plays_low_latency_from_the_origin_with_blocking_reloads() {
     );
     assert!(p50 > 0.0 && p50 < 10.0, "{p50}");
 }
+
+/// A real-time 1280x720 30 fps MPEG-TS publisher over TCP (an `ffmpeg -re` listener with
+/// x264 `zerolatency`, as a low-latency encoder upstream would be), for `secs` seconds.
+fn publisher_720p(port: u16, secs: u32) -> std::process::Child {
+    std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc2=size=1280x720:rate=30:duration={secs}"))
+        .args(["-f", "lavfi", "-i", &format!("sine=duration={secs}")])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+        ])
+        .args(["-c:a", "aac", "-f", "mpegts"])
+        .arg(format!("tcp://127.0.0.1:{port}?listen=1"))
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("ffmpeg CLI")
+}
+
+/// Glass-to-glass latency (`make latency`, not a timed test): hls.js in Chromium on a live
+/// 720p source over 127.0.0.1, a 720p + 360p `veryfast` ladder: Low-Latency HLS (parts of
+/// 0.334 s, 1 s segments) through the crate's origin, against the normal ladder (2 s
+/// segments, no parts) from a static server. Printed: p50, p95, stalls.
+#[test]
+#[ignore = "a measurement of about two minutes; run by make latency"]
+fn latency_report() {
+    let seconds = 30;
+    let run = |low_latency: bool| {
+        let port = crate::common::fixed_port();
+        let mut source = publisher_720p(port, seconds + 40);
+        let dir = tempfile::tempdir().unwrap();
+        let origin = Origin::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mut profile = streamvisor::AbrProfile::from_rungs(&["720p", "360p"])
+            .unwrap()
+            .with_preset("veryfast")
+            .with_container(Container::Fmp4)
+            .with_live_window(10);
+        profile = if low_latency {
+            profile
+                .with_segment_duration(Duration::from_secs(1))
+                .with_parts(Duration::from_secs_f64(PART))
+        } else {
+            profile.with_segment_duration(Duration::from_secs(2))
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        let mut builder =
+            StreamConfig::builder("latency", format!("tcp://127.0.0.1:{port}"), dir.path())
+                .profile(profile)
+                .playlist_mode(PlaylistMode::Live);
+        if low_latency {
+            builder = builder.sink(Arc::new(origin.sink("live", None)));
+        }
+        let running = Stream::new(builder.build().unwrap()).start().unwrap();
+        let master = dir.path().join("master.m3u8");
+        let base = format!("http://{}/live", origin.local_addr());
+        wait_until("the master playlist", Duration::from_secs(30), || {
+            if low_latency {
+                get(&format!("{base}/master.m3u8")).0 == 200
+            } else {
+                master.exists()
+            }
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let playback = if low_latency {
+            play_live_from(Kind::Hls, &base, "master.m3u8", seconds)
+        } else {
+            crate::browser::play_live(Kind::Hls, dir.path(), "master.m3u8", seconds)
+        };
+        let report = running.stop(Duration::from_secs(10));
+        let _ = source.kill();
+        let _ = source.wait();
+        assert!(report.error.is_none(), "{:?}", report.error);
+        playback.assert_played_live(f64::from(seconds) - 2.0);
+        playback
+    };
+    for (name, low_latency) in [("LL-HLS via the origin", true), ("normal HLS", false)] {
+        let p = run(low_latency);
+        println!(
+            "{name}: latency p50 {:.2} s, p95 {:.2} s; {} waiting events, {:.2} s stalled",
+            p.latency_p50.unwrap_or(f64::NAN),
+            p.latency_p95.unwrap_or(f64::NAN),
+            p.waiting_events,
+            p.stalled_seconds
+        );
+    }
+}
