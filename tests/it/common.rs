@@ -622,3 +622,24 @@ pub fn live_profile(rungs: &[&str]) -> AbrProfile {
         .with_segment_duration(Duration::from_secs(1))
         .with_live_window(60)
 }
+
+/// Runs a Python `script` with `input` on its standard input; its output (status, stdout,
+/// stderr). Python is `make deps`'s (the packages the tests parse with are installed there).
+pub fn python(script: &str, input: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 not found (make deps)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

@@ -32,21 +32,7 @@ print(json.dumps({
     "segments": [{"uri": s.uri, "duration": s.duration, "parts": [part(x) for x in s.parts]} for s in p.segments],
 }))
 "#;
-    let mut child = std::process::Command::new("python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::common::python(script, text);
     assert!(
         out.status.success(),
         "the m3u8 package (python3 -m pip install m3u8; make deps does) read nothing: {}",

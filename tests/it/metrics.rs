@@ -47,20 +47,7 @@ struct Page {
 }
 
 fn parse(text: &str) -> Page {
-    let mut child = Command::new("python3")
-        .args(["-c", PARSER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 not found (make deps)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = crate::common::python(PARSER, text);
     assert_ne!(
         out.status.code(),
         Some(3),

@@ -136,6 +136,8 @@ fn the_origin_holds_blocking_requests_until_their_part_lands_on_one_thread() {
     let (_, text) = get(&playlist);
     let (msn, parts) = open_part(&text);
     let url = format!("{playlist}?_HLS_msn={msn}&_HLS_part={}", parts + 1);
+    // Other tests may run origins of their own in this process: the count must not move.
+    let origin_threads = threads_named("sv-origin");
     let clients: Vec<_> = (0..200)
         .map(|_| {
             let url = url.clone();
@@ -149,6 +151,11 @@ fn the_origin_holds_blocking_requests_until_their_part_lands_on_one_thread() {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline && clients.iter().any(|c| !c.is_finished()) {
         most_held = most_held.max(origin.held_requests());
+        assert_eq!(
+            threads_named("sv-origin"),
+            origin_threads,
+            "a thread per request?"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let answered: Vec<(u16, Instant)> = clients.into_iter().map(|c| c.join().unwrap()).collect();
@@ -161,7 +168,6 @@ fn the_origin_holds_blocking_requests_until_their_part_lands_on_one_thread() {
         spread < Duration::from_secs_f64(PART * 2.0),
         "answered over {spread:?}"
     );
-    assert_eq!(threads_named("sv-origin"), 1, "one thread for the origin");
     eprintln!("origin: {most_held} requests held at once, all answered within {spread:?}");
     let report = running.stop(Duration::from_secs(10));
     assert!(report.error.is_none(), "{:?}", report.error);
