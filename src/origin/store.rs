@@ -218,6 +218,14 @@ impl SegmentSink for OriginSink {
         Ok(())
     }
 
+    fn replace_often(&self, path: &str, contents: &[u8]) -> io::Result<()> {
+        if let Some(inner) = &self.inner {
+            inner.replace_often(path, contents)?;
+        }
+        self.store.put(&self.at(path), contents.to_vec());
+        Ok(())
+    }
+
     fn delete(&self, path: &str) -> io::Result<()> {
         if let Some(inner) = &self.inner {
             inner.delete(path)?;

@@ -43,6 +43,18 @@ pub trait SegmentSink: Send + Sync + fmt::Debug {
     /// The store could not write it (the old file, if any, stays).
     fn replace(&self, path: &str, contents: &[u8]) -> io::Result<()>;
 
+    /// [`replace`](Self::replace) for a file rewritten several times a second (a
+    /// Low-Latency HLS playlist after each part): atomic as `replace`, but a store may skip
+    /// making each version durable (the next one follows within a part duration, and the
+    /// playlist written when a segment completes is replaced durably). The default is
+    /// `replace`.
+    ///
+    /// # Errors
+    /// As [`replace`](Self::replace).
+    fn replace_often(&self, path: &str, contents: &[u8]) -> io::Result<()> {
+        self.replace(path, contents)
+    }
+
     /// Deletes the file at `path`; a missing file is not an error.
     ///
     /// # Errors

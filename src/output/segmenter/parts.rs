@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::Segmenter;
-use crate::output::naming::part_name;
+use crate::output::naming::{part_name, MEDIA_PLAYLIST};
 use crate::output::playlist::ListedPart;
 use crate::output::OutputError;
 
@@ -170,8 +170,20 @@ impl Segmenter {
             open.finish_part(at)?;
         }
         self.playlist.push_part(part);
-        self.write_playlist(false)?;
-        Ok(())
+        self.write_part_playlist()
+    }
+
+    /// The playlist rewritten for a part, through [`SegmentSink::replace_often`] (atomic,
+    /// not made durable each time: `FsSink` skips the fsyncs).
+    ///
+    /// [`SegmentSink::replace_often`]: crate::sink::SegmentSink::replace_often
+    fn write_part_playlist(&mut self) -> Result<(), OutputError> {
+        let text = self.playlist.render();
+        let rel = self.rel(MEDIA_PLAYLIST);
+        self.refuse_after_abort(&rel)?;
+        self.sink
+            .replace_often(&rel, text.as_bytes())
+            .map_err(|e| OutputError::Io(self.sink.location(&rel).into(), e))
     }
 }
 
