@@ -145,7 +145,7 @@ impl Live<'_> {
         fan: FanOut,
         (signals, stats, watch): (&'env Signals, &'env StatsCell, &'env dyn InputWatch),
     ) -> Result<Started<'scope, 'env>, Error> {
-        let inputs = match session.live {
+        let inputs = match session.live_source {
             true => {
                 let loss_after = self.filler.map_or(Filler::default().after, |f| f.after);
                 Inputs::start(scope, config, signals, loss_after, session.input_index)?

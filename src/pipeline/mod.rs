@@ -103,8 +103,9 @@ pub(crate) fn run(
             .source_duration_us
             .store(known, std::sync::atomic::Ordering::Relaxed);
     }
-    // A live output's filler: its slate decoded before any output is touched.
-    let filler = config.input_loss().filler().filter(|_| session.live);
+    // A live source's filler (never a file's, whatever its playlist): its slate decoded
+    // before any output is touched.
+    let filler = config.input_loss().filler().filter(|_| session.live_source);
     let slate = match filler.map(|f| &f.then) {
         Some(crate::config::FillPicture::Slate(s)) => Some(slate::decode_still(s.bytes())?),
         _ => None,

@@ -32,6 +32,10 @@ pub(crate) struct Session {
     pub audio: Option<StreamInfo>,
     /// A live source: a sliding-window playlist, and its end is an outage.
     pub live: bool,
+    /// Live by its nature (a network live protocol, a device, an http source without a
+    /// duration), not only because the config asks for a live playlist: what the live
+    /// clock and backups are for (a file is never filled, whatever its playlist).
+    pub live_source: bool,
     /// An HLS input: one read may wait a whole target duration for the next segment.
     hls: bool,
     pub video_decoder: CodecContext,
@@ -166,11 +170,11 @@ impl<'a> SourceOpener<'a> {
             .collect();
         input.keep_only(&keep);
         let kind = config.source_kind();
+        let live_source = kind.is_live_by_nature() || (kind.is_http() && !input.has_duration());
         let live = match config.playlist_mode() {
             PlaylistMode::Vod => false,
             PlaylistMode::Live => true,
-            _ if kind.is_live_by_nature() => true,
-            _ => kind.is_http() && !input.has_duration(),
+            _ => live_source,
         };
         let hls = input.format_name().split(',').any(|n| n == "hls");
         Ok(Session {
@@ -178,6 +182,7 @@ impl<'a> SourceOpener<'a> {
             video,
             audio,
             live,
+            live_source: live && live_source,
             hls,
             video_decoder,
             on_hardware: self.device.is_some(),
