@@ -249,10 +249,15 @@ fn latency_report() {
             .with_preset("veryfast")
             .with_container(Container::Fmp4)
             .with_live_window(10);
+        // SV_PART: another part target to measure (seconds).
+        let part = std::env::var("SV_PART")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(PART);
         profile = if low_latency {
             profile
                 .with_segment_duration(Duration::from_secs(1))
-                .with_parts(Duration::from_secs_f64(PART))
+                .with_parts(Duration::from_secs_f64(part))
         } else {
             profile.with_segment_duration(Duration::from_secs(2))
         };
