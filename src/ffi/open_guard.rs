@@ -125,9 +125,7 @@ pub(super) unsafe extern "C" fn guarded_io_open(
     if s.is_null() || url.is_null() {
         return sys::AVERROR(libc::EINVAL);
     }
-    // SAFETY: `s` is the context this callback was installed on (or a demuxer's call on
-    // its behalf passing it), whose `opaque` is the guard, kept alive by the owner of the
-    // context for as long as the context exists.
+    // SAFETY: `s` is the context this callback was installed on (or a demuxer's call on its behalf passing it), whose `opaque` is the guard, kept alive by the owner of the context for as long as the context exists.
     let guard = unsafe { (*s).opaque.cast::<OpenGuard>().as_ref() };
     let Some(guard) = guard else {
         return sys::AVERROR(libc::EINVAL);
@@ -157,13 +155,10 @@ pub(super) unsafe extern "C" fn guarded_io_open(
     let mut own: *mut sys::AVDictionary = std::ptr::null_mut();
     let dict = if options.is_null() { &mut own } else { options };
     for (k, v) in &guard.options {
-        // SAFETY: `dict` points at a valid (possibly NULL) dictionary pointer: the caller's
-        // or `own`; the strings are NUL-terminated and copied by av_dict_set.
+        // SAFETY: `dict` points at a valid (possibly NULL) dictionary pointer, the caller's or `own`; the strings are NUL-terminated and copied by av_dict_set.
         unsafe { sys::av_dict_set(dict, k.as_ptr(), v.as_ptr(), 0) };
     }
-    // SAFETY: libavformat's own io_open, called with the arguments it was given (the URL
-    // possibly replaced by a NUL-terminated string that lives across the call, the
-    // options possibly our own dictionary).
+    // SAFETY: libavformat's own io_open, called with the arguments it was given (the URL possibly replaced by a NUL-terminated string that lives across the call, the options possibly our own dictionary).
     let ret = unsafe { open(s, pb, url, flags, dict) };
     // SAFETY: `own` is NULL or a dictionary this call made; freed once, here.
     unsafe { sys::av_dict_free(&mut own) };
