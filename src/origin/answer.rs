@@ -86,9 +86,12 @@ fn content_type(path: &str) -> &'static str {
 /// The answer to `req` from `files`.
 pub(crate) fn answer(files: &Files, req: &Request) -> Answer {
     if req.method == "OPTIONS" {
+        // A CORS preflight: the headers say it all; a 204 has no body.
         return Answer::Now(Response {
             status: 204,
-            ..error(204, "")
+            content_type: "text/plain; charset=utf-8",
+            cache_control: "no-store",
+            body: Arc::new(Vec::new()),
         });
     }
     if req.method != "GET" && req.method != "HEAD" {

@@ -27,14 +27,28 @@ struct Shared {
 struct SharedWriter(Arc<Mutex<Shared>>);
 
 impl SharedWriter {
-    /// Runs `op` on the sink's file (an application's code: its panic is caught here and
-    /// becomes an error that says so, with its message); the first error is kept for
-    /// [`MuxerFile::finish`], a copy of it returned to the muxer. `Interrupted` is not
-    /// kept: the muxer's writer tries it again.
-    fn on_file<T>(&self, op: impl FnOnce(&mut dyn SinkFile) -> io::Result<T>) -> io::Result<T> {
+    /// Runs `op` on the sink's file, or with `part` on the part being written (an
+    /// application's code: its panic is caught here and becomes an error that says so,
+    /// with its message); the first error is kept for [`MuxerFile::finish`], a copy of it
+    /// returned to the muxer. `Interrupted` is not kept: the muxer's writer tries it again.
+    /// A part that is not open takes nothing.
+    fn on_file<T: Default>(
+        &self,
+        part: bool,
+        op: impl FnOnce(&mut dyn SinkFile) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut g = self.0.lock();
-        let Some(file) = g.file.as_mut() else {
-            return Err(io::ErrorKind::BrokenPipe.into());
+        let file = if part {
+            g.part.as_mut()
+        } else {
+            g.file.as_mut()
+        };
+        let Some(file) = file else {
+            return if part {
+                Ok(T::default())
+            } else {
+                Err(io::ErrorKind::BrokenPipe.into())
+            };
         };
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| op(&mut **file))).unwrap_or_else(|p| {
@@ -54,20 +68,9 @@ impl SharedWriter {
 
 impl Write for SharedWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.on_file(|f| f.write(buf))?;
-        let mut g = self.0.lock();
-        if let Some(part) = g.part.as_mut() {
-            let copied = std::panic::catch_unwind(AssertUnwindSafe(|| part.write_all(&buf[..n])))
-                .unwrap_or_else(|p| {
-                    let why = panic_message(&*p);
-                    Err(io::Error::other(format!("the sink's file panicked: {why}")))
-                });
-            if let Err(e) = copied {
-                let again = io::Error::new(e.kind(), e.to_string());
-                g.error.get_or_insert(e);
-                return Err(again);
-            }
-        }
+        let n = self.on_file(false, |f| f.write(buf))?;
+        // A Low-Latency HLS part being written gets the same bytes.
+        self.on_file(true, |p| p.write_all(&buf[..n]))?;
         Ok(n)
     }
 
@@ -76,7 +79,7 @@ impl Write for SharedWriter {
         if self.0.lock().file.is_none() {
             return Ok(());
         }
-        self.on_file(|f| f.flush())
+        self.on_file(false, |f| f.flush())
     }
 }
 

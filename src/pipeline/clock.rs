@@ -63,6 +63,11 @@ impl AudioLane {
             end: None,
         }
     }
+
+    /// Its packets' time base: one sample.
+    fn time_base(&self) -> Rational {
+        Rational::new(1, self.rate)
+    }
 }
 
 /// The last real frame: the picture, when it came, where it went out.
@@ -95,10 +100,9 @@ struct Filling {
 /// Frames read this much before their slot's time when media returns are stale (a reconnect's
 /// probe read them ahead; the filler covered their time).
 const STALE_BY: Duration = Duration::from_millis(300);
-/// Stale frames are skipped for this much media at most.
+/// Stale frames (after the filler, or read ahead before the output began) are skipped for
+/// this much media at most.
 const MAX_STALE: Duration = Duration::from_secs(3);
-/// Frames skipped at most while the output has not begun (ten seconds at 30 fps).
-const MAX_STARTUP_SKIP: u32 = 300;
 /// Audio this far behind the video (an input without audio) gets silence.
 const AUDIO_LAG: Duration = Duration::from_millis(500);
 /// A gap in delivery longer than this (or half the filler's delay) is held over with the
@@ -219,6 +223,11 @@ impl<'a> LiveClock<'a> {
         self.timing.time_base.as_f64()
     }
 
+    /// Frames in [`MAX_STALE`] of media.
+    fn stale_most(&self) -> u32 {
+        (MAX_STALE.as_secs_f64() / (self.timing.frame_ticks as f64 * self.tb())) as u32
+    }
+
     /// When the clock next has something to do on its own: the filler's start, or its next
     /// frame.
     fn next_deadline(&self) -> Instant {
@@ -253,7 +262,7 @@ impl<'a> LiveClock<'a> {
             self.stats.clock.stale.fetch_add(1, Relaxed);
             return self.fill_due();
         }
-        if self.last_out.is_none() && backlog > 2 && self.skipped_at_start < MAX_STARTUP_SKIP {
+        if self.last_out.is_none() && backlog > 2 && self.skipped_at_start < self.stale_most() {
             // The output has not begun and frames are queued behind this one: what the
             // probe read ahead, handed over at once. The output begins with the newest, so
             // it starts at the live edge rather than as late as the probe took.
@@ -296,14 +305,15 @@ impl<'a> LiveClock<'a> {
         }
         let now = Instant::now();
         let repeat = !resuming && backlog <= 2 && self.wall.behind(out, now, tb);
-        self.emit(&frame, out, false)?;
+        self.emit(share(&frame)?, out, false)?;
         self.shown = Shown::Real;
-        self.silence_behind(out + ft)?;
+        let lag = (AUDIO_LAG.as_secs_f64() / tb) as i64;
+        self.silence_to(out + ft - lag)?;
         if repeat {
             self.stats.clock.repeated.fetch_add(1, Relaxed);
             self.offset += ft;
             out += ft;
-            self.emit(&frame, out, true)?;
+            self.emit(share(&frame)?, out, true)?;
         }
         self.real = Some(LastReal {
             frame,
@@ -316,14 +326,13 @@ impl<'a> LiveClock<'a> {
         Ok(())
     }
 
-    /// Audio more than [`AUDIO_LAG`] behind the video up to `video_end` (an input without
-    /// audio) is filled with silence up to that lag.
-    fn silence_behind(&mut self, video_end: i64) -> Result<(), Error> {
+    /// Every audio encoder that has begun gets frames of silence up to output `pts` (on the
+    /// video's timeline): through the filler, and behind the video by more than
+    /// [`AUDIO_LAG`] (an input without audio).
+    fn silence_to(&mut self, pts: i64) -> Result<(), Error> {
         let tb = self.timing.time_base;
         for (encoder, lane) in self.lanes.iter_mut().enumerate() {
-            let rate = Rational::new(1, lane.rate);
-            let lag = (AUDIO_LAG.as_secs_f64() * f64::from(lane.rate)) as i64;
-            let until = rescale(video_end, tb, rate) - lag;
+            let until = rescale(pts, tb, lane.time_base());
             silence_until(lane, encoder, until, &self.fan, self.signals, self.stats)?;
         }
         Ok(())
@@ -368,12 +377,12 @@ impl<'a> LiveClock<'a> {
     fn stale(&mut self, read_at: SystemTime) -> bool {
         let tb = self.tb();
         let ft = self.timing.frame_ticks;
+        let most = self.stale_most();
         let (Some(last), Some(f)) = (self.last_out, &mut self.filling) else {
             return false;
         };
         let slot_at = self.wall.program_date_time(last + ft, tb);
         let early = slot_at.duration_since(read_at).is_ok_and(|d| d > STALE_BY);
-        let most = (MAX_STALE.as_secs_f64() / (ft as f64 * tb)) as u32;
         if early && f.stale < most {
             f.stale += 1;
             return true;
@@ -396,11 +405,9 @@ impl<'a> LiveClock<'a> {
         let Some(lane) = self.lanes.get_mut(encoder) else {
             return self.fan.audio(encoder, packet, self.signals);
         };
-        let mut pts = packet.pts() + rescale(self.offset, tb, Rational::new(1, lane.rate));
+        let mut pts = packet.pts() + rescale(self.offset, tb, lane.time_base());
         // Audio from before the output's first frame (skipped at the start) goes too.
-        let first = self
-            .first_out
-            .map(|f| rescale(f, tb, Rational::new(1, lane.rate)));
+        let first = self.first_out.map(|f| rescale(f, tb, lane.time_base()));
         if lane.end.is_none() && first.is_none_or(|f| pts + lane.frame <= f) {
             self.stats.clock.audio_trimmed.fetch_add(1, Relaxed);
             return Ok(());
@@ -501,18 +508,13 @@ impl<'a> LiveClock<'a> {
         } else {
             (self.fill_picture()?, Shown::Fill)
         };
-        self.emit(&picture, pts, shown == self.shown)?;
+        self.emit(picture, pts, shown == self.shown)?;
         self.shown = shown;
         let clock = &self.stats.clock;
         clock.filler_frames.fetch_add(1, Relaxed);
         let frame_us = (self.timing.frame_ticks as f64 * self.tb() * 1e6) as u64;
         clock.filled_us.fetch_add(frame_us, Relaxed);
-        let end = pts + self.timing.frame_ticks;
-        for (encoder, lane) in self.lanes.iter_mut().enumerate() {
-            let until = rescale(end, self.timing.time_base, Rational::new(1, lane.rate));
-            silence_until(lane, encoder, until, &self.fan, self.signals, self.stats)?;
-        }
-        Ok(())
+        self.silence_to(pts + self.timing.frame_ticks)
     }
 
     /// Black or the slate in the last frame's geometry, made once per outage.
@@ -529,10 +531,10 @@ impl<'a> LiveClock<'a> {
         share(f.picture.as_ref().expect("made above"))
     }
 
-    /// Sends a picture at output `pts`: the segment grid decides whether it is a keyframe
-    /// (and then the wall clock gives the segment's program date-time).
-    fn emit(&mut self, frame: &Frame, pts: i64, same_picture: bool) -> Result<(), Error> {
-        let mut f = share(frame)?;
+    /// Sends `f` (a reference of its own to a picture) at output `pts`: the segment grid
+    /// decides whether it is a keyframe (and then the wall clock gives the segment's
+    /// program date-time).
+    fn emit(&mut self, mut f: Frame, pts: i64, same_picture: bool) -> Result<(), Error> {
         f.set_pts(pts);
         let starts = self.grid.starts(pts);
         f.set_force_keyframe(starts);

@@ -99,14 +99,6 @@ pub(crate) fn spawn_clock<'scope, 'env>(
     }
 }
 
-pub(crate) fn join_clock(h: ClockHandle<'_>) -> Result<(), Error> {
-    h.join().unwrap_or_else(|p| {
-        Err(Error::Panicked {
-            message: crate::panic::panic_message(&*p),
-        })
-    })
-}
-
 /// The decode loop's result with the live clock's: the clock's own failure is the root
 /// cause of the `Aborted` the decode loop saw when the clock hung up.
 pub(crate) fn with_clock(
@@ -145,12 +137,11 @@ impl Live<'_> {
         fan: FanOut,
         (signals, stats, watch): (&'env Signals, &'env StatsCell, &'env dyn InputWatch),
     ) -> Result<Started<'scope, 'env>, Error> {
-        let inputs = match session.live_source {
-            true => {
-                let loss_after = self.filler.map_or(Filler::default().after, |f| f.after);
-                Inputs::start(scope, config, signals, loss_after, session.input_index)?
-            }
-            false => None,
+        let inputs = if session.live_source {
+            let loss_after = self.filler.map_or(Filler::default().after, |f| f.after);
+            Inputs::start(scope, config, signals, loss_after, session.input_index)?
+        } else {
+            None
         };
         if let Some(i) = &inputs {
             stats.set_inputs(i.counters.clone());

@@ -110,7 +110,7 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
             warm: (0..=backups).map(|_| None).collect(),
             counters,
         };
-        inputs.mark_active(active);
+        inputs.counters[active].activate();
         for i in (0..=backups).filter(|&i| i != active) {
             inputs.warm_up(i)?;
         }
@@ -185,20 +185,15 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
                     session.catch_up_until = last_video_pts(&packets, session.video.index);
                     session.pending = packets;
                     self.active = i;
-                    self.mark_active(i);
+                    self.counters[i].activate();
                     return Some((i, session));
                 }
                 Err(_) => drop(warm), // busy or gone: it is aborted and warmed up afresh
             }
-            if self.warm_up(i).is_err() {
-                continue;
-            }
+            // A thread that cannot start leaves the input out until a later loss retries.
+            let _ = self.warm_up(i);
         }
         None
-    }
-
-    fn mark_active(&self, i: usize) {
-        self.counters[i].activate();
     }
 
     /// Starts input `i`'s warm thread.
@@ -392,13 +387,10 @@ pub(crate) fn failover(
             told = true;
         }
         if std::time::Instant::now() >= deadline {
-            return Err(lost.unwrap_or_else(|| stalled_inputs(decode)));
+            // Every input gone past the longest outage (the primary left again while
+            // switching back).
+            return Err(lost.unwrap_or_else(|| super::errors::stalled(decode.config())));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-}
-
-/// Every input gone past the longest outage (the primary left again while switching back).
-fn stalled_inputs(decode: &DecodeLoop) -> Error {
-    super::errors::stalled(decode.config())
 }

@@ -44,7 +44,7 @@ use audio::AudioChain;
 use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
-use feed::{join_clock, with_clock, Live};
+use feed::{with_clock, Live};
 use inputs::{failover, Inputs};
 use plan::RungPlan;
 use rendition::AudioRendition;
@@ -160,8 +160,8 @@ pub(crate) fn run(
         };
         drop(decode);
         drop(feed);
-        let told = with_clock(told, clock.map(join_clock));
-        let joined = handles.into_iter().map(join_rendition);
+        let told = with_clock(told, clock.map(join_scoped));
+        let joined = handles.into_iter().map(join_scoped);
         let variants = joined
             .map(|r| r.map_err(|e| cut_by_abort(e, signals)))
             .collect();
@@ -529,7 +529,9 @@ fn decode_with_recovery(
     }
 }
 
-fn join_rendition(h: RenditionHandle<'_>) -> Result<MeasuredBitrate, Error> {
+/// Joins one of the run's scoped threads (a rendition, the live clock); its panic becomes
+/// the error.
+fn join_scoped<T>(h: ScopedJoinHandle<'_, Result<T, Error>>) -> Result<T, Error> {
     h.join().unwrap_or_else(|p| {
         Err(Error::Panicked {
             message: crate::panic::panic_message(&*p),

@@ -62,8 +62,8 @@ pub struct LiveClockStats {
     pub silence_packets: u64,
     /// AAC frames dropped because they overlapped audio already sent (after the filler).
     pub audio_packets_trimmed: u64,
-    /// Source frames captured while the filler played (a reconnect's probe read them
-    /// ahead) and dropped, so that the output resumes on the wall clock.
+    /// Source frames a probe read ahead and handed over at once, dropped so that the output
+    /// begins (or, after the filler, resumes) at the live edge on the wall clock.
     pub stale_frames: u64,
     /// Frames of the last picture held over a gap in delivery shorter than the filler's
     /// delay (a switch to a backup, a source that paused), so the output stays on the

@@ -213,7 +213,12 @@ fn check_media_conformance(path: &Path, media: &MediaPlaylist) {
 }
 
 /// A config writing `rungs` of the standard ladder to `out`.
-pub fn config(id: &str, source: &str, out: &Path, rungs: &[&str]) -> StreamConfig {
+pub fn config(
+    id: &str,
+    source: impl Into<streamvisor::Source>,
+    out: &Path,
+    rungs: &[&str],
+) -> StreamConfig {
     StreamConfig::builder(id, source, out)
         .local_files_under("/")
         .allow_generated_sources(true)
@@ -335,8 +340,28 @@ pub fn is_listening(port: u16) -> bool {
 /// pattern and a 440 Hz tone (`frames` video frames, or endless), x264 ultrafast with no
 /// latency and a keyframe a second, AAC. The output comes after.
 pub fn live_pattern(cmd: &mut Command, frames: Option<u32>) -> &mut Command {
-    cmd.args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
-        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    live_pattern_of(cmd, "640x360", true, frames)
+}
+
+/// [`live_pattern`] of another picture `size`, with the tone or (`audio` false) without
+/// audio at all.
+pub fn live_pattern_of<'a>(
+    cmd: &'a mut Command,
+    size: &str,
+    audio: bool,
+    frames: Option<u32>,
+) -> &'a mut Command {
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size={size}:rate=30"),
+    ]);
+    if audio {
+        cmd.args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]);
+    } else {
+        cmd.arg("-an");
+    }
     if let Some(n) = frames {
         cmd.args(["-frames:v", &n.to_string(), "-shortest"]);
     }
@@ -642,4 +667,13 @@ pub fn python(script: &str, input: &str) -> std::process::Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Waits (30 s at most) until the media playlist `playlist` lists `n` segments.
+pub fn wait_segments(playlist: &Path, n: usize) {
+    wait_until(
+        &format!("{n} segments in {playlist:?}"),
+        Duration::from_secs(30),
+        || playlist.exists() && read_media(playlist).segments.len() >= n,
+    );
 }

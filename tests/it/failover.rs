@@ -14,7 +14,8 @@ use streamvisor::{Hooks, OutputEvent, Source, Stream, StreamConfig, StreamState}
 
 use crate::browser::{play_live, Kind};
 use crate::common::{
-    assert_continuous_video, fast_policy, frozen_and_black, live_profile, read_media, wait_until,
+    assert_continuous_video, fast_policy, frozen_and_black, live_profile, read_media,
+    wait_segments, wait_until,
 };
 use crate::servers::{Nginx, Peer};
 
@@ -65,9 +66,7 @@ fn start(
     let config = tune(builder).build().unwrap();
     let running = Stream::new(config).with_hooks(hooks).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("the first segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= segments
-    });
+    wait_segments(&playlist, segments);
     (running, switches, states)
 }
 
@@ -77,7 +76,8 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     let primary_url = nginx.rtmp_url("live", "primary");
     let backup_url = nginx.rtmp_url("live", "backup");
     let primary = Peer::publish_rtmp(&primary_url, None);
-    let _backup = VideoOnly::publish(&backup_url, "480x360");
+    // A 4:3 publisher without audio.
+    let _backup = Peer::pattern("480x360", false, &["-f", "flv", &backup_url]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let source = Source::url(primary_url.as_str()).backup(backup_url.as_str());
@@ -147,46 +147,6 @@ fn a_lost_primary_fails_over_to_the_warm_backup_and_back_without_a_stall() {
     );
     // Silence stood in for the backup's missing audio: no hole in the audio.
     assert_continuous_audio(&playlist);
-}
-
-/// An ffmpeg publisher of a test pattern of `size` without audio, killed on drop.
-struct VideoOnly(std::process::Child);
-
-impl VideoOnly {
-    fn publish(url: &str, size: &str) -> Self {
-        let child = std::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg(format!("testsrc2=size={size}:rate=30"))
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args(["-g", "30", "-an", "-f", "flv", url])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("ffmpeg CLI");
-        Self(child)
-    }
-}
-
-impl Drop for VideoOnly {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The width of the picture inside any black bars, per frame (FFmpeg's `cropdetect`).

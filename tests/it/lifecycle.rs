@@ -181,6 +181,8 @@ fn stop_while_a_read_is_blocked_is_prompt_and_finishes_outputs() {
                 .with_preset("ultrafast"),
         )
         .io_timeout(Duration::from_secs(30))
+        // Every frame sent is counted out: the output pauses with its source.
+        .input_loss(streamvisor::config::InputLoss::Stop)
         .build()
         .unwrap();
     let running = Stream::new(cfg).start().unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use streamvisor::config::PlaylistMode;
 use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
 
-use crate::common::{read_master, read_media, wait_until, LiveServer};
+use crate::common::{read_master, read_media, wait_segments, wait_until, LiveServer};
 
 fn ms_of(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
@@ -76,9 +76,7 @@ fn live_clock(container: Container) {
     let before = SystemTime::now();
     let running = Stream::new(config).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("five segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 5
-    });
+    wait_segments(&playlist, 5);
     let report = running.stop(Duration::from_secs(10));
     let after = SystemTime::now();
     assert_eq!(report.state, StreamState::Stopped, "{:?}", report.error);
@@ -141,9 +139,7 @@ fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
         .unwrap();
     let running = Stream::new(config).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("three segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 3
-    });
+    wait_segments(&playlist, 3);
     drop(server);
     std::thread::sleep(Duration::from_secs(4));
     let listed = read_media(&playlist).segments.len();

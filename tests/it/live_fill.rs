@@ -13,7 +13,7 @@ use streamvisor::{AbrProfile, Container, Stream, StreamConfig, StreamState};
 use crate::browser::{play_live, Kind};
 use crate::common::{
     assert_continuous_video, fast_policy, frozen_and_black, live_profile, read_master, read_media,
-    recorder, states, wait_until, LiveServer,
+    recorder, states, wait_segments, wait_until, LiveServer,
 };
 
 /// The outage each test makes: the source's server is gone this long.
@@ -108,9 +108,7 @@ fn fill_across_an_outage(container: Container, player: Kind) {
     );
     let running = Stream::new(config).with_hooks(hooks).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("three segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 3
-    });
+    wait_segments(&playlist, 3);
     let (entry, seconds) = match player {
         Kind::Hls => ("master.m3u8", 18),
         Kind::Dash => ("manifest.mpd", 18),
@@ -222,9 +220,7 @@ fn the_slate_follows_the_held_frame_during_an_outage() {
         .unwrap();
     let running = Stream::new(config).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("three segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 3
-    });
+    wait_segments(&playlist, 3);
     drop(server);
     wait_until("the filler", Duration::from_secs(5), || {
         running.stats().live_clock.filling

@@ -163,19 +163,9 @@ fn soak_a_thousand_start_stop_cycles_leak_nothing() {
     let before = (crate::common::thread_count(), crate::common::fd_count());
     let mut rss = Vec::new();
     for i in 0..cycles {
-        let cfg = StreamConfig::builder(
-            format!("soak{}", i % 4),
-            source.as_str(),
-            dir.path().join(format!("o{}", i % 4)),
-        )
-        .local_files_under("/")
-        .profile(
-            AbrProfile::from_rungs(&["240p"])
-                .unwrap()
-                .with_preset("ultrafast"),
-        )
-        .build()
-        .unwrap();
+        let out = dir.path().join(format!("o{}", i % 4));
+        let cfg =
+            crate::common::config(&format!("soak{}", i % 4), source.as_str(), &out, &["240p"]);
         let running = Stream::new(cfg).start().unwrap();
         match i % 4 {
             0 => {

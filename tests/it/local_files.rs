@@ -159,15 +159,8 @@ fn a_manager_confines_every_stream_it_admits_to_its_directory() {
         .unwrap();
     // The config allows the whole disk; the manager does not.
     let wide = |id: &str, source: &Path| {
-        StreamConfig::builder(id, source.to_str().unwrap(), d.path().join("out").join(id))
-            .local_files_under("/")
-            .profile(
-                AbrProfile::from_rungs(&["240p"])
-                    .unwrap()
-                    .with_preset("ultrafast"),
-            )
-            .build()
-            .unwrap()
+        let out = d.path().join("out").join(id);
+        crate::common::config(id, source.to_str().unwrap(), &out, &["240p"])
     };
     match manager.create_stream(wide("out", &outside)) {
         Err(Error::Refused {

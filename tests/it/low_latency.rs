@@ -12,7 +12,7 @@ use streamvisor::config::PlaylistMode;
 use streamvisor::{Container, Stream, StreamConfig, StreamState};
 
 use crate::browser::{play_live, Kind};
-use crate::common::{live_profile, read_media, wait_until, LiveServer};
+use crate::common::{live_profile, wait_segments, LiveServer};
 
 /// The part target the tests ask for, seconds.
 const PART: f64 = 0.334;
@@ -56,9 +56,7 @@ fn a_live_cmaf_ladder_lists_its_parts_as_they_are_written_and_hls_js_plays_it() 
         .unwrap();
     let running = Stream::new(config).start().unwrap();
     let playlist = out.join("240p/index.m3u8");
-    wait_until("five segments", Duration::from_secs(30), || {
-        playlist.exists() && read_media(&playlist).segments.len() >= 5
-    });
+    wait_segments(&playlist, 5);
     let served = out.clone();
     let viewer = std::thread::spawn(move || play_live(Kind::Hls, &served, "master.m3u8", 8));
     for rendition in ["240p", "audio-128k"] {

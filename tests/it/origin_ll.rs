@@ -198,39 +198,6 @@ fn hls_js_plays_low_latency_from_the_origin_with_blocking_reloads() {
     assert!(p50 > 0.0 && p50 < 10.0, "{p50}");
 }
 
-/// A real-time 1280x720 30 fps MPEG-TS publisher over TCP (an `ffmpeg -re` listener with
-/// x264 `zerolatency`, as a low-latency encoder upstream would be), for `secs` seconds.
-fn publisher_720p(port: u16, secs: u32) -> std::process::Child {
-    std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-f",
-            "lavfi",
-            "-i",
-        ])
-        .arg(format!("testsrc2=size=1280x720:rate=30:duration={secs}"))
-        .args(["-f", "lavfi", "-i", &format!("sine=duration={secs}")])
-        .args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-tune",
-            "zerolatency",
-            "-g",
-            "30",
-        ])
-        .args(["-c:a", "aac", "-f", "mpegts"])
-        .arg(format!("tcp://127.0.0.1:{port}?listen=1"))
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("ffmpeg CLI")
-}
-
 /// Glass-to-glass latency (`make latency`, not a timed test): hls.js in Chromium on a live
 /// 720p source over 127.0.0.1, a 720p + 360p `veryfast` ladder: Low-Latency HLS (parts of
 /// 0.334 s, 1 s segments) through the crate's origin, against the normal ladder (2 s
@@ -241,7 +208,10 @@ fn latency_report() {
     let seconds = 30;
     let run = |low_latency: bool| {
         let port = crate::common::fixed_port();
-        let mut source = publisher_720p(port, seconds + 40);
+        // A real-time 1280x720 30 fps MPEG-TS publisher over TCP, x264 zerolatency (as a
+        // low-latency encoder upstream would be).
+        let url = format!("tcp://127.0.0.1:{port}?listen=1");
+        let source = crate::servers::Peer::pattern("1280x720", true, &["-f", "mpegts", &url]);
         let dir = tempfile::tempdir().unwrap();
         let origin = Origin::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mut profile = streamvisor::AbrProfile::from_rungs(&["720p", "360p"])
@@ -286,8 +256,7 @@ fn latency_report() {
             crate::browser::play_live(Kind::Hls, dir.path(), "master.m3u8", seconds)
         };
         let report = running.stop(Duration::from_secs(10));
-        let _ = source.kill();
-        let _ = source.wait();
+        drop(source);
         assert!(report.error.is_none(), "{:?}", report.error);
         playback.assert_played_live(f64::from(seconds) - 2.0);
         playback

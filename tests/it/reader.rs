@@ -55,15 +55,7 @@ fn make_ts(dir: &Path, name: &str, secs: u32) -> PathBuf {
 
 /// One 240p rung from `source` to `out`.
 fn reader_config(id: &str, source: impl Into<Source>, out: &Path) -> StreamConfig {
-    StreamConfig::builder(id, source, out)
-        .local_files_under("/")
-        .profile(
-            AbrProfile::from_rungs(&["240p"])
-                .unwrap()
-                .with_preset("ultrafast"),
-        )
-        .build()
-        .unwrap()
+    crate::common::config(id, source, out, &["240p"])
 }
 
 /// A reader over chunks a feeding thread sends; `Ok(0)` once the sender is gone. Every

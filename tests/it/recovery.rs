@@ -262,9 +262,13 @@ fn a_stop_while_recovering_finishes_the_outputs() {
     let out = dir.path().join("o");
     let policy =
         fast_policy(1000).with_backoff(Duration::from_millis(200), Duration::from_millis(200));
-    let running = Stream::new(live_config("stop-in-error", &server.url(), &out, policy))
-        .start()
+    // Every frame decoded is counted out: the output pauses with its source.
+    let config = live_config("stop-in-error", &server.url(), &out, policy)
+        .to_builder()
+        .input_loss(streamvisor::config::InputLoss::Stop)
+        .build()
         .unwrap();
+    let running = Stream::new(config).start().unwrap();
     wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(2500));
     drop(server);

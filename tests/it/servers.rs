@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{fixed_port, is_listening, live_pattern};
+use crate::common::{fixed_port, is_listening, live_pattern_of};
 
 const NGINX: &str = "/usr/sbin/nginx";
 const RTMP_MODULE: &str = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
@@ -187,9 +187,19 @@ pub struct Peer {
 
 impl Peer {
     fn spawn(frames: Option<u32>, output: &[&str]) -> Self {
+        Self::spawn_of("640x360", true, frames, output)
+    }
+
+    /// A peer of another picture `size`, with or without its tone, writing to `output`
+    /// (format and URL) until dropped.
+    pub fn pattern(size: &str, audio: bool, output: &[&str]) -> Self {
+        Self::spawn_of(size, audio, None, output)
+    }
+
+    fn spawn_of(size: &str, audio: bool, frames: Option<u32>, output: &[&str]) -> Self {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-hide_banner", "-loglevel", "error", "-re"]);
-        let child = live_pattern(&mut cmd, frames)
+        let child = live_pattern_of(&mut cmd, size, audio, frames)
             .args(output)
             .stdin(Stdio::null())
             // A peer's own complaints when the other side goes away are expected here.
