@@ -1,12 +1,20 @@
-//! What the origin answers a request, from its files as they are now: the file, a blocking
-//! request parked until what it asks for exists (LL-HLS `_HLS_msn`/`_HLS_part`, the
-//! preload-hinted part), or an error. Pure: the server calls it again for a parked request
-//! whenever the files change, and answers 503 (or 404) when its wait is over.
+//! What the origin answers a request, from its files as they are now: the file, a file
+//! being written (streamed as it grows), a blocking request parked until what it asks for
+//! exists (LL-HLS `_HLS_msn`/`_HLS_part`, the preload-hinted part, the segment a
+//! low-latency DASH manifest lists as it begins), the time (`/time`, the manifest's
+//! `UTCTiming`), or an error. Pure but for the clock: the server calls it again for a
+//! parked request whenever the files change, and answers 503 (or 404) when its wait is over.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::store::{Files, PlaylistState};
+use crate::output::naming::{parse_part, parse_segment};
+use crate::output::xs;
+
+/// The path of the origin's clock: `GET /time` answers the time, xs:dateTime to the
+/// millisecond (DASH `UTCTiming` `http-iso`).
+pub(crate) const TIME_PATH: &str = "time";
 
 /// A parsed request.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,6 +27,8 @@ pub(crate) struct Request {
     pub skip: bool,
     /// The client asked to close the connection after the answer.
     pub close: bool,
+    /// Its `Host` header (the origin's address as the client knows it).
+    pub host: Option<String>,
 }
 
 impl Request {
@@ -32,6 +42,7 @@ impl Request {
             part: None,
             skip: false,
             close,
+            host: None,
         };
         for kv in query.split('&') {
             match kv.split_once('=') {
@@ -61,6 +72,8 @@ pub(crate) enum Answer {
     /// Ask again when the files change, until this long after the request came; then
     /// answer with the response given.
     Wait(Duration, Response),
+    /// The file at this path is being written: stream it as it grows (chunked), to its end.
+    Stream(String),
 }
 
 fn error(status: u16, why: &str) -> Response {
@@ -72,7 +85,7 @@ fn error(status: u16, why: &str) -> Response {
     }
 }
 
-fn content_type(path: &str) -> &'static str {
+pub(crate) fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next() {
         Some("m3u8") => "application/vnd.apple.mpegurl",
         Some("mpd") => "application/dash+xml",
@@ -104,35 +117,88 @@ pub(crate) fn answer(files: &Files, req: &Request) -> Answer {
     if req.path.is_empty() || !plain || req.path.split('/').any(|s| s == ".." || s.is_empty()) {
         return Answer::Now(error(404, "no such file"));
     }
+    if req.path == TIME_PATH {
+        return Answer::Now(Response {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            cache_control: "no-store",
+            body: Arc::new(xs::date_time_ms(SystemTime::now()).into_bytes()),
+        });
+    }
     if let Some(state) = files.playlists.get(&req.path) {
         return playlist(files, req, state);
     }
     if let Some(body) = files.files.get(&req.path) {
-        let cache_control = if req.path.ends_with(".m3u8") || req.path.ends_with(".mpd") {
+        let manifest = req.path.ends_with(".mpd");
+        let cache_control = if req.path.ends_with(".m3u8") || manifest {
             "no-cache"
         } else {
             "max-age=31536000, immutable"
+        };
+        let body = match manifest {
+            true => Arc::new(served_manifest(body, req.host.as_deref()).into_bytes()),
+            false => body.clone(),
         };
         return Answer::Now(Response {
             status: 200,
             content_type: content_type(&req.path),
             cache_control,
-            body: body.clone(),
+            body,
         });
     }
-    // A part a playlist hints at is held until it is written (a blocking part request).
-    let (dir, name) = req.path.rsplit_once('/').unwrap_or(("", &req.path));
-    let hinted = files.playlists.iter().find_map(|(p, s)| {
-        let p_dir = p.rsplit_once('/').map_or("", |(d, _)| d);
-        (p_dir == dir && s.hint.as_deref() == Some(name)).then_some(s.target)
-    });
-    match hinted {
+    if files.growing.contains_key(&req.path) {
+        return Answer::Stream(req.path.clone());
+    }
+    match held(files, &req.path) {
         Some(target) => Answer::Wait(
             Duration::from_secs_f64(3.0 * target.max(1.0)),
-            error(404, "the hinted part was not written in time"),
+            error(404, "the part or segment was not written in time"),
         ),
         None => Answer::Now(error(404, "no such file")),
     }
+}
+
+/// How long to hold a request for `path`, not written yet, in target durations of its
+/// playlist: the part a playlist's preload hint names (a blocking part request), and, with
+/// parts, the segment being written or the next (a low-latency DASH player asks for a
+/// segment as its first chunk is due, by the wall clock).
+fn held(files: &Files, path: &str) -> Option<f64> {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    files.playlists.iter().find_map(|(p, s)| {
+        let p_dir = p.rsplit_once('/').map_or("", |(d, _)| d);
+        if p_dir != dir || s.ended {
+            return None;
+        }
+        let hinted = s.hint.as_deref() == Some(name);
+        let open = s.hint.as_deref().and_then(parse_part).map(|(file, _)| file);
+        let segment = parse_segment(name).map(|(file, _)| file);
+        let coming = matches!((open, segment), (Some(o), Some(f)) if f == o || f == o + 1);
+        (hinted || coming).then_some(s.target)
+    })
+}
+
+/// A DASH manifest as this origin serves it: a live one's `UTCTiming` points at the
+/// origin's clock (`http-iso`, `/time` on the host the player asked) instead of carrying
+/// the render time, which is too coarse at low latency.
+pub(crate) fn served_manifest(body: &[u8], host: Option<&str>) -> String {
+    let text = String::from_utf8_lossy(body).into_owned();
+    let Some(host) = host.filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"')) else {
+        return text;
+    };
+    let Some(start) = text.find("<UTCTiming") else {
+        return text;
+    };
+    let Some(len) = text[start..].find("/>") else {
+        return text;
+    };
+    let timing = format!(
+        "<UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" value=\"http://{host}/{TIME_PATH}\"/>"
+    );
+    let mut out = String::with_capacity(text.len() + 32);
+    out.push_str(&text[..start]);
+    out.push_str(&timing);
+    out.push_str(&text[start + len + 2..]);
+    out
 }
 
 /// A media playlist: at once, held until it holds what `_HLS_msn`/`_HLS_part` ask for
@@ -319,6 +385,48 @@ mod tests {
         assert!(
             matches!(answer(&f, &get("/a/seg_00010.0.m4s")), Answer::Now(r) if r.cache_control.contains("immutable"))
         );
+    }
+
+    #[test]
+    fn a_segment_being_written_streams_and_the_next_ones_are_held() {
+        let mut f = files();
+        f.growing
+            .insert("a/seg_00010.m4s".into(), Arc::new(vec![1, 2]));
+        assert!(
+            matches!(answer(&f, &get("/a/seg_00010.m4s")), Answer::Stream(p) if p == "a/seg_00010.m4s")
+        );
+        // The hint names segment 10: its successor may be asked for early; later ones not.
+        assert!(matches!(
+            answer(&f, &get("/a/seg_00011.m4s")),
+            Answer::Wait(..)
+        ));
+        assert!(matches!(answer(&f, &get("/a/seg_00012.m4s")), Answer::Now(r) if r.status == 404));
+        assert!(matches!(answer(&f, &get("/b/seg_00011.m4s")), Answer::Now(r) if r.status == 404));
+    }
+
+    #[test]
+    fn the_clock_and_the_manifest_timing_point_at_the_origin() {
+        let f = files();
+        let Answer::Now(r) = answer(&f, &get("/time")) else {
+            panic!("the time at once");
+        };
+        let text = String::from_utf8(r.body.to_vec()).unwrap();
+        let t = xs::parse_date_time(&text).expect(&text);
+        let off = SystemTime::now().duration_since(t).unwrap_or_default();
+        assert!(
+            off < Duration::from_secs(2) && r.cache_control == "no-store",
+            "{text}"
+        );
+        let mpd = b"<MPD>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:direct:2014\" value=\"x\"/>\n</MPD>\n";
+        let served = served_manifest(mpd, Some("127.0.0.1:8080"));
+        assert_eq!(
+            served,
+            "<MPD>\n  <UTCTiming schemeIdUri=\"urn:mpeg:dash:utc:http-iso:2014\" \
+             value=\"http://127.0.0.1:8080/time\"/>\n</MPD>\n"
+        );
+        // A host that could break out of the attribute is not written into it.
+        let odd = served_manifest(mpd, Some("a\"b"));
+        assert!(odd.contains("direct:2014"), "{odd}");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The origin's one thread (`sv-origin`): every connection on one `mio` poll, requests read
 //! with `httparse`, answers written as the socket takes them. A blocking request is parked
 //! on its connection (no thread of its own) and answered when the files change so that it
-//! can be, or when its wait is over. Bounded: connections, request size, idle time.
+//! can be, or when its wait is over; a file being written is streamed on its connection
+//! with chunked transfer encoding, a chunk each time it grows, to its end. Bounded:
+//! connections, request size, idle time.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -12,8 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
-use super::answer::{answer, Answer, Request, Response};
-use super::store::Store;
+use super::answer::{answer, content_type, Answer, Request, Response};
+use super::store::{Files, Store};
 
 pub(crate) const LISTENER: Token = Token(0);
 pub(crate) const WAKER: Token = Token(1);
@@ -33,6 +35,8 @@ struct Conn {
     /// A request waiting for the files: it, when it came, how long it may wait, and what
     /// to answer then.
     parked: Option<(Request, Instant, Duration, Response)>,
+    /// A file being written, streamed: its path and how many of its bytes were sent.
+    streaming: Option<(String, usize)>,
     close_after: bool,
     last_active: Instant,
 }
@@ -107,6 +111,7 @@ impl Server {
                             input: Vec::new(),
                             output: Vec::new(),
                             parked: None,
+                            streaming: None,
                             close_after: false,
                             last_active: Instant::now(),
                         };
@@ -147,7 +152,7 @@ impl Server {
 
     /// Parses the next request when none is parked, and answers it or parks it.
     fn next_request(&self, c: &mut Conn) {
-        if c.parked.is_some() || !c.output.is_empty() {
+        if c.parked.is_some() || c.streaming.is_some() || !c.output.is_empty() {
             return;
         }
         let mut headers = [httparse::EMPTY_HEADER; 32];
@@ -156,7 +161,7 @@ impl Server {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) => return,
             Err(_) => {
-                c.output = head(400, "text/plain", "no-store", 0, true);
+                c.output = head(400, "text/plain", "no-store", Some(0), true);
                 c.close_after = true;
                 return;
             }
@@ -165,27 +170,48 @@ impl Server {
             h.name.eq_ignore_ascii_case("connection")
                 && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("close")
         });
-        let req = Request::new(
+        let host = parsed
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"));
+        let mut req = Request::new(
             parsed.method.unwrap_or(""),
             parsed.path.unwrap_or("/"),
             close,
         );
+        req.host = host.and_then(|h| std::str::from_utf8(h.value).ok().map(str::to_owned));
         c.input.drain(..used);
-        let decided = answer(&self.store.files.lock(), &req);
-        match decided {
+        let files = self.store.files.lock();
+        match answer(&files, &req) {
             Answer::Now(r) => respond(c, &req, &r),
             Answer::Wait(wait, otherwise) => {
                 c.parked = Some((req, Instant::now(), wait, otherwise))
             }
+            Answer::Stream(path) => start_stream(c, &req, path, &files),
         }
     }
 
     /// A parked request is answered when the files changed so that it can be, or when its
     /// wait is over; idle connections close. False when the connection is to be closed.
     fn tick(&self, c: &mut Conn, changed: bool, now: Instant) -> bool {
+        if c.streaming.is_some() {
+            if changed && !stream_more(c, &self.store.files.lock()) {
+                return false;
+            }
+            c.last_active = now;
+            if !flush(c) {
+                return false;
+            }
+            if c.streaming.is_none() {
+                self.next_request(c);
+                return flush(c);
+            }
+            return true;
+        }
         if let Some((req, since, wait, otherwise)) = c.parked.take() {
+            let files = self.store.files.lock();
             let decided = if changed {
-                answer(&self.store.files.lock(), &req)
+                answer(&files, &req)
             } else {
                 Answer::Wait(wait, otherwise.clone())
             };
@@ -195,7 +221,9 @@ impl Server {
                     respond(c, &req, &otherwise);
                 }
                 Answer::Wait(..) => c.parked = Some((req, since, wait, otherwise)),
+                Answer::Stream(path) => start_stream(c, &req, path, &files),
             }
+            drop(files);
             c.last_active = now;
             if c.parked.is_none() && !flush(c) {
                 return false;
@@ -210,6 +238,46 @@ impl Server {
     }
 }
 
+/// Starts streaming the file at `path`, being written, as the answer to `req`: the head
+/// (chunked), then what it holds so far. A `HEAD` gets the head alone.
+fn start_stream(c: &mut Conn, req: &Request, path: String, files: &Files) {
+    let cache = "max-age=31536000, immutable";
+    c.output = head(200, content_type(&path), cache, None, req.close);
+    c.close_after = req.close;
+    if req.method != "HEAD" {
+        c.streaming = Some((path, 0));
+        stream_more(c, files);
+    }
+}
+
+/// Queues what the streamed file gained since the last chunk, and the end when it is
+/// finished; false when it was withdrawn (the connection closes: the body ends short).
+fn stream_more(c: &mut Conn, files: &Files) -> bool {
+    let Some((path, sent)) = c.streaming.as_mut() else {
+        return true;
+    };
+    let (bytes, done) = match (
+        files.files.get(path.as_str()),
+        files.growing.get(path.as_str()),
+    ) {
+        (Some(b), _) => (b, true),
+        (None, Some(b)) => (b, false),
+        (None, None) => return false,
+    };
+    if let Some(new) = bytes.get(*sent..).filter(|n| !n.is_empty()) {
+        c.output
+            .extend_from_slice(format!("{:x}\r\n", new.len()).as_bytes());
+        c.output.extend_from_slice(new);
+        c.output.extend_from_slice(b"\r\n");
+        *sent = bytes.len();
+    }
+    if done {
+        c.output.extend_from_slice(b"0\r\n\r\n");
+        c.streaming = None;
+    }
+    true
+}
+
 /// Queues the answer to `req` on the connection.
 fn respond(c: &mut Conn, req: &Request, r: &Response) {
     let body = if req.method == "HEAD" {
@@ -221,7 +289,7 @@ fn respond(c: &mut Conn, req: &Request, r: &Response) {
         r.status,
         r.content_type,
         r.cache_control,
-        r.body.len(),
+        Some(r.body.len()),
         req.close,
     );
     c.output.extend_from_slice(body);
@@ -242,11 +310,13 @@ fn flush(c: &mut Conn) -> bool {
             Err(_) => return false,
         }
     }
-    !c.close_after
+    // A streamed answer goes on after what is written now.
+    !c.close_after || c.streaming.is_some()
 }
 
-/// A response head: the status, the file's type and caching, CORS for browser players.
-fn head(status: u16, content_type: &str, cache: &str, len: usize, close: bool) -> Vec<u8> {
+/// A response head: the status, the file's type, its length (`None`: chunked) and caching,
+/// CORS for browser players.
+fn head(status: u16, content_type: &str, cache: &str, len: Option<usize>, close: bool) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         204 => "No Content",
@@ -257,8 +327,12 @@ fn head(status: u16, content_type: &str, cache: &str, len: usize, close: bool) -
         _ => "Status",
     };
     let connection = if close { "close" } else { "keep-alive" };
+    let length = match len {
+        Some(n) => format!("Content-Length: {n}"),
+        None => "Transfer-Encoding: chunked".to_owned(),
+    };
     format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n{length}\r\n\
          Cache-Control: {cache}\r\nAccess-Control-Allow-Origin: *\r\n\
          Access-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\n\
          Connection: {connection}\r\n\r\n"

@@ -1,6 +1,8 @@
 //! The origin's files, kept in memory as a stream writes them through [`OriginSink`], and
 //! what the server knows of each media playlist: its newest segment and part, its preload
-//! hint, its target durations. Every change bumps a generation the server's waiters watch.
+//! hint, its target durations. A file being written is visible too, as far as the muxer
+//! has flushed it (a low-latency DASH player reads a segment chunk by chunk). Every change
+//! bumps a generation the server's waiters watch.
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -86,6 +88,8 @@ pub(crate) fn attribute(list: &str, name: &str) -> Option<String> {
 #[derive(Debug, Default)]
 pub(crate) struct Files {
     pub files: HashMap<String, Arc<Vec<u8>>>,
+    /// Files being written: what was flushed so far.
+    pub growing: HashMap<String, Arc<Vec<u8>>>,
     pub playlists: HashMap<String, PlaylistState>,
     /// Bumped by every change (the server re-checks its parked requests).
     pub generation: u64,
@@ -116,7 +120,30 @@ impl Store {
                     g.playlists.remove(path);
                 }
             }
+            g.growing.remove(path);
             g.files.insert(path.to_owned(), Arc::new(bytes));
+            g.generation += 1;
+        }
+        self.wake();
+    }
+
+    /// `path` is being written and holds `bytes` so far.
+    fn grow(&self, path: &str, bytes: &[u8]) {
+        {
+            // Short: a copy of what was flushed (a segment so far: kilobytes).
+            let mut g = self.files.lock();
+            g.growing.insert(path.to_owned(), Arc::new(bytes.to_vec()));
+            g.generation += 1;
+        }
+        self.wake();
+    }
+
+    /// `path` was given up unfinished.
+    fn abandon(&self, path: &str) {
+        {
+            // Short: one map edit.
+            let mut g = self.files.lock();
+            g.growing.remove(path);
             g.generation += 1;
         }
         self.wake();
@@ -127,6 +154,7 @@ impl Store {
             // Short: map edits.
             let mut g = self.files.lock();
             g.files.remove(path);
+            g.growing.remove(path);
             g.playlists.remove(path);
             g.generation += 1;
         }
@@ -165,12 +193,15 @@ impl OriginSink {
     }
 }
 
-/// A file being written to the origin (and to the wrapped sink).
+/// A file being written to the origin (and to the wrapped sink): visible as it grows at
+/// each flush (the muxer flushes a chunk), published whole when finished, withdrawn when
+/// dropped unfinished.
 struct OriginFile {
     store: Arc<Store>,
     path: String,
     bytes: Vec<u8>,
     inner: Option<Box<dyn SinkFile>>,
+    finished: bool,
 }
 
 impl Write for OriginFile {
@@ -183,30 +214,43 @@ impl Write for OriginFile {
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.store.grow(&self.path, &self.bytes);
         self.inner.as_mut().map_or(Ok(()), |f| f.flush())
     }
 }
 
 impl SinkFile for OriginFile {
-    fn finish(self: Box<Self>) -> io::Result<u64> {
-        let this = *self;
-        if let Some(inner) = this.inner {
+    fn finish(mut self: Box<Self>) -> io::Result<u64> {
+        if let Some(inner) = self.inner.take() {
             inner.finish()?;
         }
-        let n = this.bytes.len() as u64;
-        this.store.put(&this.path, this.bytes);
+        self.finished = true;
+        let bytes = std::mem::take(&mut self.bytes);
+        let n = bytes.len() as u64;
+        self.store.put(&self.path, bytes);
         Ok(n)
+    }
+}
+
+impl Drop for OriginFile {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.store.abandon(&self.path);
+        }
     }
 }
 
 impl SegmentSink for OriginSink {
     fn create(&self, path: &str) -> io::Result<Box<dyn SinkFile>> {
         let inner = self.inner.as_ref().map(|s| s.create(path)).transpose()?;
+        let path = self.at(path);
+        self.store.grow(&path, &[]);
         Ok(Box::new(OriginFile {
             store: self.store.clone(),
-            path: self.at(path),
+            path,
             bytes: Vec::new(),
             inner,
+            finished: false,
         }))
     }
 
@@ -227,11 +271,13 @@ impl SegmentSink for OriginSink {
     }
 
     fn delete(&self, path: &str) -> io::Result<()> {
-        if let Some(inner) = &self.inner {
-            inner.delete(path)?;
-        }
+        // Gone from memory even when the wrapped sink refuses: players must not be served
+        // what the stream withdrew.
         self.store.remove(&self.at(path));
-        Ok(())
+        match &self.inner {
+            Some(inner) => inner.delete(path),
+            None => Ok(()),
+        }
     }
 
     fn location(&self, path: &str) -> String {

@@ -51,8 +51,30 @@ impl LatestWriter {
     pub fn write(
         &self,
         sink: &dyn SegmentSink,
+        text: String,
+        stats: &StatsCell,
+    ) -> Option<io::Result<()>> {
+        self.write_as(sink, text, stats, false)
+    }
+
+    /// As [`Self::write`], through [`SegmentSink::replace_often`]: a file rewritten several
+    /// times a second (a low-latency manifest) is replaced atomically but not made durable
+    /// each time.
+    pub fn write_often(
+        &self,
+        sink: &dyn SegmentSink,
+        text: String,
+        stats: &StatsCell,
+    ) -> Option<io::Result<()>> {
+        self.write_as(sink, text, stats, true)
+    }
+
+    fn write_as(
+        &self,
+        sink: &dyn SegmentSink,
         mut text: String,
         stats: &StatsCell,
+        often: bool,
     ) -> Option<io::Result<()>> {
         {
             let mut g = self.state.lock();
@@ -63,7 +85,11 @@ impl LatestWriter {
             g.writing = true;
         }
         loop {
-            let result = sink.replace(self.rel, text.as_bytes());
+            let result = if often {
+                sink.replace_often(self.rel, text.as_bytes())
+            } else {
+                sink.replace(self.rel, text.as_bytes())
+            };
             match &result {
                 Ok(()) => {
                     stats.playlist_bytes.fetch_add(text.len() as u64, Relaxed);

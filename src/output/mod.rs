@@ -18,7 +18,7 @@ mod deleter;
 mod latest;
 mod master;
 mod muxer_file;
-mod naming;
+pub(crate) mod naming;
 mod playlist;
 mod publisher;
 mod resume;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::dash::DashWriter;
+use super::dash::{DashWriter, OpenedSegment};
 use super::naming::{in_rendition, init_name, DASH_MANIFEST, MASTER_PLAYLIST, MEDIA_PLAYLIST};
 use super::{MasterPlaylist, MeasuredBitrate, SegmentDone};
 use crate::error::Error;
@@ -109,6 +109,20 @@ impl Publisher {
                 at(file).display()
             );
             self.delete_failed(name, file, "too many deletes pending", 0, true);
+        }
+    }
+
+    /// Rendition `index` began segment `opened` (live with parts): the low-latency DASH
+    /// manifest lists it while it is written.
+    pub fn segment_opened(
+        &self,
+        index: usize,
+        opened: &OpenedSegment,
+        timescale: u32,
+        stats: &StatsCell,
+    ) {
+        if let Some(d) = &self.dash {
+            d.segment_opened(index, opened, timescale, stats);
         }
     }
 

@@ -399,11 +399,13 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
             .carries_on
             .then(|| output::earlier_dash_runs(&*sink))
             .flatten();
+        let part = profile.part_duration.map(|p| p.as_secs_f64());
         DashWriter::new(
             sink.clone(),
             video.chain(audio).collect(),
             window,
             seg,
+            part,
             earlier,
         )
     });

@@ -53,6 +53,10 @@ impl AudioRendition {
                     if let Some(done) = done {
                         self.segment_done(done, stats, publisher);
                     }
+                    if let Some(opened) = self.segmenter.take_opened() {
+                        let timescale = self.segmenter.timescale();
+                        publisher.segment_opened(self.index, &opened, timescale, stats);
+                    }
                 }
                 AudioMsg::End { endlist } => break endlist,
             }

@@ -310,6 +310,10 @@ impl RungWorker {
             self.publish(&done, stats, publisher);
             count_segment(&self.rung.counters, stats, done);
         }
+        if let Some(opened) = self.rung.segmenter.take_opened() {
+            let timescale = self.rung.segmenter.timescale();
+            publisher.segment_opened(self.rung.index, &opened, timescale, stats);
+        }
         Ok(())
     }
 

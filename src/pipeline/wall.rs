@@ -6,6 +6,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::clock::secs;
 
+/// The most the first frame's read time anchors the timeline before it goes out (what a
+/// probe reads ahead at most; a longer lag is not caught up).
+const MAX_LAG: Duration = Duration::from_secs(3);
+/// How long the start settles (the probe's backlog caught up, the anchor corrected).
+const SETTLE: Duration = Duration::from_secs(3);
+
 /// The output's timeline on the wall clock: the run's first frame went out at `at` (and
 /// its packet was read at `read_at`); every later output pts is due the media time after it.
 /// Real frames that have been late for a whole window mean the output's media time falls
@@ -18,6 +24,9 @@ pub(crate) struct WallClock {
     /// (when, seconds a frame came after its time).
     late: VecDeque<(Instant, f64)>,
     last_fix: Option<Instant>,
+    /// While the start settles: when it ends, and the least any frame was late in its
+    /// last second (seconds).
+    settle: Option<(Instant, f64)>,
 }
 
 impl WallClock {
@@ -30,12 +39,52 @@ impl WallClock {
             anchor: None,
             late: VecDeque::new(),
             last_fix: None,
+            settle: None,
         }
     }
 
-    /// The run's first frame, output at `out`, goes out now; its packet was read at `read_at`.
+    /// The run's first frame, output at `out`, goes out now; its packet was read at
+    /// `read_at`. The timeline is anchored on when it was read (by up to [`MAX_LAG`]), not
+    /// on now: the packets the probe read ahead before the first frame came out are due
+    /// already and go out at once, so the output catches up with the source instead of
+    /// keeping the probe's time as latency for good. The read time is an estimate (early
+    /// by the source's own start-up): the start settles for [`SETTLE`], then the anchor
+    /// moves on by what every frame of its last second was still late.
     pub fn start(&mut self, out: i64, read_at: SystemTime) {
-        self.anchor.get_or_insert((out, Instant::now(), read_at));
+        if self.anchor.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let lag = SystemTime::now()
+            .duration_since(read_at)
+            .unwrap_or_default()
+            .min(MAX_LAG);
+        let at = now.checked_sub(lag).unwrap_or(now);
+        self.anchor = Some((out, at, read_at));
+        self.settle = Some((now + SETTLE, f64::INFINITY));
+    }
+
+    /// A real frame for output `out` goes out `now`: true while the start settles (the
+    /// output catching up: neither a gap in delivery nor a slow source can be told then).
+    pub fn settling(&mut self, out: i64, now: Instant, tb: f64) -> bool {
+        let late = now
+            .saturating_duration_since(self.due(out, tb))
+            .as_secs_f64();
+        let Some((ends, least)) = self.settle.as_mut() else {
+            return false;
+        };
+        if now < *ends {
+            if now + Duration::from_secs(1) >= *ends {
+                *least = least.min(late);
+            }
+            return true;
+        }
+        let least = *least;
+        self.settle = None;
+        if let Some((_, at, _)) = self.anchor.as_mut().filter(|_| least.is_finite()) {
+            *at += secs(least);
+        }
+        false
     }
 
     /// When output `pts` is due (time base `tb` seconds).
@@ -120,5 +169,39 @@ mod tests {
         let pdt = wall.program_date_time(90_000, tb);
         let first = wall.program_date_time(0, tb);
         assert_eq!(pdt.duration_since(first).unwrap(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_start_catches_up_the_probe_then_settles_on_the_sources_pace() {
+        let tb = 1.0 / 90_000.0;
+        let mut wall = WallClock::new(Duration::from_millis(100));
+        // The first frame was read (by the estimate) 0.8 s ago: the probe's backlog.
+        wall.start(0, SystemTime::now() - Duration::from_millis(800));
+        let t0 = Instant::now();
+        assert!(
+            wall.due(0, tb) + Duration::from_millis(700) <= t0,
+            "anchored when read"
+        );
+        // The backlog goes out at once (due already), then frames come at the source's
+        // pace, each 0.3 s after its estimated time (the estimate was early).
+        let late = Duration::from_millis(300);
+        let mut n = 1;
+        loop {
+            let now = wall.due(n * 3000, tb).max(t0) + late;
+            if now >= t0 + SETTLE {
+                break;
+            }
+            assert!(wall.settling(n * 3000, now, tb), "frame {n} settles");
+            n += 1;
+        }
+        // Settled: the anchor moved on by what was still late; frames are on time.
+        let next = wall.due(n * 3000, tb) + late;
+        assert!(!wall.settling(n * 3000, next, tb));
+        let after = next.saturating_duration_since(wall.due(n * 3000, tb));
+        assert!(
+            after < Duration::from_millis(20),
+            "late {after:?} once settled"
+        );
+        assert!(!wall.behind((n + 1) * 3000, wall.due((n + 1) * 3000, tb), tb));
     }
 }

@@ -23,7 +23,6 @@ const PLAY_TIMEOUT: Duration = Duration::from_secs(40);
 const KILL_GRACE: Duration = Duration::from_secs(20);
 
 /// Which player plays the stream.
-#[allow(dead_code)] // `Dash` is for the tests of the crate's DASH output, to come.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// hls.js, from a master or media playlist.

@@ -17,6 +17,7 @@ mod lifecycle;
 mod live_clock;
 mod live_fill;
 mod liveness;
+mod ll_dash;
 mod local_files;
 mod low_latency;
 mod manager;

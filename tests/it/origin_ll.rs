@@ -198,15 +198,16 @@ fn hls_js_plays_low_latency_from_the_origin_with_blocking_reloads() {
     assert!(p50 > 0.0 && p50 < 10.0, "{p50}");
 }
 
-/// Glass-to-glass latency (`make latency`, not a timed test): hls.js in Chromium on a live
-/// 720p source over 127.0.0.1, a 720p + 360p `veryfast` ladder: Low-Latency HLS (parts of
-/// 0.334 s, 1 s segments) through the crate's origin, against the normal ladder (2 s
-/// segments, no parts) from a static server. Printed: p50, p95, stalls.
+/// Glass-to-glass latency (`make latency`, not a timed test): hls.js and dash.js in Chromium
+/// on a live 720p source over 127.0.0.1, a 720p + 360p `veryfast` ladder: Low-Latency HLS
+/// and low-latency DASH (parts/chunks of 0.334 s, 1 s segments) through the crate's origin,
+/// against the normal ladder (2 s segments, no parts) from a static server. Printed: p50,
+/// p95, stalls.
 #[test]
 #[ignore = "a measurement of about two minutes; run by make latency"]
 fn latency_report() {
     let seconds = 30;
-    let run = |low_latency: bool| {
+    let run = |low_latency: bool, kind: Kind| {
         let port = crate::common::fixed_port();
         // A real-time 1280x720 30 fps MPEG-TS publisher over TCP, x264 zerolatency (as a
         // low-latency encoder upstream would be).
@@ -218,6 +219,7 @@ fn latency_report() {
             .unwrap()
             .with_preset("veryfast")
             .with_container(Container::Fmp4)
+            .with_dash(true)
             .with_live_window(10);
         // SV_PART: another part target to measure (seconds).
         let part = std::env::var("SV_PART")
@@ -250,10 +252,14 @@ fn latency_report() {
             }
         });
         std::thread::sleep(Duration::from_secs(3));
+        let entry = match kind {
+            Kind::Hls => "master.m3u8",
+            Kind::Dash => "manifest.mpd",
+        };
         let playback = if low_latency {
-            play_live_from(Kind::Hls, &base, "master.m3u8", seconds)
+            play_live_from(kind, &base, entry, seconds)
         } else {
-            crate::browser::play_live(Kind::Hls, dir.path(), "master.m3u8", seconds)
+            crate::browser::play_live(kind, dir.path(), entry, seconds)
         };
         let report = running.stop(Duration::from_secs(10));
         drop(source);
@@ -261,8 +267,14 @@ fn latency_report() {
         playback.assert_played_live(f64::from(seconds) - 2.0);
         playback
     };
-    for (name, low_latency) in [("LL-HLS via the origin", true), ("normal HLS", false)] {
-        let p = run(low_latency);
+    let runs = [
+        ("hls.js, LL-HLS via the origin", true, Kind::Hls),
+        ("dash.js, LL-DASH via the origin", true, Kind::Dash),
+        ("hls.js, normal HLS", false, Kind::Hls),
+        ("dash.js, normal DASH", false, Kind::Dash),
+    ];
+    for (name, low_latency, kind) in runs {
+        let p = run(low_latency, kind);
         println!(
             "{name}: latency p50 {:.2} s, p95 {:.2} s; {} waiting events, {:.2} s stalled",
             p.latency_p50.unwrap_or(f64::NAN),

@@ -7,4 +7,4 @@ mod parse;
 mod writer;
 
 pub(crate) use model::Media;
-pub(crate) use writer::{earlier_runs, DashWriter};
+pub(crate) use writer::{earlier_runs, DashWriter, OpenedSegment};

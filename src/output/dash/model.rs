@@ -35,6 +35,19 @@ pub(crate) struct Manifest {
     pub(crate) periods: Vec<Period>,
     /// `MPD@minBufferTime`, seconds (typically the target segment duration).
     pub(crate) min_buffer_time: f64,
+    /// Live with chunks (LL-DASH): segments listed while they are written.
+    pub(crate) low_latency: Option<LowLatency>,
+}
+
+/// What a low-latency live manifest announces (DASH-IF low-latency modes, chunked CMAF):
+/// each representation's newest segment is the one being written, available chunk by chunk.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct LowLatency {
+    /// `SegmentTemplate@availabilityTimeOffset`, seconds: how long before its end a segment
+    /// can be requested (the segment duration less one chunk: its first chunk is out).
+    pub(crate) availability_time_offset: f64,
+    /// `ServiceDescription`'s `Latency@target`, seconds behind the live edge.
+    pub(crate) target_latency: f64,
 }
 
 /// One run of the stream: what it carries, from when.
@@ -292,13 +305,19 @@ pub(crate) fn render(m: &Manifest) -> String {
     }
     attr(o, "minBufferTime", xs::duration(m.min_buffer_time));
     o.push_str(">\n");
+    let low_latency = m
+        .low_latency
+        .filter(|_| matches!(m.kind, Kind::Dynamic { .. }));
+    if let Some(ll) = low_latency {
+        write_service_description(o, &ll);
+    }
     for period in m.periods.iter().filter(|p| !p.is_empty()) {
         start(o, 1, "Period");
         attr(o, "id", period.id);
         attr(o, "start", xs::duration(period.start));
         o.push_str(">\n");
         for (id, set) in period.adaptation_sets.iter().enumerate() {
-            write_set(o, id, set);
+            write_set(o, id, set, low_latency.as_ref());
         }
         o.push_str("  </Period>\n");
     }
@@ -313,7 +332,7 @@ pub(crate) fn render(m: &Manifest) -> String {
 }
 
 /// One `AdaptationSet`; nothing when none of its representations has a segment.
-fn write_set(o: &mut String, id: usize, set: &AdaptationSet) {
+fn write_set(o: &mut String, id: usize, set: &AdaptationSet, ll: Option<&LowLatency>) {
     let reps = set.representations.iter();
     let reps: Vec<_> = reps.filter_map(|r| Some((r, Timeline::of(r)?))).collect();
     if reps.is_empty() {
@@ -349,13 +368,18 @@ fn write_set(o: &mut String, id: usize, set: &AdaptationSet) {
     }
     o.push_str(">\n");
     for (rep, timeline) in &reps {
-        write_representation(o, rep, timeline);
+        write_representation(o, rep, timeline, ll);
     }
     o.push_str("    </AdaptationSet>\n");
 }
 
 /// One `Representation` with its `SegmentTemplate` and `SegmentTimeline`.
-fn write_representation(o: &mut String, rep: &Representation, timeline: &Timeline) {
+fn write_representation(
+    o: &mut String,
+    rep: &Representation,
+    timeline: &Timeline,
+    ll: Option<&LowLatency>,
+) {
     start(o, 3, "Representation");
     attr(o, "id", &rep.id);
     attr(o, "bandwidth", rep.bandwidth);
@@ -394,6 +418,14 @@ fn write_representation(o: &mut String, rep: &Representation, timeline: &Timelin
     let init = init_name(timeline.init.unwrap_or(0));
     attr(o, "initialization", format!("{dir}/{init}"));
     attr(o, "media", format!("{dir}/{DASH_SEGMENT_TEMPLATE}"));
+    if let Some(ll) = ll {
+        attr(
+            o,
+            "availabilityTimeOffset",
+            seconds(ll.availability_time_offset),
+        );
+        attr(o, "availabilityTimeComplete", "false");
+    }
     o.push_str(">\n          <SegmentTimeline>\n");
     for run in &timeline.runs {
         start(o, 6, "S");
@@ -408,6 +440,30 @@ fn write_representation(o: &mut String, rep: &Representation, timeline: &Timelin
     }
     o.push_str("          </SegmentTimeline>\n        </SegmentTemplate>\n");
     o.push_str("      </Representation>\n");
+}
+
+/// The `ServiceDescription` of a low-latency manifest: the latency players aim at, and how
+/// much they may speed up or slow down to keep it.
+fn write_service_description(o: &mut String, ll: &LowLatency) {
+    start(o, 1, "ServiceDescription");
+    attr(o, "id", 0);
+    o.push_str(">\n");
+    let target_ms = (ll.target_latency * 1000.0).round() as u64;
+    start(o, 2, "Latency");
+    attr(o, "target", target_ms);
+    attr(o, "min", target_ms / 2);
+    attr(o, "max", target_ms * 2);
+    o.push_str("/>\n");
+    start(o, 2, "PlaybackRate");
+    attr(o, "min", "0.96");
+    attr(o, "max", "1.04");
+    o.push_str("/>\n  </ServiceDescription>\n");
+}
+
+/// Seconds as a decimal to the millisecond, without trailing zeros (`0.666`, `1`).
+fn seconds(secs: f64) -> String {
+    let text = format!("{:.3}", secs.max(0.0));
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Starts element `name` on its own line, `depth` levels in; attributes and `>` follow.
@@ -551,6 +607,7 @@ mod tests {
                 adaptation_sets,
             }],
             min_buffer_time: 2.0,
+            low_latency: None,
         }
     }
 
@@ -792,6 +849,7 @@ mod tests {
             kind: live(),
             periods: vec![period],
             min_buffer_time: 2.0,
+            low_latency: None,
         };
         assert!(!render(&m).contains("<Period"));
     }

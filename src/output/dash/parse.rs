@@ -107,6 +107,12 @@ fn representation(node: Node<'_, '_>, content: Content) -> Option<Representation
     let timeline = children(template, "SegmentTimeline").next()?;
     let first_number: u64 = number(template, "startNumber")?;
     let init = parse_init(init)?;
+    let mut listed = segments(timeline, first_number, init)?;
+    // A low-latency manifest lists the segment being written last: it may never have been
+    // finished (the run stopped), so a run carrying the manifest on leaves it out.
+    if template.attribute("availabilityTimeComplete") == Some("false") {
+        listed.pop();
+    }
     Some(Representation {
         id: node.attribute("id")?.to_owned(),
         dir: url_path_decoded(dir)?,
@@ -115,7 +121,7 @@ fn representation(node: Node<'_, '_>, content: Content) -> Option<Representation
         media,
         timescale: number(template, "timescale").filter(|&t: &u32| t > 0)?,
         presentation_time_offset: number(template, "presentationTimeOffset")?,
-        segments: segments(timeline, first_number, init)?,
+        segments: listed,
     })
 }
 
@@ -178,7 +184,7 @@ fn url_path_decoded(path: &str) -> Option<String> {
 mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
-    use super::super::model::{render, Kind, Manifest};
+    use super::super::model::{render, Kind, LowLatency, Manifest};
     use super::*;
 
     fn rep(id: &str, media: Media, timescale: u32, first: u64, init: u64) -> Representation {
@@ -214,6 +220,7 @@ mod tests {
             },
             periods,
             min_buffer_time: 4.0,
+            low_latency: None,
         }
     }
 
@@ -256,6 +263,29 @@ mod tests {
             UNIX_EPOCH + Duration::from_millis(1_700_000_000_250)
         );
         assert_eq!(earlier.periods, periods, "{xml}");
+    }
+
+    #[test]
+    fn a_low_latency_manifest_reads_back_without_the_segment_being_written() {
+        let periods = two_runs();
+        let mut m = live(periods.clone());
+        m.low_latency = Some(LowLatency {
+            availability_time_offset: 1.666,
+            target_latency: 1.336,
+        });
+        let xml = render(&m);
+        assert!(xml.contains("availabilityTimeComplete=\"false\""), "{xml}");
+        let earlier = earlier_runs(&xml).expect("ours");
+        // Each representation's newest listed segment may never have been finished.
+        let mut expected = periods;
+        for p in &mut expected {
+            for set in &mut p.adaptation_sets {
+                for rep in &mut set.representations {
+                    rep.segments.pop();
+                }
+            }
+        }
+        assert_eq!(earlier.periods, expected, "{xml}");
     }
 
     #[test]

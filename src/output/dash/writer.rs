@@ -20,7 +20,9 @@ use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::model::{self, AdaptationSet, Content, Kind, Manifest, Media, Period, Representation};
+use super::model::{
+    self, AdaptationSet, Content, Kind, LowLatency, Manifest, Media, Period, Representation,
+};
 use super::parse::EarlierRuns;
 use crate::output::latest::LatestWriter;
 use crate::output::naming::DASH_MANIFEST;
@@ -35,7 +37,21 @@ pub(crate) struct DashWriter {
     /// `Some(segments)` for a live sliding window.
     live_window: Option<usize>,
     segment_secs: f64,
+    /// Live with parts: the chunk duration, seconds (a low-latency manifest).
+    part_secs: Option<f64>,
     state: Mutex<DashState>,
+}
+
+/// A segment a rendition has begun to write (live with parts): listed at once in a
+/// low-latency manifest, with the nominal duration, until it is done.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct OpenedSegment {
+    /// Its file number.
+    pub file: u64,
+    /// Its first packet's time on the output timeline, seconds.
+    pub start: f64,
+    /// Its init segment's file number.
+    pub init: Option<u64>,
 }
 
 struct DashState {
@@ -57,6 +73,8 @@ struct DashState {
     availability_start: Option<SystemTime>,
     /// End of the latest segment on the output timeline, seconds.
     end: f64,
+    /// Each representation's segment being written (low latency), in its timescale.
+    open: Vec<Option<model::Segment>>,
 }
 
 impl DashWriter {
@@ -67,6 +85,7 @@ impl DashWriter {
         reps: Vec<Representation>,
         live_window: Option<usize>,
         segment_secs: f64,
+        part_secs: Option<f64>,
         earlier: Option<EarlierRuns>,
     ) -> Self {
         let earlier = earlier.filter(|_| live_window.is_some());
@@ -79,8 +98,10 @@ impl DashWriter {
             writer: LatestWriter::new(DASH_MANIFEST),
             live_window,
             segment_secs,
+            part_secs: part_secs.filter(|_| live_window.is_some()),
             state: Mutex::new(DashState {
                 first_start: vec![None; reps.len()],
+                open: vec![None; reps.len()],
                 reps,
                 earlier,
                 period_id,
@@ -140,29 +161,97 @@ impl DashWriter {
                 rep.segments.drain(..extra);
             }
             g.end = g.end.max(done.start + done.duration);
-            let Some(window) = self.live_window else {
-                return false;
-            };
-            let Some(origin) = origin(&g) else {
-                return false;
-            };
-            let since = (g.end - origin).max(0.0);
-            let now = SystemTime::now();
-            let ast = *g
-                .availability_start
-                .get_or_insert_with(|| now - Duration::from_secs_f64(since));
-            // Where the wall clock is, seconds after the availability start: the live edge.
-            let edge = now.duration_since(ast).unwrap_or_default().as_secs_f64();
-            if g.period_start.is_none() {
-                let after_earlier = g.earlier.last().map_or(0.0, Period::end);
-                g.period_start = Some((edge - since).max(after_earlier));
+            if g.open[index].is_some_and(|o| o.number <= done.file) {
+                g.open[index] = None;
             }
-            let window_secs = window as f64 * self.segment_secs;
-            let DashState { earlier, reps, .. } = &mut *g;
-            expire_earlier(earlier, reps, window, edge - window_secs);
-            model::render(&self.manifest(&mut g, origin, Some(ast)))
+            // Low latency: the manifest's clock is the capture clock (the program
+            // date-times), so players' latency is glass to glass and a segment is asked for
+            // when its first chunk is due; the origin holds a request that comes early.
+            let captured = done
+                .program_date_time
+                .filter(|_| self.part_secs.is_some())
+                .map(|pdt| pdt + Duration::from_secs_f64(done.duration.max(0.0)));
+            match self.live_text(&mut g, captured.unwrap_or_else(SystemTime::now)) {
+                Some(text) => text,
+                None => return false,
+            }
         };
-        matches!(self.writer.write(&*self.sink, text, stats), Some(Ok(())))
+        self.write_live(text, stats)
+    }
+
+    /// Rendition `index` began segment `opened` (live with parts): a low-latency manifest
+    /// lists it at once. Returns whether the manifest was written.
+    pub fn segment_opened(
+        &self,
+        index: usize,
+        opened: &OpenedSegment,
+        timescale: u32,
+        stats: &StatsCell,
+    ) -> bool {
+        if self.part_secs.is_none() {
+            return false;
+        }
+        let text = {
+            let mut g = self.state.lock();
+            let ts = f64::from(timescale.max(1));
+            let offset = FMP4_TIME_OFFSET.as_secs_f64();
+            g.open[index] = Some(model::Segment {
+                number: opened.file,
+                start: ((opened.start + offset) * ts).round() as u64,
+                duration: (self.segment_secs * ts).round() as u64,
+                init: opened.init,
+            });
+            // Until the first manifest (every rendition with a segment) there is none to update.
+            if g.availability_start.is_none() {
+                return false;
+            }
+            match self.live_text(&mut g, SystemTime::now()) {
+                Some(text) => text,
+                None => return false,
+            }
+        };
+        self.write_live(text, stats)
+    }
+
+    /// The live manifest now, once every representation has a segment; `reference` is the
+    /// wall-clock time of the end of the media so far (when the first manifest fixes the
+    /// availability start and this run's Period).
+    fn live_text(&self, g: &mut DashState, reference: SystemTime) -> Option<String> {
+        let window = self.live_window?;
+        let origin = origin(g)?;
+        let since = (g.end - origin).max(0.0);
+        let ast = *g
+            .availability_start
+            .get_or_insert_with(|| reference - Duration::from_secs_f64(since));
+        if g.period_start.is_none() {
+            // Where the media so far ends, seconds after the availability start.
+            let edge = reference
+                .duration_since(ast)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let after_earlier = g.earlier.last().map_or(0.0, Period::end);
+            g.period_start = Some((edge - since).max(after_earlier));
+        }
+        // Where the wall clock is, seconds after the availability start: the live edge.
+        let edge = SystemTime::now()
+            .duration_since(ast)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let window_secs = window as f64 * self.segment_secs;
+        let DashState { earlier, reps, .. } = &mut *g;
+        expire_earlier(earlier, reps, window, edge - window_secs);
+        Some(model::render(&self.manifest(g, origin, Some(ast))))
+    }
+
+    /// Writes a live manifest: a low-latency one is rewritten several times a second, so
+    /// it is not made durable each time.
+    fn write_live(&self, text: String, stats: &StatsCell) -> bool {
+        let written = if self.part_secs.is_some() {
+            self.writer.write_often(&*self.sink, text, stats)
+        } else {
+            self.writer.write(&*self.sink, text, stats)
+        };
+        matches!(written, Some(Ok(())))
     }
 
     /// The stream is over: the final manifest, static with the whole duration (on demand,
@@ -176,6 +265,7 @@ impl DashWriter {
         let text = {
             let mut g = self.state.lock();
             let origin = origin(&g)?;
+            g.open.iter_mut().for_each(|o| *o = None);
             for (rep, m) in g.reps.iter_mut().zip(measured) {
                 if m.peak > 0 {
                     rep.bandwidth = m.peak.max(m.average);
@@ -220,7 +310,7 @@ impl DashWriter {
                 r.segments.split_off(at)
             })
             .collect();
-        let closed = self.current_period(g, origin);
+        let closed = self.current_period(g, origin, false);
         let after = closed.end();
         log::info!(
             "DASH: the media resumed {:.1} s later than its Period places it: Period {} \
@@ -245,18 +335,30 @@ impl DashWriter {
 
     /// The current Period: its representations with their offsets from `origin` (seconds
     /// on the output timeline), one video set per codec family, then the audio.
-    fn current_period(&self, g: &mut DashState, origin: f64) -> Period {
+    /// With `open`, each representation's segment being written is listed last (when it
+    /// follows its last finished one).
+    fn current_period(&self, g: &mut DashState, origin: f64, open: bool) -> Period {
         let offset = FMP4_TIME_OFFSET.as_secs_f64();
         let after_earlier = g.earlier.last().map_or(0.0, Period::end);
         for rep in &mut g.reps {
             let ts = f64::from(rep.timescale);
             rep.presentation_time_offset = ((origin + offset) * ts).round() as u64;
         }
-        let (audio, video): (Vec<_>, Vec<_>) = g
-            .reps
-            .iter()
-            .cloned()
-            .partition(|r| matches!(r.media, Media::Audio { .. }));
+        let reps = g.reps.iter().zip(&g.open).map(|(r, o)| {
+            let mut r = r.clone();
+            let follows = |last: &model::Segment, o: &model::Segment| {
+                last.number.checked_add(1) == Some(o.number)
+                    && o.start > last.start
+                    && last.init == o.init
+            };
+            match (r.segments.last(), o.filter(|_| open)) {
+                (Some(last), Some(o)) if follows(last, &o) => r.segments.push(o),
+                _ => {}
+            }
+            r
+        });
+        let (audio, video): (Vec<_>, Vec<_>) =
+            reps.partition(|r| matches!(r.media, Media::Audio { .. }));
         let mut sets = AdaptationSet::video_by_codec(video);
         if !audio.is_empty() {
             sets.push(AdaptationSet {
@@ -276,14 +378,17 @@ impl DashWriter {
     /// at `origin` (seconds on the output timeline), after the earlier runs'.
     fn manifest(&self, g: &mut DashState, origin: f64, live_start: Option<SystemTime>) -> Manifest {
         let seg = self.segment_secs;
-        let current = self.current_period(g, origin);
+        let live = live_start.is_some() && self.live_window.is_some();
+        let current = self.current_period(g, origin, live);
         let period_start = current.start;
         let mut kind = match (live_start, self.live_window) {
             (Some(availability_start), Some(window)) => Kind::Dynamic {
                 availability_start,
                 publish_time: SystemTime::now(),
                 time_shift_buffer: window as f64 * seg,
-                minimum_update_period: seg,
+                // Low latency: every segment is listed as it begins, so players re-read the
+                // manifest every chunk rather than every segment.
+                minimum_update_period: self.part_secs.unwrap_or(seg),
                 suggested_presentation_delay: 3.0 * seg,
             },
             _ => Kind::Static {
@@ -302,10 +407,17 @@ impl DashWriter {
             let total = periods.last().map_or(0.0, Period::end);
             kind = Kind::Static { duration: total };
         }
+        // Chunks of the part duration: a segment may be asked for once its first is out,
+        // and players aim at about four chunks behind the live edge.
+        let low_latency = self.part_secs.filter(|_| live).map(|part| LowLatency {
+            availability_time_offset: (seg - part).max(0.0),
+            target_latency: (4.0 * part).max(1.0),
+        });
         Manifest {
             kind,
             periods,
             min_buffer_time: 2.0 * seg,
+            low_latency,
         }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 
 use super::Segmenter;
+use crate::output::dash::OpenedSegment;
 use crate::output::naming::{part_name, MEDIA_PLAYLIST};
 use crate::output::playlist::ListedPart;
 use crate::output::OutputError;
@@ -22,6 +23,8 @@ pub(crate) struct PartCutter {
     open: Option<(u32, f64, bool)>,
     /// Part files no longer listed: (when, media seconds; their names).
     unlisted: VecDeque<(f64, Vec<String>)>,
+    /// A segment began and the DASH manifest has not been told yet.
+    opened: Option<OpenedSegment>,
 }
 
 impl PartCutter {
@@ -32,6 +35,7 @@ impl PartCutter {
             next: 0,
             open: None,
             unlisted: VecDeque::new(),
+            opened: None,
         }
     }
 
@@ -116,7 +120,20 @@ impl Segmenter {
         }
         let (file, init, discontinuity) = (self.next_file, self.init, self.open_discontinuity);
         self.playlist.open_segment(file, init, discontinuity);
+        if let Some(p) = self.parts.as_mut() {
+            p.opened = Some(OpenedSegment {
+                file,
+                start: pts,
+                init,
+            });
+        }
         self.start_part(pts, independent)
+    }
+
+    /// The segment begun since the last call, if any (with parts: a low-latency DASH
+    /// manifest lists it while it is written).
+    pub fn take_opened(&mut self) -> Option<OpenedSegment> {
+        self.parts.as_mut().and_then(|p| p.opened.take())
     }
 
     /// A packet at `pts` (a keyframe: `independent`) is about to be written into the open
