@@ -223,7 +223,7 @@ fn playlist(files: &Files, req: &Request, state: &PlaylistState) -> Answer {
         .map(|b| String::from_utf8_lossy(b).into_owned())
         .unwrap_or_default();
     let text = if state.low_latency && !state.ended {
-        served(&text, state.target, req.skip)
+        served(&text, state.target, req.skip) + &rendition_reports(files, &req.path)
     } else {
         text
     };
@@ -233,6 +233,39 @@ fn playlist(files: &Files, req: &Request, state: &PlaylistState) -> Answer {
         cache_control: "no-cache",
         body: Arc::new(text.into_bytes()),
     })
+}
+
+/// `EXT-X-RENDITION-REPORT`s of the other low-latency media playlists beside `path` (in the
+/// sibling directories of its own: the other renditions of the stream), so a player
+/// switching renditions asks for the right part at once.
+fn rendition_reports(files: &Files, path: &str) -> String {
+    let parent = |p: &str| -> Option<(String, String)> {
+        let (dir, _) = p.rsplit_once('/')?;
+        let (up, name) = dir.rsplit_once('/').unwrap_or(("", dir));
+        Some((up.to_owned(), name.to_owned()))
+    };
+    let Some((up, own)) = parent(path) else {
+        return String::new();
+    };
+    let mut reports: Vec<(String, String)> = files
+        .playlists
+        .iter()
+        .filter(|(p, s)| s.low_latency && !s.ended && p.as_str() != path)
+        .filter_map(|(p, s)| {
+            let (p_up, name) = parent(p)?;
+            let file = p.rsplit_once('/')?.1;
+            let (msn, part) = s.last_part()?;
+            (p_up == up && name != own).then(|| {
+                let part = part.map_or(String::new(), |n| format!(",LAST-PART={n}"));
+                let line = format!(
+                    "#EXT-X-RENDITION-REPORT:URI=\"../{name}/{file}\",LAST-MSN={msn}{part}\n"
+                );
+                (p.clone(), line)
+            })
+        })
+        .collect();
+    reports.sort();
+    reports.into_iter().map(|(_, line)| line).collect()
 }
 
 /// The playlist as this origin serves it: `CAN-BLOCK-RELOAD=YES` and `CAN-SKIP-UNTIL` (six
@@ -385,6 +418,27 @@ mod tests {
         assert!(
             matches!(answer(&f, &get("/a/seg_00010.0.m4s")), Answer::Now(r) if r.cache_control.contains("immutable"))
         );
+    }
+
+    #[test]
+    fn a_served_playlist_reports_the_other_renditions() {
+        let mut f = files();
+        let other = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.334\n\
+                     #EXT-X-MEDIA-SEQUENCE:3\n#EXT-X-PART:DURATION=0.334,URI=\"seg_00003.0.m4s\"\n\
+                     #EXT-X-PART:DURATION=0.334,URI=\"seg_00003.1.m4s\"\n#EXTINF:1.0,\nseg_00003.m4s\n";
+        f.playlists
+            .insert("b/index.m3u8".into(), PlaylistState::of(other).unwrap());
+        let Answer::Now(r) = answer(&f, &get("/a/index.m3u8")) else {
+            panic!("at once");
+        };
+        let text = String::from_utf8(r.body.to_vec()).unwrap();
+        assert!(
+            text.ends_with(
+                "#EXT-X-RENDITION-REPORT:URI=\"../b/index.m3u8\",LAST-MSN=3,LAST-PART=1\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("URI=\"../a/"), "{text}");
     }
 
     #[test]

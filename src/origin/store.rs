@@ -19,6 +19,8 @@ pub(crate) struct PlaylistState {
     pub open_msn: u64,
     /// Parts of that segment listed so far.
     pub open_parts: u64,
+    /// Parts the last whole segment listed had (still listed with it).
+    pub last_parts: u64,
     /// `#EXT-X-TARGETDURATION`, seconds.
     pub target: f64,
     /// `#EXT-X-PRELOAD-HINT`'s URI, in the playlist's directory.
@@ -36,6 +38,7 @@ impl PlaylistState {
         let mut state = PlaylistState {
             open_msn: 0,
             open_parts: 0,
+            last_parts: 0,
             target: 0.0,
             hint: None,
             low_latency: false,
@@ -58,11 +61,22 @@ impl PlaylistState {
                 state.ended = true;
             } else if !line.is_empty() && !line.starts_with('#') {
                 segments += 1;
-                state.open_parts = 0;
+                state.last_parts = std::mem::take(&mut state.open_parts);
             }
         }
         state.open_msn = first? + segments;
         Some(state)
+    }
+
+    /// The newest segment and part it lists (`EXT-X-RENDITION-REPORT`'s `LAST-MSN` and
+    /// `LAST-PART`): the open segment's last part, else the last whole segment's; `None`
+    /// before anything is listed.
+    pub fn last_part(&self) -> Option<(u64, Option<u64>)> {
+        match (self.open_parts, self.last_parts) {
+            (0, 0) => Some((self.open_msn.checked_sub(1)?, None)),
+            (0, n) => Some((self.open_msn.checked_sub(1)?, Some(n - 1))),
+            (n, _) => Some((self.open_msn, Some(n - 1))),
+        }
     }
 
     /// Whether the playlist holds part `part` of segment `msn` (or, without a part, the

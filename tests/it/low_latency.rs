@@ -19,8 +19,9 @@ const PART: f64 = 0.334;
 
 /// What the Python `m3u8` package reads in a media playlist's text: its part target,
 /// part hold-back, preload hint, and per segment its URI and parts (URI, duration,
-/// independent); the parts of the segment being written are those after the last one.
-fn read_with_python_m3u8(text: &str) -> Value {
+/// independent); the parts of the segment being written are those after the last one; the
+/// server control's blocking reload and skip, and the rendition reports.
+pub fn read_with_python_m3u8(text: &str) -> Value {
     let script = r#"
 import json, sys, m3u8
 p = m3u8.loads(sys.stdin.read())
@@ -30,6 +31,9 @@ print(json.dumps({
     "part_hold_back": p.server_control.part_hold_back if p.server_control else None,
     "hint": {"type": p.preload_hint.hint_type, "uri": p.preload_hint.uri} if p.preload_hint else None,
     "segments": [{"uri": s.uri, "duration": s.duration, "parts": [part(x) for x in s.parts]} for s in p.segments],
+    "can_block_reload": p.server_control.can_block_reload if p.server_control else None,
+    "can_skip_until": p.server_control.can_skip_until if p.server_control else None,
+    "reports": [{"uri": r.uri, "last_msn": r.last_msn, "last_part": r.last_part} for r in p.rendition_reports],
 }))
 "#;
     let out = crate::common::python(script, text);

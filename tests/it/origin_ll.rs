@@ -78,6 +78,18 @@ fn the_origin_holds_blocking_requests_until_their_part_lands_on_one_thread() {
         text.contains("CAN-BLOCK-RELOAD=YES") && text.contains("CAN-SKIP-UNTIL=6.0"),
         "{text}"
     );
+    // As an LL-HLS parser nobody here wrote reads it: blocking reload, skip, and a report
+    // of the other rendition (the audio) where a switch would begin.
+    let read = crate::low_latency::read_with_python_m3u8(&text);
+    assert_eq!(read["can_block_reload"], "YES", "{read}");
+    assert_eq!(read["can_skip_until"], 6.0, "{read}");
+    let reports = read["reports"].as_array().expect("reports");
+    assert_eq!(reports.len(), 1, "{read}");
+    assert_eq!(reports[0]["uri"], "../audio-128k/index.m3u8", "{read}");
+    let own = open_part(&text).0;
+    let last_msn = reports[0]["last_msn"].as_u64().unwrap();
+    assert!(last_msn + 2 >= own && last_msn <= own + 1, "{read}");
+    assert!(reports[0]["last_part"].is_u64(), "{read}");
     // The next part: held until it is listed, which takes a part duration or so.
     let (msn, parts) = open_part(&text);
     let next = format!("{playlist}?_HLS_msn={msn}&_HLS_part={parts}");
