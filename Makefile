@@ -23,7 +23,7 @@ endef
 NODE_PACKAGES := nodejs:node npm:npm
 BROWSER_DIR := tools/browser
 
-.PHONY: deps build-deps demo test soak filler-cost latency valgrind asan bench compare lint fmt clean msrv package
+.PHONY: deps build-deps demo test soak filler-cost latency ll-quality valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what building and running needs, if missing (quick when nothing is).
 build-deps:
@@ -69,6 +69,11 @@ filler-cost: deps
 # the normal ladder (printed).
 latency: deps
 	$(CARGO) test --release --test it latency_report -- --ignored --exact origin_ll::latency_report --nocapture
+
+# The quality cost (PSNR) of the low-latency encoder settings, x264, x265 and SVT-AV1, with
+# the FFmpeg CLI (a Markdown table; a few minutes).
+ll-quality: build-deps
+	bash tools/ll_quality.sh
 
 # A short transcode and the lifecycle tests under valgrind memcheck; see valgrind.supp.
 valgrind: deps

@@ -52,7 +52,8 @@ Examples:
   transcode 'tcp://127.0.0.1:9000?listen=1' --json
   transcode input.mp4 --out out/av1 --ladder 1080p:av1,720p:av1,360p:h264 --dash
   transcode input.mp4 --ladder 720p:hevc,360p --dash --put http://origin:8080/vod/film
-  cat in.ts | transcode - --format mpegts";
+  cat in.ts | transcode - --format mpegts
+  transcode 'tcp://127.0.0.1:9000?listen=1' --low-latency --dash --serve 127.0.0.1:8080";
 
 /// Transcode one source to an HLS ABR ladder (master playlist, one playlist per rung), with
 /// a DASH manifest over the same segments on request.
@@ -342,6 +343,9 @@ fn run(args: Args) -> Result<(), String> {
             let inner = store.clone().unwrap_or(on_disk);
             builder = builder.sink(Arc::new(origin.sink("", Some(inner))));
             eprintln!("serving on http://{}/master.m3u8", origin.local_addr());
+            if args.dash {
+                eprintln!("serving on http://{}/manifest.mpd", origin.local_addr());
+            }
             Some(origin)
         }
         None => None,

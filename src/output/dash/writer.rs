@@ -381,6 +381,12 @@ impl DashWriter {
         let live = live_start.is_some() && self.live_window.is_some();
         let current = self.current_period(g, origin, live);
         let period_start = current.start;
+        // Chunks of the part duration: a segment may be asked for once its first is out,
+        // and players aim at about four chunks behind the live edge.
+        let low_latency = self.part_secs.filter(|_| live).map(|part| LowLatency {
+            availability_time_offset: (seg - part).max(0.0),
+            target_latency: (4.0 * part).max(1.0),
+        });
         let mut kind = match (live_start, self.live_window) {
             (Some(availability_start), Some(window)) => Kind::Dynamic {
                 availability_start,
@@ -389,7 +395,7 @@ impl DashWriter {
                 // Low latency: every segment is listed as it begins, so players re-read the
                 // manifest every chunk rather than every segment.
                 minimum_update_period: self.part_secs.unwrap_or(seg),
-                suggested_presentation_delay: 3.0 * seg,
+                suggested_presentation_delay: low_latency.map_or(3.0 * seg, |l| l.target_latency),
             },
             _ => Kind::Static {
                 duration: period_start + (g.end - origin).max(0.0),
@@ -407,16 +413,15 @@ impl DashWriter {
             let total = periods.last().map_or(0.0, Period::end);
             kind = Kind::Static { duration: total };
         }
-        // Chunks of the part duration: a segment may be asked for once its first is out,
-        // and players aim at about four chunks behind the live edge.
-        let low_latency = self.part_secs.filter(|_| live).map(|part| LowLatency {
-            availability_time_offset: (seg - part).max(0.0),
-            target_latency: (4.0 * part).max(1.0),
-        });
         Manifest {
             kind,
             periods,
-            min_buffer_time: 2.0 * seg,
+            // Low latency: a player need not buffer more than a segment to start.
+            min_buffer_time: if low_latency.is_some() {
+                seg
+            } else {
+                2.0 * seg
+            },
             low_latency,
         }
     }
