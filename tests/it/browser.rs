@@ -101,6 +101,16 @@ impl Playback {
         );
     }
 
+    /// Prints the live latency the player measured (p50, p95) under `what`, after checking
+    /// it is a measurement at all: samples between 0 and 10 s. Reported, not timed: the
+    /// bench (`make latency`) gives the figures.
+    pub fn print_latency(&self, what: &str) {
+        let p50 = self.latency_p50.expect("latency samples");
+        let p95 = self.latency_p95.unwrap_or(f64::NAN);
+        eprintln!("{what}: latency p50 {p50:.2} s, p95 {p95:.2} s");
+        assert!(p50 > 0.0 && p50 < 10.0, "{p50}");
+    }
+
     /// [`Self::assert_played_live`], and the player never stalled.
     pub fn assert_played_live_without_stall(&self, min_seconds: f64) {
         self.assert_played_live(min_seconds);

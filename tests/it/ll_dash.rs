@@ -7,34 +7,13 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use streamvisor::config::PlaylistMode;
 use streamvisor::origin::Origin;
-use streamvisor::{Container, Running, Stream, StreamConfig};
 
 use crate::browser::{play_live_from, Kind};
-use crate::common::{live_profile, probe_video, wait_until, LiveServer};
-
-/// The part (chunk) target, seconds.
-const PART: f64 = 0.334;
-
-/// A live low-latency stream with a DASH manifest into `origin` under `live/` (one 240p
-/// rung and its audio, 1 s segments).
-fn start(origin: &Origin, server: &LiveServer, dir: &std::path::Path) -> Stream<Running> {
-    let profile = live_profile(&["240p"])
-        .with_container(Container::Fmp4)
-        .with_dash(true)
-        .with_parts(Duration::from_secs_f64(PART));
-    let config = StreamConfig::builder("lldash", server.url(), dir.join("out"))
-        .profile(profile)
-        .playlist_mode(PlaylistMode::Live)
-        .sink(Arc::new(origin.sink("live", None)))
-        .build()
-        .unwrap();
-    Stream::new(config).start().unwrap()
-}
+use crate::common::{probe_video, wait_until, LiveServer};
+use crate::origin_ll::{start_live, PART};
 
 /// A GET through the origin: status, headers (lower-case names) and body.
 fn get(url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
@@ -133,7 +112,7 @@ fn the_origin_streams_the_segment_a_low_latency_manifest_lists_as_it_is_written(
     let base = format!("http://{addr}/live");
     let server = LiveServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let running = start(&origin, &server, dir.path());
+    let running = start_live(&origin, &server, dir.path(), true);
     wait_until("a live manifest", Duration::from_secs(30), || {
         get(&format!("{base}/manifest.mpd")).0 == 200
     });
@@ -215,7 +194,7 @@ fn dash_js_plays_low_latency_from_the_origin() {
     let base = format!("http://{}/live", origin.local_addr());
     let server = LiveServer::start();
     let dir = tempfile::tempdir().unwrap();
-    let running = start(&origin, &server, dir.path());
+    let running = start_live(&origin, &server, dir.path(), true);
     wait_until("four segments", Duration::from_secs(30), || {
         let (status, _, body) = get(&format!("{base}/manifest.mpd"));
         status == 200 && last_listed(&String::from_utf8_lossy(&body), "240p") >= 4
@@ -224,10 +203,5 @@ fn dash_js_plays_low_latency_from_the_origin() {
     let report = running.stop(Duration::from_secs(10));
     assert!(report.error.is_none(), "{:?}", report.error);
     playback.assert_played_live_without_stall(10.0);
-    let p50 = playback.latency_p50.expect("latency samples");
-    eprintln!(
-        "dash.js low latency through the origin: p50 {p50:.2} s, p95 {:.2} s",
-        playback.latency_p95.unwrap_or(f64::NAN)
-    );
-    assert!(p50 > 0.0 && p50 < 10.0, "{p50}");
+    playback.print_latency("dash.js, low latency through the origin");
 }
