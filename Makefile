@@ -5,7 +5,7 @@ CARGO ?= cargo
 # servers (nginx with rtmp and WebDAV), the metrics parser, a browser.
 BUILD_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
-TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client python3-m3u8 chromium
+TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client python3-m3u8 chromium redis-server
 
 # $(call apt_install,PACKAGES[,EXTRA]): installs with apt those of PACKAGES that are not
 # installed, and the packages EXTRA (a shell command) prints.
