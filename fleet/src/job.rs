@@ -70,6 +70,8 @@ pub struct JobStatus {
     pub failures: u64,
     /// The fencing epoch of its current (or last) owner.
     pub epoch: u64,
+    /// How many times it was recorded completed: 0, or 1 (exactly once).
+    pub completions: u64,
     /// The error of each failed attempt (node, error).
     pub errors: serde_json::Value,
     /// The refusal, for a refused job.
@@ -93,6 +95,7 @@ impl JobStatus {
             attempts: num("attempts"),
             failures: num("failures"),
             epoch: num("epoch"),
+            completions: num("completed"),
             errors: json("errors").unwrap_or(serde_json::Value::Array(Vec::new())),
             error: json("error"),
             report: json("report"),

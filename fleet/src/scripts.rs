@@ -101,6 +101,7 @@ local function ack() redis.call('XACK', KEYS[2], ARGV[1], ARGV[2]) end
 local o = ARGV[5]
 if o == 'completed' or o == 'cancelled' then
   redis.call('HSET', KEYS[1], 'state', o, 'report', ARGV[6], 'finished_ms', ARGV[7])
+  redis.call('HINCRBY', KEYS[1], o, 1)
   ack() return o
 end
 if o == 'failed' then

@@ -116,6 +116,9 @@ impl Node {
             Ok(None) => return self.take(&d, &id).map(drop),
             Err(refusal) => return self.refuse(&d, &id, &refusal),
         };
+        if self.leave_to_others(&record)? {
+            return self.requeue(&d, &id);
+        }
         let fits = builder
             .clone()
             .build()
@@ -175,6 +178,28 @@ impl Node {
             let detail = serde_json::json!({"node": self.cfg.name, "error": error});
             self.finish(id, &job, "failed", &detail);
         }
+    }
+
+    /// True when this node already failed the job and a live node that has not is there
+    /// to try it: a failed job goes to another node while there is one.
+    fn leave_to_others(&mut self, record: &HashMap<String, String>) -> Result<bool> {
+        let errors: Vec<serde_json::Value> = record
+            .get("errors")
+            .and_then(|e| serde_json::from_str(e).ok())
+            .unwrap_or_default();
+        let mut failed: Vec<&str> = errors.iter().filter_map(|e| e["node"].as_str()).collect();
+        if !failed.contains(&self.cfg.name.as_str()) {
+            return Ok(false);
+        }
+        failed.sort_unstable();
+        failed.dedup();
+        let names: Vec<String> = self.conn.smembers(self.cfg.keys.nodes())?;
+        let mut alive = 0;
+        for name in names.iter().filter(|n| !failed.contains(&n.as_str())) {
+            let exists: bool = self.conn.exists(self.cfg.keys.node(name))?;
+            alive += usize::from(exists);
+        }
+        Ok(alive > 0)
     }
 
     /// The take script: `Some((epoch, previous state))` when the node now owns the job.

@@ -1,1 +1,5 @@
-//! placeholder
+//! The fleet's integration tests: real `redis-server`, `worker` processes as nodes, nginx
+//! (WebDAV origin, RTMP), the `ffmpeg` CLI as a live publisher, hls.js in Chromium.
+
+mod common;
+mod ondemand;
