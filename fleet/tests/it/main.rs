@@ -2,4 +2,5 @@
 //! (WebDAV origin, RTMP), the `ffmpeg` CLI as a live publisher, hls.js in Chromium.
 
 mod common;
+mod failures;
 mod ondemand;
