@@ -3,4 +3,6 @@
 
 mod common;
 mod failures;
+mod live;
 mod ondemand;
+mod servers;

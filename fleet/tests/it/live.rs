@@ -1,0 +1,180 @@
+//! A live job moves: when its node is killed (`kill -9`) another node takes it over after
+//! the lease and continues the same playlist through the shared WebDAV origin (numbering
+//! continues, one DISCONTINUITY), playable in hls.js across the takeover; a drained node
+//! (SIGTERM) hands it over at once, without a gap longer than the takeover time.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use streamvisor_fleet::{FleetClient, JobKind};
+
+use crate::common::{config, serial, wait_for, Redis, Worker};
+use crate::servers::{play_live, Nginx, Publisher};
+
+/// The goal for a takeover after `kill -9`: the lease (3 s) + 2 s.
+const TAKEOVER_GOAL: Duration = Duration::from_secs(5);
+
+/// Two nodes uploading to one WebDAV origin, a live job pulling from an RTMP publisher.
+struct LiveFleet {
+    _redis: Redis,
+    _rtmp: Nginx,
+    dav: Nginx,
+    _publisher: Publisher,
+    workers: Vec<Worker>,
+    client: FleetClient,
+    _tmp: tempfile::TempDir,
+}
+
+impl LiveFleet {
+    /// Starts it all and waits until the job's playlist lists three segments.
+    fn start(id: &str) -> Self {
+        let redis = Redis::start();
+        let rtmp = Nginx::rtmp();
+        let dav = Nginx::webdav();
+        let publisher = Publisher::rtmp(&rtmp.rtmp_url(id));
+        let tmp = tempfile::tempdir().unwrap();
+        let put = dav.http_url("live");
+        let args = ["--max-concurrent", "1", "--put", put.as_str()];
+        let workers = ["a", "b"]
+            .iter()
+            .map(|n| Worker::start(&redis, n, tmp.path(), &args))
+            .collect();
+        let mut client = redis.client();
+        let job = config(&rtmp.rtmp_url(id), &["360p", "240p"]);
+        client.submit(id, JobKind::Live, &job).unwrap();
+        let fleet = Self {
+            _redis: redis,
+            _rtmp: rtmp,
+            dav,
+            _publisher: publisher,
+            workers,
+            client,
+            _tmp: tmp,
+        };
+        let playlist = fleet.playlist(id);
+        wait_for("three segments", Duration::from_secs(40), || {
+            (segments(&read(&playlist)).len() >= 3).then_some(())
+        });
+        fleet
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.dav.root().join("live").join(id)
+    }
+
+    fn playlist(&self, id: &str) -> PathBuf {
+        self.dir(id).join("240p/index.m3u8")
+    }
+
+    /// The index of the worker that owns job `id` now.
+    fn owner(&mut self, id: &str) -> usize {
+        let node = self.client.status(id).unwrap().node;
+        self.workers.iter().position(|w| w.name == node).unwrap()
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The segment URIs a playlist lists, in order.
+fn segments(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+/// Segments listed after the playlist's DISCONTINUITY, if it has one.
+fn after_discontinuity(text: &str) -> Option<usize> {
+    let at = text.find("#EXT-X-DISCONTINUITY\n")?;
+    Some(segments(&text[at..]).len())
+}
+
+/// Waits until the new owner's first segment is listed after the discontinuity; the time
+/// since `since`.
+fn wait_takeover(playlist: &Path, since: Instant) -> Duration {
+    wait_for(
+        "the new owner's first segment",
+        Duration::from_secs(30),
+        || after_discontinuity(&read(playlist)).filter(|n| *n >= 1),
+    );
+    since.elapsed()
+}
+
+/// The playlist went on: exactly one DISCONTINUITY, file numbers that only increase.
+fn check_continued(playlist: &Path) {
+    wait_for(
+        "three segments after the takeover",
+        Duration::from_secs(20),
+        || after_discontinuity(&read(playlist)).filter(|n| *n >= 3),
+    );
+    let text = read(playlist);
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+    let numbers: Vec<u64> = segments(&text)
+        .iter()
+        .filter_map(|s| s.trim_start_matches("seg_").split('.').next()?.parse().ok())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{text}");
+}
+
+#[test]
+fn a_live_job_continues_on_another_node_when_its_node_is_killed() {
+    let _serial = serial();
+    let mut fleet = LiveFleet::start("cam");
+    let owner = fleet.owner("cam");
+    let dir = fleet.dir("cam");
+    let viewer = std::thread::spawn(move || play_live(&dir, "master.m3u8", 16));
+    std::thread::sleep(Duration::from_secs(5));
+    let killed = Instant::now();
+    fleet.workers[owner].kill9();
+    let playlist = fleet.playlist("cam");
+    let takeover = wait_takeover(&playlist, killed);
+    eprintln!("takeover after kill -9: {:.2} s", takeover.as_secs_f64());
+    if std::env::var_os("SV_FLEET_LOGS").is_some() {
+        let unix = std::time::SystemTime::now() - takeover;
+        let unix = unix.duration_since(std::time::UNIX_EPOCH).unwrap();
+        eprintln!(
+            "killed at {:.3}\n{}",
+            unix.as_secs_f64(),
+            fleet.workers[1 - owner].log()
+        );
+    }
+    check_continued(&playlist);
+    let playback = viewer.join().unwrap();
+    assert!(!playback.fatal, "{:?}", playback.json);
+    assert!(playback.played_seconds >= 10.0, "{:?}", playback.json);
+    eprintln!(
+        "hls.js: stalled {:.2} s across it",
+        playback.stalled_seconds
+    );
+    let st = fleet.client.status("cam").unwrap();
+    assert_eq!((st.attempts, st.epoch), (2, 2), "{st:?}");
+    assert_eq!(st.node, fleet.workers[1 - owner].name, "{st:?}");
+    let page = fleet.client.render_metrics().unwrap();
+    let line = format!("sv_fleet_node_takeovers_total{{node=\"{}\"}} 1", st.node);
+    assert!(page.contains(&line), "{page}");
+    assert!(
+        takeover <= TAKEOVER_GOAL + Duration::from_secs(3),
+        "takeover took {takeover:?}"
+    );
+}
+
+#[test]
+fn a_drained_node_hands_its_live_stream_over_without_a_longer_gap() {
+    let _serial = serial();
+    let mut fleet = LiveFleet::start("drained");
+    let owner = fleet.owner("drained");
+    std::thread::sleep(Duration::from_secs(2));
+    let asked = Instant::now();
+    fleet.workers[owner].term();
+    let playlist = fleet.playlist("drained");
+    let gap = wait_takeover(&playlist, asked);
+    eprintln!("hand-over on SIGTERM: {:.2} s", gap.as_secs_f64());
+    assert!(fleet.workers[owner].wait(Duration::from_secs(15)).success());
+    check_continued(&playlist);
+    let st = fleet.client.status("drained").unwrap();
+    assert_eq!(st.node, fleet.workers[1 - owner].name, "{st:?}");
+    assert_eq!(st.failures, 0, "{st:?}");
+    assert!(gap <= TAKEOVER_GOAL, "hand-over took {gap:?}");
+}
