@@ -1,5 +1,5 @@
 //! A job: an id, a kind (live or on-demand) and the serde form of a
-//! [`StreamConfig`](streamvisor::StreamConfig) (tenant input: the node applies its
+//! [`StreamConfig`] (tenant input: the node applies its
 //! operator's trust rules when it builds it), and what the fleet records of it.
 
 use std::collections::HashMap;

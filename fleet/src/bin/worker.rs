@@ -90,7 +90,7 @@ struct Serve {
     /// Do not fsync outputs before they are listed (--out)
     #[arg(long)]
     no_sync_output: bool,
-    /// Write each job under DIR/<job id>/ (a directory every node shares)
+    /// Write each job under DIR/JOB_ID/ (a directory every node shares)
     #[arg(
         long,
         value_name = "DIR",
@@ -98,7 +98,7 @@ struct Serve {
         conflicts_with = "put"
     )]
     out: Option<PathBuf>,
-    /// Upload each job under URL/<job id>/ (PUT and DELETE, e.g. WebDAV)
+    /// Upload each job under URL/JOB_ID/ (PUT and DELETE, e.g. WebDAV)
     #[arg(long, value_name = "URL")]
     put: Option<String>,
 }

@@ -42,6 +42,9 @@ pub(crate) struct RunningJob {
     pub ending: Option<Ending>,
 }
 
+/// A running job as the watcher looks at it: id, epoch, lease, ending, state noted.
+type Watched = (String, u64, Arc<LeaseClock>, Option<Ending>, Option<StreamState>);
+
 /// What the manager's finished hook passes on: a stream's end.
 #[derive(Debug)]
 pub(super) struct Finished {
@@ -157,13 +160,7 @@ impl Node {
     /// Every quarter second: a lapsed lease aborts its stream (recording nothing), a
     /// cancelled job is stopped, a changed stream state is recorded.
     pub(super) fn watch_running(&mut self) {
-        let snapshot: Vec<(
-            String,
-            u64,
-            Arc<LeaseClock>,
-            Option<Ending>,
-            Option<StreamState>,
-        )> = self
+        let snapshot: Vec<Watched> = self
             .table()
             .iter()
             .map(|(id, j)| (id.clone(), j.epoch, j.lease.clone(), j.ending, j.noted))

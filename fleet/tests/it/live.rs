@@ -15,19 +15,19 @@ use crate::servers::{play_live, Nginx, Publisher};
 const TAKEOVER_GOAL: Duration = Duration::from_secs(5);
 
 /// Two nodes uploading to one WebDAV origin, a live job pulling from an RTMP publisher.
-struct LiveFleet {
+pub struct LiveFleet {
     _redis: Redis,
     _rtmp: Nginx,
     dav: Nginx,
     _publisher: Publisher,
-    workers: Vec<Worker>,
+    pub workers: Vec<Worker>,
     client: FleetClient,
     _tmp: tempfile::TempDir,
 }
 
 impl LiveFleet {
     /// Starts it all and waits until the job's playlist lists three segments.
-    fn start(id: &str) -> Self {
+    pub fn start(id: &str) -> Self {
         let redis = Redis::start();
         let rtmp = Nginx::rtmp();
         let dav = Nginx::webdav();
@@ -62,12 +62,12 @@ impl LiveFleet {
         self.dav.root().join("live").join(id)
     }
 
-    fn playlist(&self, id: &str) -> PathBuf {
+    pub fn playlist(&self, id: &str) -> PathBuf {
         self.dir(id).join("240p/index.m3u8")
     }
 
     /// The index of the worker that owns job `id` now.
-    fn owner(&mut self, id: &str) -> usize {
+    pub fn owner(&mut self, id: &str) -> usize {
         let node = self.client.status(id).unwrap().node;
         self.workers.iter().position(|w| w.name == node).unwrap()
     }
@@ -92,7 +92,7 @@ fn after_discontinuity(text: &str) -> Option<usize> {
 
 /// Waits until the new owner's first segment is listed after the discontinuity; the time
 /// since `since`.
-fn wait_takeover(playlist: &Path, since: Instant) -> Duration {
+pub fn wait_takeover(playlist: &Path, since: Instant) -> Duration {
     wait_for(
         "the new owner's first segment",
         Duration::from_secs(30),
