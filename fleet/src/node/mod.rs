@@ -192,7 +192,7 @@ impl Node {
                 if Instant::now() >= until {
                     self.hand_back(false);
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                self.wait_report(Duration::from_millis(50));
                 continue;
             }
             self.step();
@@ -206,7 +206,7 @@ impl Node {
     /// little. A lost Redis connection is logged and opened again.
     fn step(&mut self) {
         if !self.has_room() {
-            std::thread::sleep(Duration::from_millis(100));
+            self.wait_report(Duration::from_millis(100));
             return;
         }
         if let Err(e) = self.intake() {

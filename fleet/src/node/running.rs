@@ -97,22 +97,35 @@ impl Node {
     /// Records every stream that ended since the last turn.
     pub(super) fn collect_reports(&mut self) {
         while let Ok(done) = self.reports.try_recv() {
-            let job = self.table().remove(&done.id);
-            let Some(job) = job else { continue };
-            let outcome = match job.ending {
-                Some(Ending::Lost) => continue,
-                Some(Ending::HandBack) => "handback",
-                Some(Ending::Cancel) => "cancelled",
-                None if done.state == StreamState::Stopped && !done.aborted => "completed",
-                None => "failed",
-            };
-            let detail = if outcome == "failed" {
-                serde_json::json!({"node": self.cfg.name, "error": done.summary["error"]})
-            } else {
-                done.summary
-            };
-            self.finish(&done.id, &job, outcome, &detail);
+            self.record(done);
         }
+    }
+
+    /// Waits up to `d` for a stream to end (a full node's idle turn: a slot that frees is
+    /// recorded and refilled at once); records it.
+    pub(super) fn wait_report(&mut self, d: Duration) {
+        if let Ok(done) = self.reports.recv_timeout(d) {
+            self.record(done);
+        }
+    }
+
+    /// Records how a stream ended on its job.
+    fn record(&mut self, done: Finished) {
+        let job = self.table().remove(&done.id);
+        let Some(job) = job else { return };
+        let outcome = match job.ending {
+            Some(Ending::Lost) => return,
+            Some(Ending::HandBack) => "handback",
+            Some(Ending::Cancel) => "cancelled",
+            None if done.state == StreamState::Stopped && !done.aborted => "completed",
+            None => "failed",
+        };
+        let detail = if outcome == "failed" {
+            serde_json::json!({"node": self.cfg.name, "error": done.summary["error"]})
+        } else {
+            done.summary
+        };
+        self.finish(&done.id, &job, outcome, &detail);
     }
 
     /// Runs the finish script for `job`; logs what it did.

@@ -13,9 +13,11 @@ use crate::common::{config, serial, submit_vod, wait_final, Redis, Worker};
 use crate::live::{wait_takeover, LiveFleet};
 
 const RUNS: usize = 3;
-const JOBS: usize = 8;
-/// A CPU-bound job: 4 s of 640x360 at 30 fps, a 360p + 240p ladder.
-const SOURCE: &str = "lavfi:testsrc2=size=640x360:rate=30:duration=4;sine=duration=4";
+/// Overhead runs of each kind (alternating).
+const OVERHEAD_RUNS: usize = 5;
+const JOBS: usize = 12;
+/// A CPU-bound job: 8 s of 640x360 at 30 fps, a 360p + 240p ladder.
+const SOURCE: &str = "lavfi:testsrc2=size=640x360:rate=30:duration=8;sine=duration=8";
 const RUNGS: &[&str] = &["360p", "240p"];
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -40,9 +42,15 @@ fn fleet_bench() {
         takeovers.push(t);
     }
     let (mut fleet_runs, mut manager_runs) = (Vec::new(), Vec::new());
-    for run in 0..RUNS {
-        fleet_runs.push(through_fleet(run));
-        manager_runs.push(through_manager(run));
+    for run in 0..OVERHEAD_RUNS {
+        // Alternating which goes first: the machine's other load drifts.
+        if run % 2 == 0 {
+            fleet_runs.push(through_fleet(run));
+            manager_runs.push(through_manager(run));
+        } else {
+            manager_runs.push(through_manager(run));
+            fleet_runs.push(through_fleet(run));
+        }
         eprintln!(
             "overhead run {run}: fleet {:.2} s, manager {:.2} s",
             fleet_runs[run], manager_runs[run]
