@@ -43,7 +43,13 @@ pub(crate) struct RunningJob {
 }
 
 /// A running job as the watcher looks at it: id, epoch, lease, ending, state noted.
-type Watched = (String, u64, Arc<LeaseClock>, Option<Ending>, Option<StreamState>);
+type Watched = (
+    String,
+    u64,
+    Arc<LeaseClock>,
+    Option<Ending>,
+    Option<StreamState>,
+);
 
 /// What the manager's finished hook passes on: a stream's end.
 #[derive(Debug)]

@@ -73,7 +73,13 @@ fn through_fleet(run: usize) -> f64 {
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
-    let args = ["--max-concurrent", "2", "--allow-lavfi", "--out", out.to_str().unwrap()];
+    let args = [
+        "--max-concurrent",
+        "2",
+        "--allow-lavfi",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let _workers: Vec<Worker> = ["a", "b"]
         .iter()
         .map(|n| Worker::start(&redis, n, tmp.path(), &args))
@@ -110,7 +116,9 @@ fn through_manager(run: usize) -> f64 {
     for i in 0..JOBS {
         let id = format!("m{run}-{i}");
         let builder = build_config(&id, &raw, tmp.path().join(&id), &rules).unwrap();
-        manager.create_stream(builder.sync_output(false).build().unwrap()).unwrap();
+        manager
+            .create_stream(builder.sync_output(false).build().unwrap())
+            .unwrap();
     }
     assert!(manager.wait_idle(Duration::from_secs(300)));
     started.elapsed().as_secs_f64()

@@ -141,8 +141,13 @@ impl Worker {
 
     /// Asks the node to drain (SIGTERM).
     pub fn term(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends the process a signal by name (`TERM`, `STOP`, `CONT`).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());

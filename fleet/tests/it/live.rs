@@ -21,7 +21,7 @@ pub struct LiveFleet {
     dav: Nginx,
     _publisher: Publisher,
     pub workers: Vec<Worker>,
-    client: FleetClient,
+    pub client: FleetClient,
     _tmp: tempfile::TempDir,
 }
 
@@ -102,7 +102,7 @@ pub fn wait_takeover(playlist: &Path, since: Instant) -> Duration {
 }
 
 /// The playlist went on: exactly one DISCONTINUITY, file numbers that only increase.
-fn check_continued(playlist: &Path) {
+pub fn check_continued(playlist: &Path) {
     wait_for(
         "three segments after the takeover",
         Duration::from_secs(20),

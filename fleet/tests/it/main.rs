@@ -6,4 +6,5 @@ mod common;
 mod failures;
 mod live;
 mod ondemand;
+mod operations;
 mod servers;

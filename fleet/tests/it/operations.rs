@@ -1,0 +1,72 @@
+//! Operating a fleet: cancelling jobs (running or queued), and a node that was only paused
+//! (SIGSTOP past its lease) gives its live stream up without clobbering the new owner's
+//! playlist.
+
+use std::time::{Duration, Instant};
+
+use crate::common::{paced_source, serial, submit_vod, wait_final, wait_for, Redis, Worker};
+use crate::live::{check_continued, wait_takeover, LiveFleet};
+
+#[test]
+fn a_cancelled_job_ends_cancelled_whether_running_or_queued() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let args = [
+        "--max-concurrent",
+        "1",
+        "--allow-lavfi",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let _worker = Worker::start(&redis, "a", tmp.path(), &args);
+    let mut client = redis.client();
+    submit_vod(&mut client, "long", &paced_source(60), &["240p"]);
+    submit_vod(&mut client, "waiting", &paced_source(2), &["240p"]);
+    wait_for("the long job to run", Duration::from_secs(20), || {
+        (client.status("long").ok()?.state == "Running").then_some(())
+    });
+    assert!(client.cancel("waiting").unwrap());
+    assert!(client.cancel("long").unwrap());
+    let long = wait_final(&mut client, "long", Duration::from_secs(20));
+    assert_eq!(long.state, "cancelled", "{long:?}");
+    assert_eq!(
+        long.report.as_ref().unwrap()["state"],
+        "Stopped",
+        "{long:?}"
+    );
+    // Stopped gracefully: its playlists are finished.
+    let playlist = std::fs::read_to_string(out.join("long/240p/index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    let waiting = wait_final(&mut client, "waiting", Duration::from_secs(20));
+    assert_eq!((waiting.state.as_str(), waiting.attempts), ("cancelled", 0));
+    assert!(!client.cancel("long").unwrap());
+}
+
+#[test]
+fn a_paused_node_gives_its_live_stream_up_without_clobbering_the_new_owner() {
+    let _serial = serial();
+    let mut fleet = LiveFleet::start("paused");
+    let owner = fleet.owner("paused");
+    let playlist = fleet.playlist("paused");
+    // Only slow, not dead: paused past its lease, then running again.
+    fleet.workers[owner].signal("STOP");
+    let takeover = wait_takeover(&playlist, Instant::now());
+    eprintln!(
+        "takeover from a paused node: {:.2} s",
+        takeover.as_secs_f64()
+    );
+    fleet.workers[owner].signal("CONT");
+    let old = &fleet.workers[owner];
+    wait_for(
+        "the paused node to give up",
+        Duration::from_secs(10),
+        || old.log().contains("lease").then_some(()),
+    );
+    check_continued(&playlist);
+    let st = fleet.client.status("paused").unwrap();
+    assert_eq!(st.node, fleet.workers[1 - owner].name, "{st:?}");
+    assert_eq!((st.epoch, st.failures), (2, 0), "{st:?}");
+    assert!(!st.is_final(), "{st:?}");
+}
