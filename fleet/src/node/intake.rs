@@ -30,6 +30,9 @@ struct Delivery {
     job: Option<String>,
     /// Claimed from another node (its lease lapsed), not read new.
     claimed: bool,
+    /// When the read or claim was sent: Redis started the entry's idle time (the lease)
+    /// after this.
+    sent: Instant,
 }
 
 /// How long a blocking read waits for a new entry: short, so the node's loop stays
@@ -55,6 +58,7 @@ impl Node {
             return Ok(None);
         }
         self.next_claim = Instant::now() + self.cfg.lease / 4;
+        let sent = Instant::now();
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(self.cfg.keys.jobs())
             .arg(GROUP)
@@ -69,11 +73,13 @@ impl Node {
             job: e.get("id"),
             entry: e.id,
             claimed: true,
+            sent,
         }))
     }
 
     /// A new entry, waiting up to [`READ_BLOCK_MS`].
     fn read_new(&mut self) -> Result<Option<Delivery>> {
+        let sent = Instant::now();
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg("GROUP")
             .arg(GROUP)
@@ -91,6 +97,7 @@ impl Node {
             job: e.get("id"),
             entry: e.id,
             claimed: false,
+            sent,
         }))
     }
 
@@ -127,12 +134,11 @@ impl Node {
         if !fits {
             return self.requeue(&d, &id);
         }
-        let sent = Instant::now();
         let Some((epoch, previous)) = self.take(&d, &id)? else {
             return Ok(());
         };
         let kind = kind.unwrap_or(JobKind::Vod);
-        let lease = Arc::new(LeaseClock::new(self.cfg.lease, sent));
+        let lease = Arc::new(LeaseClock::new(self.cfg.lease, d.sent));
         self.count_take(&d, kind, &previous);
         let job = RunningJob {
             entry: d.entry.clone(),

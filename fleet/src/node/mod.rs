@@ -162,9 +162,11 @@ impl Node {
     /// streams back at once (another node takes them over without waiting for the lease),
     /// lets on-demand jobs finish until the drain deadline and hands back the rest.
     ///
+    /// Redis errors while it runs are logged and the connection opened again: a node
+    /// outlives a Redis restart (its leases lapse meanwhile).
+    ///
     /// # Errors
-    /// Only when Redis cannot be reached again after a lost connection... never: Redis
-    /// errors are logged and retried; the result is for the node's setup.
+    /// The lease renewer thread cannot be started.
     pub fn serve(mut self, stop: &AtomicBool) -> Result<()> {
         let renewer = renewer::Renewer::spawn(&self.cfg, self.jobs.clone(), self.metrics.clone())?;
         let mut drain_until: Option<Instant> = None;
