@@ -9,16 +9,41 @@ use std::time::{Duration, Instant};
 use streamvisor_fleet::{FleetClient, JobKind};
 
 use crate::common::{config, serial, wait_for, Redis, Worker};
+use crate::fencing::FencingOrigin;
 use crate::servers::{play_live, Nginx, Publisher};
 
 /// The goal for a takeover after `kill -9`: the lease (3 s) + 2 s.
 const TAKEOVER_GOAL: Duration = Duration::from_secs(5);
 
-/// Two nodes uploading to one WebDAV origin, a live job pulling from an RTMP publisher.
+/// Where the nodes upload: nginx WebDAV, or the test-owned origin that checks tokens.
+pub enum Origin {
+    Dav(Nginx),
+    Fencing(FencingOrigin),
+}
+
+impl Origin {
+    /// The directory the origin's files are in.
+    fn root(&self) -> PathBuf {
+        match self {
+            Origin::Dav(n) => n.root(),
+            Origin::Fencing(f) => f.root(),
+        }
+    }
+
+    /// The base URL the nodes upload under.
+    fn put(&self) -> String {
+        match self {
+            Origin::Dav(n) => n.http_url("live"),
+            Origin::Fencing(f) => f.url("live"),
+        }
+    }
+}
+
+/// Two nodes uploading to one origin, a live job pulling from an RTMP publisher.
 pub struct LiveFleet {
-    _redis: Redis,
+    redis: Redis,
     _rtmp: Nginx,
-    dav: Nginx,
+    pub origin: Origin,
     _publisher: Publisher,
     pub workers: Vec<Worker>,
     pub client: FleetClient,
@@ -26,14 +51,19 @@ pub struct LiveFleet {
 }
 
 impl LiveFleet {
-    /// Starts it all and waits until the job's playlist lists three segments.
+    /// Starts it all (nginx WebDAV as the origin) and waits until the job's playlist lists
+    /// three segments.
     pub fn start(id: &str) -> Self {
+        Self::start_with(id, Origin::Dav(Nginx::webdav()))
+    }
+
+    /// [`LiveFleet::start`] with another origin.
+    pub fn start_with(id: &str, origin: Origin) -> Self {
         let redis = Redis::start();
         let rtmp = Nginx::rtmp();
-        let dav = Nginx::webdav();
         let publisher = Publisher::rtmp(&rtmp.rtmp_url(id));
         let tmp = tempfile::tempdir().unwrap();
-        let put = dav.http_url("live");
+        let put = origin.put();
         let args = ["--max-concurrent", "1", "--put", put.as_str()];
         let workers = ["a", "b"]
             .iter()
@@ -43,9 +73,9 @@ impl LiveFleet {
         let job = config(&rtmp.rtmp_url(id), &["360p", "240p"]);
         client.submit(id, JobKind::Live, &job).unwrap();
         let fleet = Self {
-            _redis: redis,
+            redis,
             _rtmp: rtmp,
-            dav,
+            origin,
             _publisher: publisher,
             workers,
             client,
@@ -59,11 +89,18 @@ impl LiveFleet {
     }
 
     fn dir(&self, id: &str) -> PathBuf {
-        self.dav.root().join("live").join(id)
+        self.origin.root().join("live").join(id)
     }
 
     pub fn playlist(&self, id: &str) -> PathBuf {
         self.dir(id).join("240p/index.m3u8")
+    }
+
+    /// When the job was last taken (ms since the Unix epoch), from its record.
+    pub fn taken_ms(&self, id: &str) -> i64 {
+        let mut conn = redis::Client::open(self.redis.url()).unwrap();
+        let key = streamvisor_fleet::Keys::default().job(id);
+        redis::Commands::hget(&mut conn, key, "taken_ms").unwrap()
     }
 
     /// The index of the worker that owns job `id` now.

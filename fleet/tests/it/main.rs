@@ -4,6 +4,7 @@
 mod bench;
 mod common;
 mod failures;
+mod fencing;
 mod live;
 mod ondemand;
 mod operations;

@@ -1,11 +1,12 @@
 //! Operating a fleet: cancelling jobs (running or queued), and a node that was only paused
 //! (SIGSTOP past its lease) gives its live stream up without clobbering the new owner's
-//! playlist.
+//! playlist, seen by an origin that checks the fencing token.
 
 use std::time::{Duration, Instant};
 
 use crate::common::{paced_source, serial, submit_vod, wait_final, wait_for, Redis, Worker};
-use crate::live::{check_continued, wait_takeover, LiveFleet};
+use crate::fencing::FencingOrigin;
+use crate::live::{check_continued, wait_takeover, LiveFleet, Origin};
 
 #[test]
 fn a_cancelled_job_ends_cancelled_whether_running_or_queued() {
@@ -47,7 +48,8 @@ fn a_cancelled_job_ends_cancelled_whether_running_or_queued() {
 #[test]
 fn a_paused_node_gives_its_live_stream_up_without_clobbering_the_new_owner() {
     let _serial = serial();
-    let mut fleet = LiveFleet::start("paused");
+    // The origin checks fencing tokens: a write from the old owner would be refused there.
+    let mut fleet = LiveFleet::start_with("paused", Origin::Fencing(FencingOrigin::start()));
     let owner = fleet.owner("paused");
     let playlist = fleet.playlist("paused");
     // Only slow, not dead: paused past its lease, then running again.
@@ -69,4 +71,15 @@ fn a_paused_node_gives_its_live_stream_up_without_clobbering_the_new_owner() {
     assert_eq!(st.node, fleet.workers[1 - owner].name, "{st:?}");
     assert_eq!((st.epoch, st.failures), (2, 0), "{st:?}");
     assert!(!st.is_final(), "{st:?}");
+    // The new owner writes with the new token; the paused one stopped writing on its own
+    // (its lease clock ran out while it was paused): at most a write already past the
+    // check when it was paused reaches the origin, which refuses it.
+    let Origin::Fencing(origin) = &fleet.origin else {
+        unreachable!()
+    };
+    let seen = origin.seen();
+    eprintln!("fencing origin: {seen:?}");
+    assert_eq!(seen.highest.get("paused"), Some(&2), "{seen:?}");
+    assert!(seen.accepted.get(&2).is_some_and(|n| *n > 0), "{seen:?}");
+    assert!(seen.refused.get(&1).copied().unwrap_or(0) <= 1, "{seen:?}");
 }
