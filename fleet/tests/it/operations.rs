@@ -1,4 +1,5 @@
-//! Operating a fleet: cancelling jobs (running or queued), and a node that was only paused
+//! Operating a fleet: cancelling jobs (running or queued), draining a node past its deadline
+//! (its on-demand job handed back, rerun elsewhere), and a node that was only paused
 //! (SIGSTOP past its lease) gives its live stream up without clobbering the new owner's
 //! playlist, seen by an origin that checks the fencing token.
 
@@ -82,4 +83,40 @@ fn a_paused_node_gives_its_live_stream_up_without_clobbering_the_new_owner() {
     assert_eq!(seen.highest.get("paused"), Some(&2), "{seen:?}");
     assert!(seen.accepted.get(&2).is_some_and(|n| *n > 0), "{seen:?}");
     assert!(seen.refused.get(&1).copied().unwrap_or(0) <= 1, "{seen:?}");
+}
+
+#[test]
+fn a_drained_node_hands_back_an_on_demand_job_it_cannot_finish_in_time() {
+    let _serial = serial();
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    let drainy = ["--allow-lavfi", "--drain-secs", "1", "--out", out_arg];
+    let mut a = Worker::start(&redis, "a", tmp.path(), &drainy);
+    let mut client = redis.client();
+    submit_vod(&mut client, "long", &paced_source(8), &["240p"]);
+    wait_for("the job to run on a", Duration::from_secs(20), || {
+        (client.status("long").ok()?.state == "Running").then_some(())
+    });
+    let _b = Worker::start(
+        &redis,
+        "b",
+        tmp.path(),
+        &["--allow-lavfi", "--out", out_arg],
+    );
+    a.term();
+    // Past its drain deadline it hands the job back and exits; b runs it from the start.
+    assert!(a.wait(Duration::from_secs(15)).success());
+    let st = wait_final(&mut client, "long", Duration::from_secs(40));
+    assert_eq!(st.state, "completed", "{st:?}");
+    assert_eq!(st.node, "b", "{st:?}");
+    assert_eq!(
+        (st.attempts, st.failures, st.completions),
+        (2, 0, 1),
+        "{st:?}"
+    );
+    let playlist = std::fs::read_to_string(out.join("long/240p/index.m3u8")).unwrap();
+    assert!(playlist.contains("#EXT-X-ENDLIST"), "{playlist}");
+    assert!(!playlist.contains("#EXT-X-DISCONTINUITY\n"), "{playlist}");
 }
