@@ -5,7 +5,7 @@ CARGO ?= cargo
 # servers (nginx with rtmp and WebDAV), the metrics parser, a browser.
 BUILD_PACKAGES := libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
 	libswresample-dev libavfilter-dev libavdevice-dev ffmpeg pkg-config clang libclang-dev
-TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client python3-m3u8 chromium
+TEST_PACKAGES := nginx-light libnginx-mod-rtmp python3-prometheus-client python3-m3u8 chromium redis-server
 
 # $(call apt_install,PACKAGES[,EXTRA]): installs with apt those of PACKAGES that are not
 # installed, and the packages EXTRA (a shell command) prints.
@@ -23,7 +23,7 @@ endef
 NODE_PACKAGES := nodejs:node npm:npm
 BROWSER_DIR := tools/browser
 
-.PHONY: deps build-deps demo test soak filler-cost latency ll-quality valgrind asan bench compare lint fmt clean msrv package
+.PHONY: deps build-deps demo test fleet-bench soak filler-cost latency ll-quality valgrind asan bench compare lint fmt clean msrv package
 
 # Installs what building and running needs, if missing (quick when nothing is).
 build-deps:
@@ -50,12 +50,20 @@ deps: build-deps
 demo: build-deps
 	$(CARGO) run --release --example transcode
 
+# The workspace: the core crate and the fleet crate (fleet/: its tests start redis-server and
+# worker processes).
 test: deps
-	$(CARGO) build --release --examples
-	$(CARGO) test --release --all-targets
-	$(CARGO) test --release --doc
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items
+	$(CARGO) build --release --workspace --examples --bins
+	$(CARGO) test --release --workspace --all-targets
+	$(CARGO) test --release --workspace --doc
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --document-private-items
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --document-private-items --features serde,origin
+
+# The fleet's takeover time after kill -9 of a live stream's node, and its overhead: on-demand
+# jobs through 2 worker processes against one Manager (alternating runs, medians; printed;
+# a few minutes; not in `make test`).
+fleet-bench: deps
+	$(CARGO) test --release -p streamvisor-fleet --test it fleet_bench -- --ignored --exact bench::fleet_bench --nocapture --test-threads 1
 
 # 1000 start/stop cycles with thread, fd and RSS counts (about a minute; not in `make test`).
 soak: deps
@@ -105,7 +113,7 @@ package:
 # crate turns it on); `clippy --lib` checks the library without it.
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --lib -- -D warnings
 
 fmt:

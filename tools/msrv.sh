@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make msrv`: checks the declared rust-version (Cargo.toml) two ways.
-# 1. Every locked dependency the library builds with (normal and build dependencies)
+# 1. Every locked dependency the workspace builds with (normal and build dependencies of
+#    the library and of the fleet crate)
 #    declares a rust-version no newer than ours (or none).
 # 2. `cargo +<msrv> check` when that toolchain is installed (none can be downloaded on the
 #    project's machines: then it says so and relies on clippy's `incompatible_msrv` lint,
@@ -19,7 +20,7 @@ while read -r name ver; do
     echo "  $name $ver needs Rust $need (newer than $msrv)"
     bad=1
   fi
-done < <(cargo tree -e normal,build --prefix none --no-dedupe | sed 's/ (.*//' | sort -u)
+done < <(cargo tree --workspace -e normal,build --prefix none --no-dedupe | sed 's/ (.*//' | sort -u)
 [ "$bad" = 0 ] && echo "dependencies: all within $msrv"
 if rustup toolchain list 2>/dev/null | grep -q "^$msrv"; then
   cargo "+$msrv" check --lib
