@@ -536,6 +536,16 @@ pub fn live_config(
     out: &std::path::Path,
     policy: RecoveryPolicy,
 ) -> StreamConfig {
+    live_builder(id, url, out, policy).build().unwrap()
+}
+
+/// [`live_config`]'s builder, for a test that sets more.
+pub fn live_builder(
+    id: &str,
+    url: &str,
+    out: &std::path::Path,
+    policy: RecoveryPolicy,
+) -> streamvisor::StreamConfigBuilder {
     StreamConfig::builder(id, url, out)
         .local_files_under("/")
         .profile(
@@ -547,8 +557,6 @@ pub fn live_config(
         )
         .io_timeout(Duration::from_secs(3))
         .recovery(policy)
-        .build()
-        .unwrap()
 }
 
 pub fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {

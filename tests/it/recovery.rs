@@ -17,15 +17,13 @@ fn a_killed_and_restarted_source_reconnects_into_one_continuous_output() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("o");
     let (hooks, seen) = recorder();
-    let running = Stream::new(live_config(
-        "reconnect",
-        &server.url(),
-        &out,
-        fast_policy(30),
-    ))
-    .with_hooks(hooks)
-    .start()
-    .unwrap();
+    // The output pauses with its source (no filler: every frame out is a decoded one; the
+    // live clock would hold the last picture over the gap, as it should for viewers).
+    let config = live_builder("reconnect", &server.url(), &out, fast_policy(30))
+        .input_loss(streamvisor::config::InputLoss::Stop)
+        .build()
+        .unwrap();
+    let running = Stream::new(config).with_hooks(hooks).start().unwrap();
     wait_running(&running, Duration::from_secs(15));
     std::thread::sleep(Duration::from_millis(2500));
     drop(server); // the publisher dies mid-stream
