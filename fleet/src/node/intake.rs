@@ -52,12 +52,13 @@ impl Node {
         Ok(())
     }
 
-    /// Every quarter lease: one entry idle longer than the lease, if any.
+    /// Every sixth of the lease (a claim soon after a lease lapses: the takeover time):
+    /// one entry idle longer than the lease, if any.
     fn claim_due(&mut self) -> Result<Option<Delivery>> {
         if Instant::now() < self.next_claim {
             return Ok(None);
         }
-        self.next_claim = Instant::now() + self.cfg.lease / 4;
+        self.next_claim = Instant::now() + self.cfg.lease / 6;
         let sent = Instant::now();
         let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
             .arg(self.cfg.keys.jobs())
