@@ -334,6 +334,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_is_visible_as_it_grows_published_when_finished_withdrawn_when_dropped() {
+        let store = Arc::new(Store::default());
+        let sink = OriginSink {
+            store: store.clone(),
+            inner: None,
+            prefix: "s".into(),
+            name: "http://origin".into(),
+        };
+        let growing = |p: &str| store.files.lock().growing.get(p).map(|b| b.to_vec());
+        let mut f = sink.create("v/seg_00001.m4s").unwrap();
+        assert_eq!(
+            growing("s/v/seg_00001.m4s"),
+            Some(vec![]),
+            "visible at once"
+        );
+        f.write_all(b"moof").unwrap();
+        assert_eq!(
+            growing("s/v/seg_00001.m4s"),
+            Some(vec![]),
+            "a chunk shows at a flush"
+        );
+        f.flush().unwrap();
+        assert_eq!(growing("s/v/seg_00001.m4s").unwrap(), b"moof");
+        f.write_all(b"mdat").unwrap();
+        assert_eq!(f.finish().unwrap(), 8);
+        assert!(growing("s/v/seg_00001.m4s").is_none());
+        assert_eq!(sink.read("v/seg_00001.m4s").unwrap(), b"moofmdat");
+        // Given up unfinished (an abort): gone, and never published.
+        let mut g = sink.create("v/seg_00002.m4s").unwrap();
+        g.write_all(b"moof").unwrap();
+        g.flush().unwrap();
+        drop(g);
+        assert!(growing("s/v/seg_00002.m4s").is_none());
+        assert!(sink.read("v/seg_00002.m4s").is_err());
+    }
+
+    #[test]
     fn a_playlist_says_where_the_stream_is() {
         let text = "#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXT-X-PART-INF:PART-TARGET=0.33\n\
                     #EXT-X-MEDIA-SEQUENCE:4\n#EXT-X-PART:DURATION=0.33,URI=\"seg_00004.0.m4s\"\n\
