@@ -1,6 +1,7 @@
-//! An embeddable Low-Latency HLS origin (cargo feature `origin`): a small HTTP/1.1 server
-//! that serves what streams write through its [`OriginSink`], from memory, with the
-//! blocking semantics of RFC 8216bis that a static server cannot offer.
+//! An embeddable low-latency origin (cargo feature `origin`): a small HTTP/1.1 server
+//! that serves what streams write through its [`OriginSink`], from memory, with what a
+//! static server cannot offer: the blocking semantics of RFC 8216bis (LL-HLS), and the
+//! segment being written streamed chunk by chunk (LL-DASH).
 //!
 //! - **Blocking playlist reload**: `index.m3u8?_HLS_msn=N&_HLS_part=P` is answered when
 //!   the playlist holds part `P` of segment `N` (or segment `N` without `_HLS_part`), at
@@ -11,7 +12,11 @@
 //! - **Delta updates**: `_HLS_skip=YES` replaces the segments older than six target
 //!   durations by `EXT-X-SKIP`. Served playlists advertise `CAN-BLOCK-RELOAD=YES` and
 //!   `CAN-SKIP-UNTIL` (the files in a stream's sink never do: a static server could not
-//!   honour them).
+//!   honour them), and `EXT-X-RENDITION-REPORT`s of the stream's other renditions.
+//! - **Files being written**: a segment (or part) is served as it grows, with chunked
+//!   transfer encoding, a chunk per muxer flush, to its end; a request for the segment
+//!   being written or the next is held until it begins. `GET /time` answers the clock,
+//!   and a served DASH manifest's `UTCTiming` points at it (`http-iso`).
 //! - `Content-Type` per file, `Cache-Control` short for playlists and long (immutable) for
 //!   segments and parts, CORS for browser players, `HEAD` and `OPTIONS`.
 //! - **One thread** (`sv-origin`) polls every connection: a held request is parked on its

@@ -199,42 +199,49 @@ impl Server {
                 return false;
             }
             c.last_active = now;
-            if !flush(c) {
-                return false;
-            }
-            if c.streaming.is_none() {
-                self.next_request(c);
-                return flush(c);
-            }
-            return true;
+            return self.went_on(c);
         }
         if let Some((req, since, wait, otherwise)) = c.parked.take() {
-            let files = self.store.files.lock();
-            let decided = if changed {
-                answer(&files, &req)
-            } else {
-                Answer::Wait(wait, otherwise.clone())
-            };
-            match decided {
-                Answer::Now(r) => respond(c, &req, &r),
-                Answer::Wait(..) if now.duration_since(since) >= wait => {
-                    respond(c, &req, &otherwise);
+            // The files are asked again only when they changed (a lock per parked request
+            // per change, not per poll).
+            let answered = changed && {
+                let files = self.store.files.lock();
+                match answer(&files, &req) {
+                    Answer::Now(r) => {
+                        respond(c, &req, &r);
+                        true
+                    }
+                    Answer::Stream(path) => {
+                        start_stream(c, &req, path, &files);
+                        true
+                    }
+                    Answer::Wait(..) => false,
                 }
-                Answer::Wait(..) => c.parked = Some((req, since, wait, otherwise)),
-                Answer::Stream(path) => start_stream(c, &req, path, &files),
+            };
+            if !answered {
+                if now.duration_since(since) < wait {
+                    c.parked = Some((req, since, wait, otherwise));
+                    return true;
+                }
+                respond(c, &req, &otherwise);
             }
-            drop(files);
             c.last_active = now;
-            if c.parked.is_none() && !flush(c) {
-                return false;
-            }
-            if c.parked.is_none() {
-                self.next_request(c);
-                return flush(c);
-            }
-            return true;
+            return self.went_on(c);
         }
-        c.parked.is_some() || now.duration_since(c.last_active) < IDLE
+        now.duration_since(c.last_active) < IDLE
+    }
+
+    /// After an answer (or a chunk of one) was queued: writes it, and when the connection
+    /// is free again takes its next request. False when the connection is to be closed.
+    fn went_on(&self, c: &mut Conn) -> bool {
+        if !flush(c) {
+            return false;
+        }
+        if c.streaming.is_none() {
+            self.next_request(c);
+            return flush(c);
+        }
+        true
     }
 }
 

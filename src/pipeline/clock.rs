@@ -276,6 +276,8 @@ impl<'a> LiveClock<'a> {
             Some(last) => (worker_pts + self.offset).max(last + 1),
             None => worker_pts,
         };
+        // The run's first frame starts the wall clock's settling.
+        let mut settling = true;
         if let Some(last) = self.last_out {
             // A jump ahead in the source's timestamps that its delivery did not make (the
             // timeline keeps gaps below its jump threshold): the next slot instead.
@@ -287,7 +289,7 @@ impl<'a> LiveClock<'a> {
             // A gap in delivery (a switch to a backup, a source that paused): the last
             // picture is held over it, on the wall clock, and this frame takes the next slot.
             let late = now.saturating_duration_since(self.wall.due(out, tb));
-            let settling = self.wall.settling(out, now, tb);
+            settling = self.wall.settling(out, now, tb);
             if !resuming && !settling && late > self.filler.after.mul_f64(0.5).min(MAX_GAP) {
                 self.hold_until(now)?;
                 out = self.last_out.map_or(out, |l| l + ft);
@@ -305,10 +307,7 @@ impl<'a> LiveClock<'a> {
             return Err(Error::aborted());
         }
         let now = Instant::now();
-        let repeat = !resuming
-            && backlog <= 2
-            && !self.wall.settling(out, now, tb)
-            && self.wall.behind(out, now, tb);
+        let repeat = !resuming && backlog <= 2 && !settling && self.wall.behind(out, now, tb);
         self.emit(share(&frame)?, out, false)?;
         self.shown = Shown::Real;
         let lag = (AUDIO_LAG.as_secs_f64() / tb) as i64;

@@ -193,12 +193,11 @@ impl DashWriter {
         }
         let text = {
             let mut g = self.state.lock();
-            let ts = f64::from(timescale.max(1));
-            let offset = FMP4_TIME_OFFSET.as_secs_f64();
+            let nominal = f64::from(timescale.max(1)) * self.segment_secs;
             g.open[index] = Some(model::Segment {
                 number: opened.file,
-                start: ((opened.start + offset) * ts).round() as u64,
-                duration: (self.segment_secs * ts).round() as u64,
+                start: ticks(opened.start, timescale),
+                duration: nominal.round() as u64,
                 init: opened.init,
             });
             // Until the first manifest (every rendition with a segment) there is none to update.
@@ -302,8 +301,7 @@ impl DashWriter {
             .reps
             .iter_mut()
             .map(|r| {
-                let ts = f64::from(r.timescale.max(1));
-                let cut = ((done.start + offset) * ts).round() as u64;
+                let cut = ticks(done.start, r.timescale);
                 let at = r
                     .segments
                     .partition_point(|s| s.start + s.duration / 2 < cut);
@@ -338,11 +336,9 @@ impl DashWriter {
     /// With `open`, each representation's segment being written is listed last (when it
     /// follows its last finished one).
     fn current_period(&self, g: &mut DashState, origin: f64, open: bool) -> Period {
-        let offset = FMP4_TIME_OFFSET.as_secs_f64();
         let after_earlier = g.earlier.last().map_or(0.0, Period::end);
         for rep in &mut g.reps {
-            let ts = f64::from(rep.timescale);
-            rep.presentation_time_offset = ((origin + offset) * ts).round() as u64;
+            rep.presentation_time_offset = ticks(origin, rep.timescale);
         }
         let reps = g.reps.iter().zip(&g.open).map(|(r, o)| {
             let mut r = r.clone();
@@ -444,13 +440,18 @@ fn late_segment(earlier: &mut [Period], id: &str, done: &SegmentDone) {
     rep.segments.push(listed(done, rep.timescale));
 }
 
+/// `secs` of the output timeline as fMP4 media time in ticks of `timescale` (the output
+/// timeline plus [`FMP4_TIME_OFFSET`]).
+fn ticks(secs: f64, timescale: u32) -> u64 {
+    let ts = f64::from(timescale.max(1));
+    ((secs + FMP4_TIME_OFFSET.as_secs_f64()) * ts).round() as u64
+}
+
 /// A finished segment as the manifest lists it, in ticks of `timescale` (fMP4 media time:
 /// the output timeline plus [`FMP4_TIME_OFFSET`]).
 fn listed(done: &SegmentDone, timescale: u32) -> model::Segment {
-    let ts = f64::from(timescale.max(1));
-    let offset = FMP4_TIME_OFFSET.as_secs_f64();
-    let start = ((done.start + offset) * ts).round() as u64;
-    let end = ((done.start + done.duration + offset) * ts).round() as u64;
+    let start = ticks(done.start, timescale);
+    let end = ticks(done.start + done.duration, timescale);
     model::Segment {
         number: done.file,
         start,
