@@ -43,44 +43,70 @@ pub struct NodeMetrics {
     pub renew_max_micros: AtomicU64,
 }
 
-/// The figures a node publishes, in the order they are rendered: (field, kind, help).
-const FIELDS: &[(&str, &str, &str)] = &[
-    ("running", "gauge", "Jobs the node runs now."),
-    ("taken", "counter", "Jobs the node took."),
+/// One published figure: its field, kind, help, and where the node keeps it.
+type Field = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&NodeMetrics) -> &AtomicU64,
+);
+
+/// The figures a node publishes, in the order they are rendered.
+const FIELDS: &[Field] = &[
+    ("running", "gauge", "Jobs the node runs now.", |m| {
+        &m.running
+    }),
+    ("taken", "counter", "Jobs the node took.", |m| &m.taken),
     (
         "claims",
         "counter",
         "Entries claimed from a node whose lease lapsed.",
+        |m| &m.claims,
     ),
     (
         "takeovers",
         "counter",
         "Live streams taken over from another node.",
+        |m| &m.takeovers,
     ),
-    ("completed", "counter", "Jobs completed."),
-    ("failed", "counter", "Runs that failed."),
+    ("completed", "counter", "Jobs completed.", |m| &m.completed),
+    ("failed", "counter", "Runs that failed.", |m| &m.failed),
     (
         "requeued",
         "counter",
         "Jobs read that did not fit, put back.",
+        |m| &m.requeued,
     ),
-    ("handed_back", "counter", "Jobs handed back while draining."),
+    (
+        "handed_back",
+        "counter",
+        "Jobs handed back while draining.",
+        |m| &m.handed_back,
+    ),
     (
         "refused",
         "counter",
         "Jobs refused (malformed or untrusted).",
+        |m| &m.refused,
     ),
-    ("leases_lost", "counter", "Leases lost while running."),
-    ("renewals", "counter", "Lease renewals."),
+    (
+        "leases_lost",
+        "counter",
+        "Leases lost while running.",
+        |m| &m.leases_lost,
+    ),
+    ("renewals", "counter", "Lease renewals.", |m| &m.renewals),
     (
         "renew_micros",
         "counter",
         "Time spent renewing leases, microseconds.",
+        |m| &m.renew_micros,
     ),
     (
         "renew_max_micros",
         "gauge",
         "Slowest lease renewal, microseconds.",
+        |m| &m.renew_max_micros,
     ),
 ];
 
@@ -98,25 +124,6 @@ impl NodeMetrics {
         self.renew_max_micros.fetch_max(us, Ordering::Relaxed);
     }
 
-    fn values(&self) -> [u64; 13] {
-        let all = [
-            &self.running,
-            &self.taken,
-            &self.claims,
-            &self.takeovers,
-            &self.completed,
-            &self.failed,
-            &self.requeued,
-            &self.handed_back,
-            &self.refused,
-            &self.leases_lost,
-            &self.renewals,
-            &self.renew_micros,
-            &self.renew_max_micros,
-        ];
-        all.map(|a| a.load(Ordering::Relaxed))
-    }
-
     /// Publishes the figures under the node's key, expiring after `ttl` (a node that
     /// stops publishing leaves the page).
     pub(crate) fn publish(
@@ -126,7 +133,10 @@ impl NodeMetrics {
         node: &str,
         ttl: Duration,
     ) -> Result<()> {
-        let pairs: Vec<(&str, u64)> = FIELDS.iter().map(|f| f.0).zip(self.values()).collect();
+        let pairs: Vec<(&str, u64)> = FIELDS
+            .iter()
+            .map(|f| (f.0, f.3(self).load(Ordering::Relaxed)))
+            .collect();
         let key = keys.node(node);
         redis::pipe()
             .hset_multiple(&key, &pairs)
@@ -205,7 +215,7 @@ pub(crate) fn render_fleet(conn: &mut redis::Connection, keys: &Keys) -> Result<
         "Nodes publishing their figures.",
         nodes.len() as u64,
     );
-    for (field, kind, help) in FIELDS {
+    for (field, kind, help, _) in FIELDS {
         let family = format!("sv_fleet_node_{field}");
         let _ = write!(page, "# TYPE {family} {kind}\n# HELP {family} {help}\n");
         let suffix = if *kind == "counter" { "_total" } else { "" };

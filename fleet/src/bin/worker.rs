@@ -215,7 +215,7 @@ fn submit(s: Submit) -> Result<(), Box<dyn std::error::Error>> {
         (_, true) => JobKind::Vod,
         _ => JobKind::of_source(&s.source),
     };
-    let mode = if kind == JobKind::Live { "live" } else { "vod" };
+    let mode = kind.as_str();
     fields.insert("playlist_mode".into(), mode.into());
     // Placeholders: the node sets the id and its own output directory.
     fields.insert("id".into(), s.id.clone().into());

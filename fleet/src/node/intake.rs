@@ -112,14 +112,15 @@ impl Node {
         let record: HashMap<String, String> = self.conn.hgetall(self.cfg.keys.job(&id))?;
         let kind = record.get("kind").and_then(|k| JobKind::parse(k));
         let built = match (kind, record.get("config")) {
-            (Some(_), Some(raw)) => {
-                build_config(&id, raw, self.output_dir(&id), &self.cfg.rules).map(Some)
+            (Some(kind), Some(raw)) => {
+                build_config(&id, raw, self.output_dir(&id), &self.cfg.rules)
+                    .map(|b| Some((kind, b)))
             }
             _ if record.is_empty() => Ok(None),
             _ => Err(JobRefusal::Malformed("no kind or no config".into())),
         };
-        let builder = match built {
-            Ok(Some(b)) => b,
+        let (kind, builder) = match built {
+            Ok(Some(kind_and_builder)) => kind_and_builder,
             // No record: the take script acknowledges the entry.
             Ok(None) => return self.take(&d, &id).map(drop),
             Err(refusal) => return self.refuse(&d, &id, &refusal),
@@ -138,7 +139,6 @@ impl Node {
         let Some((epoch, previous)) = self.take(&d, &id)? else {
             return Ok(());
         };
-        let kind = kind.unwrap_or(JobKind::Vod);
         let lease = Arc::new(LeaseClock::new(self.cfg.lease, d.sent));
         self.count_take(&d, kind, &previous);
         let job = RunningJob {
@@ -166,19 +166,14 @@ impl Node {
         config: std::result::Result<streamvisor::StreamConfig, JobRefusal>,
     ) {
         log::info!("node {}: job {id}: epoch {}", self.cfg.name, job.epoch);
+        self.table().insert(id.to_owned(), job);
         let error = match config {
-            Ok(config) => {
-                self.table().insert(id.to_owned(), job);
-                match self.manager.create_stream(config) {
-                    Ok(Admitted::Started) => return,
-                    Ok(other) => format!("not started: {other:?}"),
-                    Err(e) => e.to_string(),
-                }
-            }
-            Err(refusal) => {
-                self.table().insert(id.to_owned(), job);
-                refusal.to_string()
-            }
+            Ok(config) => match self.manager.create_stream(config) {
+                Ok(Admitted::Started) => return,
+                Ok(other) => format!("not started: {other:?}"),
+                Err(e) => e.to_string(),
+            },
+            Err(refusal) => refusal.to_string(),
         };
         let job = self.table().remove(id);
         if let Some(job) = job {

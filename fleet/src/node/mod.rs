@@ -173,6 +173,7 @@ impl Node {
         let mut next_watch = Instant::now();
         let mut next_publish = Instant::now();
         loop {
+            self.reopen_if_closed();
             self.collect_reports();
             if Instant::now() >= next_watch {
                 next_watch = Instant::now() + Duration::from_millis(250);
@@ -202,6 +203,16 @@ impl Node {
         renewer.stop();
         self.publish();
         Ok(())
+    }
+
+    /// A connection that failed (Redis restarted) is opened again at every turn, not only
+    /// when taking work: a full or draining node records its jobs' ends through it too.
+    fn reopen_if_closed(&mut self) {
+        if !redis::ConnectionLike::is_open(&self.conn) {
+            if let Ok(conn) = connect(&self.cfg.redis_url) {
+                self.conn = conn;
+            }
+        }
     }
 
     /// One turn of taking work: claim or read one entry when there is room, else wait a

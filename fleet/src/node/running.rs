@@ -3,7 +3,6 @@
 //! (a draining node), or lost (its lease lapsed: the node records nothing, the new owner
 //! does).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,7 +63,7 @@ pub(super) struct Finished {
 impl Finished {
     pub(super) fn from_report(r: &StreamReport) -> Self {
         let summary = serde_json::json!({
-            "state": format!("{:?}", r.state),
+            "state": r.state.name(),
             "aborted": r.aborted,
             "error": r.error.as_ref().map(|e| e.to_string()),
             "stats": stats_summary(&r.stats),
@@ -217,7 +216,7 @@ impl Node {
             .key(self.cfg.keys.job(id))
             .arg(&self.cfg.name)
             .arg(epoch)
-            .arg(format!("{s:?}"))
+            .arg(s.name())
             .invoke(&mut self.conn);
         if noted.is_ok() {
             if let Some(j) = self.table().get_mut(id) {
@@ -253,9 +252,6 @@ impl Node {
             log::info!("node {}: handing back {id}", self.cfg.name);
             self.end(&id, Ending::HandBack);
         }
-        self.metrics
-            .running
-            .store(self.table().len() as u64, Ordering::Relaxed);
     }
 
     /// The job table, locked (short: lookups and edits only, never across a call).

@@ -65,7 +65,11 @@ fn a_paused_node_gives_its_live_stream_up_without_clobbering_the_new_owner() {
     wait_for(
         "the paused node to give up",
         Duration::from_secs(10),
-        || old.log().contains("lease").then_some(()),
+        || {
+            let log = old.log();
+            (log.contains("lease lost") || log.contains("lease taken by another node"))
+                .then_some(())
+        },
     );
     check_continued(&playlist);
     let st = fleet.client.status("paused").unwrap();
