@@ -117,7 +117,7 @@ fn every_live_fmp4_segment_and_audio_rendition_says_when_its_first_frame_was_rea
 /// that exist, not ahead of them by the outage; every listed file is there.
 #[test]
 fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
-    use crate::common::{fast_policy, is_listening};
+    use crate::common::fast_policy;
     use crate::resume::periods;
     let server = LiveServer::start();
     let port = server.port;
@@ -143,10 +143,9 @@ fn an_outage_within_a_run_begins_a_new_dash_period_on_the_wall_clock() {
     drop(server);
     std::thread::sleep(Duration::from_secs(4));
     let listed = read_media(&playlist).segments.len();
+    // Not polled for listening: the reconnecting stream may take the one-shot listen before
+    // a poll sees it (LiveServer::start_on); the segments say the source is back.
     let server = LiveServer::start_on(port);
-    wait_until("the source back", Duration::from_secs(10), || {
-        is_listening(port)
-    });
     wait_until(
         "three segments after the outage",
         Duration::from_secs(30),
