@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::audio::AudioChain;
 use super::control::{Ending, PipelineEvent, Signals, Supervisor};
-use super::errors::{hardware_error, invalid_input, stalled};
+use super::errors::{hardware_error, invalid_input, stalled, stalled_read};
 use super::feed::Feed;
 use super::inputs::Inputs;
 use super::session::{check_picture, refused_picture, Session};
@@ -161,7 +161,7 @@ impl<'a> DecodeLoop<'a> {
         session: &mut Session,
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
-        inputs: Option<&Inputs>,
+        inputs: Option<&mut Inputs>,
     ) -> Result<Ending, Error> {
         self.upright = Upright::new(session.orientation, session.video.time_base);
         self.read_at
@@ -170,7 +170,7 @@ impl<'a> DecodeLoop<'a> {
             .catch_up_until
             .take()
             .map(|pts| (pts, pts as f64 * session.video.time_base.as_f64()));
-        self.input_frames = inputs.map(|i| i.counters[i.active()].clone());
+        self.input_frames = inputs.as_deref().map(|i| i.counters[i.active()].clone());
         let result = self.read_loop(session, audio.as_deref_mut(), supervisor, inputs);
         match &result {
             Err(Error::Aborted { .. }) => return result,
@@ -205,19 +205,24 @@ impl<'a> DecodeLoop<'a> {
         session: &mut Session,
         mut audio: Option<&mut AudioChain>,
         supervisor: &mut dyn Supervisor,
-        inputs: Option<&Inputs>,
+        mut inputs: Option<&mut Inputs>,
     ) -> Result<Ending, Error> {
         let mut pkt = Packet::new();
         let interrupt = session.interrupt.clone();
         // With backups, an input that sends nothing for the loss delay is lost.
         let read_timeout = session.read_timeout(self.config);
-        let read_timeout = inputs.map_or(read_timeout, |i| i.read_timeout(read_timeout));
+        let read_timeout = inputs
+            .as_deref()
+            .map_or(read_timeout, |i| i.read_timeout(read_timeout));
         let mut last_good = Instant::now();
         loop {
             if let Some(end) = self.signalled() {
                 return end;
             }
-            if inputs.is_some_and(Inputs::switch_back_due) {
+            if inputs
+                .as_deref_mut()
+                .is_some_and(Inputs::take_primary_when_due)
+            {
                 return Ok(Ending::Switch);
             }
             let r = match session.pending.pop_front() {
@@ -246,11 +251,19 @@ impl<'a> DecodeLoop<'a> {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
-                Ok(Step::Eof) => return self.end_of_source(session, interrupt.timed_out()),
-                Err(e) => match self.read_failure(session, e, interrupt.timed_out()) {
-                    Some(end) => return end,
-                    None => continue,
-                },
+                r => {
+                    let stall = interrupt.timed_out();
+                    let stall =
+                        stall.then(|| stalled_read(self.config, inputs.as_deref(), read_timeout));
+                    let end = match r {
+                        Err(e) => self.read_failure(session, e, stall),
+                        _ => Some(self.end_of_source(session, stall)),
+                    };
+                    match end {
+                        Some(end) => return end,
+                        None => continue,
+                    }
+                }
             }
             self.stats.packets_in.fetch_add(1, Relaxed);
             self.stats.bytes_in.fetch_add(pkt.size() as u64, Relaxed);
@@ -267,16 +280,17 @@ impl<'a> DecodeLoop<'a> {
     }
 
     /// The demuxer reported the end. Some (MPEG-TS) report a read cut by a stop, an abort,
-    /// a timeout or the watchdog as an end of file: the cut wins over the "end".
-    fn end_of_source(&self, session: &mut Session, timed_out: bool) -> Result<Ending, Error> {
+    /// a timeout or the watchdog as an end of file: the cut wins over the "end";
+    /// `stall` is the error when the read timed out.
+    fn end_of_source(&self, session: &mut Session, stall: Option<Error>) -> Result<Ending, Error> {
         if let Some(end) = self.signalled() {
             return end;
         }
         if let Some(e) = session.reader_error(self.config) {
             return Err(e); // an application's reader failed: that is no end
         }
-        if timed_out {
-            return Err(stalled(self.config));
+        if let Some(stall) = stall {
+            return Err(stall);
         }
         if session.live && self.live_end_is_outage {
             // A live source does not end; the publisher went away.
@@ -293,12 +307,12 @@ impl<'a> DecodeLoop<'a> {
     }
 
     /// A read failed: the run ends (stop, abort, stall, I/O error), or `None` to skip a
-    /// damaged packet and go on.
+    /// damaged packet and go on; `stall` is the error when the read timed out.
     fn read_failure(
         &self,
         session: &mut Session,
         e: AvError,
-        timed_out: bool,
+        stall: Option<Error>,
     ) -> Option<Result<Ending, Error>> {
         if self.signals.abort_requested() {
             return Some(Err(Error::aborted()));
@@ -309,9 +323,9 @@ impl<'a> DecodeLoop<'a> {
         if let Some(e) = session.reader_error(self.config) {
             return Some(Err(e));
         }
-        if timed_out {
+        if let Some(stall) = stall {
             self.signals.take_stall();
-            return Some(Err(stalled(self.config)));
+            return Some(Err(stall));
         }
         if e.is_invalid_data() {
             self.stats.corrupt_packets.fetch_add(1, Relaxed);

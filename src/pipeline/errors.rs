@@ -2,6 +2,8 @@
 //! wrong, in one place: opening the source, decoders, encoders, outputs. Errors carry no
 //! stream id: what carries them out of the stream names it.
 
+use std::time::Duration;
+
 use crate::config::StreamConfig;
 use crate::error::Error;
 use crate::ffi::{AvError, Interrupt, StreamInfo};
@@ -48,6 +50,20 @@ pub(crate) fn stalled(config: &StreamConfig) -> Error {
         url: redact_url(config.source()).into_owned(),
         timeout: config.io_timeout(),
     }
+}
+
+/// The error of a read that had nothing for `timeout`, naming the input it waited on (a
+/// backup's, when one plays) and the time it waited (the loss delay, with backups).
+pub(crate) fn stalled_read(
+    config: &StreamConfig,
+    inputs: Option<&super::inputs::Inputs>,
+    timeout: Duration,
+) -> Error {
+    let url = inputs.map_or_else(
+        || redact_url(config.source()).into_owned(),
+        |i| i.name(i.active()).to_owned(),
+    );
+    Error::SourceStalled { url, timeout }
 }
 
 /// A hardware device failure while decoding or downloading a picture.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
 use super::control::{Signals, Supervisor};
@@ -27,7 +27,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 /// Packets a warm input keeps at most (a keyframe interval of a few seconds with audio).
 const KEPT_PACKETS: usize = 2048;
-/// How long a take-over waits for a warm input's thread to hand its session over.
+/// How long a take-over after a loss waits for a warm input's thread to hand its session
+/// over before it looks at the next input (the request stays: a late answer is kept).
 const HANDOVER: Duration = Duration::from_millis(500);
 
 /// What a warm input knows of itself, read by the decode loop.
@@ -50,6 +51,9 @@ struct Handover {
 struct Warm {
     health: Arc<Mutex<Health>>,
     take: Sender<Sender<Handover>>,
+    /// Where its session comes once it was asked for it (it answers at its next packet
+    /// that follows a kept keyframe; an answer after the asker gave up waiting is kept).
+    asked: Option<Receiver<Handover>>,
     /// The thread's own signals, aborted when the input is dropped; `None` once its
     /// session was handed over (its interrupt is the session's from then on).
     signals: Option<Arc<Signals>>,
@@ -74,6 +78,9 @@ pub(crate) struct Inputs<'scope, 'env> {
     switch_back_after: Duration,
     active: usize,
     warm: Vec<Option<Warm>>,
+    /// A switch back the decode loop is making: the input it leaves and the primary's
+    /// session, taken over while the input it leaves still played.
+    switching_back: Option<(usize, Session)>,
     pub counters: Vec<Arc<InputCounters>>,
 }
 
@@ -108,6 +115,7 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
             switch_back_after: config.switch_back_after(),
             active,
             warm: (0..=backups).map(|_| None).collect(),
+            switching_back: None,
             counters,
         };
         inputs.counters[active].activate();
@@ -134,12 +142,29 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
         self.loss_after.min(otherwise)
     }
 
-    /// True when a backup plays and the primary has been healthy for `switch_back_after`.
-    pub fn switch_back_due(&self) -> bool {
-        self.active != 0
-            && self
-                .healthy_for(0)
-                .is_some_and(|d| d >= self.switch_back_after)
+    /// Asked at every packet while a backup plays: once the primary has been healthy for
+    /// `switch_back_after`, asks its thread for its session, and true once it came (the
+    /// decode loop ends the backup's session then, and [`failover`] goes on with the
+    /// primary's). The backup plays on until then: a switch back never leaves the stream
+    /// without an input, and the decode loop never waits for the handover.
+    pub fn take_primary_when_due(&mut self) -> bool {
+        if self.active == 0 || self.switching_back.is_some() {
+            return self.switching_back.is_some();
+        }
+        let due = self
+            .healthy_for(0)
+            .is_some_and(|d| d >= self.switch_back_after);
+        if !due {
+            return false;
+        }
+        let from = self.active;
+        match self.take(0, Duration::ZERO) {
+            Some(session) => {
+                self.switching_back = Some((from, session));
+                true
+            }
+            None => false,
+        }
     }
 
     /// How long warm input `i` has been healthy (connected, a keyframe kept, a packet
@@ -158,42 +183,74 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
         self.warm_up(i)
     }
 
-    /// Takes over the first healthy warm input (the primary when `primary_only`), its
-    /// session with the packets it kept, and makes it the active one; `None` when none is
-    /// healthy or none handed over in time.
-    pub fn take_healthy(&mut self, primary_only: bool) -> Option<(usize, Session)> {
+    /// Takes over the first healthy warm input, its session with the packets it kept, and
+    /// makes it the active one; `None` when none is healthy or none handed over in time.
+    fn take_healthy(&mut self) -> Option<(usize, Session)> {
+        // An input asked before may have answered since, healthy now or not.
+        let asked = |w: &Option<Warm>| w.as_ref().is_some_and(|w| w.asked.is_some());
         let candidates: Vec<usize> = (0..self.warm.len())
-            .filter(|&i| !primary_only || i == 0)
-            .filter(|&i| self.healthy_for(i).is_some())
+            .filter(|&i| asked(&self.warm[i]) || self.healthy_for(i).is_some())
             .collect();
-        for i in candidates {
-            let Some(warm) = self.warm[i].take() else {
-                continue;
-            };
-            let (reply, handed) = bounded(1);
-            if warm.take.send(reply).is_err() {
-                continue; // its thread ended: it goes warm again below
-            }
-            match handed.recv_timeout(HANDOVER) {
-                Ok(Handover {
-                    mut session,
-                    packets,
-                }) => {
-                    // Its interrupt is the session's now: not to be tripped on drop.
-                    let mut warm = warm;
-                    warm.signals = None;
-                    session.catch_up_until = last_video_pts(&packets, session.video.index);
-                    session.pending = packets;
-                    self.active = i;
-                    self.counters[i].activate();
-                    return Some((i, session));
+        candidates
+            .into_iter()
+            .find_map(|i| Some((i, self.take(i, HANDOVER)?)))
+    }
+
+    /// Asks warm input `i` for its session (unless it was asked already) and waits up to
+    /// `wait` for it: the input is the active one when it came. One that declined (no
+    /// keyframe kept yet) is asked again next time; one whose thread ended is warmed up
+    /// afresh.
+    fn take(&mut self, i: usize, wait: Duration) -> Option<Session> {
+        let warm = self.warm[i].as_mut()?;
+        let handed = match &warm.asked {
+            Some(handed) => handed.clone(),
+            None => {
+                let (reply, handed) = bounded(1);
+                if warm.take.try_send(reply).is_err() {
+                    // Its thread ended (or has yet to read the last request).
+                    self.rewarm(i);
+                    return None;
                 }
-                Err(_) => drop(warm), // busy or gone: it is aborted and warmed up afresh
+                warm.asked = Some(handed.clone());
+                handed
             }
-            // A thread that cannot start leaves the input out until a later loss retries.
-            let _ = self.warm_up(i);
+        };
+        match handed.recv_timeout(wait) {
+            Ok(Handover {
+                mut session,
+                packets,
+            }) => {
+                let mut warm = self.warm[i].take()?;
+                // Its interrupt is the session's now: not to be tripped on drop.
+                warm.signals = None;
+                session.catch_up_until = last_video_pts(&packets, session.video.index);
+                session.pending = packets;
+                self.active = i;
+                self.counters[i].activate();
+                Some(session)
+            }
+            Err(RecvTimeoutError::Timeout) => None, // asked: it answers at a later packet
+            Err(RecvTimeoutError::Disconnected) => {
+                warm.asked = None; // declined: asked again next time
+                None
+            }
         }
-        None
+    }
+
+    /// Aborts input `i`'s warm thread and starts a new one (one that cannot start leaves
+    /// the input out until a later loss retries).
+    fn rewarm(&mut self, i: usize) {
+        self.warm[i] = None;
+        let _ = self.warm_up(i);
+    }
+
+    /// True when some warm input is connected and has kept a keyframe, fresh or not (one
+    /// that a moment's wait may make healthy).
+    fn some_connected(&self) -> bool {
+        self.warm
+            .iter()
+            .flatten()
+            .any(|w| w.health.lock().since.is_some())
     }
 
     /// Starts input `i`'s warm thread.
@@ -221,6 +278,7 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
         self.warm[i] = Some(Warm {
             health,
             take,
+            asked: None,
             signals: Some(signals),
         });
         Ok(())
@@ -336,10 +394,10 @@ impl WarmBody {
     }
 }
 
-/// Moves a stream with backups to its next input: the primary when it is back (`lost` is
-/// `None`), else (the active input was lost) the first healthy input, waiting for one up to
-/// the recovery policy's longest outage (in `Error` meanwhile). `None` when a stop came
-/// first.
+/// Moves a stream with backups to its next input: the primary taken over for a switch back
+/// (`lost` is `None`), else (the active input was lost) the first healthy input, waiting for
+/// one up to the recovery policy's longest outage (in `Error` once none is connected, or
+/// none took over within the loss delay). `None` when a stop came first.
 pub(crate) fn failover(
     decode: &DecodeLoop,
     inputs: &mut Inputs,
@@ -347,22 +405,23 @@ pub(crate) fn failover(
     lost: Option<Error>,
     publisher: &Publisher,
 ) -> Result<Option<Session>, Error> {
-    let from = inputs.active();
     let signals = decode.signals();
     if lost.is_none() {
-        if let Some((to, next)) = inputs.take_healthy(true) {
+        if let Some((from, next)) = inputs.switching_back.take() {
             inputs.leave(from, false)?;
-            let names = (inputs.name(from), inputs.name(to));
-            publisher.input_switched(names, from, to, "the primary is back");
+            let names = (inputs.name(from), inputs.name(0));
+            publisher.input_switched(names, from, 0, "the primary is back");
             return Ok(Some(next));
         }
     }
+    let from = inputs.active();
     inputs.leave(from, true)?;
     let why = lost.as_ref().map_or_else(
-        || "the primary went away again".to_owned(),
+        || "the switch back found no input".to_owned(),
         ToString::to_string,
     );
-    let deadline = std::time::Instant::now() + decode.max_outage();
+    let started = std::time::Instant::now();
+    let deadline = started + decode.max_outage();
     let mut told = false;
     loop {
         if signals.abort_requested() {
@@ -371,7 +430,7 @@ pub(crate) fn failover(
         if signals.stop_requested() {
             return Ok(None);
         }
-        if let Some((to, next)) = inputs.take_healthy(false) {
+        if let Some((to, next)) = inputs.take_healthy() {
             log::warn!(
                 "stream {}: input {from} lost ({why}); input {to} takes over",
                 decode.id()
@@ -379,16 +438,16 @@ pub(crate) fn failover(
             publisher.input_switched((inputs.name(from), inputs.name(to)), from, to, &why);
             return Ok(Some(next));
         }
-        if !told {
-            // No input to take over: the stream is down until one is healthy.
+        // A connected input may only be late (a loaded machine, a source's burst): the
+        // stream is down once none is connected, or none took over within the loss delay.
+        if !told && (!inputs.some_connected() || started.elapsed() >= inputs.loss_after) {
             if let Some(e) = &lost {
                 supervisor.input_lost(e.clone());
             }
             told = true;
         }
         if std::time::Instant::now() >= deadline {
-            // Every input gone past the longest outage (the primary left again while
-            // switching back).
+            // Every input gone past the longest outage.
             return Err(lost.unwrap_or_else(|| super::errors::stalled(decode.config())));
         }
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -489,8 +489,12 @@ fn decode_with_recovery(
     publisher: &Publisher,
 ) -> Result<Ending, Error> {
     loop {
-        let result =
-            decode.run_session(&mut session, audio.as_mut(), supervisor, inputs.as_deref());
+        let result = decode.run_session(
+            &mut session,
+            audio.as_mut(),
+            supervisor,
+            inputs.as_deref_mut(),
+        );
         // Close the old connection before opening a new one.
         drop(session);
         if let Some(inputs) = inputs.as_deref_mut() {
