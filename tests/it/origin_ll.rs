@@ -286,7 +286,9 @@ fn latency_report() {
         ("hls.js, normal HLS", false, Kind::Hls),
         ("dash.js, normal DASH", false, Kind::Dash),
     ];
-    for (name, low_latency, kind) in runs {
+    // SV_ONLY: measure only the runs whose name contains it.
+    let only = std::env::var("SV_ONLY").unwrap_or_default();
+    for (name, low_latency, kind) in runs.into_iter().filter(|r| r.0.contains(&only)) {
         let p = run(low_latency, kind);
         println!(
             "{name}: latency p50 {:.2} s, p95 {:.2} s; {} waiting events, {:.2} s stalled",
