@@ -73,8 +73,9 @@ soak: deps
 filler-cost: deps
 	$(CARGO) test --release --test it filler_cpu_cost -- --ignored --exact live_fill::filler_cpu_cost --nocapture
 
-# Glass-to-glass latency of hls.js on a live 720p source: LL-HLS via the origin against
-# the normal ladder (printed).
+# Glass-to-glass latency of hls.js and dash.js on a live 720p source: LL-HLS and LL-DASH
+# via the origin against the normal ladder (printed). SV_PART=0.25 measures another part
+# target; SV_ONLY=LL-HLS only the runs whose name contains it.
 latency: deps
 	$(CARGO) test --release --test it latency_report -- --ignored --exact origin_ll::latency_report --nocapture
 
