@@ -74,6 +74,20 @@ pub struct VideoProbe {
     pub frames: u64,
 }
 
+/// The frames each variant of a stream that ended should have encoded: every decoded frame
+/// but those the live clock skipped to begin (or resume) at the live edge, which is more on
+/// a loaded machine, with the frames the clock added (repeats, the filler, the last picture
+/// held over a gap). For a file, or a live stream with `InputLoss::Stop`, the frames
+/// decoded.
+pub fn frames_to_encode(stats: &streamvisor::StreamStats) -> u64 {
+    let clock = &stats.live_clock;
+    assert!(
+        clock.stale_frames <= 90,
+        "more than 3 s skipped as stale: {clock:?}"
+    );
+    stats.frames_in - clock.stale_frames + clock.frames_repeated + clock.filler_frames
+}
+
 pub fn probe_video(path: &Path) -> VideoProbe {
     let v = ffprobe_json(
         path,
