@@ -149,6 +149,11 @@ struct Args {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     part: Option<Duration>,
 
+    /// The latency low-latency DASH players aim at, in seconds, glass to glass [default:
+    /// four parts]; another part or two keeps a busy machine's viewers from stalling
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    dash_target: Option<Duration>,
+
     /// A backup source for a live INPUT (repeatable, in order of preference): kept warm,
     /// switched to when INPUT sends nothing for --fill-after, and back when INPUT has been
     /// healthy for 5 s
@@ -298,6 +303,9 @@ fn run(args: Args) -> Result<(), String> {
     profile = profile.with_container(container).with_dash(args.dash);
     if args.low_latency || args.part.is_some() {
         profile = profile.with_parts(args.part.unwrap_or(Duration::from_millis(334)));
+    }
+    if let Some(target) = args.dash_target {
+        profile = profile.with_dash_target_latency(target);
     }
     if let Some(p) = &args.preset {
         profile = profile.with_preset(p);

@@ -291,6 +291,13 @@ pub struct AbrProfile {
     /// `EXT-X-SERVER-CONTROL:PART-HOLD-BACK`); whole segments are still listed, so players
     /// without low-latency support play the same playlist. On-demand output has no parts.
     pub part_duration: Option<Duration>,
+    /// Low-latency DASH (parts with [`AbrProfile::dash`], live): the latency the manifest
+    /// tells players to aim at (`ServiceDescription` `Latency@target`, glass to glass, and
+    /// `suggestedPresentationDelay`); default four parts (1.336 s with 0.334 s parts, at
+    /// least 1 s). A player holds about this minus the pipeline's delay in its buffer: a
+    /// busy machine (a slower encode, a later chunk) wants another part or two. At least
+    /// two parts, at most 30 s.
+    pub dash_target_latency: Option<Duration>,
 }
 
 impl AbrProfile {
@@ -305,6 +312,7 @@ impl AbrProfile {
             container: Container::MpegTs,
             dash: false,
             part_duration: None,
+            dash_target_latency: None,
         }
     }
 
@@ -375,6 +383,13 @@ impl AbrProfile {
         self
     }
 
+    /// Low-latency DASH players aim at `target` behind the capture clock (see
+    /// [`AbrProfile::dash_target_latency`]).
+    pub fn with_dash_target_latency(mut self, target: Duration) -> Self {
+        self.dash_target_latency = Some(target);
+        self
+    }
+
     /// Sets the video codec of every variant.
     pub fn with_codec(mut self, codec: VideoCodec) -> Self {
         for v in &mut self.variants {
@@ -430,6 +445,19 @@ impl AbrProfile {
                     "profile.part_duration",
                     format!("{part} s is outside 0.2..=1 s or over half a segment ({seg} s)"),
                 ));
+            }
+        }
+        if let Some(target) = self.dash_target_latency.map(|t| t.as_secs_f64()) {
+            let field = "profile.dash_target_latency";
+            let Some(part) = self.part_duration.map(|p| p.as_secs_f64()) else {
+                return Err(Error::config(
+                    field,
+                    "needs low-latency parts (part_duration)",
+                ));
+            };
+            if !(2.0 * part..=30.0).contains(&target) {
+                let why = format!("{target} s is outside two parts ({} s)..=30 s", 2.0 * part);
+                return Err(Error::config(field, why));
             }
         }
         let jump = self.timestamp_jump.as_secs_f64();

@@ -106,6 +106,8 @@ struct ProfileSpec {
     dash: Option<bool>,
     #[serde(default, deserialize_with = "human_opt")]
     part_duration: Option<Duration>,
+    #[serde(default, deserialize_with = "human_opt")]
+    dash_target_latency: Option<Duration>,
 }
 
 impl ProfileSpec {
@@ -127,6 +129,7 @@ impl ProfileSpec {
         p.container = self.container.unwrap_or(p.container);
         p.dash = self.dash.unwrap_or(p.dash);
         p.part_duration = self.part_duration.or(p.part_duration);
+        p.dash_target_latency = self.dash_target_latency.or(p.dash_target_latency);
         Ok(p)
     }
 }

@@ -205,3 +205,33 @@ fn a_toml_file_reads_the_same() {
     assert_eq!(c.playlist_mode(), PlaylistMode::Vod);
     assert_eq!(c.recovery().reconnect, Reconnect::Never);
 }
+
+#[test]
+fn a_low_latency_dash_target_reads_from_a_file_and_is_bounded_by_its_parts() {
+    let config = |profile: &str| {
+        let json = format!(
+            r#"{{"id": "a", "source": "rtmp://127.0.0.1/live/a", "output_dir": "o",
+                 "playlist_mode": "live", "profile": {profile}}}"#
+        );
+        serde_json::from_str::<StreamConfig>(&json)
+    };
+    let ll = r#""container": "fmp4", "dash": true, "part_duration": "334ms""#;
+    let read = config(&format!(r#"{{{ll}, "dash_target_latency": "1700ms"}}"#)).unwrap();
+    let built = AbrProfile::standard()
+        .with_container(Container::Fmp4)
+        .with_dash(true)
+        .with_parts(Duration::from_millis(334))
+        .with_dash_target_latency(Duration::from_millis(1700));
+    assert_eq!(read.profile(), &built);
+    for profile in [
+        r#"{"dash_target_latency": "2s"}"#.to_owned(),
+        format!(r#"{{{ll}, "dash_target_latency": "600ms"}}"#),
+        format!(r#"{{{ll}, "dash_target_latency": "31s"}}"#),
+    ] {
+        let message = config(&profile).unwrap_err().to_string();
+        assert!(
+            message.starts_with("invalid config: profile.dash_target_latency: "),
+            "{profile}: {message}"
+        );
+    }
+}

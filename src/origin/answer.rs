@@ -25,6 +25,9 @@ pub(crate) struct Request {
     pub msn: Option<u64>,
     pub part: Option<u64>,
     pub skip: bool,
+    /// Why its LL-HLS directives are malformed (a value that is no sequence number, a part
+    /// without a segment): a playlist request answers 400 with it.
+    pub malformed: Option<&'static str>,
     /// The client asked to close the connection after the answer.
     pub close: bool,
     /// Its `Host` header (the origin's address as the client knows it).
@@ -41,16 +44,31 @@ impl Request {
             msn: None,
             part: None,
             skip: false,
+            malformed: None,
             close,
             host: None,
         };
         for kv in query.split('&') {
             match kv.split_once('=') {
-                Some(("_HLS_msn", v)) => r.msn = v.parse().ok(),
-                Some(("_HLS_part", v)) => r.part = v.parse().ok(),
+                Some(("_HLS_msn", v)) => {
+                    r.msn = v.parse().ok();
+                    if r.msn.is_none() {
+                        r.malformed = Some("_HLS_msn is not a media sequence number");
+                    }
+                }
+                Some(("_HLS_part", v)) => {
+                    r.part = v.parse().ok();
+                    if r.part.is_none() {
+                        r.malformed = Some("_HLS_part is not a part index");
+                    }
+                }
                 Some(("_HLS_skip", v)) => r.skip = v == "YES" || v == "v2",
                 _ => {}
             }
+        }
+        if r.part.is_some() && r.msn.is_none() && r.malformed.is_none() {
+            // RFC 8216bis 6.2.5.2: a server MUST answer 400 then.
+            r.malformed = Some("_HLS_part without _HLS_msn");
         }
         r
     }
@@ -205,9 +223,19 @@ pub(crate) fn served_manifest(body: &[u8], host: Option<&str>) -> String {
 /// (at most three target durations, then 503), or refused (400) for a segment more than
 /// two ahead. Served with the blocking reload and delta updates advertised.
 fn playlist(files: &Files, req: &Request, state: &PlaylistState) -> Answer {
+    if let Some(why) = req.malformed {
+        return Answer::Now(error(400, why));
+    }
     if let Some(msn) = req.msn {
         if !state.ended && msn > state.open_msn + 1 {
             return Answer::Now(error(400, "_HLS_msn is more than two segments ahead"));
+        }
+        if !state.ended
+            && req
+                .part
+                .is_some_and(|p| parts_ahead(state, msn, p) > advance_part_limit(state))
+        {
+            return Answer::Now(error(400, "_HLS_part is beyond the advance part limit"));
         }
         if !state.holds(msn, req.part) {
             let wait = Duration::from_secs_f64(3.0 * state.target.max(1.0));
@@ -233,6 +261,34 @@ fn playlist(files: &Files, req: &Request, state: &PlaylistState) -> Answer {
         cache_control: "no-cache",
         body: Arc::new(text.into_bytes()),
     })
+}
+
+/// How many parts part `part` of segment `msn` is ahead of the newest listed (counting a
+/// segment as the parts the last whole one had, or the target durations' ratio; 0 when it
+/// is listed or behind).
+fn parts_ahead(state: &PlaylistState, msn: u64, part: u64) -> u64 {
+    let nominal = state
+        .part_target
+        .map_or(1, |p| (state.target / p).ceil() as u64);
+    let per_segment = match state.last_parts {
+        0 => nominal,
+        n => n,
+    };
+    let per_segment = per_segment.max(state.open_parts).max(1);
+    let asked = msn.saturating_mul(per_segment).saturating_add(part);
+    let listed = state.open_msn.saturating_mul(per_segment) + state.open_parts;
+    asked.saturating_add(1).saturating_sub(listed)
+}
+
+/// RFC 8216bis's Advance Part Limit: three part targets' worth of parts (three seconds'
+/// worth below one second).
+fn advance_part_limit(state: &PlaylistState) -> u64 {
+    let part = state.part_target.unwrap_or(1.0);
+    if part < 1.0 {
+        (3.0 / part).ceil() as u64
+    } else {
+        3
+    }
 }
 
 /// `EXT-X-RENDITION-REPORT`s of the other low-latency media playlists beside `path` (in the
@@ -386,6 +442,34 @@ mod tests {
 
     fn get(target: &str) -> Request {
         Request::new("GET", target, false)
+    }
+
+    #[test]
+    fn malformed_directives_and_parts_past_the_advance_limit_are_refused() {
+        let f = files();
+        let status = |t: &str| match answer(&f, &get(t)) {
+            Answer::Now(r) => r.status,
+            Answer::Wait(..) => 0,
+            Answer::Stream(_) => 1,
+        };
+        for bad in [
+            "_HLS_part=1",
+            "_HLS_msn=abc",
+            "_HLS_msn=-1",
+            "_HLS_msn=99999999999999999999",
+            "_HLS_msn=10&_HLS_part=x",
+            "_HLS_msn=10&_HLS_part=",
+            // The limit: 3 s of 0.334 s parts (9) past the newest listed (10.0).
+            "_HLS_msn=10&_HLS_part=10",
+            "_HLS_msn=11&_HLS_part=7",
+        ] {
+            assert_eq!(status(&format!("/a/index.m3u8?{bad}")), 400, "{bad}");
+        }
+        for held in ["_HLS_msn=10&_HLS_part=9", "_HLS_msn=11&_HLS_part=6"] {
+            assert_eq!(status(&format!("/a/index.m3u8?{held}")), 0, "{held}");
+        }
+        // Directives mean nothing to a segment request.
+        assert_eq!(status("/a/seg_00010.0.m4s?_HLS_msn=abc"), 200);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! - **Blocking playlist reload**: `index.m3u8?_HLS_msn=N&_HLS_part=P` is answered when
 //!   the playlist holds part `P` of segment `N` (or segment `N` without `_HLS_part`), at
 //!   most three target durations later (then 503); a segment more than two ahead of the
-//!   last listed is refused (400).
+//!   last listed, a part past the Advance Part Limit (three seconds' worth), `_HLS_part`
+//!   without `_HLS_msn` and a value that is not a number are refused (400, with why).
 //! - **Blocking part requests**: the part a playlist's `EXT-X-PRELOAD-HINT` names is
 //!   answered as soon as it is written.
 //! - **Delta updates**: `_HLS_skip=YES` replaces the segments older than six target

@@ -23,6 +23,8 @@ pub(crate) struct PlaylistState {
     pub last_parts: u64,
     /// `#EXT-X-TARGETDURATION`, seconds.
     pub target: f64,
+    /// `#EXT-X-PART-INF`'s `PART-TARGET`, seconds.
+    pub part_target: Option<f64>,
     /// `#EXT-X-PRELOAD-HINT`'s URI, in the playlist's directory.
     pub hint: Option<String>,
     /// It has parts (`#EXT-X-PART-INF`).
@@ -40,6 +42,7 @@ impl PlaylistState {
             open_parts: 0,
             last_parts: 0,
             target: 0.0,
+            part_target: None,
             hint: None,
             low_latency: false,
             ended: false,
@@ -51,8 +54,11 @@ impl PlaylistState {
                 state.target = v.parse().ok()?;
             } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
                 first = Some(v.parse::<u64>().ok()?);
-            } else if line.starts_with("#EXT-X-PART-INF:") {
+            } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
                 state.low_latency = true;
+                state.part_target = attribute(v, "PART-TARGET")
+                    .and_then(|t| t.parse().ok())
+                    .filter(|t: &f64| *t > 0.0);
             } else if line.starts_with("#EXT-X-PART:") {
                 state.open_parts += 1;
             } else if let Some(v) = line.strip_prefix("#EXT-X-PRELOAD-HINT:") {

@@ -400,12 +400,13 @@ fn publisher(config: &StreamConfig, sink: Arc<dyn SegmentSink>, shape: &Shape) -
             .then(|| output::earlier_dash_runs(&*sink))
             .flatten();
         let part = profile.part_duration.map(|p| p.as_secs_f64());
+        let target = profile.dash_target_latency.map(|t| t.as_secs_f64());
         DashWriter::new(
             sink.clone(),
             video.chain(audio).collect(),
             window,
             seg,
-            part,
+            part.map(|part| (part, target)),
             earlier,
         )
     });

@@ -55,10 +55,24 @@ pub fn start_live(
     dir: &std::path::Path,
     dash: bool,
 ) -> Stream<Running> {
-    let profile = live_profile(&["240p"])
+    start_live_with(origin, server, dir, ll_profile(dash))
+}
+
+/// A 240p low-latency CMAF ladder with parts of [`PART`], and a DASH manifest if `dash`.
+pub fn ll_profile(dash: bool) -> streamvisor::AbrProfile {
+    live_profile(&["240p"])
         .with_container(Container::Fmp4)
         .with_dash(dash)
-        .with_parts(Duration::from_secs_f64(PART));
+        .with_parts(Duration::from_secs_f64(PART))
+}
+
+/// [`start_live`] with `profile`.
+pub fn start_live_with(
+    origin: &Origin,
+    server: &LiveServer,
+    dir: &std::path::Path,
+    profile: streamvisor::AbrProfile,
+) -> Stream<Running> {
     let config = StreamConfig::builder("llstream", server.url(), dir.join("out"))
         .profile(profile)
         .playlist_mode(PlaylistMode::Live)

@@ -113,7 +113,7 @@ v.muted = true;
 const S = window.__sv = {
   started: false, fatal: false, errors: [], levels: [], rendered: null, played: 0,
   levelSeconds: {}, heights: [], select: null, sourceBuffers: [], waiting: 0, stalled: 0,
-  latency: [],
+  latency: [], waitingAt: [],
 };
 // Live latency, glass to glass: the wall clock minus the program date-time of the frame on
 // screen (hls.js playingDate; dash.js's own live latency), sampled while playing.
@@ -125,7 +125,15 @@ setInterval(() => {
   if (typeof l === 'number' && Number.isFinite(l) && l > 0) S.latency.push(l);
 }, 250);
 // Stalls once playing: the element's own 'waiting' events, and the playhead standing still.
-v.addEventListener('waiting', () => { if (S.started) S.waiting++; });
+// Each one's moment (seconds played) and the media buffered ahead of the playhead then.
+v.addEventListener('waiting', () => {
+  if (!S.started) return;
+  S.waiting++;
+  const b = v.buffered, t = v.currentTime;
+  let ahead = 0;
+  for (let i = 0; i < b.length; i++) if (b.start(i) <= t + 0.1 && b.end(i) > t) ahead = b.end(i) - t;
+  S.waitingAt.push({ played: Number(S.played.toFixed(2)), ahead: Number(ahead.toFixed(3)) });
+});
 let still = 0;
 // The types the player really gave MSE (the codecs it took from the playlist or the init
 // segment), whatever the player.
@@ -319,7 +327,7 @@ async function run(o) {
   const pageErrors = [];
   const out = {
     ok: false, reason: null, kind: o.kind, live: o.live, levels: [], heights_seen: [], source_buffers: [], played_seconds: 0,
-    waiting_events: 0, stalled_seconds: 0,
+    waiting_events: 0, waiting_at: [], stalled_seconds: 0,
     errors: [], fatal: false, supported: {}, browser: browser.version(), elapsed_s: 0,
   };
   try {
@@ -338,6 +346,7 @@ async function run(o) {
         started: S.started, fatal: S.fatal, levels: S.levels, rendered: S.rendered,
         played: S.played, levelSeconds: S.levelSeconds, heights: S.heights, errors: S.errors,
         sourceBuffers: S.sourceBuffers, waiting: S.waiting, stalled: S.stalled, latency: S.latency,
+        waitingAt: S.waitingAt,
         t: v.currentTime, duration: v.duration, ended: v.ended, paused: v.paused,
       };
     }), 10000, 'reading the page state');
@@ -398,6 +407,7 @@ async function run(o) {
     out.source_buffers = s.sourceBuffers;
     out.played_seconds = Number(s.played.toFixed(3));
     out.waiting_events = s.waiting;
+    out.waiting_at = s.waitingAt;
     const sorted = [...(s.latency || [])].sort((a, b) => a - b);
     const at = q => sorted.length ? Number(sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))].toFixed(3)) : null;
     out.latency_p50 = at(0.5);

@@ -39,6 +39,8 @@ pub(crate) struct DashWriter {
     segment_secs: f64,
     /// Live with parts: the chunk duration, seconds (a low-latency manifest).
     part_secs: Option<f64>,
+    /// The low-latency players' target latency, seconds (default four parts).
+    target_latency: Option<f64>,
     state: Mutex<DashState>,
 }
 
@@ -79,13 +81,14 @@ struct DashState {
 
 impl DashWriter {
     /// A manifest over these representations (segments empty; codecs filled in as they
-    /// become known), written through `sink`; live, after the `earlier` runs it carries on.
+    /// become known), written through `sink`; live, after the `earlier` runs it carries on;
+    /// `parts`: the chunk duration and the players' target latency, when low latency.
     pub fn new(
         sink: Arc<dyn SegmentSink>,
         reps: Vec<Representation>,
         live_window: Option<usize>,
         segment_secs: f64,
-        part_secs: Option<f64>,
+        parts: Option<(f64, Option<f64>)>,
         earlier: Option<EarlierRuns>,
     ) -> Self {
         let earlier = earlier.filter(|_| live_window.is_some());
@@ -98,7 +101,8 @@ impl DashWriter {
             writer: LatestWriter::new(DASH_MANIFEST),
             live_window,
             segment_secs,
-            part_secs: part_secs.filter(|_| live_window.is_some()),
+            part_secs: parts.map(|p| p.0).filter(|_| live_window.is_some()),
+            target_latency: parts.and_then(|p| p.1),
             state: Mutex::new(DashState {
                 first_start: vec![None; reps.len()],
                 open: vec![None; reps.len()],
@@ -381,7 +385,7 @@ impl DashWriter {
         // and players aim at about four chunks behind the live edge.
         let low_latency = self.part_secs.filter(|_| live).map(|part| LowLatency {
             availability_time_offset: (seg - part).max(0.0),
-            target_latency: (4.0 * part).max(1.0),
+            target_latency: self.target_latency.unwrap_or_else(|| (4.0 * part).max(1.0)),
         });
         let mut kind = match (live_start, self.live_window) {
             (Some(availability_start), Some(window)) => Kind::Dynamic {
