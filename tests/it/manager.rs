@@ -232,13 +232,16 @@ fn capacity_and_ids_come_back_however_streams_end() {
     m.create_stream(small("live", dir.path(), None)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     // A stream leaves the list when its retirement starts and frees its allocation when
-    // its threads are done: wait for both.
-    while m.list().len() > 1 || m.pool_usage().allocations > 1 {
+    // its threads are done; its finished hook runs on the hook thread, maybe later still:
+    // wait for all three.
+    while m.list().len() > 1 || m.pool_usage().allocations > 1 || finished.lock().unwrap().len() < 3
+    {
         assert!(
             Instant::now() < deadline,
-            "streams were not reaped: {:?} {:?}",
+            "streams were not reaped: {:?} {:?} {:?}",
             m.list(),
-            m.pool_usage()
+            m.pool_usage(),
+            finished.lock().unwrap()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
