@@ -151,9 +151,13 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
         if self.active == 0 || self.switching_back.is_some() {
             return self.switching_back.is_some();
         }
-        let due = self
-            .healthy_for(0)
-            .is_some_and(|d| d >= self.switch_back_after);
+        // Once asked, its answer is taken whenever it comes (its thread ends with it, so
+        // its health stops moving).
+        let asked = self.warm[0].as_ref().is_some_and(|w| w.asked.is_some());
+        let due = asked
+            || self
+                .healthy_for(0)
+                .is_some_and(|d| d >= self.switch_back_after);
         if !due {
             return false;
         }
