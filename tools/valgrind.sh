@@ -59,6 +59,26 @@ if grep -qE "ERROR SUMMARY: [1-9]" "$WORK/transcode-live.log"; then
   echo "valgrind: memcheck errors in the live transcode (see $WORK)"; exit 1
 fi
 
+echo "== transcode with a warm backup: the primary goes away, the backup takes over (memcheck)"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+primary=$(free_port); backup=$(free_port)
+for spec in "$primary:3" "$backup:10"; do
+  ffmpeg -hide_banner -loglevel error -re -f lavfi -i "testsrc2=size=320x180:rate=15:duration=${spec#*:}" \
+    -f lavfi -i "sine=duration=${spec#*:}" -c:v libx264 -preset ultrafast -g 15 -c:a aac \
+    -f mpegts "tcp://127.0.0.1:${spec%:*}?listen=1" &
+done
+sleep 1
+timeout --signal=INT 25 "${VG[@]}" --log-file="$WORK/transcode-backup.log" \
+  target/release/examples/transcode "tcp://127.0.0.1:$primary" --backup "tcp://127.0.0.1:$backup" \
+  --out "$WORK/backup" --ladder 240p --preset ultrafast --fill-after 1 --json \
+  >"$WORK/transcode-backup.out" 2>&1 || true
+wait || true
+grep -E "ERROR SUMMARY|definitely lost|Invalid" "$WORK/transcode-backup.log" || true
+grep -q "InputSwitched\|input_switched\|takes over" "$WORK/transcode-backup.out" \
+  && echo "the backup took over" || echo "note: no switch seen in $WORK/transcode-backup.out"
+if grep -qE "ERROR SUMMARY: [1-9]" "$WORK/transcode-backup.log"; then
+  echo "valgrind: memcheck errors in the backup transcode (see $WORK)"; exit 1
+fi
 exe=$(ls -t target/release/deps/it-* | grep -v '\.d$' | head -1)
 # Memcheck's verdict is what counts here: at valgrind's 20-50x slowdown a few tests'
 # latency assertions cannot hold, so test failures are shown but do not fail the target.
