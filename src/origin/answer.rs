@@ -51,16 +51,14 @@ impl Request {
         for kv in query.split('&') {
             match kv.split_once('=') {
                 Some(("_HLS_msn", v)) => {
-                    r.msn = v.parse().ok();
-                    if r.msn.is_none() {
-                        r.malformed = Some("_HLS_msn is not a media sequence number");
-                    }
+                    r.msn = number(
+                        v,
+                        "_HLS_msn is not a media sequence number",
+                        &mut r.malformed,
+                    );
                 }
                 Some(("_HLS_part", v)) => {
-                    r.part = v.parse().ok();
-                    if r.part.is_none() {
-                        r.malformed = Some("_HLS_part is not a part index");
-                    }
+                    r.part = number(v, "_HLS_part is not a part index", &mut r.malformed);
                 }
                 Some(("_HLS_skip", v)) => r.skip = v == "YES" || v == "v2",
                 _ => {}
@@ -72,6 +70,16 @@ impl Request {
         }
         r
     }
+}
+
+/// A directive's value as a number; `None`, with `why` as the request's fault, when it is
+/// not one.
+fn number(value: &str, why: &'static str, malformed: &mut Option<&'static str>) -> Option<u64> {
+    let n = value.parse().ok();
+    if n.is_none() {
+        *malformed = Some(why);
+    }
+    n
 }
 
 /// A response: status, headers that depend on the file, and the body.

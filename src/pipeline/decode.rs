@@ -108,11 +108,6 @@ impl<'a> DecodeLoop<'a> {
         self.signals
     }
 
-    /// The stream's config.
-    pub fn config(&self) -> &StreamConfig {
-        self.config
-    }
-
     /// The stream's id.
     pub fn id(&self) -> &str {
         self.config.id()
@@ -252,9 +247,9 @@ impl<'a> DecodeLoop<'a> {
                     continue;
                 }
                 r => {
-                    let stall = interrupt.timed_out();
-                    let stall =
-                        stall.then(|| stalled_read(self.config, inputs.as_deref(), read_timeout));
+                    let stall = interrupt
+                        .timed_out()
+                        .then(|| stalled_read(self.config, inputs.as_deref(), read_timeout));
                     let end = match r {
                         Err(e) => self.read_failure(session, e, stall),
                         _ => Some(self.end_of_source(session, stall)),

@@ -46,10 +46,7 @@ pub(crate) fn invalid_input(config: &StreamConfig, reason: String, code: Option<
 
 /// No data from the source within the read timeout.
 pub(crate) fn stalled(config: &StreamConfig) -> Error {
-    Error::SourceStalled {
-        url: redact_url(config.source()).into_owned(),
-        timeout: config.io_timeout(),
-    }
+    stalled_read(config, None, config.io_timeout())
 }
 
 /// The error of a read that had nothing for `timeout`, naming the input it waited on (a

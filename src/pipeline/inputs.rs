@@ -144,21 +144,20 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
 
     /// Asked at every packet while a backup plays: once the primary has been healthy for
     /// `switch_back_after`, asks its thread for its session, and true once it came (the
-    /// decode loop ends the backup's session then, and [`failover`] goes on with the
+    /// decode loop ends the backup's session then, and [`switch_back`] goes on with the
     /// primary's). The backup plays on until then: a switch back never leaves the stream
     /// without an input, and the decode loop never waits for the handover.
     pub fn take_primary_when_due(&mut self) -> bool {
-        if self.active == 0 || self.switching_back.is_some() {
-            return self.switching_back.is_some();
+        if self.switching_back.is_some() {
+            return true;
         }
         // Once asked, its answer is taken whenever it comes (its thread ends with it, so
         // its health stops moving).
-        let asked = self.warm[0].as_ref().is_some_and(|w| w.asked.is_some());
-        let due = asked
+        let due = self.asked(0)
             || self
                 .healthy_for(0)
                 .is_some_and(|d| d >= self.switch_back_after);
-        if !due {
+        if self.active == 0 || !due {
             return false;
         }
         let from = self.active;
@@ -191,13 +190,17 @@ impl<'scope, 'env> Inputs<'scope, 'env> {
     /// makes it the active one; `None` when none is healthy or none handed over in time.
     fn take_healthy(&mut self) -> Option<(usize, Session)> {
         // An input asked before may have answered since, healthy now or not.
-        let asked = |w: &Option<Warm>| w.as_ref().is_some_and(|w| w.asked.is_some());
         let candidates: Vec<usize> = (0..self.warm.len())
-            .filter(|&i| asked(&self.warm[i]) || self.healthy_for(i).is_some())
+            .filter(|&i| self.asked(i) || self.healthy_for(i).is_some())
             .collect();
         candidates
             .into_iter()
             .find_map(|i| Some((i, self.take(i, HANDOVER)?)))
+    }
+
+    /// Warm input `i` was asked for its session and has not answered (or its answer waits).
+    fn asked(&self, i: usize) -> bool {
+        self.warm[i].as_ref().is_some_and(|w| w.asked.is_some())
     }
 
     /// Asks warm input `i` for its session (unless it was asked already) and waits up to
@@ -398,32 +401,34 @@ impl WarmBody {
     }
 }
 
-/// Moves a stream with backups to its next input: the primary taken over for a switch back
-/// (`lost` is `None`), else (the active input was lost) the first healthy input, waiting for
-/// one up to the recovery policy's longest outage (in `Error` once none is connected, or
-/// none took over within the loss delay). `None` when a stop came first.
+/// Ends a switch back the decode loop made ([`Inputs::take_primary_when_due`]): the
+/// primary's session, taken over while the backup played; the backup goes warm.
+pub(crate) fn switch_back(inputs: &mut Inputs, publisher: &Publisher) -> Result<Session, Error> {
+    let Some((from, next)) = inputs.switching_back.take() else {
+        return Err(Error::Internal {
+            message: "a switch back without the primary's session".to_owned(),
+        });
+    };
+    inputs.leave(from, false)?;
+    let names = (inputs.name(from), inputs.name(0));
+    publisher.input_switched(names, from, 0, "the primary is back");
+    Ok(next)
+}
+
+/// Moves a stream with backups whose active input was `lost` to the first healthy input,
+/// waiting for one up to the recovery policy's longest outage (in `Error` once none is
+/// connected, or none took over within the loss delay). `None` when a stop came first.
 pub(crate) fn failover(
     decode: &DecodeLoop,
     inputs: &mut Inputs,
     supervisor: &mut dyn Supervisor,
-    lost: Option<Error>,
+    lost: Error,
     publisher: &Publisher,
 ) -> Result<Option<Session>, Error> {
     let signals = decode.signals();
-    if lost.is_none() {
-        if let Some((from, next)) = inputs.switching_back.take() {
-            inputs.leave(from, false)?;
-            let names = (inputs.name(from), inputs.name(0));
-            publisher.input_switched(names, from, 0, "the primary is back");
-            return Ok(Some(next));
-        }
-    }
     let from = inputs.active();
     inputs.leave(from, true)?;
-    let why = lost.as_ref().map_or_else(
-        || "the switch back found no input".to_owned(),
-        ToString::to_string,
-    );
+    let why = lost.to_string();
     let started = std::time::Instant::now();
     let deadline = started + decode.max_outage();
     let mut told = false;
@@ -445,14 +450,11 @@ pub(crate) fn failover(
         // A connected input may only be late (a loaded machine, a source's burst): the
         // stream is down once none is connected, or none took over within the loss delay.
         if !told && (!inputs.some_connected() || started.elapsed() >= inputs.loss_after) {
-            if let Some(e) = &lost {
-                supervisor.input_lost(e.clone());
-            }
+            supervisor.input_lost(lost.clone());
             told = true;
         }
         if std::time::Instant::now() >= deadline {
-            // Every input gone past the longest outage.
-            return Err(lost.unwrap_or_else(|| super::errors::stalled(decode.config())));
+            return Err(lost); // every input gone past the longest outage
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

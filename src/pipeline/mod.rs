@@ -45,7 +45,7 @@ use decode::DecodeLoop;
 use errors::encoder_error;
 use fanout::FanOut;
 use feed::{with_clock, Live};
-use inputs::{failover, Inputs};
+use inputs::{failover, switch_back, Inputs};
 use plan::RungPlan;
 use rendition::AudioRendition;
 use rung::{Rung, RungWorker};
@@ -500,9 +500,9 @@ fn decode_with_recovery(
         drop(session);
         if let Some(inputs) = inputs.as_deref_mut() {
             let next = match result {
-                Ok(Ending::Switch) => failover(decode, inputs, supervisor, None, publisher)?,
+                Ok(Ending::Switch) => Some(switch_back(inputs, publisher)?),
                 Err(e) if e.kind() == ErrorKind::SourceIo => {
-                    failover(decode, inputs, supervisor, Some(e), publisher)?
+                    failover(decode, inputs, supervisor, e, publisher)?
                 }
                 other => return other,
             };
