@@ -40,7 +40,8 @@ impl JobKind {
     }
 
     /// The kind a source is by nature: network protocols that only carry live media
-    /// (rtmp, srt, udp, rtp, rtsp, tcp, rist: as the core crate's live sources) are live; files, `lavfi:` and http(s) on-demand
+    /// (rtmp(s), srt, udp, rtp, rtsp, tcp, rist: as the core crate's live sources) are live;
+    /// files, `lavfi:` and http(s) on-demand
     /// (an http source's nature is only known when it opens: say `--live` for one).
     pub fn of_source(source: &str) -> Self {
         let scheme = source.split_once("://").map_or("", |(s, _)| s);

@@ -282,9 +282,33 @@ impl Node {
         Ok(match &self.cfg.output {
             Output::Dir(dir) => Arc::new(FsSink::new(dir.join(id), self.cfg.sync_output)),
             Output::Put(base) => {
-                let url = format!("{}/{id}/", base.trim_end_matches('/'));
+                let url = job_url(base, id);
                 Arc::new(HttpSink::new(&url)?.header(FENCING_HEADER, &epoch.to_string())?)
             }
         })
+    }
+}
+
+/// A job's upload URL under the node's `base`: its directory before a query
+/// (`?token=...`), not after it (where every job would write into the same directory).
+fn job_url(base: &str, id: &str) -> String {
+    let (path, query) = base.split_once('?').map_or((base, ""), |(p, q)| (p, q));
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    format!("{}/{id}/{query}", path.trim_end_matches('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_jobs_directory_goes_before_the_query() {
+        assert_eq!(super::job_url("http://o/hls/", "a"), "http://o/hls/a/");
+        assert_eq!(
+            super::job_url("http://o/hls?tok=x", "a"),
+            "http://o/hls/a/?tok=x"
+        );
     }
 }

@@ -77,25 +77,26 @@ impl Finished {
     }
 }
 
-/// The figures of a stream's statistics worth keeping on its job.
+/// The figures of a stream's statistics worth keeping on its job, from the typed fields
+/// (a field picked by name from the serialized form went missing silently when misnamed):
+/// durations in seconds, frames out per variant.
 fn stats_summary(stats: &streamvisor::StreamStats) -> serde_json::Value {
-    const KEPT: &[&str] = &[
-        "frames_in",
-        "frames_out",
-        "bytes_in",
-        "bytes_out",
-        "media_duration",
-        "cpu_time",
-        "errors",
-        "recoveries",
-        "uptime",
-    ];
-    let all = serde_json::to_value(stats).unwrap_or_default();
-    let kept = KEPT
+    let frames_out: serde_json::Map<String, serde_json::Value> = stats
+        .variants
         .iter()
-        .filter_map(|k| Some(((*k).to_owned(), all.get(*k)?.clone())))
+        .map(|v| (v.name.clone(), v.frames_out.into()))
         .collect();
-    serde_json::Value::Object(kept)
+    serde_json::json!({
+        "frames_in": stats.frames_in,
+        "frames_out": frames_out,
+        "bytes_in": stats.bytes_in,
+        "bytes_out": stats.bytes_out,
+        "media_time": stats.media_time.as_secs_f64(),
+        "cpu_time": stats.cpu_time.as_secs_f64(),
+        "errors": stats.errors,
+        "recoveries": stats.recoveries,
+        "uptime": stats.uptime.as_secs_f64(),
+    })
 }
 
 impl Node {
@@ -211,7 +212,11 @@ impl Node {
 
     /// Records a running job's stream state.
     fn note(&mut self, id: &str, epoch: u64, state: Option<StreamState>) {
-        let Some(s) = state else { return };
+        // The final state is the finish script's to write (`completed`, `failed`, ...): a
+        // terminal stream state noted here first would show a moment too early.
+        let Some(s) = state.filter(|s| !s.is_terminal() && *s != StreamState::New) else {
+            return;
+        };
         let noted: redis::RedisResult<i64> = scripts::note()
             .key(self.cfg.keys.job(id))
             .arg(&self.cfg.name)
